@@ -1,0 +1,4 @@
+//! mcgate: an 802.1X-gated multicast access controller for Linux access switches.
+
+pub mod radius;
+pub mod wire;

@@ -1,0 +1,503 @@
+//! The RADIUS client as a sans-IO state machine: identifier allocation per server,
+//! retransmission with backoff, failover across servers with dead-server marking, and
+//! replies matched by server and identifier and verified before anything acts on them.
+//!
+//! One UDP socket per server (connected, so replies from any other address or port
+//! never reach it); the transport feeds datagrams in with the server's index.
+
+use super::{attr, encode_raw, sign_request, verify_reply, Code, Packet, ReplyError};
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub addr: SocketAddr,
+    pub secret: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Wait for the first reply; doubled on each retransmission (capped at 8x).
+    pub timeout: Duration,
+    /// Retransmissions to one server before failing over to the next.
+    pub retries: u32,
+    /// How long a server that did not answer is skipped while others remain.
+    pub dead_time: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { timeout: Duration::from_secs(1), retries: 2, dead_time: Duration::from_secs(30) }
+    }
+}
+
+/// An attribute of a request to be built; values that depend on the server (its
+/// secret) are encoded per transmission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attr {
+    Bytes(u8, Vec<u8>),
+    U32(u8, u32),
+    /// RFC 2865 5.2, hidden with the server's secret.
+    UserPassword(Vec<u8>),
+}
+
+/// What the caller wants sent; the client adds Message-Authenticator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub code: Code,
+    pub attrs: Vec<Attr>,
+}
+
+pub type Token = u64;
+
+#[derive(Debug)]
+pub enum Output {
+    Transmit { server: usize, bytes: Vec<u8> },
+    /// A verified reply. `packet` is decoded by the `radius` crate.
+    Reply { token: Token, server: usize, packet: Packet, rtt: Duration },
+    /// No server answered within its retries.
+    Failed { token: Token },
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Stats {
+    pub requests: u64,
+    pub retransmissions: u64,
+    pub failovers: u64,
+    pub failures: u64,
+    pub replies: u64,
+    pub replies_unknown_id: u64,
+    pub replies_malformed: u64,
+    pub replies_bad_authenticator: u64,
+    pub replies_missing_message_authenticator: u64,
+    pub replies_bad_message_authenticator: u64,
+    pub replies_unexpected_code: u64,
+    pub server_marked_dead: u64,
+}
+
+#[derive(Debug)]
+struct Pending {
+    token: Token,
+    request: Request,
+    server: usize,
+    id: u8,
+    authenticator: [u8; 16],
+    bytes: Vec<u8>,
+    attempt: u32,
+    servers_tried: usize,
+    deadline: Instant,
+    sent: Instant,
+}
+
+#[derive(Debug)]
+struct ServerState {
+    server: Server,
+    next_id: u8,
+    dead_until: Option<Instant>,
+}
+
+pub struct Client {
+    config: Config,
+    servers: Vec<ServerState>,
+    pending: HashMap<(usize, u8), Pending>,
+    /// Requests waiting for a free identifier (256 outstanding to one server).
+    backlog: VecDeque<(Token, Request)>,
+    outputs: VecDeque<Output>,
+    next_token: Token,
+    pub stats: Stats,
+}
+
+impl Client {
+    pub fn new(config: Config, servers: Vec<Server>) -> Self {
+        Client {
+            config,
+            servers: servers
+                .into_iter()
+                .map(|server| ServerState { server, next_id: rand::random(), dead_until: None })
+                .collect(),
+            pending: HashMap::new(),
+            backlog: VecDeque::new(),
+            outputs: VecDeque::new(),
+            next_token: 1,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn server_addrs(&self) -> Vec<SocketAddr> {
+        self.servers.iter().map(|s| s.server.addr).collect()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len() + self.backlog.len()
+    }
+
+    /// Queues a request; its reply (or failure) comes out of `poll_output` with the token.
+    pub fn send(&mut self, now: Instant, request: Request) -> Token {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.stats.requests += 1;
+        let first = self.preferred_server(now, 0);
+        if !self.transmit_new(now, token, request.clone(), first, 0) {
+            self.backlog.push_back((token, request));
+        }
+        token
+    }
+
+    /// Forgets a request whose answer no longer matters (the supplicant left).
+    pub fn cancel(&mut self, token: Token) {
+        self.pending.retain(|_, p| p.token != token);
+        self.backlog.retain(|(t, _)| *t != token);
+    }
+
+    /// The first live server at or after `from` (in configured order, wrapping), or
+    /// `from` itself when every server is marked dead.
+    fn preferred_server(&self, now: Instant, from: usize) -> usize {
+        let n = self.servers.len();
+        (0..n)
+            .map(|i| (from + i) % n)
+            .find(|&i| self.servers[i].dead_until.is_none_or(|t| t <= now))
+            .unwrap_or(from % n.max(1))
+    }
+
+    fn transmit_new(&mut self, now: Instant, token: Token, request: Request, server: usize, servers_tried: usize) -> bool {
+        let Some(id) = self.allocate_id(server) else { return false };
+        let authenticator: [u8; 16] = rand::random();
+        let secret = &self.servers[server].server.secret;
+        let bytes = encode_request(&request, id, &authenticator, secret);
+        self.outputs.push_back(Output::Transmit { server, bytes: bytes.clone() });
+        self.pending.insert(
+            (server, id),
+            Pending {
+                token,
+                request,
+                server,
+                id,
+                authenticator,
+                bytes,
+                attempt: 0,
+                servers_tried,
+                deadline: now + self.config.timeout,
+                sent: now,
+            },
+        );
+        true
+    }
+
+    fn allocate_id(&mut self, server: usize) -> Option<u8> {
+        let s = &mut self.servers[server];
+        for _ in 0..256 {
+            let id = s.next_id;
+            s.next_id = s.next_id.wrapping_add(1);
+            if !self.pending.contains_key(&(server, id)) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// A datagram arrived on server `server`'s socket.
+    pub fn handle_datagram(&mut self, now: Instant, server: usize, bytes: &[u8]) -> Result<(), ReplyError> {
+        if bytes.len() < super::HEADER_LEN || server >= self.servers.len() {
+            self.stats.replies_malformed += 1;
+            return Err(ReplyError::Malformed);
+        }
+        let Some(p) = self.pending.get(&(server, bytes[1])) else {
+            self.stats.replies_unknown_id += 1;
+            return Err(ReplyError::Malformed);
+        };
+        let secret = &self.servers[server].server.secret;
+        let pkt = match verify_reply(bytes, &p.authenticator, secret) {
+            Ok(pkt) => pkt,
+            Err(e) => {
+                match e {
+                    ReplyError::Malformed => self.stats.replies_malformed += 1,
+                    ReplyError::BadResponseAuthenticator => self.stats.replies_bad_authenticator += 1,
+                    ReplyError::MissingMessageAuthenticator => {
+                        self.stats.replies_missing_message_authenticator += 1
+                    }
+                    ReplyError::BadMessageAuthenticator => self.stats.replies_bad_message_authenticator += 1,
+                }
+                return Err(e);
+            }
+        };
+        let expected: &[Code] = match p.request.code {
+            Code::AccessRequest => &[Code::AccessAccept, Code::AccessReject, Code::AccessChallenge],
+            Code::AccountingRequest => &[Code::AccountingResponse],
+            Code::StatusServer => &[Code::AccessAccept, Code::AccountingResponse],
+            _ => &[],
+        };
+        let packet = match Packet::decode(pkt, secret) {
+            Ok(packet) if expected.contains(&packet.get_code()) => packet,
+            Ok(_) => {
+                self.stats.replies_unexpected_code += 1;
+                return Err(ReplyError::Malformed);
+            }
+            Err(_) => {
+                self.stats.replies_malformed += 1;
+                return Err(ReplyError::Malformed);
+            }
+        };
+        let Some(p) = self.pending.remove(&(server, bytes[1])) else {
+            return Err(ReplyError::Malformed);
+        };
+        self.stats.replies += 1;
+        self.servers[server].dead_until = None;
+        self.outputs.push_back(Output::Reply { token: p.token, server, packet, rtt: now - p.sent });
+        self.drain_backlog(now);
+        Ok(())
+    }
+
+    fn drain_backlog(&mut self, now: Instant) {
+        while let Some((token, request)) = self.backlog.pop_front() {
+            let server = self.preferred_server(now, 0);
+            if !self.transmit_new(now, token, request.clone(), server, 0) {
+                self.backlog.push_front((token, request));
+                break;
+            }
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.pending.values().map(|p| p.deadline).min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let expired: Vec<(usize, u8)> =
+            self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(k, _)| *k).collect();
+        for key in expired {
+            let Some(mut p) = self.pending.remove(&key) else { continue };
+            if p.attempt < self.config.retries {
+                p.attempt += 1;
+                self.stats.retransmissions += 1;
+                let backoff = self.config.timeout * 2u32.pow(p.attempt.min(3));
+                p.deadline = now + backoff;
+                self.outputs.push_back(Output::Transmit { server: p.server, bytes: p.bytes.clone() });
+                self.pending.insert((p.server, p.id), p);
+                continue;
+            }
+            // This server had its chances: mark it dead and fail over.
+            self.stats.server_marked_dead += 1;
+            self.servers[p.server].dead_until = Some(now + self.config.dead_time);
+            let tried = p.servers_tried + 1;
+            if tried >= self.servers.len() {
+                self.stats.failures += 1;
+                self.outputs.push_back(Output::Failed { token: p.token });
+                continue;
+            }
+            self.stats.failovers += 1;
+            let next = self.preferred_server(now, p.server + 1);
+            let next = if next == p.server { (p.server + 1) % self.servers.len() } else { next };
+            if !self.transmit_new(now, p.token, p.request.clone(), next, tried) {
+                self.backlog.push_back((p.token, p.request));
+            }
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+}
+
+/// Encodes a request with a zeroed Message-Authenticator, then signs it.
+pub fn encode_request(request: &Request, id: u8, authenticator: &[u8; 16], secret: &[u8]) -> Vec<u8> {
+    let mut owned: Vec<(u8, Vec<u8>)> = Vec::with_capacity(request.attrs.len() + 1);
+    for a in &request.attrs {
+        match a {
+            Attr::Bytes(t, v) => owned.push((*t, v.clone())),
+            Attr::U32(t, v) => owned.push((*t, v.to_be_bytes().to_vec())),
+            Attr::UserPassword(pw) => owned.push((attr::USER_PASSWORD, hide_password(pw, secret, authenticator))),
+        }
+    }
+    owned.push((attr::MESSAGE_AUTHENTICATOR, vec![0; 16]));
+    let refs: Vec<(u8, &[u8])> = owned.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+    let mut bytes = encode_raw(request.code as u8, id, authenticator, &refs);
+    // The attribute was just added, so signing cannot fail.
+    let _ = sign_request(&mut bytes, secret);
+    bytes
+}
+
+/// RFC 2865 5.2 User-Password hiding, through the `radius` crate's codec.
+fn hide_password(pw: &[u8], secret: &[u8], authenticator: &[u8; 16]) -> Vec<u8> {
+    // An empty or over-long (>128 octets) password is refused by the codec; MAB
+    // passwords are 12 octets, so the fallback is never reached in practice.
+    radius::core::avp::AVP::from_user_password(attr::USER_PASSWORD, pw, secret, authenticator)
+        .map(|a| a.encode_bytes())
+        .unwrap_or_default()
+}
+
+/// Splits an EAP packet into EAP-Message attributes of at most 253 octets (RFC 3579 3.1).
+pub fn eap_message_attrs(eap: &[u8]) -> impl Iterator<Item = Attr> + '_ {
+    eap.chunks(super::MAX_ATTR_VALUE).map(|c| Attr::Bytes(attr::EAP_MESSAGE, c.to_vec()))
+}
+
+/// Joins the EAP-Message attributes of a reply, in order.
+pub fn eap_message(packet: &Packet) -> Option<Vec<u8>> {
+    let parts = packet.lookup_all(attr::EAP_MESSAGE);
+    if parts.is_empty() {
+        return None;
+    }
+    Some(parts.iter().flat_map(|a| a.encode_bytes()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::radius::{find_attr, sign_reply, verify_reply};
+
+    fn client(n: usize) -> Client {
+        let servers = (0..n)
+            .map(|i| Server { addr: format!("127.0.0.1:{}", 1812 + i).parse().unwrap(), secret: b"s3cret".to_vec() })
+            .collect();
+        Client::new(Config::default(), servers)
+    }
+
+    fn request() -> Request {
+        Request { code: Code::AccessRequest, attrs: vec![Attr::Bytes(attr::USER_NAME, b"alice".to_vec())] }
+    }
+
+    fn transmitted(c: &mut Client) -> Vec<(usize, Vec<u8>)> {
+        let mut v = vec![];
+        while let Some(o) = c.poll_output() {
+            if let Output::Transmit { server, bytes } = o {
+                v.push((server, bytes));
+            }
+        }
+        v
+    }
+
+    fn accept_for(req: &[u8], secret: &[u8], with_ma: bool) -> Vec<u8> {
+        let zero = [0u8; 16];
+        let mut attrs: Vec<(u8, &[u8])> = vec![(attr::SESSION_TIMEOUT, &[0, 0, 0, 60])];
+        if with_ma {
+            attrs.push((attr::MESSAGE_AUTHENTICATOR, &zero));
+        }
+        let mut ra = [0u8; 16];
+        ra.copy_from_slice(&req[4..20]);
+        let mut pkt = encode_raw(2, req[1], &[0; 16], &attrs);
+        sign_reply(&mut pkt, &ra, secret);
+        pkt
+    }
+
+    #[test]
+    fn request_carries_a_valid_message_authenticator() {
+        let req = encode_request(&request(), 5, &[3; 16], b"s3cret");
+        let at = find_attr(&req, attr::MESSAGE_AUTHENTICATOR).unwrap();
+        let mut zeroed = req.clone();
+        zeroed[at..at + 16].fill(0);
+        assert_eq!(&req[at..at + 16], &crate::radius::hmac_md5(b"s3cret", &[&zeroed]));
+        assert_eq!(req[1], 5);
+        assert_eq!(u16::from_be_bytes([req[2], req[3]]) as usize, req.len());
+    }
+
+    #[test]
+    fn reply_is_matched_and_verified() {
+        let t0 = Instant::now();
+        let mut c = client(1);
+        let token = c.send(t0, request());
+        let (_, req) = transmitted(&mut c).pop().unwrap();
+        // forged: wrong secret, then unsigned
+        assert!(c.handle_datagram(t0, 0, &accept_for(&req, b"wrong", true)).is_err());
+        assert!(c.handle_datagram(t0, 0, &accept_for(&req, b"s3cret", false)).is_err());
+        assert_eq!(c.stats.replies_bad_authenticator, 1);
+        assert_eq!(c.stats.replies_missing_message_authenticator, 1);
+        assert!(c.poll_output().is_none());
+        let good = accept_for(&req, b"s3cret", true);
+        let mut ra = [0; 16];
+        ra.copy_from_slice(&req[4..20]);
+        assert!(verify_reply(&good, &ra, b"s3cret").is_ok());
+        c.handle_datagram(t0 + Duration::from_millis(3), 0, &good).unwrap();
+        match c.poll_output() {
+            Some(Output::Reply { token: t, rtt, packet, .. }) => {
+                assert_eq!(t, token);
+                assert_eq!(rtt, Duration::from_millis(3));
+                assert_eq!(packet.get_code(), Code::AccessAccept);
+            }
+            other => panic!("{other:?}"),
+        }
+        // a duplicate of the same reply no longer matches anything
+        assert!(c.handle_datagram(t0, 0, &good).is_err());
+        assert_eq!(c.stats.replies_unknown_id, 1);
+    }
+
+    #[test]
+    fn retransmits_then_fails_over_then_fails() {
+        let t0 = Instant::now();
+        let mut c = client(2);
+        let token = c.send(t0, request());
+        let first = transmitted(&mut c);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].0, 0);
+        let mut now = t0;
+        let mut sent = vec![];
+        for _ in 0..20 {
+            let Some(t) = c.poll_timeout() else { break };
+            now = t;
+            c.handle_timeout(now);
+            while let Some(o) = c.poll_output() {
+                sent.push(o);
+            }
+        }
+        let to: Vec<usize> =
+            sent.iter().filter_map(|o| if let Output::Transmit { server, .. } = o { Some(*server) } else { None }).collect();
+        // two retransmissions to server 0, then server 1 three times
+        assert_eq!(to, vec![0, 0, 1, 1, 1]);
+        assert!(matches!(sent.last(), Some(Output::Failed { token: t }) if *t == token));
+        assert_eq!(c.stats.failovers, 1);
+        assert_eq!(c.stats.failures, 1);
+        // both are dead now; a new request still goes out (to the first) rather than failing silently
+        c.send(now, request());
+        assert_eq!(transmitted(&mut c).len(), 1);
+    }
+
+    #[test]
+    fn dead_server_is_skipped_until_dead_time_passes() {
+        let t0 = Instant::now();
+        let mut c = client(2);
+        c.send(t0, request());
+        let mut now = t0;
+        // let server 0 time out and fail over to server 1
+        while c.stats.failovers == 0 {
+            now = c.poll_timeout().unwrap();
+            c.handle_timeout(now);
+        }
+        let (server, req) = transmitted(&mut c).pop().unwrap();
+        assert_eq!(server, 1);
+        c.handle_datagram(now, 1, &accept_for(&req, b"s3cret", true)).unwrap();
+        c.send(now, request());
+        assert_eq!(transmitted(&mut c)[0].0, 1, "dead primary skipped");
+        c.send(now + Duration::from_secs(31), request());
+        assert_eq!(transmitted(&mut c)[0].0, 0, "primary retried after dead_time");
+    }
+
+    #[test]
+    fn identifiers_are_unique_per_server_and_overflow_waits() {
+        let t0 = Instant::now();
+        let mut c = client(1);
+        for _ in 0..300 {
+            c.send(t0, request());
+        }
+        let sent = transmitted(&mut c);
+        assert_eq!(sent.len(), 256);
+        let mut ids: Vec<u8> = sent.iter().map(|(_, b)| b[1]).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 256);
+        assert_eq!(c.pending(), 300);
+        // one reply frees an identifier for the backlog
+        c.handle_datagram(t0, 0, &accept_for(&sent[0].1, b"s3cret", true)).unwrap();
+        assert_eq!(transmitted(&mut c).len(), 1);
+    }
+
+    #[test]
+    fn eap_message_split_and_join() {
+        let eap: Vec<u8> = (0..600u32).map(|i| i as u8).collect();
+        let attrs: Vec<Attr> = eap_message_attrs(&eap).collect();
+        assert_eq!(attrs.len(), 3);
+        let req = Request { code: Code::AccessRequest, attrs };
+        let bytes = encode_request(&req, 1, &[0; 16], b"x");
+        let p = Packet::decode(&bytes, b"x").unwrap();
+        assert_eq!(eap_message(&p).unwrap(), eap);
+    }
+}

@@ -1,0 +1,29 @@
+//! Bytes ↔ types. No I/O, no tokio: every decoder here takes untrusted input and
+//! returns a `DecodeError` instead of panicking.
+
+pub mod eap;
+pub mod eapol;
+pub mod ethernet;
+
+pub use ethernet::MacAddr;
+
+/// Why a frame could not be decoded. Small and string-free: a bad frame is an event
+/// to count, not an error to report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    #[error("truncated")]
+    Truncated,
+    #[error("bad length field {field} for {available} octets")]
+    BadLength { field: usize, available: usize },
+    #[error("bad checksum")]
+    BadChecksum,
+    #[error("unknown code point {0}")]
+    Unknown(u8),
+}
+
+pub type Field = core::ops::Range<usize>;
+
+pub(crate) fn be16(b: &[u8], f: Field) -> u16 {
+    u16::from_be_bytes([b[f.start], b[f.start + 1]])
+}
