@@ -2,3 +2,4 @@
 
 pub mod radius;
 pub mod wire;
+pub mod auth;

@@ -105,7 +105,6 @@ pub struct Client {
     /// Requests waiting for a free identifier (256 outstanding to one server).
     backlog: VecDeque<(Token, Request)>,
     outputs: VecDeque<Output>,
-    next_token: Token,
     pub stats: Stats,
 }
 
@@ -120,7 +119,6 @@ impl Client {
             pending: HashMap::new(),
             backlog: VecDeque::new(),
             outputs: VecDeque::new(),
-            next_token: 1,
             stats: Stats::default(),
         }
     }
@@ -133,16 +131,14 @@ impl Client {
         self.pending.len() + self.backlog.len()
     }
 
-    /// Queues a request; its reply (or failure) comes out of `poll_output` with the token.
-    pub fn send(&mut self, now: Instant, request: Request) -> Token {
-        let token = self.next_token;
-        self.next_token += 1;
+    /// Queues a request; its reply (or failure) comes out of `poll_output` with the
+    /// caller's token.
+    pub fn send(&mut self, now: Instant, token: Token, request: Request) {
         self.stats.requests += 1;
         let first = self.preferred_server(now, 0);
         if !self.transmit_new(now, token, request.clone(), first, 0) {
             self.backlog.push_back((token, request));
         }
-        token
     }
 
     /// Forgets a request whose answer no longer matters (the supplicant left).
@@ -395,7 +391,8 @@ mod tests {
     fn reply_is_matched_and_verified() {
         let t0 = Instant::now();
         let mut c = client(1);
-        let token = c.send(t0, request());
+        let token = 7;
+        c.send(t0, token, request());
         let (_, req) = transmitted(&mut c).pop().unwrap();
         // forged: wrong secret, then unsigned
         assert!(c.handle_datagram(t0, 0, &accept_for(&req, b"wrong", true)).is_err());
@@ -425,7 +422,8 @@ mod tests {
     fn retransmits_then_fails_over_then_fails() {
         let t0 = Instant::now();
         let mut c = client(2);
-        let token = c.send(t0, request());
+        let token = 7;
+        c.send(t0, token, request());
         let first = transmitted(&mut c);
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].0, 0);
@@ -447,7 +445,7 @@ mod tests {
         assert_eq!(c.stats.failovers, 1);
         assert_eq!(c.stats.failures, 1);
         // both are dead now; a new request still goes out (to the first) rather than failing silently
-        c.send(now, request());
+        c.send(now, 2, request());
         assert_eq!(transmitted(&mut c).len(), 1);
     }
 
@@ -455,7 +453,7 @@ mod tests {
     fn dead_server_is_skipped_until_dead_time_passes() {
         let t0 = Instant::now();
         let mut c = client(2);
-        c.send(t0, request());
+        c.send(t0, 1, request());
         let mut now = t0;
         // let server 0 time out and fail over to server 1
         while c.stats.failovers == 0 {
@@ -465,9 +463,9 @@ mod tests {
         let (server, req) = transmitted(&mut c).pop().unwrap();
         assert_eq!(server, 1);
         c.handle_datagram(now, 1, &accept_for(&req, b"s3cret", true)).unwrap();
-        c.send(now, request());
+        c.send(now, 2, request());
         assert_eq!(transmitted(&mut c)[0].0, 1, "dead primary skipped");
-        c.send(now + Duration::from_secs(31), request());
+        c.send(now + Duration::from_secs(31), 3, request());
         assert_eq!(transmitted(&mut c)[0].0, 0, "primary retried after dead_time");
     }
 
@@ -475,8 +473,8 @@ mod tests {
     fn identifiers_are_unique_per_server_and_overflow_waits() {
         let t0 = Instant::now();
         let mut c = client(1);
-        for _ in 0..300 {
-            c.send(t0, request());
+        for i in 0..300 {
+            c.send(t0, i, request());
         }
         let sent = transmitted(&mut c);
         assert_eq!(sent.len(), 256);

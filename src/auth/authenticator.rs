@@ -1,0 +1,943 @@
+//! The authenticator for all access ports: per (port, MAC) a supplicant context
+//! running the 802.1X-2020 authenticator PAE (clause 12.5) and backend authentication
+//! (12.7) state machines folded into one state enum, plus MAC bypass.
+//!
+//! Inputs come with the time; outputs are data: EAPOL frames to send, RADIUS requests
+//! (with a token the reply comes back with), and authorize/deauthorize decisions.
+
+use super::{Config, EndCause, Method, PortConfig, PortId, PortMode, ReplyAttrs};
+use crate::radius::client::{eap_message, eap_message_attrs, Attr, Request, Token};
+use crate::radius::{attr, Code, Packet};
+use crate::wire::{eap, eapol, MacAddr};
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+use tracing::{debug, info};
+
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// An EAPOL PDU (after the Ethernet header) from `src` on `port`.
+    Eapol { port: PortId, src: MacAddr, pdu: &'a [u8] },
+    LinkUp { port: PortId },
+    LinkDown { port: PortId },
+    /// The locked port saw a MAC it has no FDB entry for (MAB trigger).
+    UnknownMac { port: PortId, mac: MacAddr },
+    RadiusReply { token: Token, packet: &'a Packet },
+    RadiusFailed { token: Token },
+    /// A session that was authorized before a restart, with the seconds it has run.
+    Restore { port: PortId, mac: MacAddr, method: Method, account: String, attrs: ReplyAttrs, age: Duration },
+    /// The operator (or a Disconnect-Request) ends a session.
+    Kick { port: PortId, mac: MacAddr },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    TxEapol { port: PortId, dst: MacAddr, pdu: Vec<u8> },
+    Radius { token: Token, request: Request },
+    CancelRadius { token: Token },
+    /// Open the port to `mac` (also sent again after a successful re-authentication).
+    Authorized { port: PortId, mac: MacAddr, method: Method, account: String, attrs: ReplyAttrs },
+    /// Close the port to `mac`.
+    Deauthorized { port: PortId, mac: MacAddr, cause: EndCause },
+    /// An authentication was refused (no session was open).
+    Rejected { port: PortId, mac: MacAddr, method: Method, account: String },
+    /// Remove the kernel's locked FDB entry so the next frame from `mac` reports it again.
+    ForgetLocked { port: PortId, mac: MacAddr },
+}
+
+/// Counters; every dropped input is counted by reason.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Stats {
+    pub eapol_rx: u64,
+    pub eapol_malformed: u64,
+    pub eapol_ignored_type: u64,
+    pub eap_malformed: u64,
+    pub eap_unexpected: u64,
+    pub eapol_start: u64,
+    pub eapol_logoff: u64,
+    pub dropped_while_held: u64,
+    pub dropped_host_limit: u64,
+    pub dropped_wrong_mode: u64,
+    pub auth_success: u64,
+    pub auth_failure: u64,
+    pub supplicant_timeouts: u64,
+    pub server_failures: u64,
+    pub mab_requests: u64,
+    pub reauthentications: u64,
+    pub radius_replies_unmatched: u64,
+}
+
+#[derive(Debug)]
+enum State {
+    /// CONNECTING: Request/Identity sent, waiting for Response/Identity.
+    Connecting { deadline: Instant, retrans: u32 },
+    /// AUTHENTICATING, backend RESPONSE: the supplicant's EAP is with the server.
+    AwaitServer { token: Token, identity: String },
+    /// AUTHENTICATING, backend REQUEST: a server's EAP request relayed to the supplicant.
+    AwaitSupplicant { identity: String, state: Option<Vec<u8>>, request: Vec<u8>, eap_id: u8, deadline: Instant, retrans: u32 },
+    /// AUTHENTICATED.
+    Authenticated,
+    /// HELD: quiet period after a failure; EAPOL from the host is ignored.
+    Held { until: Instant },
+    /// Waiting for EAPOL before MAC bypass.
+    MabWait { until: Instant },
+    /// MAC bypass request with the server.
+    MabAwaitServer { token: Token },
+}
+
+#[derive(Debug)]
+struct Session {
+    method: Method,
+    account: String,
+}
+
+#[derive(Debug)]
+struct Supplicant {
+    state: State,
+    /// The open session, kept while re-authenticating.
+    session: Option<Session>,
+    reauth_at: Option<Instant>,
+    session_end_at: Option<Instant>,
+}
+
+impl Supplicant {
+    fn new() -> Self {
+        Supplicant { state: State::Authenticated, session: None, reauth_at: None, session_end_at: None }
+    }
+}
+
+#[derive(Debug)]
+struct Port {
+    config: PortConfig,
+    up: bool,
+    next_eap_id: u8,
+    /// Next Request/Identity to the group address while the port has no host.
+    next_group_request: Option<Instant>,
+    hosts: HashMap<MacAddr, Supplicant>,
+}
+
+pub struct Authenticator {
+    config: Config,
+    ports: Vec<Port>,
+    tokens: HashMap<Token, (PortId, MacAddr)>,
+    next_token: Token,
+    outputs: VecDeque<Output>,
+    pub stats: Stats,
+}
+
+impl Authenticator {
+    pub fn new(config: Config, ports: Vec<PortConfig>) -> Self {
+        Authenticator {
+            config,
+            ports: ports
+                .into_iter()
+                .map(|config| Port { config, up: false, next_eap_id: 1, next_group_request: None, hosts: HashMap::new() })
+                .collect(),
+            tokens: HashMap::new(),
+            next_token: 1,
+            outputs: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn port_name(&self, port: PortId) -> &str {
+        &self.ports[port].config.name
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        match input {
+            Input::Eapol { port, src, pdu } => self.on_eapol(now, port, src, pdu),
+            Input::LinkUp { port } => {
+                let p = &mut self.ports[port];
+                if !p.up {
+                    p.up = true;
+                    // Ask first: a wired supplicant otherwise waits ~2 s before EAPOL-Start.
+                    p.next_group_request = if p.config.mode.uses_dot1x() { Some(now) } else { None };
+                }
+            }
+            Input::LinkDown { port } => {
+                self.ports[port].up = false;
+                self.ports[port].next_group_request = None;
+                let macs: Vec<MacAddr> = self.ports[port].hosts.keys().copied().collect();
+                for mac in macs {
+                    self.disconnect(now, port, mac, EndCause::LostCarrier);
+                }
+            }
+            Input::UnknownMac { port, mac } => self.on_unknown_mac(now, port, mac),
+            Input::RadiusReply { token, packet } => self.on_radius_reply(now, token, packet),
+            Input::RadiusFailed { token } => self.on_radius_failed(now, token),
+            Input::Restore { port, mac, method, account, attrs, age } => {
+                let mut s = Supplicant::new();
+                arm_session_timers(now, &mut s, &attrs, age);
+                s.session = Some(Session { method, account });
+                self.ports[port].hosts.insert(mac, s);
+            }
+            Input::Kick { port, mac } => {
+                if self.ports.get(port).is_some_and(|p| p.hosts.contains_key(&mac)) {
+                    self.disconnect(now, port, mac, EndCause::AdminReset);
+                }
+            }
+        }
+    }
+
+    fn on_eapol(&mut self, now: Instant, port: PortId, src: MacAddr, pdu: &[u8]) {
+        self.stats.eapol_rx += 1;
+        let Ok(packet) = eapol::Packet::new_checked(pdu) else {
+            self.stats.eapol_malformed += 1;
+            debug!(port = self.port_name(port), mac = %src, "malformed EAPOL dropped");
+            return;
+        };
+        let repr = eapol::Repr::parse(&packet);
+        if !self.ports[port].config.mode.uses_dot1x() {
+            self.stats.dropped_wrong_mode += 1;
+            return;
+        }
+        if src.is_multicast() {
+            self.stats.eapol_malformed += 1;
+            return;
+        }
+        if let Some(Supplicant { state: State::Held { .. }, .. }) = self.ports[port].hosts.get(&src) {
+            self.stats.dropped_while_held += 1;
+            return;
+        }
+        match repr.packet_type {
+            eapol::PacketType::Start => {
+                self.stats.eapol_start += 1;
+                if self.admit_host(port, src) {
+                    self.send_identity_request(now, port, src);
+                }
+            }
+            eapol::PacketType::Logoff => {
+                self.stats.eapol_logoff += 1;
+                if self.ports[port].hosts.contains_key(&src) {
+                    info!(port = self.port_name(port), mac = %src, "EAPOL-Logoff");
+                    self.disconnect(now, port, src, EndCause::UserRequest);
+                }
+            }
+            eapol::PacketType::EapPacket => self.on_eap(port, src, repr.body),
+            _ => self.stats.eapol_ignored_type += 1,
+        }
+    }
+
+    /// A host may be tracked on this port (existing, or room for one more).
+    fn admit_host(&mut self, port: PortId, mac: MacAddr) -> bool {
+        let p = &self.ports[port];
+        if p.hosts.contains_key(&mac) || p.hosts.len() < self.config.max_hosts_per_port {
+            return true;
+        }
+        self.stats.dropped_host_limit += 1;
+        false
+    }
+
+    fn on_eap(&mut self, port: PortId, src: MacAddr, body: &[u8]) {
+        let Ok(packet) = eap::Packet::new_checked(body) else {
+            self.stats.eap_malformed += 1;
+            return;
+        };
+        let Ok(repr) = eap::Repr::parse(&packet) else {
+            self.stats.eap_malformed += 1;
+            return;
+        };
+        if repr.code != eap::Code::Response {
+            self.stats.eap_unexpected += 1;
+            return;
+        }
+        let raw = packet.as_bytes();
+        if let Some(eap::Method::Identity(id)) = repr.method {
+            // A Response/Identity starts (or restarts) an authentication unless one is
+            // already with the server for this host.
+            if matches!(self.host_state(port, src), Some(State::AwaitServer { .. } | State::MabAwaitServer { .. })) {
+                self.stats.eap_unexpected += 1;
+                return;
+            }
+            if !self.admit_host(port, src) {
+                return;
+            }
+            let identity = String::from_utf8_lossy(id).into_owned();
+            self.cancel_pending(port, src);
+            let reauth = self.ports[port].hosts.get(&src).is_some_and(|s| s.session.is_some());
+            if reauth {
+                self.stats.reauthentications += 1;
+            }
+            let token = self.send_access_request(port, src, &identity, raw, None);
+            let s = self.host_entry(port, src);
+            s.state = State::AwaitServer { token, identity };
+            return;
+        }
+        let Some(s) = self.ports[port].hosts.get_mut(&src) else {
+            self.stats.eap_unexpected += 1;
+            return;
+        };
+        match &s.state {
+            State::AwaitSupplicant { identity, state, eap_id, .. } if *eap_id == repr.identifier => {
+                let (identity, state) = (identity.clone(), state.clone());
+                let token = self.send_access_request(port, src, &identity, raw, state);
+                if let Some(s) = self.ports[port].hosts.get_mut(&src) {
+                    s.state = State::AwaitServer { token, identity };
+                }
+            }
+            _ => self.stats.eap_unexpected += 1,
+        }
+    }
+
+    fn host_state(&self, port: PortId, mac: MacAddr) -> Option<&State> {
+        self.ports[port].hosts.get(&mac).map(|s| &s.state)
+    }
+
+    fn host_entry(&mut self, port: PortId, mac: MacAddr) -> &mut Supplicant {
+        self.ports[port].hosts.entry(mac).or_insert_with(Supplicant::new)
+    }
+
+    fn on_unknown_mac(&mut self, now: Instant, port: PortId, mac: MacAddr) {
+        let mode = self.ports[port].config.mode;
+        if !mode.uses_mab() || mac.is_multicast() || self.ports[port].hosts.contains_key(&mac) {
+            return;
+        }
+        if !self.admit_host(port, mac) {
+            return;
+        }
+        if mode == PortMode::Mab {
+            self.send_mab_request(port, mac);
+        } else {
+            let until = now + self.config.mab_delay;
+            self.host_entry(port, mac).state = State::MabWait { until };
+        }
+    }
+
+    fn send_mab_request(&mut self, port: PortId, mac: MacAddr) {
+        self.stats.mab_requests += 1;
+        let name = mac.bare();
+        let mut attrs = vec![
+            Attr::Bytes(attr::USER_NAME, name.clone().into_bytes()),
+            Attr::UserPassword(name.into_bytes()),
+            Attr::U32(attr::SERVICE_TYPE, attr::SERVICE_TYPE_CALL_CHECK),
+        ];
+        attrs.extend(self.nas_attrs(port, mac));
+        let token = self.new_token(port, mac);
+        self.outputs.push_back(Output::Radius { token, request: Request { code: Code::AccessRequest, attrs } });
+        self.host_entry(port, mac).state = State::MabAwaitServer { token };
+    }
+
+    fn nas_attrs(&self, port: PortId, mac: MacAddr) -> Vec<Attr> {
+        let p = &self.ports[port].config;
+        vec![
+            Attr::U32(attr::NAS_PORT, p.nas_port),
+            Attr::Bytes(attr::NAS_PORT_ID, p.name.clone().into_bytes()),
+            Attr::U32(attr::NAS_PORT_TYPE, attr::NAS_PORT_TYPE_ETHERNET),
+            Attr::Bytes(attr::CALLING_STATION_ID, mac.radius().into_bytes()),
+            Attr::Bytes(attr::CALLED_STATION_ID, p.mac.radius().into_bytes()),
+            Attr::Bytes(attr::NAS_IDENTIFIER, self.config.nas_identifier.clone().into_bytes()),
+        ]
+    }
+
+    fn new_token(&mut self, port: PortId, mac: MacAddr) -> Token {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.tokens.insert(token, (port, mac));
+        token
+    }
+
+    fn send_access_request(&mut self, port: PortId, mac: MacAddr, identity: &str, eap: &[u8], state: Option<Vec<u8>>) -> Token {
+        let mut attrs = vec![
+            Attr::Bytes(attr::USER_NAME, identity.as_bytes().to_vec()),
+            Attr::U32(attr::SERVICE_TYPE, attr::SERVICE_TYPE_FRAMED),
+            Attr::U32(attr::FRAMED_MTU, self.config.framed_mtu),
+        ];
+        attrs.extend(self.nas_attrs(port, mac));
+        attrs.extend(eap_message_attrs(eap));
+        if let Some(state) = state {
+            attrs.push(Attr::Bytes(attr::STATE, state));
+        }
+        let token = self.new_token(port, mac);
+        self.outputs.push_back(Output::Radius { token, request: Request { code: Code::AccessRequest, attrs } });
+        token
+    }
+
+    fn send_identity_request(&mut self, now: Instant, port: PortId, mac: MacAddr) {
+        self.cancel_pending(port, mac);
+        self.tx_identity_request(port, mac);
+        let deadline = now + self.config.tx_period;
+        self.host_entry(port, mac).state = State::Connecting { deadline, retrans: 0 };
+    }
+
+    fn tx_identity_request(&mut self, port: PortId, dst: MacAddr) {
+        let p = &mut self.ports[port];
+        let id = p.next_eap_id;
+        p.next_eap_id = p.next_eap_id.wrapping_add(1);
+        let eap = eap::Repr { code: eap::Code::Request, identifier: id, method: Some(eap::Method::Identity(b"")) };
+        self.tx_eap(port, dst, &eap.to_vec());
+    }
+
+    fn tx_eap(&mut self, port: PortId, dst: MacAddr, eap: &[u8]) {
+        let pdu = eapol::Repr { version: self.config.eapol_version, packet_type: eapol::PacketType::EapPacket, body: eap };
+        self.outputs.push_back(Output::TxEapol { port, dst, pdu: pdu.to_vec() });
+    }
+
+    fn cancel_pending(&mut self, port: PortId, mac: MacAddr) {
+        if let Some(s) = self.ports[port].hosts.get(&mac) {
+            if let State::AwaitServer { token, .. } | State::MabAwaitServer { token } = s.state {
+                self.tokens.remove(&token);
+                self.outputs.push_back(Output::CancelRadius { token });
+            }
+        }
+    }
+
+    fn on_radius_reply(&mut self, now: Instant, token: Token, packet: &Packet) {
+        let Some((port, mac)) = self.tokens.remove(&token) else {
+            self.stats.radius_replies_unmatched += 1;
+            return;
+        };
+        let Some(s) = self.ports[port].hosts.get_mut(&mac) else { return };
+        let eap = eap_message(packet);
+        match std::mem::replace(&mut s.state, State::Authenticated) {
+            State::AwaitServer { token: t, identity } if t == token => match packet.get_code() {
+                Code::AccessChallenge => {
+                    let Some(eap) = eap else {
+                        // A challenge without EAP cannot be relayed: treat as a failure.
+                        self.fail(now, port, mac, Method::Dot1x, identity, None);
+                        return;
+                    };
+                    let eap_id = eap.get(1).copied().unwrap_or(0);
+                    let state = packet.lookup(attr::STATE).map(|a| a.encode_bytes());
+                    s.state = State::AwaitSupplicant {
+                        identity,
+                        state,
+                        request: eap.clone(),
+                        eap_id,
+                        deadline: now + self.config.supp_timeout,
+                        retrans: 0,
+                    };
+                    self.tx_eap(port, mac, &eap);
+                }
+                Code::AccessAccept => {
+                    let success = eap.unwrap_or_else(|| eap_bare(eap::Code::Success, 0));
+                    self.tx_eap(port, mac, &success);
+                    self.succeed(now, port, mac, Method::Dot1x, identity, packet);
+                }
+                _ => self.fail(now, port, mac, Method::Dot1x, identity, eap),
+            },
+            State::MabAwaitServer { token: t } if t == token => {
+                if packet.get_code() == Code::AccessAccept {
+                    self.succeed(now, port, mac, Method::Mab, mac.bare(), packet);
+                } else {
+                    self.fail(now, port, mac, Method::Mab, mac.bare(), None);
+                }
+            }
+            other => {
+                s.state = other;
+                self.stats.radius_replies_unmatched += 1;
+            }
+        }
+    }
+
+    fn succeed(&mut self, now: Instant, port: PortId, mac: MacAddr, method: Method, identity: String, packet: &Packet) {
+        self.stats.auth_success += 1;
+        let attrs = ReplyAttrs::from_packet(packet);
+        let account = attrs.user_name.clone().unwrap_or(identity);
+        info!(port = self.port_name(port), mac = %mac, account, ?method, "authorized");
+        let s = self.host_entry(port, mac);
+        s.state = State::Authenticated;
+        arm_session_timers(now, s, &attrs, Duration::ZERO);
+        s.session = Some(Session { method, account: account.clone() });
+        self.outputs.push_back(Output::Authorized { port, mac, method, account, attrs });
+    }
+
+}
+
+/// Session-Timeout with Termination-Action RADIUS-Request re-authenticates; without,
+/// the session ends (RFC 3580 3.17, 3.19). `age` is how long the session already ran.
+fn arm_session_timers(now: Instant, s: &mut Supplicant, attrs: &ReplyAttrs, age: Duration) {
+        s.reauth_at = None;
+        s.session_end_at = None;
+        if let Some(t) = attrs.session_timeout {
+            let at = now + Duration::from_secs(t as u64).saturating_sub(age);
+            if attrs.termination_action == Some(attr::TERMINATION_ACTION_RADIUS_REQUEST) {
+                s.reauth_at = Some(at);
+            } else {
+                s.session_end_at = Some(at);
+            }
+        }
+}
+
+impl Authenticator {
+    fn fail(&mut self, now: Instant, port: PortId, mac: MacAddr, method: Method, account: String, eap: Option<Vec<u8>>) {
+        self.stats.auth_failure += 1;
+        if method == Method::Dot1x {
+            let failure = eap.unwrap_or_else(|| eap_bare(eap::Code::Failure, 0));
+            self.tx_eap(port, mac, &failure);
+        }
+        info!(port = self.port_name(port), mac = %mac, account, ?method, "authentication failed");
+        let had_session = self.ports[port].hosts.get(&mac).is_some_and(|s| s.session.is_some());
+        if had_session {
+            self.outputs.push_back(Output::Deauthorized { port, mac, cause: EndCause::ReauthFailure });
+        } else {
+            self.outputs.push_back(Output::Rejected { port, mac, method, account });
+        }
+        let until = now + self.config.quiet_period;
+        let s = self.host_entry(port, mac);
+        s.session = None;
+        s.reauth_at = None;
+        s.session_end_at = None;
+        s.state = State::Held { until };
+    }
+
+    fn on_radius_failed(&mut self, now: Instant, token: Token) {
+        let Some((port, mac)) = self.tokens.remove(&token) else { return };
+        self.stats.server_failures += 1;
+        let Some(s) = self.ports[port].hosts.get(&mac) else { return };
+        let method = if matches!(s.state, State::MabAwaitServer { .. }) { Method::Mab } else { Method::Dot1x };
+        let account = match &s.state {
+            State::AwaitServer { identity, .. } => identity.clone(),
+            _ => mac.bare(),
+        };
+        info!(port = self.port_name(port), mac = %mac, "no RADIUS server answered");
+        if let Some(s) = self.ports[port].hosts.get(&mac) {
+            if s.session.is_some() {
+                // A re-authentication the servers could not answer keeps the session
+                // (the host was entitled a moment ago); retry at the next period.
+                let s = self.host_entry(port, mac);
+                s.state = State::Authenticated;
+                s.reauth_at = Some(now + Duration::from_secs(60));
+                return;
+            }
+        }
+        self.fail(now, port, mac, method, account, None);
+    }
+
+    /// Ends whatever `mac` has on `port` and forgets it.
+    fn disconnect(&mut self, now: Instant, port: PortId, mac: MacAddr, cause: EndCause) {
+        self.cancel_pending(port, mac);
+        if let Some(s) = self.remove_host(now, port, mac) {
+            if s.session.is_some() {
+                self.outputs.push_back(Output::Deauthorized { port, mac, cause });
+            }
+        }
+    }
+
+    /// Forgets a host; a port left without hosts goes back to asking the group
+    /// address for identities after `tx_period`.
+    fn remove_host(&mut self, now: Instant, port: PortId, mac: MacAddr) -> Option<Supplicant> {
+        let p = &mut self.ports[port];
+        let s = p.hosts.remove(&mac);
+        if p.hosts.is_empty() && p.up && p.config.mode.uses_dot1x() {
+            p.next_group_request = Some(now + self.config.tx_period);
+        }
+        s
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut min: Option<Instant> = None;
+        let mut take = |t: Option<Instant>| {
+            if let Some(t) = t {
+                min = Some(min.map_or(t, |m| m.min(t)));
+            }
+        };
+        for p in &self.ports {
+            if p.hosts.is_empty() {
+                take(p.next_group_request);
+            }
+            for s in p.hosts.values() {
+                take(s.reauth_at);
+                take(s.session_end_at);
+                take(match s.state {
+                    State::Connecting { deadline, .. } | State::AwaitSupplicant { deadline, .. } => Some(deadline),
+                    State::Held { until } | State::MabWait { until } => Some(until),
+                    _ => None,
+                });
+            }
+        }
+        min
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for port in 0..self.ports.len() {
+            let p = &mut self.ports[port];
+            if p.up && p.config.mode.uses_dot1x() && p.hosts.is_empty() {
+                if p.next_group_request.is_some_and(|t| t <= now) {
+                    p.next_group_request = Some(now + self.config.tx_period);
+                    self.tx_identity_request(port, MacAddr::PAE_GROUP);
+                }
+            } else {
+                p.next_group_request = None;
+            }
+            let due: Vec<MacAddr> = self.ports[port]
+                .hosts
+                .iter()
+                .filter(|(_, s)| {
+                    let state_due = match s.state {
+                        State::Connecting { deadline, .. } | State::AwaitSupplicant { deadline, .. } => deadline <= now,
+                        State::Held { until } | State::MabWait { until } => until <= now,
+                        _ => false,
+                    };
+                    state_due || s.reauth_at.is_some_and(|t| t <= now) || s.session_end_at.is_some_and(|t| t <= now)
+                })
+                .map(|(m, _)| *m)
+                .collect();
+            for mac in due {
+                self.host_timeout(now, port, mac);
+            }
+        }
+    }
+
+    fn host_timeout(&mut self, now: Instant, port: PortId, mac: MacAddr) {
+        let max_retrans = self.config.max_retrans;
+        let Some(s) = self.ports[port].hosts.get_mut(&mac) else { return };
+        if s.session_end_at.is_some_and(|t| t <= now) {
+            let method = s.session.as_ref().map(|s| s.method);
+            self.disconnect(now, port, mac, EndCause::SessionTimeout);
+            // The host may authenticate again at once.
+            match method {
+                Some(Method::Dot1x) => self.send_identity_request(now, port, mac),
+                Some(Method::Mab) => self.outputs.push_back(Output::ForgetLocked { port, mac }),
+                None => {}
+            }
+            return;
+        }
+        if s.reauth_at.is_some_and(|t| t <= now) {
+            s.reauth_at = None;
+            self.stats.reauthentications += 1;
+            match s.session.as_ref().map(|s| s.method) {
+                Some(Method::Mab) => self.send_mab_request(port, mac),
+                _ => self.send_identity_request(now, port, mac),
+            }
+            return;
+        }
+        match &mut s.state {
+            State::Connecting { deadline, retrans } => {
+                if *retrans < max_retrans {
+                    *retrans += 1;
+                    *deadline = now + self.config.tx_period;
+                    self.tx_identity_request(port, mac);
+                } else if s.session.is_some() {
+                    self.stats.supplicant_timeouts += 1;
+                    self.disconnect(now, port, mac, EndCause::ReauthFailure);
+                } else {
+                    self.stats.supplicant_timeouts += 1;
+                    self.disconnect(now, port, mac, EndCause::SupplicantTimeout);
+                }
+            }
+            State::AwaitSupplicant { request, deadline, retrans, .. } => {
+                if *retrans < max_retrans {
+                    *retrans += 1;
+                    *deadline = now + self.config.supp_timeout;
+                    let request = request.clone();
+                    self.tx_eap(port, mac, &request);
+                } else {
+                    self.stats.supplicant_timeouts += 1;
+                    let cause = if s.session.is_some() { EndCause::ReauthFailure } else { EndCause::SupplicantTimeout };
+                    self.disconnect(now, port, mac, cause);
+                }
+            }
+            State::Held { .. } => {
+                let mab = self.ports[port].config.mode.uses_mab();
+                self.remove_host(now, port, mac);
+                if mab {
+                    self.outputs.push_back(Output::ForgetLocked { port, mac });
+                }
+            }
+            State::MabWait { .. } => self.send_mab_request(port, mac),
+            _ => {}
+        }
+    }
+
+    /// Live sessions: (port, mac, method, account).
+    pub fn sessions(&self) -> impl Iterator<Item = (PortId, MacAddr, Method, &str)> {
+        self.ports.iter().enumerate().flat_map(|(i, p)| {
+            p.hosts
+                .iter()
+                .filter_map(move |(m, s)| s.session.as_ref().map(|sess| (i, *m, sess.method, sess.account.as_str())))
+        })
+    }
+}
+
+fn eap_bare(code: eap::Code, identifier: u8) -> Vec<u8> {
+    eap::Repr { code, identifier, method: None }.to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::radius::client::Attr;
+    use crate::radius::encode_raw;
+
+    const HOST: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x10]);
+    const PORT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+
+    fn auth(mode: PortMode) -> (Authenticator, Instant) {
+        let port = PortConfig { name: "p1".into(), mode, nas_port: 1, mac: PORT_MAC };
+        let mut a = Authenticator::new(Config::default(), vec![port]);
+        let t0 = Instant::now();
+        a.handle_input(t0, Input::LinkUp { port: 0 });
+        (a, t0)
+    }
+
+    fn outputs(a: &mut Authenticator) -> Vec<Output> {
+        std::iter::from_fn(|| a.poll_output()).collect()
+    }
+
+    fn eapol(ty: eapol::PacketType, body: &[u8]) -> Vec<u8> {
+        eapol::Repr { version: 2, packet_type: ty, body }.to_vec()
+    }
+
+    fn identity_response(id: u8, name: &[u8]) -> Vec<u8> {
+        let eap = eap::Repr { code: eap::Code::Response, identifier: id, method: Some(eap::Method::Identity(name)) };
+        eapol(eapol::PacketType::EapPacket, &eap.to_vec())
+    }
+
+    fn reply(code: Code, attrs: &[(u8, &[u8])]) -> Packet {
+        Packet::decode(&encode_raw(code as u8, 1, &[0; 16], attrs), b"x").unwrap()
+    }
+
+    fn radius_token(out: &[Output]) -> (Token, Request) {
+        out.iter()
+            .find_map(|o| if let Output::Radius { token, request } = o { Some((*token, request.clone())) } else { None })
+            .expect("a RADIUS request")
+    }
+
+    fn has_attr(r: &Request, want: &Attr) -> bool {
+        r.attrs.contains(want)
+    }
+
+    fn tx_eap_codes(out: &[Output]) -> Vec<(MacAddr, u8)> {
+        out.iter()
+            .filter_map(|o| if let Output::TxEapol { dst, pdu, .. } = o { Some((*dst, pdu[4])) } else { None })
+            .collect()
+    }
+
+    #[test]
+    fn asks_first_on_link_up_and_again_every_tx_period() {
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        assert_eq!(a.poll_timeout(), Some(t0));
+        a.handle_timeout(t0);
+        assert_eq!(tx_eap_codes(&outputs(&mut a)), vec![(MacAddr::PAE_GROUP, 1)]);
+        let next = a.poll_timeout().unwrap();
+        assert_eq!(next - t0, Config::default().tx_period);
+        a.handle_timeout(next);
+        assert_eq!(tx_eap_codes(&outputs(&mut a)).len(), 1);
+    }
+
+    #[test]
+    fn full_eap_exchange_authorizes() {
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::Start, &[]) });
+        let out = outputs(&mut a);
+        assert_eq!(tx_eap_codes(&out), vec![(HOST, 1)], "Request/Identity unicast to the host");
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(1, b"alice") });
+        let (token, req) = radius_token(&outputs(&mut a));
+        assert!(has_attr(&req, &Attr::Bytes(attr::USER_NAME, b"alice".to_vec())));
+        assert!(has_attr(&req, &Attr::U32(attr::NAS_PORT_TYPE, 15)));
+        assert!(has_attr(&req, &Attr::Bytes(attr::CALLING_STATION_ID, b"02-00-00-00-00-10".to_vec())));
+        assert!(has_attr(&req, &Attr::Bytes(attr::NAS_PORT_ID, b"p1".to_vec())));
+        assert!(req.attrs.iter().any(|a| matches!(a, Attr::Bytes(attr::EAP_MESSAGE, _))));
+
+        // challenge: relayed, State remembered
+        let challenge = [1u8, 2, 0, 6, 4, 0];
+        let p = reply(Code::AccessChallenge, &[(attr::EAP_MESSAGE, &challenge), (attr::STATE, b"st8")]);
+        a.handle_input(t0, Input::RadiusReply { token, packet: &p });
+        let out = outputs(&mut a);
+        assert!(out.contains(&Output::TxEapol { port: 0, dst: HOST, pdu: eapol(eapol::PacketType::EapPacket, &challenge) }));
+
+        // a response with the wrong identifier is dropped
+        let wrong = eapol(eapol::PacketType::EapPacket, &[2, 9, 0, 6, 4, 0]);
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &wrong });
+        assert!(outputs(&mut a).is_empty());
+        assert_eq!(a.stats.eap_unexpected, 1);
+
+        let resp = eapol(eapol::PacketType::EapPacket, &[2, 2, 0, 6, 4, 0]);
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &resp });
+        let (token, req) = radius_token(&outputs(&mut a));
+        assert!(has_attr(&req, &Attr::Bytes(attr::STATE, b"st8".to_vec())));
+
+        let p = reply(Code::AccessAccept, &[(attr::EAP_MESSAGE, &[3, 2, 0, 4]), (attr::FILTER_ID, b"gold")]);
+        a.handle_input(t0, Input::RadiusReply { token, packet: &p });
+        let out = outputs(&mut a);
+        assert_eq!(tx_eap_codes(&out), vec![(HOST, 3)]);
+        assert!(out.iter().any(|o| matches!(o, Output::Authorized { mac: HOST, method: Method::Dot1x, account, attrs, .. }
+            if account == "alice" && attrs.filter_ids == ["gold"])));
+        assert_eq!(a.sessions().count(), 1);
+        // a duplicate reply to a finished request is not acted on
+        a.handle_input(t0, Input::RadiusReply { token, packet: &p });
+        assert!(outputs(&mut a).is_empty());
+    }
+
+    fn authorize(a: &mut Authenticator, now: Instant, accept_attrs: &[(u8, &[u8])]) {
+        a.handle_input(now, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(1, b"alice") });
+        let (token, _) = radius_token(&outputs(a));
+        let p = reply(Code::AccessAccept, accept_attrs);
+        a.handle_input(now, Input::RadiusReply { token, packet: &p });
+        assert!(outputs(a).iter().any(|o| matches!(o, Output::Authorized { .. })));
+    }
+
+    #[test]
+    fn reject_holds_then_a_new_start_is_answered() {
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(1, b"mallory") });
+        let (token, _) = radius_token(&outputs(&mut a));
+        a.handle_input(t0, Input::RadiusReply { token, packet: &reply(Code::AccessReject, &[]) });
+        let out = outputs(&mut a);
+        assert_eq!(tx_eap_codes(&out), vec![(HOST, 4)], "EAP-Failure synthesized");
+        assert!(out.iter().any(|o| matches!(o, Output::Rejected { .. })));
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::Start, &[]) });
+        assert!(outputs(&mut a).is_empty());
+        assert_eq!(a.stats.dropped_while_held, 1);
+        let later = t0 + Config::default().quiet_period;
+        a.handle_timeout(later);
+        outputs(&mut a);
+        a.handle_input(later, Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::Start, &[]) });
+        assert_eq!(tx_eap_codes(&outputs(&mut a)), vec![(HOST, 1)]);
+    }
+
+    #[test]
+    fn logoff_closes_and_a_new_start_is_answered_at_once() {
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        authorize(&mut a, t0, &[]);
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::Logoff, &[]) });
+        assert_eq!(
+            outputs(&mut a),
+            vec![Output::Deauthorized { port: 0, mac: HOST, cause: EndCause::UserRequest }]
+        );
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::Start, &[]) });
+        assert_eq!(tx_eap_codes(&outputs(&mut a)), vec![(HOST, 1)]);
+    }
+
+    #[test]
+    fn link_down_ends_every_session_on_the_port() {
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        authorize(&mut a, t0, &[]);
+        a.handle_input(t0, Input::LinkDown { port: 0 });
+        assert_eq!(
+            outputs(&mut a),
+            vec![Output::Deauthorized { port: 0, mac: HOST, cause: EndCause::LostCarrier }]
+        );
+        assert_eq!(a.poll_timeout(), None, "a down port asks nobody");
+    }
+
+    #[test]
+    fn session_timeout_reauthenticates_and_keeps_the_port_open_meanwhile() {
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        authorize(&mut a, t0, &[(attr::SESSION_TIMEOUT, &[0, 0, 0, 100]), (attr::TERMINATION_ACTION, &[0, 0, 0, 1])]);
+        let at = t0 + Duration::from_secs(100);
+        a.handle_timeout(at);
+        let out = outputs(&mut a);
+        assert_eq!(tx_eap_codes(&out), vec![(HOST, 1)]);
+        assert!(!out.iter().any(|o| matches!(o, Output::Deauthorized { .. })));
+        // the supplicant never answers: after the retransmissions the session ends
+        let mut ended = vec![];
+        while let Some(t) = a.poll_timeout() {
+            if t > at + Duration::from_secs(60) {
+                break;
+            }
+            a.handle_timeout(t);
+            ended.extend(outputs(&mut a).into_iter().filter(|o| matches!(o, Output::Deauthorized { .. })));
+        }
+        assert_eq!(ended, vec![Output::Deauthorized { port: 0, mac: HOST, cause: EndCause::ReauthFailure }]);
+    }
+
+    #[test]
+    fn session_timeout_without_termination_action_ends_the_session() {
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        authorize(&mut a, t0, &[(attr::SESSION_TIMEOUT, &[0, 0, 0, 10])]);
+        a.handle_timeout(t0 + Duration::from_secs(10));
+        let out = outputs(&mut a);
+        assert!(out.contains(&Output::Deauthorized { port: 0, mac: HOST, cause: EndCause::SessionTimeout }));
+        assert_eq!(tx_eap_codes(&out), vec![(HOST, 1)], "asked to authenticate again");
+    }
+
+    #[test]
+    fn mab_on_unknown_mac() {
+        let (mut a, t0) = auth(PortMode::Mab);
+        assert_eq!(a.poll_timeout(), None, "a MAB-only port sends no EAPOL");
+        a.handle_input(t0, Input::UnknownMac { port: 0, mac: HOST });
+        let (token, req) = radius_token(&outputs(&mut a));
+        assert!(has_attr(&req, &Attr::Bytes(attr::USER_NAME, b"020000000010".to_vec())));
+        assert!(has_attr(&req, &Attr::U32(attr::SERVICE_TYPE, attr::SERVICE_TYPE_CALL_CHECK)));
+        assert!(has_attr(&req, &Attr::UserPassword(b"020000000010".to_vec())));
+        a.handle_input(t0, Input::RadiusReply { token, packet: &reply(Code::AccessAccept, &[]) });
+        assert!(outputs(&mut a).iter().any(|o| matches!(o, Output::Authorized { method: Method::Mab, .. })));
+        // EAPOL on a MAB-only port is not acted on
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::Start, &[]) });
+        assert!(outputs(&mut a).is_empty());
+    }
+
+    #[test]
+    fn mab_reject_holds_then_forgets_the_locked_entry() {
+        let (mut a, t0) = auth(PortMode::Mab);
+        a.handle_input(t0, Input::UnknownMac { port: 0, mac: HOST });
+        let (token, _) = radius_token(&outputs(&mut a));
+        a.handle_input(t0, Input::RadiusReply { token, packet: &reply(Code::AccessReject, &[]) });
+        let out = outputs(&mut a);
+        assert!(out.iter().any(|o| matches!(o, Output::Rejected { method: Method::Mab, .. })));
+        assert!(tx_eap_codes(&out).is_empty(), "no EAP to a MAB host");
+        a.handle_input(t0, Input::UnknownMac { port: 0, mac: HOST });
+        assert!(outputs(&mut a).is_empty(), "held");
+        a.handle_timeout(t0 + Config::default().quiet_period);
+        assert_eq!(outputs(&mut a), vec![Output::ForgetLocked { port: 0, mac: HOST }]);
+    }
+
+    #[test]
+    fn dot1x_then_mab_prefers_eapol_within_the_delay() {
+        let (mut a, t0) = auth(PortMode::Dot1xThenMab);
+        a.handle_timeout(t0);
+        outputs(&mut a);
+        a.handle_input(t0, Input::UnknownMac { port: 0, mac: HOST });
+        assert!(outputs(&mut a).is_empty());
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(1, b"alice") });
+        let (_, req) = radius_token(&outputs(&mut a));
+        assert!(has_attr(&req, &Attr::U32(attr::SERVICE_TYPE, attr::SERVICE_TYPE_FRAMED)));
+        // another host stays silent: MAB after the delay
+        let stb = MacAddr([2, 0, 0, 0, 0, 0x20]);
+        a.handle_input(t0, Input::UnknownMac { port: 0, mac: stb });
+        a.handle_timeout(t0 + Config::default().mab_delay);
+        let (_, req) = radius_token(&outputs(&mut a));
+        assert!(has_attr(&req, &Attr::U32(attr::SERVICE_TYPE, attr::SERVICE_TYPE_CALL_CHECK)));
+    }
+
+    #[test]
+    fn server_failure_rejects_a_new_host_and_spares_a_session() {
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(1, b"alice") });
+        let (token, _) = radius_token(&outputs(&mut a));
+        a.handle_input(t0, Input::RadiusFailed { token });
+        assert!(outputs(&mut a).iter().any(|o| matches!(o, Output::Rejected { .. })));
+
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        authorize(&mut a, t0, &[]);
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(2, b"alice") });
+        let (token, _) = radius_token(&outputs(&mut a));
+        a.handle_input(t0, Input::RadiusFailed { token });
+        assert!(!outputs(&mut a).iter().any(|o| matches!(o, Output::Deauthorized { .. })));
+        assert_eq!(a.sessions().count(), 1);
+    }
+
+    #[test]
+    fn host_limit_and_malformed_frames_are_counted() {
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        for i in 0..20u8 {
+            let mac = MacAddr([2, 0, 0, 0, 1, i]);
+            a.handle_input(t0, Input::Eapol { port: 0, src: mac, pdu: &eapol(eapol::PacketType::Start, &[]) });
+        }
+        assert_eq!(a.stats.dropped_host_limit, 4);
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &[2, 0, 0, 9, 1] });
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::EapPacket, &[2, 1, 0, 2]) });
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::Key, &[]) });
+        assert_eq!(a.stats.eapol_malformed, 1);
+        assert_eq!(a.stats.eap_malformed, 1);
+        assert_eq!(a.stats.eapol_ignored_type, 1);
+    }
+
+    #[test]
+    fn restore_resumes_the_session_and_its_timer() {
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        let attrs = ReplyAttrs { session_timeout: Some(100), ..Default::default() };
+        a.handle_input(
+            t0,
+            Input::Restore { port: 0, mac: HOST, method: Method::Dot1x, account: "alice".into(), attrs, age: Duration::from_secs(40) },
+        );
+        assert_eq!(a.sessions().count(), 1);
+        assert_eq!(a.poll_timeout(), Some(t0 + Duration::from_secs(60)));
+    }
+}

@@ -1,0 +1,141 @@
+//! Port access control: the IEEE 802.1X-2020 authenticator (PAE and backend, EAP
+//! pass-through to RADIUS per RFC 3579) and MAC authentication bypass. Sans-IO.
+
+mod authenticator;
+
+pub use authenticator::{Authenticator, Input, Output, Stats};
+
+use crate::wire::MacAddr;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How a port admits hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PortMode {
+    /// 802.1X only.
+    Dot1x,
+    /// MAC authentication bypass only (hosts that never speak EAPOL).
+    Mab,
+    /// 802.1X; a host that has not spoken EAPOL within `mab_delay` falls back to MAB.
+    Dot1xThenMab,
+}
+
+impl PortMode {
+    pub fn uses_mab(self) -> bool {
+        matches!(self, PortMode::Mab | PortMode::Dot1xThenMab)
+    }
+    pub fn uses_dot1x(self) -> bool {
+        matches!(self, PortMode::Dot1x | PortMode::Dot1xThenMab)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Dot1x,
+    Mab,
+}
+
+/// Index of a port in the configured list.
+pub type PortId = usize;
+
+#[derive(Debug, Clone)]
+pub struct PortConfig {
+    pub name: String,
+    pub mode: PortMode,
+    /// NAS-Port value.
+    pub nas_port: u32,
+    /// The port's own MAC: source of EAPOL frames and Called-Station-Id.
+    pub mac: MacAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub eapol_version: u8,
+    pub nas_identifier: String,
+    /// Identity requests while a port has no session, and retransmission of an
+    /// unanswered Request/Identity.
+    pub tx_period: Duration,
+    /// Hold-off after a failed authentication (802.1X quietPeriod).
+    pub quiet_period: Duration,
+    /// Wait for the supplicant's answer to a relayed EAP request.
+    pub supp_timeout: Duration,
+    /// Retransmissions of an EAP request to the supplicant (and of Request/Identity).
+    pub max_retrans: u32,
+    /// Wait for EAPOL before MAC bypass on `dot1x-then-mab` ports.
+    pub mab_delay: Duration,
+    /// Hosts (MACs) tracked per port; frames from more are dropped and counted.
+    pub max_hosts_per_port: usize,
+    pub framed_mtu: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            eapol_version: 2,
+            nas_identifier: "mcgate".into(),
+            tx_period: Duration::from_secs(5),
+            quiet_period: Duration::from_secs(60),
+            supp_timeout: Duration::from_secs(30),
+            max_retrans: 2,
+            mab_delay: Duration::from_secs(3),
+            max_hosts_per_port: 16,
+            framed_mtu: 1400,
+        }
+    }
+}
+
+/// What the RADIUS server said about an authorized host, kept for later use
+/// (multicast packages ride on Filter-Id and vendor attributes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyAttrs {
+    pub user_name: Option<String>,
+    pub session_timeout: Option<u32>,
+    pub termination_action: Option<u32>,
+    pub filter_ids: Vec<String>,
+    /// Class values, hex encoded (echoed in accounting).
+    pub class: Vec<String>,
+    /// Vendor-Specific attributes, raw value (vendor id + vendor TLVs), hex encoded.
+    pub vendor: Vec<String>,
+}
+
+impl ReplyAttrs {
+    pub fn from_packet(p: &crate::radius::Packet) -> Self {
+        use crate::radius::attr;
+        let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let u32_of = |t| {
+            p.lookup(t).and_then(|a| {
+                let b = a.encode_bytes();
+                <[u8; 4]>::try_from(b.as_slice()).ok().map(u32::from_be_bytes)
+            })
+        };
+        ReplyAttrs {
+            user_name: p
+                .lookup(attr::USER_NAME)
+                .map(|a| String::from_utf8_lossy(&a.encode_bytes()).into_owned()),
+            session_timeout: u32_of(attr::SESSION_TIMEOUT),
+            termination_action: u32_of(attr::TERMINATION_ACTION),
+            filter_ids: p
+                .lookup_all(attr::FILTER_ID)
+                .iter()
+                .map(|a| String::from_utf8_lossy(&a.encode_bytes()).into_owned())
+                .collect(),
+            class: p.lookup_all(attr::CLASS).iter().map(|a| hex(a.encode_bytes())).collect(),
+            vendor: p.lookup_all(attr::VENDOR_SPECIFIC).iter().map(|a| hex(a.encode_bytes())).collect(),
+        }
+    }
+}
+
+/// Why a session ended (RFC 3580 / RFC 2866 Acct-Terminate-Cause names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndCause {
+    UserRequest,
+    LostCarrier,
+    SessionTimeout,
+    ReauthFailure,
+    SupplicantTimeout,
+    AdminReset,
+    ServerUnreachable,
+}
