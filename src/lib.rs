@@ -3,3 +3,9 @@
 pub mod radius;
 pub mod wire;
 pub mod auth;
+pub mod dataplane;
+pub mod sys;
+pub mod store;
+pub mod capture;
+pub mod daemon;
+pub mod cli;

@@ -1,0 +1,159 @@
+//! Subcommands of the `mcgate` binary.
+
+use crate::daemon::{self, config, control};
+use anyhow::{anyhow, Context as _};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(name = "mcgate", version, about = "802.1X-gated multicast access controller for Linux bridges")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon.
+    Run {
+        #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file; exits non-zero with file:line and the reason.
+    Check {
+        #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
+        config: PathBuf,
+    },
+    /// List the live sessions of the running daemon.
+    Sessions {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counters and state of the running daemon (JSON).
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Undo mcgate's set-up on the configured ports (unlock, remove authorized MACs)
+    /// and forget the stored sessions. Stopping the daemon never does this.
+    Teardown {
+        #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Target {
+    /// The daemon's configuration (to find its control socket).
+    #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
+    config: PathBuf,
+    /// The control socket, instead of reading it from the configuration.
+    #[arg(short, long)]
+    socket: Option<PathBuf>,
+}
+
+impl Target {
+    fn socket(&self) -> anyhow::Result<PathBuf> {
+        if let Some(s) = &self.socket {
+            return Ok(s.clone());
+        }
+        Ok(load(&self.config)?.config.switch.control_socket)
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<config::Loaded> {
+    config::load(path).map_err(|e| anyhow!("{e}"))
+}
+
+fn init_logging(level: &str) {
+    let level = level.parse().unwrap_or(tracing::Level::INFO);
+    tracing_subscriber::fmt().with_max_level(level).with_target(false).init();
+}
+
+pub fn main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run { config } => {
+            let loaded = load(&config)?;
+            init_logging(&loaded.config.switch.log_level);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(daemon::run(loaded))
+        }
+        Command::Check { config } => {
+            let loaded = load(&config)?;
+            println!(
+                "{}: ok ({} ports, {} RADIUS servers)",
+                config.display(),
+                loaded.config.ports.len(),
+                loaded.config.radius.servers.len()
+            );
+            Ok(())
+        }
+        Command::Sessions { target, json } => {
+            let resp = daemon::client_request(&target.socket()?, &control::Request::Sessions)?;
+            let control::Response::Sessions { sessions } = resp else {
+                return Err(anyhow!("unexpected answer: {resp:?}"));
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&sessions)?);
+                return Ok(());
+            }
+            println!("{:<10} {:<17} {:<20} {:<6} {:<10} {:<16} SINCE", "PORT", "MAC", "ACCOUNT", "METHOD", "STATE", "SESSION");
+            for s in sessions {
+                println!(
+                    "{:<10} {:<17} {:<20} {:<6} {:<10} {:<16} {}",
+                    s.port,
+                    s.mac,
+                    s.account,
+                    s.method,
+                    s.state,
+                    s.session_id,
+                    format_unix(s.since)
+                );
+            }
+            Ok(())
+        }
+        Command::Status { target } => {
+            let resp = daemon::client_request(&target.socket()?, &control::Request::Status)?;
+            let control::Response::Status { status } = resp else {
+                return Err(anyhow!("unexpected answer: {resp:?}"));
+            };
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            Ok(())
+        }
+        Command::Teardown { config } => {
+            let loaded = load(&config)?;
+            daemon::teardown(&loaded).context("teardown")?;
+            println!("ports unlocked, authorizations and stored sessions removed");
+            Ok(())
+        }
+    }
+}
+
+/// `2026-11-23T21:50:04Z` from unix seconds (UTC, proleptic Gregorian).
+fn format_unix(secs: u64) -> String {
+    let days = secs / 86400;
+    let rem = secs % 86400;
+    // Howard Hinnant's civil_from_days
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn format_unix() {
+        assert_eq!(super::format_unix(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::format_unix(1_795_470_604), "2026-11-23T21:50:04Z");
+        assert_eq!(super::format_unix(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,319 @@
+//! The configuration file: TOML, unknown keys refused, every error reported as
+//! `file:line: what was expected`.
+
+use crate::auth::PortMode;
+use serde::{Deserialize, Deserializer};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub switch: Switch,
+    #[serde(default)]
+    pub authenticator: Authenticator,
+    pub radius: Radius,
+    #[serde(rename = "port", default)]
+    pub ports: Vec<Port>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Switch {
+    /// The bridge the access ports belong to.
+    pub bridge: String,
+    pub nas_identifier: String,
+    pub database: PathBuf,
+    pub control_socket: PathBuf,
+    /// error, warn, info, debug, trace
+    pub log_level: String,
+    /// Decide and record, enforce nothing in the kernel.
+    pub audit: bool,
+}
+
+impl Default for Switch {
+    fn default() -> Self {
+        Switch {
+            bridge: "br0".into(),
+            nas_identifier: "mcgate".into(),
+            database: "/var/lib/mcgate/mcgate.redb".into(),
+            control_socket: "/run/mcgate/control.sock".into(),
+            log_level: "info".into(),
+            audit: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Authenticator {
+    pub eapol_version: u8,
+    #[serde(deserialize_with = "duration")]
+    pub tx_period: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub quiet_period: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub supp_timeout: Duration,
+    pub max_retrans: u32,
+    #[serde(deserialize_with = "duration")]
+    pub mab_delay: Duration,
+    pub max_hosts_per_port: usize,
+    pub framed_mtu: u32,
+}
+
+impl Default for Authenticator {
+    fn default() -> Self {
+        let d = crate::auth::Config::default();
+        Authenticator {
+            eapol_version: d.eapol_version,
+            tx_period: d.tx_period,
+            quiet_period: d.quiet_period,
+            supp_timeout: d.supp_timeout,
+            max_retrans: d.max_retrans,
+            mab_delay: d.mab_delay,
+            max_hosts_per_port: d.max_hosts_per_port,
+            framed_mtu: d.framed_mtu,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Radius {
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    #[serde(default = "default_dead_time", deserialize_with = "duration")]
+    pub dead_time: Duration,
+    #[serde(rename = "server")]
+    pub servers: Vec<Spanned<Server>>,
+}
+
+fn default_timeout() -> Duration {
+    crate::radius::client::Config::default().timeout
+}
+fn default_retries() -> u32 {
+    crate::radius::client::Config::default().retries
+}
+fn default_dead_time() -> Duration {
+    crate::radius::client::Config::default().dead_time
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub address: std::net::SocketAddr,
+    /// A file holding the shared secret (trailing newline ignored); never logged.
+    pub secret_file: Spanned<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    pub name: Spanned<String>,
+    #[serde(default = "default_mode")]
+    pub mode: PortMode,
+    /// NAS-Port; defaults to the port's position in this file, from 1.
+    pub nas_port: Option<u32>,
+}
+
+fn default_mode() -> PortMode {
+    PortMode::Dot1x
+}
+
+/// `"30s"`, `"500ms"`, `"5m"`, `"1h"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("expected a duration like \"30s\", found {s:?}"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("expected a duration unit ms, s, m or h in {s:?}")),
+    })
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// An operator's mistake, located.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+/// A loaded, checked configuration with the secrets read.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub secrets: Vec<Vec<u8>>,
+}
+
+impl Loaded {
+    pub fn auth_config(&self) -> crate::auth::Config {
+        let a = &self.config.authenticator;
+        crate::auth::Config {
+            eapol_version: a.eapol_version,
+            nas_identifier: self.config.switch.nas_identifier.clone(),
+            tx_period: a.tx_period,
+            quiet_period: a.quiet_period,
+            supp_timeout: a.supp_timeout,
+            max_retrans: a.max_retrans,
+            mab_delay: a.mab_delay,
+            max_hosts_per_port: a.max_hosts_per_port,
+            framed_mtu: a.framed_mtu,
+        }
+    }
+
+    pub fn radius_config(&self) -> crate::radius::client::Config {
+        let r = &self.config.radius;
+        crate::radius::client::Config { timeout: r.timeout, retries: r.retries, dead_time: r.dead_time }
+    }
+
+    pub fn nas_port(&self, i: usize) -> u32 {
+        self.config.ports[i].nas_port.unwrap_or(i as u32 + 1)
+    }
+}
+
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError { file: file.clone(), line: 0, message: format!("cannot read: {e}") })?;
+    parse(&file, &text, path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Parses and checks `text`; relative secret files are taken from `dir`.
+pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> {
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let err = |offset: usize, message: String| ConfigError { file: file.to_string(), line: line_of(offset), message };
+    let config: Config = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        err(offset, e.message().to_string())
+    })?;
+    if config.radius.servers.is_empty() {
+        return Err(err(text.find("[radius]").unwrap_or(0), "at least one [[radius.server]] is needed".into()));
+    }
+    if config.ports.is_empty() {
+        return Err(err(0, "no [[port]]: there is nothing to control".into()));
+    }
+    let mut names = std::collections::HashSet::new();
+    for p in &config.ports {
+        let name = p.name.get_ref();
+        if name.is_empty() || name.len() > 15 || name.contains('/') {
+            return Err(err(p.name.span().start, format!("{name:?} is not an interface name")));
+        }
+        if !names.insert(name.clone()) {
+            return Err(err(p.name.span().start, format!("port {name} is listed twice")));
+        }
+    }
+    if !(1..=3).contains(&config.authenticator.eapol_version) {
+        return Err(err(
+            text.find("eapol_version").unwrap_or(0),
+            "eapol_version must be 1, 2 or 3".into(),
+        ));
+    }
+    let mut secrets = Vec::new();
+    for s in &config.radius.servers {
+        let file = &s.get_ref().secret_file;
+        let path = dir.join(file.get_ref());
+        let mut secret = std::fs::read(&path)
+            .map_err(|e| err(file.span().start, format!("secret_file {}: {e}", path.display())))?;
+        while secret.last().is_some_and(|c| c.is_ascii_whitespace()) {
+            secret.pop();
+        }
+        if secret.is_empty() {
+            return Err(err(file.span().start, format!("secret_file {} is empty", path.display())));
+        }
+        secrets.push(secret);
+    }
+    Ok(Loaded { config, secrets })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with_secret() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("mcgate-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("secret"), "testing123\n").unwrap();
+        d
+    }
+
+    const GOOD: &str = r#"
+[switch]
+bridge = "br0"
+
+[radius]
+timeout = "500ms"
+[[radius.server]]
+address = "127.0.0.1:1812"
+secret_file = "secret"
+
+[[port]]
+name = "p1"
+mode = "dot1x-then-mab"
+
+[[port]]
+name = "p2"
+"#;
+
+    #[test]
+    fn the_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("mcgate.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let dir = dir_with_secret();
+        let text = text.replace("/etc/mcgate/radius.secret", dir.join("secret").to_str().unwrap());
+        let l = parse("mcgate.example.toml", &text, &dir).unwrap();
+        assert!(!l.config.ports.is_empty());
+    }
+
+    #[test]
+    fn good_config() {
+        let l = parse("t.toml", GOOD, &dir_with_secret()).unwrap();
+        assert_eq!(l.secrets, vec![b"testing123".to_vec()]);
+        assert_eq!(l.config.radius.timeout, Duration::from_millis(500));
+        assert_eq!(l.config.ports[0].mode, PortMode::Dot1xThenMab);
+        assert_eq!(l.config.ports[1].mode, PortMode::Dot1x);
+        assert_eq!(l.nas_port(1), 2);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let dir = dir_with_secret();
+        let e = parse("t.toml", &GOOD.replace("bridge = \"br0\"", "bridge = \"br0\"\nbirdge = 1"), &dir).unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.contains("unknown field"), "{e}");
+        let e = parse("t.toml", &GOOD.replace("\"500ms\"", "\"5 fortnights\""), &dir).unwrap_err();
+        assert_eq!(e.line, 6, "{e}");
+        let e = parse("t.toml", &GOOD.replace("name = \"p2\"", "name = \"p1\""), &dir).unwrap_err();
+        assert_eq!(e.line, 16, "{e}");
+        assert!(e.to_string().starts_with("t.toml:16: port p1 is listed twice"), "{e}");
+        let e = parse("t.toml", &GOOD.replace("\"secret\"", "\"nonexistent\""), &dir).unwrap_err();
+        assert!(e.message.contains("nonexistent"), "{e}");
+        assert_eq!(e.line, 9, "{e}");
+        let e = parse("t.toml", &GOOD.replace("dot1x-then-mab", "sometimes"), &dir).unwrap_err();
+        assert_eq!(e.line, 13, "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("99999999999999999999s").is_err());
+    }
+}

@@ -1,0 +1,577 @@
+//! The daemon: one actor owns the state machines; thin tasks read the sockets and
+//! send it events, and it carries their outputs out (EAPOL frames, RADIUS datagrams,
+//! kernel changes, database writes).
+
+pub mod config;
+pub mod control;
+
+use crate::auth::{self, Authenticator, EndCause, Input, Method, PortConfig, PortId};
+use crate::capture::PortSocket;
+use crate::dataplane::netlink::{self, Netlink};
+use crate::dataplane::{self, Dataplane};
+use crate::radius::client::{self as rc, Client};
+use crate::store::{Session, Store};
+use crate::sys;
+use crate::wire::{ethernet, MacAddr};
+use anyhow::{anyhow, Context as _};
+use config::Loaded;
+use control::{Request, Response, SessionRow};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UdpSocket, UnixListener};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, warn};
+
+enum Event {
+    Eapol { port: PortId, src: MacAddr, pdu: Vec<u8> },
+    Radius { server: usize, bytes: Vec<u8> },
+    Kernel(Vec<netlink::Event>),
+    Control(Request, oneshot::Sender<Response>),
+}
+
+/// Counters of the I/O around the state machines.
+#[derive(Debug, Default, Clone, Serialize)]
+struct IoStats {
+    frames_rx: u64,
+    frames_own_tx_skipped: u64,
+    frames_malformed: u64,
+    /// IGMP/MLD frames: seen, not acted on until the multicast gate is enabled.
+    frames_multicast_control: u64,
+    frames_tx: u64,
+    frames_tx_errors: u64,
+    radius_tx_errors: u64,
+    dataplane_errors: u64,
+    store_errors: u64,
+}
+
+struct Port {
+    name: String,
+    ifindex: u32,
+    mac: MacAddr,
+    socket: Arc<PortSocket>,
+}
+
+struct Daemon {
+    auth: Authenticator,
+    radius: Client,
+    radius_sockets: Vec<Arc<UdpSocket>>,
+    dataplane: Box<dyn Dataplane + Send>,
+    store: Store,
+    ports: Vec<Port>,
+    /// Open sessions by (port, MAC), as stored.
+    sessions: HashMap<(PortId, MacAddr), Session>,
+    io: IoStats,
+    started: Instant,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Kernel state (locked ports, authorized
+/// MACs) stays in place on exit: while mcgate is down nothing new gets in and what
+/// was admitted keeps working.
+pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
+    let cfg = &loaded.config;
+    let store = Store::open(&cfg.switch.database)
+        .with_context(|| format!("opening database {}", cfg.switch.database.display()))?;
+
+    let mut nl = Netlink::open()?;
+    let links = nl.links()?;
+    let bridge = links
+        .iter()
+        .find(|l| l.name == cfg.switch.bridge)
+        .ok_or_else(|| anyhow!("bridge {} not found", cfg.switch.bridge))?;
+    let (tx, mut rx) = mpsc::channel::<Event>(4096);
+
+    let mut ports = Vec::new();
+    let mut port_configs = Vec::new();
+    for (i, p) in cfg.ports.iter().enumerate() {
+        let name = p.name.get_ref().clone();
+        let link = links.iter().find(|l| l.name == name).ok_or_else(|| anyhow!("port {name} not found"))?;
+        if link.master != Some(bridge.index) {
+            return Err(anyhow!("port {name} is not a member of bridge {}", cfg.switch.bridge));
+        }
+        let mac = link.mac.ok_or_else(|| anyhow!("port {name} has no MAC address"))?;
+        let socket = Arc::new(PortSocket::open(link.index).with_context(|| format!("capture on {name}"))?);
+        port_configs.push(PortConfig { name: name.clone(), mode: p.mode, nas_port: loaded.nas_port(i), mac });
+        ports.push(Port { name, ifindex: link.index, mac, socket });
+    }
+
+    let mut dataplane: Box<dyn Dataplane + Send> = if cfg.switch.audit {
+        Box::new(dataplane::Audit)
+    } else {
+        Box::new(dataplane::linux::LinuxBridge::new()?)
+    };
+    for (p, c) in ports.iter().zip(&cfg.ports) {
+        dataplane.setup_port(&p.name, c.mode).with_context(|| format!("locking port {}", p.name))?;
+    }
+
+    let servers: Vec<rc::Server> = cfg
+        .radius
+        .servers
+        .iter()
+        .zip(&loaded.secrets)
+        .map(|(s, secret)| rc::Server { addr: s.get_ref().address, secret: secret.clone() })
+        .collect();
+    let mut radius_sockets = Vec::new();
+    for (i, s) in servers.iter().enumerate() {
+        let bind: std::net::SocketAddr =
+            if s.addr.is_ipv4() { "0.0.0.0:0".parse()? } else { "[::]:0".parse()? };
+        let sock = UdpSocket::bind(bind).await?;
+        // connected: datagrams from any other address or port never reach it
+        sock.connect(s.addr).await?;
+        let sock = Arc::new(sock);
+        spawn_radius_reader(i, sock.clone(), tx.clone());
+        radius_sockets.push(sock);
+    }
+
+    let mut d = Daemon {
+        auth: Authenticator::new(loaded.auth_config(), port_configs),
+        radius: Client::new(loaded.radius_config(), servers),
+        radius_sockets,
+        dataplane,
+        store,
+        ports,
+        sessions: HashMap::new(),
+        io: IoStats::default(),
+        started: Instant::now(),
+    };
+    d.restore(Instant::now());
+    for (i, p) in d.ports.iter().enumerate() {
+        spawn_capture(i, p.socket.clone(), tx.clone());
+    }
+    spawn_kernel_events(tx.clone())?;
+    let listener = bind_control(&cfg.switch.control_socket)?;
+    spawn_control(listener, tx.clone());
+
+    // Link state last: a port that is up gets its first Request/Identity now.
+    let now = Instant::now();
+    for (i, p) in d.ports.iter().enumerate() {
+        let running = links.iter().any(|l| l.index == p.ifindex && l.running);
+        let input = if running { Input::LinkUp { port: i } } else { Input::LinkDown { port: i } };
+        d.auth.handle_input(now, input);
+    }
+    d.drain(now);
+    info!(ports = d.ports.len(), sessions = d.sessions.len(), "mcgate running");
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        let deadline = [d.auth.poll_timeout(), d.radius.poll_timeout()].into_iter().flatten().min();
+        let sleep = tokio::time::sleep_until(
+            deadline.map_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600), Into::into),
+        );
+        tokio::select! {
+            ev = rx.recv() => {
+                let Some(ev) = ev else { break };
+                d.handle_event(Instant::now(), ev);
+            }
+            _ = sleep => {
+                let now = Instant::now();
+                d.radius.handle_timeout(now);
+                d.auth.handle_timeout(now);
+            }
+            _ = sigterm.recv() => { info!("SIGTERM: stopping; kernel state left in place"); break }
+            _ = tokio::signal::ctrl_c() => { info!("SIGINT: stopping; kernel state left in place"); break }
+        }
+        d.drain(Instant::now());
+    }
+    let _ = std::fs::remove_file(&cfg.switch.control_socket);
+    Ok(())
+}
+
+impl Daemon {
+    /// Restores stored sessions whose kernel state is, or can be made, consistent;
+    /// removes authorizations the store does not justify.
+    fn restore(&mut self, now: Instant) {
+        let stored = match self.store.sessions() {
+            Ok(s) => s,
+            Err(e) => {
+                error!("reading sessions: {e}");
+                self.io.store_errors += 1;
+                vec![]
+            }
+        };
+        let unix = unix_now();
+        for s in stored {
+            let s = match s {
+                Ok(s) => s,
+                Err(e) => {
+                    error!("{e}");
+                    self.io.store_errors += 1;
+                    continue;
+                }
+            };
+            let Some(port) = self.ports.iter().position(|p| p.name == s.port) else {
+                info!(port = s.port, mac = %s.mac, "port no longer configured: session dropped");
+                let _ = self.store.remove_session(&s.port, s.mac);
+                continue;
+            };
+            if let Err(e) = self.dataplane.authorize(&s.port, s.mac) {
+                error!(port = s.port, mac = %s.mac, "re-authorizing: {e}");
+                self.io.dataplane_errors += 1;
+            }
+            info!(port = s.port, mac = %s.mac, account = s.account, session = s.session_id, "session restored");
+            self.auth.handle_input(
+                now,
+                Input::Restore {
+                    port,
+                    mac: s.mac,
+                    method: s.method,
+                    account: s.account.clone(),
+                    attrs: s.attrs.clone(),
+                    age: Duration::from_secs(unix.saturating_sub(s.since)),
+                },
+            );
+            self.sessions.insert((port, s.mac), s);
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            match self.dataplane.authorized(&p.name) {
+                Ok(macs) => {
+                    for mac in macs.into_iter().filter(|m| !self.sessions.contains_key(&(i, *m))) {
+                        info!(port = p.name, mac = %mac, "authorization without a session removed");
+                        if self.dataplane.deauthorize(&p.name, mac).is_err() {
+                            self.io.dataplane_errors += 1;
+                        }
+                    }
+                }
+                Err(e) => {
+                    error!(port = p.name, "listing authorizations: {e}");
+                    self.io.dataplane_errors += 1;
+                }
+            }
+        }
+    }
+
+    fn handle_event(&mut self, now: Instant, ev: Event) {
+        match ev {
+            Event::Eapol { port, src, pdu } => self.auth.handle_input(now, Input::Eapol { port, src, pdu: &pdu }),
+            Event::Radius { server, bytes } => {
+                if let Err(e) = self.radius.handle_datagram(now, server, &bytes) {
+                    warn!(server = %self.radius.server_addrs()[server], "RADIUS reply dropped: {e}");
+                }
+            }
+            Event::Kernel(events) => {
+                for e in events {
+                    self.kernel_event(now, e);
+                }
+            }
+            Event::Control(req, reply) => {
+                let _ = reply.send(self.control(req));
+            }
+        }
+    }
+
+    fn port_by_index(&self, ifindex: u32) -> Option<PortId> {
+        self.ports.iter().position(|p| p.ifindex == ifindex)
+    }
+
+    fn kernel_event(&mut self, now: Instant, e: netlink::Event) {
+        match e {
+            netlink::Event::Link(l) => {
+                if let Some(port) = self.port_by_index(l.index) {
+                    let input = if l.running { Input::LinkUp { port } } else { Input::LinkDown { port } };
+                    debug!(port = self.ports[port].name, running = l.running, "link state");
+                    self.auth.handle_input(now, input);
+                }
+            }
+            netlink::Event::LinkGone(index) => {
+                if let Some(port) = self.port_by_index(index) {
+                    warn!(port = self.ports[port].name, "port removed");
+                    self.auth.handle_input(now, Input::LinkDown { port });
+                }
+            }
+            netlink::Event::NewFdb(f) if f.locked => {
+                if let Some(port) = self.port_by_index(f.ifindex) {
+                    self.auth.handle_input(now, Input::UnknownMac { port, mac: f.mac });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Carries out everything the state machines want done, until they are quiet.
+    fn drain(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some(o) = self.radius.poll_output() {
+                progressed = true;
+                match o {
+                    rc::Output::Transmit { server, bytes } => {
+                        if let Err(e) = self.radius_sockets[server].try_send(&bytes) {
+                            self.io.radius_tx_errors += 1;
+                            warn!(server = %self.radius.server_addrs()[server], "RADIUS send: {e}");
+                        }
+                    }
+                    rc::Output::Reply { token, server, packet, rtt } => {
+                        debug!(token, server, rtt_us = rtt.as_micros() as u64, code = ?packet.get_code(), "RADIUS reply");
+                        self.auth.handle_input(now, Input::RadiusReply { token, packet: &packet });
+                    }
+                    rc::Output::Failed { token } => self.auth.handle_input(now, Input::RadiusFailed { token }),
+                }
+            }
+            while let Some(o) = self.auth.poll_output() {
+                progressed = true;
+                self.auth_output(now, o);
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn auth_output(&mut self, now: Instant, o: auth::Output) {
+        match o {
+            auth::Output::TxEapol { port, dst, pdu } => {
+                let p = &self.ports[port];
+                let frame = ethernet::emit_frame(dst, p.mac, ethernet::ETHERTYPE_EAPOL, &pdu);
+                match p.socket.send(&frame) {
+                    Ok(()) => self.io.frames_tx += 1,
+                    Err(e) => {
+                        self.io.frames_tx_errors += 1;
+                        debug!(port = p.name, mac = %dst, "EAPOL send: {e}");
+                    }
+                }
+            }
+            auth::Output::Radius { token, request } => self.radius.send(now, token, request),
+            auth::Output::CancelRadius { token } => self.radius.cancel(token),
+            auth::Output::Authorized { port, mac, method, account, attrs } => {
+                let name = self.ports[port].name.clone();
+                let session = match self.sessions.remove(&(port, mac)) {
+                    // re-authentication: same session, new attributes
+                    Some(mut s) => {
+                        s.account = account;
+                        s.attrs = attrs;
+                        s
+                    }
+                    None => Session {
+                        port: name.clone(),
+                        mac,
+                        account,
+                        method,
+                        session_id: format!("{:08X}{:08X}", unix_now() as u32, rand::random::<u32>()),
+                        since: unix_now(),
+                        attrs,
+                    },
+                };
+                // Durable first: a crash after this line is repaired by restore().
+                if let Err(e) = self.store.put_session(&session) {
+                    self.io.store_errors += 1;
+                    error!(port = name, mac = %mac, "storing session: {e}");
+                }
+                if let Err(e) = self.dataplane.authorize(&name, mac) {
+                    self.io.dataplane_errors += 1;
+                    error!(port = name, mac = %mac, "authorizing: {e}");
+                }
+                info!(port = name, mac = %mac, account = session.account, session = session.session_id, "port open");
+                self.sessions.insert((port, mac), session);
+            }
+            auth::Output::Deauthorized { port, mac, cause } => self.end_session(port, mac, cause),
+            auth::Output::Rejected { port, mac, method, account } => {
+                info!(port = self.ports[port].name, mac = %mac, account, ?method, "rejected");
+            }
+            auth::Output::ForgetLocked { port, mac } => {
+                if self.dataplane.deauthorize(&self.ports[port].name, mac).is_err() {
+                    self.io.dataplane_errors += 1;
+                }
+            }
+        }
+    }
+
+    fn end_session(&mut self, port: PortId, mac: MacAddr, cause: EndCause) {
+        let name = self.ports[port].name.clone();
+        // Fail closed first: the kernel stops the host before the record goes.
+        if let Err(e) = self.dataplane.deauthorize(&name, mac) {
+            self.io.dataplane_errors += 1;
+            error!(port = name, mac = %mac, "deauthorizing: {e}");
+        }
+        if let Err(e) = self.store.remove_session(&name, mac) {
+            self.io.store_errors += 1;
+            error!(port = name, mac = %mac, "removing session: {e}");
+        }
+        let s = self.sessions.remove(&(port, mac));
+        info!(
+            port = name,
+            mac = %mac,
+            account = s.as_ref().map(|s| s.account.as_str()),
+            session = s.as_ref().map(|s| s.session_id.as_str()),
+            ?cause,
+            "port closed"
+        );
+    }
+
+    fn control(&self, req: Request) -> Response {
+        match req {
+            Request::Sessions => {
+                let mut sessions: Vec<SessionRow> = self
+                    .sessions
+                    .values()
+                    .map(|s| SessionRow {
+                        port: s.port.clone(),
+                        mac: s.mac.to_string(),
+                        account: s.account.clone(),
+                        method: match s.method {
+                            Method::Dot1x => "dot1x".into(),
+                            Method::Mab => "mab".into(),
+                        },
+                        state: "authorized".into(),
+                        session_id: s.session_id.clone(),
+                        since: s.since,
+                    })
+                    .collect();
+                sessions.sort_by(|a, b| (&a.port, &a.mac).cmp(&(&b.port, &b.mac)));
+                Response::Sessions { sessions }
+            }
+            Request::Status => Response::Status {
+                status: serde_json::json!({
+                    "uptime_s": self.started.elapsed().as_secs(),
+                    "ports": self.ports.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                    "sessions": self.sessions.len(),
+                    "authenticator": self.auth.stats,
+                    "radius": self.radius.stats,
+                    "radius_pending": self.radius.pending(),
+                    "io": self.io,
+                }),
+            },
+        }
+    }
+}
+
+fn spawn_capture(port: PortId, socket: Arc<PortSocket>, tx: mpsc::Sender<Event>) {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let (n, info) = match socket.recv(&mut buf).await {
+                Ok(r) => r,
+                Err(e) => {
+                    error!(port, "capture: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if info.pkttype == sys::PACKET_OUTGOING {
+                continue;
+            }
+            let Ok(frame) = ethernet::Frame::new_checked(&buf[..n]) else { continue };
+            if frame.ethertype() != ethernet::ETHERTYPE_EAPOL {
+                continue;
+            }
+            let ev = Event::Eapol { port, src: frame.src(), pdu: frame.payload().to_vec() };
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+fn spawn_radius_reader(server: usize, sock: Arc<UdpSocket>, tx: mpsc::Sender<Event>) {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; crate::radius::MAX_LEN + 1];
+        loop {
+            match sock.recv(&mut buf).await {
+                Ok(n) => {
+                    if tx.send(Event::Radius { server, bytes: buf[..n].to_vec() }).await.is_err() {
+                        return;
+                    }
+                }
+                // ICMP port unreachable from a dead server surfaces here; the client's
+                // timers handle the failover.
+                Err(e) => debug!(server, "RADIUS socket: {e}"),
+            }
+        }
+    });
+}
+
+fn spawn_kernel_events(tx: mpsc::Sender<Event>) -> anyhow::Result<()> {
+    let fd = sys::async_fd(sys::netlink_route(netlink::GROUPS_LINK_NEIGH, true)?)?;
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let Ok(mut guard) = fd.readable().await else { return };
+            match guard.try_io(|fd| sys::recv(fd.get_ref(), &mut buf)) {
+                Ok(Ok(n)) => {
+                    let events = netlink::parse_events(&buf[..n]);
+                    if !events.is_empty() && tx.send(Event::Kernel(events)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Err(e)) => warn!("kernel events: {e} (an overrun loses events; state is re-read on restart)"),
+                Err(_would_block) => {}
+            }
+        }
+    });
+    Ok(())
+}
+
+fn bind_control(path: &std::path::Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let _ = std::fs::remove_file(path);
+    let l = UnixListener::bind(path).with_context(|| format!("control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+fn spawn_control(listener: UnixListener, tx: mpsc::Sender<Event>) {
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut line = String::new();
+                let mut r = BufReader::new(r.take(64 * 1024));
+                if r.read_line(&mut line).await.is_err() {
+                    return;
+                }
+                let resp = match serde_json::from_str::<Request>(&line) {
+                    Ok(req) => {
+                        let (otx, orx) = oneshot::channel();
+                        if tx.send(Event::Control(req, otx)).await.is_err() {
+                            return;
+                        }
+                        orx.await.unwrap_or(Response::Error { message: "daemon stopping".into() })
+                    }
+                    Err(e) => Response::Error { message: format!("bad request: {e}") },
+                };
+                let mut out = serde_json::to_vec(&resp).unwrap_or_default();
+                out.push(b'\n');
+                let _ = w.write_all(&out).await;
+            });
+        }
+    });
+}
+
+/// Undoes mcgate's set-up on the configured ports: removes the authorized MACs,
+/// unlocks the ports. Explicit, never a side effect of stopping.
+pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
+    let mut dp = dataplane::linux::LinuxBridge::new()?;
+    for p in &loaded.config.ports {
+        dp.teardown_port(p.name.get_ref()).with_context(|| format!("port {}", p.name.get_ref()))?;
+    }
+    let store = Store::open(&loaded.config.switch.database)?;
+    for s in store.sessions()?.into_iter().flatten() {
+        store.remove_session(&s.port, s.mac)?;
+    }
+    Ok(())
+}
+
+/// Sends one request to a running daemon.
+pub fn client_request(socket: &std::path::Path, req: &Request) -> anyhow::Result<Response> {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .with_context(|| format!("mcgate is not running (no control socket at {})", socket.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    s.write_all(&line)?;
+    let mut resp = String::new();
+    std::io::BufReader::new(s).read_line(&mut resp)?;
+    Ok(serde_json::from_str(&resp)?)
+}

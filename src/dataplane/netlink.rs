@@ -1,0 +1,392 @@
+//! Just enough rtnetlink for a bridge: port flags (IFLA_PROTINFO), FDB entries
+//! (RTM_*NEIGH, AF_BRIDGE), link state, and the event stream. Message layouts are
+//! those of linux/netlink.h, linux/rtnetlink.h, linux/neighbour.h and linux/if_link.h.
+
+use crate::sys;
+use crate::wire::MacAddr;
+use std::io;
+use std::os::fd::OwnedFd;
+
+const NLMSG_HDRLEN: usize = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_REPLACE: u16 = 0x100;
+const NLM_F_CREATE: u16 = 0x400;
+const NLA_F_NESTED: u16 = 0x8000;
+
+pub const RTM_NEWLINK: u16 = 16;
+pub const RTM_DELLINK: u16 = 17;
+const RTM_GETLINK: u16 = 18;
+const RTM_SETLINK: u16 = 19;
+pub const RTM_NEWNEIGH: u16 = 28;
+pub const RTM_DELNEIGH: u16 = 29;
+const RTM_GETNEIGH: u16 = 30;
+
+const AF_UNSPEC: u8 = 0;
+const AF_BRIDGE: u8 = 7;
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MASTER: u16 = 10;
+const IFLA_PROTINFO: u16 = 12;
+const NDA_LLADDR: u16 = 2;
+const NDA_MASTER: u16 = 9;
+const NDA_FLAGS_EXT: u16 = 15;
+
+pub const NUD_NOARP: u16 = 0x40;
+pub const NUD_PERMANENT: u16 = 0x80;
+const NTF_MASTER: u8 = 0x04;
+pub const NTF_EXT_LOCKED: u32 = 1 << 1;
+const IFF_LOWER_UP: u32 = 0x10000;
+const IFF_UP: u32 = 0x1;
+
+/// Multicast groups for the event socket (RTMGRP_LINK | RTMGRP_NEIGH).
+pub const GROUPS_LINK_NEIGH: u32 = 0x1 | 0x4;
+
+/// Bridge port attributes (IFLA_BRPORT_*) inside IFLA_PROTINFO.
+pub mod brport {
+    pub const LEARNING: u16 = 8;
+    pub const FLUSH: u16 = 24;
+    pub const MCAST_FLOOD: u16 = 27;
+    pub const LOCKED: u16 = 39;
+    pub const MAB: u16 = 40;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub mac: Option<MacAddr>,
+    pub master: Option<u32>,
+    /// Administratively up and carrier present.
+    pub running: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdbEntry {
+    pub ifindex: u32,
+    pub mac: MacAddr,
+    pub state: u16,
+    pub master: Option<u32>,
+    pub locked: bool,
+}
+
+impl FdbEntry {
+    /// A user-added static entry (`bridge fdb add ... static`); the port's own
+    /// addresses are NUD_PERMANENT and not counted.
+    pub fn is_static(&self) -> bool {
+        self.state & NUD_NOARP != 0 && self.state & NUD_PERMANENT == 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Link(Link),
+    LinkGone(u32),
+    NewFdb(FdbEntry),
+    DelFdb(FdbEntry),
+}
+
+/// A request/response rtnetlink socket.
+pub struct Netlink {
+    fd: OwnedFd,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("netlink: {0}")]
+    Io(#[from] io::Error),
+    #[error("netlink: malformed reply")]
+    Malformed,
+}
+
+impl Netlink {
+    pub fn open() -> Result<Self, Error> {
+        Ok(Netlink { fd: sys::netlink_route(0, false)?, seq: 1, buf: vec![0; 1 << 16] })
+    }
+
+    /// Sets bridge port flags: each (IFLA_BRPORT_*, value); a `None` value sends the
+    /// attribute without payload (FLUSH).
+    pub fn set_port_flags(&mut self, ifindex: u32, flags: &[(u16, Option<u8>)]) -> Result<(), Error> {
+        let mut nested = Vec::new();
+        for (ty, v) in flags {
+            push_attr(&mut nested, *ty, v.as_ref().map(std::slice::from_ref).unwrap_or(&[]));
+        }
+        let mut body = ifinfomsg(AF_BRIDGE, ifindex);
+        push_attr(&mut body, IFLA_PROTINFO | NLA_F_NESTED, &nested);
+        self.request(RTM_SETLINK, NLM_F_ACK, &body)
+    }
+
+    /// Adds or replaces a static FDB entry for `mac` on bridge port `ifindex`.
+    pub fn fdb_replace(&mut self, ifindex: u32, mac: MacAddr) -> Result<(), Error> {
+        let body = fdb_body(ifindex, mac);
+        self.request(RTM_NEWNEIGH, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, &body)
+    }
+
+    /// Removes the FDB entry for `mac` on `ifindex`; absent is not an error.
+    pub fn fdb_del(&mut self, ifindex: u32, mac: MacAddr) -> Result<(), Error> {
+        match self.request(RTM_DELNEIGH, NLM_F_ACK, &fdb_body(ifindex, mac)) {
+            Err(Error::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            other => other,
+        }
+    }
+
+    pub fn fdb_dump(&mut self) -> Result<Vec<FdbEntry>, Error> {
+        let mut body = vec![0u8; 12];
+        body[0] = AF_BRIDGE;
+        let mut out = Vec::new();
+        self.dump(RTM_GETNEIGH, &body, |ty, payload| {
+            if ty == RTM_NEWNEIGH {
+                if let Some(e) = parse_neigh(payload) {
+                    out.push(e);
+                }
+            }
+        })?;
+        Ok(out)
+    }
+
+    pub fn links(&mut self) -> Result<Vec<Link>, Error> {
+        let body = ifinfomsg(AF_UNSPEC, 0);
+        let mut out = Vec::new();
+        self.dump(RTM_GETLINK, &body, |ty, payload| {
+            if ty == RTM_NEWLINK {
+                if let Some(l) = parse_link(payload) {
+                    out.push(l);
+                }
+            }
+        })?;
+        Ok(out)
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    fn request(&mut self, ty: u16, flags: u16, body: &[u8]) -> Result<(), Error> {
+        let seq = self.next_seq();
+        sys::send(&self.fd, &message(ty, NLM_F_REQUEST | flags, seq, body))?;
+        loop {
+            let n = sys::recv(&self.fd, &mut self.buf)?;
+            for (mty, _, mseq, payload) in Messages::new(&self.buf[..n]) {
+                if mseq != seq {
+                    continue;
+                }
+                if mty == NLMSG_ERROR {
+                    let code = payload.get(..4).ok_or(Error::Malformed)?;
+                    let code = i32::from_ne_bytes([code[0], code[1], code[2], code[3]]);
+                    return if code == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(-code).into()) };
+                }
+            }
+        }
+    }
+
+    fn dump(&mut self, ty: u16, body: &[u8], mut each: impl FnMut(u16, &[u8])) -> Result<(), Error> {
+        let seq = self.next_seq();
+        sys::send(&self.fd, &message(ty, NLM_F_REQUEST | NLM_F_DUMP, seq, body))?;
+        loop {
+            let n = sys::recv(&self.fd, &mut self.buf)?;
+            for (mty, _, mseq, payload) in Messages::new(&self.buf[..n]) {
+                if mseq != seq {
+                    continue;
+                }
+                match mty {
+                    NLMSG_DONE => return Ok(()),
+                    NLMSG_ERROR => {
+                        let code = payload.get(..4).ok_or(Error::Malformed)?;
+                        let code = i32::from_ne_bytes([code[0], code[1], code[2], code[3]]);
+                        if code != 0 {
+                            return Err(io::Error::from_raw_os_error(-code).into());
+                        }
+                    }
+                    _ => each(mty, payload),
+                }
+            }
+        }
+    }
+}
+
+/// Parses the messages of one datagram from the event socket.
+pub fn parse_events(datagram: &[u8]) -> Vec<Event> {
+    let mut out = Vec::new();
+    for (ty, _, _, payload) in Messages::new(datagram) {
+        match ty {
+            RTM_NEWLINK => out.extend(parse_link(payload).map(Event::Link)),
+            RTM_DELLINK => out.extend(parse_link(payload).map(|l| Event::LinkGone(l.index))),
+            RTM_NEWNEIGH => out.extend(parse_neigh(payload).map(Event::NewFdb)),
+            RTM_DELNEIGH => out.extend(parse_neigh(payload).map(Event::DelFdb)),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn message(ty: u16, flags: u16, seq: u32, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(NLMSG_HDRLEN + body.len());
+    m.extend_from_slice(&((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes());
+    m.extend_from_slice(&ty.to_ne_bytes());
+    m.extend_from_slice(&flags.to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+fn ifinfomsg(family: u8, index: u32) -> Vec<u8> {
+    let mut b = vec![0u8; 16];
+    b[0] = family;
+    b[4..8].copy_from_slice(&(index as i32).to_ne_bytes());
+    b
+}
+
+fn fdb_body(ifindex: u32, mac: MacAddr) -> Vec<u8> {
+    // struct ndmsg { family, pad1, pad2(2), ifindex(4), state(2), flags, type }
+    let mut b = vec![0u8; 12];
+    b[0] = AF_BRIDGE;
+    b[4..8].copy_from_slice(&(ifindex as i32).to_ne_bytes());
+    b[8..10].copy_from_slice(&NUD_NOARP.to_ne_bytes());
+    b[10] = NTF_MASTER;
+    push_attr(&mut b, NDA_LLADDR, &mac.0);
+    b
+}
+
+fn push_attr(buf: &mut Vec<u8>, ty: u16, payload: &[u8]) {
+    let len = 4 + payload.len();
+    buf.extend_from_slice(&(len as u16).to_ne_bytes());
+    buf.extend_from_slice(&ty.to_ne_bytes());
+    buf.extend_from_slice(payload);
+    buf.resize(buf.len() + (align4(len) - len), 0);
+}
+
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+/// Iterates (type, flags, seq, payload) over the netlink messages in a datagram.
+struct Messages<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Messages<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        Messages { rest: b }
+    }
+}
+
+impl<'a> Iterator for Messages<'a> {
+    type Item = (u16, u16, u32, &'a [u8]);
+    fn next(&mut self) -> Option<Self::Item> {
+        let b = self.rest;
+        if b.len() < NLMSG_HDRLEN {
+            return None;
+        }
+        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        if len < NLMSG_HDRLEN || len > b.len() {
+            self.rest = &[];
+            return None;
+        }
+        let ty = u16::from_ne_bytes([b[4], b[5]]);
+        let flags = u16::from_ne_bytes([b[6], b[7]]);
+        let seq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+        self.rest = &b[align4(len).min(b.len())..];
+        Some((ty, flags, seq, &b[NLMSG_HDRLEN..len]))
+    }
+}
+
+/// Iterates (type without flags, payload) over route attributes.
+fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if b.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
+        if len < 4 || len > b.len() {
+            return None;
+        }
+        let ty = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
+        let payload = &b[4..len];
+        b = &b[align4(len).min(b.len())..];
+        Some((ty, payload))
+    })
+}
+
+fn u32_of(p: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(p.get(..4)?.try_into().ok()?))
+}
+
+fn mac_of(p: &[u8]) -> Option<MacAddr> {
+    Some(MacAddr(p.get(..6)?.try_into().ok()?)).filter(|_| p.len() == 6)
+}
+
+fn parse_link(p: &[u8]) -> Option<Link> {
+    let index = u32_of(p.get(4..8)?)?;
+    let flags = u32_of(p.get(8..12)?)?;
+    let mut link = Link {
+        index,
+        name: String::new(),
+        mac: None,
+        master: None,
+        running: flags & IFF_UP != 0 && flags & IFF_LOWER_UP != 0,
+    };
+    for (ty, v) in attrs(p.get(16..)?) {
+        match ty {
+            IFLA_IFNAME => link.name = String::from_utf8_lossy(v.split(|&c| c == 0).next().unwrap_or(&[])).into_owned(),
+            IFLA_ADDRESS => link.mac = mac_of(v),
+            IFLA_MASTER => link.master = u32_of(v),
+            _ => {}
+        }
+    }
+    Some(link)
+}
+
+fn parse_neigh(p: &[u8]) -> Option<FdbEntry> {
+    if *p.first()? != AF_BRIDGE {
+        return None;
+    }
+    let ifindex = u32_of(p.get(4..8)?)?;
+    let state = u16::from_ne_bytes(p.get(8..10)?.try_into().ok()?);
+    let mut mac = None;
+    let mut master = None;
+    let mut locked = false;
+    for (ty, v) in attrs(p.get(12..)?) {
+        match ty {
+            NDA_LLADDR => mac = mac_of(v),
+            NDA_MASTER => master = u32_of(v),
+            NDA_FLAGS_EXT => locked = u32_of(v).is_some_and(|f| f & NTF_EXT_LOCKED != 0),
+            _ => {}
+        }
+    }
+    Some(FdbEntry { ifindex, mac: mac?, state, master, locked })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fdb_message_layout() {
+        let m = message(RTM_NEWNEIGH, NLM_F_REQUEST, 7, &fdb_body(5, MacAddr([2, 0, 0, 0, 0, 9])));
+        assert_eq!(m.len(), 16 + 12 + 12);
+        let (ty, _, seq, payload) = Messages::new(&m).next().unwrap();
+        assert_eq!((ty, seq), (RTM_NEWNEIGH, 7));
+        let e = parse_neigh(payload).unwrap();
+        assert_eq!(e.ifindex, 5);
+        assert_eq!(e.mac, MacAddr([2, 0, 0, 0, 0, 9]));
+        assert!(e.is_static());
+        assert!(!e.locked);
+    }
+
+    #[test]
+    fn garbage_does_not_panic() {
+        for n in 0..64 {
+            let junk: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
+            let _ = parse_events(&junk);
+            let _ = parse_link(&junk);
+            let _ = parse_neigh(&junk);
+        }
+    }
+}
