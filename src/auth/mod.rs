@@ -107,7 +107,9 @@ impl ReplyAttrs {
         let u32_of = |t| {
             p.lookup(t).and_then(|a| {
                 let b = a.encode_bytes();
-                <[u8; 4]>::try_from(b.as_slice()).ok().map(u32::from_be_bytes)
+                <[u8; 4]>::try_from(b.as_slice())
+                    .ok()
+                    .map(u32::from_be_bytes)
             })
         };
         ReplyAttrs {
@@ -121,8 +123,16 @@ impl ReplyAttrs {
                 .iter()
                 .map(|a| String::from_utf8_lossy(&a.encode_bytes()).into_owned())
                 .collect(),
-            class: p.lookup_all(attr::CLASS).iter().map(|a| hex(a.encode_bytes())).collect(),
-            vendor: p.lookup_all(attr::VENDOR_SPECIFIC).iter().map(|a| hex(a.encode_bytes())).collect(),
+            class: p
+                .lookup_all(attr::CLASS)
+                .iter()
+                .map(|a| hex(a.encode_bytes()))
+                .collect(),
+            vendor: p
+                .lookup_all(attr::VENDOR_SPECIFIC)
+                .iter()
+                .map(|a| hex(a.encode_bytes()))
+                .collect(),
         }
     }
 }

@@ -39,7 +39,9 @@ impl PortSocket {
     pub fn open(ifindex: u32) -> io::Result<Self> {
         let fd = sys::packet_socket(ifindex)?;
         sys::attach_filter(&fd, &filter())?;
-        Ok(PortSocket { fd: sys::async_fd(fd)? })
+        Ok(PortSocket {
+            fd: sys::async_fd(fd)?,
+        })
     }
 
     /// The next frame; frames this host sent (PACKET_OUTGOING) are returned too, with
@@ -70,7 +72,11 @@ mod tests {
         loop {
             let i = prog[pc];
             match i.code {
-                0x28 => a = pkt.get(i.k as usize..i.k as usize + 2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as u32),
+                0x28 => {
+                    a = pkt
+                        .get(i.k as usize..i.k as usize + 2)
+                        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as u32)
+                }
                 0x30 => a = pkt.get(i.k as usize).copied().unwrap_or(0) as u32,
                 0x15 => {
                     pc += 1 + if a == i.k { i.jt } else { i.jf } as usize;

@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "mcgate", version, about = "802.1X-gated multicast access controller for Linux bridges")]
+#[command(
+    name = "mcgate",
+    version,
+    about = "802.1X-gated multicast access controller for Linux bridges"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -69,7 +73,10 @@ fn load(path: &Path) -> anyhow::Result<config::Loaded> {
 
 fn init_logging(level: &str) {
     let level = level.parse().unwrap_or(tracing::Level::INFO);
-    tracing_subscriber::fmt().with_max_level(level).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .init();
 }
 
 pub fn main(cli: Cli) -> anyhow::Result<()> {
@@ -77,7 +84,9 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Run { config } => {
             let loaded = load(&config)?;
             init_logging(&loaded.config.switch.log_level);
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(daemon::run(loaded))
         }
         Command::Check { config } => {
@@ -99,7 +108,10 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&sessions)?);
                 return Ok(());
             }
-            println!("{:<10} {:<17} {:<20} {:<6} {:<10} {:<16} SINCE", "PORT", "MAC", "ACCOUNT", "METHOD", "STATE", "SESSION");
+            println!(
+                "{:<10} {:<17} {:<20} {:<6} {:<10} {:<16} SINCE",
+                "PORT", "MAC", "ACCOUNT", "METHOD", "STATE", "SESSION"
+            );
             for s in sessions {
                 println!(
                     "{:<10} {:<17} {:<20} {:<6} {:<10} {:<16} {}",
@@ -145,7 +157,12 @@ fn format_unix(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + (m <= 2) as i64;
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

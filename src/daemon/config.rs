@@ -129,7 +129,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("expected a duration like \"30s\", found {s:?}"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a duration like \"30s\", found {s:?}"))?;
     Ok(match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
@@ -178,7 +180,11 @@ impl Loaded {
 
     pub fn radius_config(&self) -> crate::radius::client::Config {
         let r = &self.config.radius;
-        crate::radius::client::Config { timeout: r.timeout, retries: r.retries, dead_time: r.dead_time }
+        crate::radius::client::Config {
+            timeout: r.timeout,
+            retries: r.retries,
+            dead_time: r.dead_time,
+        }
     }
 
     pub fn nas_port(&self, i: usize) -> u32 {
@@ -188,21 +194,31 @@ impl Loaded {
 
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError { file: file.clone(), line: 0, message: format!("cannot read: {e}") })?;
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        line: 0,
+        message: format!("cannot read: {e}"),
+    })?;
     parse(&file, &text, path.parent().unwrap_or(Path::new(".")))
 }
 
 /// Parses and checks `text`; relative secret files are taken from `dir`.
 pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> {
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-    let err = |offset: usize, message: String| ConfigError { file: file.to_string(), line: line_of(offset), message };
+    let err = |offset: usize, message: String| ConfigError {
+        file: file.to_string(),
+        line: line_of(offset),
+        message,
+    };
     let config: Config = toml::from_str(text).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
         err(offset, e.message().to_string())
     })?;
     if config.radius.servers.is_empty() {
-        return Err(err(text.find("[radius]").unwrap_or(0), "at least one [[radius.server]] is needed".into()));
+        return Err(err(
+            text.find("[radius]").unwrap_or(0),
+            "at least one [[radius.server]] is needed".into(),
+        ));
     }
     if config.ports.is_empty() {
         return Err(err(0, "no [[port]]: there is nothing to control".into()));
@@ -211,10 +227,16 @@ pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> 
     for p in &config.ports {
         let name = p.name.get_ref();
         if name.is_empty() || name.len() > 15 || name.contains('/') {
-            return Err(err(p.name.span().start, format!("{name:?} is not an interface name")));
+            return Err(err(
+                p.name.span().start,
+                format!("{name:?} is not an interface name"),
+            ));
         }
         if !names.insert(name.clone()) {
-            return Err(err(p.name.span().start, format!("port {name} is listed twice")));
+            return Err(err(
+                p.name.span().start,
+                format!("port {name} is listed twice"),
+            ));
         }
     }
     if !(1..=3).contains(&config.authenticator.eapol_version) {
@@ -227,13 +249,20 @@ pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> 
     for s in &config.radius.servers {
         let file = &s.get_ref().secret_file;
         let path = dir.join(file.get_ref());
-        let mut secret = std::fs::read(&path)
-            .map_err(|e| err(file.span().start, format!("secret_file {}: {e}", path.display())))?;
+        let mut secret = std::fs::read(&path).map_err(|e| {
+            err(
+                file.span().start,
+                format!("secret_file {}: {e}", path.display()),
+            )
+        })?;
         while secret.last().is_some_and(|c| c.is_ascii_whitespace()) {
             secret.pop();
         }
         if secret.is_empty() {
-            return Err(err(file.span().start, format!("secret_file {} is empty", path.display())));
+            return Err(err(
+                file.span().start,
+                format!("secret_file {} is empty", path.display()),
+            ));
         }
         secrets.push(secret);
     }
@@ -274,7 +303,10 @@ name = "p2"
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("mcgate.example.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         let dir = dir_with_secret();
-        let text = text.replace("/etc/mcgate/radius.secret", dir.join("secret").to_str().unwrap());
+        let text = text.replace(
+            "/etc/mcgate/radius.secret",
+            dir.join("secret").to_str().unwrap(),
+        );
         let l = parse("mcgate.example.toml", &text, &dir).unwrap();
         assert!(!l.config.ports.is_empty());
     }
@@ -292,15 +324,39 @@ name = "p2"
     #[test]
     fn errors_name_the_line() {
         let dir = dir_with_secret();
-        let e = parse("t.toml", &GOOD.replace("bridge = \"br0\"", "bridge = \"br0\"\nbirdge = 1"), &dir).unwrap_err();
+        let e = parse(
+            "t.toml",
+            &GOOD.replace("bridge = \"br0\"", "bridge = \"br0\"\nbirdge = 1"),
+            &dir,
+        )
+        .unwrap_err();
         assert_eq!(e.line, 4, "{e}");
         assert!(e.message.contains("unknown field"), "{e}");
-        let e = parse("t.toml", &GOOD.replace("\"500ms\"", "\"5 fortnights\""), &dir).unwrap_err();
+        let e = parse(
+            "t.toml",
+            &GOOD.replace("\"500ms\"", "\"5 fortnights\""),
+            &dir,
+        )
+        .unwrap_err();
         assert_eq!(e.line, 6, "{e}");
-        let e = parse("t.toml", &GOOD.replace("name = \"p2\"", "name = \"p1\""), &dir).unwrap_err();
+        let e = parse(
+            "t.toml",
+            &GOOD.replace("name = \"p2\"", "name = \"p1\""),
+            &dir,
+        )
+        .unwrap_err();
         assert_eq!(e.line, 16, "{e}");
-        assert!(e.to_string().starts_with("t.toml:16: port p1 is listed twice"), "{e}");
-        let e = parse("t.toml", &GOOD.replace("\"secret\"", "\"nonexistent\""), &dir).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("t.toml:16: port p1 is listed twice"),
+            "{e}"
+        );
+        let e = parse(
+            "t.toml",
+            &GOOD.replace("\"secret\"", "\"nonexistent\""),
+            &dir,
+        )
+        .unwrap_err();
         assert!(e.message.contains("nonexistent"), "{e}");
         assert_eq!(e.line, 9, "{e}");
         let e = parse("t.toml", &GOOD.replace("dot1x-then-mab", "sometimes"), &dir).unwrap_err();

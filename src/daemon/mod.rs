@@ -27,8 +27,15 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 enum Event {
-    Eapol { port: PortId, src: MacAddr, pdu: Vec<u8> },
-    Radius { server: usize, bytes: Vec<u8> },
+    Eapol {
+        port: PortId,
+        src: MacAddr,
+        pdu: Vec<u8>,
+    },
+    Radius {
+        server: usize,
+        bytes: Vec<u8>,
+    },
     Kernel(Vec<netlink::Event>),
     Control(Request, oneshot::Sender<Response>),
 }
@@ -69,7 +76,9 @@ struct Daemon {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Kernel state (locked ports, authorized
@@ -92,14 +101,33 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let mut port_configs = Vec::new();
     for (i, p) in cfg.ports.iter().enumerate() {
         let name = p.name.get_ref().clone();
-        let link = links.iter().find(|l| l.name == name).ok_or_else(|| anyhow!("port {name} not found"))?;
+        let link = links
+            .iter()
+            .find(|l| l.name == name)
+            .ok_or_else(|| anyhow!("port {name} not found"))?;
         if link.master != Some(bridge.index) {
-            return Err(anyhow!("port {name} is not a member of bridge {}", cfg.switch.bridge));
+            return Err(anyhow!(
+                "port {name} is not a member of bridge {}",
+                cfg.switch.bridge
+            ));
         }
-        let mac = link.mac.ok_or_else(|| anyhow!("port {name} has no MAC address"))?;
-        let socket = Arc::new(PortSocket::open(link.index).with_context(|| format!("capture on {name}"))?);
-        port_configs.push(PortConfig { name: name.clone(), mode: p.mode, nas_port: loaded.nas_port(i), mac });
-        ports.push(Port { name, ifindex: link.index, mac, socket });
+        let mac = link
+            .mac
+            .ok_or_else(|| anyhow!("port {name} has no MAC address"))?;
+        let socket =
+            Arc::new(PortSocket::open(link.index).with_context(|| format!("capture on {name}"))?);
+        port_configs.push(PortConfig {
+            name: name.clone(),
+            mode: p.mode,
+            nas_port: loaded.nas_port(i),
+            mac,
+        });
+        ports.push(Port {
+            name,
+            ifindex: link.index,
+            mac,
+            socket,
+        });
     }
 
     let mut dataplane: Box<dyn Dataplane + Send> = if cfg.switch.audit {
@@ -108,7 +136,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         Box::new(dataplane::linux::LinuxBridge::new()?)
     };
     for (p, c) in ports.iter().zip(&cfg.ports) {
-        dataplane.setup_port(&p.name, c.mode).with_context(|| format!("locking port {}", p.name))?;
+        dataplane
+            .setup_port(&p.name, c.mode)
+            .with_context(|| format!("locking port {}", p.name))?;
     }
 
     let servers: Vec<rc::Server> = cfg
@@ -116,12 +146,18 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         .servers
         .iter()
         .zip(&loaded.secrets)
-        .map(|(s, secret)| rc::Server { addr: s.get_ref().address, secret: secret.clone() })
+        .map(|(s, secret)| rc::Server {
+            addr: s.get_ref().address,
+            secret: secret.clone(),
+        })
         .collect();
     let mut radius_sockets = Vec::new();
     for (i, s) in servers.iter().enumerate() {
-        let bind: std::net::SocketAddr =
-            if s.addr.is_ipv4() { "0.0.0.0:0".parse()? } else { "[::]:0".parse()? };
+        let bind: std::net::SocketAddr = if s.addr.is_ipv4() {
+            "0.0.0.0:0".parse()?
+        } else {
+            "[::]:0".parse()?
+        };
         let sock = UdpSocket::bind(bind).await?;
         // connected: datagrams from any other address or port never reach it
         sock.connect(s.addr).await?;
@@ -153,18 +189,30 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let now = Instant::now();
     for (i, p) in d.ports.iter().enumerate() {
         let running = links.iter().any(|l| l.index == p.ifindex && l.running);
-        let input = if running { Input::LinkUp { port: i } } else { Input::LinkDown { port: i } };
+        let input = if running {
+            Input::LinkUp { port: i }
+        } else {
+            Input::LinkDown { port: i }
+        };
         d.auth.handle_input(now, input);
     }
     d.drain(now);
-    info!(ports = d.ports.len(), sessions = d.sessions.len(), "mcgate running");
+    info!(
+        ports = d.ports.len(),
+        sessions = d.sessions.len(),
+        "mcgate running"
+    );
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
-        let deadline = [d.auth.poll_timeout(), d.radius.poll_timeout()].into_iter().flatten().min();
-        let sleep = tokio::time::sleep_until(
-            deadline.map_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600), Into::into),
-        );
+        let deadline = [d.auth.poll_timeout(), d.radius.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        let sleep = tokio::time::sleep_until(deadline.map_or_else(
+            || tokio::time::Instant::now() + Duration::from_secs(3600),
+            Into::into,
+        ));
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
@@ -232,7 +280,10 @@ impl Daemon {
         for (i, p) in self.ports.iter().enumerate() {
             match self.dataplane.authorized(&p.name) {
                 Ok(macs) => {
-                    for mac in macs.into_iter().filter(|m| !self.sessions.contains_key(&(i, *m))) {
+                    for mac in macs
+                        .into_iter()
+                        .filter(|m| !self.sessions.contains_key(&(i, *m)))
+                    {
                         info!(port = p.name, mac = %mac, "authorization without a session removed");
                         if self.dataplane.deauthorize(&p.name, mac).is_err() {
                             self.io.dataplane_errors += 1;
@@ -249,7 +300,14 @@ impl Daemon {
 
     fn handle_event(&mut self, now: Instant, ev: Event) {
         match ev {
-            Event::Eapol { port, src, pdu } => self.auth.handle_input(now, Input::Eapol { port, src, pdu: &pdu }),
+            Event::Eapol { port, src, pdu } => self.auth.handle_input(
+                now,
+                Input::Eapol {
+                    port,
+                    src,
+                    pdu: &pdu,
+                },
+            ),
             Event::Radius { server, bytes } => {
                 if let Err(e) = self.radius.handle_datagram(now, server, &bytes) {
                     warn!(server = %self.radius.server_addrs()[server], "RADIUS reply dropped: {e}");
@@ -274,8 +332,16 @@ impl Daemon {
         match e {
             netlink::Event::Link(l) => {
                 if let Some(port) = self.port_by_index(l.index) {
-                    let input = if l.running { Input::LinkUp { port } } else { Input::LinkDown { port } };
-                    debug!(port = self.ports[port].name, running = l.running, "link state");
+                    let input = if l.running {
+                        Input::LinkUp { port }
+                    } else {
+                        Input::LinkDown { port }
+                    };
+                    debug!(
+                        port = self.ports[port].name,
+                        running = l.running,
+                        "link state"
+                    );
                     self.auth.handle_input(now, input);
                 }
             }
@@ -287,7 +353,8 @@ impl Daemon {
             }
             netlink::Event::NewFdb(f) if f.locked => {
                 if let Some(port) = self.port_by_index(f.ifindex) {
-                    self.auth.handle_input(now, Input::UnknownMac { port, mac: f.mac });
+                    self.auth
+                        .handle_input(now, Input::UnknownMac { port, mac: f.mac });
                 }
             }
             _ => {}
@@ -307,11 +374,24 @@ impl Daemon {
                             warn!(server = %self.radius.server_addrs()[server], "RADIUS send: {e}");
                         }
                     }
-                    rc::Output::Reply { token, server, packet, rtt } => {
+                    rc::Output::Reply {
+                        token,
+                        server,
+                        packet,
+                        rtt,
+                    } => {
                         debug!(token, server, rtt_us = rtt.as_micros() as u64, code = ?packet.get_code(), "RADIUS reply");
-                        self.auth.handle_input(now, Input::RadiusReply { token, packet: &packet });
+                        self.auth.handle_input(
+                            now,
+                            Input::RadiusReply {
+                                token,
+                                packet: &packet,
+                            },
+                        );
                     }
-                    rc::Output::Failed { token } => self.auth.handle_input(now, Input::RadiusFailed { token }),
+                    rc::Output::Failed { token } => {
+                        self.auth.handle_input(now, Input::RadiusFailed { token })
+                    }
                 }
             }
             while let Some(o) = self.auth.poll_output() {
@@ -339,7 +419,13 @@ impl Daemon {
             }
             auth::Output::Radius { token, request } => self.radius.send(now, token, request),
             auth::Output::CancelRadius { token } => self.radius.cancel(token),
-            auth::Output::Authorized { port, mac, method, account, attrs } => {
+            auth::Output::Authorized {
+                port,
+                mac,
+                method,
+                account,
+                attrs,
+            } => {
                 let name = self.ports[port].name.clone();
                 let session = match self.sessions.remove(&(port, mac)) {
                     // re-authentication: same session, new attributes
@@ -353,7 +439,11 @@ impl Daemon {
                         mac,
                         account,
                         method,
-                        session_id: format!("{:08X}{:08X}", unix_now() as u32, rand::random::<u32>()),
+                        session_id: format!(
+                            "{:08X}{:08X}",
+                            unix_now() as u32,
+                            rand::random::<u32>()
+                        ),
                         since: unix_now(),
                         attrs,
                     },
@@ -371,11 +461,20 @@ impl Daemon {
                 self.sessions.insert((port, mac), session);
             }
             auth::Output::Deauthorized { port, mac, cause } => self.end_session(port, mac, cause),
-            auth::Output::Rejected { port, mac, method, account } => {
+            auth::Output::Rejected {
+                port,
+                mac,
+                method,
+                account,
+            } => {
                 info!(port = self.ports[port].name, mac = %mac, account, ?method, "rejected");
             }
             auth::Output::ForgetLocked { port, mac } => {
-                if self.dataplane.deauthorize(&self.ports[port].name, mac).is_err() {
+                if self
+                    .dataplane
+                    .deauthorize(&self.ports[port].name, mac)
+                    .is_err()
+                {
                     self.io.dataplane_errors += 1;
                 }
             }
@@ -456,11 +555,17 @@ fn spawn_capture(port: PortId, socket: Arc<PortSocket>, tx: mpsc::Sender<Event>)
             if info.pkttype == sys::PACKET_OUTGOING {
                 continue;
             }
-            let Ok(frame) = ethernet::Frame::new_checked(&buf[..n]) else { continue };
+            let Ok(frame) = ethernet::Frame::new_checked(&buf[..n]) else {
+                continue;
+            };
             if frame.ethertype() != ethernet::ETHERTYPE_EAPOL {
                 continue;
             }
-            let ev = Event::Eapol { port, src: frame.src(), pdu: frame.payload().to_vec() };
+            let ev = Event::Eapol {
+                port,
+                src: frame.src(),
+                pdu: frame.payload().to_vec(),
+            };
             if tx.send(ev).await.is_err() {
                 return;
             }
@@ -474,7 +579,14 @@ fn spawn_radius_reader(server: usize, sock: Arc<UdpSocket>, tx: mpsc::Sender<Eve
         loop {
             match sock.recv(&mut buf).await {
                 Ok(n) => {
-                    if tx.send(Event::Radius { server, bytes: buf[..n].to_vec() }).await.is_err() {
+                    if tx
+                        .send(Event::Radius {
+                            server,
+                            bytes: buf[..n].to_vec(),
+                        })
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -491,7 +603,9 @@ fn spawn_kernel_events(tx: mpsc::Sender<Event>) -> anyhow::Result<()> {
     tokio::spawn(async move {
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            let Ok(mut guard) = fd.readable().await else { return };
+            let Ok(mut guard) = fd.readable().await else {
+                return;
+            };
             match guard.try_io(|fd| sys::recv(fd.get_ref(), &mut buf)) {
                 Ok(Ok(n)) => {
                     let events = netlink::parse_events(&buf[..n]);
@@ -499,7 +613,9 @@ fn spawn_kernel_events(tx: mpsc::Sender<Event>) -> anyhow::Result<()> {
                         return;
                     }
                 }
-                Ok(Err(e)) => warn!("kernel events: {e} (an overrun loses events; state is re-read on restart)"),
+                Ok(Err(e)) => warn!(
+                    "kernel events: {e} (an overrun loses events; state is re-read on restart)"
+                ),
                 Err(_would_block) => {}
             }
         }
@@ -513,7 +629,8 @@ fn bind_control(path: &std::path::Path) -> anyhow::Result<UnixListener> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     let _ = std::fs::remove_file(path);
-    let l = UnixListener::bind(path).with_context(|| format!("control socket {}", path.display()))?;
+    let l =
+        UnixListener::bind(path).with_context(|| format!("control socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(l)
 }
@@ -521,7 +638,9 @@ fn bind_control(path: &std::path::Path) -> anyhow::Result<UnixListener> {
 fn spawn_control(listener: UnixListener, tx: mpsc::Sender<Event>) {
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let tx = tx.clone();
             tokio::spawn(async move {
                 let (r, mut w) = stream.into_split();
@@ -536,9 +655,13 @@ fn spawn_control(listener: UnixListener, tx: mpsc::Sender<Event>) {
                         if tx.send(Event::Control(req, otx)).await.is_err() {
                             return;
                         }
-                        orx.await.unwrap_or(Response::Error { message: "daemon stopping".into() })
+                        orx.await.unwrap_or(Response::Error {
+                            message: "daemon stopping".into(),
+                        })
                     }
-                    Err(e) => Response::Error { message: format!("bad request: {e}") },
+                    Err(e) => Response::Error {
+                        message: format!("bad request: {e}"),
+                    },
                 };
                 let mut out = serde_json::to_vec(&resp).unwrap_or_default();
                 out.push(b'\n');
@@ -553,7 +676,8 @@ fn spawn_control(listener: UnixListener, tx: mpsc::Sender<Event>) {
 pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
     let mut dp = dataplane::linux::LinuxBridge::new()?;
     for p in &loaded.config.ports {
-        dp.teardown_port(p.name.get_ref()).with_context(|| format!("port {}", p.name.get_ref()))?;
+        dp.teardown_port(p.name.get_ref())
+            .with_context(|| format!("port {}", p.name.get_ref()))?;
     }
     let store = Store::open(&loaded.config.switch.database)?;
     for s in store.sessions()?.into_iter().flatten() {
@@ -565,8 +689,12 @@ pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
 /// Sends one request to a running daemon.
 pub fn client_request(socket: &std::path::Path, req: &Request) -> anyhow::Result<Response> {
     use std::io::{BufRead, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(socket)
-        .with_context(|| format!("mcgate is not running (no control socket at {})", socket.display()))?;
+    let mut s = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
+        format!(
+            "mcgate is not running (no control socket at {})",
+            socket.display()
+        )
+    })?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');

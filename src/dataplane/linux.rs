@@ -13,7 +13,9 @@ pub struct LinuxBridge {
 
 impl LinuxBridge {
     pub fn new() -> Result<Self, Error> {
-        Ok(LinuxBridge { nl: Netlink::open()? })
+        Ok(LinuxBridge {
+            nl: Netlink::open()?,
+        })
     }
 
     fn index(port: &str) -> Result<u32, Error> {
@@ -21,7 +23,10 @@ impl LinuxBridge {
     }
 
     fn at(port: &str) -> impl Fn(super::netlink::Error) -> Error + '_ {
-        move |source| Error::Port { port: port.to_string(), source }
+        move |source| Error::Port {
+            port: port.to_string(),
+            source,
+        }
     }
 }
 
@@ -32,10 +37,20 @@ impl Dataplane for LinuxBridge {
         // The kernel accepts `mab on` only on a port that is locked AND learning, so
         // lock and learning go first, then MAB, then the flush of what was learned.
         self.nl
-            .set_port_flags(idx, &[(brport::LOCKED, Some(1)), (brport::LEARNING, Some(mab as u8))])
+            .set_port_flags(
+                idx,
+                &[
+                    (brport::LOCKED, Some(1)),
+                    (brport::LEARNING, Some(mab as u8)),
+                ],
+            )
             .map_err(Self::at(port))?;
-        self.nl.set_port_flags(idx, &[(brport::MAB, Some(mab as u8))]).map_err(Self::at(port))?;
-        self.nl.set_port_flags(idx, &[(brport::FLUSH, None)]).map_err(Self::at(port))?;
+        self.nl
+            .set_port_flags(idx, &[(brport::MAB, Some(mab as u8))])
+            .map_err(Self::at(port))?;
+        self.nl
+            .set_port_flags(idx, &[(brport::FLUSH, None)])
+            .map_err(Self::at(port))?;
         Ok(())
     }
 
@@ -66,9 +81,14 @@ impl Dataplane for LinuxBridge {
         for mac in self.authorized(port)? {
             self.nl.fdb_del(idx, mac).map_err(Self::at(port))?;
         }
-        self.nl.set_port_flags(idx, &[(brport::MAB, Some(0))]).map_err(Self::at(port))?;
         self.nl
-            .set_port_flags(idx, &[(brport::LOCKED, Some(0)), (brport::LEARNING, Some(1))])
+            .set_port_flags(idx, &[(brport::MAB, Some(0))])
+            .map_err(Self::at(port))?;
+        self.nl
+            .set_port_flags(
+                idx,
+                &[(brport::LOCKED, Some(0)), (brport::LEARNING, Some(1))],
+            )
             .map_err(Self::at(port))?;
         Ok(())
     }

@@ -10,7 +10,10 @@ use crate::wire::MacAddr;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("port {port}: {source}")]
-    Port { port: String, source: netlink::Error },
+    Port {
+        port: String,
+        source: netlink::Error,
+    },
     #[error("no such interface {0}")]
     NoSuchPort(String),
     #[error(transparent)]
@@ -60,11 +63,17 @@ pub struct Fake {
 
 impl Dataplane for Fake {
     fn setup_port(&mut self, port: &str, mode: PortMode) -> Result<(), Error> {
-        self.ports.entry(port.to_string()).or_insert((mode, Default::default())).0 = mode;
+        self.ports
+            .entry(port.to_string())
+            .or_insert((mode, Default::default()))
+            .0 = mode;
         Ok(())
     }
     fn authorize(&mut self, port: &str, mac: MacAddr) -> Result<(), Error> {
-        let p = self.ports.get_mut(port).ok_or_else(|| Error::NoSuchPort(port.into()))?;
+        let p = self
+            .ports
+            .get_mut(port)
+            .ok_or_else(|| Error::NoSuchPort(port.into()))?;
         p.1.insert(mac);
         Ok(())
     }
@@ -75,7 +84,11 @@ impl Dataplane for Fake {
         Ok(())
     }
     fn authorized(&mut self, port: &str) -> Result<Vec<MacAddr>, Error> {
-        Ok(self.ports.get(port).map(|p| p.1.iter().copied().collect()).unwrap_or_default())
+        Ok(self
+            .ports
+            .get(port)
+            .map(|p| p.1.iter().copied().collect())
+            .unwrap_or_default())
     }
     fn teardown_port(&mut self, port: &str) -> Result<(), Error> {
         self.ports.remove(port);

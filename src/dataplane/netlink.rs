@@ -106,15 +106,27 @@ pub enum Error {
 
 impl Netlink {
     pub fn open() -> Result<Self, Error> {
-        Ok(Netlink { fd: sys::netlink_route(0, false)?, seq: 1, buf: vec![0; 1 << 16] })
+        Ok(Netlink {
+            fd: sys::netlink_route(0, false)?,
+            seq: 1,
+            buf: vec![0; 1 << 16],
+        })
     }
 
     /// Sets bridge port flags: each (IFLA_BRPORT_*, value); a `None` value sends the
     /// attribute without payload (FLUSH).
-    pub fn set_port_flags(&mut self, ifindex: u32, flags: &[(u16, Option<u8>)]) -> Result<(), Error> {
+    pub fn set_port_flags(
+        &mut self,
+        ifindex: u32,
+        flags: &[(u16, Option<u8>)],
+    ) -> Result<(), Error> {
         let mut nested = Vec::new();
         for (ty, v) in flags {
-            push_attr(&mut nested, *ty, v.as_ref().map(std::slice::from_ref).unwrap_or(&[]));
+            push_attr(
+                &mut nested,
+                *ty,
+                v.as_ref().map(std::slice::from_ref).unwrap_or(&[]),
+            );
         }
         let mut body = ifinfomsg(AF_BRIDGE, ifindex);
         push_attr(&mut body, IFLA_PROTINFO | NLA_F_NESTED, &nested);
@@ -124,7 +136,11 @@ impl Netlink {
     /// Adds or replaces a static FDB entry for `mac` on bridge port `ifindex`.
     pub fn fdb_replace(&mut self, ifindex: u32, mac: MacAddr) -> Result<(), Error> {
         let body = fdb_body(ifindex, mac);
-        self.request(RTM_NEWNEIGH, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, &body)
+        self.request(
+            RTM_NEWNEIGH,
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+            &body,
+        )
     }
 
     /// Removes the FDB entry for `mac` on `ifindex`; absent is not an error.
@@ -179,15 +195,27 @@ impl Netlink {
                 if mty == NLMSG_ERROR {
                     let code = payload.get(..4).ok_or(Error::Malformed)?;
                     let code = i32::from_ne_bytes([code[0], code[1], code[2], code[3]]);
-                    return if code == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(-code).into()) };
+                    return if code == 0 {
+                        Ok(())
+                    } else {
+                        Err(io::Error::from_raw_os_error(-code).into())
+                    };
                 }
             }
         }
     }
 
-    fn dump(&mut self, ty: u16, body: &[u8], mut each: impl FnMut(u16, &[u8])) -> Result<(), Error> {
+    fn dump(
+        &mut self,
+        ty: u16,
+        body: &[u8],
+        mut each: impl FnMut(u16, &[u8]),
+    ) -> Result<(), Error> {
         let seq = self.next_seq();
-        sys::send(&self.fd, &message(ty, NLM_F_REQUEST | NLM_F_DUMP, seq, body))?;
+        sys::send(
+            &self.fd,
+            &message(ty, NLM_F_REQUEST | NLM_F_DUMP, seq, body),
+        )?;
         loop {
             let n = sys::recv(&self.fd, &mut self.buf)?;
             for (mty, _, mseq, payload) in Messages::new(&self.buf[..n]) {
@@ -334,7 +362,10 @@ fn parse_link(p: &[u8]) -> Option<Link> {
     };
     for (ty, v) in attrs(p.get(16..)?) {
         match ty {
-            IFLA_IFNAME => link.name = String::from_utf8_lossy(v.split(|&c| c == 0).next().unwrap_or(&[])).into_owned(),
+            IFLA_IFNAME => {
+                link.name =
+                    String::from_utf8_lossy(v.split(|&c| c == 0).next().unwrap_or(&[])).into_owned()
+            }
             IFLA_ADDRESS => link.mac = mac_of(v),
             IFLA_MASTER => link.master = u32_of(v),
             _ => {}
@@ -360,7 +391,13 @@ fn parse_neigh(p: &[u8]) -> Option<FdbEntry> {
             _ => {}
         }
     }
-    Some(FdbEntry { ifindex, mac: mac?, state, master, locked })
+    Some(FdbEntry {
+        ifindex,
+        mac: mac?,
+        state,
+        master,
+        locked,
+    })
 }
 
 #[cfg(test)]
@@ -369,7 +406,12 @@ mod tests {
 
     #[test]
     fn fdb_message_layout() {
-        let m = message(RTM_NEWNEIGH, NLM_F_REQUEST, 7, &fdb_body(5, MacAddr([2, 0, 0, 0, 0, 9])));
+        let m = message(
+            RTM_NEWNEIGH,
+            NLM_F_REQUEST,
+            7,
+            &fdb_body(5, MacAddr([2, 0, 0, 0, 0, 9])),
+        );
         assert_eq!(m.len(), 16 + 12 + 12);
         let (ty, _, seq, payload) = Messages::new(&m).next().unwrap();
         assert_eq!((ty, seq), (RTM_NEWNEIGH, 7));

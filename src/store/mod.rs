@@ -63,7 +63,8 @@ impl Store {
         let tx = self.db.begin_write().map_err(dberr)?;
         {
             let mut t = tx.open_table(SESSIONS).map_err(dberr)?;
-            t.insert(Session::key(&s.port, s.mac).as_str(), value.as_slice()).map_err(dberr)?;
+            t.insert(Session::key(&s.port, s.mac).as_str(), value.as_slice())
+                .map_err(dberr)?;
         }
         tx.commit().map_err(dberr)
     }
@@ -86,7 +87,10 @@ impl Store {
         match t.get(key.as_str()).map_err(dberr)? {
             Some(v) => serde_json::from_slice(v.value())
                 .map(Some)
-                .map_err(|e| Error::Corrupt { key, reason: e.to_string() }),
+                .map_err(|e| Error::Corrupt {
+                    key,
+                    reason: e.to_string(),
+                }),
             None => Ok(None),
         }
     }
@@ -99,8 +103,10 @@ impl Store {
         for item in t.iter().map_err(dberr)? {
             let (k, v) = item.map_err(dberr)?;
             out.push(
-                serde_json::from_slice(v.value())
-                    .map_err(|e| Error::Corrupt { key: k.value().to_string(), reason: e.to_string() }),
+                serde_json::from_slice(v.value()).map_err(|e| Error::Corrupt {
+                    key: k.value().to_string(),
+                    reason: e.to_string(),
+                }),
             );
         }
         Ok(out)
@@ -119,7 +125,10 @@ mod tests {
             method: Method::Dot1x,
             session_id: "0001".into(),
             since: 1_700_000_000,
-            attrs: ReplyAttrs { filter_ids: vec!["gold".into()], ..Default::default() },
+            attrs: ReplyAttrs {
+                filter_ids: vec!["gold".into()],
+                ..Default::default()
+            },
         }
     }
 
@@ -132,12 +141,23 @@ mod tests {
             let s = Store::open(&path).unwrap();
             s.put_session(&session("p1", 1)).unwrap();
             s.put_session(&session("p2", 2)).unwrap();
-            assert_eq!(s.remove_session("p2", MacAddr([2, 0, 0, 0, 0, 2])).unwrap(), Some(session("p2", 2)));
+            assert_eq!(
+                s.remove_session("p2", MacAddr([2, 0, 0, 0, 0, 2])).unwrap(),
+                Some(session("p2", 2))
+            );
         }
         let s = Store::open(&path).unwrap();
-        let all: Vec<Session> = s.sessions().unwrap().into_iter().map(Result::unwrap).collect();
+        let all: Vec<Session> = s
+            .sessions()
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(all, vec![session("p1", 1)]);
-        assert_eq!(s.get_session("p1", MacAddr([2, 0, 0, 0, 0, 1])).unwrap(), Some(session("p1", 1)));
+        assert_eq!(
+            s.get_session("p1", MacAddr([2, 0, 0, 0, 0, 1])).unwrap(),
+            Some(session("p1", 1))
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

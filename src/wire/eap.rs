@@ -64,8 +64,14 @@ pub enum Method<'a> {
     /// Desired auth types of a Nak response.
     Nak(&'a [u8]),
     /// RFC 3748 5.4: Value-Size, Value, Name.
-    Md5Challenge { value: &'a [u8], name: &'a [u8] },
-    Other { method: u8, data: &'a [u8] },
+    Md5Challenge {
+        value: &'a [u8],
+        name: &'a [u8],
+    },
+    Other {
+        method: u8,
+        data: &'a [u8],
+    },
 }
 
 impl<'a> Method<'a> {
@@ -77,9 +83,15 @@ impl<'a> Method<'a> {
             4 => {
                 let size = *data.first().ok_or(DecodeError::Truncated)? as usize;
                 if 1 + size > data.len() {
-                    return Err(DecodeError::BadLength { field: size, available: data.len() - 1 });
+                    return Err(DecodeError::BadLength {
+                        field: size,
+                        available: data.len() - 1,
+                    });
                 }
-                Method::Md5Challenge { value: &data[1..1 + size], name: &data[1 + size..] }
+                Method::Md5Challenge {
+                    value: &data[1..1 + size],
+                    name: &data[1 + size..],
+                }
             }
             method => Method::Other { method, data },
         })
@@ -105,7 +117,9 @@ impl<'a> Method<'a> {
 
     fn emit(&self, buf: &mut [u8]) {
         match self {
-            Method::Identity(d) | Method::Notification(d) | Method::Nak(d) => buf.copy_from_slice(d),
+            Method::Identity(d) | Method::Notification(d) | Method::Nak(d) => {
+                buf.copy_from_slice(d)
+            }
             Method::Md5Challenge { value, name } => {
                 buf[0] = value.len() as u8;
                 buf[1..1 + value.len()].copy_from_slice(value);
@@ -130,7 +144,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
         let len = be16(b, field::LENGTH) as usize;
         if len < HEADER_LEN || len > b.len() {
-            return Err(DecodeError::BadLength { field: len, available: b.len() });
+            return Err(DecodeError::BadLength {
+                field: len,
+                available: b.len(),
+            });
         }
         let code = Code::from(b[field::CODE]);
         if matches!(code, Code::Request | Code::Response) && len <= field::TYPE {
@@ -170,7 +187,9 @@ pub struct Repr<'a> {
 }
 
 impl<'a> Repr<'a> {
-    pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &'a Packet<&'a T>) -> Result<Repr<'a>, DecodeError> {
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(
+        packet: &'a Packet<&'a T>,
+    ) -> Result<Repr<'a>, DecodeError> {
         let bytes = packet.as_bytes();
         let method = match packet.code() {
             Code::Request | Code::Response => Some(Method::parse(
@@ -179,7 +198,11 @@ impl<'a> Repr<'a> {
             )?),
             _ => None,
         };
-        Ok(Repr { code: packet.code(), identifier: packet.identifier(), method })
+        Ok(Repr {
+            code: packet.code(),
+            identifier: packet.identifier(),
+            method,
+        })
     }
 
     pub fn buffer_len(&self) -> usize {
@@ -247,17 +270,36 @@ mod tests {
     fn success_has_no_type() {
         let p = Packet::new_checked(&SUCCESS[..]).unwrap();
         let r = Repr::parse(&p).unwrap();
-        assert_eq!(r, Repr { code: Code::Success, identifier: 2, method: None });
+        assert_eq!(
+            r,
+            Repr {
+                code: Code::Success,
+                identifier: 2,
+                method: None
+            }
+        );
         assert_eq!(r.to_vec(), SUCCESS);
     }
 
     #[test]
     fn malformed_is_an_error_not_a_panic() {
-        assert_eq!(Packet::new_checked(&[1u8, 1, 0][..]).unwrap_err(), DecodeError::Truncated);
-        assert!(matches!(Packet::new_checked(&[1u8, 1, 0, 2][..]), Err(DecodeError::BadLength { .. })));
-        assert!(matches!(Packet::new_checked(&[1u8, 1, 0, 9, 1][..]), Err(DecodeError::BadLength { .. })));
+        assert_eq!(
+            Packet::new_checked(&[1u8, 1, 0][..]).unwrap_err(),
+            DecodeError::Truncated
+        );
+        assert!(matches!(
+            Packet::new_checked(&[1u8, 1, 0, 2][..]),
+            Err(DecodeError::BadLength { .. })
+        ));
+        assert!(matches!(
+            Packet::new_checked(&[1u8, 1, 0, 9, 1][..]),
+            Err(DecodeError::BadLength { .. })
+        ));
         // a Request with no Type octet
-        assert_eq!(Packet::new_checked(&[1u8, 1, 0, 4][..]).unwrap_err(), DecodeError::Truncated);
+        assert_eq!(
+            Packet::new_checked(&[1u8, 1, 0, 4][..]).unwrap_err(),
+            DecodeError::Truncated
+        );
         // MD5 value size beyond the data
         let bad = [1u8, 1, 0, 7, 4, 9, 0];
         let p = Packet::new_checked(&bad[..]).unwrap();
@@ -276,7 +318,13 @@ mod tests {
         let raw = [1u8, 7, 0, 6, 25, 0x20];
         let p = Packet::new_checked(&raw[..]).unwrap();
         let r = Repr::parse(&p).unwrap();
-        assert_eq!(r.method, Some(Method::Other { method: 25, data: &[0x20] }));
+        assert_eq!(
+            r.method,
+            Some(Method::Other {
+                method: 25,
+                data: &[0x20]
+            })
+        );
         assert_eq!(r.to_vec(), raw);
     }
 }

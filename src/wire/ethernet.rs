@@ -169,12 +169,20 @@ mod tests {
 
     #[test]
     fn frame_round_trip() {
-        let f = emit_frame(MacAddr::PAE_GROUP, MacAddr([2, 0, 0, 0, 0, 1]), ETHERTYPE_EAPOL, &[1, 2]);
+        let f = emit_frame(
+            MacAddr::PAE_GROUP,
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            ETHERTYPE_EAPOL,
+            &[1, 2],
+        );
         let p = Frame::new_checked(&f[..]).unwrap();
         assert_eq!(p.dst(), MacAddr::PAE_GROUP);
         assert_eq!(p.src(), MacAddr([2, 0, 0, 0, 0, 1]));
         assert_eq!(p.ethertype(), ETHERTYPE_EAPOL);
         assert_eq!(p.payload(), &[1, 2]);
-        assert_eq!(Frame::new_checked(&f[..13]).unwrap_err(), DecodeError::Truncated);
+        assert_eq!(
+            Frame::new_checked(&f[..13]).unwrap_err(),
+            DecodeError::Truncated
+        );
     }
 }

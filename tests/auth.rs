@@ -1,0 +1,353 @@
+//! 802.1X and MAC bypass against real peers: wpa_supplicant (driver=wired),
+//! FreeRADIUS, the Linux bridge, in network namespaces made for each test.
+
+mod common;
+
+use common::{wait_until, Testbed};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const SERVER: &str = "127.0.0.1:1812";
+const FAST: &str = "tx_period = \"1s\"\nquiet_period = \"3s\"\nmab_delay = \"1s\"";
+
+fn authorized(tb: &Testbed, port: &str) -> bool {
+    wait_until(Duration::from_secs(15), || tb.session_of(port).is_some())
+}
+
+#[test]
+fn md5_and_peap_authorize_and_the_hosts_reach_upstream() {
+    let mut tb = Testbed::new("ok", 3);
+    tb.radius(1812);
+    tb.config(
+        &[("p1", "dot1x"), ("p2", "dot1x"), ("p3", "dot1x")],
+        &[SERVER],
+        FAST,
+        "",
+    );
+    tb.start_mcgate();
+    // counted from here: the hosts' link-up chatter crossed the still unlocked bridge
+    let h3_before = tb.frames_from(3, "forward");
+    assert!(!tb.ping(1), "port open before authentication");
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    tb.supplicant(2, "bob", "bobpass", "peap");
+    assert!(
+        authorized(&tb, "p1"),
+        "MD5 host not authorized:\n{}",
+        tb.log()
+    );
+    assert!(
+        authorized(&tb, "p2"),
+        "PEAP host not authorized:\n{}",
+        tb.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || tb.ping(1)),
+        "h1 cannot reach upstream"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || tb.ping(2)),
+        "h2 cannot reach upstream"
+    );
+    // host 3 runs no supplicant: its port stays closed
+    assert!(!tb.ping(3));
+    assert_eq!(tb.frames_from(3, "forward"), h3_before);
+
+    let s1 = tb.session_of("p1").unwrap();
+    assert_eq!(s1["account"], "alice");
+    assert_eq!(s1["method"], "dot1x");
+    assert_eq!(s1["mac"], Testbed::host_mac(1));
+    assert_eq!(tb.session_of("p2").unwrap()["account"], "bob");
+    let fdb = tb.fdb_static();
+    assert!(
+        fdb.contains(&format!("{} dev p1", Testbed::host_mac(1))),
+        "{fdb}"
+    );
+    assert!(
+        fdb.contains(&format!("{} dev p2", Testbed::host_mac(2))),
+        "{fdb}"
+    );
+    assert!(!fdb.contains("dev p3"), "{fdb}");
+    // the human table names them too
+    let table = common::run(
+        Command::new(common::MCGATE)
+            .args(["sessions", "-s"])
+            .arg(tb.socket()),
+    );
+    assert!(table.contains("alice") && table.contains("bob"), "{table}");
+}
+
+#[test]
+fn wrong_password_is_rejected_and_no_frame_crosses_the_bridge() {
+    let mut tb = Testbed::new("rj", 1);
+    tb.radius(1812);
+    tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
+    tb.start_mcgate();
+    let (fwd, input) = (tb.frames_from(1, "forward"), tb.frames_from(1, "input"));
+    tb.supplicant(1, "alice", "not-her-password", "md5");
+    assert!(
+        wait_until(Duration::from_secs(15), || tb
+            .status()
+            .is_some_and(
+                |s| s["authenticator"]["auth_failure"].as_u64() >= Some(1)
+            )),
+        "no failure recorded:\n{}",
+        tb.log()
+    );
+    for _ in 0..3 {
+        assert!(!tb.ping(1), "rejected host reached upstream");
+    }
+    assert!(tb.sessions().is_empty());
+    assert_eq!(
+        tb.frames_from(1, "forward"),
+        fwd,
+        "a frame of the rejected host was forwarded"
+    );
+    assert_eq!(
+        tb.frames_from(1, "input"),
+        input,
+        "a frame of the rejected host reached the switch"
+    );
+    assert!(tb.fdb_static().is_empty());
+}
+
+#[test]
+fn logoff_closes_the_port_and_a_new_login_is_immediate() {
+    let mut tb = Testbed::new("lo", 1);
+    tb.radius(1812);
+    tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
+    tb.start_mcgate();
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    assert!(authorized(&tb, "p1"), "{}", tb.log());
+    assert!(wait_until(Duration::from_secs(5), || tb.ping(1)));
+    let first = tb.session_of("p1").unwrap()["session_id"].clone();
+
+    tb.wpa_cli(1, &["logoff"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || tb.sessions().is_empty()),
+        "{}",
+        tb.log()
+    );
+    assert!(!tb.ping(1), "port still open after logoff");
+    assert!(tb.fdb_static().is_empty(), "{}", tb.fdb_static());
+
+    // hostapd holds a logged-off station 5 s and the supplicant retries after 30 s;
+    // mcgate answers the new EAPOL-Start at once.
+    let t = std::time::Instant::now();
+    tb.wpa_cli(1, &["logon"]);
+    assert!(authorized(&tb, "p1"), "{}", tb.log());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "re-login took {:?}",
+        t.elapsed()
+    );
+    assert_ne!(
+        tb.session_of("p1").unwrap()["session_id"],
+        first,
+        "a new session"
+    );
+    assert!(wait_until(Duration::from_secs(5), || tb.ping(1)));
+}
+
+#[test]
+fn mab_admits_a_known_mac_and_not_an_unknown_one() {
+    let mut tb = Testbed::new("mb", 3);
+    tb.radius(1812);
+    // host 3 (02:00:00:00:00:13) is in the RADIUS users as a set-top box; host 1 is not
+    tb.config(&[("p1", "mab"), ("p3", "mab")], &[SERVER], FAST, "");
+    tb.start_mcgate();
+    let h1_before = tb.frames_from(1, "forward");
+    // traffic from the hosts makes the locked ports report their MACs
+    tb.ping(3);
+    tb.ping(1);
+    assert!(authorized(&tb, "p3"), "{}", tb.log());
+    let s = tb.session_of("p3").unwrap();
+    assert_eq!(s["method"], "mab");
+    assert_eq!(s["account"], "020000000013");
+    assert!(wait_until(Duration::from_secs(5), || tb.ping(3)));
+    assert!(
+        wait_until(Duration::from_secs(10), || tb
+            .status()
+            .is_some_and(
+                |s| s["authenticator"]["auth_failure"].as_u64() >= Some(1)
+            )),
+        "unknown MAC not refused:\n{}",
+        tb.log()
+    );
+    assert!(!tb.ping(1));
+    assert!(tb.session_of("p1").is_none());
+    assert_eq!(tb.frames_from(1, "forward"), h1_before);
+}
+
+#[test]
+fn dot1x_then_mab_falls_back_for_a_silent_host() {
+    let mut tb = Testbed::new("fb", 3);
+    tb.radius(1812);
+    tb.config(
+        &[("p1", "dot1x-then-mab"), ("p3", "dot1x-then-mab")],
+        &[SERVER],
+        FAST,
+        "",
+    );
+    tb.start_mcgate();
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    tb.ping(3);
+    assert!(authorized(&tb, "p1"), "{}", tb.log());
+    assert!(authorized(&tb, "p3"), "{}", tb.log());
+    assert_eq!(tb.session_of("p1").unwrap()["method"], "dot1x");
+    assert_eq!(tb.session_of("p3").unwrap()["method"], "mab");
+}
+
+#[test]
+fn primary_radius_down_the_secondary_answers() {
+    let mut tb = Testbed::new("fo", 1);
+    tb.radius(1812);
+    // nothing listens on 1912
+    tb.config(
+        &[("p1", "dot1x")],
+        &["127.0.0.1:1912", SERVER],
+        FAST,
+        "timeout = \"300ms\"\nretries = 1",
+    );
+    tb.start_mcgate();
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    assert!(authorized(&tb, "p1"), "{}", tb.log());
+    assert!(wait_until(Duration::from_secs(5), || tb.ping(1)));
+    let st = tb.status().unwrap();
+    assert!(st["radius"]["failovers"].as_u64() >= Some(1), "{st}");
+    assert!(
+        st["radius"]["server_marked_dead"].as_u64() >= Some(1),
+        "{st}"
+    );
+}
+
+#[test]
+fn forged_replies_are_counted_and_never_acted_on() {
+    let mut tb = Testbed::new("fg", 1);
+    let forger = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helpers/forge_radius.py");
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &tb.ns("sw"),
+            "python3",
+            forger,
+            "127.0.0.1",
+            "1812",
+            "testing123",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    tb.config(
+        &[("p1", "dot1x")],
+        &[SERVER],
+        FAST,
+        "timeout = \"300ms\"\nretries = 5",
+    );
+    tb.start_mcgate();
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    let counted = wait_until(Duration::from_secs(20), || {
+        tb.status().is_some_and(|s| {
+            let r = &s["radius"];
+            r["replies_bad_authenticator"].as_u64() >= Some(1)
+                && r["replies_missing_message_authenticator"].as_u64() >= Some(1)
+                && r["replies_bad_message_authenticator"].as_u64() >= Some(1)
+        })
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(counted, "{}\n{}", tb.status().unwrap_or_default(), tb.log());
+    assert!(tb.sessions().is_empty(), "a forged Accept opened the port");
+    assert!(!tb.ping(1));
+    assert_eq!(tb.status().unwrap()["radius"]["replies"], 0);
+    assert!(tb.fdb_static().is_empty());
+}
+
+#[test]
+fn restart_keeps_authorized_hosts_passing_and_resumes_their_sessions() {
+    let mut tb = Testbed::new("rs", 2);
+    tb.radius(1812);
+    tb.config(&[("p1", "dot1x"), ("p2", "dot1x")], &[SERVER], FAST, "");
+    tb.start_mcgate();
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    assert!(authorized(&tb, "p1"), "{}", tb.log());
+    assert!(wait_until(Duration::from_secs(5), || tb.ping(1)));
+    let before = tb.session_of("p1").unwrap();
+
+    tb.stop_mcgate();
+    // down: what was admitted keeps working, nothing new gets in (fail closed)
+    assert!(tb.ping(1), "authorized host cut off while mcgate is down");
+    assert!(!tb.ping(2));
+
+    tb.start_mcgate();
+    let after = tb.session_of("p1").expect("session restored");
+    assert_eq!(after["session_id"], before["session_id"]);
+    assert_eq!(after["since"], before["since"]);
+    assert!(tb.ping(1), "authorized host cut off after restart");
+    // the restored session is live: a logoff still closes it
+    tb.wpa_cli(1, &["logoff"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || tb.sessions().is_empty()),
+        "{}",
+        tb.log()
+    );
+    assert!(!tb.ping(1));
+}
+
+#[test]
+fn session_timeout_reauthenticates_without_closing_the_port() {
+    let mut tb = Testbed::new("ra", 1);
+    tb.radius(1812);
+    tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
+    tb.start_mcgate();
+    // rita: Session-Timeout = 5, Termination-Action = RADIUS-Request
+    tb.supplicant(1, "rita", "ritapass", "md5");
+    assert!(authorized(&tb, "p1"), "{}", tb.log());
+    let id = tb.session_of("p1").unwrap()["session_id"].clone();
+    assert!(
+        wait_until(Duration::from_secs(15), || tb.status().is_some_and(|s| s
+            ["authenticator"]["reauthentications"]
+            .as_u64()
+            >= Some(1)
+            && s["authenticator"]["auth_success"].as_u64() >= Some(2))),
+        "{}",
+        tb.log()
+    );
+    assert_eq!(
+        tb.session_of("p1").unwrap()["session_id"],
+        id,
+        "same session after re-authentication"
+    );
+    assert!(tb.ping(1));
+}
+
+#[test]
+fn teardown_is_explicit_and_undoes_the_set_up() {
+    let mut tb = Testbed::new("td", 1);
+    tb.radius(1812);
+    let config = tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
+    tb.start_mcgate();
+    let sw = tb.ns("sw");
+    let link = || {
+        common::run(Command::new("ip").args([
+            "netns", "exec", &sw, "bridge", "-d", "link", "show", "dev", "p1",
+        ]))
+    };
+    assert!(link().contains("locked on"), "{}", link());
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    assert!(authorized(&tb, "p1"), "{}", tb.log());
+    tb.stop_mcgate();
+    assert!(
+        link().contains("locked on"),
+        "stopping must not unlock: {}",
+        link()
+    );
+    assert!(!tb.fdb_static().is_empty());
+    common::run(
+        Command::new("ip")
+            .args(["netns", "exec", &sw, common::MCGATE, "teardown", "-c"])
+            .arg(&config),
+    );
+    assert!(link().contains("locked off"), "{}", link());
+    assert!(tb.fdb_static().is_empty(), "{}", tb.fdb_static());
+}

@@ -1,0 +1,260 @@
+//! A network-namespace testbed for one test: built by `testbed/tb`, removed on drop
+//! (also when the test fails). Needs root and the peers that `testbed/tb setup` installs.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/tb");
+pub const MCGATE: &str = env!("CARGO_BIN_EXE_mcgate");
+
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub struct Testbed {
+    pub prefix: String,
+    pub dir: PathBuf,
+    pub hosts: usize,
+    daemon: Option<Child>,
+}
+
+impl Testbed {
+    /// `name`: a short tag unique among the tests (namespaces are `mg<tag><pid>-*`).
+    pub fn new(name: &str, hosts: usize) -> Self {
+        let prefix = format!("mg{name}{}", std::process::id());
+        let tb = Testbed {
+            prefix: prefix.clone(),
+            dir: PathBuf::from("/tmp/mcgate-tb").join(&prefix),
+            hosts,
+            daemon: None,
+        };
+        let _ = Command::new(TB).args(["down", &prefix]).status();
+        run(Command::new(TB).args(["up", &prefix, &hosts.to_string()]));
+        std::fs::write(tb.dir.join("secret"), "testing123\n").unwrap();
+        tb
+    }
+
+    pub fn ns(&self, which: &str) -> String {
+        format!("{}-{which}", self.prefix)
+    }
+
+    pub fn radius(&self, port: u16) {
+        run(Command::new(TB).args(["radius", &self.prefix, &port.to_string()]));
+    }
+
+    /// Writes mcgate's config: `ports` as (name, mode); `servers` as "127.0.0.1:PORT";
+    /// `extra_auth` and `extra_radius` are raw TOML lines for those sections.
+    pub fn config(
+        &self,
+        ports: &[(&str, &str)],
+        servers: &[&str],
+        extra_auth: &str,
+        extra_radius: &str,
+    ) -> PathBuf {
+        let mut t = format!(
+            "[switch]\nbridge = \"br0\"\nnas_identifier = \"{p}-sw\"\ndatabase = \"{d}/mcgate.redb\"\n\
+             control_socket = \"{d}/control.sock\"\nlog_level = \"debug\"\n\n[authenticator]\n{extra_auth}\n\n\
+             [radius]\n{extra_radius}\n",
+            p = self.prefix,
+            d = self.dir.display()
+        );
+        for s in servers {
+            t += &format!("[[radius.server]]\naddress = \"{s}\"\nsecret_file = \"secret\"\n");
+        }
+        for (name, mode) in ports {
+            t += &format!("[[port]]\nname = \"{name}\"\nmode = \"{mode}\"\n");
+        }
+        let path = self.dir.join("mcgate.toml");
+        std::fs::write(&path, t).unwrap();
+        path
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    pub fn start_mcgate(&mut self) {
+        assert!(self.daemon.is_none());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("mcgate.log"))
+            .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns("sw"), MCGATE, "run", "-c"])
+            .arg(self.dir.join("mcgate.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+        let sock = self.socket();
+        assert!(
+            wait_until(Duration::from_secs(10), || self.status().is_some()),
+            "mcgate did not start:\n{}",
+            self.log()
+        );
+        let _ = sock;
+    }
+
+    /// SIGTERM, as systemd would; kernel state stays.
+    pub fn stop_mcgate(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("mcgate.log")).unwrap_or_default()
+    }
+
+    pub fn supplicant(&self, host: usize, user: &str, pass: &str, method: &str) {
+        run(Command::new(TB).args([
+            "supplicant",
+            &self.prefix,
+            &host.to_string(),
+            user,
+            pass,
+            method,
+        ]));
+    }
+
+    pub fn wpa_cli(&self, host: usize, args: &[&str]) -> String {
+        let mut c = Command::new(TB);
+        c.args(["wpa_cli", &self.prefix, &host.to_string()])
+            .args(args);
+        run(&mut c)
+    }
+
+    /// One ping from host `i` to the upstream namespace.
+    pub fn ping(&self, host: usize) -> bool {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns(&format!("h{host}")),
+                "ping",
+                "-c1",
+                "-W1",
+                "192.0.2.254",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Non-EAPOL frames from host `i` that the bridge forwarded (`forward`) or took
+    /// in itself (`input`), from the testbed's nftables counters.
+    pub fn frames_from(&self, host: usize, hook: &str) -> u64 {
+        let out = run(Command::new("ip").args([
+            "netns",
+            "exec",
+            &self.ns("sw"),
+            "nft",
+            "-j",
+            "list",
+            "chain",
+            "bridge",
+            "tb",
+            hook,
+        ]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let comment = format!("h{host}");
+        for item in v["nftables"].as_array().unwrap() {
+            let rule = &item["rule"];
+            if rule["comment"] == comment.as_str() {
+                for e in rule["expr"].as_array().unwrap() {
+                    if let Some(p) = e["counter"]["packets"].as_u64() {
+                        return p;
+                    }
+                }
+            }
+        }
+        panic!("no counter for {comment} in {hook}")
+    }
+
+    pub fn fdb_static(&self) -> String {
+        run(Command::new("ip").args([
+            "netns",
+            "exec",
+            &self.ns("sw"),
+            "bridge",
+            "fdb",
+            "show",
+            "br",
+            "br0",
+        ]))
+        .lines()
+        .filter(|l| l.contains(" static"))
+        .collect::<Vec<_>>()
+        .join("\n")
+    }
+
+    pub fn sessions(&self) -> Vec<serde_json::Value> {
+        let out = Command::new(MCGATE)
+            .args(["sessions", "--json", "-s"])
+            .arg(self.socket())
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return vec![];
+        }
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    pub fn session_of(&self, port: &str) -> Option<serde_json::Value> {
+        self.sessions().into_iter().find(|s| s["port"] == port)
+    }
+
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let out = Command::new(MCGATE)
+            .args(["status", "-s"])
+            .arg(self.socket())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    pub fn host_mac(host: usize) -> String {
+        format!("02:00:00:00:00:{:02x}", 0x10 + host)
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- mcgate log of {} ---\n{}", self.prefix, self.log());
+        }
+        self.stop_mcgate();
+        let _ = Command::new(TB).args(["down", &self.prefix]).status();
+    }
+}
