@@ -120,6 +120,11 @@ pub struct Stats {
     pub radius_replies_unmatched: u64,
 }
 
+/// After link-up: group Identity requests at +0, +50, +150, +350, +750, +1550 ms, then
+/// every `tx_period`.
+const FAST_REQUESTS: u32 = 5;
+const FAST_REQUEST_FIRST: Duration = Duration::from_millis(50);
+
 #[derive(Debug)]
 enum State {
     /// CONNECTING: Request/Identity sent, waiting for Response/Identity.
@@ -178,6 +183,8 @@ struct Port {
     next_eap_id: u8,
     /// Next Request/Identity to the group address while the port has no host.
     next_group_request: Option<Instant>,
+    /// Group requests still to send on the fast schedule after link-up.
+    fast_requests: u32,
     hosts: HashMap<MacAddr, Supplicant>,
 }
 
@@ -201,6 +208,7 @@ impl Authenticator {
                     up: false,
                     next_eap_id: 1,
                     next_group_request: None,
+                    fast_requests: 0,
                     hosts: HashMap::new(),
                 })
                 .collect(),
@@ -227,11 +235,14 @@ impl Authenticator {
                 if !p.up {
                     p.up = true;
                     // Ask first: a wired supplicant otherwise waits ~2 s before EAPOL-Start.
+                    // A supplicant that brought the link up itself is not listening yet
+                    // when the link comes up, so ask again on a short schedule.
                     p.next_group_request = if p.config.mode.uses_dot1x() {
                         Some(now)
                     } else {
                         None
                     };
+                    p.fast_requests = FAST_REQUESTS;
                 }
             }
             Input::LinkDown { port } => {
@@ -747,7 +758,13 @@ impl Authenticator {
             let p = &mut self.ports[port];
             if p.up && p.config.mode.uses_dot1x() && p.hosts.is_empty() {
                 if p.next_group_request.is_some_and(|t| t <= now) {
-                    p.next_group_request = Some(now + self.config.tx_period);
+                    let wait = if p.fast_requests > 0 {
+                        p.fast_requests -= 1;
+                        FAST_REQUEST_FIRST * 2u32.pow(FAST_REQUESTS - 1 - p.fast_requests)
+                    } else {
+                        self.config.tx_period
+                    };
+                    p.next_group_request = Some(now + wait.min(self.config.tx_period));
                     self.tx_identity_request(port, MacAddr::PAE_GROUP);
                 }
             } else {
@@ -948,15 +965,19 @@ mod tests {
     fn asks_first_on_link_up_and_again_every_tx_period() {
         let (mut a, t0) = auth(PortMode::Dot1x);
         assert_eq!(a.poll_timeout(), Some(t0));
-        a.handle_timeout(t0);
-        assert_eq!(
-            tx_eap_codes(&outputs(&mut a)),
-            vec![(MacAddr::PAE_GROUP, 1)]
-        );
-        let next = a.poll_timeout().unwrap();
-        assert_eq!(next - t0, Config::default().tx_period);
-        a.handle_timeout(next);
-        assert_eq!(tx_eap_codes(&outputs(&mut a)).len(), 1);
+        let mut sent = vec![];
+        while let Some(t) = a.poll_timeout() {
+            if t > t0 + Duration::from_secs(12) {
+                break;
+            }
+            a.handle_timeout(t);
+            for (dst, code) in tx_eap_codes(&outputs(&mut a)) {
+                assert_eq!((dst, code), (MacAddr::PAE_GROUP, 1));
+                sent.push((t - t0).as_millis());
+            }
+        }
+        // the fast schedule after link-up, then every tx_period (5 s)
+        assert_eq!(sent, vec![0, 50, 150, 350, 750, 1550, 6550, 11550]);
     }
 
     #[test]

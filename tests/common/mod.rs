@@ -151,6 +151,46 @@ impl Testbed {
         run(&mut c)
     }
 
+    pub fn stop_supplicant(&self, host: usize) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join(format!("h{host}/wpa.pid"))) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+            let pidfile = self.dir.join(format!("h{host}/wpa.pid"));
+            wait_until(Duration::from_secs(5), || !pidfile.exists());
+        }
+    }
+
+    /// Runs a command in host `i`'s namespace.
+    pub fn in_host(&self, host: usize, args: &[&str]) -> String {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns(&format!("h{host}"))])
+            .args(args);
+        run(&mut c)
+    }
+
+    /// hostapd (driver=wired) on ports p1..pN, as the reference authenticator.
+    pub fn start_hostapd(&self, ports: usize) -> u32 {
+        run(Command::new(TB).args(["hostapd", &self.prefix, &ports.to_string()]));
+        let pidfile = self.dir.join("hostapd/hostapd.pid");
+        assert!(wait_until(Duration::from_secs(5), || pidfile.exists()));
+        std::fs::read_to_string(pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    pub fn stop_hostapd(&self) {
+        let pidfile = self.dir.join("hostapd/hostapd.pid");
+        if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+            wait_until(Duration::from_secs(5), || !pidfile.exists());
+        }
+    }
+
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(|c| c.id())
+    }
+
     /// One ping from host `i` to the upstream namespace.
     pub fn ping(&self, host: usize) -> bool {
         Command::new("ip")

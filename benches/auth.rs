@@ -1,0 +1,393 @@
+//! mcgate vs hostapd (driver=wired) as 802.1X authenticator, side by side in one run,
+//! on the same namespace topology and the same FreeRADIUS. Prints; asserts nothing.
+//!
+//!     sudo cargo bench --bench auth            (about 5 minutes)
+//!     BENCH_RUNS=5 sudo cargo bench --bench auth   (a quick look)
+//!
+//! - start → authorized: from starting wpa_supplicant on a host whose link is down (the
+//!   supplicant brings it up, as plugging in a cable does) to the authenticator's
+//!   "authorized" (mcgate: static FDB entry installed; hostapd: AP-STA-CONNECTED).
+//!   Each login uses a fresh MAC, so neither authenticator has state for it.
+//! - EAP exchange: EAP-STARTED → EAP-SUCCESS in the supplicant's own log.
+//! - CPU per login: the authenticator's CPU time (schedstat) over those logins, with 1 and
+//!   with 100 ports configured.
+//! - burst: 100 authenticated supplicants told to re-authenticate at once; time to the
+//!   last EAP-SUCCESS in the supplicants' logs.
+//! - re-login right after logoff: `wpa_cli logoff; wpa_cli logon` → authorized again.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{wait_until, Testbed};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const HOSTS: usize = 100;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Auth {
+    Mcgate,
+    Hostapd,
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Unix seconds of an RFC 3339 UTC timestamp as tracing prints it.
+fn rfc3339(ts: &str) -> Option<f64> {
+    let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, dd) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.split(':');
+    let (hh, mm, ss) = (
+        t.next()?.parse::<f64>().ok()?,
+        t.next()?.parse::<f64>().ok()?,
+        t.next()?.parse::<f64>().ok()?,
+    );
+    // days from civil (Howard Hinnant)
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + dd - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days as f64 * 86400.0 + hh * 3600.0 + mm * 60.0 + ss)
+}
+
+/// Time of the first line of the authenticator's log at or after `since` that says
+/// `mac` was authorized.
+fn authorized_at(tb: &Testbed, who: Auth, mac: &str, since: f64) -> Option<f64> {
+    match who {
+        Auth::Mcgate => tb
+            .log()
+            .lines()
+            .filter(|l| l.contains("port open") && l.contains(mac))
+            .find_map(|l| {
+                let t = rfc3339(l.split_whitespace().next()?)?;
+                (t >= since).then_some(t)
+            }),
+        Auth::Hostapd => {
+            let log =
+                std::fs::read_to_string(tb.dir.join("hostapd/hostapd.log")).unwrap_or_default();
+            log.lines()
+                .filter(|l| l.contains("AP-STA-CONNECTED") && l.contains(mac))
+                .find_map(|l| {
+                    l.split(':')
+                        .next()?
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|t| *t >= since)
+                })
+        }
+    }
+}
+
+/// Supplicant log events (`EAP-STARTED`, `EAP-SUCCESS`) at or after `since`.
+fn wpa_events(tb: &Testbed, host: usize, what: &str, since: f64) -> Vec<f64> {
+    let log = std::fs::read_to_string(tb.dir.join(format!("h{host}/wpa.log"))).unwrap_or_default();
+    log.lines()
+        .filter(|l| l.contains(&format!("CTRL-EVENT-{what} ")))
+        .filter_map(|l| l.split(':').next()?.parse::<f64>().ok())
+        .filter(|t| *t >= since)
+        .collect()
+}
+
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+    v[i]
+}
+
+struct Login {
+    total_ms: f64,
+    eap_ms: f64,
+}
+
+/// One login on `host` with a fresh MAC (`serial` makes it unique).
+fn login(
+    tb: &Testbed,
+    who: Auth,
+    host: usize,
+    serial: usize,
+    user: &str,
+    pass: &str,
+    method: &str,
+) -> Option<Login> {
+    tb.stop_supplicant(host);
+    let mac = format!("02:00:00:01:{:02x}:{:02x}", serial / 256, serial % 256);
+    tb.in_host(host, &["ip", "link", "set", "eth0", "down"]);
+    tb.in_host(host, &["ip", "link", "set", "eth0", "address", &mac]);
+    // let the authenticator see the link go down before it comes back
+    std::thread::sleep(Duration::from_millis(50));
+    let t0 = now();
+    tb.supplicant(host, user, pass, method);
+    let mut at = None;
+    wait_until(Duration::from_secs(15), || {
+        at = authorized_at(tb, who, &mac, t0);
+        at.is_some()
+    });
+    let at = at?;
+    let started = *wpa_events(tb, host, "EAP-STARTED", t0).first()?;
+    let success = *wpa_events(tb, host, "EAP-SUCCESS", t0).first()?;
+    tb.stop_supplicant(host);
+    Some(Login {
+        total_ms: (at - t0) * 1e3,
+        eap_ms: (success - started) * 1e3,
+    })
+}
+
+struct Row {
+    what: String,
+    mcgate: String,
+    hostapd: String,
+}
+
+fn start(tb: &mut Testbed, who: Auth, ports: usize) -> u32 {
+    match who {
+        Auth::Mcgate => {
+            let names: Vec<String> = (1..=ports).map(|i| format!("p{i}")).collect();
+            let list: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "dot1x")).collect();
+            // tx_period as in the example config; quiet logs (info) as in production
+            let cfg = tb.config(&list, &["127.0.0.1:1812"], "", "");
+            let text = std::fs::read_to_string(&cfg)
+                .unwrap()
+                .replace("log_level = \"debug\"", "log_level = \"info\"");
+            std::fs::write(&cfg, text).unwrap();
+            tb.start_mcgate();
+            tb.daemon_pid().unwrap()
+        }
+        Auth::Hostapd => tb.start_hostapd(ports),
+    }
+}
+
+fn stop(tb: &mut Testbed, who: Auth) {
+    match who {
+        Auth::Mcgate => {
+            tb.stop_mcgate();
+            let cfg = tb.dir.join("mcgate.toml");
+            common::run(
+                Command::new("ip")
+                    .args([
+                        "netns",
+                        "exec",
+                        &tb.ns("sw"),
+                        common::MCGATE,
+                        "teardown",
+                        "-c",
+                    ])
+                    .arg(cfg),
+            );
+        }
+        Auth::Hostapd => tb.stop_hostapd(),
+    }
+}
+
+fn main() {
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    eprintln!("building a topology with {HOSTS} hosts and FreeRADIUS...");
+    let mut tb = Testbed::new("bn", HOSTS);
+    tb.radius(1812);
+    let mut results: Vec<[String; 2]> = Vec::new();
+    let mut labels: Vec<String> = Vec::new();
+    let mut serial = 0;
+    for (col, who) in [Auth::Mcgate, Auth::Hostapd].into_iter().enumerate() {
+        let mut out: Vec<(String, String)> = Vec::new();
+        // CPU per PEAP login, 1 port configured
+        let pid = start(&mut tb, who, 1);
+        let c0 = cpu_ns(pid);
+        let mut ok = 0;
+        for _ in 0..runs {
+            serial += 1;
+            ok += login(&tb, who, 1, serial, "bob", "bobpass", "peap").is_some() as usize;
+        }
+        let cpu1 = (cpu_ns(pid) - c0) as f64 / 1e6 / ok.max(1) as f64;
+        stop(&mut tb, who);
+
+        let pid = start(&mut tb, who, HOSTS);
+        for (method, user, pass) in [("md5", "alice", "alicepass"), ("peap", "bob", "bobpass")] {
+            let c0 = cpu_ns(pid);
+            let mut total = Vec::new();
+            let mut eap = Vec::new();
+            for _ in 0..runs {
+                serial += 1;
+                if let Some(l) = login(&tb, who, 1, serial, user, pass, method) {
+                    total.push(l.total_ms);
+                    eap.push(l.eap_ms);
+                }
+            }
+            let cpu = (cpu_ns(pid) - c0) as f64 / 1e6 / total.len().max(1) as f64;
+            let n = total.len();
+            out.push((
+                format!("start → authorized, {method} (median / p95, ms; {n}/{runs} ok)"),
+                format!(
+                    "{:.0} / {:.0}",
+                    pct(&mut total, 50.0),
+                    pct(&mut total, 95.0)
+                ),
+            ));
+            out.push((
+                format!("EAP exchange alone, {method} (median / p95, ms)"),
+                format!("{:.1} / {:.1}", pct(&mut eap, 50.0), pct(&mut eap, 95.0)),
+            ));
+            if method == "peap" {
+                out.push((
+                    "CPU per PEAP login, 1 port configured (ms)".into(),
+                    format!("{cpu1:.2}"),
+                ));
+                out.push((
+                    format!("CPU per PEAP login, {HOSTS} ports configured (ms)"),
+                    format!("{cpu:.2}"),
+                ));
+            } else {
+                out.push((
+                    format!("CPU per MD5 login, {HOSTS} ports configured (ms)"),
+                    format!("{cpu:.2}"),
+                ));
+            }
+        }
+
+        // re-login right after logoff
+        let mut relogin = Vec::new();
+        for _ in 0..2 {
+            serial += 1;
+            if login(&tb, who, 2, serial, "alice", "alicepass", "md5").is_none() {
+                continue;
+            }
+            tb.supplicant(2, "alice", "alicepass", "md5");
+            let mac = format!("02:00:00:01:{:02x}:{:02x}", serial / 256, serial % 256);
+            wait_until(Duration::from_secs(10), || {
+                authorized_at(&tb, who, &mac, now() - 60.0).is_some()
+            });
+            tb.wpa_cli(2, &["logoff"]);
+            std::thread::sleep(Duration::from_millis(200));
+            let t0 = now();
+            tb.wpa_cli(2, &["logon"]);
+            let mut at = None;
+            let done = wait_until(Duration::from_secs(45), || {
+                at = authorized_at(&tb, who, &mac, t0);
+                at.is_some()
+            });
+            relogin.push(if done {
+                format!("{:.0}", (at.unwrap() - t0) * 1e3)
+            } else {
+                "> 45000".into()
+            });
+            tb.stop_supplicant(2);
+        }
+        out.push((
+            "re-login right after logoff (ms, each run)".into(),
+            relogin.join(", "),
+        ));
+
+        // bursts: all hosts authenticated, then all re-authenticate at once
+        for (method, user, pass) in [("md5", "alice", "alicepass"), ("peap", "bob", "bobpass")] {
+            for h in 1..=HOSTS {
+                tb.stop_supplicant(h);
+                tb.in_host(
+                    h,
+                    &[
+                        "ip",
+                        "link",
+                        "set",
+                        "eth0",
+                        "address",
+                        &Testbed::host_mac(h),
+                    ],
+                );
+            }
+            let t0 = now();
+            for h in 1..=HOSTS {
+                tb.supplicant(h, user, pass, method);
+            }
+            let all = wait_until(Duration::from_secs(60), || {
+                (1..=HOSTS).all(|h| !wpa_events(&tb, h, "EAP-SUCCESS", t0).is_empty())
+            });
+            let mut times = Vec::new();
+            if all {
+                for _ in 0..3 {
+                    std::thread::sleep(Duration::from_millis(500));
+                    let t0 = now();
+                    let children: Vec<_> = (1..=HOSTS)
+                        .map(|h| {
+                            Command::new("ip")
+                                .args(["netns", "exec", &tb.ns(&format!("h{h}")), "wpa_cli", "-p"])
+                                .arg(tb.dir.join(format!("h{h}/ctrl")))
+                                .args(["-i", "eth0", "reauthenticate"])
+                                .stdout(std::process::Stdio::null())
+                                .spawn()
+                                .unwrap()
+                        })
+                        .collect();
+                    for mut c in children {
+                        let _ = c.wait();
+                    }
+                    let done = wait_until(Duration::from_secs(60), || {
+                        (1..=HOSTS).all(|h| !wpa_events(&tb, h, "EAP-SUCCESS", t0).is_empty())
+                    });
+                    if done {
+                        let last = (1..=HOSTS)
+                            .map(|h| wpa_events(&tb, h, "EAP-SUCCESS", t0)[0])
+                            .fold(0.0, f64::max);
+                        times.push((last - t0) * 1e3);
+                    }
+                }
+            }
+            let n = times.len();
+            out.push((
+                format!("burst: {HOSTS} re-authenticate at once, {method} (median ms of {n}/3)"),
+                if n > 0 {
+                    format!("{:.0}", pct(&mut times, 50.0))
+                } else {
+                    "failed".into()
+                },
+            ));
+        }
+        for h in 1..=HOSTS {
+            tb.stop_supplicant(h);
+        }
+        stop(&mut tb, who);
+        for (i, (label, value)) in out.into_iter().enumerate() {
+            if col == 0 {
+                labels.push(label);
+                results.push([value, String::new()]);
+            } else {
+                results[i][1] = value;
+            }
+        }
+    }
+    let rows: Vec<Row> = labels
+        .into_iter()
+        .zip(results)
+        .map(|(what, [m, h])| Row {
+            what,
+            mcgate: m,
+            hostapd: h,
+        })
+        .collect();
+    println!("\n| {HOSTS} hosts, FreeRADIUS 3.2.1 on the switch's loopback | mcgate | hostapd |");
+    println!("| --- | --- | --- |");
+    for r in rows {
+        println!("| {} | {} | {} |", r.what, r.mcgate, r.hostapd);
+    }
+}
