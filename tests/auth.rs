@@ -351,3 +351,78 @@ fn teardown_is_explicit_and_undoes_the_set_up() {
     assert!(link().contains("locked off"), "{}", link());
     assert!(tb.fdb_static().is_empty(), "{}", tb.fdb_static());
 }
+
+#[test]
+fn a_gateway_and_a_set_top_box_behind_one_port_are_two_sessions() {
+    let mut tb = Testbed::new("two", 1);
+    tb.radius(1812);
+    tb.config(&[("p1", "dot1x-then-mab")], &[SERVER], FAST, "");
+    tb.start_mcgate();
+    // the set-top box: a second MAC on host 1's wire, known to RADIUS as 02:00:00:00:00:13
+    tb.in_host(
+        1,
+        &[
+            "ip", "link", "add", "stb0", "link", "eth0", "type", "macvlan", "mode", "bridge",
+        ],
+    );
+    tb.in_host(
+        1,
+        &["ip", "link", "set", "stb0", "address", "02:00:00:00:00:13"],
+    );
+    tb.in_host(1, &["ip", "addr", "add", "192.0.2.50/32", "dev", "stb0"]);
+    tb.in_host(1, &["ip", "link", "set", "stb0", "up"]);
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    let stb_ping = || {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &tb.ns("h1"),
+                "ping",
+                "-c1",
+                "-W1",
+                "-I",
+                "stb0",
+                "192.0.2.254",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    stb_ping();
+    assert!(
+        wait_until(Duration::from_secs(15), || tb.sessions().len() == 2),
+        "{:?}\n{}",
+        tb.sessions(),
+        tb.log()
+    );
+    let mut s: Vec<(String, String)> = tb
+        .sessions()
+        .iter()
+        .map(|s| {
+            (
+                s["mac"].as_str().unwrap().to_string(),
+                s["method"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    s.sort();
+    assert_eq!(
+        s,
+        vec![
+            ("02:00:00:00:00:11".into(), "dot1x".into()),
+            ("02:00:00:00:00:13".into(), "mab".into())
+        ]
+    );
+    assert!(wait_until(Duration::from_secs(5), stb_ping));
+    // the gateway logs off: the set-top box keeps its session
+    tb.wpa_cli(1, &["logoff"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || tb.sessions().len() == 1),
+        "{}",
+        tb.log()
+    );
+    assert_eq!(tb.sessions()[0]["method"], "mab");
+    assert!(stb_ping());
+}

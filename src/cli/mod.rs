@@ -73,9 +73,11 @@ fn load(path: &Path) -> anyhow::Result<config::Loaded> {
 
 fn init_logging(level: &str) {
     let level = level.parse().unwrap_or(tracing::Level::INFO);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_target(false)
+        .with_ansi(ansi)
         .init();
 }
 

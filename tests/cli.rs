@@ -1,0 +1,65 @@
+//! The binary's own behaviour for an operator: config checking and clear errors.
+
+use std::process::Command;
+
+const MCGATE: &str = env!("CARGO_BIN_EXE_mcgate");
+
+fn dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("mcgate-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("secret"), "s3cret\n").unwrap();
+    d
+}
+
+fn config(extra: &str) -> std::path::PathBuf {
+    let d = dir();
+    let text = format!(
+        "[switch]\nbridge = \"br0\"\n{extra}\n[radius]\n[[radius.server]]\naddress = \"127.0.0.1:1812\"\n\
+         secret_file = \"secret\"\n[[port]]\nname = \"p1\"\n"
+    );
+    let path = d.join(format!("c{}.toml", extra.len()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn check_accepts_a_good_config() {
+    let out = Command::new(MCGATE)
+        .args(["check", "-c"])
+        .arg(config(""))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 ports, 1 RADIUS servers)"));
+}
+
+#[test]
+fn check_rejects_an_unknown_key_with_file_and_line() {
+    let path = config("brdige = \"br1\"");
+    let out = Command::new(MCGATE)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:3: unknown field `brdige`", path.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_cli_says_when_the_daemon_is_not_running() {
+    let out = Command::new(MCGATE)
+        .args(["sessions", "-s", "/nonexistent/mcgate.sock"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mcgate is not running"), "{err}");
+}
