@@ -1,4 +1,9 @@
 //! mcgate: an 802.1X-gated multicast access controller for Linux access switches.
+//!
+//! Layout: `wire` (bytes ↔ types) ← `auth`, `radius` (sans-IO state machines) ← `daemon`
+//! (the actor and its I/O tasks). Kernel access is behind `dataplane` and `capture`; the
+//! only `unsafe` is in `sys`.
+#![deny(unsafe_code)]
 
 pub mod auth;
 pub mod capture;
@@ -7,5 +12,6 @@ pub mod daemon;
 pub mod dataplane;
 pub mod radius;
 pub mod store;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod wire;
