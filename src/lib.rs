@@ -10,6 +10,8 @@ pub mod capture;
 pub mod cli;
 pub mod daemon;
 pub mod dataplane;
+pub mod mcast;
+pub mod policy;
 pub mod radius;
 pub mod store;
 #[allow(unsafe_code)]

@@ -4,6 +4,11 @@
 pub mod eap;
 pub mod eapol;
 pub mod ethernet;
+pub mod igmp;
+pub mod ip;
+pub mod membership;
+pub mod mld;
+pub mod records;
 
 pub use ethernet::MacAddr;
 

@@ -1,0 +1,890 @@
+//! The membership tracker: per (port, host MAC, group[, source]) memberships with the
+//! semantics of RFC 9776 / RFC 3810 for a snooping switch (RFC 4541), each new one
+//! decided by policy. Sans-IO: reports and time in, MDB changes, upstream reports,
+//! queries and records out.
+//!
+//! Memberships are per host, so a host's leave ends only its own; the bridge's MDB
+//! entry for a port stays while any host on the port holds the channel. On a shared
+//! port the last leave is followed by a group-specific query and the entry lingers for
+//! `last_member_query_time` (a v2 host that suppressed its report answers it); on a
+//! fast-leave (single-host) port it goes at once.
+
+use crate::auth::PortId;
+use crate::policy::{Decision, DenyReason, Entitlement, Policy};
+use crate::wire::membership::GroupRecord;
+use crate::wire::records::RecordType;
+use crate::wire::MacAddr;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+use tracing::{debug, info};
+
+/// (group, source); `None` is any source.
+pub type Channel = (IpAddr, Option<IpAddr>);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// RFC 9776 8.4: robustness × query interval + query response interval (260 s).
+    pub group_membership_interval: Duration,
+    /// RFC 9776 8.8: last member query count × interval (2 × 1 s).
+    pub last_member_query_time: Duration,
+    /// Max Resp Code of the group-specific query, tenths of a second.
+    pub last_member_query_interval_code: u8,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            group_membership_interval: Duration::from_secs(260),
+            last_member_query_time: Duration::from_secs(2),
+            last_member_query_interval_code: 10,
+        }
+    }
+}
+
+/// Why a membership ended (Acct-Terminate-Cause material).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndCause {
+    Leave,
+    Timeout,
+    SessionEnd,
+    Revoked,
+}
+
+/// A host's membership, as stored and listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub port: String,
+    pub mac: MacAddr,
+    pub account: String,
+    pub group: IpAddr,
+    pub source: Option<IpAddr>,
+    /// Unix seconds.
+    pub since: u64,
+    /// What decided it: a package name, `link-local`, ...
+    pub by: String,
+    pub bandwidth_kbps: u32,
+    pub session_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    MdbAdd {
+        port: PortId,
+        group: IpAddr,
+        source: Option<IpAddr>,
+    },
+    MdbDel {
+        port: PortId,
+        group: IpAddr,
+        source: Option<IpAddr>,
+    },
+    /// Records for the multicast-router ports: first join / last leave on the switch.
+    Upstream { records: Vec<GroupRecord> },
+    /// A group-specific query on a shared port after a leave.
+    Query {
+        port: PortId,
+        group: IpAddr,
+        max_resp_code: u8,
+    },
+    /// To be made durable before the MdbAdd that follows it takes effect.
+    Admitted(Membership),
+    Denied {
+        port: PortId,
+        mac: MacAddr,
+        group: IpAddr,
+        source: Option<IpAddr>,
+        reason: DenyReason,
+    },
+    Ended {
+        membership: Membership,
+        cause: EndCause,
+    },
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Stats {
+    pub records: u64,
+    pub records_unknown_type: u64,
+    pub link_local_ignored: u64,
+    pub admitted: u64,
+    pub refreshed: u64,
+    pub denied: BTreeMap<String, u64>,
+    pub leaves: u64,
+    pub timeouts: u64,
+    pub session_ends: u64,
+    pub queries_sent: u64,
+}
+
+/// Who sent a report, as the session store knows them.
+#[derive(Debug, Clone)]
+pub struct Host<'a> {
+    pub port: PortId,
+    pub port_name: &'a str,
+    pub mac: MacAddr,
+    pub account: &'a str,
+    pub session_id: &'a str,
+    pub entitlement: &'a Entitlement,
+}
+
+#[derive(Debug)]
+struct Held {
+    membership: Membership,
+    expires: Instant,
+}
+
+#[derive(Debug, Default)]
+struct PortEntry {
+    members: u32,
+    linger_until: Option<Instant>,
+}
+
+pub struct Tracker {
+    config: Config,
+    /// Ports configured single-host: a leave takes effect at once.
+    fast_leave: Vec<bool>,
+    hosts: HashMap<(PortId, MacAddr), HashMap<Channel, Held>>,
+    ports: HashMap<(PortId, Channel), PortEntry>,
+    /// Ports holding each channel, for first-join / last-leave upstream.
+    switch: HashMap<Channel, u32>,
+    outputs: VecDeque<Output>,
+    pub stats: Stats,
+}
+
+/// 224.0.0.0/24 is never snooped (RFC 4541 2.1.2): nothing to gate.
+fn is_v4_link_local(g: IpAddr) -> bool {
+    matches!(g, IpAddr::V4(a) if a.octets()[..3] == [224, 0, 0])
+}
+
+/// ff01::/16, ff02::/16: interface- and link-local scope (solicited-node groups among
+/// them: IPv6 neighbour discovery needs them delivered). Admitted without policy.
+fn is_v6_link_scope(g: IpAddr) -> bool {
+    matches!(g, IpAddr::V6(a) if a.segments()[0] & 0xff0f <= 0xff02 && a.segments()[0] >> 8 == 0xff)
+}
+
+impl Tracker {
+    pub fn new(config: Config, fast_leave: Vec<bool>) -> Self {
+        Tracker {
+            config,
+            fast_leave,
+            hosts: HashMap::new(),
+            ports: HashMap::new(),
+            switch: HashMap::new(),
+            outputs: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The host's report, record by record: admitted records take effect and go
+    /// upstream, the others do not.
+    pub fn handle_report(
+        &mut self,
+        now: Instant,
+        unix: u64,
+        policy: &Policy,
+        host: &Host<'_>,
+        records: &[GroupRecord],
+    ) {
+        let mut upstream = vec![];
+        for r in records {
+            self.stats.records += 1;
+            let g = r.group;
+            if is_v4_link_local(g) {
+                self.stats.link_local_ignored += 1;
+                continue;
+            }
+            let srcs = || r.sources.iter().map(|s| (g, Some(*s)));
+            match r.record_type {
+                RecordType::IsEx | RecordType::ToEx => {
+                    self.want(now, unix, policy, host, (g, None), &mut upstream)
+                }
+                RecordType::IsIn | RecordType::Allow | RecordType::ToIn
+                    if !r.sources.is_empty() =>
+                {
+                    for ch in srcs() {
+                        self.want(now, unix, policy, host, ch, &mut upstream);
+                    }
+                    if r.record_type == RecordType::ToIn {
+                        // the new include list replaces the old state
+                        let keep: Vec<Channel> = srcs().collect();
+                        for ch in self
+                            .host_channels(host, g)
+                            .into_iter()
+                            .filter(|c| !keep.contains(c))
+                        {
+                            self.leave(
+                                now,
+                                host.port,
+                                host.mac,
+                                ch,
+                                EndCause::Leave,
+                                &mut upstream,
+                            );
+                        }
+                    }
+                }
+                RecordType::IsIn | RecordType::ToIn => {
+                    for ch in self.host_channels(host, g) {
+                        self.leave(now, host.port, host.mac, ch, EndCause::Leave, &mut upstream);
+                    }
+                }
+                RecordType::Allow => {}
+                RecordType::Block => {
+                    for ch in srcs() {
+                        self.leave(now, host.port, host.mac, ch, EndCause::Leave, &mut upstream);
+                    }
+                }
+                RecordType::Unknown(_) => self.stats.records_unknown_type += 1,
+            }
+        }
+        if !upstream.is_empty() {
+            self.outputs
+                .push_back(Output::Upstream { records: upstream });
+        }
+    }
+
+    fn host_channels(&self, host: &Host<'_>, g: IpAddr) -> Vec<Channel> {
+        self.hosts
+            .get(&(host.port, host.mac))
+            .map(|m| m.keys().filter(|(mg, _)| *mg == g).copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn want(
+        &mut self,
+        now: Instant,
+        unix: u64,
+        policy: &Policy,
+        host: &Host<'_>,
+        ch: Channel,
+        upstream: &mut Vec<GroupRecord>,
+    ) {
+        let expires = now + self.config.group_membership_interval;
+        let held = self.hosts.entry((host.port, host.mac)).or_default();
+        if let Some(h) = held.get_mut(&ch) {
+            h.expires = expires;
+            self.stats.refreshed += 1;
+            return;
+        }
+        let (group, source) = ch;
+        let decision = if is_v6_link_scope(group) {
+            Decision::Admit {
+                by: "link-local".into(),
+                bandwidth_kbps: 0,
+            }
+        } else {
+            let counted = held.values().filter(|h| h.membership.by != "link-local");
+            let (n, kbps) = counted.fold((0u32, 0u32), |(n, k), h| {
+                (n + 1, k.saturating_add(h.membership.bandwidth_kbps))
+            });
+            policy.decide(host.entitlement, host.account, group, source, n, kbps)
+        };
+        match decision {
+            Decision::Admit { by, bandwidth_kbps } => {
+                let membership = Membership {
+                    port: host.port_name.to_string(),
+                    mac: host.mac,
+                    account: host.account.to_string(),
+                    group,
+                    source,
+                    since: unix,
+                    by,
+                    bandwidth_kbps,
+                    session_id: host.session_id.to_string(),
+                };
+                if membership.by != "link-local" {
+                    info!(port = host.port_name, mac = %host.mac, account = host.account, %group, source = ?source, by = membership.by, "join admitted");
+                }
+                self.stats.admitted += 1;
+                self.outputs.push_back(Output::Admitted(membership.clone()));
+                held.insert(
+                    ch,
+                    Held {
+                        membership,
+                        expires,
+                    },
+                );
+                self.port_acquire(host.port, ch, upstream);
+            }
+            Decision::Deny { reason } => self.deny(host, ch, reason),
+            // Per-join RADIUS is not available yet; the policy loader refuses it.
+            Decision::AskRadius => self.deny(host, ch, DenyReason::RadiusUnreachable),
+        }
+    }
+
+    fn deny(&mut self, host: &Host<'_>, (group, source): Channel, reason: DenyReason) {
+        info!(port = host.port_name, mac = %host.mac, account = host.account, %group, source = ?source, ?reason, "join denied");
+        *self.stats.denied.entry(format!("{reason:?}")).or_default() += 1;
+        self.outputs.push_back(Output::Denied {
+            port: host.port,
+            mac: host.mac,
+            group,
+            source,
+            reason,
+        });
+    }
+
+    fn port_acquire(&mut self, port: PortId, ch: Channel, upstream: &mut Vec<GroupRecord>) {
+        let e = self.ports.entry((port, ch)).or_default();
+        e.members += 1;
+        if e.members > 1 {
+            return;
+        }
+        if e.linger_until.take().is_some() {
+            return; // still in the MDB: a member answered the group-specific query
+        }
+        self.outputs.push_back(Output::MdbAdd {
+            port,
+            group: ch.0,
+            source: ch.1,
+        });
+        let n = self.switch.entry(ch).or_default();
+        *n += 1;
+        if *n == 1 {
+            upstream.push(upstream_record(ch, true));
+        }
+    }
+
+    fn port_release(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        ch: Channel,
+        linger: bool,
+        upstream: &mut Vec<GroupRecord>,
+    ) {
+        let Some(e) = self.ports.get_mut(&(port, ch)) else {
+            return;
+        };
+        e.members = e.members.saturating_sub(1);
+        if e.members > 0 {
+            return;
+        }
+        if linger && !self.fast_leave.get(port).copied().unwrap_or(false) {
+            e.linger_until = Some(now + self.config.last_member_query_time);
+            self.stats.queries_sent += 1;
+            let max_resp_code = self.config.last_member_query_interval_code;
+            self.outputs.push_back(Output::Query {
+                port,
+                group: ch.0,
+                max_resp_code,
+            });
+            return;
+        }
+        self.ports.remove(&(port, ch));
+        self.mdb_remove(port, ch, upstream);
+    }
+
+    fn mdb_remove(&mut self, port: PortId, ch: Channel, upstream: &mut Vec<GroupRecord>) {
+        self.outputs.push_back(Output::MdbDel {
+            port,
+            group: ch.0,
+            source: ch.1,
+        });
+        if let Some(n) = self.switch.get_mut(&ch) {
+            *n -= 1;
+            if *n == 0 {
+                self.switch.remove(&ch);
+                upstream.push(upstream_record(ch, false));
+            }
+        }
+    }
+
+    fn leave(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        mac: MacAddr,
+        ch: Channel,
+        cause: EndCause,
+        upstream: &mut Vec<GroupRecord>,
+    ) {
+        let Some(held) = self.hosts.get_mut(&(port, mac)) else {
+            return;
+        };
+        let Some(h) = held.remove(&ch) else { return };
+        if held.is_empty() {
+            self.hosts.remove(&(port, mac));
+        }
+        match cause {
+            EndCause::Leave => self.stats.leaves += 1,
+            EndCause::Timeout => self.stats.timeouts += 1,
+            EndCause::SessionEnd | EndCause::Revoked => self.stats.session_ends += 1,
+        }
+        if h.membership.by != "link-local" {
+            info!(port = h.membership.port, mac = %mac, group = %ch.0, source = ?ch.1, ?cause, "membership ended");
+        }
+        self.outputs.push_back(Output::Ended {
+            membership: h.membership,
+            cause,
+        });
+        self.port_release(now, port, ch, cause == EndCause::Leave, upstream);
+    }
+
+    /// The host's session ended: every membership of it goes.
+    pub fn end_host(&mut self, now: Instant, port: PortId, mac: MacAddr, cause: EndCause) {
+        let chans: Vec<Channel> = self
+            .hosts
+            .get(&(port, mac))
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default();
+        let mut upstream = vec![];
+        for ch in chans {
+            self.leave(now, port, mac, ch, cause, &mut upstream);
+        }
+        if !upstream.is_empty() {
+            self.outputs
+                .push_back(Output::Upstream { records: upstream });
+        }
+    }
+
+    /// Puts back a membership that was admitted before a restart (its MDB entry is
+    /// re-installed; it must be reported again within the membership interval).
+    pub fn restore(&mut self, now: Instant, port: PortId, membership: Membership) {
+        let ch = (membership.group, membership.source);
+        let expires = now + self.config.group_membership_interval;
+        let mut upstream = vec![];
+        let held = self.hosts.entry((port, membership.mac)).or_default();
+        if held
+            .insert(
+                ch,
+                Held {
+                    membership,
+                    expires,
+                },
+            )
+            .is_none()
+        {
+            self.port_acquire(port, ch, &mut upstream);
+        }
+        // upstream learns again from the restored set in one report
+        if !upstream.is_empty() {
+            self.outputs
+                .push_back(Output::Upstream { records: upstream });
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let host = self
+            .hosts
+            .values()
+            .flat_map(|m| m.values().map(|h| h.expires))
+            .min();
+        let linger = self.ports.values().filter_map(|e| e.linger_until).min();
+        [host, linger].into_iter().flatten().min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut upstream = vec![];
+        let expired: Vec<(PortId, MacAddr, Channel)> = self
+            .hosts
+            .iter()
+            .flat_map(|((p, m), chans)| {
+                chans
+                    .iter()
+                    .filter(|(_, h)| h.expires <= now)
+                    .map(move |(c, _)| (*p, *m, *c))
+            })
+            .collect();
+        for (port, mac, ch) in expired {
+            debug!(port, mac = %mac, group = %ch.0, "membership timed out");
+            self.leave(now, port, mac, ch, EndCause::Timeout, &mut upstream);
+        }
+        let lingered: Vec<(PortId, Channel)> = self
+            .ports
+            .iter()
+            .filter(|(_, e)| e.members == 0 && e.linger_until.is_some_and(|t| t <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for (port, ch) in lingered {
+            self.ports.remove(&(port, ch));
+            self.mdb_remove(port, ch, &mut upstream);
+        }
+        if !upstream.is_empty() {
+            self.outputs
+                .push_back(Output::Upstream { records: upstream });
+        }
+    }
+
+    pub fn memberships(&self) -> impl Iterator<Item = &Membership> {
+        self.hosts
+            .values()
+            .flat_map(|m| m.values().map(|h| &h.membership))
+    }
+
+    /// Channels each port holds in the MDB (members or lingering).
+    pub fn port_channels(&self) -> impl Iterator<Item = (PortId, Channel)> + '_ {
+        self.ports.keys().copied()
+    }
+}
+
+fn upstream_record((group, source): Channel, join: bool) -> GroupRecord {
+    let record_type = match (source.is_some(), join) {
+        (false, true) => RecordType::ToEx,
+        (false, false) => RecordType::ToIn,
+        (true, true) => RecordType::Allow,
+        (true, false) => RecordType::Block,
+    };
+    GroupRecord {
+        record_type,
+        group,
+        sources: source.into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Limits, Package, Unknown};
+
+    const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x11]);
+    const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x12]);
+
+    fn policy() -> Policy {
+        let mut p = Policy {
+            unknown: Unknown::Deny,
+            limits: Limits {
+                max_groups: Some(2),
+                max_bandwidth_kbps: None,
+            },
+            ..Default::default()
+        };
+        p.packages.insert(
+            "basic".into(),
+            Package {
+                name: "basic".into(),
+                groups: vec!["239.1.1.0/24".parse().unwrap()],
+                channels: vec![],
+                bandwidth_kbps: 0,
+            },
+        );
+        p
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn rec(ty: RecordType, g: &str, s: &[&str]) -> GroupRecord {
+        GroupRecord {
+            record_type: ty,
+            group: ip(g),
+            sources: s.iter().map(|x| ip(x)).collect(),
+        }
+    }
+
+    fn out(t: &mut Tracker) -> Vec<Output> {
+        std::iter::from_fn(|| t.poll_output()).collect()
+    }
+
+    fn mdb(o: &[Output]) -> Vec<String> {
+        o.iter()
+            .filter_map(|o| match o {
+                Output::MdbAdd {
+                    port,
+                    group,
+                    source,
+                } => Some(format!("+{port} {group} {source:?}")),
+                Output::MdbDel {
+                    port,
+                    group,
+                    source,
+                } => Some(format!("-{port} {group} {source:?}")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn upstream(o: &[Output]) -> Vec<GroupRecord> {
+        o.iter()
+            .filter_map(|o| {
+                if let Output::Upstream { records } = o {
+                    Some(records.clone())
+                } else {
+                    None
+                }
+            })
+            .flatten()
+            .collect()
+    }
+
+    struct H {
+        ent: Entitlement,
+    }
+    impl H {
+        fn host(&self, port: PortId, mac: MacAddr) -> Host<'_> {
+            Host {
+                port,
+                port_name: "p",
+                mac,
+                account: "alice",
+                session_id: "s1",
+                entitlement: &self.ent,
+            }
+        }
+    }
+
+    fn setup(fast: bool) -> (Tracker, Policy, H, Instant) {
+        (
+            Tracker::new(Config::default(), vec![fast, fast]),
+            policy(),
+            H {
+                ent: Entitlement {
+                    packages: vec!["basic".into()],
+                    max_groups: None,
+                },
+            },
+            Instant::now(),
+        )
+    }
+
+    #[test]
+    fn join_admits_once_per_port_and_goes_upstream_once_per_switch() {
+        let (mut t, p, h, t0) = setup(false);
+        t.handle_report(
+            t0,
+            0,
+            &p,
+            &h.host(0, A),
+            &[rec(RecordType::IsEx, "239.1.1.1", &[])],
+        );
+        let o = out(&mut t);
+        assert_eq!(mdb(&o), ["+0 239.1.1.1 None"]);
+        assert_eq!(upstream(&o), [rec(RecordType::ToEx, "239.1.1.1", &[])]);
+        assert!(matches!(o[0], Output::Admitted(_)), "durable record first");
+        // a second host on the same port: a membership, no new MDB entry
+        t.handle_report(
+            t0,
+            0,
+            &p,
+            &h.host(0, B),
+            &[rec(RecordType::IsEx, "239.1.1.1", &[])],
+        );
+        let o = out(&mut t);
+        assert!(mdb(&o).is_empty() && upstream(&o).is_empty());
+        // another port: an MDB entry, nothing upstream
+        t.handle_report(
+            t0,
+            0,
+            &p,
+            &h.host(1, A),
+            &[rec(RecordType::IsEx, "239.1.1.1", &[])],
+        );
+        let o = out(&mut t);
+        assert_eq!(mdb(&o), ["+1 239.1.1.1 None"]);
+        assert!(upstream(&o).is_empty());
+        // a repeated report refreshes
+        t.handle_report(
+            t0,
+            0,
+            &p,
+            &h.host(0, A),
+            &[rec(RecordType::IsEx, "239.1.1.1", &[])],
+        );
+        assert!(out(&mut t).is_empty());
+        assert_eq!(t.stats.refreshed, 1);
+    }
+
+    #[test]
+    fn a_mixed_v3_report_admits_only_the_entitled_record() {
+        let (mut t, p, h, t0) = setup(false);
+        t.handle_report(
+            t0,
+            0,
+            &p,
+            &h.host(0, A),
+            &[
+                rec(RecordType::ToEx, "239.1.1.1", &[]),
+                rec(RecordType::ToEx, "239.9.9.9", &[]),
+            ],
+        );
+        let o = out(&mut t);
+        assert_eq!(mdb(&o), ["+0 239.1.1.1 None"]);
+        assert_eq!(upstream(&o), [rec(RecordType::ToEx, "239.1.1.1", &[])]);
+        assert!(o.iter().any(|o| matches!(
+            o,
+            Output::Denied {
+                reason: DenyReason::NotEntitled,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn leave_on_a_shared_port_queries_and_lingers() {
+        let (mut t, p, h, t0) = setup(false);
+        t.handle_report(
+            t0,
+            0,
+            &p,
+            &h.host(0, A),
+            &[rec(RecordType::IsEx, "239.1.1.1", &[])],
+        );
+        out(&mut t);
+        t.handle_report(
+            t0,
+            0,
+            &p,
+            &h.host(0, A),
+            &[rec(RecordType::ToIn, "239.1.1.1", &[])],
+        );
+        let o = out(&mut t);
+        assert!(o.iter().any(|o| matches!(o, Output::Query { port: 0, .. })));
+        assert!(o.iter().any(|o| matches!(
+            o,
+            Output::Ended {
+                cause: EndCause::Leave,
+                ..
+            }
+        )));
+        assert!(mdb(&o).is_empty(), "lingers");
+        // another host answers the query within the time: the entry stays, no MdbAdd
+        t.handle_report(
+            t0 + Duration::from_secs(1),
+            0,
+            &p,
+            &h.host(0, B),
+            &[rec(RecordType::IsEx, "239.1.1.1", &[])],
+        );
+        let o = out(&mut t);
+        assert!(mdb(&o).is_empty());
+        t.handle_timeout(t0 + Duration::from_secs(3));
+        assert!(mdb(&out(&mut t)).is_empty());
+        // B leaves, nobody answers: removed after last_member_query_time, leave goes up
+        t.handle_report(
+            t0 + Duration::from_secs(5),
+            0,
+            &p,
+            &h.host(0, B),
+            &[rec(RecordType::ToIn, "239.1.1.1", &[])],
+        );
+        out(&mut t);
+        assert_eq!(t.poll_timeout(), Some(t0 + Duration::from_secs(7)));
+        t.handle_timeout(t0 + Duration::from_secs(7));
+        let o = out(&mut t);
+        assert_eq!(mdb(&o), ["-0 239.1.1.1 None"]);
+        assert_eq!(upstream(&o), [rec(RecordType::ToIn, "239.1.1.1", &[])]);
+    }
+
+    #[test]
+    fn fast_leave_is_immediate() {
+        let (mut t, p, h, t0) = setup(true);
+        t.handle_report(
+            t0,
+            0,
+            &p,
+            &h.host(0, A),
+            &[rec(RecordType::IsEx, "239.1.1.1", &[])],
+        );
+        out(&mut t);
+        t.handle_report(
+            t0,
+            0,
+            &p,
+            &h.host(0, A),
+            &[rec(RecordType::ToIn, "239.1.1.1", &[])],
+        );
+        let o = out(&mut t);
+        assert_eq!(mdb(&o), ["-0 239.1.1.1 None"]);
+        assert!(!o.iter().any(|o| matches!(o, Output::Query { .. })));
+    }
+
+    #[test]
+    fn source_specific_semantics() {
+        let (mut t, mut p, h, t0) = setup(true);
+        p.packages
+            .get_mut("basic")
+            .unwrap()
+            .groups
+            .push("232.1.1.0/24".parse().unwrap());
+        let host = h.host(0, A);
+        t.handle_report(
+            t0,
+            0,
+            &p,
+            &host,
+            &[rec(
+                RecordType::Allow,
+                "232.1.1.1",
+                &["192.0.2.254", "192.0.2.253"],
+            )],
+        );
+        let o = out(&mut t);
+        assert_eq!(
+            mdb(&o),
+            [
+                "+0 232.1.1.1 Some(192.0.2.254)",
+                "+0 232.1.1.1 Some(192.0.2.253)"
+            ]
+        );
+        assert_eq!(upstream(&o).len(), 2);
+        // TO_IN with one source: the other goes
+        t.handle_report(
+            t0,
+            0,
+            &p,
+            &host,
+            &[rec(RecordType::ToIn, "232.1.1.1", &["192.0.2.254"])],
+        );
+        assert_eq!(mdb(&out(&mut t)), ["-0 232.1.1.1 Some(192.0.2.253)"]);
+        t.handle_report(
+            t0,
+            0,
+            &p,
+            &host,
+            &[rec(RecordType::Block, "232.1.1.1", &["192.0.2.254"])],
+        );
+        assert_eq!(mdb(&out(&mut t)), ["-0 232.1.1.1 Some(192.0.2.254)"]);
+    }
+
+    #[test]
+    fn limits_timeouts_session_end_and_link_local() {
+        let (mut t, p, h, t0) = setup(false);
+        let host = h.host(0, A);
+        let recs: Vec<GroupRecord> = (1..=3)
+            .map(|i| rec(RecordType::IsEx, &format!("239.1.1.{i}"), &[]))
+            .collect();
+        t.handle_report(t0, 0, &p, &host, &recs);
+        let o = out(&mut t);
+        assert_eq!(mdb(&o).len(), 2, "max_groups = 2");
+        assert!(o.iter().any(|o| matches!(
+            o,
+            Output::Denied {
+                reason: DenyReason::MaxGroups,
+                ..
+            }
+        )));
+        // link-scope groups: admitted outside limits (ND needs them), 224.0.0.x ignored
+        t.handle_report(
+            t0,
+            0,
+            &p,
+            &host,
+            &[
+                rec(RecordType::IsEx, "ff02::1:ff00:11", &[]),
+                rec(RecordType::IsEx, "224.0.0.251", &[]),
+            ],
+        );
+        let o = out(&mut t);
+        assert_eq!(mdb(&o), ["+0 ff02::1:ff00:11 None"]);
+        assert_eq!(t.stats.link_local_ignored, 1);
+        // nothing refreshed: all time out after the group membership interval
+        t.handle_timeout(t0 + Duration::from_secs(260));
+        let o = out(&mut t);
+        assert_eq!(mdb(&o).len(), 3);
+        assert_eq!(t.stats.timeouts, 3);
+        // session end takes everything at once, no query
+        t.handle_report(t0, 0, &p, &host, &recs[..1]);
+        out(&mut t);
+        t.end_host(t0, 0, A, EndCause::SessionEnd);
+        let o = out(&mut t);
+        assert_eq!(mdb(&o), ["-0 239.1.1.1 None"]);
+        assert!(t.memberships().next().is_none());
+    }
+}
