@@ -1,11 +1,13 @@
 //! The Linux bridge dataplane, over rtnetlink (see DESIGN.md for the kernel
 //! behaviour each step relies on).
 
-use super::netlink::{brport, Netlink};
-use super::{Dataplane, Error};
+use super::netlink::{br, brport, Netlink, RTPROT_MCGATE};
+use super::{Dataplane, Error, MdbEntry};
 use crate::auth::PortMode;
 use crate::sys;
 use crate::wire::MacAddr;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
 
 pub struct LinuxBridge {
     nl: Netlink,
@@ -28,6 +30,49 @@ impl LinuxBridge {
             source,
         }
     }
+}
+
+/// The nftables table that keeps the hosts' IGMP and MLD away from the bridge's own
+/// snooping (bridge family, prerouting): mcgate decides, the bridge does not learn.
+fn nft_ruleset(access: &[&str]) -> String {
+    let ports = access
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "table bridge mcgate\ndelete table bridge mcgate\ntable bridge mcgate {{\n\
+         \tchain prerouting {{\n\
+         \t\ttype filter hook prerouting priority -300; policy accept;\n\
+         \t\tiifname {{ {ports} }} ip protocol igmp counter drop comment \"igmp from hosts\"\n\
+         \t\tiifname {{ {ports} }} meta l4proto ipv6-icmp icmpv6 type {{ mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report }} counter drop comment \"mld from hosts\"\n\
+         \t}}\n}}\n"
+    )
+}
+
+fn nft(script: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Nft(format!("running nft: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| Error::Nft(e.to_string()))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::Nft(e.to_string()))?;
+    if !out.status.success() {
+        return Err(Error::Nft(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(())
 }
 
 impl Dataplane for LinuxBridge {
@@ -73,6 +118,96 @@ impl Dataplane for LinuxBridge {
             .into_iter()
             .filter(|e| e.ifindex == idx && e.master.is_some() && e.is_static() && !e.locked)
             .map(|e| e.mac)
+            .collect())
+    }
+
+    fn setup_multicast(
+        &mut self,
+        bridge: &str,
+        access: &[&str],
+        uplinks: &[&str],
+    ) -> Result<(), Error> {
+        let b = Self::index(bridge)?;
+        // Snooping needs a querier to work (and the bridge an IPv4 address, or it
+        // floods); v3/v2 queries keep hosts on IGMPv3/MLDv2 and source-specific joins.
+        self.nl
+            .set_bridge_options(
+                b,
+                &[
+                    (br::MCAST_SNOOPING, 1),
+                    (br::MCAST_QUERIER, 1),
+                    (br::MCAST_QUERY_USE_IFADDR, 1),
+                    (br::MCAST_IGMP_VERSION, 3),
+                    (br::MCAST_MLD_VERSION, 2),
+                ],
+            )
+            .map_err(Self::at(bridge))?;
+        for port in access {
+            let idx = Self::index(port)?;
+            self.nl
+                .set_port_flags(idx, &[(brport::MCAST_FLOOD, Some(0))])
+                .map_err(Self::at(port))?;
+        }
+        for port in uplinks {
+            let idx = Self::index(port)?;
+            // permanent multicast-router port
+            self.nl
+                .set_port_flags(idx, &[(brport::MULTICAST_ROUTER, Some(2))])
+                .map_err(Self::at(port))?;
+        }
+        nft(&nft_ruleset(access))
+    }
+
+    fn teardown_multicast(&mut self, bridge: &str, access: &[&str]) -> Result<(), Error> {
+        for (port, group, source) in self.mdb_entries(bridge)? {
+            self.mdb_del(bridge, &port, group, source)?;
+        }
+        for port in access {
+            let idx = Self::index(port)?;
+            self.nl
+                .set_port_flags(idx, &[(brport::MCAST_FLOOD, Some(1))])
+                .map_err(Self::at(port))?;
+        }
+        nft("table bridge mcgate\ndelete table bridge mcgate\n")
+    }
+
+    fn mdb_add(
+        &mut self,
+        bridge: &str,
+        port: &str,
+        group: IpAddr,
+        source: Option<IpAddr>,
+    ) -> Result<(), Error> {
+        let (b, p) = (Self::index(bridge)?, Self::index(port)?);
+        self.nl.mdb_add(b, p, group, source).map_err(Self::at(port))
+    }
+
+    fn mdb_del(
+        &mut self,
+        bridge: &str,
+        port: &str,
+        group: IpAddr,
+        source: Option<IpAddr>,
+    ) -> Result<(), Error> {
+        let (b, p) = (Self::index(bridge)?, Self::index(port)?);
+        self.nl.mdb_del(b, p, group, source).map_err(Self::at(port))
+    }
+
+    fn mdb_entries(&mut self, bridge: &str) -> Result<Vec<MdbEntry>, Error> {
+        let b = Self::index(bridge)?;
+        let names: std::collections::HashMap<u32, String> = self
+            .nl
+            .links()?
+            .into_iter()
+            .map(|l| (l.index, l.name))
+            .collect();
+        Ok(self
+            .nl
+            .mdb_dump(b)
+            .map_err(Self::at(bridge))?
+            .into_iter()
+            .filter(|e| e.rtprot == Some(RTPROT_MCGATE))
+            .filter_map(|e| Some((names.get(&e.port)?.clone(), e.group, e.source)))
             .collect())
     }
 

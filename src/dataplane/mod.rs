@@ -6,6 +6,10 @@ pub mod netlink;
 
 use crate::auth::PortMode;
 use crate::wire::MacAddr;
+use std::net::IpAddr;
+
+/// An MDB entry as the dataplane reports it: (port, group, source).
+pub type MdbEntry = (String, IpAddr, Option<IpAddr>);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -18,6 +22,8 @@ pub enum Error {
     NoSuchPort(String),
     #[error(transparent)]
     Netlink(#[from] netlink::Error),
+    #[error("nft: {0}")]
+    Nft(String),
 }
 
 pub trait Dataplane {
@@ -31,6 +37,36 @@ pub trait Dataplane {
     fn authorized(&mut self, port: &str) -> Result<Vec<MacAddr>, Error>;
     /// Undoes `setup_port` and removes the port's static entries.
     fn teardown_port(&mut self, port: &str) -> Result<(), Error>;
+
+    /// Multicast set-up: snooping with a querier sending IGMPv3/MLDv2 queries, no
+    /// flooding of unregistered multicast to access ports, uplinks as multicast-router
+    /// ports, and the nftables table that drops the hosts' IGMP/MLD before the bridge
+    /// sees them (the capture tap still does).
+    fn setup_multicast(
+        &mut self,
+        bridge: &str,
+        access: &[&str],
+        uplinks: &[&str],
+    ) -> Result<(), Error>;
+    /// Undoes the parts of `setup_multicast` that are mcgate's own (the nft table,
+    /// mcast_flood) and removes mcgate's MDB entries.
+    fn teardown_multicast(&mut self, bridge: &str, access: &[&str]) -> Result<(), Error>;
+    fn mdb_add(
+        &mut self,
+        bridge: &str,
+        port: &str,
+        group: IpAddr,
+        source: Option<IpAddr>,
+    ) -> Result<(), Error>;
+    fn mdb_del(
+        &mut self,
+        bridge: &str,
+        port: &str,
+        group: IpAddr,
+        source: Option<IpAddr>,
+    ) -> Result<(), Error>;
+    /// The MDB entries mcgate installed.
+    fn mdb_entries(&mut self, bridge: &str) -> Result<Vec<MdbEntry>, Error>;
 }
 
 /// Audit mode: decide and record, enforce nothing.
@@ -53,12 +89,28 @@ impl Dataplane for Audit {
     fn teardown_port(&mut self, _: &str) -> Result<(), Error> {
         Ok(())
     }
+    fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str]) -> Result<(), Error> {
+        Ok(())
+    }
+    fn teardown_multicast(&mut self, _: &str, _: &[&str]) -> Result<(), Error> {
+        Ok(())
+    }
+    fn mdb_add(&mut self, _: &str, _: &str, _: IpAddr, _: Option<IpAddr>) -> Result<(), Error> {
+        Ok(())
+    }
+    fn mdb_del(&mut self, _: &str, _: &str, _: IpAddr, _: Option<IpAddr>) -> Result<(), Error> {
+        Ok(())
+    }
+    fn mdb_entries(&mut self, _: &str) -> Result<Vec<MdbEntry>, Error> {
+        Ok(vec![])
+    }
 }
 
 /// An in-memory dataplane for tests of the daemon core.
 #[derive(Debug, Default)]
 pub struct Fake {
     pub ports: std::collections::BTreeMap<String, (PortMode, std::collections::BTreeSet<MacAddr>)>,
+    pub mdb: std::collections::BTreeSet<MdbEntry>,
 }
 
 impl Dataplane for Fake {
@@ -93,5 +145,35 @@ impl Dataplane for Fake {
     fn teardown_port(&mut self, port: &str) -> Result<(), Error> {
         self.ports.remove(port);
         Ok(())
+    }
+    fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str]) -> Result<(), Error> {
+        Ok(())
+    }
+    fn teardown_multicast(&mut self, _: &str, _: &[&str]) -> Result<(), Error> {
+        self.mdb.clear();
+        Ok(())
+    }
+    fn mdb_add(
+        &mut self,
+        _: &str,
+        port: &str,
+        group: IpAddr,
+        source: Option<IpAddr>,
+    ) -> Result<(), Error> {
+        self.mdb.insert((port.to_string(), group, source));
+        Ok(())
+    }
+    fn mdb_del(
+        &mut self,
+        _: &str,
+        port: &str,
+        group: IpAddr,
+        source: Option<IpAddr>,
+    ) -> Result<(), Error> {
+        self.mdb.remove(&(port.to_string(), group, source));
+        Ok(())
+    }
+    fn mdb_entries(&mut self, _: &str) -> Result<Vec<MdbEntry>, Error> {
+        Ok(self.mdb.iter().cloned().collect())
     }
 }

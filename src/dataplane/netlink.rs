@@ -24,6 +24,9 @@ const RTM_SETLINK: u16 = 19;
 pub const RTM_NEWNEIGH: u16 = 28;
 pub const RTM_DELNEIGH: u16 = 29;
 const RTM_GETNEIGH: u16 = 30;
+const RTM_NEWMDB: u16 = 84;
+const RTM_DELMDB: u16 = 85;
+const RTM_GETMDB: u16 = 86;
 
 const AF_UNSPEC: u8 = 0;
 const AF_BRIDGE: u8 = 7;
@@ -31,6 +34,30 @@ const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MASTER: u16 = 10;
 const IFLA_PROTINFO: u16 = 12;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const MDBA_MDB: u16 = 1;
+const MDBA_MDB_ENTRY: u16 = 1;
+const MDBA_MDB_ENTRY_INFO: u16 = 1;
+const MDBA_MDB_EATTR_SOURCE: u16 = 4;
+const MDBA_MDB_EATTR_RTPROT: u16 = 5;
+const MDBA_SET_ENTRY: u16 = 1;
+const MDBA_SET_ENTRY_ATTRS: u16 = 2;
+const MDBE_ATTR_SOURCE: u16 = 1;
+const MDBE_ATTR_RTPROT: u16 = 4;
+const MDB_PERMANENT: u8 = 1;
+/// The routing protocol mcgate marks its MDB entries with, to tell them from others.
+pub const RTPROT_MCGATE: u8 = 196;
+
+/// Bridge attributes (IFLA_BR_*) inside IFLA_INFO_DATA.
+pub mod br {
+    pub const MCAST_SNOOPING: u16 = 23;
+    pub const MCAST_QUERY_USE_IFADDR: u16 = 24;
+    pub const MCAST_QUERIER: u16 = 25;
+    pub const MCAST_IGMP_VERSION: u16 = 43;
+    pub const MCAST_MLD_VERSION: u16 = 44;
+}
 const NDA_LLADDR: u16 = 2;
 const NDA_MASTER: u16 = 9;
 const NDA_FLAGS_EXT: u16 = 15;
@@ -48,6 +75,7 @@ pub const GROUPS_LINK_NEIGH: u32 = 0x1 | 0x4;
 /// Bridge port attributes (IFLA_BRPORT_*) inside IFLA_PROTINFO.
 pub mod brport {
     pub const LEARNING: u16 = 8;
+    pub const MULTICAST_ROUTER: u16 = 25;
     pub const FLUSH: u16 = 24;
     pub const MCAST_FLOOD: u16 = 27;
     pub const LOCKED: u16 = 39;
@@ -79,6 +107,16 @@ impl FdbEntry {
     pub fn is_static(&self) -> bool {
         self.state & NUD_NOARP != 0 && self.state & NUD_PERMANENT == 0
     }
+}
+
+/// A multicast database entry: (port, group, source) on a bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MdbEntry {
+    pub port: u32,
+    pub group: std::net::IpAddr,
+    pub source: Option<std::net::IpAddr>,
+    pub permanent: bool,
+    pub rtprot: Option<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +187,70 @@ impl Netlink {
             Err(Error::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
             other => other,
         }
+    }
+
+    /// Sets bridge options (IFLA_BR_*, one octet each) on bridge `ifindex`.
+    pub fn set_bridge_options(&mut self, ifindex: u32, opts: &[(u16, u8)]) -> Result<(), Error> {
+        let mut data = Vec::new();
+        for (ty, v) in opts {
+            push_attr(&mut data, *ty, &[*v]);
+        }
+        let mut info = Vec::new();
+        push_attr(&mut info, IFLA_INFO_KIND, b"bridge");
+        push_attr(&mut info, IFLA_INFO_DATA | NLA_F_NESTED, &data);
+        let mut body = ifinfomsg(AF_UNSPEC, ifindex);
+        push_attr(&mut body, IFLA_LINKINFO | NLA_F_NESTED, &info);
+        self.request(RTM_NEWLINK, NLM_F_ACK, &body)
+    }
+
+    /// Adds (or replaces) a permanent MDB entry marked as mcgate's.
+    pub fn mdb_add(
+        &mut self,
+        bridge: u32,
+        port: u32,
+        group: std::net::IpAddr,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<(), Error> {
+        let body = mdb_body(bridge, port, group, source, true);
+        self.request(RTM_NEWMDB, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, &body)
+    }
+
+    /// Removes an MDB entry; absent is not an error.
+    pub fn mdb_del(
+        &mut self,
+        bridge: u32,
+        port: u32,
+        group: std::net::IpAddr,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<(), Error> {
+        match self.request(
+            RTM_DELMDB,
+            NLM_F_ACK,
+            &mdb_body(bridge, port, group, source, false),
+        ) {
+            Err(Error::Io(e))
+                if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EINVAL)) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Every MDB entry of bridge `bridge`.
+    pub fn mdb_dump(&mut self, bridge: u32) -> Result<Vec<MdbEntry>, Error> {
+        let mut body = vec![0u8; 8];
+        body[0] = AF_BRIDGE;
+        let mut out = Vec::new();
+        self.dump(RTM_GETMDB, &body, |ty, payload| {
+            // dump answers come as RTM_GETMDB, notifications as RTM_NEWMDB
+            if matches!(ty, RTM_NEWMDB | RTM_GETMDB)
+                && u32_of(payload.get(4..8).unwrap_or(&[])) == Some(bridge)
+            {
+                parse_mdb(payload, &mut out);
+            }
+        })?;
+        Ok(out)
     }
 
     pub fn fdb_dump(&mut self) -> Result<Vec<FdbEntry>, Error> {
@@ -280,6 +382,98 @@ fn fdb_body(ifindex: u32, mac: MacAddr) -> Vec<u8> {
     b[10] = NTF_MASTER;
     push_attr(&mut b, NDA_LLADDR, &mac.0);
     b
+}
+
+/// struct br_port_msg (8 octets) + MDBA_SET_ENTRY (struct br_mdb_entry, 28 octets)
+/// [+ MDBA_SET_ENTRY_ATTRS { MDBE_ATTR_SOURCE, MDBE_ATTR_RTPROT }].
+fn mdb_body(
+    bridge: u32,
+    port: u32,
+    group: std::net::IpAddr,
+    source: Option<std::net::IpAddr>,
+    add: bool,
+) -> Vec<u8> {
+    let mut b = vec![0u8; 8];
+    b[0] = AF_BRIDGE;
+    b[4..8].copy_from_slice(&bridge.to_ne_bytes());
+    let mut e = vec![0u8; 28];
+    e[0..4].copy_from_slice(&port.to_ne_bytes());
+    e[4] = MDB_PERMANENT;
+    let proto: u16 = match group {
+        std::net::IpAddr::V4(g) => {
+            e[8..12].copy_from_slice(&g.octets());
+            0x0800
+        }
+        std::net::IpAddr::V6(g) => {
+            e[8..24].copy_from_slice(&g.octets());
+            0x86dd
+        }
+    };
+    e[24..26].copy_from_slice(&proto.to_be_bytes());
+    push_attr(&mut b, MDBA_SET_ENTRY, &e);
+    let mut attrs = Vec::new();
+    match source {
+        Some(std::net::IpAddr::V4(s)) => push_attr(&mut attrs, MDBE_ATTR_SOURCE, &s.octets()),
+        Some(std::net::IpAddr::V6(s)) => push_attr(&mut attrs, MDBE_ATTR_SOURCE, &s.octets()),
+        None => {}
+    }
+    if add {
+        push_attr(&mut attrs, MDBE_ATTR_RTPROT, &[RTPROT_MCGATE]);
+    }
+    if !attrs.is_empty() {
+        push_attr(&mut b, MDBA_SET_ENTRY_ATTRS | NLA_F_NESTED, &attrs);
+    }
+    b
+}
+
+fn ip_of(b: &[u8], proto: u16) -> Option<std::net::IpAddr> {
+    match proto {
+        0x0800 => {
+            Some(std::net::Ipv4Addr::new(*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?).into())
+        }
+        0x86dd => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(b.get(..16)?).ok()?).into()),
+        _ => None,
+    }
+}
+
+fn parse_mdb(payload: &[u8], out: &mut Vec<MdbEntry>) {
+    let Some(attrs_area) = payload.get(8..) else {
+        return;
+    };
+    for (ty, mdb) in attrs(attrs_area) {
+        if ty != MDBA_MDB {
+            continue;
+        }
+        for (ty, entry) in attrs(mdb) {
+            if ty != MDBA_MDB_ENTRY {
+                continue;
+            }
+            for (ty, info) in attrs(entry) {
+                if ty != MDBA_MDB_ENTRY_INFO || info.len() < 28 {
+                    continue;
+                }
+                let proto = u16::from_be_bytes([info[24], info[25]]);
+                let Some(group) = ip_of(&info[8..24], proto) else {
+                    continue;
+                };
+                let mut e = MdbEntry {
+                    port: u32_of(&info[0..4]).unwrap_or(0),
+                    group,
+                    source: None,
+                    permanent: info[4] == MDB_PERMANENT,
+                    rtprot: None,
+                };
+                for (ty, v) in attrs(&info[28..]) {
+                    match ty {
+                        MDBA_MDB_EATTR_SOURCE => e.source = ip_of(v, proto),
+                        MDBA_MDB_EATTR_RTPROT => e.rtprot = v.first().copied(),
+                        _ => {}
+                    }
+                }
+                out.push(e);
+            }
+        }
+    }
 }
 
 fn push_attr(buf: &mut Vec<u8>, ty: u16, payload: &[u8]) {

@@ -1,0 +1,141 @@
+//! The Linux bridge dataplane against the real kernel, in a namespace of its own:
+//! port locking, FDB entries, multicast set-up and MDB entries, read back with the
+//! `bridge` and `nft` commands.
+
+mod common;
+
+use common::{run, Testbed};
+use mcgate::auth::PortMode;
+use mcgate::dataplane::{linux::LinuxBridge, Dataplane};
+use mcgate::wire::MacAddr;
+use std::net::IpAddr;
+use std::process::Command;
+
+/// Runs `f` on a thread that has entered network namespace `ns`.
+fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
+            // SAFETY: setns(2) on a descriptor we hold open; it changes only this thread's
+            // network namespace, and this thread ends with the closure.
+            #[allow(unsafe_code)]
+            let rc =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+fn sw(tb: &Testbed, args: &[&str]) -> String {
+    run(Command::new("ip")
+        .args(["netns", "exec", &tb.ns("sw")])
+        .args(args))
+}
+
+#[test]
+fn ports_fdb_and_mdb_on_the_real_bridge() {
+    let tb = Testbed::new("dp", 2);
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let mac: MacAddr = "02:00:00:00:00:11".parse().unwrap();
+    in_netns(&tb.ns("sw"), || {
+        let mut dp = LinuxBridge::new().unwrap();
+        dp.setup_port("p1", PortMode::Dot1x).unwrap();
+        dp.setup_port("p2", PortMode::Mab).unwrap();
+        dp.authorize("p1", mac).unwrap();
+        dp.authorize("p1", mac).unwrap(); // idempotent
+        assert_eq!(dp.authorized("p1").unwrap(), vec![mac]);
+        dp.setup_multicast("br0", &["p1", "p2"], &["up0"]).unwrap();
+        dp.mdb_add("br0", "p1", ip("239.1.1.1"), None).unwrap();
+        dp.mdb_add("br0", "p1", ip("239.1.1.1"), None).unwrap(); // idempotent
+        dp.mdb_add("br0", "p2", ip("232.1.1.1"), Some(ip("192.0.2.254")))
+            .unwrap();
+        dp.mdb_add("br0", "p2", ip("ff3e::8000:1"), None).unwrap();
+        let mut e = dp.mdb_entries("br0").unwrap();
+        e.sort();
+        assert_eq!(
+            e,
+            vec![
+                ("p1".to_string(), ip("239.1.1.1"), None),
+                ("p2".to_string(), ip("232.1.1.1"), Some(ip("192.0.2.254"))),
+                ("p2".to_string(), ip("ff3e::8000:1"), None),
+            ]
+        );
+    });
+    let links = sw(&tb, &["bridge", "-d", "link", "show"]);
+    let p1 = links
+        .lines()
+        .skip_while(|l| !l.contains("p1@"))
+        .take(3)
+        .collect::<String>();
+    assert!(
+        p1.contains("locked on") && p1.contains("learning off") && p1.contains("mcast_flood off"),
+        "{p1}"
+    );
+    let p2 = links
+        .lines()
+        .skip_while(|l| !l.contains("p2@"))
+        .take(3)
+        .collect::<String>();
+    assert!(
+        p2.contains("locked on") && p2.contains("learning on"),
+        "{p2}"
+    );
+    let up0 = links
+        .lines()
+        .skip_while(|l| !l.contains("up0@"))
+        .take(3)
+        .collect::<String>();
+    assert!(up0.contains("mcast_router 2"), "{up0}");
+    let br = sw(&tb, &["ip", "-d", "link", "show", "br0"]);
+    for want in [
+        "mcast_snooping 1",
+        "mcast_querier 1",
+        "mcast_igmp_version 3",
+        "mcast_mld_version 2",
+        "mcast_query_use_ifaddr 1",
+    ] {
+        assert!(br.contains(want), "{want} missing: {br}");
+    }
+    let mdb = sw(&tb, &["bridge", "mdb", "show"]);
+    assert!(mdb.contains("port p1 grp 239.1.1.1 permanent"), "{mdb}");
+    assert!(
+        mdb.contains("port p2 grp 232.1.1.1 src 192.0.2.254 permanent"),
+        "{mdb}"
+    );
+    assert!(mdb.contains("port p2 grp ff3e::8000:1 permanent"), "{mdb}");
+    let nft = sw(&tb, &["nft", "list", "table", "bridge", "mcgate"]);
+    assert!(
+        nft.contains("igmp from hosts") && nft.contains("mld from hosts"),
+        "{nft}"
+    );
+
+    in_netns(&tb.ns("sw"), || {
+        let mut dp = LinuxBridge::new().unwrap();
+        dp.mdb_del("br0", "p2", ip("232.1.1.1"), Some(ip("192.0.2.254")))
+            .unwrap();
+        dp.mdb_del("br0", "p2", ip("232.1.1.1"), Some(ip("192.0.2.254")))
+            .unwrap(); // absent: fine
+        assert_eq!(dp.mdb_entries("br0").unwrap().len(), 2);
+        dp.teardown_multicast("br0", &["p1", "p2"]).unwrap();
+        assert!(dp.mdb_entries("br0").unwrap().is_empty());
+        dp.teardown_port("p1").unwrap();
+        assert!(dp.authorized("p1").unwrap().is_empty());
+    });
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &tb.ns("sw"),
+            "nft",
+            "list",
+            "table",
+            "bridge",
+            "mcgate",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "nft table left after teardown");
+}
