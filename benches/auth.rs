@@ -31,10 +31,7 @@ enum Auth {
 }
 
 fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
 /// Unix seconds of an RFC 3339 UTC timestamp as tracing prints it.
@@ -43,11 +40,7 @@ fn rfc3339(ts: &str) -> Option<f64> {
     let mut d = date.split('-').map(|x| x.parse::<i64>());
     let (y, m, dd) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
     let mut t = time.split(':');
-    let (hh, mm, ss) = (
-        t.next()?.parse::<f64>().ok()?,
-        t.next()?.parse::<f64>().ok()?,
-        t.next()?.parse::<f64>().ok()?,
-    );
+    let (hh, mm, ss) = (t.next()?.parse::<f64>().ok()?, t.next()?.parse::<f64>().ok()?, t.next()?.parse::<f64>().ok()?);
     // days from civil (Howard Hinnant)
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -63,26 +56,15 @@ fn rfc3339(ts: &str) -> Option<f64> {
 /// `mac` was authorized.
 fn authorized_at(tb: &Testbed, who: Auth, mac: &str, since: f64) -> Option<f64> {
     match who {
-        Auth::Mcgate => tb
-            .log()
-            .lines()
-            .filter(|l| l.contains("port open") && l.contains(mac))
-            .find_map(|l| {
-                let t = rfc3339(l.split_whitespace().next()?)?;
-                (t >= since).then_some(t)
-            }),
+        Auth::Mcgate => tb.log().lines().filter(|l| l.contains("port open") && l.contains(mac)).find_map(|l| {
+            let t = rfc3339(l.split_whitespace().next()?)?;
+            (t >= since).then_some(t)
+        }),
         Auth::Hostapd => {
-            let log =
-                std::fs::read_to_string(tb.dir.join("hostapd/hostapd.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(tb.dir.join("hostapd/hostapd.log")).unwrap_or_default();
             log.lines()
                 .filter(|l| l.contains("AP-STA-CONNECTED") && l.contains(mac))
-                .find_map(|l| {
-                    l.split(':')
-                        .next()?
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|t| *t >= since)
-                })
+                .find_map(|l| l.split(':').next()?.parse::<f64>().ok().filter(|t| *t >= since))
         }
     }
 }
@@ -122,15 +104,7 @@ struct Login {
 }
 
 /// One login on `host` with a fresh MAC (`serial` makes it unique).
-fn login(
-    tb: &Testbed,
-    who: Auth,
-    host: usize,
-    serial: usize,
-    user: &str,
-    pass: &str,
-    method: &str,
-) -> Option<Login> {
+fn login(tb: &Testbed, who: Auth, host: usize, serial: usize, user: &str, pass: &str, method: &str) -> Option<Login> {
     tb.stop_supplicant(host);
     let mac = format!("02:00:00:01:{:02x}:{:02x}", serial / 256, serial % 256);
     tb.in_host(host, &["ip", "link", "set", "eth0", "down"]);
@@ -148,10 +122,7 @@ fn login(
     let started = *wpa_events(tb, host, "EAP-STARTED", t0).first()?;
     let success = *wpa_events(tb, host, "EAP-SUCCESS", t0).first()?;
     tb.stop_supplicant(host);
-    Some(Login {
-        total_ms: (at - t0) * 1e3,
-        eap_ms: (success - started) * 1e3,
-    })
+    Some(Login { total_ms: (at - t0) * 1e3, eap_ms: (success - started) * 1e3 })
 }
 
 struct Row {
@@ -167,9 +138,7 @@ fn start(tb: &mut Testbed, who: Auth, ports: usize) -> u32 {
             let list: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "dot1x")).collect();
             // tx_period as in the example config; quiet logs (info) as in production
             let cfg = tb.config(&list, &["127.0.0.1:1812"], "", "");
-            let text = std::fs::read_to_string(&cfg)
-                .unwrap()
-                .replace("log_level = \"debug\"", "log_level = \"info\"");
+            let text = std::fs::read_to_string(&cfg).unwrap().replace("log_level = \"debug\"", "log_level = \"info\"");
             std::fs::write(&cfg, text).unwrap();
             tb.start_mcgate();
             tb.daemon_pid().unwrap()
@@ -184,16 +153,7 @@ fn stop(tb: &mut Testbed, who: Auth) {
             tb.stop_mcgate();
             let cfg = tb.dir.join("mcgate.toml");
             common::run(
-                Command::new("ip")
-                    .args([
-                        "netns",
-                        "exec",
-                        &tb.ns("sw"),
-                        common::MCGATE,
-                        "teardown",
-                        "-c",
-                    ])
-                    .arg(cfg),
+                Command::new("ip").args(["netns", "exec", &tb.ns("sw"), common::MCGATE, "teardown", "-c"]).arg(cfg),
             );
         }
         Auth::Hostapd => tb.stop_hostapd(),
@@ -201,10 +161,7 @@ fn stop(tb: &mut Testbed, who: Auth) {
 }
 
 fn main() {
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     eprintln!("building a topology with {HOSTS} hosts and FreeRADIUS...");
     let mut tb = Testbed::new("bn", HOSTS);
     tb.radius(1812);
@@ -240,30 +197,17 @@ fn main() {
             let n = total.len();
             out.push((
                 format!("start → authorized, {method} (median / p95, ms; {n}/{runs} ok)"),
-                format!(
-                    "{:.0} / {:.0}",
-                    pct(&mut total, 50.0),
-                    pct(&mut total, 95.0)
-                ),
+                format!("{:.0} / {:.0}", pct(&mut total, 50.0), pct(&mut total, 95.0)),
             ));
             out.push((
                 format!("EAP exchange alone, {method} (median / p95, ms)"),
                 format!("{:.1} / {:.1}", pct(&mut eap, 50.0), pct(&mut eap, 95.0)),
             ));
             if method == "peap" {
-                out.push((
-                    "CPU per PEAP login, 1 port configured (ms)".into(),
-                    format!("{cpu1:.2}"),
-                ));
-                out.push((
-                    format!("CPU per PEAP login, {HOSTS} ports configured (ms)"),
-                    format!("{cpu:.2}"),
-                ));
+                out.push(("CPU per PEAP login, 1 port configured (ms)".into(), format!("{cpu1:.2}")));
+                out.push((format!("CPU per PEAP login, {HOSTS} ports configured (ms)"), format!("{cpu:.2}")));
             } else {
-                out.push((
-                    format!("CPU per MD5 login, {HOSTS} ports configured (ms)"),
-                    format!("{cpu:.2}"),
-                ));
+                out.push((format!("CPU per MD5 login, {HOSTS} ports configured (ms)"), format!("{cpu:.2}")));
             }
         }
 
@@ -276,9 +220,7 @@ fn main() {
             }
             tb.supplicant(2, "alice", "alicepass", "md5");
             let mac = format!("02:00:00:01:{:02x}:{:02x}", serial / 256, serial % 256);
-            wait_until(Duration::from_secs(10), || {
-                authorized_at(&tb, who, &mac, now() - 60.0).is_some()
-            });
+            wait_until(Duration::from_secs(10), || authorized_at(&tb, who, &mac, now() - 60.0).is_some());
             tb.wpa_cli(2, &["logoff"]);
             std::thread::sleep(Duration::from_millis(200));
             let t0 = now();
@@ -288,33 +230,16 @@ fn main() {
                 at = authorized_at(&tb, who, &mac, t0);
                 at.is_some()
             });
-            relogin.push(if done {
-                format!("{:.0}", (at.unwrap() - t0) * 1e3)
-            } else {
-                "> 45000".into()
-            });
+            relogin.push(if done { format!("{:.0}", (at.unwrap() - t0) * 1e3) } else { "> 45000".into() });
             tb.stop_supplicant(2);
         }
-        out.push((
-            "re-login right after logoff (ms, each run)".into(),
-            relogin.join(", "),
-        ));
+        out.push(("re-login right after logoff (ms, each run)".into(), relogin.join(", ")));
 
         // bursts: all hosts authenticated, then all re-authenticate at once
         for (method, user, pass) in [("md5", "alice", "alicepass"), ("peap", "bob", "bobpass")] {
             for h in 1..=HOSTS {
                 tb.stop_supplicant(h);
-                tb.in_host(
-                    h,
-                    &[
-                        "ip",
-                        "link",
-                        "set",
-                        "eth0",
-                        "address",
-                        &Testbed::host_mac(h),
-                    ],
-                );
+                tb.in_host(h, &["ip", "link", "set", "eth0", "address", &Testbed::host_mac(h)]);
             }
             let t0 = now();
             for h in 1..=HOSTS {
@@ -346,9 +271,7 @@ fn main() {
                         (1..=HOSTS).all(|h| !wpa_events(&tb, h, "EAP-SUCCESS", t0).is_empty())
                     });
                     if done {
-                        let last = (1..=HOSTS)
-                            .map(|h| wpa_events(&tb, h, "EAP-SUCCESS", t0)[0])
-                            .fold(0.0, f64::max);
+                        let last = (1..=HOSTS).map(|h| wpa_events(&tb, h, "EAP-SUCCESS", t0)[0]).fold(0.0, f64::max);
                         times.push((last - t0) * 1e3);
                     }
                 }
@@ -356,11 +279,7 @@ fn main() {
             let n = times.len();
             out.push((
                 format!("burst: {HOSTS} re-authenticate at once, {method} (median ms of {n}/3)"),
-                if n > 0 {
-                    format!("{:.0}", pct(&mut times, 50.0))
-                } else {
-                    "failed".into()
-                },
+                if n > 0 { format!("{:.0}", pct(&mut times, 50.0)) } else { "failed".into() },
             ));
         }
         for h in 1..=HOSTS {
@@ -376,15 +295,8 @@ fn main() {
             }
         }
     }
-    let rows: Vec<Row> = labels
-        .into_iter()
-        .zip(results)
-        .map(|(what, [m, h])| Row {
-            what,
-            mcgate: m,
-            hostapd: h,
-        })
-        .collect();
+    let rows: Vec<Row> =
+        labels.into_iter().zip(results).map(|(what, [m, h])| Row { what, mcgate: m, hostapd: h }).collect();
     println!("\n| {HOSTS} hosts, FreeRADIUS 3.2.1 on the switch's loopback | mcgate | hostapd |");
     println!("| --- | --- | --- |");
     for r in rows {

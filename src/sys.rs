@@ -31,21 +31,14 @@ fn socket(domain: libc::c_int, ty: libc::c_int, protocol: libc::c_int) -> io::Re
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
     // SAFETY: `value` is a live reference and its size is passed with it.
     cvt(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            value as *const T as *const libc::c_void,
-            std::mem::size_of::<T>() as u32,
-        )
+        libc::setsockopt(fd, level, name, value as *const T as *const libc::c_void, std::mem::size_of::<T>() as u32)
     })
     .map(drop)
 }
 
 /// Interface index of `name` in the current network namespace.
 pub fn if_index(name: &str) -> io::Result<u32> {
-    let c =
-        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let c = std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if idx == 0 {
@@ -79,26 +72,12 @@ pub fn netlink_route(groups: u32, nonblocking: bool) -> io::Result<OwnedFd> {
 
 pub fn send(fd: &OwnedFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for reads of its length.
-    cvt_size(unsafe {
-        libc::send(
-            fd.as_raw_fd(),
-            buf.as_ptr() as *const libc::c_void,
-            buf.len(),
-            0,
-        )
-    })
+    cvt_size(unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr() as *const libc::c_void, buf.len(), 0) })
 }
 
 pub fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for writes of its length.
-    cvt_size(unsafe {
-        libc::recv(
-            fd.as_raw_fd(),
-            buf.as_mut_ptr() as *mut libc::c_void,
-            buf.len(),
-            0,
-        )
-    })
+    cvt_size(unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) })
 }
 
 /// A raw AF_PACKET socket bound to one interface, all protocols, non-blocking,
@@ -126,17 +105,9 @@ pub fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
 
 /// Attaches a classic BPF program (SO_ATTACH_FILTER).
 pub fn attach_filter(fd: &OwnedFd, program: &[libc::sock_filter]) -> io::Result<()> {
-    let prog = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_ptr() as *mut libc::sock_filter,
-    };
+    let prog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr() as *mut libc::sock_filter };
     // `prog` points into `program`, which outlives the call; the kernel copies it.
-    setsockopt(
-        fd.as_raw_fd(),
-        libc::SOL_SOCKET,
-        libc::SO_ATTACH_FILTER,
-        &prog,
-    )
+    setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
 }
 
 /// What `recv_packet` tells about a frame besides its bytes.
@@ -159,10 +130,7 @@ pub fn recv_packet(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, PacketInf
     // kernel filled, bounded by msg_controllen.
     unsafe {
         let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
         let mut cmsg_buf = [0u64; 16];
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_name = &mut addr as *mut libc::sockaddr_ll as *mut libc::c_void;
@@ -172,16 +140,11 @@ pub fn recv_packet(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, PacketInf
         msg.msg_control = cmsg_buf.as_mut_ptr() as *mut libc::c_void;
         msg.msg_controllen = std::mem::size_of_val(&cmsg_buf);
         let n = cvt_size(libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC))?;
-        let mut info = PacketInfo {
-            pkttype: addr.sll_pkttype,
-            vlan: None,
-            len: n,
-        };
+        let mut info = PacketInfo { pkttype: addr.sll_pkttype, vlan: None, len: n };
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_PACKET && (*cmsg).cmsg_type == libc::PACKET_AUXDATA {
-                let aux =
-                    std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::tpacket_auxdata);
+                let aux = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::tpacket_auxdata);
                 if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
                     info.vlan = Some(aux.tp_vlan_tci & 0x0fff);
                 }

@@ -8,6 +8,12 @@
       SIGUSR1 leaves the group (the kernel sends the leave), then keeps counting.
   mcast.py send GROUP [--port 5000] [--pps 200] [--seconds N] [--ttl 8] [--iface eth0]
       a stream of numbered datagrams to GROUP, bounded in count and time.
+  mcast.py sniff GROUP [--iface eth0] [--seconds N]
+      count the frames to GROUP that reach the interface, joined or not (AF_PACKET);
+      prints {"packets", "first_ms", "last_ms"} (ms since the start).
+  mcast.py inject --src-mac MAC --src-ip IP RECORD... [--iface eth0]
+      send one hand-made IGMPv3 report (RECORD = TYPE:GROUP[:SRC,SRC..], TYPE 1-6)
+      with any source MAC, as a spoofing host would.
 """
 import argparse, ipaddress, json, signal, socket, struct, sys, time
 
@@ -38,7 +44,8 @@ def recv(a):
     level = socket.IPPROTO_IP if fam == socket.AF_INET else socket.IPPROTO_IPV6
     s = socket.socket(fam, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("" if fam == socket.AF_INET else "::", a.port))
+    # bound to the group: datagrams to other groups joined on the host stay out
+    s.bind((a.group, a.port))
     ifindex = socket.if_nametoindex(a.iface)
     if a.source:
         req = group_req(ifindex, a.group, a.source)
@@ -94,6 +101,56 @@ def send(a):
             time.sleep(delay)
 
 
+def sniff(a):
+    g = ipaddress.ip_address(a.group)
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    s.bind((a.iface, 0))
+    s.settimeout(0.05)
+    t0 = time.monotonic()
+    n, first, last = 0, None, None
+    while time.monotonic() - t0 < a.seconds:
+        try:
+            f, addr = s.recvfrom(4096)
+        except socket.timeout:
+            continue
+        if addr[2] == socket.PACKET_OUTGOING:
+            continue
+        et = struct.unpack("!H", f[12:14])[0]
+        if g.version == 4 and et == 0x0800 and f[14 + 9] == 17 and f[30:34] == g.packed or \
+           g.version == 6 and et == 0x86dd and f[14 + 6] == 17 and f[38:54] == g.packed:
+            n += 1
+            now = (time.monotonic() - t0) * 1e3
+            first = first if first is not None else now
+            last = now
+    print(json.dumps({"group": a.group, "packets": n, "first_ms": first, "last_ms": last}), flush=True)
+
+
+def checksum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+
+
+def inject(a):
+    recs = b""
+    for r in a.records:
+        parts = r.split(":")
+        srcs = [ipaddress.ip_address(x).packed for x in parts[2].split(",")] if len(parts) > 2 and parts[2] else []
+        recs += struct.pack("!BBH", int(parts[0]), 0, len(srcs)) + ipaddress.ip_address(parts[1]).packed + b"".join(srcs)
+    igmp = struct.pack("!BBHHH", 0x22, 0, 0, 0, len(a.records)) + recs
+    igmp = igmp[:2] + struct.pack("!H", checksum(igmp)) + igmp[4:]
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x46, 0xc0, 24 + len(igmp), 0, 0x4000, 1, 2, 0,
+                      ipaddress.ip_address(a.src_ip).packed, ipaddress.ip_address("224.0.0.22").packed) + bytes([0x94, 4, 0, 0])
+    hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
+    eth = bytes.fromhex("01005e000016") + bytes.fromhex(a.src_mac.replace(":", "")) + b"\x08\x00"
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((a.iface, 0))
+    s.send(eth + hdr + igmp)
+
+
 p = argparse.ArgumentParser()
 sub = p.add_subparsers(dest="cmd", required=True)
 r = sub.add_parser("recv")
@@ -103,5 +160,10 @@ w = sub.add_parser("send")
 w.add_argument("group"); w.add_argument("--port", type=int, default=5000); w.add_argument("--pps", type=int, default=200)
 w.add_argument("--seconds", type=float, default=10); w.add_argument("--ttl", type=int, default=8)
 w.add_argument("--iface", default="eth0")
+f = sub.add_parser("sniff")
+f.add_argument("group"); f.add_argument("--iface", default="eth0"); f.add_argument("--seconds", type=float, default=3)
+i = sub.add_parser("inject")
+i.add_argument("--src-mac", required=True); i.add_argument("--src-ip", required=True)
+i.add_argument("--iface", default="eth0"); i.add_argument("records", nargs="+")
 a = p.parse_args()
-recv(a) if a.cmd == "recv" else send(a)
+{"recv": recv, "send": send, "sniff": sniff, "inject": inject}[a.cmd](a)

@@ -18,36 +18,17 @@ fn authorized(tb: &Testbed, port: &str) -> bool {
 fn md5_and_peap_authorize_and_the_hosts_reach_upstream() {
     let mut tb = Testbed::new("ok", 3);
     tb.radius(1812);
-    tb.config(
-        &[("p1", "dot1x"), ("p2", "dot1x"), ("p3", "dot1x")],
-        &[SERVER],
-        FAST,
-        "",
-    );
+    tb.config(&[("p1", "dot1x"), ("p2", "dot1x"), ("p3", "dot1x")], &[SERVER], FAST, "");
     tb.start_mcgate();
     // counted from here: the hosts' link-up chatter crossed the still unlocked bridge
     let h3_before = tb.frames_from(3, "forward");
     assert!(!tb.ping(1), "port open before authentication");
     tb.supplicant(1, "alice", "alicepass", "md5");
     tb.supplicant(2, "bob", "bobpass", "peap");
-    assert!(
-        authorized(&tb, "p1"),
-        "MD5 host not authorized:\n{}",
-        tb.log()
-    );
-    assert!(
-        authorized(&tb, "p2"),
-        "PEAP host not authorized:\n{}",
-        tb.log()
-    );
-    assert!(
-        wait_until(Duration::from_secs(5), || tb.ping(1)),
-        "h1 cannot reach upstream"
-    );
-    assert!(
-        wait_until(Duration::from_secs(5), || tb.ping(2)),
-        "h2 cannot reach upstream"
-    );
+    assert!(authorized(&tb, "p1"), "MD5 host not authorized:\n{}", tb.log());
+    assert!(authorized(&tb, "p2"), "PEAP host not authorized:\n{}", tb.log());
+    assert!(wait_until(Duration::from_secs(5), || tb.ping(1)), "h1 cannot reach upstream");
+    assert!(wait_until(Duration::from_secs(5), || tb.ping(2)), "h2 cannot reach upstream");
     // host 3 runs no supplicant: its port stays closed
     assert!(!tb.ping(3));
     assert_eq!(tb.frames_from(3, "forward"), h3_before);
@@ -58,21 +39,11 @@ fn md5_and_peap_authorize_and_the_hosts_reach_upstream() {
     assert_eq!(s1["mac"], Testbed::host_mac(1));
     assert_eq!(tb.session_of("p2").unwrap()["account"], "bob");
     let fdb = tb.fdb_static();
-    assert!(
-        fdb.contains(&format!("{} dev p1", Testbed::host_mac(1))),
-        "{fdb}"
-    );
-    assert!(
-        fdb.contains(&format!("{} dev p2", Testbed::host_mac(2))),
-        "{fdb}"
-    );
+    assert!(fdb.contains(&format!("{} dev p1", Testbed::host_mac(1))), "{fdb}");
+    assert!(fdb.contains(&format!("{} dev p2", Testbed::host_mac(2))), "{fdb}");
     assert!(!fdb.contains("dev p3"), "{fdb}");
     // the human table names them too
-    let table = common::run(
-        Command::new(common::MCGATE)
-            .args(["sessions", "-s"])
-            .arg(tb.socket()),
-    );
+    let table = common::run(Command::new(common::MCGATE).args(["sessions", "-s"]).arg(tb.socket()));
     assert!(table.contains("alice") && table.contains("bob"), "{table}");
 }
 
@@ -87,9 +58,7 @@ fn wrong_password_is_rejected_and_no_frame_crosses_the_bridge() {
     assert!(
         wait_until(Duration::from_secs(15), || tb
             .status()
-            .is_some_and(
-                |s| s["authenticator"]["auth_failure"].as_u64() >= Some(1)
-            )),
+            .is_some_and(|s| s["authenticator"]["auth_failure"].as_u64() >= Some(1))),
         "no failure recorded:\n{}",
         tb.log()
     );
@@ -97,16 +66,8 @@ fn wrong_password_is_rejected_and_no_frame_crosses_the_bridge() {
         assert!(!tb.ping(1), "rejected host reached upstream");
     }
     assert!(tb.sessions().is_empty());
-    assert_eq!(
-        tb.frames_from(1, "forward"),
-        fwd,
-        "a frame of the rejected host was forwarded"
-    );
-    assert_eq!(
-        tb.frames_from(1, "input"),
-        input,
-        "a frame of the rejected host reached the switch"
-    );
+    assert_eq!(tb.frames_from(1, "forward"), fwd, "a frame of the rejected host was forwarded");
+    assert_eq!(tb.frames_from(1, "input"), input, "a frame of the rejected host reached the switch");
     assert!(tb.fdb_static().is_empty());
 }
 
@@ -122,11 +83,7 @@ fn logoff_closes_the_port_and_a_new_login_is_immediate() {
     let first = tb.session_of("p1").unwrap()["session_id"].clone();
 
     tb.wpa_cli(1, &["logoff"]);
-    assert!(
-        wait_until(Duration::from_secs(5), || tb.sessions().is_empty()),
-        "{}",
-        tb.log()
-    );
+    assert!(wait_until(Duration::from_secs(5), || tb.sessions().is_empty()), "{}", tb.log());
     assert!(!tb.ping(1), "port still open after logoff");
     assert!(tb.fdb_static().is_empty(), "{}", tb.fdb_static());
 
@@ -135,16 +92,8 @@ fn logoff_closes_the_port_and_a_new_login_is_immediate() {
     let t = std::time::Instant::now();
     tb.wpa_cli(1, &["logon"]);
     assert!(authorized(&tb, "p1"), "{}", tb.log());
-    assert!(
-        t.elapsed() < Duration::from_secs(10),
-        "re-login took {:?}",
-        t.elapsed()
-    );
-    assert_ne!(
-        tb.session_of("p1").unwrap()["session_id"],
-        first,
-        "a new session"
-    );
+    assert!(t.elapsed() < Duration::from_secs(10), "re-login took {:?}", t.elapsed());
+    assert_ne!(tb.session_of("p1").unwrap()["session_id"], first, "a new session");
     assert!(wait_until(Duration::from_secs(5), || tb.ping(1)));
 }
 
@@ -167,9 +116,7 @@ fn mab_admits_a_known_mac_and_not_an_unknown_one() {
     assert!(
         wait_until(Duration::from_secs(10), || tb
             .status()
-            .is_some_and(
-                |s| s["authenticator"]["auth_failure"].as_u64() >= Some(1)
-            )),
+            .is_some_and(|s| s["authenticator"]["auth_failure"].as_u64() >= Some(1))),
         "unknown MAC not refused:\n{}",
         tb.log()
     );
@@ -182,12 +129,7 @@ fn mab_admits_a_known_mac_and_not_an_unknown_one() {
 fn dot1x_then_mab_falls_back_for_a_silent_host() {
     let mut tb = Testbed::new("fb", 3);
     tb.radius(1812);
-    tb.config(
-        &[("p1", "dot1x-then-mab"), ("p3", "dot1x-then-mab")],
-        &[SERVER],
-        FAST,
-        "",
-    );
+    tb.config(&[("p1", "dot1x-then-mab"), ("p3", "dot1x-then-mab")], &[SERVER], FAST, "");
     tb.start_mcgate();
     tb.supplicant(1, "alice", "alicepass", "md5");
     tb.ping(3);
@@ -202,22 +144,14 @@ fn primary_radius_down_the_secondary_answers() {
     let mut tb = Testbed::new("fo", 1);
     tb.radius(1812);
     // nothing listens on 1912
-    tb.config(
-        &[("p1", "dot1x")],
-        &["127.0.0.1:1912", SERVER],
-        FAST,
-        "timeout = \"300ms\"\nretries = 1",
-    );
+    tb.config(&[("p1", "dot1x")], &["127.0.0.1:1912", SERVER], FAST, "timeout = \"300ms\"\nretries = 1");
     tb.start_mcgate();
     tb.supplicant(1, "alice", "alicepass", "md5");
     assert!(authorized(&tb, "p1"), "{}", tb.log());
     assert!(wait_until(Duration::from_secs(5), || tb.ping(1)));
     let st = tb.status().unwrap();
     assert!(st["radius"]["failovers"].as_u64() >= Some(1), "{st}");
-    assert!(
-        st["radius"]["server_marked_dead"].as_u64() >= Some(1),
-        "{st}"
-    );
+    assert!(st["radius"]["server_marked_dead"].as_u64() >= Some(1), "{st}");
 }
 
 #[test]
@@ -225,25 +159,11 @@ fn forged_replies_are_counted_and_never_acted_on() {
     let mut tb = Testbed::new("fg", 1);
     let forger = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helpers/forge_radius.py");
     let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &tb.ns("sw"),
-            "python3",
-            forger,
-            "127.0.0.1",
-            "1812",
-            "testing123",
-        ])
+        .args(["netns", "exec", &tb.ns("sw"), "python3", forger, "127.0.0.1", "1812", "testing123"])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    tb.config(
-        &[("p1", "dot1x")],
-        &[SERVER],
-        FAST,
-        "timeout = \"300ms\"\nretries = 5",
-    );
+    tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "timeout = \"300ms\"\nretries = 5");
     tb.start_mcgate();
     tb.supplicant(1, "alice", "alicepass", "md5");
     let counted = wait_until(Duration::from_secs(20), || {
@@ -286,11 +206,7 @@ fn restart_keeps_authorized_hosts_passing_and_resumes_their_sessions() {
     assert!(tb.ping(1), "authorized host cut off after restart");
     // the restored session is live: a logoff still closes it
     tb.wpa_cli(1, &["logoff"]);
-    assert!(
-        wait_until(Duration::from_secs(5), || tb.sessions().is_empty()),
-        "{}",
-        tb.log()
-    );
+    assert!(wait_until(Duration::from_secs(5), || tb.sessions().is_empty()), "{}", tb.log());
     assert!(!tb.ping(1));
 }
 
@@ -305,19 +221,14 @@ fn session_timeout_reauthenticates_without_closing_the_port() {
     assert!(authorized(&tb, "p1"), "{}", tb.log());
     let id = tb.session_of("p1").unwrap()["session_id"].clone();
     assert!(
-        wait_until(Duration::from_secs(15), || tb.status().is_some_and(|s| s
-            ["authenticator"]["reauthentications"]
-            .as_u64()
-            >= Some(1)
-            && s["authenticator"]["auth_success"].as_u64() >= Some(2))),
+        wait_until(Duration::from_secs(15), || tb
+            .status()
+            .is_some_and(|s| s["authenticator"]["reauthentications"].as_u64() >= Some(1)
+                && s["authenticator"]["auth_success"].as_u64() >= Some(2))),
         "{}",
         tb.log()
     );
-    assert_eq!(
-        tb.session_of("p1").unwrap()["session_id"],
-        id,
-        "same session after re-authentication"
-    );
+    assert_eq!(tb.session_of("p1").unwrap()["session_id"], id, "same session after re-authentication");
     assert!(tb.ping(1));
 }
 
@@ -328,26 +239,15 @@ fn teardown_is_explicit_and_undoes_the_set_up() {
     let config = tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
     tb.start_mcgate();
     let sw = tb.ns("sw");
-    let link = || {
-        common::run(Command::new("ip").args([
-            "netns", "exec", &sw, "bridge", "-d", "link", "show", "dev", "p1",
-        ]))
-    };
+    let link =
+        || common::run(Command::new("ip").args(["netns", "exec", &sw, "bridge", "-d", "link", "show", "dev", "p1"]));
     assert!(link().contains("locked on"), "{}", link());
     tb.supplicant(1, "alice", "alicepass", "md5");
     assert!(authorized(&tb, "p1"), "{}", tb.log());
     tb.stop_mcgate();
-    assert!(
-        link().contains("locked on"),
-        "stopping must not unlock: {}",
-        link()
-    );
+    assert!(link().contains("locked on"), "stopping must not unlock: {}", link());
     assert!(!tb.fdb_static().is_empty());
-    common::run(
-        Command::new("ip")
-            .args(["netns", "exec", &sw, common::MCGATE, "teardown", "-c"])
-            .arg(&config),
-    );
+    common::run(Command::new("ip").args(["netns", "exec", &sw, common::MCGATE, "teardown", "-c"]).arg(&config));
     assert!(link().contains("locked off"), "{}", link());
     assert!(tb.fdb_static().is_empty(), "{}", tb.fdb_static());
 }
@@ -359,70 +259,32 @@ fn a_gateway_and_a_set_top_box_behind_one_port_are_two_sessions() {
     tb.config(&[("p1", "dot1x-then-mab")], &[SERVER], FAST, "");
     tb.start_mcgate();
     // the set-top box: a second MAC on host 1's wire, known to RADIUS as 02:00:00:00:00:13
-    tb.in_host(
-        1,
-        &[
-            "ip", "link", "add", "stb0", "link", "eth0", "type", "macvlan", "mode", "bridge",
-        ],
-    );
-    tb.in_host(
-        1,
-        &["ip", "link", "set", "stb0", "address", "02:00:00:00:00:13"],
-    );
+    tb.in_host(1, &["ip", "link", "add", "stb0", "link", "eth0", "type", "macvlan", "mode", "bridge"]);
+    tb.in_host(1, &["ip", "link", "set", "stb0", "address", "02:00:00:00:00:13"]);
     tb.in_host(1, &["ip", "addr", "add", "192.0.2.50/32", "dev", "stb0"]);
     tb.in_host(1, &["ip", "link", "set", "stb0", "up"]);
     tb.supplicant(1, "alice", "alicepass", "md5");
     let stb_ping = || {
         Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &tb.ns("h1"),
-                "ping",
-                "-c1",
-                "-W1",
-                "-I",
-                "stb0",
-                "192.0.2.254",
-            ])
+            .args(["netns", "exec", &tb.ns("h1"), "ping", "-c1", "-W1", "-I", "stb0", "192.0.2.254"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     };
     stb_ping();
-    assert!(
-        wait_until(Duration::from_secs(15), || tb.sessions().len() == 2),
-        "{:?}\n{}",
-        tb.sessions(),
-        tb.log()
-    );
+    assert!(wait_until(Duration::from_secs(15), || tb.sessions().len() == 2), "{:?}\n{}", tb.sessions(), tb.log());
     let mut s: Vec<(String, String)> = tb
         .sessions()
         .iter()
-        .map(|s| {
-            (
-                s["mac"].as_str().unwrap().to_string(),
-                s["method"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(|s| (s["mac"].as_str().unwrap().to_string(), s["method"].as_str().unwrap().to_string()))
         .collect();
     s.sort();
-    assert_eq!(
-        s,
-        vec![
-            ("02:00:00:00:00:11".into(), "dot1x".into()),
-            ("02:00:00:00:00:13".into(), "mab".into())
-        ]
-    );
+    assert_eq!(s, vec![("02:00:00:00:00:11".into(), "dot1x".into()), ("02:00:00:00:00:13".into(), "mab".into())]);
     assert!(wait_until(Duration::from_secs(5), stb_ping));
     // the gateway logs off: the set-top box keeps its session
     tb.wpa_cli(1, &["logoff"]);
-    assert!(
-        wait_until(Duration::from_secs(5), || tb.sessions().len() == 1),
-        "{}",
-        tb.log()
-    );
+    assert!(wait_until(Duration::from_secs(5), || tb.sessions().len() == 1), "{}", tb.log());
     assert_eq!(tb.sessions()[0]["method"], "mab");
     assert!(stb_ping());
 }

@@ -24,41 +24,23 @@ fn config(extra: &str) -> std::path::PathBuf {
 
 #[test]
 fn check_accepts_a_good_config() {
-    let out = Command::new(MCGATE)
-        .args(["check", "-c"])
-        .arg(config(""))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(MCGATE).args(["check", "-c"]).arg(config("")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 ports, 1 RADIUS servers)"));
 }
 
 #[test]
 fn check_rejects_an_unknown_key_with_file_and_line() {
     let path = config("brdige = \"br1\"");
-    let out = Command::new(MCGATE)
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = Command::new(MCGATE).args(["check", "-c"]).arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!("{}:3: unknown field `brdige`", path.display())),
-        "{err}"
-    );
+    assert!(err.contains(&format!("{}:3: unknown field `brdige`", path.display())), "{err}");
 }
 
 #[test]
 fn the_cli_says_when_the_daemon_is_not_running() {
-    let out = Command::new(MCGATE)
-        .args(["sessions", "-s", "/nonexistent/mcgate.sock"])
-        .output()
-        .unwrap();
+    let out = Command::new(MCGATE).args(["sessions", "-s", "/nonexistent/mcgate.sock"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("mcgate is not running"), "{err}");

@@ -19,8 +19,7 @@ fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
             // SAFETY: setns(2) on a descriptor we hold open; it changes only this thread's
             // network namespace, and this thread ends with the closure.
             #[allow(unsafe_code)]
-            let rc =
-                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
             f()
         })
@@ -30,9 +29,7 @@ fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
 }
 
 fn sw(tb: &Testbed, args: &[&str]) -> String {
-    run(Command::new("ip")
-        .args(["netns", "exec", &tb.ns("sw")])
-        .args(args))
+    run(Command::new("ip").args(["netns", "exec", &tb.ns("sw")]).args(args))
 }
 
 #[test]
@@ -47,11 +44,16 @@ fn ports_fdb_and_mdb_on_the_real_bridge() {
         dp.authorize("p1", mac).unwrap();
         dp.authorize("p1", mac).unwrap(); // idempotent
         assert_eq!(dp.authorized("p1").unwrap(), vec![mac]);
+        // an entry the kernel would have snooped before mcgate: not justified, removed
+        let pre = Command::new("bridge")
+            .args(["mdb", "add", "dev", "br0", "port", "p2", "grp", "239.9.9.9", "temp"])
+            .status()
+            .unwrap();
+        assert!(pre.success());
         dp.setup_multicast("br0", &["p1", "p2"], &["up0"]).unwrap();
         dp.mdb_add("br0", "p1", ip("239.1.1.1"), None).unwrap();
         dp.mdb_add("br0", "p1", ip("239.1.1.1"), None).unwrap(); // idempotent
-        dp.mdb_add("br0", "p2", ip("232.1.1.1"), Some(ip("192.0.2.254")))
-            .unwrap();
+        dp.mdb_add("br0", "p2", ip("232.1.1.1"), Some(ip("192.0.2.254"))).unwrap();
         dp.mdb_add("br0", "p2", ip("ff3e::8000:1"), None).unwrap();
         let mut e = dp.mdb_entries("br0").unwrap();
         e.sort();
@@ -65,29 +67,11 @@ fn ports_fdb_and_mdb_on_the_real_bridge() {
         );
     });
     let links = sw(&tb, &["bridge", "-d", "link", "show"]);
-    let p1 = links
-        .lines()
-        .skip_while(|l| !l.contains("p1@"))
-        .take(3)
-        .collect::<String>();
-    assert!(
-        p1.contains("locked on") && p1.contains("learning off") && p1.contains("mcast_flood off"),
-        "{p1}"
-    );
-    let p2 = links
-        .lines()
-        .skip_while(|l| !l.contains("p2@"))
-        .take(3)
-        .collect::<String>();
-    assert!(
-        p2.contains("locked on") && p2.contains("learning on"),
-        "{p2}"
-    );
-    let up0 = links
-        .lines()
-        .skip_while(|l| !l.contains("up0@"))
-        .take(3)
-        .collect::<String>();
+    let p1 = links.lines().skip_while(|l| !l.contains("p1@")).take(3).collect::<String>();
+    assert!(p1.contains("locked on") && p1.contains("learning off") && p1.contains("mcast_flood off"), "{p1}");
+    let p2 = links.lines().skip_while(|l| !l.contains("p2@")).take(3).collect::<String>();
+    assert!(p2.contains("locked on") && p2.contains("learning on"), "{p2}");
+    let up0 = links.lines().skip_while(|l| !l.contains("up0@")).take(3).collect::<String>();
     assert!(up0.contains("mcast_router 2"), "{up0}");
     let br = sw(&tb, &["ip", "-d", "link", "show", "br0"]);
     for want in [
@@ -100,24 +84,18 @@ fn ports_fdb_and_mdb_on_the_real_bridge() {
         assert!(br.contains(want), "{want} missing: {br}");
     }
     let mdb = sw(&tb, &["bridge", "mdb", "show"]);
+    assert!(!mdb.contains("239.9.9.9"), "{mdb}");
+    assert!(!mdb.contains("port p1 grp ff02") && !mdb.contains("port p2 grp ff02"), "snooped entries left: {mdb}");
     assert!(mdb.contains("port p1 grp 239.1.1.1 permanent"), "{mdb}");
-    assert!(
-        mdb.contains("port p2 grp 232.1.1.1 src 192.0.2.254 permanent"),
-        "{mdb}"
-    );
+    assert!(mdb.contains("port p2 grp 232.1.1.1 src 192.0.2.254 permanent"), "{mdb}");
     assert!(mdb.contains("port p2 grp ff3e::8000:1 permanent"), "{mdb}");
     let nft = sw(&tb, &["nft", "list", "table", "bridge", "mcgate"]);
-    assert!(
-        nft.contains("igmp from hosts") && nft.contains("mld from hosts"),
-        "{nft}"
-    );
+    assert!(nft.contains("igmp from hosts") && nft.contains("mld from hosts"), "{nft}");
 
     in_netns(&tb.ns("sw"), || {
         let mut dp = LinuxBridge::new().unwrap();
-        dp.mdb_del("br0", "p2", ip("232.1.1.1"), Some(ip("192.0.2.254")))
-            .unwrap();
-        dp.mdb_del("br0", "p2", ip("232.1.1.1"), Some(ip("192.0.2.254")))
-            .unwrap(); // absent: fine
+        dp.mdb_del("br0", "p2", ip("232.1.1.1"), Some(ip("192.0.2.254"))).unwrap();
+        dp.mdb_del("br0", "p2", ip("232.1.1.1"), Some(ip("192.0.2.254"))).unwrap(); // absent: fine
         assert_eq!(dp.mdb_entries("br0").unwrap().len(), 2);
         dp.teardown_multicast("br0", &["p1", "p2"]).unwrap();
         assert!(dp.mdb_entries("br0").unwrap().is_empty());
@@ -125,16 +103,7 @@ fn ports_fdb_and_mdb_on_the_real_bridge() {
         assert!(dp.authorized("p1").unwrap().is_empty());
     });
     let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &tb.ns("sw"),
-            "nft",
-            "list",
-            "table",
-            "bridge",
-            "mcgate",
-        ])
+        .args(["netns", "exec", &tb.ns("sw"), "nft", "list", "table", "bridge", "mcgate"])
         .output()
         .unwrap();
     assert!(!out.status.success(), "nft table left after teardown");

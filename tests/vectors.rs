@@ -10,16 +10,8 @@ const SECRET: &[u8] = b"testing123";
 fn pcap(name: &str) -> Vec<Vec<u8>> {
     let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
     let b = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(
-        &b[..4],
-        &[0xd4, 0xc3, 0xb2, 0xa1],
-        "little-endian microsecond pcap"
-    );
-    assert_eq!(
-        u32::from_le_bytes(b[20..24].try_into().unwrap()),
-        1,
-        "LINKTYPE_ETHERNET"
-    );
+    assert_eq!(&b[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian microsecond pcap");
+    assert_eq!(u32::from_le_bytes(b[20..24].try_into().unwrap()), 1, "LINKTYPE_ETHERNET");
     let mut out = vec![];
     let mut at = 24;
     while at + 16 <= b.len() {
@@ -45,25 +37,16 @@ fn round_trip_eapol(frame: &[u8]) -> (eapol::PacketType, Option<(eap::Code, Opti
     let mut buf = vec![0xa5; er.buffer_len()];
     er.emit(&mut buf);
     assert_eq!(buf, e.as_bytes(), "EAP re-emitted differs");
-    (
-        r.packet_type,
-        Some((er.code, er.method.map(|m| m.type_code()))),
-    )
+    (r.packet_type, Some((er.code, er.method.map(|m| m.type_code()))))
 }
 
 #[test]
 fn wpa_supplicant_md5_login_round_trips() {
     use eap::Code::*;
     use eapol::PacketType::*;
-    let seen: Vec<_> = pcap("eapol-md5.pcap")
-        .iter()
-        .map(|f| round_trip_eapol(f))
-        .collect();
+    let seen: Vec<_> = pcap("eapol-md5.pcap").iter().map(|f| round_trip_eapol(f)).collect();
     // group Request/Identity on link-up (repeated), then the supplicant's exchange
-    let exchange: Vec<_> = seen
-        .into_iter()
-        .skip_while(|s| *s != (Start, None))
-        .collect();
+    let exchange: Vec<_> = seen.into_iter().skip_while(|s| *s != (Start, None)).collect();
     assert_eq!(
         exchange,
         vec![
@@ -80,14 +63,8 @@ fn wpa_supplicant_md5_login_round_trips() {
 
 #[test]
 fn wpa_supplicant_peap_login_round_trips() {
-    let seen: Vec<_> = pcap("eapol-peap.pcap")
-        .iter()
-        .map(|f| round_trip_eapol(f))
-        .collect();
-    let peap = seen
-        .iter()
-        .filter(|s| matches!(s.1, Some((_, Some(25)))))
-        .count();
+    let seen: Vec<_> = pcap("eapol-peap.pcap").iter().map(|f| round_trip_eapol(f)).collect();
+    let peap = seen.iter().filter(|s| matches!(s.1, Some((_, Some(25))))).count();
     assert!(peap >= 8, "PEAP frames: {peap}");
     assert!(seen.iter().any(|s| s.1 == Some((eap::Code::Success, None))));
 }
@@ -99,22 +76,9 @@ fn freeradius_replies_verify_and_mcgate_requests_are_signed() {
         .into_iter()
         .map(|f| (u16::from_be_bytes([f[36], f[37]]), f[42..].to_vec()))
         .collect();
-    let requests: Vec<&Vec<u8>> = packets
-        .iter()
-        .filter(|(dport, _)| *dport == 1812)
-        .map(|(_, p)| p)
-        .collect();
-    let replies: Vec<&Vec<u8>> = packets
-        .iter()
-        .filter(|(dport, _)| *dport != 1812)
-        .map(|(_, p)| p)
-        .collect();
-    assert!(
-        requests.len() >= 10 && replies.len() == requests.len(),
-        "{} / {}",
-        requests.len(),
-        replies.len()
-    );
+    let requests: Vec<&Vec<u8>> = packets.iter().filter(|(dport, _)| *dport == 1812).map(|(_, p)| p).collect();
+    let replies: Vec<&Vec<u8>> = packets.iter().filter(|(dport, _)| *dport != 1812).map(|(_, p)| p).collect();
+    assert!(requests.len() >= 10 && replies.len() == requests.len(), "{} / {}", requests.len(), replies.len());
     let mut accepts = 0;
     for req in &requests {
         assert_eq!(req[0], 1, "Access-Request");
@@ -123,10 +87,7 @@ fn freeradius_replies_verify_and_mcgate_requests_are_signed() {
         let mut zeroed = req.to_vec();
         zeroed[at..at + 16].fill(0);
         assert_eq!(&req[at..at + 16], &hmac_md5(SECRET, &[&zeroed]));
-        let reply = replies
-            .iter()
-            .find(|r| r[1] == req[1])
-            .expect("a reply per request");
+        let reply = replies.iter().find(|r| r[1] == req[1]).expect("a reply per request");
         let ra: [u8; 16] = req[4..20].try_into().unwrap();
         verify_reply(reply, &ra, SECRET).expect("FreeRADIUS reply verifies");
         assert!(verify_reply(reply, &ra, b"testing124").is_err());
@@ -152,13 +113,8 @@ mod kernel_joins {
             .iter()
             .map(|f| {
                 let frame = Frame::new_checked(&f[..]).unwrap();
-                let r = decode(frame.ethertype(), frame.payload())
-                    .unwrap_or_else(|e| panic!("{name}: {e:?}"));
-                assert_eq!(
-                    reemit(&r.version, r.src, frame.payload()),
-                    frame.payload(),
-                    "{name}: re-emitted differs"
-                );
+                let r = decode(frame.ethertype(), frame.payload()).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+                assert_eq!(reemit(&r.version, r.src, frame.payload()), frame.payload(), "{name}: re-emitted differs");
                 (r.version, r.records)
             })
             .collect()
@@ -168,46 +124,22 @@ mod kernel_joins {
         match (version, src) {
             (Version::IgmpV3, IpAddr::V4(s)) => {
                 let (h, body) = ip::parse_ipv4(payload).unwrap();
-                let igmp::Message::ReportV3 { records } = igmp::parse(body).unwrap() else {
-                    panic!()
-                };
+                let igmp::Message::ReportV3 { records } = igmp::parse(body).unwrap() else { panic!() };
                 let owned: Vec<OwnedRecord<Ipv4Addr>> = records
-                    .map(|r| OwnedRecord {
-                        record_type: r.record_type,
-                        group: r.group,
-                        sources: r.sources().collect(),
-                    })
+                    .map(|r| OwnedRecord { record_type: r.record_type, group: r.group, sources: r.sources().collect() })
                     .collect();
-                ip::emit_ipv4(
-                    s,
-                    h.dst,
-                    ip::PROTO_IGMP,
-                    payload[1],
-                    &igmp::emit_report_v3(&owned),
-                )
+                ip::emit_ipv4(s, h.dst, ip::PROTO_IGMP, payload[1], &igmp::emit_report_v3(&owned))
             }
             (Version::IgmpV1 | Version::IgmpV2, IpAddr::V4(s)) => {
                 let (h, body) = ip::parse_ipv4(payload).unwrap();
                 let group = Ipv4Addr::new(body[4], body[5], body[6], body[7]);
-                ip::emit_ipv4(
-                    s,
-                    h.dst,
-                    ip::PROTO_IGMP,
-                    payload[1],
-                    &igmp::emit_v2(body[0], group),
-                )
+                ip::emit_ipv4(s, h.dst, ip::PROTO_IGMP, payload[1], &igmp::emit_v2(body[0], group))
             }
             (Version::MldV2, IpAddr::V6(s)) => {
                 let (_, body) = ip::parse_ipv6(payload).unwrap();
-                let mld::Message::ReportV2 { records } = mld::parse(body).unwrap() else {
-                    panic!()
-                };
+                let mld::Message::ReportV2 { records } = mld::parse(body).unwrap() else { panic!() };
                 let owned: Vec<OwnedRecord<Ipv6Addr>> = records
-                    .map(|r| OwnedRecord {
-                        record_type: r.record_type,
-                        group: r.group,
-                        sources: r.sources().collect(),
-                    })
+                    .map(|r| OwnedRecord { record_type: r.record_type, group: r.group, sources: r.sources().collect() })
                     .collect();
                 ip::emit_ipv6_mld(s, mld::ALL_V2_ROUTERS, &mld::emit_report_v2(s, &owned))
             }
@@ -233,28 +165,14 @@ mod kernel_joins {
         let v = reports("igmpv3-asm.pcap");
         assert!(v.iter().all(|(ver, _)| *ver == Version::IgmpV3));
         assert_eq!(v[0].1, [r(RecordType::ToEx, "239.1.1.1", &[])]);
-        assert_eq!(
-            types(&v),
-            [
-                RecordType::ToEx,
-                RecordType::ToEx,
-                RecordType::ToIn,
-                RecordType::ToIn
-            ]
-        );
+        assert_eq!(types(&v), [RecordType::ToEx, RecordType::ToEx, RecordType::ToIn, RecordType::ToIn]);
     }
 
     #[test]
     fn igmpv3_source_specific_join_and_leave() {
         let v = reports("igmpv3-ssm.pcap");
-        assert_eq!(
-            v[0].1,
-            [r(RecordType::Allow, "232.1.1.1", &["192.0.2.254"])]
-        );
-        assert_eq!(
-            v[2].1,
-            [r(RecordType::Block, "232.1.1.1", &["192.0.2.254"])]
-        );
+        assert_eq!(v[0].1, [r(RecordType::Allow, "232.1.1.1", &["192.0.2.254"])]);
+        assert_eq!(v[2].1, [r(RecordType::Block, "232.1.1.1", &["192.0.2.254"])]);
     }
 
     #[test]
@@ -267,52 +185,23 @@ mod kernel_joins {
                 (Version::IgmpV2, vec![r(RecordType::ToIn, "239.1.1.2", &[])]),
             ]
         );
-        assert_eq!(
-            reports("igmpv1.pcap"),
-            [(Version::IgmpV1, vec![r(RecordType::IsEx, "239.1.1.3", &[])])]
-        );
+        assert_eq!(reports("igmpv1.pcap"), [(Version::IgmpV1, vec![r(RecordType::IsEx, "239.1.1.3", &[])])]);
     }
 
     #[test]
     fn mld_versions() {
         let v = reports("mldv2-asm.pcap");
-        assert_eq!(
-            v[0],
-            (
-                Version::MldV2,
-                vec![r(RecordType::ToEx, "ff3e::8000:1", &[])]
-            )
-        );
-        assert_eq!(
-            types(&v),
-            [
-                RecordType::ToEx,
-                RecordType::ToEx,
-                RecordType::ToIn,
-                RecordType::ToIn
-            ]
-        );
+        assert_eq!(v[0], (Version::MldV2, vec![r(RecordType::ToEx, "ff3e::8000:1", &[])]));
+        assert_eq!(types(&v), [RecordType::ToEx, RecordType::ToEx, RecordType::ToIn, RecordType::ToIn]);
         let v = reports("mldv2-ssm.pcap");
-        assert_eq!(
-            v[0].1,
-            [r(RecordType::Allow, "ff3e::8000:2", &["2001:db8::254"])]
-        );
-        assert_eq!(
-            v.last().unwrap().1,
-            [r(RecordType::Block, "ff3e::8000:2", &["2001:db8::254"])]
-        );
+        assert_eq!(v[0].1, [r(RecordType::Allow, "ff3e::8000:2", &["2001:db8::254"])]);
+        assert_eq!(v.last().unwrap().1, [r(RecordType::Block, "ff3e::8000:2", &["2001:db8::254"])]);
         let v = reports("mldv1.pcap");
         assert_eq!(
             v,
             [
-                (
-                    Version::MldV1,
-                    vec![r(RecordType::IsEx, "ff3e::8000:3", &[])]
-                ),
-                (
-                    Version::MldV1,
-                    vec![r(RecordType::ToIn, "ff3e::8000:3", &[])]
-                ),
+                (Version::MldV1, vec![r(RecordType::IsEx, "ff3e::8000:3", &[])]),
+                (Version::MldV1, vec![r(RecordType::ToIn, "ff3e::8000:3", &[])]),
             ]
         );
     }
@@ -327,10 +216,7 @@ mod kernel_joins {
             for i in 0..p.len() * 8 {
                 let mut bad = p.clone();
                 bad[i / 8] ^= 1 << (i % 8);
-                assert!(
-                    decode(frame.ethertype(), &bad).is_err(),
-                    "{name}: flip of bit {i} accepted"
-                );
+                assert!(decode(frame.ethertype(), &bad).is_err(), "{name}: flip of bit {i} accepted");
             }
         }
         // MLD: the ICMPv6 checksum covers the message and the addresses (pseudo-header);
@@ -344,10 +230,7 @@ mod kernel_joins {
             for bit in 0..8 {
                 let mut bad = p.clone();
                 bad[byte] ^= 1 << bit;
-                assert!(
-                    decode(frame.ethertype(), &bad).is_err(),
-                    "MLD: flip in octet {byte} bit {bit} accepted"
-                );
+                assert!(decode(frame.ethertype(), &bad).is_err(), "MLD: flip in octet {byte} bit {bit} accepted");
             }
         }
     }

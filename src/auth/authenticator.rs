@@ -167,12 +167,7 @@ struct Supplicant {
 
 impl Supplicant {
     fn new() -> Self {
-        Supplicant {
-            state: State::Authenticated,
-            session: None,
-            reauth_at: None,
-            session_end_at: None,
-        }
+        Supplicant { state: State::Authenticated, session: None, reauth_at: None, session_end_at: None }
     }
 }
 
@@ -237,11 +232,7 @@ impl Authenticator {
                     // Ask first: a wired supplicant otherwise waits ~2 s before EAPOL-Start.
                     // A supplicant that brought the link up itself is not listening yet
                     // when the link comes up, so ask again on a short schedule.
-                    p.next_group_request = if p.config.mode.uses_dot1x() {
-                        Some(now)
-                    } else {
-                        None
-                    };
+                    p.next_group_request = if p.config.mode.uses_dot1x() { Some(now) } else { None };
                     p.fast_requests = FAST_REQUESTS;
                 }
             }
@@ -256,25 +247,14 @@ impl Authenticator {
             Input::UnknownMac { port, mac } => self.on_unknown_mac(now, port, mac),
             Input::RadiusReply { token, packet } => self.on_radius_reply(now, token, packet),
             Input::RadiusFailed { token } => self.on_radius_failed(now, token),
-            Input::Restore {
-                port,
-                mac,
-                method,
-                account,
-                attrs,
-                age,
-            } => {
+            Input::Restore { port, mac, method, account, attrs, age } => {
                 let mut s = Supplicant::new();
                 arm_session_timers(now, &mut s, &attrs, age);
                 s.session = Some(Session { method, account });
                 self.ports[port].hosts.insert(mac, s);
             }
             Input::Kick { port, mac } => {
-                if self
-                    .ports
-                    .get(port)
-                    .is_some_and(|p| p.hosts.contains_key(&mac))
-                {
+                if self.ports.get(port).is_some_and(|p| p.hosts.contains_key(&mac)) {
                     self.disconnect(now, port, mac, EndCause::AdminReset);
                 }
             }
@@ -297,11 +277,7 @@ impl Authenticator {
             self.stats.eapol_malformed += 1;
             return;
         }
-        if let Some(Supplicant {
-            state: State::Held { .. },
-            ..
-        }) = self.ports[port].hosts.get(&src)
-        {
+        if let Some(Supplicant { state: State::Held { .. }, .. }) = self.ports[port].hosts.get(&src) {
             self.stats.dropped_while_held += 1;
             return;
         }
@@ -351,10 +327,7 @@ impl Authenticator {
         if let Some(eap::Method::Identity(id)) = repr.method {
             // A Response/Identity starts (or restarts) an authentication unless one is
             // already with the server for this host.
-            if matches!(
-                self.host_state(port, src),
-                Some(State::AwaitServer { .. } | State::MabAwaitServer { .. })
-            ) {
+            if matches!(self.host_state(port, src), Some(State::AwaitServer { .. } | State::MabAwaitServer { .. })) {
                 self.stats.eap_unexpected += 1;
                 return;
             }
@@ -363,10 +336,7 @@ impl Authenticator {
             }
             let identity = String::from_utf8_lossy(id).into_owned();
             self.cancel_pending(port, src);
-            let reauth = self.ports[port]
-                .hosts
-                .get(&src)
-                .is_some_and(|s| s.session.is_some());
+            let reauth = self.ports[port].hosts.get(&src).is_some_and(|s| s.session.is_some());
             if reauth {
                 self.stats.reauthentications += 1;
             }
@@ -380,12 +350,7 @@ impl Authenticator {
             return;
         };
         match &s.state {
-            State::AwaitSupplicant {
-                identity,
-                state,
-                eap_id,
-                ..
-            } if *eap_id == repr.identifier => {
+            State::AwaitSupplicant { identity, state, eap_id, .. } if *eap_id == repr.identifier => {
                 let (identity, state) = (identity.clone(), state.clone());
                 let token = self.send_access_request(port, src, &identity, raw, state);
                 if let Some(s) = self.ports[port].hosts.get_mut(&src) {
@@ -401,10 +366,7 @@ impl Authenticator {
     }
 
     fn host_entry(&mut self, port: PortId, mac: MacAddr) -> &mut Supplicant {
-        self.ports[port]
-            .hosts
-            .entry(mac)
-            .or_insert_with(Supplicant::new)
+        self.ports[port].hosts.entry(mac).or_insert_with(Supplicant::new)
     }
 
     fn on_unknown_mac(&mut self, now: Instant, port: PortId, mac: MacAddr) {
@@ -433,13 +395,7 @@ impl Authenticator {
         ];
         attrs.extend(self.nas_attrs(port, mac));
         let token = self.new_token(port, mac);
-        self.outputs.push_back(Output::Radius {
-            token,
-            request: Request {
-                code: Code::AccessRequest,
-                attrs,
-            },
-        });
+        self.outputs.push_back(Output::Radius { token, request: Request { code: Code::AccessRequest, attrs } });
         self.host_entry(port, mac).state = State::MabAwaitServer { token };
     }
 
@@ -451,10 +407,7 @@ impl Authenticator {
             Attr::U32(attr::NAS_PORT_TYPE, attr::NAS_PORT_TYPE_ETHERNET),
             Attr::Bytes(attr::CALLING_STATION_ID, mac.radius().into_bytes()),
             Attr::Bytes(attr::CALLED_STATION_ID, p.mac.radius().into_bytes()),
-            Attr::Bytes(
-                attr::NAS_IDENTIFIER,
-                self.config.nas_identifier.clone().into_bytes(),
-            ),
+            Attr::Bytes(attr::NAS_IDENTIFIER, self.config.nas_identifier.clone().into_bytes()),
         ]
     }
 
@@ -484,13 +437,7 @@ impl Authenticator {
             attrs.push(Attr::Bytes(attr::STATE, state));
         }
         let token = self.new_token(port, mac);
-        self.outputs.push_back(Output::Radius {
-            token,
-            request: Request {
-                code: Code::AccessRequest,
-                attrs,
-            },
-        });
+        self.outputs.push_back(Output::Radius { token, request: Request { code: Code::AccessRequest, attrs } });
         token
     }
 
@@ -498,35 +445,21 @@ impl Authenticator {
         self.cancel_pending(port, mac);
         self.tx_identity_request(port, mac);
         let deadline = now + self.config.tx_period;
-        self.host_entry(port, mac).state = State::Connecting {
-            deadline,
-            retrans: 0,
-        };
+        self.host_entry(port, mac).state = State::Connecting { deadline, retrans: 0 };
     }
 
     fn tx_identity_request(&mut self, port: PortId, dst: MacAddr) {
         let p = &mut self.ports[port];
         let id = p.next_eap_id;
         p.next_eap_id = p.next_eap_id.wrapping_add(1);
-        let eap = eap::Repr {
-            code: eap::Code::Request,
-            identifier: id,
-            method: Some(eap::Method::Identity(b"")),
-        };
+        let eap = eap::Repr { code: eap::Code::Request, identifier: id, method: Some(eap::Method::Identity(b"")) };
         self.tx_eap(port, dst, &eap.to_vec());
     }
 
     fn tx_eap(&mut self, port: PortId, dst: MacAddr, eap: &[u8]) {
-        let pdu = eapol::Repr {
-            version: self.config.eapol_version,
-            packet_type: eapol::PacketType::EapPacket,
-            body: eap,
-        };
-        self.outputs.push_back(Output::TxEapol {
-            port,
-            dst,
-            pdu: pdu.to_vec(),
-        });
+        let pdu =
+            eapol::Repr { version: self.config.eapol_version, packet_type: eapol::PacketType::EapPacket, body: eap };
+        self.outputs.push_back(Output::TxEapol { port, dst, pdu: pdu.to_vec() });
     }
 
     fn cancel_pending(&mut self, port: PortId, mac: MacAddr) {
@@ -588,15 +521,7 @@ impl Authenticator {
         }
     }
 
-    fn succeed(
-        &mut self,
-        now: Instant,
-        port: PortId,
-        mac: MacAddr,
-        method: Method,
-        identity: String,
-        packet: &Packet,
-    ) {
+    fn succeed(&mut self, now: Instant, port: PortId, mac: MacAddr, method: Method, identity: String, packet: &Packet) {
         self.stats.auth_success += 1;
         let attrs = ReplyAttrs::from_packet(packet);
         let account = attrs.user_name.clone().unwrap_or(identity);
@@ -604,17 +529,8 @@ impl Authenticator {
         let s = self.host_entry(port, mac);
         s.state = State::Authenticated;
         arm_session_timers(now, s, &attrs, Duration::ZERO);
-        s.session = Some(Session {
-            method,
-            account: account.clone(),
-        });
-        self.outputs.push_back(Output::Authorized {
-            port,
-            mac,
-            method,
-            account,
-            attrs,
-        });
+        s.session = Some(Session { method, account: account.clone() });
+        self.outputs.push_back(Output::Authorized { port, mac, method, account, attrs });
     }
 }
 
@@ -649,23 +565,11 @@ impl Authenticator {
             self.tx_eap(port, mac, &failure);
         }
         info!(port = self.port_name(port), mac = %mac, account, ?method, "authentication failed");
-        let had_session = self.ports[port]
-            .hosts
-            .get(&mac)
-            .is_some_and(|s| s.session.is_some());
+        let had_session = self.ports[port].hosts.get(&mac).is_some_and(|s| s.session.is_some());
         if had_session {
-            self.outputs.push_back(Output::Deauthorized {
-                port,
-                mac,
-                cause: EndCause::ReauthFailure,
-            });
+            self.outputs.push_back(Output::Deauthorized { port, mac, cause: EndCause::ReauthFailure });
         } else {
-            self.outputs.push_back(Output::Rejected {
-                port,
-                mac,
-                method,
-                account,
-            });
+            self.outputs.push_back(Output::Rejected { port, mac, method, account });
         }
         let until = now + self.config.quiet_period;
         let s = self.host_entry(port, mac);
@@ -683,11 +587,7 @@ impl Authenticator {
         let Some(s) = self.ports[port].hosts.get(&mac) else {
             return;
         };
-        let method = if matches!(s.state, State::MabAwaitServer { .. }) {
-            Method::Mab
-        } else {
-            Method::Dot1x
-        };
+        let method = if matches!(s.state, State::MabAwaitServer { .. }) { Method::Mab } else { Method::Dot1x };
         let account = match &s.state {
             State::AwaitServer { identity, .. } => identity.clone(),
             _ => mac.bare(),
@@ -711,8 +611,7 @@ impl Authenticator {
         self.cancel_pending(port, mac);
         if let Some(s) = self.remove_host(now, port, mac) {
             if s.session.is_some() {
-                self.outputs
-                    .push_back(Output::Deauthorized { port, mac, cause });
+                self.outputs.push_back(Output::Deauthorized { port, mac, cause });
             }
         }
     }
@@ -743,8 +642,7 @@ impl Authenticator {
                 take(s.reauth_at);
                 take(s.session_end_at);
                 take(match s.state {
-                    State::Connecting { deadline, .. }
-                    | State::AwaitSupplicant { deadline, .. } => Some(deadline),
+                    State::Connecting { deadline, .. } | State::AwaitSupplicant { deadline, .. } => Some(deadline),
                     State::Held { until } | State::MabWait { until } => Some(until),
                     _ => None,
                 });
@@ -775,14 +673,11 @@ impl Authenticator {
                 .iter()
                 .filter(|(_, s)| {
                     let state_due = match s.state {
-                        State::Connecting { deadline, .. }
-                        | State::AwaitSupplicant { deadline, .. } => deadline <= now,
+                        State::Connecting { deadline, .. } | State::AwaitSupplicant { deadline, .. } => deadline <= now,
                         State::Held { until } | State::MabWait { until } => until <= now,
                         _ => false,
                     };
-                    state_due
-                        || s.reauth_at.is_some_and(|t| t <= now)
-                        || s.session_end_at.is_some_and(|t| t <= now)
+                    state_due || s.reauth_at.is_some_and(|t| t <= now) || s.session_end_at.is_some_and(|t| t <= now)
                 })
                 .map(|(m, _)| *m)
                 .collect();
@@ -831,12 +726,7 @@ impl Authenticator {
                     self.disconnect(now, port, mac, EndCause::SupplicantTimeout);
                 }
             }
-            State::AwaitSupplicant {
-                request,
-                deadline,
-                retrans,
-                ..
-            } => {
+            State::AwaitSupplicant { request, deadline, retrans, .. } => {
                 if *retrans < max_retrans {
                     *retrans += 1;
                     *deadline = now + self.config.supp_timeout;
@@ -844,11 +734,7 @@ impl Authenticator {
                     self.tx_eap(port, mac, &request);
                 } else {
                     self.stats.supplicant_timeouts += 1;
-                    let cause = if s.session.is_some() {
-                        EndCause::ReauthFailure
-                    } else {
-                        EndCause::SupplicantTimeout
-                    };
+                    let cause = if s.session.is_some() { EndCause::ReauthFailure } else { EndCause::SupplicantTimeout };
                     self.disconnect(now, port, mac, cause);
                 }
             }
@@ -867,22 +753,15 @@ impl Authenticator {
     /// Live sessions: (port, mac, method, account).
     pub fn sessions(&self) -> impl Iterator<Item = (PortId, MacAddr, Method, &str)> {
         self.ports.iter().enumerate().flat_map(|(i, p)| {
-            p.hosts.iter().filter_map(move |(m, s)| {
-                s.session
-                    .as_ref()
-                    .map(|sess| (i, *m, sess.method, sess.account.as_str()))
-            })
+            p.hosts
+                .iter()
+                .filter_map(move |(m, s)| s.session.as_ref().map(|sess| (i, *m, sess.method, sess.account.as_str())))
         })
     }
 }
 
 fn eap_bare(code: eap::Code, identifier: u8) -> Vec<u8> {
-    eap::Repr {
-        code,
-        identifier,
-        method: None,
-    }
-    .to_vec()
+    eap::Repr { code, identifier, method: None }.to_vec()
 }
 
 #[cfg(test)]
@@ -895,12 +774,7 @@ mod tests {
     const PORT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
 
     fn auth(mode: PortMode) -> (Authenticator, Instant) {
-        let port = PortConfig {
-            name: "p1".into(),
-            mode,
-            nas_port: 1,
-            mac: PORT_MAC,
-        };
+        let port = PortConfig { name: "p1".into(), mode, nas_port: 1, mac: PORT_MAC };
         let mut a = Authenticator::new(Config::default(), vec![port]);
         let t0 = Instant::now();
         a.handle_input(t0, Input::LinkUp { port: 0 });
@@ -912,20 +786,11 @@ mod tests {
     }
 
     fn eapol(ty: eapol::PacketType, body: &[u8]) -> Vec<u8> {
-        eapol::Repr {
-            version: 2,
-            packet_type: ty,
-            body,
-        }
-        .to_vec()
+        eapol::Repr { version: 2, packet_type: ty, body }.to_vec()
     }
 
     fn identity_response(id: u8, name: &[u8]) -> Vec<u8> {
-        let eap = eap::Repr {
-            code: eap::Code::Response,
-            identifier: id,
-            method: Some(eap::Method::Identity(name)),
-        };
+        let eap = eap::Repr { code: eap::Code::Response, identifier: id, method: Some(eap::Method::Identity(name)) };
         eapol(eapol::PacketType::EapPacket, &eap.to_vec())
     }
 
@@ -935,13 +800,15 @@ mod tests {
 
     fn radius_token(out: &[Output]) -> (Token, Request) {
         out.iter()
-            .find_map(|o| {
-                if let Output::Radius { token, request } = o {
-                    Some((*token, request.clone()))
-                } else {
-                    None
-                }
-            })
+            .find_map(
+                |o| {
+                    if let Output::Radius { token, request } = o {
+                        Some((*token, request.clone()))
+                    } else {
+                        None
+                    }
+                },
+            )
             .expect("a RADIUS request")
     }
 
@@ -951,13 +818,7 @@ mod tests {
 
     fn tx_eap_codes(out: &[Output]) -> Vec<(MacAddr, u8)> {
         out.iter()
-            .filter_map(|o| {
-                if let Output::TxEapol { dst, pdu, .. } = o {
-                    Some((*dst, pdu[4]))
-                } else {
-                    None
-                }
-            })
+            .filter_map(|o| if let Output::TxEapol { dst, pdu, .. } = o { Some((*dst, pdu[4])) } else { None })
             .collect()
     }
 
@@ -983,53 +844,20 @@ mod tests {
     #[test]
     fn full_eap_exchange_authorizes() {
         let (mut a, t0) = auth(PortMode::Dot1x);
-        a.handle_input(
-            t0,
-            Input::Eapol {
-                port: 0,
-                src: HOST,
-                pdu: &eapol(eapol::PacketType::Start, &[]),
-            },
-        );
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::Start, &[]) });
         let out = outputs(&mut a);
-        assert_eq!(
-            tx_eap_codes(&out),
-            vec![(HOST, 1)],
-            "Request/Identity unicast to the host"
-        );
-        a.handle_input(
-            t0,
-            Input::Eapol {
-                port: 0,
-                src: HOST,
-                pdu: &identity_response(1, b"alice"),
-            },
-        );
+        assert_eq!(tx_eap_codes(&out), vec![(HOST, 1)], "Request/Identity unicast to the host");
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(1, b"alice") });
         let (token, req) = radius_token(&outputs(&mut a));
-        assert!(has_attr(
-            &req,
-            &Attr::Bytes(attr::USER_NAME, b"alice".to_vec())
-        ));
+        assert!(has_attr(&req, &Attr::Bytes(attr::USER_NAME, b"alice".to_vec())));
         assert!(has_attr(&req, &Attr::U32(attr::NAS_PORT_TYPE, 15)));
-        assert!(has_attr(
-            &req,
-            &Attr::Bytes(attr::CALLING_STATION_ID, b"02-00-00-00-00-10".to_vec())
-        ));
-        assert!(has_attr(
-            &req,
-            &Attr::Bytes(attr::NAS_PORT_ID, b"p1".to_vec())
-        ));
-        assert!(req
-            .attrs
-            .iter()
-            .any(|a| matches!(a, Attr::Bytes(attr::EAP_MESSAGE, _))));
+        assert!(has_attr(&req, &Attr::Bytes(attr::CALLING_STATION_ID, b"02-00-00-00-00-10".to_vec())));
+        assert!(has_attr(&req, &Attr::Bytes(attr::NAS_PORT_ID, b"p1".to_vec())));
+        assert!(req.attrs.iter().any(|a| matches!(a, Attr::Bytes(attr::EAP_MESSAGE, _))));
 
         // challenge: relayed, State remembered
         let challenge = [1u8, 2, 0, 6, 4, 0];
-        let p = reply(
-            Code::AccessChallenge,
-            &[(attr::EAP_MESSAGE, &challenge), (attr::STATE, b"st8")],
-        );
+        let p = reply(Code::AccessChallenge, &[(attr::EAP_MESSAGE, &challenge), (attr::STATE, b"st8")]);
         a.handle_input(t0, Input::RadiusReply { token, packet: &p });
         let out = outputs(&mut a);
         assert!(out.contains(&Output::TxEapol {
@@ -1040,40 +868,22 @@ mod tests {
 
         // a response with the wrong identifier is dropped
         let wrong = eapol(eapol::PacketType::EapPacket, &[2, 9, 0, 6, 4, 0]);
-        a.handle_input(
-            t0,
-            Input::Eapol {
-                port: 0,
-                src: HOST,
-                pdu: &wrong,
-            },
-        );
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &wrong });
         assert!(outputs(&mut a).is_empty());
         assert_eq!(a.stats.eap_unexpected, 1);
 
         let resp = eapol(eapol::PacketType::EapPacket, &[2, 2, 0, 6, 4, 0]);
-        a.handle_input(
-            t0,
-            Input::Eapol {
-                port: 0,
-                src: HOST,
-                pdu: &resp,
-            },
-        );
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &resp });
         let (token, req) = radius_token(&outputs(&mut a));
         assert!(has_attr(&req, &Attr::Bytes(attr::STATE, b"st8".to_vec())));
 
-        let p = reply(
-            Code::AccessAccept,
-            &[
-                (attr::EAP_MESSAGE, &[3, 2, 0, 4]),
-                (attr::FILTER_ID, b"gold"),
-            ],
-        );
+        let p = reply(Code::AccessAccept, &[(attr::EAP_MESSAGE, &[3, 2, 0, 4]), (attr::FILTER_ID, b"gold")]);
         a.handle_input(t0, Input::RadiusReply { token, packet: &p });
         let out = outputs(&mut a);
         assert_eq!(tx_eap_codes(&out), vec![(HOST, 3)]);
-        assert!(out.iter().any(|o| matches!(o, Output::Authorized { mac: HOST, method: Method::Dot1x, account, attrs, .. }
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::Authorized { mac: HOST, method: Method::Dot1x, account, attrs, .. }
             if account == "alice" && attrs.filter_ids == ["gold"])));
         assert_eq!(a.sessions().count(), 1);
         // a duplicate reply to a finished request is not acted on
@@ -1082,69 +892,29 @@ mod tests {
     }
 
     fn authorize(a: &mut Authenticator, now: Instant, accept_attrs: &[(u8, &[u8])]) {
-        a.handle_input(
-            now,
-            Input::Eapol {
-                port: 0,
-                src: HOST,
-                pdu: &identity_response(1, b"alice"),
-            },
-        );
+        a.handle_input(now, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(1, b"alice") });
         let (token, _) = radius_token(&outputs(a));
         let p = reply(Code::AccessAccept, accept_attrs);
         a.handle_input(now, Input::RadiusReply { token, packet: &p });
-        assert!(outputs(a)
-            .iter()
-            .any(|o| matches!(o, Output::Authorized { .. })));
+        assert!(outputs(a).iter().any(|o| matches!(o, Output::Authorized { .. })));
     }
 
     #[test]
     fn reject_holds_then_a_new_start_is_answered() {
         let (mut a, t0) = auth(PortMode::Dot1x);
-        a.handle_input(
-            t0,
-            Input::Eapol {
-                port: 0,
-                src: HOST,
-                pdu: &identity_response(1, b"mallory"),
-            },
-        );
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(1, b"mallory") });
         let (token, _) = radius_token(&outputs(&mut a));
-        a.handle_input(
-            t0,
-            Input::RadiusReply {
-                token,
-                packet: &reply(Code::AccessReject, &[]),
-            },
-        );
+        a.handle_input(t0, Input::RadiusReply { token, packet: &reply(Code::AccessReject, &[]) });
         let out = outputs(&mut a);
-        assert_eq!(
-            tx_eap_codes(&out),
-            vec![(HOST, 4)],
-            "EAP-Failure synthesized"
-        );
+        assert_eq!(tx_eap_codes(&out), vec![(HOST, 4)], "EAP-Failure synthesized");
         assert!(out.iter().any(|o| matches!(o, Output::Rejected { .. })));
-        a.handle_input(
-            t0,
-            Input::Eapol {
-                port: 0,
-                src: HOST,
-                pdu: &eapol(eapol::PacketType::Start, &[]),
-            },
-        );
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::Start, &[]) });
         assert!(outputs(&mut a).is_empty());
         assert_eq!(a.stats.dropped_while_held, 1);
         let later = t0 + Config::default().quiet_period;
         a.handle_timeout(later);
         outputs(&mut a);
-        a.handle_input(
-            later,
-            Input::Eapol {
-                port: 0,
-                src: HOST,
-                pdu: &eapol(eapol::PacketType::Start, &[]),
-            },
-        );
+        a.handle_input(later, Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::Start, &[]) });
         assert_eq!(tx_eap_codes(&outputs(&mut a)), vec![(HOST, 1)]);
     }
 
@@ -1152,30 +922,9 @@ mod tests {
     fn logoff_closes_and_a_new_start_is_answered_at_once() {
         let (mut a, t0) = auth(PortMode::Dot1x);
         authorize(&mut a, t0, &[]);
-        a.handle_input(
-            t0,
-            Input::Eapol {
-                port: 0,
-                src: HOST,
-                pdu: &eapol(eapol::PacketType::Logoff, &[]),
-            },
-        );
-        assert_eq!(
-            outputs(&mut a),
-            vec![Output::Deauthorized {
-                port: 0,
-                mac: HOST,
-                cause: EndCause::UserRequest
-            }]
-        );
-        a.handle_input(
-            t0,
-            Input::Eapol {
-                port: 0,
-                src: HOST,
-                pdu: &eapol(eapol::PacketType::Start, &[]),
-            },
-        );
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::Logoff, &[]) });
+        assert_eq!(outputs(&mut a), vec![Output::Deauthorized { port: 0, mac: HOST, cause: EndCause::UserRequest }]);
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::Start, &[]) });
         assert_eq!(tx_eap_codes(&outputs(&mut a)), vec![(HOST, 1)]);
     }
 
@@ -1184,28 +933,14 @@ mod tests {
         let (mut a, t0) = auth(PortMode::Dot1x);
         authorize(&mut a, t0, &[]);
         a.handle_input(t0, Input::LinkDown { port: 0 });
-        assert_eq!(
-            outputs(&mut a),
-            vec![Output::Deauthorized {
-                port: 0,
-                mac: HOST,
-                cause: EndCause::LostCarrier
-            }]
-        );
+        assert_eq!(outputs(&mut a), vec![Output::Deauthorized { port: 0, mac: HOST, cause: EndCause::LostCarrier }]);
         assert_eq!(a.poll_timeout(), None, "a down port asks nobody");
     }
 
     #[test]
     fn session_timeout_reauthenticates_and_keeps_the_port_open_meanwhile() {
         let (mut a, t0) = auth(PortMode::Dot1x);
-        authorize(
-            &mut a,
-            t0,
-            &[
-                (attr::SESSION_TIMEOUT, &[0, 0, 0, 100]),
-                (attr::TERMINATION_ACTION, &[0, 0, 0, 1]),
-            ],
-        );
+        authorize(&mut a, t0, &[(attr::SESSION_TIMEOUT, &[0, 0, 0, 100]), (attr::TERMINATION_ACTION, &[0, 0, 0, 1])]);
         let at = t0 + Duration::from_secs(100);
         a.handle_timeout(at);
         let out = outputs(&mut a);
@@ -1218,20 +953,9 @@ mod tests {
                 break;
             }
             a.handle_timeout(t);
-            ended.extend(
-                outputs(&mut a)
-                    .into_iter()
-                    .filter(|o| matches!(o, Output::Deauthorized { .. })),
-            );
+            ended.extend(outputs(&mut a).into_iter().filter(|o| matches!(o, Output::Deauthorized { .. })));
         }
-        assert_eq!(
-            ended,
-            vec![Output::Deauthorized {
-                port: 0,
-                mac: HOST,
-                cause: EndCause::ReauthFailure
-            }]
-        );
+        assert_eq!(ended, vec![Output::Deauthorized { port: 0, mac: HOST, cause: EndCause::ReauthFailure }]);
     }
 
     #[test]
@@ -1240,16 +964,8 @@ mod tests {
         authorize(&mut a, t0, &[(attr::SESSION_TIMEOUT, &[0, 0, 0, 10])]);
         a.handle_timeout(t0 + Duration::from_secs(10));
         let out = outputs(&mut a);
-        assert!(out.contains(&Output::Deauthorized {
-            port: 0,
-            mac: HOST,
-            cause: EndCause::SessionTimeout
-        }));
-        assert_eq!(
-            tx_eap_codes(&out),
-            vec![(HOST, 1)],
-            "asked to authenticate again"
-        );
+        assert!(out.contains(&Output::Deauthorized { port: 0, mac: HOST, cause: EndCause::SessionTimeout }));
+        assert_eq!(tx_eap_codes(&out), vec![(HOST, 1)], "asked to authenticate again");
     }
 
     #[test]
@@ -1258,41 +974,13 @@ mod tests {
         assert_eq!(a.poll_timeout(), None, "a MAB-only port sends no EAPOL");
         a.handle_input(t0, Input::UnknownMac { port: 0, mac: HOST });
         let (token, req) = radius_token(&outputs(&mut a));
-        assert!(has_attr(
-            &req,
-            &Attr::Bytes(attr::USER_NAME, b"020000000010".to_vec())
-        ));
-        assert!(has_attr(
-            &req,
-            &Attr::U32(attr::SERVICE_TYPE, attr::SERVICE_TYPE_CALL_CHECK)
-        ));
-        assert!(has_attr(
-            &req,
-            &Attr::UserPassword(b"020000000010".to_vec())
-        ));
-        a.handle_input(
-            t0,
-            Input::RadiusReply {
-                token,
-                packet: &reply(Code::AccessAccept, &[]),
-            },
-        );
-        assert!(outputs(&mut a).iter().any(|o| matches!(
-            o,
-            Output::Authorized {
-                method: Method::Mab,
-                ..
-            }
-        )));
+        assert!(has_attr(&req, &Attr::Bytes(attr::USER_NAME, b"020000000010".to_vec())));
+        assert!(has_attr(&req, &Attr::U32(attr::SERVICE_TYPE, attr::SERVICE_TYPE_CALL_CHECK)));
+        assert!(has_attr(&req, &Attr::UserPassword(b"020000000010".to_vec())));
+        a.handle_input(t0, Input::RadiusReply { token, packet: &reply(Code::AccessAccept, &[]) });
+        assert!(outputs(&mut a).iter().any(|o| matches!(o, Output::Authorized { method: Method::Mab, .. })));
         // EAPOL on a MAB-only port is not acted on
-        a.handle_input(
-            t0,
-            Input::Eapol {
-                port: 0,
-                src: HOST,
-                pdu: &eapol(eapol::PacketType::Start, &[]),
-            },
-        );
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::Start, &[]) });
         assert!(outputs(&mut a).is_empty());
     }
 
@@ -1301,29 +989,14 @@ mod tests {
         let (mut a, t0) = auth(PortMode::Mab);
         a.handle_input(t0, Input::UnknownMac { port: 0, mac: HOST });
         let (token, _) = radius_token(&outputs(&mut a));
-        a.handle_input(
-            t0,
-            Input::RadiusReply {
-                token,
-                packet: &reply(Code::AccessReject, &[]),
-            },
-        );
+        a.handle_input(t0, Input::RadiusReply { token, packet: &reply(Code::AccessReject, &[]) });
         let out = outputs(&mut a);
-        assert!(out.iter().any(|o| matches!(
-            o,
-            Output::Rejected {
-                method: Method::Mab,
-                ..
-            }
-        )));
+        assert!(out.iter().any(|o| matches!(o, Output::Rejected { method: Method::Mab, .. })));
         assert!(tx_eap_codes(&out).is_empty(), "no EAP to a MAB host");
         a.handle_input(t0, Input::UnknownMac { port: 0, mac: HOST });
         assert!(outputs(&mut a).is_empty(), "held");
         a.handle_timeout(t0 + Config::default().quiet_period);
-        assert_eq!(
-            outputs(&mut a),
-            vec![Output::ForgetLocked { port: 0, mac: HOST }]
-        );
+        assert_eq!(outputs(&mut a), vec![Output::ForgetLocked { port: 0, mac: HOST }]);
     }
 
     #[test]
@@ -1333,62 +1006,31 @@ mod tests {
         outputs(&mut a);
         a.handle_input(t0, Input::UnknownMac { port: 0, mac: HOST });
         assert!(outputs(&mut a).is_empty());
-        a.handle_input(
-            t0,
-            Input::Eapol {
-                port: 0,
-                src: HOST,
-                pdu: &identity_response(1, b"alice"),
-            },
-        );
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(1, b"alice") });
         let (_, req) = radius_token(&outputs(&mut a));
-        assert!(has_attr(
-            &req,
-            &Attr::U32(attr::SERVICE_TYPE, attr::SERVICE_TYPE_FRAMED)
-        ));
+        assert!(has_attr(&req, &Attr::U32(attr::SERVICE_TYPE, attr::SERVICE_TYPE_FRAMED)));
         // another host stays silent: MAB after the delay
         let stb = MacAddr([2, 0, 0, 0, 0, 0x20]);
         a.handle_input(t0, Input::UnknownMac { port: 0, mac: stb });
         a.handle_timeout(t0 + Config::default().mab_delay);
         let (_, req) = radius_token(&outputs(&mut a));
-        assert!(has_attr(
-            &req,
-            &Attr::U32(attr::SERVICE_TYPE, attr::SERVICE_TYPE_CALL_CHECK)
-        ));
+        assert!(has_attr(&req, &Attr::U32(attr::SERVICE_TYPE, attr::SERVICE_TYPE_CALL_CHECK)));
     }
 
     #[test]
     fn server_failure_rejects_a_new_host_and_spares_a_session() {
         let (mut a, t0) = auth(PortMode::Dot1x);
-        a.handle_input(
-            t0,
-            Input::Eapol {
-                port: 0,
-                src: HOST,
-                pdu: &identity_response(1, b"alice"),
-            },
-        );
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(1, b"alice") });
         let (token, _) = radius_token(&outputs(&mut a));
         a.handle_input(t0, Input::RadiusFailed { token });
-        assert!(outputs(&mut a)
-            .iter()
-            .any(|o| matches!(o, Output::Rejected { .. })));
+        assert!(outputs(&mut a).iter().any(|o| matches!(o, Output::Rejected { .. })));
 
         let (mut a, t0) = auth(PortMode::Dot1x);
         authorize(&mut a, t0, &[]);
-        a.handle_input(
-            t0,
-            Input::Eapol {
-                port: 0,
-                src: HOST,
-                pdu: &identity_response(2, b"alice"),
-            },
-        );
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(2, b"alice") });
         let (token, _) = radius_token(&outputs(&mut a));
         a.handle_input(t0, Input::RadiusFailed { token });
-        assert!(!outputs(&mut a)
-            .iter()
-            .any(|o| matches!(o, Output::Deauthorized { .. })));
+        assert!(!outputs(&mut a).iter().any(|o| matches!(o, Output::Deauthorized { .. })));
         assert_eq!(a.sessions().count(), 1);
     }
 
@@ -1397,40 +1039,15 @@ mod tests {
         let (mut a, t0) = auth(PortMode::Dot1x);
         for i in 0..20u8 {
             let mac = MacAddr([2, 0, 0, 0, 1, i]);
-            a.handle_input(
-                t0,
-                Input::Eapol {
-                    port: 0,
-                    src: mac,
-                    pdu: &eapol(eapol::PacketType::Start, &[]),
-                },
-            );
+            a.handle_input(t0, Input::Eapol { port: 0, src: mac, pdu: &eapol(eapol::PacketType::Start, &[]) });
         }
         assert_eq!(a.stats.dropped_host_limit, 4);
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &[2, 0, 0, 9, 1] });
         a.handle_input(
             t0,
-            Input::Eapol {
-                port: 0,
-                src: HOST,
-                pdu: &[2, 0, 0, 9, 1],
-            },
+            Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::EapPacket, &[2, 1, 0, 2]) },
         );
-        a.handle_input(
-            t0,
-            Input::Eapol {
-                port: 0,
-                src: HOST,
-                pdu: &eapol(eapol::PacketType::EapPacket, &[2, 1, 0, 2]),
-            },
-        );
-        a.handle_input(
-            t0,
-            Input::Eapol {
-                port: 0,
-                src: HOST,
-                pdu: &eapol(eapol::PacketType::Key, &[]),
-            },
-        );
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::Key, &[]) });
         assert_eq!(a.stats.eapol_malformed, 1);
         assert_eq!(a.stats.eap_malformed, 1);
         assert_eq!(a.stats.eapol_ignored_type, 1);
@@ -1439,10 +1056,7 @@ mod tests {
     #[test]
     fn restore_resumes_the_session_and_its_timer() {
         let (mut a, t0) = auth(PortMode::Dot1x);
-        let attrs = ReplyAttrs {
-            session_timeout: Some(100),
-            ..Default::default()
-        };
+        let attrs = ReplyAttrs { session_timeout: Some(100), ..Default::default() };
         a.handle_input(
             t0,
             Input::Restore {

@@ -107,15 +107,11 @@ impl ReplyAttrs {
         let u32_of = |t| {
             p.lookup(t).and_then(|a| {
                 let b = a.encode_bytes();
-                <[u8; 4]>::try_from(b.as_slice())
-                    .ok()
-                    .map(u32::from_be_bytes)
+                <[u8; 4]>::try_from(b.as_slice()).ok().map(u32::from_be_bytes)
             })
         };
         ReplyAttrs {
-            user_name: p
-                .lookup(attr::USER_NAME)
-                .map(|a| String::from_utf8_lossy(&a.encode_bytes()).into_owned()),
+            user_name: p.lookup(attr::USER_NAME).map(|a| String::from_utf8_lossy(&a.encode_bytes()).into_owned()),
             session_timeout: u32_of(attr::SESSION_TIMEOUT),
             termination_action: u32_of(attr::TERMINATION_ACTION),
             filter_ids: p
@@ -123,16 +119,8 @@ impl ReplyAttrs {
                 .iter()
                 .map(|a| String::from_utf8_lossy(&a.encode_bytes()).into_owned())
                 .collect(),
-            class: p
-                .lookup_all(attr::CLASS)
-                .iter()
-                .map(|a| hex(a.encode_bytes()))
-                .collect(),
-            vendor: p
-                .lookup_all(attr::VENDOR_SPECIFIC)
-                .iter()
-                .map(|a| hex(a.encode_bytes()))
-                .collect(),
+            class: p.lookup_all(attr::CLASS).iter().map(|a| hex(a.encode_bytes())).collect(),
+            vendor: p.lookup_all(attr::VENDOR_SPECIFIC).iter().map(|a| hex(a.encode_bytes())).collect(),
         }
     }
 }

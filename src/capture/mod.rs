@@ -39,9 +39,14 @@ impl PortSocket {
     pub fn open(ifindex: u32) -> io::Result<Self> {
         let fd = sys::packet_socket(ifindex)?;
         sys::attach_filter(&fd, &filter())?;
-        Ok(PortSocket {
-            fd: sys::async_fd(fd)?,
-        })
+        Ok(PortSocket { fd: sys::async_fd(fd)? })
+    }
+
+    /// A socket for sending only: a filter that takes nothing keeps its queue empty.
+    pub fn open_tx_only(ifindex: u32) -> io::Result<Self> {
+        let fd = sys::packet_socket(ifindex)?;
+        sys::attach_filter(&fd, &[libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 }])?;
+        Ok(PortSocket { fd: sys::async_fd(fd)? })
     }
 
     /// The next frame; frames this host sent (PACKET_OUTGOING) are returned too, with
@@ -73,9 +78,7 @@ mod tests {
             let i = prog[pc];
             match i.code {
                 0x28 => {
-                    a = pkt
-                        .get(i.k as usize..i.k as usize + 2)
-                        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as u32)
+                    a = pkt.get(i.k as usize..i.k as usize + 2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as u32)
                 }
                 0x30 => a = pkt.get(i.k as usize).copied().unwrap_or(0) as u32,
                 0x15 => {

@@ -6,11 +6,7 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "mcgate",
-    version,
-    about = "802.1X-gated multicast access controller for Linux bridges"
-)]
+#[command(name = "mcgate", version, about = "802.1X-gated multicast access controller for Linux bridges")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -30,6 +26,13 @@ pub enum Command {
     },
     /// List the live sessions of the running daemon.
     Sessions {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the admitted multicast memberships of the running daemon.
+    Memberships {
         #[command(flatten)]
         target: Target,
         #[arg(long)]
@@ -74,11 +77,7 @@ fn load(path: &Path) -> anyhow::Result<config::Loaded> {
 fn init_logging(level: &str) {
     let level = level.parse().unwrap_or(tracing::Level::INFO);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_target(false)
-        .with_ansi(ansi)
-        .init();
+    tracing_subscriber::fmt().with_max_level(level).with_target(false).with_ansi(ansi).init();
 }
 
 pub fn main(cli: Cli) -> anyhow::Result<()> {
@@ -86,9 +85,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Run { config } => {
             let loaded = load(&config)?;
             init_logging(&loaded.config.switch.log_level);
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(daemon::run(loaded))
         }
         Command::Check { config } => {
@@ -128,6 +125,35 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Memberships { target, json } => {
+            let resp = daemon::client_request(&target.socket()?, &control::Request::Memberships)?;
+            let control::Response::Memberships { memberships } = resp else {
+                return Err(anyhow!("unexpected answer: {resp:?}"));
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&memberships)?);
+                return Ok(());
+            }
+            println!(
+                "{:<10} {:<17} {:<16} {:<24} {:<24} {:<20} {:<16} SINCE",
+                "PORT", "MAC", "ACCOUNT", "GROUP", "SOURCE", "BY", "SESSION"
+            );
+            for m in memberships.iter().filter(|m| m.by != "link-local") {
+                let source = m.source.map_or("*".to_string(), |s| s.to_string());
+                println!(
+                    "{:<10} {:<17} {:<16} {:<24} {:<24} {:<20} {:<16} {}",
+                    m.port,
+                    m.mac.to_string(),
+                    m.account,
+                    m.group.to_string(),
+                    source,
+                    m.by,
+                    m.session_id,
+                    format_unix(m.since)
+                );
+            }
+            Ok(())
+        }
         Command::Status { target } => {
             let resp = daemon::client_request(&target.socket()?, &control::Request::Status)?;
             let control::Response::Status { status } = resp else {
@@ -159,12 +185,7 @@ fn format_unix(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + (m <= 2) as i64;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]

@@ -17,6 +17,37 @@ pub struct Config {
     pub radius: Radius,
     #[serde(rename = "port", default)]
     pub ports: Vec<Port>,
+    /// Present: IGMP/MLD joins are gated by policy. Absent: port access control only.
+    pub multicast: Option<Multicast>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Multicast {
+    /// Directory of policy files (`*.toml`); relative to the configuration file.
+    pub policies: PathBuf,
+    /// Multicast-router ports (bridge members, not access ports): admitted joins and
+    /// last leaves go out here as IGMPv3/MLDv2 reports.
+    #[serde(default)]
+    pub uplinks: Vec<Spanned<String>>,
+    /// Vendor id of mcgate's own RADIUS attributes (32473 is the documentation number
+    /// of RFC 5612: set your own).
+    #[serde(default = "default_vendor_id")]
+    pub vendor_id: u32,
+    #[serde(default = "default_gmi", deserialize_with = "duration")]
+    pub group_membership_interval: Duration,
+    #[serde(default = "default_lmqt", deserialize_with = "duration")]
+    pub last_member_query_time: Duration,
+}
+
+fn default_vendor_id() -> u32 {
+    32473
+}
+fn default_gmi() -> Duration {
+    crate::mcast::Config::default().group_membership_interval
+}
+fn default_lmqt() -> Duration {
+    crate::mcast::Config::default().last_member_query_time
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +149,10 @@ pub struct Port {
     pub mode: PortMode,
     /// NAS-Port; defaults to the port's position in this file, from 1.
     pub nas_port: Option<u32>,
+    /// One host behind the port: a multicast leave takes effect at once (no
+    /// group-specific query first).
+    #[serde(default)]
+    pub single_host: bool,
 }
 
 fn default_mode() -> PortMode {
@@ -129,9 +164,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("expected a duration like \"30s\", found {s:?}"))?;
+    let n: u64 = num.parse().map_err(|_| format!("expected a duration like \"30s\", found {s:?}"))?;
     Ok(match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
@@ -160,6 +193,10 @@ pub struct ConfigError {
 pub struct Loaded {
     pub config: Config,
     pub secrets: Vec<Vec<u8>>,
+    /// The policy, when [multicast] is configured.
+    pub policy: Option<crate::policy::Policy>,
+    /// The policy directory, resolved.
+    pub policy_dir: Option<PathBuf>,
 }
 
 impl Loaded {
@@ -180,11 +217,7 @@ impl Loaded {
 
     pub fn radius_config(&self) -> crate::radius::client::Config {
         let r = &self.config.radius;
-        crate::radius::client::Config {
-            timeout: r.timeout,
-            retries: r.retries,
-            dead_time: r.dead_time,
-        }
+        crate::radius::client::Config { timeout: r.timeout, retries: r.retries, dead_time: r.dead_time }
     }
 
     pub fn nas_port(&self, i: usize) -> u32 {
@@ -205,20 +238,13 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 /// Parses and checks `text`; relative secret files are taken from `dir`.
 pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> {
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-    let err = |offset: usize, message: String| ConfigError {
-        file: file.to_string(),
-        line: line_of(offset),
-        message,
-    };
+    let err = |offset: usize, message: String| ConfigError { file: file.to_string(), line: line_of(offset), message };
     let config: Config = toml::from_str(text).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
         err(offset, e.message().to_string())
     })?;
     if config.radius.servers.is_empty() {
-        return Err(err(
-            text.find("[radius]").unwrap_or(0),
-            "at least one [[radius.server]] is needed".into(),
-        ));
+        return Err(err(text.find("[radius]").unwrap_or(0), "at least one [[radius.server]] is needed".into()));
     }
     if config.ports.is_empty() {
         return Err(err(0, "no [[port]]: there is nothing to control".into()));
@@ -227,46 +253,51 @@ pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> 
     for p in &config.ports {
         let name = p.name.get_ref();
         if name.is_empty() || name.len() > 15 || name.contains('/') {
-            return Err(err(
-                p.name.span().start,
-                format!("{name:?} is not an interface name"),
-            ));
+            return Err(err(p.name.span().start, format!("{name:?} is not an interface name")));
         }
         if !names.insert(name.clone()) {
-            return Err(err(
-                p.name.span().start,
-                format!("port {name} is listed twice"),
-            ));
+            return Err(err(p.name.span().start, format!("port {name} is listed twice")));
         }
     }
     if !(1..=3).contains(&config.authenticator.eapol_version) {
-        return Err(err(
-            text.find("eapol_version").unwrap_or(0),
-            "eapol_version must be 1, 2 or 3".into(),
-        ));
+        return Err(err(text.find("eapol_version").unwrap_or(0), "eapol_version must be 1, 2 or 3".into()));
     }
     let mut secrets = Vec::new();
     for s in &config.radius.servers {
         let file = &s.get_ref().secret_file;
         let path = dir.join(file.get_ref());
-        let mut secret = std::fs::read(&path).map_err(|e| {
-            err(
-                file.span().start,
-                format!("secret_file {}: {e}", path.display()),
-            )
-        })?;
+        let mut secret =
+            std::fs::read(&path).map_err(|e| err(file.span().start, format!("secret_file {}: {e}", path.display())))?;
         while secret.last().is_some_and(|c| c.is_ascii_whitespace()) {
             secret.pop();
         }
         if secret.is_empty() {
-            return Err(err(
-                file.span().start,
-                format!("secret_file {} is empty", path.display()),
-            ));
+            return Err(err(file.span().start, format!("secret_file {} is empty", path.display())));
         }
         secrets.push(secret);
     }
-    Ok(Loaded { config, secrets })
+    let (mut policy, mut policy_dir) = (None, None);
+    if let Some(m) = &config.multicast {
+        for u in &m.uplinks {
+            if names.contains(u.get_ref()) {
+                return Err(err(u.span().start, format!("{} is an access port; an uplink cannot be one", u.get_ref())));
+            }
+        }
+        let d = dir.join(&m.policies);
+        let p =
+            crate::policy::load_dir(&d).map_err(|e| ConfigError { file: e.file, line: e.line, message: e.message })?;
+        if p.unknown == crate::policy::Unknown::Radius {
+            return Err(ConfigError {
+                file: d.display().to_string(),
+                line: 0,
+                message: "unknown = \"radius\" (per-join RADIUS) is not available in this version; use deny or allow"
+                    .into(),
+            });
+        }
+        policy = Some(p);
+        policy_dir = Some(d);
+    }
+    Ok(Loaded { config, secrets, policy, policy_dir })
 }
 
 #[cfg(test)]
@@ -303,10 +334,7 @@ name = "p2"
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("mcgate.example.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         let dir = dir_with_secret();
-        let text = text.replace(
-            "/etc/mcgate/radius.secret",
-            dir.join("secret").to_str().unwrap(),
-        );
+        let text = text.replace("/etc/mcgate/radius.secret", dir.join("secret").to_str().unwrap());
         let l = parse("mcgate.example.toml", &text, &dir).unwrap();
         assert!(!l.config.ports.is_empty());
     }
@@ -324,39 +352,15 @@ name = "p2"
     #[test]
     fn errors_name_the_line() {
         let dir = dir_with_secret();
-        let e = parse(
-            "t.toml",
-            &GOOD.replace("bridge = \"br0\"", "bridge = \"br0\"\nbirdge = 1"),
-            &dir,
-        )
-        .unwrap_err();
+        let e = parse("t.toml", &GOOD.replace("bridge = \"br0\"", "bridge = \"br0\"\nbirdge = 1"), &dir).unwrap_err();
         assert_eq!(e.line, 4, "{e}");
         assert!(e.message.contains("unknown field"), "{e}");
-        let e = parse(
-            "t.toml",
-            &GOOD.replace("\"500ms\"", "\"5 fortnights\""),
-            &dir,
-        )
-        .unwrap_err();
+        let e = parse("t.toml", &GOOD.replace("\"500ms\"", "\"5 fortnights\""), &dir).unwrap_err();
         assert_eq!(e.line, 6, "{e}");
-        let e = parse(
-            "t.toml",
-            &GOOD.replace("name = \"p2\"", "name = \"p1\""),
-            &dir,
-        )
-        .unwrap_err();
+        let e = parse("t.toml", &GOOD.replace("name = \"p2\"", "name = \"p1\""), &dir).unwrap_err();
         assert_eq!(e.line, 16, "{e}");
-        assert!(
-            e.to_string()
-                .starts_with("t.toml:16: port p1 is listed twice"),
-            "{e}"
-        );
-        let e = parse(
-            "t.toml",
-            &GOOD.replace("\"secret\"", "\"nonexistent\""),
-            &dir,
-        )
-        .unwrap_err();
+        assert!(e.to_string().starts_with("t.toml:16: port p1 is listed twice"), "{e}");
+        let e = parse("t.toml", &GOOD.replace("\"secret\"", "\"nonexistent\""), &dir).unwrap_err();
         assert!(e.message.contains("nonexistent"), "{e}");
         assert_eq!(e.line, 9, "{e}");
         let e = parse("t.toml", &GOOD.replace("dot1x-then-mab", "sometimes"), &dir).unwrap_err();

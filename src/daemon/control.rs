@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "cmd", rename_all = "kebab-case")]
 pub enum Request {
     Sessions,
+    Memberships,
     Status,
 }
 
@@ -26,6 +27,7 @@ pub struct SessionRow {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Response {
     Sessions { sessions: Vec<SessionRow> },
+    Memberships { memberships: Vec<crate::mcast::Membership> },
     Status { status: serde_json::Value },
     Error { message: String },
 }

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod control;
+mod mcast;
 
 use crate::auth::{self, Authenticator, EndCause, Input, Method, PortConfig, PortId};
 use crate::capture::PortSocket;
@@ -18,6 +19,7 @@ use config::Loaded;
 use control::{Request, Response, SessionRow};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -31,6 +33,13 @@ enum Event {
         port: PortId,
         src: MacAddr,
         pdu: Vec<u8>,
+    },
+    /// An IPv4 (IGMP) or IPv6 (Hop-by-Hop: MLD) frame the capture filter passed.
+    Mcast {
+        port: PortId,
+        src: MacAddr,
+        ethertype: u16,
+        payload: Vec<u8>,
     },
     Radius {
         server: usize,
@@ -71,14 +80,14 @@ struct Daemon {
     ports: Vec<Port>,
     /// Open sessions by (port, MAC), as stored.
     sessions: HashMap<(PortId, MacAddr), Session>,
+    /// The multicast gate, when configured.
+    mcast: Option<mcast::McastState>,
     io: IoStats,
     started: Instant,
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Kernel state (locked ports, authorized
@@ -101,63 +110,76 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let mut port_configs = Vec::new();
     for (i, p) in cfg.ports.iter().enumerate() {
         let name = p.name.get_ref().clone();
-        let link = links
-            .iter()
-            .find(|l| l.name == name)
-            .ok_or_else(|| anyhow!("port {name} not found"))?;
+        let link = links.iter().find(|l| l.name == name).ok_or_else(|| anyhow!("port {name} not found"))?;
         if link.master != Some(bridge.index) {
-            return Err(anyhow!(
-                "port {name} is not a member of bridge {}",
-                cfg.switch.bridge
-            ));
+            return Err(anyhow!("port {name} is not a member of bridge {}", cfg.switch.bridge));
         }
-        let mac = link
-            .mac
-            .ok_or_else(|| anyhow!("port {name} has no MAC address"))?;
-        let socket =
-            Arc::new(PortSocket::open(link.index).with_context(|| format!("capture on {name}"))?);
-        port_configs.push(PortConfig {
-            name: name.clone(),
-            mode: p.mode,
-            nas_port: loaded.nas_port(i),
-            mac,
-        });
-        ports.push(Port {
-            name,
-            ifindex: link.index,
-            mac,
-            socket,
-        });
+        let mac = link.mac.ok_or_else(|| anyhow!("port {name} has no MAC address"))?;
+        let socket = Arc::new(PortSocket::open(link.index).with_context(|| format!("capture on {name}"))?);
+        port_configs.push(PortConfig { name: name.clone(), mode: p.mode, nas_port: loaded.nas_port(i), mac });
+        ports.push(Port { name, ifindex: link.index, mac, socket });
     }
 
-    let mut dataplane: Box<dyn Dataplane + Send> = if cfg.switch.audit {
-        Box::new(dataplane::Audit)
-    } else {
-        Box::new(dataplane::linux::LinuxBridge::new()?)
-    };
+    let mut dataplane: Box<dyn Dataplane + Send> =
+        if cfg.switch.audit { Box::new(dataplane::Audit) } else { Box::new(dataplane::linux::LinuxBridge::new()?) };
     for (p, c) in ports.iter().zip(&cfg.ports) {
-        dataplane
-            .setup_port(&p.name, c.mode)
-            .with_context(|| format!("locking port {}", p.name))?;
+        dataplane.setup_port(&p.name, c.mode).with_context(|| format!("locking port {}", p.name))?;
     }
+    let mcast = match (&cfg.multicast, &loaded.policy) {
+        (Some(mc), Some(policy)) => {
+            let access: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+            let uplink_names: Vec<&str> = mc.uplinks.iter().map(|u| u.get_ref().as_str()).collect();
+            dataplane.setup_multicast(&cfg.switch.bridge, &access, &uplink_names).context("multicast set-up")?;
+            let mut uplinks = Vec::new();
+            for name in uplink_names {
+                let link = links.iter().find(|l| l.name == name).ok_or_else(|| anyhow!("uplink {name} not found"))?;
+                uplinks.push((name.to_string(), Arc::new(PortSocket::open_tx_only(link.index)?)));
+            }
+            let addrs = nl.addresses(bridge.index)?;
+            let bridge_v4 = addrs.iter().find_map(|(a, _)| if let IpAddr::V4(a) = a { Some(*a) } else { None });
+            if bridge_v4.is_none() {
+                warn!(
+                    bridge = cfg.switch.bridge,
+                    "the bridge has no IPv4 address: its querier stays silent and snooping floods (DESIGN.md)"
+                );
+            }
+            let bridge_ll6 =
+                addrs.iter().find_map(|(a, scope)| if let (IpAddr::V6(a), 253) = (a, scope) { Some(*a) } else { None });
+            if bridge_ll6.is_none() {
+                warn!(bridge = cfg.switch.bridge, "the bridge has no IPv6 link-local address yet: its MLD querier counts only from its next startup query, and IPv6 snooping floods until then");
+            }
+            let tracker_config = crate::mcast::Config {
+                group_membership_interval: mc.group_membership_interval,
+                last_member_query_time: mc.last_member_query_time,
+                ..Default::default()
+            };
+            info!(policy = policy.version, packages = policy.packages.len(), "multicast gate on");
+            Some(mcast::McastState {
+                tracker: crate::mcast::Tracker::new(tracker_config, cfg.ports.iter().map(|p| p.single_host).collect()),
+                policy: policy.clone(),
+                vendor_id: mc.vendor_id,
+                bridge: cfg.switch.bridge.clone(),
+                bridge_mac: bridge.mac.unwrap_or_default(),
+                bridge_v4: bridge_v4.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                bridge_ll6: bridge_ll6.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED),
+                uplinks,
+                entitlements: HashMap::new(),
+                stats: Default::default(),
+            })
+        }
+        _ => None,
+    };
 
     let servers: Vec<rc::Server> = cfg
         .radius
         .servers
         .iter()
         .zip(&loaded.secrets)
-        .map(|(s, secret)| rc::Server {
-            addr: s.get_ref().address,
-            secret: secret.clone(),
-        })
+        .map(|(s, secret)| rc::Server { addr: s.get_ref().address, secret: secret.clone() })
         .collect();
     let mut radius_sockets = Vec::new();
     for (i, s) in servers.iter().enumerate() {
-        let bind: std::net::SocketAddr = if s.addr.is_ipv4() {
-            "0.0.0.0:0".parse()?
-        } else {
-            "[::]:0".parse()?
-        };
+        let bind: std::net::SocketAddr = if s.addr.is_ipv4() { "0.0.0.0:0".parse()? } else { "[::]:0".parse()? };
         let sock = UdpSocket::bind(bind).await?;
         // connected: datagrams from any other address or port never reach it
         sock.connect(s.addr).await?;
@@ -174,10 +196,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         store,
         ports,
         sessions: HashMap::new(),
+        mcast,
         io: IoStats::default(),
         started: Instant::now(),
     };
     d.restore(Instant::now());
+    d.mcast_restore(Instant::now());
     for (i, p) in d.ports.iter().enumerate() {
         spawn_capture(i, p.socket.clone(), tx.clone());
     }
@@ -189,30 +213,19 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let now = Instant::now();
     for (i, p) in d.ports.iter().enumerate() {
         let running = links.iter().any(|l| l.index == p.ifindex && l.running);
-        let input = if running {
-            Input::LinkUp { port: i }
-        } else {
-            Input::LinkDown { port: i }
-        };
+        let input = if running { Input::LinkUp { port: i } } else { Input::LinkDown { port: i } };
         d.auth.handle_input(now, input);
     }
     d.drain(now);
-    info!(
-        ports = d.ports.len(),
-        sessions = d.sessions.len(),
-        "mcgate running"
-    );
+    info!(ports = d.ports.len(), sessions = d.sessions.len(), "mcgate running");
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
-        let deadline = [d.auth.poll_timeout(), d.radius.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
-        let sleep = tokio::time::sleep_until(deadline.map_or_else(
-            || tokio::time::Instant::now() + Duration::from_secs(3600),
-            Into::into,
-        ));
+        let mcast_deadline = d.mcast.as_ref().and_then(|m| m.tracker.poll_timeout());
+        let deadline = [d.auth.poll_timeout(), d.radius.poll_timeout(), mcast_deadline].into_iter().flatten().min();
+        let sleep = tokio::time::sleep_until(
+            deadline.map_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600), Into::into),
+        );
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
@@ -222,6 +235,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                 let now = Instant::now();
                 d.radius.handle_timeout(now);
                 d.auth.handle_timeout(now);
+                if let Some(m) = d.mcast.as_mut() {
+                    m.tracker.handle_timeout(now);
+                }
             }
             _ = sigterm.recv() => { info!("SIGTERM: stopping; kernel state left in place"); break }
             _ = tokio::signal::ctrl_c() => { info!("SIGINT: stopping; kernel state left in place"); break }
@@ -280,10 +296,7 @@ impl Daemon {
         for (i, p) in self.ports.iter().enumerate() {
             match self.dataplane.authorized(&p.name) {
                 Ok(macs) => {
-                    for mac in macs
-                        .into_iter()
-                        .filter(|m| !self.sessions.contains_key(&(i, *m)))
-                    {
+                    for mac in macs.into_iter().filter(|m| !self.sessions.contains_key(&(i, *m))) {
                         info!(port = p.name, mac = %mac, "authorization without a session removed");
                         if self.dataplane.deauthorize(&p.name, mac).is_err() {
                             self.io.dataplane_errors += 1;
@@ -300,14 +313,8 @@ impl Daemon {
 
     fn handle_event(&mut self, now: Instant, ev: Event) {
         match ev {
-            Event::Eapol { port, src, pdu } => self.auth.handle_input(
-                now,
-                Input::Eapol {
-                    port,
-                    src,
-                    pdu: &pdu,
-                },
-            ),
+            Event::Eapol { port, src, pdu } => self.auth.handle_input(now, Input::Eapol { port, src, pdu: &pdu }),
+            Event::Mcast { port, src, ethertype, payload } => self.on_mcast_frame(now, port, src, ethertype, &payload),
             Event::Radius { server, bytes } => {
                 if let Err(e) = self.radius.handle_datagram(now, server, &bytes) {
                     warn!(server = %self.radius.server_addrs()[server], "RADIUS reply dropped: {e}");
@@ -332,16 +339,8 @@ impl Daemon {
         match e {
             netlink::Event::Link(l) => {
                 if let Some(port) = self.port_by_index(l.index) {
-                    let input = if l.running {
-                        Input::LinkUp { port }
-                    } else {
-                        Input::LinkDown { port }
-                    };
-                    debug!(
-                        port = self.ports[port].name,
-                        running = l.running,
-                        "link state"
-                    );
+                    let input = if l.running { Input::LinkUp { port } } else { Input::LinkDown { port } };
+                    debug!(port = self.ports[port].name, running = l.running, "link state");
                     self.auth.handle_input(now, input);
                 }
             }
@@ -353,8 +352,7 @@ impl Daemon {
             }
             netlink::Event::NewFdb(f) if f.locked => {
                 if let Some(port) = self.port_by_index(f.ifindex) {
-                    self.auth
-                        .handle_input(now, Input::UnknownMac { port, mac: f.mac });
+                    self.auth.handle_input(now, Input::UnknownMac { port, mac: f.mac });
                 }
             }
             _ => {}
@@ -374,30 +372,18 @@ impl Daemon {
                             warn!(server = %self.radius.server_addrs()[server], "RADIUS send: {e}");
                         }
                     }
-                    rc::Output::Reply {
-                        token,
-                        server,
-                        packet,
-                        rtt,
-                    } => {
+                    rc::Output::Reply { token, server, packet, rtt } => {
                         debug!(token, server, rtt_us = rtt.as_micros() as u64, code = ?packet.get_code(), "RADIUS reply");
-                        self.auth.handle_input(
-                            now,
-                            Input::RadiusReply {
-                                token,
-                                packet: &packet,
-                            },
-                        );
+                        self.auth.handle_input(now, Input::RadiusReply { token, packet: &packet });
                     }
-                    rc::Output::Failed { token } => {
-                        self.auth.handle_input(now, Input::RadiusFailed { token })
-                    }
+                    rc::Output::Failed { token } => self.auth.handle_input(now, Input::RadiusFailed { token }),
                 }
             }
             while let Some(o) = self.auth.poll_output() {
                 progressed = true;
                 self.auth_output(now, o);
             }
+            progressed |= self.drain_mcast();
             if !progressed {
                 break;
             }
@@ -419,14 +405,9 @@ impl Daemon {
             }
             auth::Output::Radius { token, request } => self.radius.send(now, token, request),
             auth::Output::CancelRadius { token } => self.radius.cancel(token),
-            auth::Output::Authorized {
-                port,
-                mac,
-                method,
-                account,
-                attrs,
-            } => {
+            auth::Output::Authorized { port, mac, method, account, attrs } => {
                 let name = self.ports[port].name.clone();
+                self.mcast_forget_entitlement(port, mac);
                 let session = match self.sessions.remove(&(port, mac)) {
                     // re-authentication: same session, new attributes
                     Some(mut s) => {
@@ -439,11 +420,7 @@ impl Daemon {
                         mac,
                         account,
                         method,
-                        session_id: format!(
-                            "{:08X}{:08X}",
-                            unix_now() as u32,
-                            rand::random::<u32>()
-                        ),
+                        session_id: format!("{:08X}{:08X}", unix_now() as u32, rand::random::<u32>()),
                         since: unix_now(),
                         attrs,
                     },
@@ -460,29 +437,22 @@ impl Daemon {
                 info!(port = name, mac = %mac, account = session.account, session = session.session_id, "port open");
                 self.sessions.insert((port, mac), session);
             }
-            auth::Output::Deauthorized { port, mac, cause } => self.end_session(port, mac, cause),
-            auth::Output::Rejected {
-                port,
-                mac,
-                method,
-                account,
-            } => {
+            auth::Output::Deauthorized { port, mac, cause } => self.end_session(now, port, mac, cause),
+            auth::Output::Rejected { port, mac, method, account } => {
                 info!(port = self.ports[port].name, mac = %mac, account, ?method, "rejected");
             }
             auth::Output::ForgetLocked { port, mac } => {
-                if self
-                    .dataplane
-                    .deauthorize(&self.ports[port].name, mac)
-                    .is_err()
-                {
+                if self.dataplane.deauthorize(&self.ports[port].name, mac).is_err() {
                     self.io.dataplane_errors += 1;
                 }
             }
         }
     }
 
-    fn end_session(&mut self, port: PortId, mac: MacAddr, cause: EndCause) {
+    fn end_session(&mut self, now: Instant, port: PortId, mac: MacAddr, cause: EndCause) {
         let name = self.ports[port].name.clone();
+        // its streams stop with it: the port lock filters ingress only
+        self.mcast_end_host(now, port, mac);
         // Fail closed first: the kernel stops the host before the record goes.
         if let Err(e) = self.dataplane.deauthorize(&name, mac) {
             self.io.dataplane_errors += 1;
@@ -525,6 +495,13 @@ impl Daemon {
                 sessions.sort_by(|a, b| (&a.port, &a.mac).cmp(&(&b.port, &b.mac)));
                 Response::Sessions { sessions }
             }
+            Request::Memberships => {
+                let mut memberships: Vec<crate::mcast::Membership> =
+                    self.mcast.iter().flat_map(|m| m.tracker.memberships().cloned()).collect();
+                memberships
+                    .sort_by(|a, b| (&a.port, &a.mac, a.group, a.source).cmp(&(&b.port, &b.mac, b.group, b.source)));
+                Response::Memberships { memberships }
+            }
             Request::Status => Response::Status {
                 status: serde_json::json!({
                     "uptime_s": self.started.elapsed().as_secs(),
@@ -534,6 +511,12 @@ impl Daemon {
                     "radius": self.radius.stats,
                     "radius_pending": self.radius.pending(),
                     "io": self.io,
+                    "multicast": self.mcast.as_ref().map(|m| serde_json::json!({
+                        "policy": m.policy.version,
+                        "memberships": m.tracker.memberships().count(),
+                        "tracker": m.tracker.stats,
+                        "io": m.stats,
+                    })),
                 }),
             },
         }
@@ -558,13 +541,10 @@ fn spawn_capture(port: PortId, socket: Arc<PortSocket>, tx: mpsc::Sender<Event>)
             let Ok(frame) = ethernet::Frame::new_checked(&buf[..n]) else {
                 continue;
             };
-            if frame.ethertype() != ethernet::ETHERTYPE_EAPOL {
-                continue;
-            }
-            let ev = Event::Eapol {
-                port,
-                src: frame.src(),
-                pdu: frame.payload().to_vec(),
+
+            let ev = match frame.ethertype() {
+                ethernet::ETHERTYPE_EAPOL => Event::Eapol { port, src: frame.src(), pdu: frame.payload().to_vec() },
+                ethertype => Event::Mcast { port, src: frame.src(), ethertype, payload: frame.payload().to_vec() },
             };
             if tx.send(ev).await.is_err() {
                 return;
@@ -579,14 +559,7 @@ fn spawn_radius_reader(server: usize, sock: Arc<UdpSocket>, tx: mpsc::Sender<Eve
         loop {
             match sock.recv(&mut buf).await {
                 Ok(n) => {
-                    if tx
-                        .send(Event::Radius {
-                            server,
-                            bytes: buf[..n].to_vec(),
-                        })
-                        .await
-                        .is_err()
-                    {
+                    if tx.send(Event::Radius { server, bytes: buf[..n].to_vec() }).await.is_err() {
                         return;
                     }
                 }
@@ -613,9 +586,7 @@ fn spawn_kernel_events(tx: mpsc::Sender<Event>) -> anyhow::Result<()> {
                         return;
                     }
                 }
-                Ok(Err(e)) => warn!(
-                    "kernel events: {e} (an overrun loses events; state is re-read on restart)"
-                ),
+                Ok(Err(e)) => warn!("kernel events: {e} (an overrun loses events; state is re-read on restart)"),
                 Err(_would_block) => {}
             }
         }
@@ -629,8 +600,7 @@ fn bind_control(path: &std::path::Path) -> anyhow::Result<UnixListener> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     let _ = std::fs::remove_file(path);
-    let l =
-        UnixListener::bind(path).with_context(|| format!("control socket {}", path.display()))?;
+    let l = UnixListener::bind(path).with_context(|| format!("control socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(l)
 }
@@ -655,13 +625,9 @@ fn spawn_control(listener: UnixListener, tx: mpsc::Sender<Event>) {
                         if tx.send(Event::Control(req, otx)).await.is_err() {
                             return;
                         }
-                        orx.await.unwrap_or(Response::Error {
-                            message: "daemon stopping".into(),
-                        })
+                        orx.await.unwrap_or(Response::Error { message: "daemon stopping".into() })
                     }
-                    Err(e) => Response::Error {
-                        message: format!("bad request: {e}"),
-                    },
+                    Err(e) => Response::Error { message: format!("bad request: {e}") },
                 };
                 let mut out = serde_json::to_vec(&resp).unwrap_or_default();
                 out.push(b'\n');
@@ -675,13 +641,19 @@ fn spawn_control(listener: UnixListener, tx: mpsc::Sender<Event>) {
 /// unlocks the ports. Explicit, never a side effect of stopping.
 pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
     let mut dp = dataplane::linux::LinuxBridge::new()?;
+    if loaded.config.multicast.is_some() {
+        let access: Vec<&str> = loaded.config.ports.iter().map(|p| p.name.get_ref().as_str()).collect();
+        dp.teardown_multicast(&loaded.config.switch.bridge, &access).context("multicast")?;
+    }
     for p in &loaded.config.ports {
-        dp.teardown_port(p.name.get_ref())
-            .with_context(|| format!("port {}", p.name.get_ref()))?;
+        dp.teardown_port(p.name.get_ref()).with_context(|| format!("port {}", p.name.get_ref()))?;
     }
     let store = Store::open(&loaded.config.switch.database)?;
     for s in store.sessions()?.into_iter().flatten() {
         store.remove_session(&s.port, s.mac)?;
+    }
+    for m in store.memberships()?.into_iter().flatten() {
+        store.remove_membership(&m)?;
     }
     Ok(())
 }
@@ -689,12 +661,8 @@ pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
 /// Sends one request to a running daemon.
 pub fn client_request(socket: &std::path::Path, req: &Request) -> anyhow::Result<Response> {
     use std::io::{BufRead, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
-        format!(
-            "mcgate is not running (no control socket at {})",
-            socket.display()
-        )
-    })?;
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .with_context(|| format!("mcgate is not running (no control socket at {})", socket.display()))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');

@@ -14,10 +14,7 @@ pub type MdbEntry = (String, IpAddr, Option<IpAddr>);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("port {port}: {source}")]
-    Port {
-        port: String,
-        source: netlink::Error,
-    },
+    Port { port: String, source: netlink::Error },
     #[error("no such interface {0}")]
     NoSuchPort(String),
     #[error(transparent)]
@@ -42,29 +39,12 @@ pub trait Dataplane {
     /// flooding of unregistered multicast to access ports, uplinks as multicast-router
     /// ports, and the nftables table that drops the hosts' IGMP/MLD before the bridge
     /// sees them (the capture tap still does).
-    fn setup_multicast(
-        &mut self,
-        bridge: &str,
-        access: &[&str],
-        uplinks: &[&str],
-    ) -> Result<(), Error>;
+    fn setup_multicast(&mut self, bridge: &str, access: &[&str], uplinks: &[&str]) -> Result<(), Error>;
     /// Undoes the parts of `setup_multicast` that are mcgate's own (the nft table,
     /// mcast_flood) and removes mcgate's MDB entries.
     fn teardown_multicast(&mut self, bridge: &str, access: &[&str]) -> Result<(), Error>;
-    fn mdb_add(
-        &mut self,
-        bridge: &str,
-        port: &str,
-        group: IpAddr,
-        source: Option<IpAddr>,
-    ) -> Result<(), Error>;
-    fn mdb_del(
-        &mut self,
-        bridge: &str,
-        port: &str,
-        group: IpAddr,
-        source: Option<IpAddr>,
-    ) -> Result<(), Error>;
+    fn mdb_add(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error>;
+    fn mdb_del(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error>;
     /// The MDB entries mcgate installed.
     fn mdb_entries(&mut self, bridge: &str) -> Result<Vec<MdbEntry>, Error>;
 }
@@ -115,17 +95,11 @@ pub struct Fake {
 
 impl Dataplane for Fake {
     fn setup_port(&mut self, port: &str, mode: PortMode) -> Result<(), Error> {
-        self.ports
-            .entry(port.to_string())
-            .or_insert((mode, Default::default()))
-            .0 = mode;
+        self.ports.entry(port.to_string()).or_insert((mode, Default::default())).0 = mode;
         Ok(())
     }
     fn authorize(&mut self, port: &str, mac: MacAddr) -> Result<(), Error> {
-        let p = self
-            .ports
-            .get_mut(port)
-            .ok_or_else(|| Error::NoSuchPort(port.into()))?;
+        let p = self.ports.get_mut(port).ok_or_else(|| Error::NoSuchPort(port.into()))?;
         p.1.insert(mac);
         Ok(())
     }
@@ -136,11 +110,7 @@ impl Dataplane for Fake {
         Ok(())
     }
     fn authorized(&mut self, port: &str) -> Result<Vec<MacAddr>, Error> {
-        Ok(self
-            .ports
-            .get(port)
-            .map(|p| p.1.iter().copied().collect())
-            .unwrap_or_default())
+        Ok(self.ports.get(port).map(|p| p.1.iter().copied().collect()).unwrap_or_default())
     }
     fn teardown_port(&mut self, port: &str) -> Result<(), Error> {
         self.ports.remove(port);
@@ -153,23 +123,11 @@ impl Dataplane for Fake {
         self.mdb.clear();
         Ok(())
     }
-    fn mdb_add(
-        &mut self,
-        _: &str,
-        port: &str,
-        group: IpAddr,
-        source: Option<IpAddr>,
-    ) -> Result<(), Error> {
+    fn mdb_add(&mut self, _: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {
         self.mdb.insert((port.to_string(), group, source));
         Ok(())
     }
-    fn mdb_del(
-        &mut self,
-        _: &str,
-        port: &str,
-        group: IpAddr,
-        source: Option<IpAddr>,
-    ) -> Result<(), Error> {
+    fn mdb_del(&mut self, _: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {
         self.mdb.remove(&(port.to_string(), group, source));
         Ok(())
     }

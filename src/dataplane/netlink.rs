@@ -24,6 +24,8 @@ const RTM_SETLINK: u16 = 19;
 pub const RTM_NEWNEIGH: u16 = 28;
 pub const RTM_DELNEIGH: u16 = 29;
 const RTM_GETNEIGH: u16 = 30;
+const RTM_NEWADDR: u16 = 20;
+const RTM_GETADDR: u16 = 22;
 const RTM_NEWMDB: u16 = 84;
 const RTM_DELMDB: u16 = 85;
 const RTM_GETMDB: u16 = 86;
@@ -144,27 +146,15 @@ pub enum Error {
 
 impl Netlink {
     pub fn open() -> Result<Self, Error> {
-        Ok(Netlink {
-            fd: sys::netlink_route(0, false)?,
-            seq: 1,
-            buf: vec![0; 1 << 16],
-        })
+        Ok(Netlink { fd: sys::netlink_route(0, false)?, seq: 1, buf: vec![0; 1 << 16] })
     }
 
     /// Sets bridge port flags: each (IFLA_BRPORT_*, value); a `None` value sends the
     /// attribute without payload (FLUSH).
-    pub fn set_port_flags(
-        &mut self,
-        ifindex: u32,
-        flags: &[(u16, Option<u8>)],
-    ) -> Result<(), Error> {
+    pub fn set_port_flags(&mut self, ifindex: u32, flags: &[(u16, Option<u8>)]) -> Result<(), Error> {
         let mut nested = Vec::new();
         for (ty, v) in flags {
-            push_attr(
-                &mut nested,
-                *ty,
-                v.as_ref().map(std::slice::from_ref).unwrap_or(&[]),
-            );
+            push_attr(&mut nested, *ty, v.as_ref().map(std::slice::from_ref).unwrap_or(&[]));
         }
         let mut body = ifinfomsg(AF_BRIDGE, ifindex);
         push_attr(&mut body, IFLA_PROTINFO | NLA_F_NESTED, &nested);
@@ -174,11 +164,7 @@ impl Netlink {
     /// Adds or replaces a static FDB entry for `mac` on bridge port `ifindex`.
     pub fn fdb_replace(&mut self, ifindex: u32, mac: MacAddr) -> Result<(), Error> {
         let body = fdb_body(ifindex, mac);
-        self.request(
-            RTM_NEWNEIGH,
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-            &body,
-        )
+        self.request(RTM_NEWNEIGH, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, &body)
     }
 
     /// Removes the FDB entry for `mac` on `ifindex`; absent is not an error.
@@ -223,16 +209,8 @@ impl Netlink {
         group: std::net::IpAddr,
         source: Option<std::net::IpAddr>,
     ) -> Result<(), Error> {
-        match self.request(
-            RTM_DELMDB,
-            NLM_F_ACK,
-            &mdb_body(bridge, port, group, source, false),
-        ) {
-            Err(Error::Io(e))
-                if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EINVAL)) =>
-            {
-                Ok(())
-            }
+        match self.request(RTM_DELMDB, NLM_F_ACK, &mdb_body(bridge, port, group, source, false)) {
+            Err(Error::Io(e)) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EINVAL)) => Ok(()),
             other => other,
         }
     }
@@ -244,10 +222,28 @@ impl Netlink {
         let mut out = Vec::new();
         self.dump(RTM_GETMDB, &body, |ty, payload| {
             // dump answers come as RTM_GETMDB, notifications as RTM_NEWMDB
-            if matches!(ty, RTM_NEWMDB | RTM_GETMDB)
-                && u32_of(payload.get(4..8).unwrap_or(&[])) == Some(bridge)
-            {
+            if matches!(ty, RTM_NEWMDB | RTM_GETMDB) && u32_of(payload.get(4..8).unwrap_or(&[])) == Some(bridge) {
                 parse_mdb(payload, &mut out);
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// The addresses of interface `ifindex`: (address, scope; 253 = link).
+    pub fn addresses(&mut self, ifindex: u32) -> Result<Vec<(std::net::IpAddr, u8)>, Error> {
+        let body = vec![0u8; 8];
+        let mut out = Vec::new();
+        self.dump(RTM_GETADDR, &body, |ty, p| {
+            if ty != RTM_NEWADDR || p.len() < 8 || u32_of(&p[4..8]) != Some(ifindex) {
+                return;
+            }
+            let (family, scope) = (p[0], p[3]);
+            for (t, v) in attrs(&p[8..]) {
+                // IFA_ADDRESS
+                if t == 1 {
+                    let proto = if family == libc::AF_INET as u8 { 0x0800 } else { 0x86dd };
+                    out.extend(ip_of(v, proto).map(|a| (a, scope)));
+                }
             }
         })?;
         Ok(out)
@@ -297,27 +293,15 @@ impl Netlink {
                 if mty == NLMSG_ERROR {
                     let code = payload.get(..4).ok_or(Error::Malformed)?;
                     let code = i32::from_ne_bytes([code[0], code[1], code[2], code[3]]);
-                    return if code == 0 {
-                        Ok(())
-                    } else {
-                        Err(io::Error::from_raw_os_error(-code).into())
-                    };
+                    return if code == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(-code).into()) };
                 }
             }
         }
     }
 
-    fn dump(
-        &mut self,
-        ty: u16,
-        body: &[u8],
-        mut each: impl FnMut(u16, &[u8]),
-    ) -> Result<(), Error> {
+    fn dump(&mut self, ty: u16, body: &[u8], mut each: impl FnMut(u16, &[u8])) -> Result<(), Error> {
         let seq = self.next_seq();
-        sys::send(
-            &self.fd,
-            &message(ty, NLM_F_REQUEST | NLM_F_DUMP, seq, body),
-        )?;
+        sys::send(&self.fd, &message(ty, NLM_F_REQUEST | NLM_F_DUMP, seq, body))?;
         loop {
             let n = sys::recv(&self.fd, &mut self.buf)?;
             for (mty, _, mseq, payload) in Messages::new(&self.buf[..n]) {
@@ -386,13 +370,7 @@ fn fdb_body(ifindex: u32, mac: MacAddr) -> Vec<u8> {
 
 /// struct br_port_msg (8 octets) + MDBA_SET_ENTRY (struct br_mdb_entry, 28 octets)
 /// [+ MDBA_SET_ENTRY_ATTRS { MDBE_ATTR_SOURCE, MDBE_ATTR_RTPROT }].
-fn mdb_body(
-    bridge: u32,
-    port: u32,
-    group: std::net::IpAddr,
-    source: Option<std::net::IpAddr>,
-    add: bool,
-) -> Vec<u8> {
+fn mdb_body(bridge: u32, port: u32, group: std::net::IpAddr, source: Option<std::net::IpAddr>, add: bool) -> Vec<u8> {
     let mut b = vec![0u8; 8];
     b[0] = AF_BRIDGE;
     b[4..8].copy_from_slice(&bridge.to_ne_bytes());
@@ -428,9 +406,7 @@ fn mdb_body(
 
 fn ip_of(b: &[u8], proto: u16) -> Option<std::net::IpAddr> {
     match proto {
-        0x0800 => {
-            Some(std::net::Ipv4Addr::new(*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?).into())
-        }
+        0x0800 => Some(std::net::Ipv4Addr::new(*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?).into()),
         0x86dd => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(b.get(..16)?).ok()?).into()),
         _ => None,
     }
@@ -556,10 +532,7 @@ fn parse_link(p: &[u8]) -> Option<Link> {
     };
     for (ty, v) in attrs(p.get(16..)?) {
         match ty {
-            IFLA_IFNAME => {
-                link.name =
-                    String::from_utf8_lossy(v.split(|&c| c == 0).next().unwrap_or(&[])).into_owned()
-            }
+            IFLA_IFNAME => link.name = String::from_utf8_lossy(v.split(|&c| c == 0).next().unwrap_or(&[])).into_owned(),
             IFLA_ADDRESS => link.mac = mac_of(v),
             IFLA_MASTER => link.master = u32_of(v),
             _ => {}
@@ -585,13 +558,7 @@ fn parse_neigh(p: &[u8]) -> Option<FdbEntry> {
             _ => {}
         }
     }
-    Some(FdbEntry {
-        ifindex,
-        mac: mac?,
-        state,
-        master,
-        locked,
-    })
+    Some(FdbEntry { ifindex, mac: mac?, state, master, locked })
 }
 
 #[cfg(test)]
@@ -600,12 +567,7 @@ mod tests {
 
     #[test]
     fn fdb_message_layout() {
-        let m = message(
-            RTM_NEWNEIGH,
-            NLM_F_REQUEST,
-            7,
-            &fdb_body(5, MacAddr([2, 0, 0, 0, 0, 9])),
-        );
+        let m = message(RTM_NEWNEIGH, NLM_F_REQUEST, 7, &fdb_body(5, MacAddr([2, 0, 0, 0, 0, 9])));
         assert_eq!(m.len(), 16 + 12 + 12);
         let (ty, _, seq, payload) = Messages::new(&m).next().unwrap();
         assert_eq!((ty, seq), (RTM_NEWNEIGH, 7));

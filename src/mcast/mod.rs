@@ -82,7 +82,9 @@ pub enum Output {
         source: Option<IpAddr>,
     },
     /// Records for the multicast-router ports: first join / last leave on the switch.
-    Upstream { records: Vec<GroupRecord> },
+    Upstream {
+        records: Vec<GroupRecord>,
+    },
     /// A group-specific query on a shared port after a leave.
     Query {
         port: PortId,
@@ -201,31 +203,16 @@ impl Tracker {
             }
             let srcs = || r.sources.iter().map(|s| (g, Some(*s)));
             match r.record_type {
-                RecordType::IsEx | RecordType::ToEx => {
-                    self.want(now, unix, policy, host, (g, None), &mut upstream)
-                }
-                RecordType::IsIn | RecordType::Allow | RecordType::ToIn
-                    if !r.sources.is_empty() =>
-                {
+                RecordType::IsEx | RecordType::ToEx => self.want(now, unix, policy, host, (g, None), &mut upstream),
+                RecordType::IsIn | RecordType::Allow | RecordType::ToIn if !r.sources.is_empty() => {
                     for ch in srcs() {
                         self.want(now, unix, policy, host, ch, &mut upstream);
                     }
                     if r.record_type == RecordType::ToIn {
                         // the new include list replaces the old state
                         let keep: Vec<Channel> = srcs().collect();
-                        for ch in self
-                            .host_channels(host, g)
-                            .into_iter()
-                            .filter(|c| !keep.contains(c))
-                        {
-                            self.leave(
-                                now,
-                                host.port,
-                                host.mac,
-                                ch,
-                                EndCause::Leave,
-                                &mut upstream,
-                            );
+                        for ch in self.host_channels(host, g).into_iter().filter(|c| !keep.contains(c)) {
+                            self.leave(now, host.port, host.mac, ch, EndCause::Leave, &mut upstream);
                         }
                     }
                 }
@@ -244,8 +231,7 @@ impl Tracker {
             }
         }
         if !upstream.is_empty() {
-            self.outputs
-                .push_back(Output::Upstream { records: upstream });
+            self.outputs.push_back(Output::Upstream { records: upstream });
         }
     }
 
@@ -274,15 +260,11 @@ impl Tracker {
         }
         let (group, source) = ch;
         let decision = if is_v6_link_scope(group) {
-            Decision::Admit {
-                by: "link-local".into(),
-                bandwidth_kbps: 0,
-            }
+            Decision::Admit { by: "link-local".into(), bandwidth_kbps: 0 }
         } else {
             let counted = held.values().filter(|h| h.membership.by != "link-local");
-            let (n, kbps) = counted.fold((0u32, 0u32), |(n, k), h| {
-                (n + 1, k.saturating_add(h.membership.bandwidth_kbps))
-            });
+            let (n, kbps) =
+                counted.fold((0u32, 0u32), |(n, k), h| (n + 1, k.saturating_add(h.membership.bandwidth_kbps)));
             policy.decide(host.entitlement, host.account, group, source, n, kbps)
         };
         match decision {
@@ -303,13 +285,7 @@ impl Tracker {
                 }
                 self.stats.admitted += 1;
                 self.outputs.push_back(Output::Admitted(membership.clone()));
-                held.insert(
-                    ch,
-                    Held {
-                        membership,
-                        expires,
-                    },
-                );
+                held.insert(ch, Held { membership, expires });
                 self.port_acquire(host.port, ch, upstream);
             }
             Decision::Deny { reason } => self.deny(host, ch, reason),
@@ -321,13 +297,7 @@ impl Tracker {
     fn deny(&mut self, host: &Host<'_>, (group, source): Channel, reason: DenyReason) {
         info!(port = host.port_name, mac = %host.mac, account = host.account, %group, source = ?source, ?reason, "join denied");
         *self.stats.denied.entry(format!("{reason:?}")).or_default() += 1;
-        self.outputs.push_back(Output::Denied {
-            port: host.port,
-            mac: host.mac,
-            group,
-            source,
-            reason,
-        });
+        self.outputs.push_back(Output::Denied { port: host.port, mac: host.mac, group, source, reason });
     }
 
     fn port_acquire(&mut self, port: PortId, ch: Channel, upstream: &mut Vec<GroupRecord>) {
@@ -339,11 +309,7 @@ impl Tracker {
         if e.linger_until.take().is_some() {
             return; // still in the MDB: a member answered the group-specific query
         }
-        self.outputs.push_back(Output::MdbAdd {
-            port,
-            group: ch.0,
-            source: ch.1,
-        });
+        self.outputs.push_back(Output::MdbAdd { port, group: ch.0, source: ch.1 });
         let n = self.switch.entry(ch).or_default();
         *n += 1;
         if *n == 1 {
@@ -351,14 +317,7 @@ impl Tracker {
         }
     }
 
-    fn port_release(
-        &mut self,
-        now: Instant,
-        port: PortId,
-        ch: Channel,
-        linger: bool,
-        upstream: &mut Vec<GroupRecord>,
-    ) {
+    fn port_release(&mut self, now: Instant, port: PortId, ch: Channel, linger: bool, upstream: &mut Vec<GroupRecord>) {
         let Some(e) = self.ports.get_mut(&(port, ch)) else {
             return;
         };
@@ -370,11 +329,7 @@ impl Tracker {
             e.linger_until = Some(now + self.config.last_member_query_time);
             self.stats.queries_sent += 1;
             let max_resp_code = self.config.last_member_query_interval_code;
-            self.outputs.push_back(Output::Query {
-                port,
-                group: ch.0,
-                max_resp_code,
-            });
+            self.outputs.push_back(Output::Query { port, group: ch.0, max_resp_code });
             return;
         }
         self.ports.remove(&(port, ch));
@@ -382,11 +337,7 @@ impl Tracker {
     }
 
     fn mdb_remove(&mut self, port: PortId, ch: Channel, upstream: &mut Vec<GroupRecord>) {
-        self.outputs.push_back(Output::MdbDel {
-            port,
-            group: ch.0,
-            source: ch.1,
-        });
+        self.outputs.push_back(Output::MdbDel { port, group: ch.0, source: ch.1 });
         if let Some(n) = self.switch.get_mut(&ch) {
             *n -= 1;
             if *n == 0 {
@@ -420,27 +371,19 @@ impl Tracker {
         if h.membership.by != "link-local" {
             info!(port = h.membership.port, mac = %mac, group = %ch.0, source = ?ch.1, ?cause, "membership ended");
         }
-        self.outputs.push_back(Output::Ended {
-            membership: h.membership,
-            cause,
-        });
+        self.outputs.push_back(Output::Ended { membership: h.membership, cause });
         self.port_release(now, port, ch, cause == EndCause::Leave, upstream);
     }
 
     /// The host's session ended: every membership of it goes.
     pub fn end_host(&mut self, now: Instant, port: PortId, mac: MacAddr, cause: EndCause) {
-        let chans: Vec<Channel> = self
-            .hosts
-            .get(&(port, mac))
-            .map(|m| m.keys().copied().collect())
-            .unwrap_or_default();
+        let chans: Vec<Channel> = self.hosts.get(&(port, mac)).map(|m| m.keys().copied().collect()).unwrap_or_default();
         let mut upstream = vec![];
         for ch in chans {
             self.leave(now, port, mac, ch, cause, &mut upstream);
         }
         if !upstream.is_empty() {
-            self.outputs
-                .push_back(Output::Upstream { records: upstream });
+            self.outputs.push_back(Output::Upstream { records: upstream });
         }
     }
 
@@ -451,31 +394,17 @@ impl Tracker {
         let expires = now + self.config.group_membership_interval;
         let mut upstream = vec![];
         let held = self.hosts.entry((port, membership.mac)).or_default();
-        if held
-            .insert(
-                ch,
-                Held {
-                    membership,
-                    expires,
-                },
-            )
-            .is_none()
-        {
+        if held.insert(ch, Held { membership, expires }).is_none() {
             self.port_acquire(port, ch, &mut upstream);
         }
         // upstream learns again from the restored set in one report
         if !upstream.is_empty() {
-            self.outputs
-                .push_back(Output::Upstream { records: upstream });
+            self.outputs.push_back(Output::Upstream { records: upstream });
         }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let host = self
-            .hosts
-            .values()
-            .flat_map(|m| m.values().map(|h| h.expires))
-            .min();
+        let host = self.hosts.values().flat_map(|m| m.values().map(|h| h.expires)).min();
         let linger = self.ports.values().filter_map(|e| e.linger_until).min();
         [host, linger].into_iter().flatten().min()
     }
@@ -485,12 +414,7 @@ impl Tracker {
         let expired: Vec<(PortId, MacAddr, Channel)> = self
             .hosts
             .iter()
-            .flat_map(|((p, m), chans)| {
-                chans
-                    .iter()
-                    .filter(|(_, h)| h.expires <= now)
-                    .map(move |(c, _)| (*p, *m, *c))
-            })
+            .flat_map(|((p, m), chans)| chans.iter().filter(|(_, h)| h.expires <= now).map(move |(c, _)| (*p, *m, *c)))
             .collect();
         for (port, mac, ch) in expired {
             debug!(port, mac = %mac, group = %ch.0, "membership timed out");
@@ -507,15 +431,12 @@ impl Tracker {
             self.mdb_remove(port, ch, &mut upstream);
         }
         if !upstream.is_empty() {
-            self.outputs
-                .push_back(Output::Upstream { records: upstream });
+            self.outputs.push_back(Output::Upstream { records: upstream });
         }
     }
 
     pub fn memberships(&self) -> impl Iterator<Item = &Membership> {
-        self.hosts
-            .values()
-            .flat_map(|m| m.values().map(|h| &h.membership))
+        self.hosts.values().flat_map(|m| m.values().map(|h| &h.membership))
     }
 
     /// Channels each port holds in the MDB (members or lingering).
@@ -531,11 +452,7 @@ fn upstream_record((group, source): Channel, join: bool) -> GroupRecord {
         (true, true) => RecordType::Allow,
         (true, false) => RecordType::Block,
     };
-    GroupRecord {
-        record_type,
-        group,
-        sources: source.into_iter().collect(),
-    }
+    GroupRecord { record_type, group, sources: source.into_iter().collect() }
 }
 
 #[cfg(test)]
@@ -549,10 +466,7 @@ mod tests {
     fn policy() -> Policy {
         let mut p = Policy {
             unknown: Unknown::Deny,
-            limits: Limits {
-                max_groups: Some(2),
-                max_bandwidth_kbps: None,
-            },
+            limits: Limits { max_groups: Some(2), max_bandwidth_kbps: None },
             ..Default::default()
         };
         p.packages.insert(
@@ -572,11 +486,7 @@ mod tests {
     }
 
     fn rec(ty: RecordType, g: &str, s: &[&str]) -> GroupRecord {
-        GroupRecord {
-            record_type: ty,
-            group: ip(g),
-            sources: s.iter().map(|x| ip(x)).collect(),
-        }
+        GroupRecord { record_type: ty, group: ip(g), sources: s.iter().map(|x| ip(x)).collect() }
     }
 
     fn out(t: &mut Tracker) -> Vec<Output> {
@@ -586,16 +496,8 @@ mod tests {
     fn mdb(o: &[Output]) -> Vec<String> {
         o.iter()
             .filter_map(|o| match o {
-                Output::MdbAdd {
-                    port,
-                    group,
-                    source,
-                } => Some(format!("+{port} {group} {source:?}")),
-                Output::MdbDel {
-                    port,
-                    group,
-                    source,
-                } => Some(format!("-{port} {group} {source:?}")),
+                Output::MdbAdd { port, group, source } => Some(format!("+{port} {group} {source:?}")),
+                Output::MdbDel { port, group, source } => Some(format!("-{port} {group} {source:?}")),
                 _ => None,
             })
             .collect()
@@ -603,13 +505,7 @@ mod tests {
 
     fn upstream(o: &[Output]) -> Vec<GroupRecord> {
         o.iter()
-            .filter_map(|o| {
-                if let Output::Upstream { records } = o {
-                    Some(records.clone())
-                } else {
-                    None
-                }
-            })
+            .filter_map(|o| if let Output::Upstream { records } = o { Some(records.clone()) } else { None })
             .flatten()
             .collect()
     }
@@ -619,14 +515,7 @@ mod tests {
     }
     impl H {
         fn host(&self, port: PortId, mac: MacAddr) -> Host<'_> {
-            Host {
-                port,
-                port_name: "p",
-                mac,
-                account: "alice",
-                session_id: "s1",
-                entitlement: &self.ent,
-            }
+            Host { port, port_name: "p", mac, account: "alice", session_id: "s1", entitlement: &self.ent }
         }
     }
 
@@ -634,12 +523,7 @@ mod tests {
         (
             Tracker::new(Config::default(), vec![fast, fast]),
             policy(),
-            H {
-                ent: Entitlement {
-                    packages: vec!["basic".into()],
-                    max_groups: None,
-                },
-            },
+            H { ent: Entitlement { packages: vec!["basic".into()], max_groups: None } },
             Instant::now(),
         )
     }
@@ -647,46 +531,22 @@ mod tests {
     #[test]
     fn join_admits_once_per_port_and_goes_upstream_once_per_switch() {
         let (mut t, p, h, t0) = setup(false);
-        t.handle_report(
-            t0,
-            0,
-            &p,
-            &h.host(0, A),
-            &[rec(RecordType::IsEx, "239.1.1.1", &[])],
-        );
+        t.handle_report(t0, 0, &p, &h.host(0, A), &[rec(RecordType::IsEx, "239.1.1.1", &[])]);
         let o = out(&mut t);
         assert_eq!(mdb(&o), ["+0 239.1.1.1 None"]);
         assert_eq!(upstream(&o), [rec(RecordType::ToEx, "239.1.1.1", &[])]);
         assert!(matches!(o[0], Output::Admitted(_)), "durable record first");
         // a second host on the same port: a membership, no new MDB entry
-        t.handle_report(
-            t0,
-            0,
-            &p,
-            &h.host(0, B),
-            &[rec(RecordType::IsEx, "239.1.1.1", &[])],
-        );
+        t.handle_report(t0, 0, &p, &h.host(0, B), &[rec(RecordType::IsEx, "239.1.1.1", &[])]);
         let o = out(&mut t);
         assert!(mdb(&o).is_empty() && upstream(&o).is_empty());
         // another port: an MDB entry, nothing upstream
-        t.handle_report(
-            t0,
-            0,
-            &p,
-            &h.host(1, A),
-            &[rec(RecordType::IsEx, "239.1.1.1", &[])],
-        );
+        t.handle_report(t0, 0, &p, &h.host(1, A), &[rec(RecordType::IsEx, "239.1.1.1", &[])]);
         let o = out(&mut t);
         assert_eq!(mdb(&o), ["+1 239.1.1.1 None"]);
         assert!(upstream(&o).is_empty());
         // a repeated report refreshes
-        t.handle_report(
-            t0,
-            0,
-            &p,
-            &h.host(0, A),
-            &[rec(RecordType::IsEx, "239.1.1.1", &[])],
-        );
+        t.handle_report(t0, 0, &p, &h.host(0, A), &[rec(RecordType::IsEx, "239.1.1.1", &[])]);
         assert!(out(&mut t).is_empty());
         assert_eq!(t.stats.refreshed, 1);
     }
@@ -699,71 +559,32 @@ mod tests {
             0,
             &p,
             &h.host(0, A),
-            &[
-                rec(RecordType::ToEx, "239.1.1.1", &[]),
-                rec(RecordType::ToEx, "239.9.9.9", &[]),
-            ],
+            &[rec(RecordType::ToEx, "239.1.1.1", &[]), rec(RecordType::ToEx, "239.9.9.9", &[])],
         );
         let o = out(&mut t);
         assert_eq!(mdb(&o), ["+0 239.1.1.1 None"]);
         assert_eq!(upstream(&o), [rec(RecordType::ToEx, "239.1.1.1", &[])]);
-        assert!(o.iter().any(|o| matches!(
-            o,
-            Output::Denied {
-                reason: DenyReason::NotEntitled,
-                ..
-            }
-        )));
+        assert!(o.iter().any(|o| matches!(o, Output::Denied { reason: DenyReason::NotEntitled, .. })));
     }
 
     #[test]
     fn leave_on_a_shared_port_queries_and_lingers() {
         let (mut t, p, h, t0) = setup(false);
-        t.handle_report(
-            t0,
-            0,
-            &p,
-            &h.host(0, A),
-            &[rec(RecordType::IsEx, "239.1.1.1", &[])],
-        );
+        t.handle_report(t0, 0, &p, &h.host(0, A), &[rec(RecordType::IsEx, "239.1.1.1", &[])]);
         out(&mut t);
-        t.handle_report(
-            t0,
-            0,
-            &p,
-            &h.host(0, A),
-            &[rec(RecordType::ToIn, "239.1.1.1", &[])],
-        );
+        t.handle_report(t0, 0, &p, &h.host(0, A), &[rec(RecordType::ToIn, "239.1.1.1", &[])]);
         let o = out(&mut t);
         assert!(o.iter().any(|o| matches!(o, Output::Query { port: 0, .. })));
-        assert!(o.iter().any(|o| matches!(
-            o,
-            Output::Ended {
-                cause: EndCause::Leave,
-                ..
-            }
-        )));
+        assert!(o.iter().any(|o| matches!(o, Output::Ended { cause: EndCause::Leave, .. })));
         assert!(mdb(&o).is_empty(), "lingers");
         // another host answers the query within the time: the entry stays, no MdbAdd
-        t.handle_report(
-            t0 + Duration::from_secs(1),
-            0,
-            &p,
-            &h.host(0, B),
-            &[rec(RecordType::IsEx, "239.1.1.1", &[])],
-        );
+        t.handle_report(t0 + Duration::from_secs(1), 0, &p, &h.host(0, B), &[rec(RecordType::IsEx, "239.1.1.1", &[])]);
         let o = out(&mut t);
         assert!(mdb(&o).is_empty());
         t.handle_timeout(t0 + Duration::from_secs(3));
         assert!(mdb(&out(&mut t)).is_empty());
         // B leaves, nobody answers: removed after last_member_query_time, leave goes up
-        t.handle_report(
-            t0 + Duration::from_secs(5),
-            0,
-            &p,
-            &h.host(0, B),
-            &[rec(RecordType::ToIn, "239.1.1.1", &[])],
-        );
+        t.handle_report(t0 + Duration::from_secs(5), 0, &p, &h.host(0, B), &[rec(RecordType::ToIn, "239.1.1.1", &[])]);
         out(&mut t);
         assert_eq!(t.poll_timeout(), Some(t0 + Duration::from_secs(7)));
         t.handle_timeout(t0 + Duration::from_secs(7));
@@ -775,21 +596,9 @@ mod tests {
     #[test]
     fn fast_leave_is_immediate() {
         let (mut t, p, h, t0) = setup(true);
-        t.handle_report(
-            t0,
-            0,
-            &p,
-            &h.host(0, A),
-            &[rec(RecordType::IsEx, "239.1.1.1", &[])],
-        );
+        t.handle_report(t0, 0, &p, &h.host(0, A), &[rec(RecordType::IsEx, "239.1.1.1", &[])]);
         out(&mut t);
-        t.handle_report(
-            t0,
-            0,
-            &p,
-            &h.host(0, A),
-            &[rec(RecordType::ToIn, "239.1.1.1", &[])],
-        );
+        t.handle_report(t0, 0, &p, &h.host(0, A), &[rec(RecordType::ToIn, "239.1.1.1", &[])]);
         let o = out(&mut t);
         assert_eq!(mdb(&o), ["-0 239.1.1.1 None"]);
         assert!(!o.iter().any(|o| matches!(o, Output::Query { .. })));
@@ -798,48 +607,16 @@ mod tests {
     #[test]
     fn source_specific_semantics() {
         let (mut t, mut p, h, t0) = setup(true);
-        p.packages
-            .get_mut("basic")
-            .unwrap()
-            .groups
-            .push("232.1.1.0/24".parse().unwrap());
+        p.packages.get_mut("basic").unwrap().groups.push("232.1.1.0/24".parse().unwrap());
         let host = h.host(0, A);
-        t.handle_report(
-            t0,
-            0,
-            &p,
-            &host,
-            &[rec(
-                RecordType::Allow,
-                "232.1.1.1",
-                &["192.0.2.254", "192.0.2.253"],
-            )],
-        );
+        t.handle_report(t0, 0, &p, &host, &[rec(RecordType::Allow, "232.1.1.1", &["192.0.2.254", "192.0.2.253"])]);
         let o = out(&mut t);
-        assert_eq!(
-            mdb(&o),
-            [
-                "+0 232.1.1.1 Some(192.0.2.254)",
-                "+0 232.1.1.1 Some(192.0.2.253)"
-            ]
-        );
+        assert_eq!(mdb(&o), ["+0 232.1.1.1 Some(192.0.2.254)", "+0 232.1.1.1 Some(192.0.2.253)"]);
         assert_eq!(upstream(&o).len(), 2);
         // TO_IN with one source: the other goes
-        t.handle_report(
-            t0,
-            0,
-            &p,
-            &host,
-            &[rec(RecordType::ToIn, "232.1.1.1", &["192.0.2.254"])],
-        );
+        t.handle_report(t0, 0, &p, &host, &[rec(RecordType::ToIn, "232.1.1.1", &["192.0.2.254"])]);
         assert_eq!(mdb(&out(&mut t)), ["-0 232.1.1.1 Some(192.0.2.253)"]);
-        t.handle_report(
-            t0,
-            0,
-            &p,
-            &host,
-            &[rec(RecordType::Block, "232.1.1.1", &["192.0.2.254"])],
-        );
+        t.handle_report(t0, 0, &p, &host, &[rec(RecordType::Block, "232.1.1.1", &["192.0.2.254"])]);
         assert_eq!(mdb(&out(&mut t)), ["-0 232.1.1.1 Some(192.0.2.254)"]);
     }
 
@@ -847,29 +624,18 @@ mod tests {
     fn limits_timeouts_session_end_and_link_local() {
         let (mut t, p, h, t0) = setup(false);
         let host = h.host(0, A);
-        let recs: Vec<GroupRecord> = (1..=3)
-            .map(|i| rec(RecordType::IsEx, &format!("239.1.1.{i}"), &[]))
-            .collect();
+        let recs: Vec<GroupRecord> = (1..=3).map(|i| rec(RecordType::IsEx, &format!("239.1.1.{i}"), &[])).collect();
         t.handle_report(t0, 0, &p, &host, &recs);
         let o = out(&mut t);
         assert_eq!(mdb(&o).len(), 2, "max_groups = 2");
-        assert!(o.iter().any(|o| matches!(
-            o,
-            Output::Denied {
-                reason: DenyReason::MaxGroups,
-                ..
-            }
-        )));
+        assert!(o.iter().any(|o| matches!(o, Output::Denied { reason: DenyReason::MaxGroups, .. })));
         // link-scope groups: admitted outside limits (ND needs them), 224.0.0.x ignored
         t.handle_report(
             t0,
             0,
             &p,
             &host,
-            &[
-                rec(RecordType::IsEx, "ff02::1:ff00:11", &[]),
-                rec(RecordType::IsEx, "224.0.0.251", &[]),
-            ],
+            &[rec(RecordType::IsEx, "ff02::1:ff00:11", &[]), rec(RecordType::IsEx, "224.0.0.251", &[])],
         );
         let o = out(&mut t);
         assert_eq!(mdb(&o), ["+0 ff02::1:ff00:11 None"]);

@@ -15,20 +15,14 @@ pub const MCGATE_PACKAGE: u8 = 1;
 pub const MCGATE_MAX_GROUPS: u8 = 2;
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// (vendor, type, value) of each well-formed vendor sub-attribute (RFC 2865 5.26).
 fn vsas(attrs: &ReplyAttrs) -> Vec<(u32, u8, Vec<u8>)> {
     let mut out = vec![];
     for raw in attrs.vendor.iter().filter_map(|h| unhex(h)) {
-        let Some(vendor) = raw
-            .get(..4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        else {
+        let Some(vendor) = raw.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
             continue;
         };
         let mut rest = &raw[4..];
@@ -45,25 +39,14 @@ fn vsas(attrs: &ReplyAttrs) -> Vec<(u32, u8, Vec<u8>)> {
 }
 
 pub fn entitlement_from_attrs(attrs: &ReplyAttrs, vendor_id: u32) -> Entitlement {
-    let mut e = Entitlement {
-        packages: attrs.filter_ids.clone(),
-        max_groups: None,
-    };
-    let text = |v: &[u8]| {
-        String::from_utf8_lossy(v)
-            .trim_end_matches('\0')
-            .to_string()
-    };
+    let mut e = Entitlement { packages: attrs.filter_ids.clone(), max_groups: None };
+    let text = |v: &[u8]| String::from_utf8_lossy(v).trim_end_matches('\0').to_string();
     let int = |v: &[u8]| <[u8; 4]>::try_from(v).ok().map(u32::from_be_bytes);
     for (vendor, ty, v) in vsas(attrs) {
         match (vendor, ty) {
             (v_id, MCGATE_PACKAGE) if v_id == vendor_id => e.packages.push(text(&v)),
-            (v_id, MCGATE_MAX_GROUPS) if v_id == vendor_id => {
-                e.max_groups = int(&v).or(e.max_groups)
-            }
-            (VENDOR_HUAWEI, 93) | (VENDOR_JUNIPER, 71) | (VENDOR_JUNIPER, 72) => {
-                e.packages.push(text(&v))
-            }
+            (v_id, MCGATE_MAX_GROUPS) if v_id == vendor_id => e.max_groups = int(&v).or(e.max_groups),
+            (VENDOR_HUAWEI, 93) | (VENDOR_JUNIPER, 71) | (VENDOR_JUNIPER, 72) => e.packages.push(text(&v)),
             (VENDOR_REDBACK, 35) => e.max_groups = int(&v).or(e.max_groups),
             _ => {}
         }
@@ -101,20 +84,9 @@ mod tests {
             ..Default::default()
         };
         let e = entitlement_from_attrs(&attrs, 32473);
-        assert_eq!(
-            e.packages,
-            [
-                "basic",
-                "huawei-pkg",
-                "juniper-pkg",
-                "juniper-ssm",
-                "sports"
-            ]
-        );
+        assert_eq!(e.packages, ["basic", "huawei-pkg", "juniper-pkg", "juniper-ssm", "sports"]);
         assert_eq!(e.max_groups, Some(7));
         // another vendor id configured: mcgate's attribute is not ours
-        assert!(!entitlement_from_attrs(&attrs, 1)
-            .packages
-            .contains(&"sports".to_string()));
+        assert!(!entitlement_from_attrs(&attrs, 1).packages.contains(&"sports".to_string()));
     }
 }

@@ -70,11 +70,7 @@ fn is_multicast(p: &Prefix) -> bool {
 
 /// Loads every `*.toml` in `dir` (sorted by name) into one validated policy.
 pub fn load_dir(dir: &Path) -> Result<Policy, PolicyError> {
-    let err0 = |message: String| PolicyError {
-        file: dir.display().to_string(),
-        line: 0,
-        message,
-    };
+    let err0 = |message: String| PolicyError { file: dir.display().to_string(), line: 0, message };
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| err0(format!("cannot read the policy directory: {e}")))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -86,17 +82,9 @@ pub fn load_dir(dir: &Path) -> Result<Policy, PolicyError> {
         let t = std::fs::read_to_string(f).map_err(|e| err0(format!("{}: {e}", f.display())))?;
         texts.push((f.display().to_string(), t));
     }
-    let refs: Vec<(&str, &str)> = texts
-        .iter()
-        .map(|(f, t)| (f.as_str(), t.as_str()))
-        .collect();
+    let refs: Vec<(&str, &str)> = texts.iter().map(|(f, t)| (f.as_str(), t.as_str())).collect();
     let mut p = parse_files(&refs)?;
-    let digest = md5::compute(
-        texts
-            .iter()
-            .flat_map(|(_, t)| t.bytes())
-            .collect::<Vec<u8>>(),
-    );
+    let digest = md5::compute(texts.iter().flat_map(|(_, t)| t.bytes()).collect::<Vec<u8>>());
     p.version = format!("{} files, md5 {digest:x}", files.len());
     Ok(p)
 }
@@ -112,34 +100,21 @@ fn parse_files(files: &[(&str, &str)]) -> Result<Policy, PolicyError> {
     let mut wanted: Vec<(String, usize, String)> = vec![]; // (file, offset, package) to check at the end
     for (file, text) in files {
         let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-        let err = |offset: usize, message: String| PolicyError {
-            file: file.to_string(),
-            line: line_of(offset),
-            message,
-        };
-        let f: File = toml::from_str(text)
-            .map_err(|e| err(e.span().map_or(0, |s| s.start), e.message().to_string()))?;
+        let err =
+            |offset: usize, message: String| PolicyError { file: file.to_string(), line: line_of(offset), message };
+        let f: File =
+            toml::from_str(text).map_err(|e| err(e.span().map_or(0, |s| s.start), e.message().to_string()))?;
         if let Some(d) = f.defaults {
             if let Some(other) = &defaults_seen {
-                return Err(err(
-                    d.span().start,
-                    format!("[defaults] is already set in {other}"),
-                ));
+                return Err(err(d.span().start, format!("[defaults] is already set in {other}")));
             }
             defaults_seen = Some(file.to_string());
             let span = d.span().start;
             let d = d.into_inner();
             policy.unknown = d.unknown;
-            policy.limits = Limits {
-                max_groups: d.max_groups,
-                max_bandwidth_kbps: d.max_bandwidth_kbps,
-            };
+            policy.limits = Limits { max_groups: d.max_groups, max_bandwidth_kbps: d.max_bandwidth_kbps };
             for p in d.packages {
-                wanted.push((
-                    file.to_string(),
-                    p.span().start.max(span),
-                    p.get_ref().clone(),
-                ));
+                wanted.push((file.to_string(), p.span().start.max(span), p.get_ref().clone()));
                 policy.default_packages.push(p.into_inner());
             }
         }
@@ -149,35 +124,22 @@ fn parse_files(files: &[(&str, &str)]) -> Result<Policy, PolicyError> {
                 return Err(err(pk.name.span().start, "a package needs a name".into()));
             }
             if policy.packages.contains_key(&name) {
-                return Err(err(
-                    pk.name.span().start,
-                    format!("package {name} is defined twice"),
-                ));
+                return Err(err(pk.name.span().start, format!("package {name} is defined twice")));
             }
             for g in pk.groups.iter().chain(pk.channels.iter().map(|c| &c.group)) {
                 if !is_multicast(g.get_ref()) {
-                    return Err(err(
-                        g.span().start,
-                        format!("{} is not a multicast group or prefix", g.get_ref()),
-                    ));
+                    return Err(err(g.span().start, format!("{} is not a multicast group or prefix", g.get_ref())));
                 }
             }
             if pk.groups.is_empty() && pk.channels.is_empty() {
-                return Err(err(
-                    pk.name.span().start,
-                    format!("package {name} names no groups and no channels"),
-                ));
+                return Err(err(pk.name.span().start, format!("package {name} names no groups and no channels")));
             }
             policy.packages.insert(
                 name.clone(),
                 Package {
                     name,
                     groups: pk.groups.into_iter().map(Spanned::into_inner).collect(),
-                    channels: pk
-                        .channels
-                        .into_iter()
-                        .map(|c| (c.source, c.group.into_inner()))
-                        .collect(),
+                    channels: pk.channels.into_iter().map(|c| (c.source, c.group.into_inner())).collect(),
                     bandwidth_kbps: pk.bandwidth_kbps,
                 },
             );
@@ -186,25 +148,14 @@ fn parse_files(files: &[(&str, &str)]) -> Result<Policy, PolicyError> {
             for p in &s.packages {
                 wanted.push((file.to_string(), p.span().start, p.get_ref().clone()));
             }
-            policy
-                .subscribers
-                .entry(s.account)
-                .or_default()
-                .extend(s.packages.into_iter().map(Spanned::into_inner));
+            policy.subscribers.entry(s.account).or_default().extend(s.packages.into_iter().map(Spanned::into_inner));
         }
     }
     for (file, offset, name) in wanted {
         if !policy.packages.contains_key(&name) {
-            let text = files
-                .iter()
-                .find(|(f, _)| *f == file)
-                .map_or("", |(_, t)| t);
+            let text = files.iter().find(|(f, _)| *f == file).map_or("", |(_, t)| t);
             let line = text[..offset.min(text.len())].matches('\n').count() + 1;
-            return Err(PolicyError {
-                file,
-                line,
-                message: format!("no package named {name}"),
-            });
+            return Err(PolicyError { file, line, message: format!("no package named {name}") });
         }
     }
     Ok(policy)
@@ -251,30 +202,14 @@ packages = ["basic"]
         let e = parse_file("p.toml", &GOOD.replace("232.1.1.0/24", "10.0.0.0/8")).unwrap_err();
         assert_eq!((e.line, e.file.as_str()), (17, "p.toml"), "{e}");
         assert!(e.message.contains("not a multicast"), "{e}");
-        let e = parse_file(
-            "p.toml",
-            &GOOD.replace("packages = [\"basic\"]", "packages = [\"gold\"]"),
-        )
-        .unwrap_err();
+        let e = parse_file("p.toml", &GOOD.replace("packages = [\"basic\"]", "packages = [\"gold\"]")).unwrap_err();
         assert_eq!(e.line, 21, "{e}");
         assert_eq!(e.message, "no package named gold");
-        let e = parse_file(
-            "p.toml",
-            &GOOD.replace("bandwidth_kbps = 4000", "bandwith_kbps = 4000"),
-        )
-        .unwrap_err();
+        let e = parse_file("p.toml", &GOOD.replace("bandwidth_kbps = 4000", "bandwith_kbps = 4000")).unwrap_err();
         assert_eq!(e.line, 10, "{e}");
-        let e = parse_file(
-            "p.toml",
-            &GOOD.replace("name = \"ssm\"", "name = \"basic\""),
-        )
-        .unwrap_err();
+        let e = parse_file("p.toml", &GOOD.replace("name = \"ssm\"", "name = \"basic\"")).unwrap_err();
         assert!(e.message.contains("defined twice"), "{e}");
-        let e = parse_files(&[
-            ("a.toml", GOOD),
-            ("b.toml", "[defaults]\nunknown = \"deny\"\n"),
-        ])
-        .unwrap_err();
+        let e = parse_files(&[("a.toml", GOOD), ("b.toml", "[defaults]\nunknown = \"deny\"\n")]).unwrap_err();
         assert_eq!(e.file, "b.toml");
         assert!(e.message.contains("already set in a.toml"), "{e}");
         let e = parse_file("p.toml", &GOOD.replace("\"radius\"", "\"maybe\"")).unwrap_err();

@@ -25,19 +25,11 @@ impl Prefix {
     pub fn contains(&self, a: IpAddr) -> bool {
         match (self.addr, a) {
             (IpAddr::V4(p), IpAddr::V4(a)) => {
-                let mask = if self.len == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - self.len as u32)
-                };
+                let mask = if self.len == 0 { 0 } else { u32::MAX << (32 - self.len as u32) };
                 u32::from(p) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(p), IpAddr::V6(a)) => {
-                let mask = if self.len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - self.len as u32)
-                };
+                let mask = if self.len == 0 { 0 } else { u128::MAX << (128 - self.len as u32) };
                 u128::from(p) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -49,17 +41,13 @@ impl FromStr for Prefix {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let (a, l) = s.split_once('/').map_or((s, None), |(a, l)| (a, Some(l)));
-        let addr: IpAddr = a
-            .parse()
-            .map_err(|_| format!("{s:?} is not an address or prefix"))?;
+        let addr: IpAddr = a.parse().map_err(|_| format!("{s:?} is not an address or prefix"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let len = match l {
             None => max,
-            Some(l) => l
-                .parse::<u8>()
-                .ok()
-                .filter(|l| *l <= max)
-                .ok_or_else(|| format!("bad prefix length in {s:?}"))?,
+            Some(l) => {
+                l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| format!("bad prefix length in {s:?}"))?
+            }
         };
         Ok(Prefix { addr, len })
     }
@@ -73,9 +61,7 @@ impl fmt::Display for Prefix {
 
 impl<'de> Deserialize<'de> for Prefix {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -105,11 +91,7 @@ impl Package {
         // An any-source join is admitted by an any-source rule only; an (S,G) join by
         // either (a package that grants G from anywhere grants it from S).
         self.groups.iter().any(|p| p.contains(group))
-            || source.is_some_and(|s| {
-                self.channels
-                    .iter()
-                    .any(|(sp, gp)| gp.contains(group) && sp.contains(s))
-            })
+            || source.is_some_and(|s| self.channels.iter().any(|(sp, gp)| gp.contains(group) && sp.contains(s)))
     }
 }
 
@@ -175,50 +157,26 @@ impl Policy {
             .iter()
             .chain(self.subscribers.get(account).into_iter().flatten())
             .chain(&self.default_packages);
-        let package = names
-            .filter_map(|n| self.packages.get(n))
-            .find(|p| p.admits(group, source));
+        let package = names.filter_map(|n| self.packages.get(n)).find(|p| p.admits(group, source));
         let (by, kbps) = match package {
             Some(p) => (p.name.clone(), p.bandwidth_kbps),
             None => match self.unknown {
-                Unknown::Deny => {
-                    return Decision::Deny {
-                        reason: DenyReason::NotEntitled,
-                    }
-                }
+                Unknown::Deny => return Decision::Deny { reason: DenyReason::NotEntitled },
                 Unknown::Radius => return Decision::AskRadius,
                 Unknown::Allow => ("default-allow".to_string(), 0),
             },
         };
-        self.check_limits(ent, held, held_kbps, kbps)
-            .unwrap_or(Decision::Admit {
-                by,
-                bandwidth_kbps: kbps,
-            })
+        self.check_limits(ent, held, held_kbps, kbps).unwrap_or(Decision::Admit { by, bandwidth_kbps: kbps })
     }
 
     /// The limits a new membership of `kbps` must pass; `Some(deny)` when it does not.
-    pub fn check_limits(
-        &self,
-        ent: &Entitlement,
-        held: u32,
-        held_kbps: u32,
-        kbps: u32,
-    ) -> Option<Decision> {
+    pub fn check_limits(&self, ent: &Entitlement, held: u32, held_kbps: u32, kbps: u32) -> Option<Decision> {
         let max_groups = ent.max_groups.or(self.limits.max_groups);
         if max_groups.is_some_and(|m| held >= m) {
-            return Some(Decision::Deny {
-                reason: DenyReason::MaxGroups,
-            });
+            return Some(Decision::Deny { reason: DenyReason::MaxGroups });
         }
-        if self
-            .limits
-            .max_bandwidth_kbps
-            .is_some_and(|m| held_kbps.saturating_add(kbps) > m)
-        {
-            return Some(Decision::Deny {
-                reason: DenyReason::MaxBandwidth,
-            });
+        if self.limits.max_bandwidth_kbps.is_some_and(|m| held_kbps.saturating_add(kbps) > m) {
+            return Some(Decision::Deny { reason: DenyReason::MaxBandwidth });
         }
         None
     }
@@ -231,10 +189,7 @@ mod tests {
     fn policy() -> Policy {
         let mut p = Policy {
             unknown: Unknown::Deny,
-            limits: Limits {
-                max_groups: Some(2),
-                max_bandwidth_kbps: Some(10_000),
-            },
+            limits: Limits { max_groups: Some(2), max_bandwidth_kbps: Some(10_000) },
             ..Default::default()
         };
         p.packages.insert(
@@ -251,10 +206,7 @@ mod tests {
             Package {
                 name: "ssm".into(),
                 groups: vec![],
-                channels: vec![(
-                    "192.0.2.254".parse().unwrap(),
-                    "232.1.1.0/24".parse().unwrap(),
-                )],
+                channels: vec![("192.0.2.254".parse().unwrap(), "232.1.1.0/24".parse().unwrap())],
                 bandwidth_kbps: 8000,
             },
         );
@@ -273,10 +225,7 @@ mod tests {
         assert!(!p.contains(ip("ff3e::1")));
         let p6: Prefix = "ff3e::8000:0/112".parse().unwrap();
         assert!(p6.contains(ip("ff3e::8000:1")));
-        assert!("0.0.0.0/0"
-            .parse::<Prefix>()
-            .unwrap()
-            .contains(ip("1.2.3.4")));
+        assert!("0.0.0.0/0".parse::<Prefix>().unwrap().contains(ip("1.2.3.4")));
         assert!("239.1.0.0/33".parse::<Prefix>().is_err());
         assert!("nonsense".parse::<Prefix>().is_err());
     }
@@ -284,70 +233,36 @@ mod tests {
     #[test]
     fn decisions() {
         let p = policy();
-        let basic = Entitlement {
-            packages: vec!["basic".into()],
-            max_groups: None,
-        };
+        let basic = Entitlement { packages: vec!["basic".into()], max_groups: None };
         assert_eq!(
             p.decide(&basic, "a", ip("239.1.1.5"), None, 0, 0),
-            Decision::Admit {
-                by: "basic".into(),
-                bandwidth_kbps: 4000
-            }
+            Decision::Admit { by: "basic".into(), bandwidth_kbps: 4000 }
         );
         assert_eq!(
             p.decide(&basic, "a", ip("239.9.9.9"), None, 0, 0),
-            Decision::Deny {
-                reason: DenyReason::NotEntitled
-            }
+            Decision::Deny { reason: DenyReason::NotEntitled }
         );
         assert_eq!(
             p.decide(&basic, "a", ip("239.1.1.5"), None, 2, 0),
-            Decision::Deny {
-                reason: DenyReason::MaxGroups
-            }
+            Decision::Deny { reason: DenyReason::MaxGroups }
         );
         assert_eq!(
             p.decide(&basic, "a", ip("239.1.1.5"), None, 1, 8000),
-            Decision::Deny {
-                reason: DenyReason::MaxBandwidth
-            }
+            Decision::Deny { reason: DenyReason::MaxBandwidth }
         );
         // the SSM package grants (S,G) only, and only from its source
-        let ssm = Entitlement {
-            packages: vec!["ssm".into()],
-            max_groups: Some(5),
-        };
-        assert!(matches!(
-            p.decide(&ssm, "a", ip("232.1.1.1"), Some(ip("192.0.2.254")), 0, 0),
-            Decision::Admit { .. }
-        ));
-        assert!(matches!(
-            p.decide(&ssm, "a", ip("232.1.1.1"), Some(ip("192.0.2.99")), 0, 0),
-            Decision::Deny { .. }
-        ));
-        assert!(matches!(
-            p.decide(&ssm, "a", ip("232.1.1.1"), None, 0, 0),
-            Decision::Deny { .. }
-        ));
+        let ssm = Entitlement { packages: vec!["ssm".into()], max_groups: Some(5) };
+        assert!(matches!(p.decide(&ssm, "a", ip("232.1.1.1"), Some(ip("192.0.2.254")), 0, 0), Decision::Admit { .. }));
+        assert!(matches!(p.decide(&ssm, "a", ip("232.1.1.1"), Some(ip("192.0.2.99")), 0, 0), Decision::Deny { .. }));
+        assert!(matches!(p.decide(&ssm, "a", ip("232.1.1.1"), None, 0, 0), Decision::Deny { .. }));
         // a local subscriber map adds packages
         let mut p2 = p.clone();
         p2.subscribers.insert("carol".into(), vec!["basic".into()]);
         assert!(matches!(
-            p2.decide(
-                &Entitlement::default(),
-                "carol",
-                ip("239.1.1.1"),
-                None,
-                0,
-                0
-            ),
+            p2.decide(&Entitlement::default(), "carol", ip("239.1.1.1"), None, 0, 0),
             Decision::Admit { .. }
         ));
         p2.unknown = Unknown::Radius;
-        assert_eq!(
-            p2.decide(&Entitlement::default(), "dave", ip("239.1.1.1"), None, 0, 0),
-            Decision::AskRadius
-        );
+        assert_eq!(p2.decide(&Entitlement::default(), "dave", ip("239.1.1.1"), None, 0, 0), Decision::AskRadius);
     }
 }

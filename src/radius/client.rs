@@ -29,11 +29,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            timeout: Duration::from_secs(2),
-            retries: 2,
-            dead_time: Duration::from_secs(30),
-        }
+        Config { timeout: Duration::from_secs(2), retries: 2, dead_time: Duration::from_secs(30) }
     }
 }
 
@@ -128,11 +124,7 @@ impl Client {
             config,
             servers: servers
                 .into_iter()
-                .map(|server| ServerState {
-                    server,
-                    next_id: rand::random(),
-                    dead_until: None,
-                })
+                .map(|server| ServerState { server, next_id: rand::random(), dead_until: None })
                 .collect(),
             pending: HashMap::new(),
             backlog: VecDeque::new(),
@@ -189,10 +181,7 @@ impl Client {
         let authenticator: [u8; 16] = rand::random();
         let secret = &self.servers[server].server.secret;
         let bytes = encode_request(&request, id, &authenticator, secret);
-        self.outputs.push_back(Output::Transmit {
-            server,
-            bytes: bytes.clone(),
-        });
+        self.outputs.push_back(Output::Transmit { server, bytes: bytes.clone() });
         self.pending.insert(
             (server, id),
             Pending {
@@ -224,12 +213,7 @@ impl Client {
     }
 
     /// A datagram arrived on server `server`'s socket.
-    pub fn handle_datagram(
-        &mut self,
-        now: Instant,
-        server: usize,
-        bytes: &[u8],
-    ) -> Result<(), ReplyError> {
+    pub fn handle_datagram(&mut self, now: Instant, server: usize, bytes: &[u8]) -> Result<(), ReplyError> {
         if bytes.len() < super::HEADER_LEN || server >= self.servers.len() {
             self.stats.replies_malformed += 1;
             return Err(ReplyError::Malformed);
@@ -246,25 +230,15 @@ impl Client {
                     ReplyError::Malformed | ReplyError::Unmatched | ReplyError::UnexpectedCode => {
                         self.stats.replies_malformed += 1
                     }
-                    ReplyError::BadResponseAuthenticator => {
-                        self.stats.replies_bad_authenticator += 1
-                    }
-                    ReplyError::MissingMessageAuthenticator => {
-                        self.stats.replies_missing_message_authenticator += 1
-                    }
-                    ReplyError::BadMessageAuthenticator => {
-                        self.stats.replies_bad_message_authenticator += 1
-                    }
+                    ReplyError::BadResponseAuthenticator => self.stats.replies_bad_authenticator += 1,
+                    ReplyError::MissingMessageAuthenticator => self.stats.replies_missing_message_authenticator += 1,
+                    ReplyError::BadMessageAuthenticator => self.stats.replies_bad_message_authenticator += 1,
                 }
                 return Err(e);
             }
         };
         let expected: &[Code] = match p.request.code {
-            Code::AccessRequest => &[
-                Code::AccessAccept,
-                Code::AccessReject,
-                Code::AccessChallenge,
-            ],
+            Code::AccessRequest => &[Code::AccessAccept, Code::AccessReject, Code::AccessChallenge],
             Code::AccountingRequest => &[Code::AccountingResponse],
             Code::StatusServer => &[Code::AccessAccept, Code::AccountingResponse],
             _ => &[],
@@ -285,12 +259,7 @@ impl Client {
         };
         self.stats.replies += 1;
         self.servers[server].dead_until = None;
-        self.outputs.push_back(Output::Reply {
-            token: p.token,
-            server,
-            packet,
-            rtt: now - p.sent,
-        });
+        self.outputs.push_back(Output::Reply { token: p.token, server, packet, rtt: now - p.sent });
         self.drain_backlog(now);
         Ok(())
     }
@@ -310,12 +279,8 @@ impl Client {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let expired: Vec<(usize, u8)> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(k, _)| *k)
-            .collect();
+        let expired: Vec<(usize, u8)> =
+            self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(k, _)| *k).collect();
         for key in expired {
             let Some(mut p) = self.pending.remove(&key) else {
                 continue;
@@ -325,10 +290,7 @@ impl Client {
                 self.stats.retransmissions += 1;
                 let backoff = self.config.timeout * 2u32.pow(p.attempt.min(3));
                 p.deadline = now + backoff;
-                self.outputs.push_back(Output::Transmit {
-                    server: p.server,
-                    bytes: p.bytes.clone(),
-                });
+                self.outputs.push_back(Output::Transmit { server: p.server, bytes: p.bytes.clone() });
                 self.pending.insert((p.server, p.id), p);
                 continue;
             }
@@ -343,11 +305,7 @@ impl Client {
             }
             self.stats.failovers += 1;
             let next = self.preferred_server(now, p.server + 1);
-            let next = if next == p.server {
-                (p.server + 1) % self.servers.len()
-            } else {
-                next
-            };
+            let next = if next == p.server { (p.server + 1) % self.servers.len() } else { next };
             if !self.transmit_new(now, p.token, p.request.clone(), next, tried) {
                 self.backlog.push_back((p.token, p.request));
             }
@@ -360,21 +318,13 @@ impl Client {
 }
 
 /// Encodes a request with a zeroed Message-Authenticator, then signs it.
-pub fn encode_request(
-    request: &Request,
-    id: u8,
-    authenticator: &[u8; 16],
-    secret: &[u8],
-) -> Vec<u8> {
+pub fn encode_request(request: &Request, id: u8, authenticator: &[u8; 16], secret: &[u8]) -> Vec<u8> {
     let mut owned: Vec<(u8, Vec<u8>)> = Vec::with_capacity(request.attrs.len() + 1);
     for a in &request.attrs {
         match a {
             Attr::Bytes(t, v) => owned.push((*t, v.clone())),
             Attr::U32(t, v) => owned.push((*t, v.to_be_bytes().to_vec())),
-            Attr::UserPassword(pw) => owned.push((
-                attr::USER_PASSWORD,
-                hide_password(pw, secret, authenticator),
-            )),
+            Attr::UserPassword(pw) => owned.push((attr::USER_PASSWORD, hide_password(pw, secret, authenticator))),
         }
     }
     owned.push((attr::MESSAGE_AUTHENTICATOR, vec![0; 16]));
@@ -396,8 +346,7 @@ fn hide_password(pw: &[u8], secret: &[u8], authenticator: &[u8; 16]) -> Vec<u8> 
 
 /// Splits an EAP packet into EAP-Message attributes of at most 253 octets (RFC 3579 3.1).
 pub fn eap_message_attrs(eap: &[u8]) -> impl Iterator<Item = Attr> + '_ {
-    eap.chunks(super::MAX_ATTR_VALUE)
-        .map(|c| Attr::Bytes(attr::EAP_MESSAGE, c.to_vec()))
+    eap.chunks(super::MAX_ATTR_VALUE).map(|c| Attr::Bytes(attr::EAP_MESSAGE, c.to_vec()))
 }
 
 /// Joins the EAP-Message attributes of a reply, in order.
@@ -416,19 +365,13 @@ mod tests {
 
     fn client(n: usize) -> Client {
         let servers = (0..n)
-            .map(|i| Server {
-                addr: format!("127.0.0.1:{}", 1812 + i).parse().unwrap(),
-                secret: b"s3cret".to_vec(),
-            })
+            .map(|i| Server { addr: format!("127.0.0.1:{}", 1812 + i).parse().unwrap(), secret: b"s3cret".to_vec() })
             .collect();
         Client::new(Config::default(), servers)
     }
 
     fn request() -> Request {
-        Request {
-            code: Code::AccessRequest,
-            attrs: vec![Attr::Bytes(attr::USER_NAME, b"alice".to_vec())],
-        }
+        Request { code: Code::AccessRequest, attrs: vec![Attr::Bytes(attr::USER_NAME, b"alice".to_vec())] }
     }
 
     fn transmitted(c: &mut Client) -> Vec<(usize, Vec<u8>)> {
@@ -460,10 +403,7 @@ mod tests {
         let at = find_attr(&req, attr::MESSAGE_AUTHENTICATOR).unwrap();
         let mut zeroed = req.clone();
         zeroed[at..at + 16].fill(0);
-        assert_eq!(
-            &req[at..at + 16],
-            &crate::radius::hmac_md5(b"s3cret", &[&zeroed])
-        );
+        assert_eq!(&req[at..at + 16], &crate::radius::hmac_md5(b"s3cret", &[&zeroed]));
         assert_eq!(req[1], 5);
         assert_eq!(u16::from_be_bytes([req[2], req[3]]) as usize, req.len());
     }
@@ -476,12 +416,8 @@ mod tests {
         c.send(t0, token, request());
         let (_, req) = transmitted(&mut c).pop().unwrap();
         // forged: wrong secret, then unsigned
-        assert!(c
-            .handle_datagram(t0, 0, &accept_for(&req, b"wrong", true))
-            .is_err());
-        assert!(c
-            .handle_datagram(t0, 0, &accept_for(&req, b"s3cret", false))
-            .is_err());
+        assert!(c.handle_datagram(t0, 0, &accept_for(&req, b"wrong", true)).is_err());
+        assert!(c.handle_datagram(t0, 0, &accept_for(&req, b"s3cret", false)).is_err());
         assert_eq!(c.stats.replies_bad_authenticator, 1);
         assert_eq!(c.stats.replies_missing_message_authenticator, 1);
         assert!(c.poll_output().is_none());
@@ -489,15 +425,9 @@ mod tests {
         let mut ra = [0; 16];
         ra.copy_from_slice(&req[4..20]);
         assert!(verify_reply(&good, &ra, b"s3cret").is_ok());
-        c.handle_datagram(t0 + Duration::from_millis(3), 0, &good)
-            .unwrap();
+        c.handle_datagram(t0 + Duration::from_millis(3), 0, &good).unwrap();
         match c.poll_output() {
-            Some(Output::Reply {
-                token: t,
-                rtt,
-                packet,
-                ..
-            }) => {
+            Some(Output::Reply { token: t, rtt, packet, .. }) => {
                 assert_eq!(t, token);
                 assert_eq!(rtt, Duration::from_millis(3));
                 assert_eq!(packet.get_code(), Code::AccessAccept);
@@ -530,13 +460,7 @@ mod tests {
         }
         let to: Vec<usize> = sent
             .iter()
-            .filter_map(|o| {
-                if let Output::Transmit { server, .. } = o {
-                    Some(*server)
-                } else {
-                    None
-                }
-            })
+            .filter_map(|o| if let Output::Transmit { server, .. } = o { Some(*server) } else { None })
             .collect();
         // two retransmissions to server 0, then server 1 three times
         assert_eq!(to, vec![0, 0, 1, 1, 1]);
@@ -561,16 +485,11 @@ mod tests {
         }
         let (server, req) = transmitted(&mut c).pop().unwrap();
         assert_eq!(server, 1);
-        c.handle_datagram(now, 1, &accept_for(&req, b"s3cret", true))
-            .unwrap();
+        c.handle_datagram(now, 1, &accept_for(&req, b"s3cret", true)).unwrap();
         c.send(now, 2, request());
         assert_eq!(transmitted(&mut c)[0].0, 1, "dead primary skipped");
         c.send(now + Duration::from_secs(60), 3, request());
-        assert_eq!(
-            transmitted(&mut c)[0].0,
-            0,
-            "primary retried after dead_time"
-        );
+        assert_eq!(transmitted(&mut c)[0].0, 0, "primary retried after dead_time");
     }
 
     #[test]
@@ -588,8 +507,7 @@ mod tests {
         assert_eq!(ids.len(), 256);
         assert_eq!(c.pending(), 300);
         // one reply frees an identifier for the backlog
-        c.handle_datagram(t0, 0, &accept_for(&sent[0].1, b"s3cret", true))
-            .unwrap();
+        c.handle_datagram(t0, 0, &accept_for(&sent[0].1, b"s3cret", true)).unwrap();
         assert_eq!(transmitted(&mut c).len(), 1);
     }
 
@@ -598,10 +516,7 @@ mod tests {
         let eap: Vec<u8> = (0..600u32).map(|i| i as u8).collect();
         let attrs: Vec<Attr> = eap_message_attrs(&eap).collect();
         assert_eq!(attrs.len(), 3);
-        let req = Request {
-            code: Code::AccessRequest,
-            attrs,
-        };
+        let req = Request { code: Code::AccessRequest, attrs };
         let bytes = encode_request(&req, 1, &[0; 16], b"x");
         let p = Packet::decode(&bytes, b"x").unwrap();
         assert_eq!(eap_message(&p).unwrap(), eap);

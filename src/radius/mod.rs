@@ -70,10 +70,7 @@ pub struct Attributes<'a> {
 
 impl<'a> Attributes<'a> {
     pub fn new(attrs: &'a [u8]) -> Self {
-        Attributes {
-            rest: attrs,
-            offset: 0,
-        }
+        Attributes { rest: attrs, offset: 0 }
     }
 }
 
@@ -92,10 +89,7 @@ impl<'a> Iterator for Attributes<'a> {
         if len < 2 || len > self.rest.len() {
             let available = self.rest.len();
             self.rest = &[];
-            return Some(Err(crate::wire::DecodeError::BadLength {
-                field: len,
-                available,
-            }));
+            return Some(Err(crate::wire::DecodeError::BadLength { field: len, available }));
         }
         let item = (self.offset, self.rest[0], &self.rest[2..len]);
         self.rest = &self.rest[len..];
@@ -156,16 +150,7 @@ pub fn verify_reply<'a>(
     // RFC 3579 3.2: computed over the reply with the Request Authenticator in place
     // of the Response Authenticator and the Message-Authenticator value zeroed.
     let zero = [0u8; 16];
-    let mac = hmac_md5(
-        secret,
-        &[
-            &pkt[..4],
-            request_authenticator,
-            &pkt[20..ma_at],
-            &zero,
-            &pkt[ma_at + 16..],
-        ],
-    );
+    let mac = hmac_md5(secret, &[&pkt[..4], request_authenticator, &pkt[20..ma_at], &zero, &pkt[ma_at + 16..]]);
     if mac != pkt[ma_at..ma_at + 16] {
         return Err(ReplyError::BadMessageAuthenticator);
     }
@@ -175,8 +160,7 @@ pub fn verify_reply<'a>(
 /// Fills the (zeroed) Message-Authenticator of a request encoded in `pkt` in place.
 /// For Access-Request and Status-Server the HMAC covers the packet as sent.
 pub fn sign_request(pkt: &mut [u8], secret: &[u8]) -> Result<(), ReplyError> {
-    let ma_at = find_attr(pkt, attr::MESSAGE_AUTHENTICATOR)
-        .ok_or(ReplyError::MissingMessageAuthenticator)?;
+    let ma_at = find_attr(pkt, attr::MESSAGE_AUTHENTICATOR).ok_or(ReplyError::MissingMessageAuthenticator)?;
     let mac = hmac_md5(secret, &[pkt]);
     pkt[ma_at..ma_at + 16].copy_from_slice(&mac);
     Ok(())
@@ -235,28 +219,16 @@ mod tests {
         // RFC 2202 test cases 1 and 2
         assert_eq!(
             hmac_md5(&[0x0b; 16], &[b"Hi There"]),
-            [
-                0x92, 0x94, 0x72, 0x7a, 0x36, 0x38, 0xbb, 0x1c, 0x13, 0xf4, 0x8e, 0xf8, 0x15, 0x8b,
-                0xfc, 0x9d
-            ]
+            [0x92, 0x94, 0x72, 0x7a, 0x36, 0x38, 0xbb, 0x1c, 0x13, 0xf4, 0x8e, 0xf8, 0x15, 0x8b, 0xfc, 0x9d]
         );
         assert_eq!(
             hmac_md5(b"Jefe", &[b"what do ya want ", b"for nothing?"]),
-            [
-                0x75, 0x0c, 0x78, 0x3e, 0x6a, 0xb0, 0xb5, 0x03, 0xea, 0xa8, 0x6e, 0x31, 0x0a, 0x5d,
-                0xb7, 0x38
-            ]
+            [0x75, 0x0c, 0x78, 0x3e, 0x6a, 0xb0, 0xb5, 0x03, 0xea, 0xa8, 0x6e, 0x31, 0x0a, 0x5d, 0xb7, 0x38]
         );
         // key longer than the block: RFC 2202 test case 6
         assert_eq!(
-            hmac_md5(
-                &[0xaa; 80],
-                &[b"Test Using Larger Than Block-Size Key - Hash Key First"]
-            ),
-            [
-                0x6b, 0x1a, 0xb7, 0xfe, 0x4b, 0xd7, 0xbf, 0x8f, 0x0b, 0x62, 0xe6, 0xce, 0x61, 0xb9,
-                0xd0, 0xcd
-            ]
+            hmac_md5(&[0xaa; 80], &[b"Test Using Larger Than Block-Size Key - Hash Key First"]),
+            [0x6b, 0x1a, 0xb7, 0xfe, 0x4b, 0xd7, 0xbf, 0x8f, 0x0b, 0x62, 0xe6, 0xce, 0x61, 0xb9, 0xd0, 0xcd]
         );
     }
 
@@ -276,23 +248,14 @@ mod tests {
     fn verify_accepts_a_signed_reply_and_refuses_forgeries() {
         let (pkt, ra) = reply(true);
         assert!(verify_reply(&pkt, &ra, b"secret").is_ok());
-        assert_eq!(
-            verify_reply(&pkt, &ra, b"wrong").unwrap_err(),
-            ReplyError::BadResponseAuthenticator
-        );
+        assert_eq!(verify_reply(&pkt, &ra, b"wrong").unwrap_err(), ReplyError::BadResponseAuthenticator);
         let (unsigned, ra) = reply(false);
-        assert_eq!(
-            verify_reply(&unsigned, &ra, b"secret").unwrap_err(),
-            ReplyError::MissingMessageAuthenticator
-        );
+        assert_eq!(verify_reply(&unsigned, &ra, b"secret").unwrap_err(), ReplyError::MissingMessageAuthenticator);
         // a flipped bit anywhere is refused
         for i in 0..pkt.len() {
             let mut bad = pkt.clone();
             bad[i] ^= 1;
-            assert!(
-                verify_reply(&bad, &ra, b"secret").is_err(),
-                "bit flip at {i} accepted"
-            );
+            assert!(verify_reply(&bad, &ra, b"secret").is_err(), "bit flip at {i} accepted");
         }
         // a Message-Authenticator recomputed with the wrong key but a valid response authenticator
         let mut bad = pkt.clone();
@@ -301,10 +264,7 @@ mod tests {
         bad[4..20].copy_from_slice(&ra);
         let auth = md5_parts(&[&bad, b"secret"]);
         bad[4..20].copy_from_slice(&auth);
-        assert_eq!(
-            verify_reply(&bad, &ra, b"secret").unwrap_err(),
-            ReplyError::BadMessageAuthenticator
-        );
+        assert_eq!(verify_reply(&bad, &ra, b"secret").unwrap_err(), ReplyError::BadMessageAuthenticator);
     }
 
     #[test]
@@ -315,9 +275,6 @@ mod tests {
         }
         let mut bad = pkt.clone();
         bad[HEADER_LEN + 1] = 1; // attribute length below 2
-        assert_eq!(
-            verify_reply(&bad, &ra, b"secret").unwrap_err(),
-            ReplyError::Malformed
-        );
+        assert_eq!(verify_reply(&bad, &ra, b"secret").unwrap_err(), ReplyError::Malformed);
     }
 }

@@ -2,13 +2,22 @@
 //! why not sled). One file; tables are versioned by name.
 
 use crate::auth::{Method, ReplyAttrs};
+use crate::mcast::Membership;
 use crate::wire::MacAddr;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// (port name, MAC) → JSON-encoded [`Session`].
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions.v1");
+/// (port, MAC, group, source) → JSON-encoded [`Membership`].
+const MEMBERSHIPS: TableDefinition<&str, &[u8]> = TableDefinition::new("memberships.v1");
+
+fn membership_key(m: &Membership) -> String {
+    let src = m.source.map_or("*".to_string(), |s| s.to_string());
+    format!("{}/{}/{}/{}", m.port, m.mac, m.group, src)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
@@ -45,6 +54,8 @@ pub struct Store {
     db: Database,
 }
 
+type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+
 impl Store {
     pub fn open(path: &Path) -> Result<Self, Error> {
         if let Some(dir) = path.parent() {
@@ -53,63 +64,68 @@ impl Store {
         let db = Database::create(path).map_err(dberr)?;
         let tx = db.begin_write().map_err(dberr)?;
         tx.open_table(SESSIONS).map_err(dberr)?;
+        tx.open_table(MEMBERSHIPS).map_err(dberr)?;
         tx.commit().map_err(dberr)?;
         Ok(Store { db })
     }
 
-    /// Durable on return.
-    pub fn put_session(&self, s: &Session) -> Result<(), Error> {
-        let value = serde_json::to_vec(s).map_err(dberr)?;
+    /// One committed write: durable on return.
+    fn put(&self, table: Table, key: &str, value: &impl Serialize) -> Result<(), Error> {
+        let value = serde_json::to_vec(value).map_err(dberr)?;
         let tx = self.db.begin_write().map_err(dberr)?;
-        {
-            let mut t = tx.open_table(SESSIONS).map_err(dberr)?;
-            t.insert(Session::key(&s.port, s.mac).as_str(), value.as_slice())
-                .map_err(dberr)?;
-        }
+        tx.open_table(table).map_err(dberr)?.insert(key, value.as_slice()).map_err(dberr)?;
         tx.commit().map_err(dberr)
     }
 
-    pub fn remove_session(&self, port: &str, mac: MacAddr) -> Result<Option<Session>, Error> {
+    fn remove<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>, Error> {
         let tx = self.db.begin_write().map_err(dberr)?;
         let old = {
-            let mut t = tx.open_table(SESSIONS).map_err(dberr)?;
-            let old = t.remove(Session::key(port, mac).as_str()).map_err(dberr)?;
+            let mut t = tx.open_table(table).map_err(dberr)?;
+            let old = t.remove(key).map_err(dberr)?;
             old.and_then(|v| serde_json::from_slice(v.value()).ok())
         };
         tx.commit().map_err(dberr)?;
         Ok(old)
     }
 
-    pub fn get_session(&self, port: &str, mac: MacAddr) -> Result<Option<Session>, Error> {
+    /// Every record of `table`; one that does not decode is reported, not skipped silently.
+    fn scan<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<Result<T, Error>>, Error> {
         let tx = self.db.begin_read().map_err(dberr)?;
-        let t = tx.open_table(SESSIONS).map_err(dberr)?;
-        let key = Session::key(port, mac);
-        match t.get(key.as_str()).map_err(dberr)? {
-            Some(v) => serde_json::from_slice(v.value())
-                .map(Some)
-                .map_err(|e| Error::Corrupt {
-                    key,
-                    reason: e.to_string(),
-                }),
-            None => Ok(None),
-        }
-    }
-
-    /// Every stored session; a record that does not decode is reported, not skipped silently.
-    pub fn sessions(&self) -> Result<Vec<Result<Session, Error>>, Error> {
-        let tx = self.db.begin_read().map_err(dberr)?;
-        let t = tx.open_table(SESSIONS).map_err(dberr)?;
+        let t = tx.open_table(table).map_err(dberr)?;
         let mut out = Vec::new();
         for item in t.iter().map_err(dberr)? {
             let (k, v) = item.map_err(dberr)?;
             out.push(
-                serde_json::from_slice(v.value()).map_err(|e| Error::Corrupt {
-                    key: k.value().to_string(),
-                    reason: e.to_string(),
-                }),
+                serde_json::from_slice(v.value())
+                    .map_err(|e| Error::Corrupt { key: k.value().to_string(), reason: e.to_string() }),
             );
         }
         Ok(out)
+    }
+
+    pub fn put_session(&self, s: &Session) -> Result<(), Error> {
+        self.put(SESSIONS, &Session::key(&s.port, s.mac), s)
+    }
+
+    pub fn remove_session(&self, port: &str, mac: MacAddr) -> Result<Option<Session>, Error> {
+        self.remove(SESSIONS, &Session::key(port, mac))
+    }
+
+    pub fn sessions(&self) -> Result<Vec<Result<Session, Error>>, Error> {
+        self.scan(SESSIONS)
+    }
+
+    /// Written before the membership takes effect.
+    pub fn put_membership(&self, m: &Membership) -> Result<(), Error> {
+        self.put(MEMBERSHIPS, &membership_key(m), m)
+    }
+
+    pub fn remove_membership(&self, m: &Membership) -> Result<(), Error> {
+        self.remove::<Membership>(MEMBERSHIPS, &membership_key(m)).map(drop)
+    }
+
+    pub fn memberships(&self) -> Result<Vec<Result<Membership, Error>>, Error> {
+        self.scan(MEMBERSHIPS)
     }
 }
 
@@ -125,10 +141,7 @@ mod tests {
             method: Method::Dot1x,
             session_id: "0001".into(),
             since: 1_700_000_000,
-            attrs: ReplyAttrs {
-                filter_ids: vec!["gold".into()],
-                ..Default::default()
-            },
+            attrs: ReplyAttrs { filter_ids: vec!["gold".into()], ..Default::default() },
         }
     }
 
@@ -141,23 +154,11 @@ mod tests {
             let s = Store::open(&path).unwrap();
             s.put_session(&session("p1", 1)).unwrap();
             s.put_session(&session("p2", 2)).unwrap();
-            assert_eq!(
-                s.remove_session("p2", MacAddr([2, 0, 0, 0, 0, 2])).unwrap(),
-                Some(session("p2", 2))
-            );
+            assert_eq!(s.remove_session("p2", MacAddr([2, 0, 0, 0, 0, 2])).unwrap(), Some(session("p2", 2)));
         }
         let s = Store::open(&path).unwrap();
-        let all: Vec<Session> = s
-            .sessions()
-            .unwrap()
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+        let all: Vec<Session> = s.sessions().unwrap().into_iter().map(Result::unwrap).collect();
         assert_eq!(all, vec![session("p1", 1)]);
-        assert_eq!(
-            s.get_session("p1", MacAddr([2, 0, 0, 0, 0, 1])).unwrap(),
-            Some(session("p1", 1))
-        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

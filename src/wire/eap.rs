@@ -83,15 +83,9 @@ impl<'a> Method<'a> {
             4 => {
                 let size = *data.first().ok_or(DecodeError::Truncated)? as usize;
                 if 1 + size > data.len() {
-                    return Err(DecodeError::BadLength {
-                        field: size,
-                        available: data.len() - 1,
-                    });
+                    return Err(DecodeError::BadLength { field: size, available: data.len() - 1 });
                 }
-                Method::Md5Challenge {
-                    value: &data[1..1 + size],
-                    name: &data[1 + size..],
-                }
+                Method::Md5Challenge { value: &data[1..1 + size], name: &data[1 + size..] }
             }
             method => Method::Other { method, data },
         })
@@ -117,9 +111,7 @@ impl<'a> Method<'a> {
 
     fn emit(&self, buf: &mut [u8]) {
         match self {
-            Method::Identity(d) | Method::Notification(d) | Method::Nak(d) => {
-                buf.copy_from_slice(d)
-            }
+            Method::Identity(d) | Method::Notification(d) | Method::Nak(d) => buf.copy_from_slice(d),
             Method::Md5Challenge { value, name } => {
                 buf[0] = value.len() as u8;
                 buf[1..1 + value.len()].copy_from_slice(value);
@@ -144,10 +136,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
         let len = be16(b, field::LENGTH) as usize;
         if len < HEADER_LEN || len > b.len() {
-            return Err(DecodeError::BadLength {
-                field: len,
-                available: b.len(),
-            });
+            return Err(DecodeError::BadLength { field: len, available: b.len() });
         }
         let code = Code::from(b[field::CODE]);
         if matches!(code, Code::Request | Code::Response) && len <= field::TYPE {
@@ -187,22 +176,13 @@ pub struct Repr<'a> {
 }
 
 impl<'a> Repr<'a> {
-    pub fn parse<T: AsRef<[u8]> + ?Sized>(
-        packet: &'a Packet<&'a T>,
-    ) -> Result<Repr<'a>, DecodeError> {
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &'a Packet<&'a T>) -> Result<Repr<'a>, DecodeError> {
         let bytes = packet.as_bytes();
         let method = match packet.code() {
-            Code::Request | Code::Response => Some(Method::parse(
-                bytes[field::TYPE],
-                &bytes[field::TYPE_DATA..],
-            )?),
+            Code::Request | Code::Response => Some(Method::parse(bytes[field::TYPE], &bytes[field::TYPE_DATA..])?),
             _ => None,
         };
-        Ok(Repr {
-            code: packet.code(),
-            identifier: packet.identifier(),
-            method,
-        })
+        Ok(Repr { code: packet.code(), identifier: packet.identifier(), method })
     }
 
     pub fn buffer_len(&self) -> usize {
@@ -235,8 +215,8 @@ mod tests {
     static RESP_IDENTITY: [u8; 10] = [0x02, 0x01, 0x00, 0x0a, 0x01, b'a', b'l', b'i', b'c', b'e'];
     // constructed (RFC 3748 5.4): EAP-Request/MD5-Challenge, 16-octet value, no name
     static MD5_CHALLENGE: [u8; 22] = [
-        0x01, 0x02, 0x00, 0x16, 0x04, 0x10, 0x6f, 0x0d, 0x8a, 0x5c, 0x21, 0x3e, 0x77, 0x01, 0x9b,
-        0xc4, 0x55, 0x10, 0xe2, 0x38, 0xa9, 0x4f,
+        0x01, 0x02, 0x00, 0x16, 0x04, 0x10, 0x6f, 0x0d, 0x8a, 0x5c, 0x21, 0x3e, 0x77, 0x01, 0x9b, 0xc4, 0x55, 0x10,
+        0xe2, 0x38, 0xa9, 0x4f,
     ];
     static SUCCESS: [u8; 4] = [0x03, 0x02, 0x00, 0x04];
 
@@ -270,36 +250,17 @@ mod tests {
     fn success_has_no_type() {
         let p = Packet::new_checked(&SUCCESS[..]).unwrap();
         let r = Repr::parse(&p).unwrap();
-        assert_eq!(
-            r,
-            Repr {
-                code: Code::Success,
-                identifier: 2,
-                method: None
-            }
-        );
+        assert_eq!(r, Repr { code: Code::Success, identifier: 2, method: None });
         assert_eq!(r.to_vec(), SUCCESS);
     }
 
     #[test]
     fn malformed_is_an_error_not_a_panic() {
-        assert_eq!(
-            Packet::new_checked(&[1u8, 1, 0][..]).unwrap_err(),
-            DecodeError::Truncated
-        );
-        assert!(matches!(
-            Packet::new_checked(&[1u8, 1, 0, 2][..]),
-            Err(DecodeError::BadLength { .. })
-        ));
-        assert!(matches!(
-            Packet::new_checked(&[1u8, 1, 0, 9, 1][..]),
-            Err(DecodeError::BadLength { .. })
-        ));
+        assert_eq!(Packet::new_checked(&[1u8, 1, 0][..]).unwrap_err(), DecodeError::Truncated);
+        assert!(matches!(Packet::new_checked(&[1u8, 1, 0, 2][..]), Err(DecodeError::BadLength { .. })));
+        assert!(matches!(Packet::new_checked(&[1u8, 1, 0, 9, 1][..]), Err(DecodeError::BadLength { .. })));
         // a Request with no Type octet
-        assert_eq!(
-            Packet::new_checked(&[1u8, 1, 0, 4][..]).unwrap_err(),
-            DecodeError::Truncated
-        );
+        assert_eq!(Packet::new_checked(&[1u8, 1, 0, 4][..]).unwrap_err(), DecodeError::Truncated);
         // MD5 value size beyond the data
         let bad = [1u8, 1, 0, 7, 4, 9, 0];
         let p = Packet::new_checked(&bad[..]).unwrap();
@@ -318,13 +279,7 @@ mod tests {
         let raw = [1u8, 7, 0, 6, 25, 0x20];
         let p = Packet::new_checked(&raw[..]).unwrap();
         let r = Repr::parse(&p).unwrap();
-        assert_eq!(
-            r.method,
-            Some(Method::Other {
-                method: 25,
-                data: &[0x20]
-            })
-        );
+        assert_eq!(r.method, Some(Method::Other { method: 25, data: &[0x20] }));
         assert_eq!(r.to_vec(), raw);
     }
 }

@@ -77,10 +77,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
         let len = be16(b, field::LENGTH) as usize;
         if HEADER_LEN + len > b.len() {
-            return Err(DecodeError::BadLength {
-                field: len,
-                available: b.len() - HEADER_LEN,
-            });
+            return Err(DecodeError::BadLength { field: len, available: b.len() - HEADER_LEN });
         }
         Ok(Packet { buffer })
     }
@@ -112,11 +109,7 @@ pub struct Repr<'a> {
 
 impl<'a> Repr<'a> {
     pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &'a Packet<&'a T>) -> Repr<'a> {
-        Repr {
-            version: packet.version(),
-            packet_type: packet.packet_type(),
-            body: packet.body(),
-        }
+        Repr { version: packet.version(), packet_type: packet.packet_type(), body: packet.body() }
     }
 
     pub fn buffer_len(&self) -> usize {
@@ -151,14 +144,7 @@ mod tests {
     fn start_and_logoff() {
         let p = Packet::new_checked(&START[..]).unwrap();
         let r = Repr::parse(&p);
-        assert_eq!(
-            r,
-            Repr {
-                version: 2,
-                packet_type: PacketType::Start,
-                body: &[]
-            }
-        );
+        assert_eq!(r, Repr { version: 2, packet_type: PacketType::Start, body: &[] });
         assert_eq!(r.to_vec(), START);
         let p = Packet::new_checked(&LOGOFF[..]).unwrap();
         assert_eq!(Repr::parse(&p).packet_type, PacketType::Logoff);
@@ -172,25 +158,15 @@ mod tests {
         assert_eq!(p.body(), &[] as &[u8]);
         assert_eq!(
             Packet::new_checked(&[2u8, 0, 0, 9, 1, 2][..]).unwrap_err(),
-            DecodeError::BadLength {
-                field: 9,
-                available: 2
-            }
+            DecodeError::BadLength { field: 9, available: 2 }
         );
-        assert_eq!(
-            Packet::new_checked(&[2u8, 0, 0][..]).unwrap_err(),
-            DecodeError::Truncated
-        );
+        assert_eq!(Packet::new_checked(&[2u8, 0, 0][..]).unwrap_err(), DecodeError::Truncated);
     }
 
     #[test]
     fn emit_fills_every_field() {
         let body = [1u8, 2, 3];
-        let r = Repr {
-            version: 3,
-            packet_type: PacketType::Unknown(9),
-            body: &body,
-        };
+        let r = Repr { version: 3, packet_type: PacketType::Unknown(9), body: &body };
         let mut buf = vec![0xa5; r.buffer_len()];
         r.emit(&mut buf);
         assert_eq!(buf, [3, 9, 0, 3, 1, 2, 3]);

@@ -21,10 +21,22 @@ impl MacAddr {
     /// Calling-Station-Id form: upper case, dash separated.
     pub fn radius(&self) -> String {
         let b = self.0;
-        format!(
-            "{:02X}-{:02X}-{:02X}-{:02X}-{:02X}-{:02X}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        format!("{:02X}-{:02X}-{:02X}-{:02X}-{:02X}-{:02X}", b[0], b[1], b[2], b[3], b[4], b[5])
+    }
+
+    /// The Ethernet group address a multicast IP group maps to (RFC 1112 6.4,
+    /// RFC 2464 7).
+    pub fn for_group(group: std::net::IpAddr) -> MacAddr {
+        match group {
+            std::net::IpAddr::V4(g) => {
+                let o = g.octets();
+                MacAddr([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
+            }
+            std::net::IpAddr::V6(g) => {
+                let o = g.octets();
+                MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]])
+            }
+        }
     }
 
     /// MAC-bypass User-Name form: lower case hex, no separators (`0010a42319c0`).
@@ -36,11 +48,7 @@ impl MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     }
 }
 
@@ -165,24 +173,19 @@ mod tests {
         assert!("00:10:a4:23:19".parse::<MacAddr>().is_err());
         assert!("00:10:a4:23:19:zz".parse::<MacAddr>().is_err());
         assert!(MacAddr::PAE_GROUP.is_multicast());
+        assert_eq!(MacAddr::for_group("224.0.0.22".parse().unwrap()).to_string(), "01:00:5e:00:00:16");
+        assert_eq!(MacAddr::for_group("239.129.1.2".parse().unwrap()).to_string(), "01:00:5e:01:01:02");
+        assert_eq!(MacAddr::for_group("ff02::16".parse().unwrap()).to_string(), "33:33:00:00:00:16");
     }
 
     #[test]
     fn frame_round_trip() {
-        let f = emit_frame(
-            MacAddr::PAE_GROUP,
-            MacAddr([2, 0, 0, 0, 0, 1]),
-            ETHERTYPE_EAPOL,
-            &[1, 2],
-        );
+        let f = emit_frame(MacAddr::PAE_GROUP, MacAddr([2, 0, 0, 0, 0, 1]), ETHERTYPE_EAPOL, &[1, 2]);
         let p = Frame::new_checked(&f[..]).unwrap();
         assert_eq!(p.dst(), MacAddr::PAE_GROUP);
         assert_eq!(p.src(), MacAddr([2, 0, 0, 0, 0, 1]));
         assert_eq!(p.ethertype(), ETHERTYPE_EAPOL);
         assert_eq!(p.payload(), &[1, 2]);
-        assert_eq!(
-            Frame::new_checked(&f[..13]).unwrap_err(),
-            DecodeError::Truncated
-        );
+        assert_eq!(Frame::new_checked(&f[..13]).unwrap_err(), DecodeError::Truncated);
     }
 }

@@ -56,9 +56,7 @@ pub struct V3Query<'a> {
 
 impl<'a> V3Query<'a> {
     pub fn sources(&self) -> impl Iterator<Item = Ipv4Addr> + 'a {
-        self.sources
-            .chunks_exact(4)
-            .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
+        self.sources.chunks_exact(4).map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
     }
 }
 
@@ -70,42 +68,24 @@ pub fn parse(b: &[u8]) -> Result<Message<'_>, DecodeError> {
     }
     let group = Ipv4Addr::new(b[4], b[5], b[6], b[7]);
     Ok(match b[0] {
-        QUERY if b.len() == 8 => Message::Query {
-            max_resp_code: b[1],
-            group,
-            v3: None,
-        },
+        QUERY if b.len() == 8 => Message::Query { max_resp_code: b[1], group, v3: None },
         QUERY => {
             if b.len() < 12 {
                 return Err(DecodeError::Truncated);
             }
             let n = be16(b, 10..12) as usize;
             if 12 + 4 * n > b.len() {
-                return Err(DecodeError::BadLength {
-                    field: n,
-                    available: b.len() - 12,
-                });
+                return Err(DecodeError::BadLength { field: n, available: b.len() - 12 });
             }
-            let v3 = V3Query {
-                suppress: b[8] & 0x08 != 0,
-                qrv: b[8] & 0x07,
-                qqic: b[9],
-                sources: &b[12..12 + 4 * n],
-            };
-            Message::Query {
-                max_resp_code: b[1],
-                group,
-                v3: Some(v3),
-            }
+            let v3 = V3Query { suppress: b[8] & 0x08 != 0, qrv: b[8] & 0x07, qqic: b[9], sources: &b[12..12 + 4 * n] };
+            Message::Query { max_resp_code: b[1], group, v3: Some(v3) }
         }
         REPORT_V1 => Message::ReportV1 { group },
         REPORT_V2 => Message::ReportV2 { group },
         LEAVE_V2 => Message::LeaveV2 { group },
         REPORT_V3 => {
             let m = be16(b, 6..8) as usize;
-            Message::ReportV3 {
-                records: Records::new_checked(&b[8..], m)?,
-            }
+            Message::ReportV3 { records: Records::new_checked(&b[8..], m)? }
         }
         other => return Err(DecodeError::Unknown(other)),
     })
@@ -137,13 +117,7 @@ pub fn emit_v2(ty: u8, group: Ipv4Addr) -> Vec<u8> {
 }
 
 /// An IGMPv3 query (general when `group` is unspecified).
-pub fn emit_query_v3(
-    max_resp_code: u8,
-    group: Ipv4Addr,
-    qrv: u8,
-    qqic: u8,
-    sources: &[Ipv4Addr],
-) -> Vec<u8> {
+pub fn emit_query_v3(max_resp_code: u8, group: Ipv4Addr, qrv: u8, qqic: u8, sources: &[Ipv4Addr]) -> Vec<u8> {
     let mut m = vec![QUERY, max_resp_code, 0, 0];
     m.extend_from_slice(&group.octets());
     m.push(qrv & 7);
@@ -188,11 +162,7 @@ mod tests {
     #[test]
     fn v3_report_round_trip() {
         let recs = vec![
-            OwnedRecord {
-                record_type: RecordType::ToEx,
-                group: Ipv4Addr::new(239, 1, 1, 1),
-                sources: vec![],
-            },
+            OwnedRecord { record_type: RecordType::ToEx, group: Ipv4Addr::new(239, 1, 1, 1), sources: vec![] },
             OwnedRecord {
                 record_type: RecordType::Allow,
                 group: Ipv4Addr::new(232, 1, 1, 1),
@@ -201,15 +171,9 @@ mod tests {
         ];
         let m = emit_report_v3(&recs);
         assert!(verify_checksum(&m));
-        let Message::ReportV3 { records } = parse(&m).unwrap() else {
-            panic!()
-        };
+        let Message::ReportV3 { records } = parse(&m).unwrap() else { panic!() };
         let back: Vec<OwnedRecord<Ipv4Addr>> = records
-            .map(|r| OwnedRecord {
-                record_type: r.record_type,
-                group: r.group,
-                sources: r.sources().collect(),
-            })
+            .map(|r| OwnedRecord { record_type: r.record_type, group: r.group, sources: r.sources().collect() })
             .collect();
         assert_eq!(back, recs);
         for n in 0..m.len() {
@@ -224,26 +188,16 @@ mod tests {
     #[test]
     fn v2_and_queries() {
         let g = Ipv4Addr::new(239, 1, 1, 1);
-        assert_eq!(
-            parse(&emit_v2(LEAVE_V2, g)).unwrap(),
-            Message::LeaveV2 { group: g }
-        );
+        assert_eq!(parse(&emit_v2(LEAVE_V2, g)).unwrap(), Message::LeaveV2 { group: g });
         let q = emit_query_v3(100, g, 2, 125, &[]);
         assert!(verify_checksum(&q));
         match parse(&q).unwrap() {
-            Message::Query {
-                max_resp_code: 100,
-                group,
-                v3: Some(v3),
-            } => {
+            Message::Query { max_resp_code: 100, group, v3: Some(v3) } => {
                 assert_eq!(group, g);
                 assert_eq!((v3.qrv, v3.qqic, v3.sources().count()), (2, 125, 0));
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(
-            parse(&[0x99, 0, 0, 0, 0, 0, 0, 0]).unwrap_err(),
-            DecodeError::Unknown(0x99)
-        );
+        assert_eq!(parse(&[0x99, 0, 0, 0, 0, 0, 0, 0]).unwrap_err(), DecodeError::Unknown(0x99));
     }
 }

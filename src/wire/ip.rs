@@ -64,10 +64,7 @@ pub fn parse_ipv4(b: &[u8]) -> Result<(Ipv4Info, &[u8]), DecodeError> {
     let ihl = (b[0] & 0x0f) as usize * 4;
     let total = be16(b, 2..4) as usize;
     if ihl < 20 || total < ihl || total > b.len() {
-        return Err(DecodeError::BadLength {
-            field: total,
-            available: b.len(),
-        });
+        return Err(DecodeError::BadLength { field: total, available: b.len() });
     }
     // Fragments are not IGMP messages the switch can read whole.
     if be16(b, 6..8) & 0x3fff != 0 {
@@ -82,10 +79,7 @@ pub fn parse_ipv4(b: &[u8]) -> Result<(Ipv4Info, &[u8]), DecodeError> {
             _ => {
                 let len = *opts.get(1).ok_or(DecodeError::Truncated)? as usize;
                 if len < 2 || len > opts.len() {
-                    return Err(DecodeError::BadLength {
-                        field: len,
-                        available: opts.len(),
-                    });
+                    return Err(DecodeError::BadLength { field: len, available: opts.len() });
                 }
                 router_alert |= kind == 0x94 && len == 4;
                 opts = &opts[len..];
@@ -139,22 +133,14 @@ pub fn parse_ipv6(b: &[u8]) -> Result<(Ipv6Info, &[u8]), DecodeError> {
     }
     let plen = be16(b, 4..6) as usize;
     if 40 + plen > b.len() {
-        return Err(DecodeError::BadLength {
-            field: plen,
-            available: b.len() - 40,
-        });
+        return Err(DecodeError::BadLength { field: plen, available: b.len() - 40 });
     }
     let mut src = [0u8; 16];
     src.copy_from_slice(&b[8..24]);
     let mut dst = [0u8; 16];
     dst.copy_from_slice(&b[24..40]);
-    let mut info = Ipv6Info {
-        src: src.into(),
-        dst: dst.into(),
-        hop_limit: b[7],
-        router_alert: false,
-        next_header: b[6],
-    };
+    let mut info =
+        Ipv6Info { src: src.into(), dst: dst.into(), hop_limit: b[7], router_alert: false, next_header: b[6] };
     let mut payload = &b[40..40 + plen];
     if info.next_header == PROTO_HOPOPT {
         if payload.len() < 8 {
@@ -162,10 +148,7 @@ pub fn parse_ipv6(b: &[u8]) -> Result<(Ipv6Info, &[u8]), DecodeError> {
         }
         let len = (payload[1] as usize + 1) * 8;
         if len > payload.len() {
-            return Err(DecodeError::BadLength {
-                field: len,
-                available: payload.len(),
-            });
+            return Err(DecodeError::BadLength { field: len, available: payload.len() });
         }
         info.next_header = payload[0];
         let mut opts = &payload[2..len];
@@ -176,10 +159,7 @@ pub fn parse_ipv6(b: &[u8]) -> Result<(Ipv6Info, &[u8]), DecodeError> {
             }
             let olen = *opts.get(1).ok_or(DecodeError::Truncated)? as usize;
             if 2 + olen > opts.len() {
-                return Err(DecodeError::BadLength {
-                    field: olen,
-                    available: opts.len(),
-                });
+                return Err(DecodeError::BadLength { field: olen, available: opts.len() });
             }
             info.router_alert |= ty == 5 && olen == 2 && opts[2..4] == [0, 0];
             opts = &opts[2 + olen..];
@@ -210,13 +190,7 @@ mod tests {
 
     #[test]
     fn ipv4_round_trip_with_router_alert() {
-        let p = emit_ipv4(
-            Ipv4Addr::new(10, 0, 0, 1),
-            Ipv4Addr::new(224, 0, 0, 22),
-            PROTO_IGMP,
-            0xc0,
-            &[1, 2, 3, 4],
-        );
+        let p = emit_ipv4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(224, 0, 0, 22), PROTO_IGMP, 0xc0, &[1, 2, 3, 4]);
         let (info, payload) = parse_ipv4(&p).unwrap();
         assert!(info.router_alert && info.checksum_ok);
         assert_eq!((info.ttl, info.protocol), (1, PROTO_IGMP));
@@ -246,9 +220,6 @@ mod tests {
     #[test]
     fn rfc1071_example() {
         // RFC 1071 4.1: the sum of 0001 f203 f4f5 f6f7 is ddf2
-        assert_eq!(
-            fold(sum16(0, &[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7])),
-            !0xddf2
-        );
+        assert_eq!(fold(sum16(0, &[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7])), !0xddf2);
     }
 }

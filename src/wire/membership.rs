@@ -66,11 +66,7 @@ fn records<A: Addr + Into<IpAddr>>(rs: super::records::Records<'_, A>) -> Vec<Gr
 }
 
 fn single(record_type: RecordType, group: IpAddr) -> Vec<GroupRecord> {
-    vec![GroupRecord {
-        record_type,
-        group,
-        sources: vec![],
-    }]
+    vec![GroupRecord { record_type, group, sources: vec![] }]
 }
 
 fn decode_igmp(payload: &[u8]) -> Result<Report, Drop> {
@@ -95,22 +91,12 @@ fn decode_igmp(payload: &[u8]) -> Result<Report, Drop> {
     let src = IpAddr::V4(h.src);
     let (version, records) = match msg {
         igmp::Message::Query { .. } => return Err(Drop::Query),
-        igmp::Message::ReportV1 { group } => {
-            (Version::IgmpV1, single(RecordType::IsEx, group.into()))
-        }
-        igmp::Message::ReportV2 { group } => {
-            (Version::IgmpV2, single(RecordType::IsEx, group.into()))
-        }
-        igmp::Message::LeaveV2 { group } => {
-            (Version::IgmpV2, single(RecordType::ToIn, group.into()))
-        }
+        igmp::Message::ReportV1 { group } => (Version::IgmpV1, single(RecordType::IsEx, group.into())),
+        igmp::Message::ReportV2 { group } => (Version::IgmpV2, single(RecordType::IsEx, group.into())),
+        igmp::Message::LeaveV2 { group } => (Version::IgmpV2, single(RecordType::ToIn, group.into())),
         igmp::Message::ReportV3 { records: rs } => (Version::IgmpV3, records(rs)),
     };
-    Ok(Report {
-        version,
-        src,
-        records,
-    })
+    Ok(Report { version, src, records })
 }
 
 fn decode_mld(payload: &[u8]) -> Result<Report, Drop> {
@@ -135,17 +121,11 @@ fn decode_mld(payload: &[u8]) -> Result<Report, Drop> {
     let src = IpAddr::V6(h.src);
     let (version, records) = match msg {
         mld::Message::Query { .. } => return Err(Drop::Query),
-        mld::Message::ReportV1 { group } => {
-            (Version::MldV1, single(RecordType::IsEx, group.into()))
-        }
+        mld::Message::ReportV1 { group } => (Version::MldV1, single(RecordType::IsEx, group.into())),
         mld::Message::DoneV1 { group } => (Version::MldV1, single(RecordType::ToIn, group.into())),
         mld::Message::ReportV2 { records: rs } => (Version::MldV2, records(rs)),
     };
-    Ok(Report {
-        version,
-        src,
-        records,
-    })
+    Ok(Report { version, src, records })
 }
 
 #[cfg(test)]
@@ -167,21 +147,13 @@ mod tests {
     #[test]
     fn igmp_validation() {
         let g = Ipv4Addr::new(239, 1, 1, 1);
-        let good = v3(&[OwnedRecord {
-            record_type: RecordType::ToEx,
-            group: g,
-            sources: vec![],
-        }]);
+        let good = v3(&[OwnedRecord { record_type: RecordType::ToEx, group: g, sources: vec![] }]);
         let r = decode(ETHERTYPE_IPV4, &good).unwrap();
         assert_eq!(r.version, Version::IgmpV3);
         assert_eq!(r.records, single(RecordType::ToEx, g.into()));
         let mut ttl = good.clone();
         ttl[8] = 2;
-        assert_eq!(
-            decode(ETHERTYPE_IPV4, &ttl),
-            Err(Drop::BadIpChecksum),
-            "TTL change breaks the IP checksum first"
-        );
+        assert_eq!(decode(ETHERTYPE_IPV4, &ttl), Err(Drop::BadIpChecksum), "TTL change breaks the IP checksum first");
         let mut body = good.clone();
         let last = body.len() - 1;
         body[last] ^= 1;
@@ -193,10 +165,7 @@ mod tests {
             0,
             &igmp::emit_v2(igmp::LEAVE_V2, g),
         );
-        assert_eq!(
-            decode(ETHERTYPE_IPV4, &leave).unwrap().records,
-            single(RecordType::ToIn, g.into())
-        );
+        assert_eq!(decode(ETHERTYPE_IPV4, &leave).unwrap().records, single(RecordType::ToIn, g.into()));
         let query = ip::emit_ipv4(
             Ipv4Addr::new(192, 0, 2, 11),
             igmp::ALL_SYSTEMS,
@@ -214,14 +183,8 @@ mod tests {
     fn mld_validation() {
         let src: Ipv6Addr = "fe80::11".parse().unwrap();
         let g: Ipv6Addr = "ff3e::8000:1".parse().unwrap();
-        let body = mld::emit_report_v2(
-            src,
-            &[OwnedRecord {
-                record_type: RecordType::ToEx,
-                group: g,
-                sources: vec![],
-            }],
-        );
+        let body =
+            mld::emit_report_v2(src, &[OwnedRecord { record_type: RecordType::ToEx, group: g, sources: vec![] }]);
         let pkt = ip::emit_ipv6_mld(src, mld::ALL_V2_ROUTERS, &body);
         let r = decode(ETHERTYPE_IPV6, &pkt).unwrap();
         assert_eq!(r.version, Version::MldV2);

@@ -24,20 +24,10 @@ pub const ALL_V2_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x1
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message<'a> {
-    Query {
-        max_resp_code: u16,
-        group: Ipv6Addr,
-        v2: bool,
-    },
-    ReportV1 {
-        group: Ipv6Addr,
-    },
-    DoneV1 {
-        group: Ipv6Addr,
-    },
-    ReportV2 {
-        records: Records<'a, Ipv6Addr>,
-    },
+    Query { max_resp_code: u16, group: Ipv6Addr, v2: bool },
+    ReportV1 { group: Ipv6Addr },
+    DoneV1 { group: Ipv6Addr },
+    ReportV2 { records: Records<'a, Ipv6Addr> },
 }
 
 fn addr(b: &[u8]) -> Ipv6Addr {
@@ -64,29 +54,16 @@ pub fn parse(b: &[u8]) -> Result<Message<'_>, DecodeError> {
             if b.len() >= 28 {
                 let n = be16(b, 26..28) as usize;
                 if 28 + 16 * n > b.len() {
-                    return Err(DecodeError::BadLength {
-                        field: n,
-                        available: b.len() - 28,
-                    });
+                    return Err(DecodeError::BadLength { field: n, available: b.len() - 28 });
                 }
             }
-            Message::Query {
-                max_resp_code: be16(b, 4..6),
-                group,
-                v2: b.len() >= 28,
-            }
+            Message::Query { max_resp_code: be16(b, 4..6), group, v2: b.len() >= 28 }
         }
-        REPORT_V1 => Message::ReportV1 {
-            group: needs_addr()?,
-        },
-        DONE_V1 => Message::DoneV1 {
-            group: needs_addr()?,
-        },
+        REPORT_V1 => Message::ReportV1 { group: needs_addr()? },
+        DONE_V1 => Message::DoneV1 { group: needs_addr()? },
         REPORT_V2 => {
             let m = be16(b, 6..8) as usize;
-            Message::ReportV2 {
-                records: Records::new_checked(&b[8..], m)?,
-            }
+            Message::ReportV2 { records: Records::new_checked(&b[8..], m)? }
         }
         other => return Err(DecodeError::Unknown(other)),
     })
@@ -111,14 +88,7 @@ pub fn emit_report_v2(src: Ipv6Addr, records: &[OwnedRecord<Ipv6Addr>]) -> Vec<u
 }
 
 /// An MLDv2 multicast-address-specific query.
-pub fn emit_query_v2(
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    max_resp_code: u16,
-    group: Ipv6Addr,
-    qrv: u8,
-    qqic: u8,
-) -> Vec<u8> {
+pub fn emit_query_v2(src: Ipv6Addr, dst: Ipv6Addr, max_resp_code: u16, group: Ipv6Addr, qrv: u8, qqic: u8) -> Vec<u8> {
     let mut m = vec![QUERY, 0, 0, 0];
     m.extend_from_slice(&max_resp_code.to_be_bytes());
     m.extend_from_slice(&[0, 0]);
@@ -143,9 +113,7 @@ mod tests {
         let m = emit_report_v2(src, &recs);
         assert!(verify_checksum(src, ALL_V2_ROUTERS, &m));
         assert!(!verify_checksum(src, "ff02::1".parse().unwrap(), &m));
-        let Message::ReportV2 { records } = parse(&m).unwrap() else {
-            panic!()
-        };
+        let Message::ReportV2 { records } = parse(&m).unwrap() else { panic!() };
         let r: Vec<_> = records.collect();
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].group, recs[0].group);
@@ -161,13 +129,6 @@ mod tests {
         let g: Ipv6Addr = "ff3e::1".parse().unwrap();
         let q = emit_query_v2(src, g, 1000, g, 2, 125);
         assert!(verify_checksum(src, g, &q));
-        assert_eq!(
-            parse(&q).unwrap(),
-            Message::Query {
-                max_resp_code: 1000,
-                group: g,
-                v2: true
-            }
-        );
+        assert_eq!(parse(&q).unwrap(), Message::Query { max_resp_code: 1000, group: g, v2: true });
     }
 }

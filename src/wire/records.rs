@@ -116,11 +116,7 @@ impl<'a, A: Addr> Records<'a, A> {
         for _ in 0..n {
             at += record_len::<A>(&b[at.min(b.len())..])?;
         }
-        Ok(Records {
-            rest: &b[..at],
-            left: n,
-            _a: std::marker::PhantomData,
-        })
+        Ok(Records { rest: &b[..at], left: n, _a: std::marker::PhantomData })
     }
 
     pub fn len(&self) -> usize {
@@ -138,10 +134,7 @@ fn record_len<A: Addr>(b: &[u8]) -> Result<usize, DecodeError> {
     }
     let len = 4 + A::LEN * (1 + be16(b, 2..4) as usize) + 4 * b[1] as usize;
     if len > b.len() {
-        return Err(DecodeError::BadLength {
-            field: len,
-            available: b.len(),
-        });
+        return Err(DecodeError::BadLength { field: len, available: b.len() });
     }
     Ok(len)
 }

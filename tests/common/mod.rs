@@ -8,6 +8,13 @@ use std::time::{Duration, Instant};
 
 pub const TB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/tb");
 pub const MCGATE: &str = env!("CARGO_BIN_EXE_mcgate");
+pub const MCAST_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/mcast.py");
+
+/// The JSON line a `mcast.py recv` or `sniff` printed.
+pub fn result(child: std::process::Child) -> serde_json::Value {
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
 
 pub fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -44,12 +51,8 @@ impl Testbed {
     /// `name`: a short tag unique among the tests (namespaces are `mg<tag><pid>-*`).
     pub fn new(name: &str, hosts: usize) -> Self {
         let prefix = format!("mg{name}{}", std::process::id());
-        let tb = Testbed {
-            prefix: prefix.clone(),
-            dir: PathBuf::from("/tmp/mcgate-tb").join(&prefix),
-            hosts,
-            daemon: None,
-        };
+        let tb =
+            Testbed { prefix: prefix.clone(), dir: PathBuf::from("/tmp/mcgate-tb").join(&prefix), hosts, daemon: None };
         let _ = Command::new(TB).args(["down", &prefix]).status();
         run(Command::new(TB).args(["up", &prefix, &hosts.to_string()]));
         std::fs::write(tb.dir.join("secret"), "testing123\n").unwrap();
@@ -66,13 +69,7 @@ impl Testbed {
 
     /// Writes mcgate's config: `ports` as (name, mode); `servers` as "127.0.0.1:PORT";
     /// `extra_auth` and `extra_radius` are raw TOML lines for those sections.
-    pub fn config(
-        &self,
-        ports: &[(&str, &str)],
-        servers: &[&str],
-        extra_auth: &str,
-        extra_radius: &str,
-    ) -> PathBuf {
+    pub fn config(&self, ports: &[(&str, &str)], servers: &[&str], extra_auth: &str, extra_radius: &str) -> PathBuf {
         let mut t = format!(
             "[switch]\nbridge = \"br0\"\nnas_identifier = \"{p}-sw\"\ndatabase = \"{d}/mcgate.redb\"\n\
              control_socket = \"{d}/control.sock\"\nlog_level = \"debug\"\n\n[authenticator]\n{extra_auth}\n\n\
@@ -91,17 +88,52 @@ impl Testbed {
         path
     }
 
+    /// Adds a [multicast] section and writes `policy` as the only policy file.
+    pub fn multicast(&self, policy: &str, extra: &str) {
+        let dir = self.dir.join("policies");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("test.toml"), policy).unwrap();
+        let path = self.dir.join("mcgate.toml");
+        let mut t = std::fs::read_to_string(&path).unwrap();
+        t += &format!("\n[multicast]\npolicies = \"policies\"\nuplinks = [\"up0\"]\n{extra}\n");
+        std::fs::write(path, t).unwrap();
+    }
+
+    /// Starts `testbed/mcast.py ARGS` in namespace `which` (`h1`, `up`, ...).
+    pub fn mcast_py(&self, which: &str, args: &[&str]) -> std::process::Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(which), "python3", MCAST_PY])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// A stream from the upstream namespace, bounded in time.
+    pub fn stream(&self, group: &str, seconds: u32) -> std::process::Child {
+        self.mcast_py("up", &["send", group, "--pps", "200", "--seconds", &seconds.to_string()])
+    }
+
+    pub fn mdb(&self) -> String {
+        run(Command::new("ip").args(["netns", "exec", &self.ns("sw"), "bridge", "mdb", "show"]))
+    }
+
+    pub fn memberships(&self) -> Vec<serde_json::Value> {
+        let out = Command::new(MCGATE).args(["memberships", "--json", "-s"]).arg(self.socket()).output().unwrap();
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m["by"] != "link-local")
+            .collect()
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.dir.join("control.sock")
     }
 
     pub fn start_mcgate(&mut self) {
         assert!(self.daemon.is_none());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("mcgate.log"))
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("mcgate.log")).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns("sw"), MCGATE, "run", "-c"])
             .arg(self.dir.join("mcgate.toml"))
@@ -122,9 +154,7 @@ impl Testbed {
     /// SIGTERM, as systemd would; kernel state stays.
     pub fn stop_mcgate(&mut self) {
         if let Some(mut c) = self.daemon.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
             let _ = c.wait();
         }
     }
@@ -134,20 +164,12 @@ impl Testbed {
     }
 
     pub fn supplicant(&self, host: usize, user: &str, pass: &str, method: &str) {
-        run(Command::new(TB).args([
-            "supplicant",
-            &self.prefix,
-            &host.to_string(),
-            user,
-            pass,
-            method,
-        ]));
+        run(Command::new(TB).args(["supplicant", &self.prefix, &host.to_string(), user, pass, method]));
     }
 
     pub fn wpa_cli(&self, host: usize, args: &[&str]) -> String {
         let mut c = Command::new(TB);
-        c.args(["wpa_cli", &self.prefix, &host.to_string()])
-            .args(args);
+        c.args(["wpa_cli", &self.prefix, &host.to_string()]).args(args);
         run(&mut c)
     }
 
@@ -162,8 +184,7 @@ impl Testbed {
     /// Runs a command in host `i`'s namespace.
     pub fn in_host(&self, host: usize, args: &[&str]) -> String {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns(&format!("h{host}"))])
-            .args(args);
+        c.args(["netns", "exec", &self.ns(&format!("h{host}"))]).args(args);
         run(&mut c)
     }
 
@@ -172,11 +193,7 @@ impl Testbed {
         run(Command::new(TB).args(["hostapd", &self.prefix, &ports.to_string()]));
         let pidfile = self.dir.join("hostapd/hostapd.pid");
         assert!(wait_until(Duration::from_secs(5), || pidfile.exists()));
-        std::fs::read_to_string(pidfile)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        std::fs::read_to_string(pidfile).unwrap().trim().parse().unwrap()
     }
 
     pub fn stop_hostapd(&self) {
@@ -194,15 +211,7 @@ impl Testbed {
     /// One ping from host `i` to the upstream namespace.
     pub fn ping(&self, host: usize) -> bool {
         Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns(&format!("h{host}")),
-                "ping",
-                "-c1",
-                "-W1",
-                "192.0.2.254",
-            ])
+            .args(["netns", "exec", &self.ns(&format!("h{host}")), "ping", "-c1", "-W1", "192.0.2.254"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -240,28 +249,15 @@ impl Testbed {
     }
 
     pub fn fdb_static(&self) -> String {
-        run(Command::new("ip").args([
-            "netns",
-            "exec",
-            &self.ns("sw"),
-            "bridge",
-            "fdb",
-            "show",
-            "br",
-            "br0",
-        ]))
-        .lines()
-        .filter(|l| l.contains(" static"))
-        .collect::<Vec<_>>()
-        .join("\n")
+        run(Command::new("ip").args(["netns", "exec", &self.ns("sw"), "bridge", "fdb", "show", "br", "br0"]))
+            .lines()
+            .filter(|l| l.contains(" static"))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     pub fn sessions(&self) -> Vec<serde_json::Value> {
-        let out = Command::new(MCGATE)
-            .args(["sessions", "--json", "-s"])
-            .arg(self.socket())
-            .output()
-            .unwrap();
+        let out = Command::new(MCGATE).args(["sessions", "--json", "-s"]).arg(self.socket()).output().unwrap();
         if !out.status.success() {
             return vec![];
         }
@@ -273,11 +269,7 @@ impl Testbed {
     }
 
     pub fn status(&self) -> Option<serde_json::Value> {
-        let out = Command::new(MCGATE)
-            .args(["status", "-s"])
-            .arg(self.socket())
-            .output()
-            .ok()?;
+        let out = Command::new(MCGATE).args(["status", "-s"]).arg(self.socket()).output().ok()?;
         if !out.status.success() {
             return None;
         }

@@ -1,0 +1,275 @@
+//! The daemon's multicast gate: reports from the capture to the tracker, the
+//! tracker's outputs to the store, the bridge MDB, the uplinks and the ports.
+
+use super::{unix_now, Daemon};
+use crate::auth::PortId;
+use crate::capture::PortSocket;
+use crate::mcast::{self, EndCause, Host, Tracker};
+use crate::policy::{entitlement_from_attrs, Entitlement, Policy};
+use crate::wire::membership::{self, GroupRecord};
+use crate::wire::records::OwnedRecord;
+use crate::wire::{ethernet, igmp, ip, mld, MacAddr};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{debug, error, info, warn};
+
+pub(super) struct McastState {
+    pub tracker: Tracker,
+    pub policy: Policy,
+    pub vendor_id: u32,
+    pub bridge: String,
+    pub bridge_mac: MacAddr,
+    pub bridge_v4: Ipv4Addr,
+    pub bridge_ll6: Ipv6Addr,
+    pub uplinks: Vec<(String, Arc<PortSocket>)>,
+    /// Packages and limits of each session, from its Access-Accept.
+    pub entitlements: HashMap<(PortId, MacAddr), Entitlement>,
+    pub stats: McastIoStats,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub(super) struct McastIoStats {
+    pub reports: BTreeMap<String, u64>,
+    pub dropped: BTreeMap<String, u64>,
+    /// Reports from a MAC with no session anywhere.
+    pub dropped_unauthenticated: u64,
+    /// Reports from a MAC whose session is on another port.
+    pub dropped_spoofed_mac: u64,
+    pub upstream_reports_tx: u64,
+    pub queries_tx: u64,
+    pub tx_errors: u64,
+}
+
+impl Daemon {
+    pub(super) fn on_mcast_frame(&mut self, now: Instant, port: PortId, src: MacAddr, ethertype: u16, payload: &[u8]) {
+        let Some(m) = self.mcast.as_mut() else {
+            self.io.frames_multicast_control += 1;
+            return;
+        };
+        let report = match membership::decode(ethertype, payload) {
+            Ok(r) => r,
+            Err(d) => {
+                *m.stats.dropped.entry(format!("{d:?}")).or_default() += 1;
+                debug!(port = self.ports[port].name, mac = %src, reason = ?d, "IGMP/MLD frame dropped");
+                return;
+            }
+        };
+        *m.stats.reports.entry(format!("{:?}", report.version)).or_default() += 1;
+        let Some(session) = self.sessions.get(&(port, src)) else {
+            if self.sessions.keys().any(|(_, mac)| *mac == src) {
+                m.stats.dropped_spoofed_mac += 1;
+                warn!(port = self.ports[port].name, mac = %src, "report with a MAC authorized on another port dropped");
+            } else {
+                m.stats.dropped_unauthenticated += 1;
+                debug!(port = self.ports[port].name, mac = %src, "report from an unauthenticated host dropped");
+            }
+            return;
+        };
+        let vendor_id = m.vendor_id;
+        let ent =
+            m.entitlements.entry((port, src)).or_insert_with(|| entitlement_from_attrs(&session.attrs, vendor_id));
+        let host = Host {
+            port,
+            port_name: &session.port,
+            mac: src,
+            account: &session.account,
+            session_id: &session.session_id,
+            entitlement: ent,
+        };
+        m.tracker.handle_report(now, unix_now(), &m.policy, &host, &report.records);
+    }
+
+    /// Every membership of a session that ended goes with it.
+    pub(super) fn mcast_end_host(&mut self, now: Instant, port: PortId, mac: MacAddr) {
+        if let Some(m) = self.mcast.as_mut() {
+            m.entitlements.remove(&(port, mac));
+            m.tracker.end_host(now, port, mac, EndCause::SessionEnd);
+        }
+    }
+
+    /// A re-authentication may have brought other packages.
+    pub(super) fn mcast_forget_entitlement(&mut self, port: PortId, mac: MacAddr) {
+        if let Some(m) = self.mcast.as_mut() {
+            m.entitlements.remove(&(port, mac));
+        }
+    }
+
+    /// Memberships of sessions that survived the restart are put back (and their MDB
+    /// entries re-installed); the rest of the store, and any MDB entry of mcgate's that
+    /// nothing justifies, is removed.
+    pub(super) fn mcast_restore(&mut self, now: Instant) {
+        let Some(m) = self.mcast.as_mut() else { return };
+        let stored = self.store.memberships().unwrap_or_else(|e| {
+            error!("reading memberships: {e}");
+            vec![]
+        });
+        for r in stored {
+            let membership = match r {
+                Ok(x) => x,
+                Err(e) => {
+                    error!("{e}");
+                    continue;
+                }
+            };
+            let port = self.ports.iter().position(|p| p.name == membership.port);
+            match port.filter(|p| self.sessions.contains_key(&(*p, membership.mac))) {
+                Some(port) => {
+                    info!(port = membership.port, mac = %membership.mac, group = %membership.group, "membership restored");
+                    m.tracker.restore(now, port, membership);
+                }
+                None => {
+                    info!(port = membership.port, mac = %membership.mac, group = %membership.group, "membership without a session dropped");
+                    let _ = self.store.remove_membership(&membership);
+                }
+            }
+        }
+        let justified: Vec<(String, IpAddr, Option<IpAddr>)> =
+            m.tracker.port_channels().map(|(p, (g, s))| (self.ports[p].name.clone(), g, s)).collect();
+        match self.dataplane.mdb_entries(&m.bridge) {
+            Ok(entries) => {
+                for (port, g, s) in entries.into_iter().filter(|e| !justified.contains(e)) {
+                    info!(port, group = %g, source = ?s, "MDB entry without a membership removed");
+                    if self.dataplane.mdb_del(&m.bridge, &port, g, s).is_err() {
+                        self.io.dataplane_errors += 1;
+                    }
+                }
+            }
+            Err(e) => {
+                error!("listing MDB entries: {e}");
+                self.io.dataplane_errors += 1;
+            }
+        }
+    }
+
+    /// Carries out the tracker's outputs; true when there were any.
+    pub(super) fn drain_mcast(&mut self) -> bool {
+        let mut progressed = false;
+        while let Some(o) = self.mcast.as_mut().and_then(|m| m.tracker.poll_output()) {
+            progressed = true;
+            self.mcast_output(o);
+        }
+        progressed
+    }
+
+    fn mcast_output(&mut self, o: mcast::Output) {
+        let Some(m) = self.mcast.as_mut() else { return };
+        match o {
+            mcast::Output::Admitted(membership) => {
+                // Durable before the MdbAdd that follows it.
+                if let Err(e) = self.store.put_membership(&membership) {
+                    self.io.store_errors += 1;
+                    error!(port = membership.port, mac = %membership.mac, group = %membership.group, "storing membership: {e}");
+                }
+            }
+            mcast::Output::Ended { membership, cause } => {
+                debug!(port = membership.port, mac = %membership.mac, group = %membership.group, ?cause, "membership record removed");
+                if let Err(e) = self.store.remove_membership(&membership) {
+                    self.io.store_errors += 1;
+                    error!("removing membership: {e}");
+                }
+            }
+            mcast::Output::Denied { .. } => {}
+            mcast::Output::MdbAdd { port, group, source } => {
+                if let Err(e) = self.dataplane.mdb_add(&m.bridge, &self.ports[port].name, group, source) {
+                    self.io.dataplane_errors += 1;
+                    error!(port = self.ports[port].name, %group, "MDB add: {e}");
+                }
+            }
+            mcast::Output::MdbDel { port, group, source } => {
+                if let Err(e) = self.dataplane.mdb_del(&m.bridge, &self.ports[port].name, group, source) {
+                    self.io.dataplane_errors += 1;
+                    error!(port = self.ports[port].name, %group, "MDB del: {e}");
+                }
+            }
+            mcast::Output::Upstream { records } => {
+                for frame in upstream_frames(m, &records) {
+                    for (name, sock) in &m.uplinks {
+                        match sock.send(&frame) {
+                            Ok(()) => m.stats.upstream_reports_tx += 1,
+                            Err(e) => {
+                                m.stats.tx_errors += 1;
+                                warn!(port = name, "upstream report: {e}");
+                            }
+                        }
+                    }
+                }
+            }
+            mcast::Output::Query { port, group, max_resp_code } => {
+                let frame = query_frame(m, group, max_resp_code);
+                match self.ports[port].socket.send(&frame) {
+                    Ok(()) => m.stats.queries_tx += 1,
+                    Err(e) => {
+                        m.stats.tx_errors += 1;
+                        warn!(port = self.ports[port].name, "group-specific query: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One IGMPv3 report for the IPv4 records and one MLDv2 report for the IPv6 ones.
+fn upstream_frames(m: &McastState, records: &[GroupRecord]) -> Vec<Vec<u8>> {
+    let mut v4: Vec<OwnedRecord<Ipv4Addr>> = vec![];
+    let mut v6: Vec<OwnedRecord<Ipv6Addr>> = vec![];
+    for r in records {
+        match r.group {
+            IpAddr::V4(g) => v4.push(OwnedRecord {
+                record_type: r.record_type,
+                group: g,
+                sources: r.sources.iter().filter_map(|s| if let IpAddr::V4(s) = s { Some(*s) } else { None }).collect(),
+            }),
+            IpAddr::V6(g) => v6.push(OwnedRecord {
+                record_type: r.record_type,
+                group: g,
+                sources: r.sources.iter().filter_map(|s| if let IpAddr::V6(s) = s { Some(*s) } else { None }).collect(),
+            }),
+        }
+    }
+    let mut out = vec![];
+    if !v4.is_empty() {
+        let pkt = ip::emit_ipv4(m.bridge_v4, igmp::ALL_V3_ROUTERS, ip::PROTO_IGMP, 0xc0, &igmp::emit_report_v3(&v4));
+        out.push(ethernet::emit_frame(
+            MacAddr::for_group(igmp::ALL_V3_ROUTERS.into()),
+            m.bridge_mac,
+            ethernet::ETHERTYPE_IPV4,
+            &pkt,
+        ));
+    }
+    if !v6.is_empty() {
+        let pkt = ip::emit_ipv6_mld(m.bridge_ll6, mld::ALL_V2_ROUTERS, &mld::emit_report_v2(m.bridge_ll6, &v6));
+        out.push(ethernet::emit_frame(
+            MacAddr::for_group(mld::ALL_V2_ROUTERS.into()),
+            m.bridge_mac,
+            ethernet::ETHERTYPE_IPV6,
+            &pkt,
+        ));
+    }
+    out
+}
+
+/// A group-specific query (IGMPv3 / MLDv2) to `group` from the bridge.
+fn query_frame(m: &McastState, group: IpAddr, max_resp_code: u8) -> Vec<u8> {
+    match group {
+        IpAddr::V4(g) => {
+            let pkt = ip::emit_ipv4(
+                m.bridge_v4,
+                g,
+                ip::PROTO_IGMP,
+                0xc0,
+                &igmp::emit_query_v3(max_resp_code, g, 2, 125, &[]),
+            );
+            ethernet::emit_frame(MacAddr::for_group(group), m.bridge_mac, ethernet::ETHERTYPE_IPV4, &pkt)
+        }
+        IpAddr::V6(g) => {
+            // MLDv2 Maximum Response Code is in milliseconds; ours is in tenths of a second.
+            let code = max_resp_code as u16 * 100;
+            let body = mld::emit_query_v2(m.bridge_ll6, g, code, g, 2, 125);
+            let pkt = ip::emit_ipv6_mld(m.bridge_ll6, g, &body);
+            ethernet::emit_frame(MacAddr::for_group(group), m.bridge_mac, ethernet::ETHERTYPE_IPV6, &pkt)
+        }
+    }
+}

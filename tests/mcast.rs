@@ -1,0 +1,285 @@
+//! The multicast gate against the real kernel: kernel joins (IGMPv2/v3, source-specific,
+//! MLDv1/v2) from host namespaces, a real stream from the upstream namespace, the bridge
+//! MDB, wpa_supplicant and FreeRADIUS for the sessions.
+
+mod common;
+
+use common::{result, wait_until, Testbed};
+use serde_json::Value;
+use std::time::Duration;
+
+const SERVER: &str = "127.0.0.1:1812";
+const FAST: &str = "tx_period = \"1s\"\nquiet_period = \"3s\"";
+
+/// alice: Filter-Id basic; bob: mcgate's Package attribute premium (testbed/radius/users).
+const POLICY: &str = r#"
+[defaults]
+unknown = "deny"
+max_groups = 2
+max_bandwidth_kbps = 10000
+
+[[package]]
+name = "basic"
+groups = ["239.1.1.0/24", "ff3e::1:0/112"]
+bandwidth_kbps = 4000
+
+[[package]]
+name = "premium"
+groups = ["239.1.2.0/24"]
+bandwidth_kbps = 8000
+[[package.channel]]
+source = "192.0.2.254"
+group = "232.1.1.0/24"
+
+[[subscriber]]
+account = "bob"
+packages = ["basic"]
+"#;
+
+fn testbed(tag: &str, hosts: usize, ports: &[(&str, &str)], extra_ports: &str) -> Testbed {
+    let mut tb = Testbed::new(tag, hosts);
+    tb.radius(1812);
+    let cfg = tb.config(ports, &[SERVER], FAST, "");
+    if !extra_ports.is_empty() {
+        // applies to the first port only
+        let t = std::fs::read_to_string(&cfg).unwrap().replacen(
+            "mode = \"dot1x\"\n",
+            &format!("mode = \"dot1x\"\n{extra_ports}\n"),
+            1,
+        );
+        std::fs::write(&cfg, t).unwrap();
+    }
+    tb.multicast(POLICY, "");
+    tb.start_mcgate();
+    tb
+}
+
+fn login(tb: &Testbed, host: usize, user: &str) {
+    tb.supplicant(host, user, &format!("{user}pass"), "md5");
+    let port = format!("p{host}");
+    assert!(
+        wait_until(Duration::from_secs(15), || tb.session_of(&port).is_some()),
+        "{user} not authorized:\n{}",
+        tb.log()
+    );
+}
+
+fn stat(tb: &Testbed, path: &[&str]) -> u64 {
+    let mut v: Value = tb.status().unwrap_or_default();
+    for p in path {
+        v = v[*p].clone();
+    }
+    v.as_u64().unwrap_or(0)
+}
+
+fn packets(v: &Value) -> u64 {
+    v["packets"].as_u64().unwrap()
+}
+
+#[test]
+fn only_entitled_joined_hosts_receive_the_stream() {
+    let tb = testbed("mg", 3, &[("p1", "dot1x"), ("p2", "dot1x"), ("p3", "dot1x")], "");
+    login(&tb, 1, "alice");
+    login(&tb, 2, "bob");
+    // what the uplink hears: mcgate's IGMPv3 reports for the admitted groups only
+    let upstream = std::process::Command::new("ip")
+        .args(["netns", "exec", &tb.ns("up"), "timeout", "6", "tcpdump", "-i", "eth0", "-n", "-l", "-v", "igmp"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let s1 = tb.stream("239.1.1.1", 9);
+    let s2 = tb.stream("239.1.3.1", 9);
+    // alice joins; bob (entitled too, via the local map) listens on the wire without joining
+    let a = tb.mcast_py("h1", &["recv", "239.1.1.1", "--seconds", "3"]);
+    let b_wire = tb.mcast_py("h2", &["sniff", "239.1.1.1", "--seconds", "3"]);
+    // the unauthenticated host joins too
+    let c = tb.mcast_py("h3", &["recv", "239.1.1.1", "--seconds", "3"]);
+    let (a, b_wire, c) = (result(a), result(b_wire), result(c));
+    assert!(packets(&a) > 300, "alice: {a}\n{}", tb.log());
+    assert_eq!(packets(&b_wire), 0, "bob's port got the stream before he joined: {b_wire}");
+    assert_eq!(packets(&c), 0, "the unauthenticated host got the stream: {c}");
+    assert!(stat(&tb, &["multicast", "io", "dropped_unauthenticated"]) >= 1);
+    let mdb = tb.mdb();
+    assert!(mdb.contains("port p1 grp 239.1.1.1 permanent"), "{mdb}");
+    assert!(!mdb.contains("port p3 grp 239.1.1.1"), "{mdb}");
+    let heard = String::from_utf8_lossy(&upstream.wait_with_output().unwrap().stdout).into_owned();
+    assert!(heard.contains("gaddr 239.1.1.1 to_ex"), "no report upstream: {heard}");
+    assert!(!heard.contains("239.1.3.1"), "a denied group went upstream: {heard}");
+
+    // bob joins now and receives; his join of a group no package names gets nothing
+    let b = tb.mcast_py("h2", &["recv", "239.1.1.1", "--seconds", "2"]);
+    let denied = tb.mcast_py("h2", &["recv", "239.1.3.1", "--port", "5000", "--seconds", "2"]);
+    let (b, denied) = (result(b), result(denied));
+    assert!(packets(&b) > 200, "bob after joining: {b}");
+    assert_eq!(packets(&denied), 0, "a denied join got the stream: {denied}");
+    assert!(stat(&tb, &["multicast", "tracker", "denied", "NotEntitled"]) >= 1);
+    assert!(!tb.mdb().contains("239.1.3.1"));
+    for mut s in [s1, s2] {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}
+
+fn inject(tb: &Testbed, from_host: usize, as_host: usize, records: &[&str]) {
+    let mac = Testbed::host_mac(as_host);
+    let ip = format!("192.0.2.{}", 10 + as_host);
+    let mut args = vec!["inject", "--src-mac", &mac, "--src-ip", &ip];
+    args.extend_from_slice(records);
+    let out = tb.mcast_py(&format!("h{from_host}"), &args).wait_with_output().unwrap();
+    assert!(out.status.success());
+}
+
+fn denied(tb: &Testbed, reason: &str) -> u64 {
+    stat(tb, &["multicast", "tracker", "denied", reason])
+}
+
+#[test]
+fn records_are_decided_one_by_one_limits_hold_and_spoofed_macs_are_dropped() {
+    let tb = testbed("rec", 3, &[("p1", "dot1x"), ("p2", "dot1x"), ("p3", "dot1x")], "");
+    login(&tb, 1, "alice");
+    login(&tb, 2, "bob");
+    let has = |entry: &str| tb.mdb().contains(entry);
+
+    // one IGMPv3 report, two records: the entitled one is admitted, the other is not
+    inject(&tb, 1, 1, &["4:239.1.1.5", "4:239.1.3.5"]);
+    assert!(wait_until(Duration::from_secs(3), || has("port p1 grp 239.1.1.5 permanent")), "{}", tb.mdb());
+    assert!(!has("239.1.3.5"));
+    assert_eq!(denied(&tb, "NotEntitled"), 1);
+
+    // max_groups = 2: the second new group is admitted, the third refused
+    inject(&tb, 1, 1, &["4:239.1.1.6", "4:239.1.1.7"]);
+    assert!(wait_until(Duration::from_secs(3), || has("port p1 grp 239.1.1.6 permanent")));
+    assert!(!has("239.1.1.7"));
+    assert_eq!(denied(&tb, "MaxGroups"), 1);
+
+    // max_bandwidth_kbps = 10000: premium (8000) then basic (4000) does not fit
+    inject(&tb, 2, 2, &["4:239.1.2.1"]);
+    assert!(wait_until(Duration::from_secs(3), || has("port p2 grp 239.1.2.1 permanent")));
+    inject(&tb, 2, 2, &["4:239.1.1.9"]);
+    assert!(wait_until(Duration::from_secs(3), || denied(&tb, "MaxBandwidth") == 1), "{}", tb.status().unwrap());
+    assert!(!has("239.1.1.9"));
+
+    // host 3 forges alice's MAC: dropped and counted, nothing installed on its port
+    inject(&tb, 3, 1, &["4:239.1.1.1"]);
+    assert!(wait_until(Duration::from_secs(3), || stat(&tb, &["multicast", "io", "dropped_spoofed_mac"]) == 1));
+    assert!(!tb.mdb().contains("port p3"), "{}", tb.mdb());
+
+    // memberships name what decided them
+    let m = tb.memberships();
+    assert_eq!(m.len(), 3, "{m:?}");
+    assert!(m.iter().any(|m| m["group"] == "239.1.2.1" && m["by"] == "premium" && m["account"] == "bob"));
+    assert!(m.iter().any(|m| m["group"] == "239.1.1.5" && m["by"] == "basic" && m["account"] == "alice"));
+}
+
+#[test]
+fn source_specific_ipv6_and_older_protocol_versions() {
+    let tb = testbed("ver", 2, &[("p1", "dot1x"), ("p2", "dot1x")], "");
+    login(&tb, 1, "alice");
+    login(&tb, 2, "bob");
+    let streams = [
+        tb.stream("232.1.1.1", 12),
+        tb.stream("ff3e::1:1", 12),
+        tb.stream("239.1.1.2", 12),
+        tb.stream("ff3e::1:2", 12),
+    ];
+
+    // IGMPv3 source-specific join (bob's premium channel)
+    let r = result(tb.mcast_py("h2", &["recv", "232.1.1.1", "--source", "192.0.2.254", "--seconds", "2"]));
+    assert!(packets(&r) > 150, "SSM: {r}");
+    assert!(tb.mdb().contains("port p2 grp 232.1.1.1 src 192.0.2.254"), "{}", tb.mdb());
+    // MLDv2 any-source join (alice's basic has ff3e::1:0/112)
+    let r = result(tb.mcast_py("h1", &["recv", "ff3e::1:1", "--seconds", "2"]));
+    assert!(packets(&r) > 150, "MLDv2: {r}\n{}\n{}", tb.mdb(), tb.status().unwrap());
+    // the same hosts forced to IGMPv2 and MLDv1
+    for sysctl in ["net.ipv4.conf.eth0.force_igmp_version=2", "net.ipv6.conf.eth0.force_mld_version=1"] {
+        tb.in_host(1, &["sysctl", "-qw", sysctl]);
+    }
+    let v2 = tb.mcast_py("h1", &["recv", "239.1.1.2", "--seconds", "2"]);
+    let v1 = tb.mcast_py("h1", &["recv", "ff3e::1:2", "--seconds", "2"]);
+    let (v2, v1) = (result(v2), result(v1));
+    assert!(packets(&v2) > 150, "IGMPv2: {v2}");
+    assert!(packets(&v1) > 150, "MLDv1: {v1}");
+    for v in ["IgmpV3", "MldV2", "IgmpV2", "MldV1"] {
+        assert!(stat(&tb, &["multicast", "io", "reports", v]) >= 1, "no {v} report counted: {}", tb.status().unwrap());
+    }
+    for mut s in streams {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}
+
+/// Starts a join on `host` that leaves after `leave_after`, and a wire counter.
+fn join_and_leave(tb: &Testbed, host: usize, group: &str, leave_after: Duration) -> (Value, Value) {
+    let wire = tb.mcast_py(&format!("h{host}"), &["sniff", group, "--seconds", "5"]);
+    let join = tb.mcast_py(&format!("h{host}"), &["recv", group, "--seconds", "4.5"]);
+    std::thread::sleep(leave_after);
+    common::run(std::process::Command::new("kill").args(["-USR1", &join.id().to_string()]));
+    (result(join), result(wire))
+}
+
+#[test]
+fn a_leave_or_a_logoff_stops_the_stream() {
+    // p1 has a single host: its leave is immediate; p2 is shared: query, then linger
+    let tb = testbed("lv", 2, &[("p1", "dot1x"), ("p2", "dot1x")], "single_host = true");
+    login(&tb, 1, "alice");
+    login(&tb, 2, "bob");
+    let streams = [tb.stream("239.1.1.1", 20)];
+
+    let (joined, wire) = join_and_leave(&tb, 1, "239.1.1.1", Duration::from_millis(1500));
+    assert!(packets(&joined) > 100, "{joined}");
+    let last = wire["last_ms"].as_f64().unwrap();
+    assert!(last < 2300.0, "fast leave: stream still on the wire at {last} ms (join at 0, leave at 1500)");
+    assert!(!tb.mdb().contains("port p1 grp 239.1.1.1"));
+
+    let (joined, wire) = join_and_leave(&tb, 2, "239.1.1.1", Duration::from_millis(1000));
+    assert!(packets(&joined) > 100, "{joined}");
+    let last = wire["last_ms"].as_f64().unwrap();
+    // a group-specific query, then last_member_query_time (2 s) with no answer
+    assert!(last > 2500.0 && last < 4000.0, "shared port: last packet at {last} ms (leave at 1000)");
+    assert!(stat(&tb, &["multicast", "tracker", "queries_sent"]) >= 1);
+    assert!(!tb.mdb().contains("port p2 grp 239.1.1.1"));
+
+    // logoff: the session ends and its memberships with it
+    let join = tb.mcast_py("h1", &["recv", "239.1.1.1", "--seconds", "4"]);
+    assert!(wait_until(Duration::from_secs(3), || tb.mdb().contains("port p1 grp 239.1.1.1")));
+    tb.wpa_cli(1, &["logoff"]);
+    assert!(wait_until(Duration::from_secs(3), || !tb.mdb().contains("port p1 grp 239.1.1.1")), "{}", tb.mdb());
+    assert!(tb.memberships().iter().all(|m| m["port"] != "p1"));
+    let wire = result(tb.mcast_py("h1", &["sniff", "239.1.1.1", "--seconds", "1"]));
+    assert_eq!(packets(&wire), 0, "stream still reaches the logged-off host: {wire}");
+    let _ = result(join);
+    for mut s in streams {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}
+
+#[test]
+fn a_restart_keeps_admitted_streams_flowing() {
+    let mut tb = testbed("mr", 1, &[("p1", "dot1x")], "");
+    login(&tb, 1, "alice");
+    let streams = [tb.stream("239.1.1.1", 25)];
+    let join = tb.mcast_py("h1", &["recv", "239.1.1.1", "--seconds", "12"]);
+    assert!(wait_until(Duration::from_secs(5), || tb.memberships().len() == 1), "{}", tb.log());
+    let before = tb.memberships()[0].clone();
+
+    tb.stop_mcgate();
+    let wire = result(tb.mcast_py("h1", &["sniff", "239.1.1.1", "--seconds", "1"]));
+    assert!(packets(&wire) > 100, "stream stopped while mcgate is down: {wire}");
+    tb.start_mcgate();
+    let after = tb.memberships();
+    assert_eq!(after.len(), 1, "{}", tb.log());
+    assert_eq!(after[0]["since"], before["since"], "the same membership, not a new one");
+    assert_eq!(after[0]["session_id"], before["session_id"]);
+    let wire = result(tb.mcast_py("h1", &["sniff", "239.1.1.1", "--seconds", "1"]));
+    assert!(packets(&wire) > 100, "stream stopped after the restart: {wire}");
+    assert!(tb.mdb().contains("port p1 grp 239.1.1.1 permanent"));
+    let joined = result(join);
+    assert!(packets(&joined) > 1000, "{joined}");
+    for mut s in streams {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}
