@@ -34,7 +34,12 @@ fn main() {
     let mut policy = Policy::default();
     policy.packages.insert(
         "basic".into(),
-        Package { name: "basic".into(), groups: vec!["239.1.0.0/16".parse().unwrap()], channels: vec![], bandwidth_kbps: 4000 },
+        Package {
+            name: "basic".into(),
+            groups: vec!["239.1.0.0/16".parse().unwrap()],
+            channels: vec![],
+            bandwidth_kbps: 4000,
+        },
     );
     let ent = Entitlement { packages: vec!["basic".into()], max_groups: Some(4) };
     // sessions as the daemon keeps them: (port, MAC) → account

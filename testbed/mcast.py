@@ -8,6 +8,9 @@
       SIGUSR1 leaves the group (the kernel sends the leave), then keeps counting.
   mcast.py send GROUP [--port 5000] [--pps 200] [--seconds N] [--ttl 8] [--iface eth0]
       a stream of numbered datagrams to GROUP, bounded in count and time.
+  mcast.py zap GROUP [--count N] [--gap-ms MS] [--iface eth0] [--port 5000]
+      N times: join, wait for the first datagram (at most 2 s), leave, pause; prints
+      {"first_ms": [...]} (ms from the join call to the first datagram; null: none came).
   mcast.py sniff GROUP [--iface eth0] [--seconds N]
       count the frames to GROUP that reach the interface, joined or not (AF_PACKET);
       prints {"packets", "first_ms", "last_ms"} (ms since the start).
@@ -101,6 +104,33 @@ def send(a):
             time.sleep(delay)
 
 
+def zap(a):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((a.group, a.port))
+    req = group_req(socket.if_nametoindex(a.iface), a.group)
+    out = []
+    for _ in range(a.count):
+        t0 = time.monotonic()
+        s.setsockopt(socket.IPPROTO_IP, MCAST_JOIN_GROUP, req)
+        s.settimeout(2.0)
+        try:
+            s.recv(2048)
+            out.append((time.monotonic() - t0) * 1e3)
+        except socket.timeout:
+            out.append(None)
+        s.setsockopt(socket.IPPROTO_IP, MCAST_LEAVE_GROUP, req)
+        # let the leave take effect and the stream stop, then drain what was queued
+        time.sleep(a.gap_ms / 1e3)
+        s.setblocking(False)
+        try:
+            while True:
+                s.recv(2048)
+        except BlockingIOError:
+            pass
+    print(json.dumps({"first_ms": out}), flush=True)
+
+
 def sniff(a):
     g = ipaddress.ip_address(a.group)
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
@@ -160,10 +190,13 @@ w = sub.add_parser("send")
 w.add_argument("group"); w.add_argument("--port", type=int, default=5000); w.add_argument("--pps", type=int, default=200)
 w.add_argument("--seconds", type=float, default=10); w.add_argument("--ttl", type=int, default=8)
 w.add_argument("--iface", default="eth0")
+z = sub.add_parser("zap")
+z.add_argument("group"); z.add_argument("--count", type=int, default=200); z.add_argument("--gap-ms", type=float, default=60)
+z.add_argument("--iface", default="eth0"); z.add_argument("--port", type=int, default=5000)
 f = sub.add_parser("sniff")
 f.add_argument("group"); f.add_argument("--iface", default="eth0"); f.add_argument("--seconds", type=float, default=3)
 i = sub.add_parser("inject")
 i.add_argument("--src-mac", required=True); i.add_argument("--src-ip", required=True)
 i.add_argument("--iface", default="eth0"); i.add_argument("records", nargs="+")
 a = p.parse_args()
-{"recv": recv, "send": send, "sniff": sniff, "inject": inject}[a.cmd](a)
+{"recv": recv, "send": send, "sniff": sniff, "inject": inject, "zap": zap}[a.cmd](a)

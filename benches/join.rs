@@ -1,0 +1,78 @@
+//! Join → first multicast packet at the host: mcgate deciding by package vs the same
+//! bridge with plain kernel snooping and no mcgate, in one run, on the same topology.
+//! Both ports leave fast (mcgate: `single_host`; kernel: `fastleave on`), and neither
+//! floods unregistered multicast to the port, so every join is a fresh decision.
+//! The stream runs at 997 packets/s (detuned from the 4 ms timer tick, PEERS.md).
+//!
+//!     sudo cargo bench --bench join          (JOINS=200 by default)
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{run, wait_until, Testbed};
+use std::process::Command;
+use std::time::Duration;
+
+const POLICY: &str = "[defaults]\nunknown = \"deny\"\n[[package]]\nname = \"basic\"\ngroups = [\"239.1.1.0/24\"]\n";
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((p / 100.0) * (v.len() - 1) as f64).round() as usize]
+}
+
+fn zap(tb: &Testbed, joins: usize) -> (Vec<f64>, usize) {
+    let child = tb.mcast_py("h1", &["zap", "239.1.1.1", "--count", &joins.to_string(), "--gap-ms", "60"]);
+    let r = common::result(child);
+    let all = r["first_ms"].as_array().unwrap();
+    let got: Vec<f64> = all.iter().filter_map(|v| v.as_f64()).collect();
+    let missed = all.len() - got.len();
+    (got, missed)
+}
+
+fn main() {
+    let joins: usize = std::env::var("JOINS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let mut tb = Testbed::new("jn", 1);
+    tb.radius(1812);
+    let cfg = tb.config(&[("p1", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", "");
+    let t =
+        std::fs::read_to_string(&cfg).unwrap().replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nsingle_host = true\n");
+    std::fs::write(&cfg, t.replace("log_level = \"debug\"", "log_level = \"warn\"")).unwrap();
+    tb.multicast(POLICY, "");
+    tb.start_mcgate();
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    assert!(wait_until(Duration::from_secs(15), || tb.session_of("p1").is_some()));
+    let mut stream = tb.mcast_py("up", &["send", "239.1.1.1", "--pps", "997", "--seconds", "600"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let (mut with, missed_with) = zap(&tb, joins);
+
+    // the same bridge without mcgate: teardown, kernel snooping with fast leave
+    tb.stop_mcgate();
+    let sw = tb.ns("sw");
+    run(Command::new("ip").args(["netns", "exec", &sw, common::MCGATE, "teardown", "-c"]).arg(&cfg));
+    run(Command::new("ip").args([
+        "netns",
+        "exec",
+        &sw,
+        "bridge",
+        "link",
+        "set",
+        "dev",
+        "p1",
+        "fastleave",
+        "on",
+        "mcast_flood",
+        "off",
+    ]));
+    let (mut plain, missed_plain) = zap(&tb, joins);
+    let _ = stream.kill();
+    let _ = stream.wait();
+
+    let (m1, p1) = (pct(&mut with, 50.0), pct(&mut with, 99.0));
+    let (m0, p0) = (pct(&mut plain, 50.0), pct(&mut plain, 99.0));
+    println!("\njoin → first packet at the host, {joins} joins each, stream 997 pps:");
+    println!("| | median ms | p99 ms | no packet within 2 s |");
+    println!("| --- | --- | --- | --- |");
+    println!("| mcgate (package decision, MDB entry) | {m1:.2} | {p1:.2} | {missed_with} |");
+    println!("| plain kernel snooping, no mcgate | {m0:.2} | {p0:.2} | {missed_plain} |");
+    println!("| ratio | {:.3} | {:.3} | |", m1 / m0, p1 / p0);
+}
