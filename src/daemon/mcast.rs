@@ -27,6 +27,8 @@ pub(super) struct McastState {
     pub uplinks: Vec<(String, Arc<PortSocket>)>,
     /// Packages and limits of each session, from its Access-Accept.
     pub entitlements: HashMap<(PortId, MacAddr), Entitlement>,
+    /// MDB additions not to carry out: their membership could not be recorded.
+    pub unrecorded: Vec<(PortId, IpAddr, Option<IpAddr>)>,
     pub stats: McastIoStats,
 }
 
@@ -151,6 +153,10 @@ impl Daemon {
             progressed = true;
             self.mcast_output(o);
         }
+        // an unrecorded admission's MdbAdd, if it had one, was in this batch
+        if let Some(m) = self.mcast.as_mut() {
+            m.unrecorded.clear();
+        }
         progressed
     }
 
@@ -158,10 +164,16 @@ impl Daemon {
         let Some(m) = self.mcast.as_mut() else { return };
         match o {
             mcast::Output::Admitted(membership) => {
-                // Durable before the MdbAdd that follows it.
+                // Durable before the MdbAdd that follows it; a membership that cannot be
+                // recorded does not take effect (fail closed).
                 if let Err(e) = self.store.put_membership(&membership) {
                     self.io.store_errors += 1;
-                    error!(port = membership.port, mac = %membership.mac, group = %membership.group, "storing membership: {e}");
+                    error!(port = membership.port, mac = %membership.mac, group = %membership.group, "storing membership: {e}; join refused");
+                    if let Some(port) = self.ports.iter().position(|p| p.name == membership.port) {
+                        let ch = (membership.group, membership.source);
+                        m.unrecorded.push((port, ch.0, ch.1));
+                        m.tracker.revoke(Instant::now(), port, membership.mac, ch);
+                    }
                 }
             }
             mcast::Output::Ended { membership, cause } => {
@@ -173,6 +185,10 @@ impl Daemon {
             }
             mcast::Output::Denied { .. } => {}
             mcast::Output::MdbAdd { port, group, source } => {
+                if let Some(i) = m.unrecorded.iter().position(|u| *u == (port, group, source)) {
+                    m.unrecorded.swap_remove(i);
+                    return;
+                }
                 if let Err(e) = self.dataplane.mdb_add(&m.bridge, &self.ports[port].name, group, source) {
                     self.io.dataplane_errors += 1;
                     error!(port = self.ports[port].name, %group, "MDB add: {e}");

@@ -52,9 +52,6 @@ enum Event {
 /// Counters of the I/O around the state machines.
 #[derive(Debug, Default, Clone, Serialize)]
 struct IoStats {
-    frames_rx: u64,
-    frames_own_tx_skipped: u64,
-    frames_malformed: u64,
     /// IGMP/MLD frames: seen, not acted on until the multicast gate is enabled.
     frames_multicast_control: u64,
     frames_tx: u64,
@@ -164,6 +161,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                 bridge_ll6: bridge_ll6.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED),
                 uplinks,
                 entitlements: HashMap::new(),
+                unrecorded: Vec::new(),
                 stats: Default::default(),
             })
         }

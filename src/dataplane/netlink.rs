@@ -252,25 +252,19 @@ impl Netlink {
     pub fn fdb_dump(&mut self) -> Result<Vec<FdbEntry>, Error> {
         let mut body = vec![0u8; 12];
         body[0] = AF_BRIDGE;
-        let mut out = Vec::new();
-        self.dump(RTM_GETNEIGH, &body, |ty, payload| {
-            if ty == RTM_NEWNEIGH {
-                if let Some(e) = parse_neigh(payload) {
-                    out.push(e);
-                }
-            }
-        })?;
-        Ok(out)
+        self.collect(RTM_GETNEIGH, &body, RTM_NEWNEIGH, parse_neigh)
     }
 
     pub fn links(&mut self) -> Result<Vec<Link>, Error> {
-        let body = ifinfomsg(AF_UNSPEC, 0);
+        self.collect(RTM_GETLINK, &ifinfomsg(AF_UNSPEC, 0), RTM_NEWLINK, parse_link)
+    }
+
+    /// A dump whose `reply`-type messages are parsed one by one.
+    fn collect<T>(&mut self, ty: u16, body: &[u8], reply: u16, parse: fn(&[u8]) -> Option<T>) -> Result<Vec<T>, Error> {
         let mut out = Vec::new();
-        self.dump(RTM_GETLINK, &body, |ty, payload| {
-            if ty == RTM_NEWLINK {
-                if let Some(l) = parse_link(payload) {
-                    out.push(l);
-                }
+        self.dump(ty, body, |t, payload| {
+            if t == reply {
+                out.extend(parse(payload));
             }
         })?;
         Ok(out)
@@ -291,9 +285,7 @@ impl Netlink {
                     continue;
                 }
                 if mty == NLMSG_ERROR {
-                    let code = payload.get(..4).ok_or(Error::Malformed)?;
-                    let code = i32::from_ne_bytes([code[0], code[1], code[2], code[3]]);
-                    return if code == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(-code).into()) };
+                    return ack(payload);
                 }
             }
         }
@@ -310,17 +302,21 @@ impl Netlink {
                 }
                 match mty {
                     NLMSG_DONE => return Ok(()),
-                    NLMSG_ERROR => {
-                        let code = payload.get(..4).ok_or(Error::Malformed)?;
-                        let code = i32::from_ne_bytes([code[0], code[1], code[2], code[3]]);
-                        if code != 0 {
-                            return Err(io::Error::from_raw_os_error(-code).into());
-                        }
-                    }
+                    NLMSG_ERROR => ack(payload)?,
                     _ => each(mty, payload),
                 }
             }
         }
+    }
+}
+
+/// An NLMSG_ERROR payload: 0 is an acknowledgement, anything else the negated errno.
+fn ack(payload: &[u8]) -> Result<(), Error> {
+    let code = i32::from_ne_bytes(payload.get(..4).ok_or(Error::Malformed)?.try_into().map_err(|_| Error::Malformed)?);
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(-code).into())
     }
 }
 

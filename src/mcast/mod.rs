@@ -375,6 +375,16 @@ impl Tracker {
         self.port_release(now, port, ch, cause == EndCause::Leave, upstream);
     }
 
+    /// Takes back one membership (its record could not be made durable, or its
+    /// entitlement is gone): no query, no linger.
+    pub fn revoke(&mut self, now: Instant, port: PortId, mac: MacAddr, ch: Channel) {
+        let mut upstream = vec![];
+        self.leave(now, port, mac, ch, EndCause::Revoked, &mut upstream);
+        if !upstream.is_empty() {
+            self.outputs.push_back(Output::Upstream { records: upstream });
+        }
+    }
+
     /// The host's session ended: every membership of it goes.
     pub fn end_host(&mut self, now: Instant, port: PortId, mac: MacAddr, cause: EndCause) {
         let chans: Vec<Channel> = self.hosts.get(&(port, mac)).map(|m| m.keys().copied().collect()).unwrap_or_default();
