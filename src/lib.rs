@@ -10,6 +10,7 @@ pub mod capture;
 pub mod cli;
 pub mod daemon;
 pub mod dataplane;
+pub mod duration;
 pub mod mcast;
 pub mod policy;
 pub mod radius;

@@ -283,3 +283,59 @@ fn a_restart_keeps_admitted_streams_flowing() {
         let _ = s.wait();
     }
 }
+
+/// Per-join answers come from policies/freeradius/mcgate-joins.example in the testbed's
+/// FreeRADIUS: alice may have 239.1.5.0/24 (Session-Timeout 1: cached for a second),
+/// nothing else.
+fn radius_policy(unreachable: &str) -> String {
+    format!(
+        "[defaults]\nunknown = \"radius\"\nradius_unreachable = \"{unreachable}\"\n\
+         [[package]]\nname = \"basic\"\ngroups = [\"239.1.1.0/24\"]\n"
+    )
+}
+
+#[test]
+fn per_join_radius_decides_and_each_fail_mode_holds_when_radius_is_down() {
+    let mut tb = Testbed::new("pj", 1);
+    tb.radius(1812);
+    tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "timeout = \"300ms\"\nretries = 1");
+    tb.multicast(&radius_policy("stale"), "");
+    tb.start_mcgate();
+    login(&tb, 1, "alice");
+    let streams: Vec<_> = ["239.1.5.1", "239.1.5.2", "239.1.6.1"].iter().map(|g| tb.stream(g, 30)).collect();
+    let watch = |tb: &Testbed, g: &str| packets(&result(tb.mcast_py("h1", &["recv", g, "--seconds", "2"])));
+
+    // RADIUS allows one group and rejects the other
+    assert!(watch(&tb, "239.1.5.1") > 200, "{}", tb.log());
+    assert_eq!(watch(&tb, "239.1.6.1"), 0);
+    assert!(denied(&tb, "RadiusDenied") >= 1, "{}", tb.status().unwrap());
+    assert!(stat(&tb, &["multicast", "tracker", "radius_asked"]) >= 2);
+    assert!(tb.log().contains("by=\"radius\""), "{}", tb.log());
+
+    // RADIUS goes away
+    let dir = tb.dir.join("radius-1812");
+    common::run(std::process::Command::new("pkill").args(["-f", &format!("freeradius -d {}", dir.display())]));
+    std::thread::sleep(Duration::from_millis(1200)); // the cached answer (1 s) is stale now
+                                                     // stale: the old answer serves; a group never asked about is refused
+    assert!(watch(&tb, "239.1.5.1") > 200, "stale answer not served: {}", tb.log());
+    assert!(tb.log().contains("by=\"radius-stale\""));
+    assert_eq!(watch(&tb, "239.1.5.2"), 0);
+    assert!(denied(&tb, "RadiusUnreachable") >= 1);
+
+    // allow (fail open) and deny (fail closed), after a restart with that policy
+    let policy = tb.dir.join("policies/test.toml");
+    std::fs::write(&policy, radius_policy("allow")).unwrap();
+    tb.stop_mcgate();
+    tb.start_mcgate();
+    assert!(watch(&tb, "239.1.5.2") > 200, "fail open: {}", tb.log());
+    assert!(tb.log().contains("by=\"radius-unreachable\""));
+    std::fs::write(&policy, radius_policy("deny")).unwrap();
+    tb.stop_mcgate();
+    tb.start_mcgate();
+    assert_eq!(watch(&tb, "239.1.6.1"), 0, "fail closed");
+    assert!(denied(&tb, "RadiusUnreachable") >= 1);
+    for mut s in streams {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}

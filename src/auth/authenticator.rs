@@ -142,8 +142,9 @@ enum State {
     },
     /// AUTHENTICATED.
     Authenticated,
-    /// HELD: quiet period after a failure; EAPOL from the host is ignored.
-    Held { until: Instant },
+    /// HELD: quiet period after a failure. After an 802.1X failure EAPOL from the host is
+    /// ignored; after a MAC-bypass failure it is not (the host may still do 802.1X).
+    Held { until: Instant, after: Method },
     /// Waiting for EAPOL before MAC bypass.
     MabWait { until: Instant },
     /// MAC bypass request with the server.
@@ -277,7 +278,9 @@ impl Authenticator {
             self.stats.eapol_malformed += 1;
             return;
         }
-        if let Some(Supplicant { state: State::Held { .. }, .. }) = self.ports[port].hosts.get(&src) {
+        if let Some(Supplicant { state: State::Held { after: Method::Dot1x, .. }, .. }) =
+            self.ports[port].hosts.get(&src)
+        {
             self.stats.dropped_while_held += 1;
             return;
         }
@@ -399,7 +402,9 @@ impl Authenticator {
         self.host_entry(port, mac).state = State::MabAwaitServer { token };
     }
 
-    fn nas_attrs(&self, port: PortId, mac: MacAddr) -> Vec<Attr> {
+    /// The attributes that say where a request comes from: NAS-Port, NAS-Port-Id,
+    /// NAS-Port-Type, Calling- and Called-Station-Id, NAS-Identifier.
+    pub fn nas_attrs(&self, port: PortId, mac: MacAddr) -> Vec<Attr> {
         let p = &self.ports[port].config;
         vec![
             Attr::U32(attr::NAS_PORT, p.nas_port),
@@ -576,7 +581,7 @@ impl Authenticator {
         s.session = None;
         s.reauth_at = None;
         s.session_end_at = None;
-        s.state = State::Held { until };
+        s.state = State::Held { until, after: method };
     }
 
     fn on_radius_failed(&mut self, now: Instant, token: Token) {
@@ -643,7 +648,7 @@ impl Authenticator {
                 take(s.session_end_at);
                 take(match s.state {
                     State::Connecting { deadline, .. } | State::AwaitSupplicant { deadline, .. } => Some(deadline),
-                    State::Held { until } | State::MabWait { until } => Some(until),
+                    State::Held { until, .. } | State::MabWait { until } => Some(until),
                     _ => None,
                 });
             }
@@ -674,7 +679,7 @@ impl Authenticator {
                 .filter(|(_, s)| {
                     let state_due = match s.state {
                         State::Connecting { deadline, .. } | State::AwaitSupplicant { deadline, .. } => deadline <= now,
-                        State::Held { until } | State::MabWait { until } => until <= now,
+                        State::Held { until, .. } | State::MabWait { until } => until <= now,
                         _ => false,
                     };
                     state_due || s.reauth_at.is_some_and(|t| t <= now) || s.session_end_at.is_some_and(|t| t <= now)
@@ -1015,6 +1020,21 @@ mod tests {
         a.handle_timeout(t0 + Config::default().mab_delay);
         let (_, req) = radius_token(&outputs(&mut a));
         assert!(has_attr(&req, &Attr::U32(attr::SERVICE_TYPE, attr::SERVICE_TYPE_CALL_CHECK)));
+    }
+
+    #[test]
+    fn a_host_that_failed_mac_bypass_may_still_use_8021x() {
+        let (mut a, t0) = auth(PortMode::Dot1xThenMab);
+        a.handle_timeout(t0);
+        outputs(&mut a);
+        a.handle_input(t0, Input::UnknownMac { port: 0, mac: HOST });
+        a.handle_timeout(t0 + Config::default().mab_delay);
+        let (token, _) = radius_token(&outputs(&mut a));
+        a.handle_input(t0, Input::RadiusReply { token, packet: &reply(Code::AccessReject, &[]) });
+        outputs(&mut a);
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::Start, &[]) });
+        assert_eq!(tx_eap_codes(&outputs(&mut a)), vec![(HOST, 1)]);
+        assert_eq!(a.stats.dropped_while_held, 0);
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! `file:line: what was expected`.
 
 use crate::auth::PortMode;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
+
+use crate::duration::duration;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -159,26 +161,6 @@ fn default_mode() -> PortMode {
     PortMode::Dot1x
 }
 
-/// `"30s"`, `"500ms"`, `"5m"`, `"1h"`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("expected a duration like \"30s\", found {s:?}"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("expected a duration unit ms, s, m or h in {s:?}")),
-    })
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
-}
-
 /// An operator's mistake, located.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}:{line}: {message}")]
@@ -286,14 +268,6 @@ pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> 
         let d = dir.join(&m.policies);
         let p =
             crate::policy::load_dir(&d).map_err(|e| ConfigError { file: e.file, line: e.line, message: e.message })?;
-        if p.unknown == crate::policy::Unknown::Radius {
-            return Err(ConfigError {
-                file: d.display().to_string(),
-                line: 0,
-                message: "unknown = \"radius\" (per-join RADIUS) is not available in this version; use deny or allow"
-                    .into(),
-            });
-        }
         policy = Some(p);
         policy_dir = Some(d);
     }
@@ -365,15 +339,5 @@ name = "p2"
         assert_eq!(e.line, 9, "{e}");
         let e = parse("t.toml", &GOOD.replace("dot1x-then-mab", "sometimes"), &dir).unwrap_err();
         assert_eq!(e.line, 13, "{e}");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration("10").is_err());
-        assert!(parse_duration("99999999999999999999s").is_err());
     }
 }

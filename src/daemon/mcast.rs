@@ -4,8 +4,10 @@
 use super::{unix_now, Daemon};
 use crate::auth::PortId;
 use crate::capture::PortSocket;
-use crate::mcast::{self, EndCause, Host, Tracker};
+use crate::mcast::{self, EndCause, Host, RadiusAnswer, Tracker};
 use crate::policy::{entitlement_from_attrs, Entitlement, Policy};
+use crate::radius::client::{Attr, Request};
+use crate::radius::{attr, Code, Packet};
 use crate::wire::membership::{self, GroupRecord};
 use crate::wire::records::OwnedRecord;
 use crate::wire::{ethernet, igmp, ip, mld, MacAddr};
@@ -13,8 +15,16 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
+
+/// Per-join RADIUS requests carry tokens with this bit; the authenticator's do not.
+pub(super) const PER_JOIN: u64 = 1 << 63;
+/// mcgate's vendor attributes in a per-join Access-Request (dictionary.mcgate).
+const MCGATE_GROUP: u8 = 3;
+const MCGATE_SOURCE: u8 = 4;
+/// Service-Type Authorize-Only (RFC 5176 3.1): a question, no credentials.
+const AUTHORIZE_ONLY: u32 = 17;
 
 pub(super) struct McastState {
     pub tracker: Tracker,
@@ -82,6 +92,19 @@ impl Daemon {
             entitlement: ent,
         };
         m.tracker.handle_report(now, unix_now(), &m.policy, &host, &report.records);
+    }
+
+    /// A per-join answer (`None`: no server answered).
+    pub(super) fn per_join_answer(&mut self, now: Instant, token: u64, reply: Option<&Packet>) {
+        let Some(m) = self.mcast.as_mut() else { return };
+        let ttl =
+            |p: &Packet| crate::auth::ReplyAttrs::from_packet(p).session_timeout.map(|s| Duration::from_secs(s as u64));
+        let answer = match reply {
+            Some(p) if p.get_code() == Code::AccessAccept => RadiusAnswer::Accept { ttl: ttl(p) },
+            Some(p) => RadiusAnswer::Reject { ttl: ttl(p) },
+            None => RadiusAnswer::Unreachable,
+        };
+        m.tracker.radius_answer(now, unix_now(), &m.policy, token & !PER_JOIN, answer);
     }
 
     /// Every membership of a session that ended goes with it.
@@ -184,6 +207,24 @@ impl Daemon {
                 }
             }
             mcast::Output::Denied { .. } => {}
+            mcast::Output::AskRadius { token, port, mac, account, group, source } => {
+                // the method of US7502926B2: the account, where it is, and what it wants
+                let vsa = |ty: u8, v: String| {
+                    let mut b = m.vendor_id.to_be_bytes().to_vec();
+                    b.extend_from_slice(&[ty, v.len() as u8 + 2]);
+                    b.extend_from_slice(v.as_bytes());
+                    Attr::Bytes(attr::VENDOR_SPECIFIC, b)
+                };
+                let mut attrs = vec![
+                    Attr::Bytes(attr::USER_NAME, account.into_bytes()),
+                    Attr::U32(attr::SERVICE_TYPE, AUTHORIZE_ONLY),
+                    vsa(MCGATE_GROUP, group.to_string()),
+                ];
+                attrs.extend(source.map(|s| vsa(MCGATE_SOURCE, s.to_string())));
+                attrs.extend(self.auth.nas_attrs(port, mac));
+                debug!(port = self.ports[port].name, mac = %mac, %group, "per-join Access-Request");
+                self.radius.send(Instant::now(), token | PER_JOIN, Request { code: Code::AccessRequest, attrs });
+            }
             mcast::Output::MdbAdd { port, group, source } => {
                 if let Some(i) = m.unrecorded.iter().position(|u| *u == (port, group, source)) {
                     m.unrecorded.swap_remove(i);

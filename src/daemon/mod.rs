@@ -372,7 +372,14 @@ impl Daemon {
                     }
                     rc::Output::Reply { token, server, packet, rtt } => {
                         debug!(token, server, rtt_us = rtt.as_micros() as u64, code = ?packet.get_code(), "RADIUS reply");
-                        self.auth.handle_input(now, Input::RadiusReply { token, packet: &packet });
+                        if token & mcast::PER_JOIN != 0 {
+                            self.per_join_answer(now, token, Some(&packet));
+                        } else {
+                            self.auth.handle_input(now, Input::RadiusReply { token, packet: &packet });
+                        }
+                    }
+                    rc::Output::Failed { token } if token & mcast::PER_JOIN != 0 => {
+                        self.per_join_answer(now, token, None)
                     }
                     rc::Output::Failed { token } => self.auth.handle_input(now, Input::RadiusFailed { token }),
                 }

@@ -10,7 +10,7 @@
 //! fast-leave (single-host) port it goes at once.
 
 use crate::auth::PortId;
-use crate::policy::{Decision, DenyReason, Entitlement, Policy};
+use crate::policy::{Decision, DenyReason, Entitlement, FailMode, Policy};
 use crate::wire::membership::GroupRecord;
 use crate::wire::records::RecordType;
 use crate::wire::MacAddr;
@@ -81,6 +81,15 @@ pub enum Output {
         group: IpAddr,
         source: Option<IpAddr>,
     },
+    /// Ask RADIUS whether `account` may have (group, source); answer with `token`.
+    AskRadius {
+        token: u64,
+        port: PortId,
+        mac: MacAddr,
+        account: String,
+        group: IpAddr,
+        source: Option<IpAddr>,
+    },
     /// Records for the multicast-router ports: first join / last leave on the switch.
     Upstream {
         records: Vec<GroupRecord>,
@@ -118,7 +127,60 @@ pub struct Stats {
     pub timeouts: u64,
     pub session_ends: u64,
     pub queries_sent: u64,
+    pub radius_asked: u64,
+    pub radius_coalesced: u64,
+    pub radius_cache_hits: u64,
 }
+
+/// A per-join RADIUS answer, for [`Tracker::radius_answer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RadiusAnswer {
+    /// Access-Accept; `ttl` from its Session-Timeout.
+    Accept {
+        ttl: Option<Duration>,
+    },
+    Reject {
+        ttl: Option<Duration>,
+    },
+    /// No server answered.
+    Unreachable,
+}
+
+/// The identity fields of a host that a membership records.
+#[derive(Debug, Clone, Copy)]
+struct Who<'a> {
+    port: PortId,
+    port_name: &'a str,
+    mac: MacAddr,
+    account: &'a str,
+    session_id: &'a str,
+}
+
+/// A host waiting for a per-join answer (owned: the report that asked is gone).
+#[derive(Debug)]
+struct Waiter {
+    port: PortId,
+    port_name: String,
+    mac: MacAddr,
+    account: String,
+    session_id: String,
+    max_groups: Option<u32>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    key: (String, Channel),
+    waiters: Vec<Waiter>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    admit: bool,
+    fresh_until: Instant,
+}
+
+/// How long an expired per-join answer is kept for `radius_unreachable = "stale"`.
+const STALE_KEEP: Duration = Duration::from_secs(24 * 3600);
 
 /// Who sent a report, as the session store knows them.
 #[derive(Debug, Clone)]
@@ -151,6 +213,11 @@ pub struct Tracker {
     ports: HashMap<(PortId, Channel), PortEntry>,
     /// Ports holding each channel, for first-join / last-leave upstream.
     switch: HashMap<Channel, u32>,
+    /// Per-join questions in flight, by token.
+    pending: HashMap<u64, Pending>,
+    /// Per-join answers by (account, channel).
+    cache: HashMap<(String, Channel), Cached>,
+    next_token: u64,
     outputs: VecDeque<Output>,
     pub stats: Stats,
 }
@@ -166,6 +233,18 @@ fn is_v6_link_scope(g: IpAddr) -> bool {
     matches!(g, IpAddr::V6(a) if a.segments()[0] & 0xff0f <= 0xff02 && a.segments()[0] >> 8 == 0xff)
 }
 
+impl Host<'_> {
+    fn who(&self) -> Who<'_> {
+        Who {
+            port: self.port,
+            port_name: self.port_name,
+            mac: self.mac,
+            account: self.account,
+            session_id: self.session_id,
+        }
+    }
+}
+
 impl Tracker {
     pub fn new(config: Config, fast_leave: Vec<bool>) -> Self {
         Tracker {
@@ -174,6 +253,9 @@ impl Tracker {
             hosts: HashMap::new(),
             ports: HashMap::new(),
             switch: HashMap::new(),
+            pending: HashMap::new(),
+            cache: HashMap::new(),
+            next_token: 1,
             outputs: VecDeque::new(),
             stats: Stats::default(),
         }
@@ -258,46 +340,183 @@ impl Tracker {
             self.stats.refreshed += 1;
             return;
         }
-        let (group, source) = ch;
-        let decision = if is_v6_link_scope(group) {
+        let who = host.who();
+        let decision = if is_v6_link_scope(ch.0) {
             Decision::Admit { by: "link-local".into(), bandwidth_kbps: 0 }
         } else {
-            let counted = held.values().filter(|h| h.membership.by != "link-local");
-            let (n, kbps) =
-                counted.fold((0u32, 0u32), |(n, k), h| (n + 1, k.saturating_add(h.membership.bandwidth_kbps)));
-            policy.decide(host.entitlement, host.account, group, source, n, kbps)
+            let (n, kbps) = self.held_load(host.port, host.mac);
+            policy.decide(host.entitlement, host.account, ch.0, ch.1, n, kbps)
         };
         match decision {
-            Decision::Admit { by, bandwidth_kbps } => {
-                let membership = Membership {
-                    port: host.port_name.to_string(),
-                    mac: host.mac,
-                    account: host.account.to_string(),
-                    group,
-                    source,
-                    since: unix,
-                    by,
-                    bandwidth_kbps,
-                    session_id: host.session_id.to_string(),
-                };
-                if membership.by != "link-local" {
-                    info!(port = host.port_name, mac = %host.mac, account = host.account, %group, source = ?source, by = membership.by, "join admitted");
-                }
-                self.stats.admitted += 1;
-                self.outputs.push_back(Output::Admitted(membership.clone()));
-                held.insert(ch, Held { membership, expires });
-                self.port_acquire(host.port, ch, upstream);
-            }
-            Decision::Deny { reason } => self.deny(host, ch, reason),
-            // Per-join RADIUS is not available yet; the policy loader refuses it.
-            Decision::AskRadius => self.deny(host, ch, DenyReason::RadiusUnreachable),
+            Decision::Admit { by, bandwidth_kbps } => self.admit(now, unix, &who, ch, by, bandwidth_kbps, upstream),
+            Decision::Deny { reason } => self.deny(&who, ch, reason),
+            Decision::AskRadius => self.ask_radius(now, unix, policy, host, ch, upstream),
         }
     }
 
-    fn deny(&mut self, host: &Host<'_>, (group, source): Channel, reason: DenyReason) {
-        info!(port = host.port_name, mac = %host.mac, account = host.account, %group, source = ?source, ?reason, "join denied");
+    /// Memberships a host holds that count against its limits, and their bandwidth.
+    fn held_load(&self, port: PortId, mac: MacAddr) -> (u32, u32) {
+        self.hosts.get(&(port, mac)).map_or((0, 0), |held| {
+            held.values()
+                .filter(|h| h.membership.by != "link-local")
+                .fold((0, 0), |(n, k), h| (n + 1, k.saturating_add(h.membership.bandwidth_kbps)))
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        &mut self,
+        now: Instant,
+        unix: u64,
+        who: &Who<'_>,
+        ch: Channel,
+        by: String,
+        kbps: u32,
+        upstream: &mut Vec<GroupRecord>,
+    ) {
+        let (group, source) = ch;
+        let membership = Membership {
+            port: who.port_name.to_string(),
+            mac: who.mac,
+            account: who.account.to_string(),
+            group,
+            source,
+            since: unix,
+            by,
+            bandwidth_kbps: kbps,
+            session_id: who.session_id.to_string(),
+        };
+        if membership.by != "link-local" {
+            info!(port = who.port_name, mac = %who.mac, account = who.account, %group, source = ?source, by = membership.by, "join admitted");
+        }
+        self.stats.admitted += 1;
+        self.outputs.push_back(Output::Admitted(membership.clone()));
+        let expires = now + self.config.group_membership_interval;
+        self.hosts.entry((who.port, who.mac)).or_default().insert(ch, Held { membership, expires });
+        self.port_acquire(who.port, ch, upstream);
+    }
+
+    fn deny(&mut self, who: &Who<'_>, (group, source): Channel, reason: DenyReason) {
+        info!(port = who.port_name, mac = %who.mac, account = who.account, %group, source = ?source, ?reason, "join denied");
         *self.stats.denied.entry(format!("{reason:?}")).or_default() += 1;
-        self.outputs.push_back(Output::Denied { port: host.port, mac: host.mac, group, source, reason });
+        self.outputs.push_back(Output::Denied { port: who.port, mac: who.mac, group, source, reason });
+    }
+
+    /// A group no package decides: a fresh cached answer decides at once; otherwise one
+    /// Access-Request per (account, channel) is asked, however many reports wait on it.
+    fn ask_radius(
+        &mut self,
+        now: Instant,
+        unix: u64,
+        policy: &Policy,
+        host: &Host<'_>,
+        ch: Channel,
+        upstream: &mut Vec<GroupRecord>,
+    ) {
+        let key = (host.account.to_string(), ch);
+        if let Some(c) = self.cache.get(&key).filter(|c| c.fresh_until > now) {
+            self.stats.radius_cache_hits += 1;
+            let admit = c.admit;
+            let max_groups = host.entitlement.max_groups;
+            self.radius_decided(now, unix, policy, &host.who(), max_groups, ch, admit, "radius-cache", upstream);
+            return;
+        }
+        let waiter = Waiter {
+            port: host.port,
+            port_name: host.port_name.to_string(),
+            mac: host.mac,
+            account: host.account.to_string(),
+            session_id: host.session_id.to_string(),
+            max_groups: host.entitlement.max_groups,
+        };
+        if let Some(p) = self.pending.values_mut().find(|p| p.key == key) {
+            if !p.waiters.iter().any(|w| (w.port, w.mac) == (host.port, host.mac)) {
+                self.stats.radius_coalesced += 1;
+                p.waiters.push(waiter);
+            }
+            return;
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        self.stats.radius_asked += 1;
+        self.outputs.push_back(Output::AskRadius {
+            token,
+            port: host.port,
+            mac: host.mac,
+            account: host.account.to_string(),
+            group: ch.0,
+            source: ch.1,
+        });
+        self.pending.insert(token, Pending { key, waiters: vec![waiter] });
+    }
+
+    /// RADIUS answered (or no server did) the question `token` stands for.
+    pub fn radius_answer(&mut self, now: Instant, unix: u64, policy: &Policy, token: u64, answer: RadiusAnswer) {
+        let Some(p) = self.pending.remove(&token) else { return };
+        let rp = policy.radius;
+        let (admit, by) = match answer {
+            RadiusAnswer::Accept { ttl } => {
+                self.cache
+                    .insert(p.key.clone(), Cached { admit: true, fresh_until: now + ttl.unwrap_or(rp.positive_ttl) });
+                (Some(true), "radius")
+            }
+            RadiusAnswer::Reject { ttl } => {
+                self.cache
+                    .insert(p.key.clone(), Cached { admit: false, fresh_until: now + ttl.unwrap_or(rp.negative_ttl) });
+                (Some(false), "radius")
+            }
+            RadiusAnswer::Unreachable => match rp.unreachable {
+                FailMode::Deny => (None, "radius-unreachable"),
+                FailMode::Allow => (Some(true), "radius-unreachable"),
+                FailMode::Stale => (self.cache.get(&p.key).map(|c| c.admit), "radius-stale"),
+            },
+        };
+        let mut upstream = vec![];
+        for w in p.waiters {
+            let who = Who {
+                port: w.port,
+                port_name: &w.port_name,
+                mac: w.mac,
+                account: &w.account,
+                session_id: &w.session_id,
+            };
+            match admit {
+                Some(admit) => {
+                    self.radius_decided(now, unix, policy, &who, w.max_groups, p.key.1, admit, by, &mut upstream)
+                }
+                None => self.deny(&who, p.key.1, DenyReason::RadiusUnreachable),
+            }
+        }
+        if !upstream.is_empty() {
+            self.outputs.push_back(Output::Upstream { records: upstream });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn radius_decided(
+        &mut self,
+        now: Instant,
+        unix: u64,
+        policy: &Policy,
+        who: &Who<'_>,
+        max_groups: Option<u32>,
+        ch: Channel,
+        admit: bool,
+        by: &str,
+        upstream: &mut Vec<GroupRecord>,
+    ) {
+        if self.hosts.get(&(who.port, who.mac)).is_some_and(|h| h.contains_key(&ch)) {
+            return; // admitted meanwhile
+        }
+        if !admit {
+            return self.deny(who, ch, DenyReason::RadiusDenied);
+        }
+        let (n, kbps) = self.held_load(who.port, who.mac);
+        let ent = Entitlement { packages: vec![], max_groups };
+        match policy.check_limits(&ent, n, kbps, 0) {
+            Some(Decision::Deny { reason }) => self.deny(who, ch, reason),
+            _ => self.admit(now, unix, who, ch, by.to_string(), 0, upstream),
+        }
     }
 
     fn port_acquire(&mut self, port: PortId, ch: Channel, upstream: &mut Vec<GroupRecord>) {
@@ -387,6 +606,9 @@ impl Tracker {
 
     /// The host's session ended: every membership of it goes.
     pub fn end_host(&mut self, now: Instant, port: PortId, mac: MacAddr, cause: EndCause) {
+        for p in self.pending.values_mut() {
+            p.waiters.retain(|w| (w.port, w.mac) != (port, mac));
+        }
         let chans: Vec<Channel> = self.hosts.get(&(port, mac)).map(|m| m.keys().copied().collect()).unwrap_or_default();
         let mut upstream = vec![];
         for ch in chans {
@@ -420,6 +642,7 @@ impl Tracker {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.cache.retain(|_, c| c.fresh_until + STALE_KEEP > now);
         let mut upstream = vec![];
         let expired: Vec<(PortId, MacAddr, Channel)> = self
             .hosts
@@ -468,7 +691,7 @@ fn upstream_record((group, source): Channel, join: bool) -> GroupRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Limits, Package, Unknown};
+    use crate::policy::{FailMode, Limits, Package, Unknown};
 
     const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x11]);
     const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x12]);
@@ -662,5 +885,72 @@ mod tests {
         let o = out(&mut t);
         assert_eq!(mdb(&o), ["-0 239.1.1.1 None"]);
         assert!(t.memberships().next().is_none());
+    }
+
+    fn asks(o: &[Output]) -> Vec<u64> {
+        o.iter().filter_map(|o| if let Output::AskRadius { token, .. } = o { Some(*token) } else { None }).collect()
+    }
+
+    #[test]
+    fn per_join_radius_is_asked_once_cached_and_fails_as_configured() {
+        let (mut t, mut p, h, t0) = setup(true);
+        p.unknown = Unknown::Radius;
+        let (a, b) = (h.host(0, A), h.host(1, B));
+        let join = |g: &str| [rec(RecordType::ToEx, g, &[])];
+        // two reports of the same account and group before the answer: one request
+        t.handle_report(t0, 0, &p, &a, &join("239.5.5.5"));
+        t.handle_report(t0, 0, &p, &a, &join("239.5.5.5"));
+        let o = out(&mut t);
+        assert_eq!(asks(&o).len(), 1);
+        assert!(mdb(&o).is_empty(), "nothing admitted before the answer");
+        t.radius_answer(t0, 0, &p, asks(&o)[0], RadiusAnswer::Accept { ttl: Some(Duration::from_secs(10)) });
+        let o = out(&mut t);
+        assert_eq!(mdb(&o), ["+0 239.5.5.5 None"]);
+        assert!(o.iter().any(|o| matches!(o, Output::Admitted(m) if m.by == "radius")));
+        // the same account elsewhere within the TTL: from the cache, no request
+        t.handle_report(t0, 0, &p, &b, &join("239.5.5.5"));
+        let o = out(&mut t);
+        assert!(asks(&o).is_empty());
+        assert_eq!(mdb(&o), ["+1 239.5.5.5 None"]);
+        assert_eq!(t.stats.radius_cache_hits, 1);
+        // a reject is cached too
+        t.handle_report(t0, 0, &p, &a, &join("239.6.6.6"));
+        let tok = asks(&out(&mut t))[0];
+        t.radius_answer(t0, 0, &p, tok, RadiusAnswer::Reject { ttl: None });
+        assert!(out(&mut t).iter().any(|o| matches!(o, Output::Denied { reason: DenyReason::RadiusDenied, .. })));
+        t.handle_report(t0, 0, &p, &a, &join("239.6.6.6"));
+        assert!(asks(&out(&mut t)).is_empty(), "negative answer cached");
+
+        // unreachable: deny, allow, or the stale answer
+        let later = t0 + Duration::from_secs(100); // the positive answer has expired
+        t.handle_report(later, 0, &p, &a, &[rec(RecordType::ToIn, "239.5.5.5", &[])]);
+        out(&mut t);
+        for (mode, expect_admit) in [(FailMode::Deny, false), (FailMode::Stale, true), (FailMode::Allow, true)] {
+            p.radius.unreachable = mode;
+            t.handle_report(later, 0, &p, &a, &join("239.5.5.5"));
+            let tok = asks(&out(&mut t))[0];
+            t.radius_answer(later, 0, &p, tok, RadiusAnswer::Unreachable);
+            let o = out(&mut t);
+            assert_eq!(!mdb(&o).is_empty(), expect_admit, "{mode:?}: {o:?}");
+            t.handle_report(later, 0, &p, &a, &[rec(RecordType::ToIn, "239.5.5.5", &[])]);
+            out(&mut t);
+        }
+        // stale with no answer ever given: denied
+        p.radius.unreachable = FailMode::Stale;
+        t.handle_report(later, 0, &p, &a, &join("239.7.7.7"));
+        let tok = asks(&out(&mut t))[0];
+        t.radius_answer(later, 0, &p, tok, RadiusAnswer::Unreachable);
+        assert!(out(&mut t).iter().any(|o| matches!(o, Output::Denied { reason: DenyReason::RadiusUnreachable, .. })));
+    }
+
+    #[test]
+    fn a_host_that_leaves_before_the_answer_is_not_admitted() {
+        let (mut t, mut p, h, t0) = setup(true);
+        p.unknown = Unknown::Radius;
+        t.handle_report(t0, 0, &p, &h.host(0, A), &[rec(RecordType::ToEx, "239.5.5.5", &[])]);
+        let tok = asks(&out(&mut t))[0];
+        t.end_host(t0, 0, A, EndCause::SessionEnd);
+        t.radius_answer(t0, 0, &p, tok, RadiusAnswer::Accept { ttl: None });
+        assert!(mdb(&out(&mut t)).is_empty());
     }
 }

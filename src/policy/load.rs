@@ -1,9 +1,11 @@
 //! `policies/*.toml`: every file parsed and the whole validated before anything is
 //! swapped in; errors name the file and line.
 
-use super::{Limits, Package, Policy, Prefix, Unknown};
+use super::{FailMode, Limits, Package, Policy, Prefix, RadiusPolicy, Unknown};
+use crate::duration::duration;
 use serde::Deserialize;
 use std::path::Path;
+use std::time::Duration;
 use toml::Spanned;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,19 @@ struct Defaults {
     max_bandwidth_kbps: Option<u32>,
     #[serde(default)]
     packages: Vec<Spanned<String>>,
+    #[serde(default)]
+    radius_unreachable: FailMode,
+    #[serde(default = "positive_ttl", deserialize_with = "duration")]
+    radius_cache_ttl: Duration,
+    #[serde(default = "negative_ttl", deserialize_with = "duration")]
+    radius_negative_ttl: Duration,
+}
+
+fn positive_ttl() -> Duration {
+    RadiusPolicy::default().positive_ttl
+}
+fn negative_ttl() -> Duration {
+    RadiusPolicy::default().negative_ttl
 }
 
 #[derive(Deserialize)]
@@ -113,6 +128,11 @@ fn parse_files(files: &[(&str, &str)]) -> Result<Policy, PolicyError> {
             let d = d.into_inner();
             policy.unknown = d.unknown;
             policy.limits = Limits { max_groups: d.max_groups, max_bandwidth_kbps: d.max_bandwidth_kbps };
+            policy.radius = RadiusPolicy {
+                unreachable: d.radius_unreachable,
+                positive_ttl: d.radius_cache_ttl,
+                negative_ttl: d.radius_negative_ttl,
+            };
             for p in d.packages {
                 wanted.push((file.to_string(), p.span().start.max(span), p.get_ref().clone()));
                 policy.default_packages.push(p.into_inner());
@@ -168,6 +188,8 @@ mod tests {
     const GOOD: &str = r#"
 [defaults]
 unknown = "radius"
+radius_unreachable = "stale"
+radius_cache_ttl = "10m"
 max_groups = 3
 max_bandwidth_kbps = 12000
 
@@ -192,6 +214,9 @@ packages = ["basic"]
     fn good_policy() {
         let p = parse_file("p.toml", GOOD).unwrap();
         assert_eq!(p.unknown, Unknown::Radius);
+        assert_eq!(p.radius.unreachable, FailMode::Stale);
+        assert_eq!(p.radius.positive_ttl, Duration::from_secs(600));
+        assert_eq!(p.radius.negative_ttl, Duration::from_secs(60));
         assert_eq!(p.limits.max_groups, Some(3));
         assert_eq!(p.packages["ssm"].channels.len(), 1);
         assert_eq!(p.subscribers["alice"], ["basic"]);
@@ -200,13 +225,13 @@ packages = ["basic"]
     #[test]
     fn errors_name_file_and_line() {
         let e = parse_file("p.toml", &GOOD.replace("232.1.1.0/24", "10.0.0.0/8")).unwrap_err();
-        assert_eq!((e.line, e.file.as_str()), (17, "p.toml"), "{e}");
+        assert_eq!((e.line, e.file.as_str()), (19, "p.toml"), "{e}");
         assert!(e.message.contains("not a multicast"), "{e}");
         let e = parse_file("p.toml", &GOOD.replace("packages = [\"basic\"]", "packages = [\"gold\"]")).unwrap_err();
-        assert_eq!(e.line, 21, "{e}");
+        assert_eq!(e.line, 23, "{e}");
         assert_eq!(e.message, "no package named gold");
         let e = parse_file("p.toml", &GOOD.replace("bandwidth_kbps = 4000", "bandwith_kbps = 4000")).unwrap_err();
-        assert_eq!(e.line, 10, "{e}");
+        assert_eq!(e.line, 12, "{e}");
         let e = parse_file("p.toml", &GOOD.replace("name = \"ssm\"", "name = \"basic\"")).unwrap_err();
         assert!(e.message.contains("defined twice"), "{e}");
         let e = parse_files(&[("a.toml", GOOD), ("b.toml", "[defaults]\nunknown = \"deny\"\n")]).unwrap_err();

@@ -76,6 +76,39 @@ pub enum Unknown {
     Allow,
 }
 
+/// What a per-join decision does when no RADIUS server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailMode {
+    /// Fail closed.
+    #[default]
+    Deny,
+    /// Fail open: admit (and account).
+    Allow,
+    /// Serve the last answer RADIUS gave for it, however old; deny if there is none.
+    Stale,
+}
+
+/// Per-join RADIUS (the grey list): how long answers are kept, what to do without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RadiusPolicy {
+    pub unreachable: FailMode,
+    /// Lifetime of an Accept without Session-Timeout.
+    pub positive_ttl: std::time::Duration,
+    /// Lifetime of a Reject without Session-Timeout.
+    pub negative_ttl: std::time::Duration,
+}
+
+impl Default for RadiusPolicy {
+    fn default() -> Self {
+        RadiusPolicy {
+            unreachable: FailMode::Deny,
+            positive_ttl: std::time::Duration::from_secs(300),
+            negative_ttl: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Package {
     pub name: String,
@@ -111,6 +144,7 @@ pub struct Policy {
     pub default_packages: Vec<String>,
     pub unknown: Unknown,
     pub limits: Limits,
+    pub radius: RadiusPolicy,
     /// Where it was loaded from, with a digest, for `mcgate status`.
     pub version: String,
 }
