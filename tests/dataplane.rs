@@ -50,11 +50,15 @@ fn ports_fdb_and_mdb_on_the_real_bridge() {
             .status()
             .unwrap();
         assert!(pre.success());
-        dp.setup_multicast("br0", &["p1", "p2"], &["up0"]).unwrap();
+        dp.setup_multicast("br0", &["p1", "p2"], &["up0"], 3).unwrap();
         dp.mdb_add("br0", "p1", ip("239.1.1.1"), None).unwrap();
         dp.mdb_add("br0", "p1", ip("239.1.1.1"), None).unwrap(); // idempotent
         dp.mdb_add("br0", "p2", ip("232.1.1.1"), Some(ip("192.0.2.254"))).unwrap();
         dp.mdb_add("br0", "p2", ip("ff3e::8000:1"), None).unwrap();
+        // the kernel's backstop: p2 holds 2 groups, takes a third, refuses a fourth
+        dp.mdb_add("br0", "p2", ip("239.2.2.3"), None).unwrap();
+        assert!(dp.mdb_add("br0", "p2", ip("239.2.2.4"), None).is_err(), "mcast_max_groups not applied");
+        dp.mdb_del("br0", "p2", ip("239.2.2.3"), None).unwrap();
         let mut e = dp.mdb_entries("br0").unwrap();
         e.sort();
         assert_eq!(

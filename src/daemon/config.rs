@@ -40,6 +40,14 @@ pub struct Multicast {
     pub group_membership_interval: Duration,
     #[serde(default = "default_lmqt", deserialize_with = "duration")]
     pub last_member_query_time: Duration,
+    /// The kernel's own limit of groups per access port (`mcast_max_groups`), a backstop
+    /// under the policy's limits; 0 for none.
+    #[serde(default = "default_port_max_groups")]
+    pub port_max_groups: u32,
+}
+
+fn default_port_max_groups() -> u32 {
+    256
 }
 
 fn default_vendor_id() -> u32 {
@@ -309,7 +317,10 @@ name = "p2"
         let text = std::fs::read_to_string(&path).unwrap();
         let dir = dir_with_secret();
         let text = text.replace("/etc/mcgate/radius.secret", dir.join("secret").to_str().unwrap());
+        let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let text = text.replace("policies = \"policies\"", &format!("policies = {:?}", policies.display().to_string()));
         let l = parse("mcgate.example.toml", &text, &dir).unwrap();
+        assert!(l.policy.is_some_and(|p| p.packages.contains_key("basic")));
         assert!(!l.config.ports.is_empty());
     }
 

@@ -126,7 +126,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         (Some(mc), Some(policy)) => {
             let access: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
             let uplink_names: Vec<&str> = mc.uplinks.iter().map(|u| u.get_ref().as_str()).collect();
-            dataplane.setup_multicast(&cfg.switch.bridge, &access, &uplink_names).context("multicast set-up")?;
+            dataplane
+                .setup_multicast(&cfg.switch.bridge, &access, &uplink_names, mc.port_max_groups)
+                .context("multicast set-up")?;
             let mut uplinks = Vec::new();
             for name in uplink_names {
                 let link = links.iter().find(|l| l.name == name).ok_or_else(|| anyhow!("uplink {name} not found"))?;

@@ -67,10 +67,10 @@ impl Dataplane for LinuxBridge {
         // The kernel accepts `mab on` only on a port that is locked AND learning, so
         // lock and learning go first, then MAB, then the flush of what was learned.
         self.nl
-            .set_port_flags(idx, &[(brport::LOCKED, Some(1)), (brport::LEARNING, Some(mab as u8))])
+            .set_port_flags(idx, &[(brport::LOCKED, &[1]), (brport::LEARNING, &[mab as u8])])
             .map_err(Self::at(port))?;
-        self.nl.set_port_flags(idx, &[(brport::MAB, Some(mab as u8))]).map_err(Self::at(port))?;
-        self.nl.set_port_flags(idx, &[(brport::FLUSH, None)]).map_err(Self::at(port))?;
+        self.nl.set_port_flags(idx, &[(brport::MAB, &[mab as u8])]).map_err(Self::at(port))?;
+        self.nl.set_port_flags(idx, &[(brport::FLUSH, &[])]).map_err(Self::at(port))?;
         Ok(())
     }
 
@@ -96,7 +96,13 @@ impl Dataplane for LinuxBridge {
             .collect())
     }
 
-    fn setup_multicast(&mut self, bridge: &str, access: &[&str], uplinks: &[&str]) -> Result<(), Error> {
+    fn setup_multicast(
+        &mut self,
+        bridge: &str,
+        access: &[&str],
+        uplinks: &[&str],
+        port_max_groups: u32,
+    ) -> Result<(), Error> {
         let b = Self::index(bridge)?;
         // Snooping needs a querier to work (and the bridge an IPv4 address, or it
         // floods); v3/v2 queries keep hosts on IGMPv3/MLDv2 and source-specific joins.
@@ -114,12 +120,15 @@ impl Dataplane for LinuxBridge {
             .map_err(Self::at(bridge))?;
         for port in access {
             let idx = Self::index(port)?;
-            self.nl.set_port_flags(idx, &[(brport::MCAST_FLOOD, Some(0))]).map_err(Self::at(port))?;
+            self.nl.set_port_flags(idx, &[(brport::MCAST_FLOOD, &[0])]).map_err(Self::at(port))?;
+            self.nl
+                .set_port_flags(idx, &[(brport::MCAST_MAX_GROUPS, &port_max_groups.to_ne_bytes())])
+                .map_err(Self::at(port))?;
         }
         for port in uplinks {
             let idx = Self::index(port)?;
             // permanent multicast-router port
-            self.nl.set_port_flags(idx, &[(brport::MULTICAST_ROUTER, Some(2))]).map_err(Self::at(port))?;
+            self.nl.set_port_flags(idx, &[(brport::MULTICAST_ROUTER, &[2])]).map_err(Self::at(port))?;
         }
         nft(&nft_ruleset(access))?;
         // What the kernel snooped on access ports before the drop table existed is not
@@ -141,7 +150,9 @@ impl Dataplane for LinuxBridge {
         }
         for port in access {
             let idx = Self::index(port)?;
-            self.nl.set_port_flags(idx, &[(brport::MCAST_FLOOD, Some(1))]).map_err(Self::at(port))?;
+            self.nl
+                .set_port_flags(idx, &[(brport::MCAST_FLOOD, &[1]), (brport::MCAST_MAX_GROUPS, &0u32.to_ne_bytes())])
+                .map_err(Self::at(port))?;
         }
         nft("table bridge mcgate\ndelete table bridge mcgate\n")
     }
@@ -175,10 +186,8 @@ impl Dataplane for LinuxBridge {
         for mac in self.authorized(port)? {
             self.nl.fdb_del(idx, mac).map_err(Self::at(port))?;
         }
-        self.nl.set_port_flags(idx, &[(brport::MAB, Some(0))]).map_err(Self::at(port))?;
-        self.nl
-            .set_port_flags(idx, &[(brport::LOCKED, Some(0)), (brport::LEARNING, Some(1))])
-            .map_err(Self::at(port))?;
+        self.nl.set_port_flags(idx, &[(brport::MAB, &[0])]).map_err(Self::at(port))?;
+        self.nl.set_port_flags(idx, &[(brport::LOCKED, &[0]), (brport::LEARNING, &[1])]).map_err(Self::at(port))?;
         Ok(())
     }
 }

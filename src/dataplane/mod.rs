@@ -39,7 +39,15 @@ pub trait Dataplane {
     /// flooding of unregistered multicast to access ports, uplinks as multicast-router
     /// ports, and the nftables table that drops the hosts' IGMP/MLD before the bridge
     /// sees them (the capture tap still does).
-    fn setup_multicast(&mut self, bridge: &str, access: &[&str], uplinks: &[&str]) -> Result<(), Error>;
+    /// `port_max_groups`: the kernel's own per-port group limit, a backstop under the
+    /// policy's limits (0: none).
+    fn setup_multicast(
+        &mut self,
+        bridge: &str,
+        access: &[&str],
+        uplinks: &[&str],
+        port_max_groups: u32,
+    ) -> Result<(), Error>;
     /// Undoes the parts of `setup_multicast` that are mcgate's own (the nft table,
     /// mcast_flood) and removes mcgate's MDB entries.
     fn teardown_multicast(&mut self, bridge: &str, access: &[&str]) -> Result<(), Error>;
@@ -69,7 +77,7 @@ impl Dataplane for Audit {
     fn teardown_port(&mut self, _: &str) -> Result<(), Error> {
         Ok(())
     }
-    fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str]) -> Result<(), Error> {
+    fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32) -> Result<(), Error> {
         Ok(())
     }
     fn teardown_multicast(&mut self, _: &str, _: &[&str]) -> Result<(), Error> {
@@ -116,7 +124,7 @@ impl Dataplane for Fake {
         self.ports.remove(port);
         Ok(())
     }
-    fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str]) -> Result<(), Error> {
+    fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32) -> Result<(), Error> {
         Ok(())
     }
     fn teardown_multicast(&mut self, _: &str, _: &[&str]) -> Result<(), Error> {

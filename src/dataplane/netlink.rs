@@ -82,6 +82,8 @@ pub mod brport {
     pub const MCAST_FLOOD: u16 = 27;
     pub const LOCKED: u16 = 39;
     pub const MAB: u16 = 40;
+    /// u32; the kernel's own limit of multicast groups on the port (Linux 6.3).
+    pub const MCAST_MAX_GROUPS: u16 = 42;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,12 +151,12 @@ impl Netlink {
         Ok(Netlink { fd: sys::netlink_route(0, false)?, seq: 1, buf: vec![0; 1 << 16] })
     }
 
-    /// Sets bridge port flags: each (IFLA_BRPORT_*, value); a `None` value sends the
-    /// attribute without payload (FLUSH).
-    pub fn set_port_flags(&mut self, ifindex: u32, flags: &[(u16, Option<u8>)]) -> Result<(), Error> {
+    /// Sets bridge port attributes: each (IFLA_BRPORT_*, payload); FLUSH has none, the
+    /// flags one octet, MCAST_MAX_GROUPS a u32.
+    pub fn set_port_flags(&mut self, ifindex: u32, flags: &[(u16, &[u8])]) -> Result<(), Error> {
         let mut nested = Vec::new();
         for (ty, v) in flags {
-            push_attr(&mut nested, *ty, v.as_ref().map(std::slice::from_ref).unwrap_or(&[]));
+            push_attr(&mut nested, *ty, v);
         }
         let mut body = ifinfomsg(AF_BRIDGE, ifindex);
         push_attr(&mut body, IFLA_PROTINFO | NLA_F_NESTED, &nested);
