@@ -186,17 +186,15 @@ impl Daemon {
     fn mcast_output(&mut self, o: mcast::Output) {
         let Some(m) = self.mcast.as_mut() else { return };
         match o {
-            mcast::Output::Admitted(membership) => {
+            mcast::Output::Admitted { port, mac, group, source } => {
                 // Durable before the MdbAdd that follows it; a membership that cannot be
                 // recorded does not take effect (fail closed).
-                if let Err(e) = self.store.put_membership(&membership) {
+                let Some(membership) = m.tracker.membership(port, mac, (group, source)) else { return };
+                if let Err(e) = self.store.put_membership(membership) {
                     self.io.store_errors += 1;
-                    error!(port = membership.port, mac = %membership.mac, group = %membership.group, "storing membership: {e}; join refused");
-                    if let Some(port) = self.ports.iter().position(|p| p.name == membership.port) {
-                        let ch = (membership.group, membership.source);
-                        m.unrecorded.push((port, ch.0, ch.1));
-                        m.tracker.revoke(Instant::now(), port, membership.mac, ch);
-                    }
+                    error!(port = membership.port, mac = %mac, %group, "storing membership: {e}; join refused");
+                    m.unrecorded.push((port, group, source));
+                    m.tracker.revoke(Instant::now(), port, mac, (group, source));
                 }
             }
             mcast::Output::Ended { membership, cause } => {

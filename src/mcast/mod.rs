@@ -101,7 +101,7 @@ pub enum Output {
         max_resp_code: u8,
     },
     /// To be made durable before the MdbAdd that follows it takes effect.
-    Admitted(Membership),
+    Admitted { port: PortId, mac: MacAddr, group: IpAddr, source: Option<IpAddr> },
     Denied {
         port: PortId,
         mac: MacAddr,
@@ -390,7 +390,7 @@ impl Tracker {
             info!(port = who.port_name, mac = %who.mac, account = who.account, %group, source = ?source, by = membership.by, "join admitted");
         }
         self.stats.admitted += 1;
-        self.outputs.push_back(Output::Admitted(membership.clone()));
+        self.outputs.push_back(Output::Admitted { port: who.port, mac: who.mac, group, source });
         let expires = now + self.config.group_membership_interval;
         self.hosts.entry((who.port, who.mac)).or_default().insert(ch, Held { membership, expires });
         self.port_acquire(who.port, ch, upstream);
@@ -668,6 +668,11 @@ impl Tracker {
         }
     }
 
+    /// The membership an `Admitted` output names.
+    pub fn membership(&self, port: PortId, mac: MacAddr, ch: Channel) -> Option<&Membership> {
+        self.hosts.get(&(port, mac))?.get(&ch).map(|h| &h.membership)
+    }
+
     pub fn memberships(&self) -> impl Iterator<Item = &Membership> {
         self.hosts.values().flat_map(|m| m.values().map(|h| &h.membership))
     }
@@ -768,7 +773,7 @@ mod tests {
         let o = out(&mut t);
         assert_eq!(mdb(&o), ["+0 239.1.1.1 None"]);
         assert_eq!(upstream(&o), [rec(RecordType::ToEx, "239.1.1.1", &[])]);
-        assert!(matches!(o[0], Output::Admitted(_)), "durable record first");
+        assert!(matches!(o[0], Output::Admitted { .. }), "durable record first");
         // a second host on the same port: a membership, no new MDB entry
         t.handle_report(t0, 0, &p, &h.host(0, B), &[rec(RecordType::IsEx, "239.1.1.1", &[])]);
         let o = out(&mut t);
@@ -906,7 +911,8 @@ mod tests {
         t.radius_answer(t0, 0, &p, asks(&o)[0], RadiusAnswer::Accept { ttl: Some(Duration::from_secs(10)) });
         let o = out(&mut t);
         assert_eq!(mdb(&o), ["+0 239.5.5.5 None"]);
-        assert!(o.iter().any(|o| matches!(o, Output::Admitted(m) if m.by == "radius")));
+        assert!(o.iter().any(|o| matches!(o, Output::Admitted { .. })));
+        assert_eq!(t.membership(0, A, (ip("239.5.5.5"), None)).unwrap().by, "radius");
         // the same account elsewhere within the TTL: from the cache, no request
         t.handle_report(t0, 0, &p, &b, &join("239.5.5.5"));
         let o = out(&mut t);
