@@ -13,6 +13,7 @@ use mcgate::wire::{ethernet, igmp, ip, MacAddr};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const HOSTS: usize = 1000;
@@ -43,8 +44,9 @@ fn main() {
     );
     let ent = Entitlement { packages: vec!["basic".into()], max_groups: Some(4) };
     // sessions as the daemon keeps them: (port, MAC) → account
-    let sessions: HashMap<(usize, MacAddr), String> =
-        (0..HOSTS).map(|i| ((i, MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8])), format!("sub{i}"))).collect();
+    let sessions: HashMap<(usize, MacAddr), Arc<str>> =
+        (0..HOSTS).map(|i| ((i, MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8])), format!("sub{i}").into())).collect();
+    let (port_name, session_id): (Arc<str>, Arc<str>) = ("p".into(), "s".into());
     // one report per (host, channel step), built before timing
     let frames: Vec<Vec<u8>> = (0..HOSTS * CHANNELS as usize)
         .map(|k| {
@@ -75,7 +77,8 @@ fn main() {
             let report = decode(ethernet::ETHERTYPE_IPV4, f).unwrap();
             let mac = MacAddr([2, 0, 0, 0, (h >> 8) as u8, h as u8]);
             let account = &sessions[&(h, mac)];
-            let host = Host { port: h, port_name: "p", mac, account, session_id: "s", entitlement: &ent };
+            let host =
+                Host { port: h, port_name: &port_name, mac, account, session_id: &session_id, entitlement: &ent };
             // time moves on so lingering entries expire as on a switch
             let now = start + Duration::from_millis((round * frames.len() + k) as u64);
             tracker.handle_report(now, 0, &policy, &host, &report.records);

@@ -4,8 +4,11 @@ use std::process::Command;
 
 const MCGATE: &str = env!("CARGO_BIN_EXE_mcgate");
 
+/// A directory of its own per call: the tests run in parallel.
 fn dir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("mcgate-cli-{}", std::process::id()));
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("mcgate-cli-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join("secret"), "s3cret\n").unwrap();
     d

@@ -138,7 +138,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                 "{:<10} {:<17} {:<16} {:<24} {:<24} {:<20} {:<16} SINCE",
                 "PORT", "MAC", "ACCOUNT", "GROUP", "SOURCE", "BY", "SESSION"
             );
-            for m in memberships.iter().filter(|m| m.by != "link-local") {
+            for m in memberships.iter().filter(|m| !m.is_link_local()) {
                 let source = m.source.map_or("*".to_string(), |s| s.to_string());
                 println!(
                     "{:<10} {:<17} {:<16} {:<24} {:<24} {:<20} {:<16} {}",

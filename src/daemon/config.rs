@@ -286,8 +286,11 @@ pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> 
 mod tests {
     use super::*;
 
+    /// A directory of its own per call: the tests run in parallel.
     fn dir_with_secret() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("mcgate-cfg-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let d = std::env::temp_dir().join(format!("mcgate-cfg-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("secret"), "testing123\n").unwrap();
         d

@@ -26,6 +26,12 @@ const MCGATE_SOURCE: u8 = 4;
 /// Service-Type Authorize-Only (RFC 5176 3.1): a question, no credentials.
 const AUTHORIZE_ONLY: u32 = 17;
 
+pub(super) struct HostInfo {
+    entitlement: Entitlement,
+    account: Arc<str>,
+    session_id: Arc<str>,
+}
+
 pub(super) struct McastState {
     pub tracker: Tracker,
     pub policy: Policy,
@@ -35,8 +41,10 @@ pub(super) struct McastState {
     pub bridge_v4: Ipv4Addr,
     pub bridge_ll6: Ipv6Addr,
     pub uplinks: Vec<(String, Arc<PortSocket>)>,
-    /// Packages and limits of each session, from its Access-Accept.
-    pub entitlements: HashMap<(PortId, MacAddr), Entitlement>,
+    /// What the gate needs of each session: packages and limits from its Access-Accept,
+    /// and the names its memberships carry (shared, not copied per join).
+    pub hosts: HashMap<(PortId, MacAddr), HostInfo>,
+    pub port_names: Vec<Arc<str>>,
     /// MDB additions not to carry out: their membership could not be recorded.
     pub unrecorded: Vec<(PortId, IpAddr, Option<IpAddr>)>,
     pub stats: McastIoStats,
@@ -81,15 +89,18 @@ impl Daemon {
             return;
         };
         let vendor_id = m.vendor_id;
-        let ent =
-            m.entitlements.entry((port, src)).or_insert_with(|| entitlement_from_attrs(&session.attrs, vendor_id));
+        let info = m.hosts.entry((port, src)).or_insert_with(|| HostInfo {
+            entitlement: entitlement_from_attrs(&session.attrs, vendor_id),
+            account: session.account.as_str().into(),
+            session_id: session.session_id.as_str().into(),
+        });
         let host = Host {
             port,
-            port_name: &session.port,
+            port_name: &m.port_names[port],
             mac: src,
-            account: &session.account,
-            session_id: &session.session_id,
-            entitlement: ent,
+            account: &info.account,
+            session_id: &info.session_id,
+            entitlement: &info.entitlement,
         };
         m.tracker.handle_report(now, unix_now(), &m.policy, &host, &report.records);
     }
@@ -110,7 +121,7 @@ impl Daemon {
     /// Every membership of a session that ended goes with it.
     pub(super) fn mcast_end_host(&mut self, now: Instant, port: PortId, mac: MacAddr) {
         if let Some(m) = self.mcast.as_mut() {
-            m.entitlements.remove(&(port, mac));
+            m.hosts.remove(&(port, mac));
             m.tracker.end_host(now, port, mac, EndCause::SessionEnd);
         }
     }
@@ -118,7 +129,7 @@ impl Daemon {
     /// A re-authentication may have brought other packages.
     pub(super) fn mcast_forget_entitlement(&mut self, port: PortId, mac: MacAddr) {
         if let Some(m) = self.mcast.as_mut() {
-            m.entitlements.remove(&(port, mac));
+            m.hosts.remove(&(port, mac));
         }
     }
 
@@ -139,14 +150,14 @@ impl Daemon {
                     continue;
                 }
             };
-            let port = self.ports.iter().position(|p| p.name == membership.port);
+            let port = self.ports.iter().position(|p| *p.name == *membership.port);
             match port.filter(|p| self.sessions.contains_key(&(*p, membership.mac))) {
                 Some(port) => {
-                    info!(port = membership.port, mac = %membership.mac, group = %membership.group, "membership restored");
+                    info!(port = &*membership.port, mac = %membership.mac, group = %membership.group, "membership restored");
                     m.tracker.restore(now, port, membership);
                 }
                 None => {
-                    info!(port = membership.port, mac = %membership.mac, group = %membership.group, "membership without a session dropped");
+                    info!(port = &*membership.port, mac = %membership.mac, group = %membership.group, "membership without a session dropped");
                     let _ = self.store.remove_membership(&membership);
                 }
             }
@@ -192,13 +203,13 @@ impl Daemon {
                 let Some(membership) = m.tracker.membership(port, mac, (group, source)) else { return };
                 if let Err(e) = self.store.put_membership(membership) {
                     self.io.store_errors += 1;
-                    error!(port = membership.port, mac = %mac, %group, "storing membership: {e}; join refused");
+                    error!(port = &*membership.port, mac = %mac, %group, "storing membership: {e}; join refused");
                     m.unrecorded.push((port, group, source));
                     m.tracker.revoke(Instant::now(), port, mac, (group, source));
                 }
             }
             mcast::Output::Ended { membership, cause } => {
-                debug!(port = membership.port, mac = %membership.mac, group = %membership.group, ?cause, "membership record removed");
+                debug!(port = &*membership.port, mac = %membership.mac, group = %membership.group, ?cause, "membership record removed");
                 if let Err(e) = self.store.remove_membership(&membership) {
                     self.io.store_errors += 1;
                     error!("removing membership: {e}");

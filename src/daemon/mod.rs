@@ -162,7 +162,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                 bridge_v4: bridge_v4.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
                 bridge_ll6: bridge_ll6.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED),
                 uplinks,
-                entitlements: HashMap::new(),
+                hosts: HashMap::new(),
+                port_names: ports.iter().map(|p| Arc::from(p.name.as_str())).collect(),
                 unrecorded: Vec::new(),
                 stats: Default::default(),
             })

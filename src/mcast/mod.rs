@@ -17,6 +17,7 @@ use crate::wire::MacAddr;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info};
 
@@ -56,17 +57,17 @@ pub enum EndCause {
 /// A host's membership, as stored and listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Membership {
-    pub port: String,
+    pub port: Arc<str>,
     pub mac: MacAddr,
-    pub account: String,
+    pub account: Arc<str>,
     pub group: IpAddr,
     pub source: Option<IpAddr>,
     /// Unix seconds.
     pub since: u64,
     /// What decided it: a package name, `link-local`, ...
-    pub by: String,
+    pub by: Arc<str>,
     pub bandwidth_kbps: u32,
-    pub session_id: String,
+    pub session_id: Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +102,12 @@ pub enum Output {
         max_resp_code: u8,
     },
     /// To be made durable before the MdbAdd that follows it takes effect.
-    Admitted { port: PortId, mac: MacAddr, group: IpAddr, source: Option<IpAddr> },
+    Admitted {
+        port: PortId,
+        mac: MacAddr,
+        group: IpAddr,
+        source: Option<IpAddr>,
+    },
     Denied {
         port: PortId,
         mac: MacAddr,
@@ -150,20 +156,20 @@ pub enum RadiusAnswer {
 #[derive(Debug, Clone, Copy)]
 struct Who<'a> {
     port: PortId,
-    port_name: &'a str,
+    port_name: &'a Arc<str>,
     mac: MacAddr,
-    account: &'a str,
-    session_id: &'a str,
+    account: &'a Arc<str>,
+    session_id: &'a Arc<str>,
 }
 
 /// A host waiting for a per-join answer (owned: the report that asked is gone).
 #[derive(Debug)]
 struct Waiter {
     port: PortId,
-    port_name: String,
+    port_name: Arc<str>,
     mac: MacAddr,
-    account: String,
-    session_id: String,
+    account: Arc<str>,
+    session_id: Arc<str>,
     max_groups: Option<u32>,
 }
 
@@ -186,10 +192,10 @@ const STALE_KEEP: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug, Clone)]
 pub struct Host<'a> {
     pub port: PortId,
-    pub port_name: &'a str,
+    pub port_name: &'a Arc<str>,
     pub mac: MacAddr,
-    pub account: &'a str,
-    pub session_id: &'a str,
+    pub account: &'a Arc<str>,
+    pub session_id: &'a Arc<str>,
     pub entitlement: &'a Entitlement,
 }
 
@@ -218,6 +224,7 @@ pub struct Tracker {
     /// Per-join answers by (account, channel).
     cache: HashMap<(String, Channel), Cached>,
     next_token: u64,
+    labels: Labels,
     outputs: VecDeque<Output>,
     pub stats: Stats,
 }
@@ -245,6 +252,37 @@ impl Host<'_> {
     }
 }
 
+impl Membership {
+    /// Admitted without policy (link-scope IPv6), outside limits and accounting.
+    pub fn is_link_local(&self) -> bool {
+        &*self.by == LINK_LOCAL
+    }
+}
+
+const LINK_LOCAL: &str = "link-local";
+
+/// What decided a membership, besides package names: made once, shared by every record.
+#[derive(Debug)]
+struct Labels {
+    link_local: Arc<str>,
+    radius: Arc<str>,
+    radius_cache: Arc<str>,
+    radius_stale: Arc<str>,
+    radius_unreachable: Arc<str>,
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Labels {
+            link_local: LINK_LOCAL.into(),
+            radius: "radius".into(),
+            radius_cache: "radius-cache".into(),
+            radius_stale: "radius-stale".into(),
+            radius_unreachable: "radius-unreachable".into(),
+        }
+    }
+}
+
 impl Tracker {
     pub fn new(config: Config, fast_leave: Vec<bool>) -> Self {
         Tracker {
@@ -256,6 +294,7 @@ impl Tracker {
             pending: HashMap::new(),
             cache: HashMap::new(),
             next_token: 1,
+            labels: Labels::default(),
             outputs: VecDeque::new(),
             stats: Stats::default(),
         }
@@ -342,7 +381,7 @@ impl Tracker {
         }
         let who = host.who();
         let decision = if is_v6_link_scope(ch.0) {
-            Decision::Admit { by: "link-local".into(), bandwidth_kbps: 0 }
+            Decision::Admit { by: self.labels.link_local.clone(), bandwidth_kbps: 0 }
         } else {
             let (n, kbps) = self.held_load(host.port, host.mac);
             policy.decide(host.entitlement, host.account, ch.0, ch.1, n, kbps)
@@ -358,7 +397,7 @@ impl Tracker {
     fn held_load(&self, port: PortId, mac: MacAddr) -> (u32, u32) {
         self.hosts.get(&(port, mac)).map_or((0, 0), |held| {
             held.values()
-                .filter(|h| h.membership.by != "link-local")
+                .filter(|h| !h.membership.is_link_local())
                 .fold((0, 0), |(n, k), h| (n + 1, k.saturating_add(h.membership.bandwidth_kbps)))
         })
     }
@@ -370,24 +409,24 @@ impl Tracker {
         unix: u64,
         who: &Who<'_>,
         ch: Channel,
-        by: String,
+        by: Arc<str>,
         kbps: u32,
         upstream: &mut Vec<GroupRecord>,
     ) {
         let (group, source) = ch;
         let membership = Membership {
-            port: who.port_name.to_string(),
+            port: who.port_name.clone(),
             mac: who.mac,
-            account: who.account.to_string(),
+            account: who.account.clone(),
             group,
             source,
             since: unix,
             by,
             bandwidth_kbps: kbps,
-            session_id: who.session_id.to_string(),
+            session_id: who.session_id.clone(),
         };
-        if membership.by != "link-local" {
-            info!(port = who.port_name, mac = %who.mac, account = who.account, %group, source = ?source, by = membership.by, "join admitted");
+        if !membership.is_link_local() {
+            info!(port = &**who.port_name, mac = %who.mac, account = &**who.account, %group, source = ?source, by = &*membership.by, "join admitted");
         }
         self.stats.admitted += 1;
         self.outputs.push_back(Output::Admitted { port: who.port, mac: who.mac, group, source });
@@ -397,7 +436,7 @@ impl Tracker {
     }
 
     fn deny(&mut self, who: &Who<'_>, (group, source): Channel, reason: DenyReason) {
-        info!(port = who.port_name, mac = %who.mac, account = who.account, %group, source = ?source, ?reason, "join denied");
+        info!(port = &**who.port_name, mac = %who.mac, account = &**who.account, %group, source = ?source, ?reason, "join denied");
         *self.stats.denied.entry(format!("{reason:?}")).or_default() += 1;
         self.outputs.push_back(Output::Denied { port: who.port, mac: who.mac, group, source, reason });
     }
@@ -418,15 +457,16 @@ impl Tracker {
             self.stats.radius_cache_hits += 1;
             let admit = c.admit;
             let max_groups = host.entitlement.max_groups;
-            self.radius_decided(now, unix, policy, &host.who(), max_groups, ch, admit, "radius-cache", upstream);
+            let by = self.labels.radius_cache.clone();
+            self.radius_decided(now, unix, policy, &host.who(), max_groups, ch, admit, by, upstream);
             return;
         }
         let waiter = Waiter {
             port: host.port,
-            port_name: host.port_name.to_string(),
+            port_name: host.port_name.clone(),
             mac: host.mac,
-            account: host.account.to_string(),
-            session_id: host.session_id.to_string(),
+            account: host.account.clone(),
+            session_id: host.session_id.clone(),
             max_groups: host.entitlement.max_groups,
         };
         if let Some(p) = self.pending.values_mut().find(|p| p.key == key) {
@@ -458,17 +498,17 @@ impl Tracker {
             RadiusAnswer::Accept { ttl } => {
                 self.cache
                     .insert(p.key.clone(), Cached { admit: true, fresh_until: now + ttl.unwrap_or(rp.positive_ttl) });
-                (Some(true), "radius")
+                (Some(true), self.labels.radius.clone())
             }
             RadiusAnswer::Reject { ttl } => {
                 self.cache
                     .insert(p.key.clone(), Cached { admit: false, fresh_until: now + ttl.unwrap_or(rp.negative_ttl) });
-                (Some(false), "radius")
+                (Some(false), self.labels.radius.clone())
             }
             RadiusAnswer::Unreachable => match rp.unreachable {
-                FailMode::Deny => (None, "radius-unreachable"),
-                FailMode::Allow => (Some(true), "radius-unreachable"),
-                FailMode::Stale => (self.cache.get(&p.key).map(|c| c.admit), "radius-stale"),
+                FailMode::Deny => (None, self.labels.radius_unreachable.clone()),
+                FailMode::Allow => (Some(true), self.labels.radius_unreachable.clone()),
+                FailMode::Stale => (self.cache.get(&p.key).map(|c| c.admit), self.labels.radius_stale.clone()),
             },
         };
         let mut upstream = vec![];
@@ -481,9 +521,17 @@ impl Tracker {
                 session_id: &w.session_id,
             };
             match admit {
-                Some(admit) => {
-                    self.radius_decided(now, unix, policy, &who, w.max_groups, p.key.1, admit, by, &mut upstream)
-                }
+                Some(admit) => self.radius_decided(
+                    now,
+                    unix,
+                    policy,
+                    &who,
+                    w.max_groups,
+                    p.key.1,
+                    admit,
+                    by.clone(),
+                    &mut upstream,
+                ),
                 None => self.deny(&who, p.key.1, DenyReason::RadiusUnreachable),
             }
         }
@@ -502,7 +550,7 @@ impl Tracker {
         max_groups: Option<u32>,
         ch: Channel,
         admit: bool,
-        by: &str,
+        by: Arc<str>,
         upstream: &mut Vec<GroupRecord>,
     ) {
         if self.hosts.get(&(who.port, who.mac)).is_some_and(|h| h.contains_key(&ch)) {
@@ -515,7 +563,7 @@ impl Tracker {
         let ent = Entitlement { packages: vec![], max_groups };
         match policy.check_limits(&ent, n, kbps, 0) {
             Some(Decision::Deny { reason }) => self.deny(who, ch, reason),
-            _ => self.admit(now, unix, who, ch, by.to_string(), 0, upstream),
+            _ => self.admit(now, unix, who, ch, by, 0, upstream),
         }
     }
 
@@ -587,8 +635,8 @@ impl Tracker {
             EndCause::Timeout => self.stats.timeouts += 1,
             EndCause::SessionEnd | EndCause::Revoked => self.stats.session_ends += 1,
         }
-        if h.membership.by != "link-local" {
-            info!(port = h.membership.port, mac = %mac, group = %ch.0, source = ?ch.1, ?cause, "membership ended");
+        if !h.membership.is_link_local() {
+            info!(port = &*h.membership.port, mac = %mac, group = %ch.0, source = ?ch.1, ?cause, "membership ended");
         }
         self.outputs.push_back(Output::Ended { membership: h.membership, cause });
         self.port_release(now, port, ch, cause == EndCause::Leave, upstream);
@@ -750,10 +798,12 @@ mod tests {
 
     struct H {
         ent: Entitlement,
+        names: [Arc<str>; 3],
     }
     impl H {
         fn host(&self, port: PortId, mac: MacAddr) -> Host<'_> {
-            Host { port, port_name: "p", mac, account: "alice", session_id: "s1", entitlement: &self.ent }
+            let [p, a, s] = &self.names;
+            Host { port, port_name: p, mac, account: a, session_id: s, entitlement: &self.ent }
         }
     }
 
@@ -761,7 +811,10 @@ mod tests {
         (
             Tracker::new(Config::default(), vec![fast, fast]),
             policy(),
-            H { ent: Entitlement { packages: vec!["basic".into()], max_groups: None } },
+            H {
+                ent: Entitlement { packages: vec!["basic".into()], max_groups: None },
+                names: ["p".into(), "alice".into(), "s1".into()],
+            },
             Instant::now(),
         )
     }
@@ -912,7 +965,7 @@ mod tests {
         let o = out(&mut t);
         assert_eq!(mdb(&o), ["+0 239.5.5.5 None"]);
         assert!(o.iter().any(|o| matches!(o, Output::Admitted { .. })));
-        assert_eq!(t.membership(0, A, (ip("239.5.5.5"), None)).unwrap().by, "radius");
+        assert_eq!(t.membership(0, A, (ip("239.5.5.5"), None)).unwrap().by, "radius".into());
         // the same account elsewhere within the TTL: from the cache, no request
         t.handle_report(t0, 0, &p, &b, &join("239.5.5.5"));
         let o = out(&mut t);

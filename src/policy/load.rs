@@ -157,7 +157,7 @@ fn parse_files(files: &[(&str, &str)]) -> Result<Policy, PolicyError> {
             policy.packages.insert(
                 name.clone(),
                 Package {
-                    name,
+                    name: name.as_str().into(),
                     groups: pk.groups.into_iter().map(Spanned::into_inner).collect(),
                     channels: pk.channels.into_iter().map(|c| (c.source, c.group.into_inner())).collect(),
                     bandwidth_kbps: pk.bandwidth_kbps,

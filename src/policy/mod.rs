@@ -111,7 +111,7 @@ impl Default for RadiusPolicy {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Package {
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     /// Any-source groups.
     pub groups: Vec<Prefix>,
     /// (source, group) rules: only these sources for these groups.
@@ -159,7 +159,7 @@ pub struct Entitlement {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "decision", rename_all = "kebab-case")]
 pub enum Decision {
-    Admit { by: String, bandwidth_kbps: u32 },
+    Admit { by: std::sync::Arc<str>, bandwidth_kbps: u32 },
     Deny { reason: DenyReason },
     AskRadius,
 }
@@ -197,7 +197,7 @@ impl Policy {
             None => match self.unknown {
                 Unknown::Deny => return Decision::Deny { reason: DenyReason::NotEntitled },
                 Unknown::Radius => return Decision::AskRadius,
-                Unknown::Allow => ("default-allow".to_string(), 0),
+                Unknown::Allow => ("default-allow".into(), 0),
             },
         };
         self.check_limits(ent, held, held_kbps, kbps).unwrap_or(Decision::Admit { by, bandwidth_kbps: kbps })
