@@ -175,7 +175,7 @@ struct Waiter {
 
 #[derive(Debug)]
 struct Pending {
-    key: (String, Channel),
+    key: (Arc<str>, Channel),
     waiters: Vec<Waiter>,
 }
 
@@ -222,7 +222,7 @@ pub struct Tracker {
     /// Per-join questions in flight, by token.
     pending: HashMap<u64, Pending>,
     /// Per-join answers by (account, channel).
-    cache: HashMap<(String, Channel), Cached>,
+    cache: HashMap<(Arc<str>, Channel), Cached>,
     next_token: u64,
     labels: Labels,
     outputs: VecDeque<Output>,
@@ -452,7 +452,7 @@ impl Tracker {
         ch: Channel,
         upstream: &mut Vec<GroupRecord>,
     ) {
-        let key = (host.account.to_string(), ch);
+        let key = (host.account.clone(), ch);
         if let Some(c) = self.cache.get(&key).filter(|c| c.fresh_until > now) {
             self.stats.radius_cache_hits += 1;
             let admit = c.admit;
