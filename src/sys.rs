@@ -87,6 +87,12 @@ pub fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
     let fd = socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, proto)?;
     let on: libc::c_int = 1;
     setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_AUXDATA, &on)?;
+    // Room for a burst of joins (a set-top box zapping, a whole port at link-up) while the
+    // actor is busy; what still does not fit is counted by the kernel (`packet_drops`).
+    let size: libc::c_int = 4 << 20;
+    if setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size).is_err() {
+        let _ = setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &size);
+    }
     // SAFETY: sockaddr_ll is plain data; zeroed is valid.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
@@ -108,6 +114,24 @@ pub fn attach_filter(fd: &OwnedFd, program: &[libc::sock_filter]) -> io::Result<
     let prog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr() as *mut libc::sock_filter };
     // `prog` points into `program`, which outlives the call; the kernel copies it.
     setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+}
+
+/// Frames the kernel dropped on this packet socket since the last call (the counter
+/// resets when read: PACKET_STATISTICS).
+pub fn packet_drops(fd: &OwnedFd) -> io::Result<u32> {
+    // SAFETY: tpacket_stats is plain data; getsockopt writes at most `len` bytes into it.
+    unsafe {
+        let mut stats: libc::tpacket_stats = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        cvt(libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            &mut stats as *mut libc::tpacket_stats as *mut libc::c_void,
+            &mut len,
+        ))?;
+        Ok(stats.tp_drops)
+    }
 }
 
 /// What `recv_packet` tells about a frame besides its bytes.

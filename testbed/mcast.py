@@ -14,6 +14,9 @@
   mcast.py sniff GROUP [--iface eth0] [--seconds N]
       count the frames to GROUP that reach the interface, joined or not (AF_PACKET);
       prints {"packets", "first_ms", "last_ms"} (ms since the start).
+  mcast.py flood --src-mac MAC --src-ip IP --count N [--groups N] [--pps R] [--iface eth0]
+      send N IGMPv3 reports (TO_EX of 239.2.0.0 + i mod groups), R per second (0: as fast
+      as one process can); prints {"sent", "seconds"}.
   mcast.py inject --src-mac MAC --src-ip IP RECORD... [--iface eth0]
       send one hand-made IGMPv3 report (RECORD = TYPE:GROUP[:SRC,SRC..], TYPE 1-6)
       with any source MAC, as a spoofing host would.
@@ -164,22 +167,42 @@ def checksum(b):
     return ~s & 0xffff
 
 
-def inject(a):
+def report_frame(src_mac, src_ip, records):
     recs = b""
-    for r in a.records:
-        parts = r.split(":")
-        srcs = [ipaddress.ip_address(x).packed for x in parts[2].split(",")] if len(parts) > 2 and parts[2] else []
-        recs += struct.pack("!BBH", int(parts[0]), 0, len(srcs)) + ipaddress.ip_address(parts[1]).packed + b"".join(srcs)
-    igmp = struct.pack("!BBHHH", 0x22, 0, 0, 0, len(a.records)) + recs
+    for typ, group, srcs in records:
+        recs += struct.pack("!BBH", typ, 0, len(srcs)) + ipaddress.ip_address(group).packed + b"".join(ipaddress.ip_address(x).packed for x in srcs)
+    igmp = struct.pack("!BBHHH", 0x22, 0, 0, 0, len(records)) + recs
     igmp = igmp[:2] + struct.pack("!H", checksum(igmp)) + igmp[4:]
     hdr = struct.pack("!BBHHHBBH4s4s", 0x46, 0xc0, 24 + len(igmp), 0, 0x4000, 1, 2, 0,
-                      ipaddress.ip_address(a.src_ip).packed, ipaddress.ip_address("224.0.0.22").packed) + bytes([0x94, 4, 0, 0])
+                      ipaddress.ip_address(src_ip).packed, ipaddress.ip_address("224.0.0.22").packed) + bytes([0x94, 4, 0, 0])
     hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
-    eth = bytes.fromhex("01005e000016") + bytes.fromhex(a.src_mac.replace(":", "")) + b"\x08\x00"
+    return bytes.fromhex("01005e000016") + bytes.fromhex(src_mac.replace(":", "")) + b"\x08\x00" + hdr + igmp
+
+
+def flood(a):
+    frames = [report_frame(a.src_mac, a.src_ip, [(4, "239.2.%d.%d" % (i // 256, i % 256), [])]) for i in range(a.groups)]
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((a.iface, 0))
-    s.send(eth + hdr + igmp)
+    t0 = time.monotonic()
+    send = s.send
+    for i in range(a.count):
+        send(frames[i % a.groups])
+        if a.pps and i % 50 == 49:
+            delay = t0 + (i + 1) / a.pps - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+    print(json.dumps({"sent": a.count, "seconds": time.monotonic() - t0}), flush=True)
 
+
+def inject(a):
+    records = []
+    for r in a.records:
+        parts = r.split(":")
+        srcs = parts[2].split(",") if len(parts) > 2 and parts[2] else []
+        records.append((int(parts[0]), parts[1], srcs))
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((a.iface, 0))
+    s.send(report_frame(a.src_mac, a.src_ip, records))
 
 p = argparse.ArgumentParser()
 sub = p.add_subparsers(dest="cmd", required=True)
@@ -195,8 +218,13 @@ z.add_argument("group"); z.add_argument("--count", type=int, default=200); z.add
 z.add_argument("--iface", default="eth0"); z.add_argument("--port", type=int, default=5000)
 f = sub.add_parser("sniff")
 f.add_argument("group"); f.add_argument("--iface", default="eth0"); f.add_argument("--seconds", type=float, default=3)
+fl = sub.add_parser("flood")
+fl.add_argument("--src-mac", required=True); fl.add_argument("--src-ip", required=True)
+fl.add_argument("--count", type=int, required=True); fl.add_argument("--groups", type=int, default=1000)
+fl.add_argument("--pps", type=float, default=0)
+fl.add_argument("--iface", default="eth0")
 i = sub.add_parser("inject")
 i.add_argument("--src-mac", required=True); i.add_argument("--src-ip", required=True)
 i.add_argument("--iface", default="eth0"); i.add_argument("records", nargs="+")
 a = p.parse_args()
-{"recv": recv, "send": send, "sniff": sniff, "inject": inject, "zap": zap}[a.cmd](a)
+{"recv": recv, "send": send, "sniff": sniff, "inject": inject, "zap": zap, "flood": flood}[a.cmd](a)

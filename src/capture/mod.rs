@@ -61,6 +61,11 @@ impl PortSocket {
         }
     }
 
+    /// Frames the kernel dropped since the last call (receive buffer full).
+    pub fn drops(&self) -> u32 {
+        sys::packet_drops(self.fd.get_ref()).unwrap_or(0)
+    }
+
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         sys::send(self.fd.get_ref(), frame).map(drop)
     }

@@ -54,6 +54,8 @@ enum Event {
 struct IoStats {
     /// IGMP/MLD frames: seen, not acted on until the multicast gate is enabled.
     frames_multicast_control: u64,
+    /// Frames the kernel dropped on the capture sockets (their buffers were full).
+    capture_drops: u64,
     frames_tx: u64,
     frames_tx_errors: u64,
     radius_tx_errors: u64,
@@ -481,7 +483,7 @@ impl Daemon {
         );
     }
 
-    fn control(&self, req: Request) -> Response {
+    fn control(&mut self, req: Request) -> Response {
         match req {
             Request::Sessions => {
                 let mut sessions: Vec<SessionRow> = self
@@ -510,23 +512,31 @@ impl Daemon {
                     .sort_by(|a, b| (&a.port, &a.mac, a.group, a.source).cmp(&(&b.port, &b.mac, b.group, b.source)));
                 Response::Memberships { memberships }
             }
-            Request::Status => Response::Status {
-                status: serde_json::json!({
-                    "uptime_s": self.started.elapsed().as_secs(),
-                    "ports": self.ports.iter().map(|p| &p.name).collect::<Vec<_>>(),
-                    "sessions": self.sessions.len(),
-                    "authenticator": self.auth.stats,
-                    "radius": self.radius.stats,
-                    "radius_pending": self.radius.pending(),
-                    "io": self.io,
-                    "multicast": self.mcast.as_ref().map(|m| serde_json::json!({
-                        "policy": m.policy.version,
-                        "memberships": m.tracker.memberships().count(),
-                        "tracker": m.tracker.stats,
-                        "io": m.stats,
-                    })),
-                }),
-            },
+            Request::Status => {
+                // the kernel's counters reset when read: fold them in first
+                self.io.capture_drops += self.ports.iter().map(|p| p.socket.drops() as u64).sum::<u64>();
+                self.status()
+            }
+        }
+    }
+
+    fn status(&self) -> Response {
+        Response::Status {
+            status: serde_json::json!({
+                "uptime_s": self.started.elapsed().as_secs(),
+                "ports": self.ports.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                "sessions": self.sessions.len(),
+                "authenticator": self.auth.stats,
+                "radius": self.radius.stats,
+                "radius_pending": self.radius.pending(),
+                "io": self.io,
+                "multicast": self.mcast.as_ref().map(|m| serde_json::json!({
+                    "policy": m.policy.version,
+                    "memberships": m.tracker.memberships().count(),
+                    "tracker": m.tracker.stats,
+                    "io": m.stats,
+                })),
+            }),
         }
     }
 }

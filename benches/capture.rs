@@ -1,0 +1,130 @@
+//! Sustained joins through the capture sockets from many ports at once: each host floods
+//! IGMPv3 reports from a raw socket (one Python process per host, as fast as it sends),
+//! and mcgate decodes, looks up and decides every one. Two loads in one run: joins the
+//! policy denies (decode + decide, nothing written) and joins it admits (each one also a
+//! durable membership record and an MDB entry). "Lost" = sent − decided.
+//!
+//!     sudo cargo bench --bench capture          (HOSTS=8, REPORTS=20000 per host)
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{wait_until, Testbed};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+fn counter(tb: &Testbed, path: &[&str]) -> u64 {
+    let mut v: Value = tb.status().unwrap_or_default();
+    for p in path {
+        v = v[*p].clone();
+    }
+    v.as_u64().unwrap_or(0)
+}
+
+/// Decided records so far: admitted + denied (any reason) + refreshed.
+fn decided(tb: &Testbed) -> u64 {
+    let t = tb.status().unwrap_or_default()["multicast"]["tracker"].clone();
+    let denied: u64 = t["denied"].as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+    t["admitted"].as_u64().unwrap_or(0) + t["refreshed"].as_u64().unwrap_or(0) + denied
+}
+
+struct Load {
+    sent: u64,
+    decided: u64,
+    kernel_drops: u64,
+    seconds: f64,
+    /// How long the slowest sender took to send its share.
+    sending: f64,
+}
+
+/// Every host sends `per_host` reports at `pps` each (0: flat out); waits until mcgate
+/// has worked off what reached it.
+fn run_load(tb: &Testbed, hosts: usize, per_host: usize, pps: usize) -> Load {
+    let before = decided(tb);
+    let drops_before = counter(tb, &["io", "capture_drops"]);
+    let t0 = Instant::now();
+    let floods: Vec<_> = (1..=hosts)
+        .map(|h| {
+            let mac = Testbed::host_mac(h);
+            let ip = format!("192.0.2.{}", 10 + h);
+            let (count, rate) = (per_host.to_string(), pps.to_string());
+            tb.mcast_py(
+                &format!("h{h}"),
+                &["flood", "--src-mac", &mac, "--src-ip", &ip, "--count", &count, "--pps", &rate],
+            )
+        })
+        .collect();
+    let sending = floods.into_iter().map(|f| common::result(f)["seconds"].as_f64().unwrap_or(0.0)).fold(0.0, f64::max);
+    let mut last = decided(tb);
+    let mut last_change = Instant::now();
+    while last_change.elapsed() < Duration::from_millis(500) {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = decided(tb);
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+    }
+    Load {
+        sent: (hosts * per_host) as u64,
+        decided: last - before,
+        kernel_drops: counter(tb, &["io", "capture_drops"]) - drops_before,
+        seconds: (last_change - t0).as_secs_f64(),
+        sending,
+    }
+}
+
+/// `rate`: the decision rate, printed for the flat-out load only (a paced load's rate is
+/// the offered one when nothing is lost).
+fn row(what: &str, l: &Load, rate: bool) {
+    let r = if rate { format!("{:.0}", l.decided as f64 / l.seconds) } else { "(offered)".into() };
+    let lost = l.sent.saturating_sub(l.decided);
+    println!("| {what} | {} in {:.2} s | {} | {lost} | {} | {r} |", l.sent, l.sending, l.decided, l.kernel_drops);
+}
+
+fn main() {
+    let hosts: usize = std::env::var("HOSTS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    let per_host: usize = std::env::var("REPORTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20000);
+    let mut tb = Testbed::new("cap", hosts);
+    tb.radius(1812);
+    let ports: Vec<String> = (1..=hosts).map(|i| format!("p{i}")).collect();
+    let list: Vec<(&str, &str)> = ports.iter().map(|p| (p.as_str(), "dot1x")).collect();
+    let cfg = tb.config(&list, &["127.0.0.1:1812"], "tx_period = \"1s\"", "");
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg).unwrap().replace("log_level = \"debug\"", "log_level = \"warn\""),
+    )
+    .unwrap();
+    // 239.2.0.0/16 is denied (no package); 239.3.0.0/16 admitted, no limits
+    tb.multicast(
+        "[defaults]\nunknown = \"deny\"\n[[package]]\nname = \"all\"\ngroups = [\"239.3.0.0/16\"]\n",
+        "port_max_groups = 0",
+    );
+    tb.start_mcgate();
+    for h in 1..=hosts {
+        tb.supplicant(h, "alice", "alicepass", "md5");
+    }
+    assert!(wait_until(Duration::from_secs(30), || tb.sessions().len() == hosts), "not all hosts authorized");
+    println!("\nreports through the capture sockets, {hosts} ports at once, one sending process per host:");
+    println!("| load | sent | decided | lost | of which kernel drops | decided/s |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for total in [16_000, 32_000, 48_000, 64_000] {
+        let per_host_pps = total / hosts;
+        let l = run_load(&tb, hosts, per_host_pps * 2, per_host_pps);
+        row(&format!("denied joins, paced at {total}/s"), &l, false);
+    }
+    let l = run_load(&tb, hosts, per_host, 0);
+    row("denied joins, flat out", &l, true);
+    // admitted: the flood's groups moved into the package's range
+    let text =
+        std::fs::read_to_string(tb.dir.join("policies/test.toml")).unwrap().replace("239.3.0.0/16", "239.2.0.0/16");
+    std::fs::write(tb.dir.join("policies/test.toml"), text).unwrap();
+    tb.stop_mcgate();
+    tb.start_mcgate();
+    let l = run_load(&tb, hosts, 2000, 1000);
+    row(
+        &format!("admitted joins (each new group a durable record + MDB entry), paced at {}/s", hosts * 1000),
+        &l,
+        false,
+    );
+}
