@@ -1,9 +1,12 @@
 //! The daemon's multicast gate: reports from the capture to the tracker, the
 //! tracker's outputs to the store, the bridge MDB, the uplinks and the ports.
 
+use super::config::{Config, Multicast};
 use super::{unix_now, Daemon};
 use crate::auth::PortId;
 use crate::capture::PortSocket;
+use crate::dataplane::netlink::{Link, Netlink};
+use crate::dataplane::Dataplane;
 use crate::mcast::{self, EndCause, Host, RadiusAnswer, Tracker};
 use crate::policy::{entitlement_from_attrs, Entitlement, Policy};
 use crate::radius::client::{Attr, Request};
@@ -11,6 +14,7 @@ use crate::radius::{attr, Code, Packet};
 use crate::wire::membership::{self, GroupRecord};
 use crate::wire::records::OwnedRecord;
 use crate::wire::{ethernet, igmp, ip, mld, MacAddr};
+use anyhow::{anyhow, Context as _};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -61,6 +65,64 @@ pub(super) struct McastIoStats {
     pub upstream_reports_tx: u64,
     pub queries_tx: u64,
     pub tx_errors: u64,
+}
+
+impl McastState {
+    /// Sets up the bridge and uplinks for the gate and builds its state.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn set_up(
+        cfg: &Config,
+        mc: &Multicast,
+        policy: &Policy,
+        access: &[&str],
+        links: &[Link],
+        bridge: &Link,
+        nl: &mut Netlink,
+        dataplane: &mut (dyn Dataplane + Send),
+    ) -> anyhow::Result<Self> {
+        let uplink_names: Vec<&str> = mc.uplinks.iter().map(|u| u.get_ref().as_str()).collect();
+        dataplane
+            .setup_multicast(&cfg.switch.bridge, access, &uplink_names, mc.port_max_groups)
+            .context("multicast set-up")?;
+        let mut uplinks = Vec::new();
+        for name in uplink_names {
+            let link = links.iter().find(|l| l.name == name).ok_or_else(|| anyhow!("uplink {name} not found"))?;
+            uplinks.push((name.to_string(), Arc::new(PortSocket::open_tx_only(link.index)?)));
+        }
+        let addrs = nl.addresses(bridge.index)?;
+        let bridge_v4 = addrs.iter().find_map(|(a, _)| if let IpAddr::V4(a) = a { Some(*a) } else { None });
+        if bridge_v4.is_none() {
+            warn!(
+                bridge = cfg.switch.bridge,
+                "the bridge has no IPv4 address: its querier stays silent and snooping floods (DESIGN.md)"
+            );
+        }
+        let bridge_ll6 =
+            addrs.iter().find_map(|(a, scope)| if let (IpAddr::V6(a), 253) = (a, scope) { Some(*a) } else { None });
+        if bridge_ll6.is_none() {
+            warn!(bridge = cfg.switch.bridge, "the bridge has no IPv6 link-local address yet: its MLD querier counts only from its next startup query, and IPv6 snooping floods until then");
+        }
+        let tracker_config = mcast::Config {
+            group_membership_interval: mc.group_membership_interval,
+            last_member_query_time: mc.last_member_query_time,
+            ..Default::default()
+        };
+        info!(policy = policy.version, packages = policy.packages.len(), "multicast gate on");
+        Ok(McastState {
+            tracker: Tracker::new(tracker_config, cfg.ports.iter().map(|p| p.single_host).collect()),
+            policy: policy.clone(),
+            vendor_id: mc.vendor_id,
+            bridge: cfg.switch.bridge.clone(),
+            bridge_mac: bridge.mac.unwrap_or_default(),
+            bridge_v4: bridge_v4.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            bridge_ll6: bridge_ll6.unwrap_or(Ipv6Addr::UNSPECIFIED),
+            uplinks,
+            hosts: HashMap::new(),
+            port_names: access.iter().map(|p| Arc::from(*p)).collect(),
+            unrecorded: Vec::new(),
+            stats: Default::default(),
+        })
+    }
 }
 
 impl Daemon {

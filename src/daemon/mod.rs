@@ -19,7 +19,6 @@ use config::Loaded;
 use control::{Request, Response, SessionRow};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -126,49 +125,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     }
     let mcast = match (&cfg.multicast, &loaded.policy) {
         (Some(mc), Some(policy)) => {
-            let access: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
-            let uplink_names: Vec<&str> = mc.uplinks.iter().map(|u| u.get_ref().as_str()).collect();
-            dataplane
-                .setup_multicast(&cfg.switch.bridge, &access, &uplink_names, mc.port_max_groups)
-                .context("multicast set-up")?;
-            let mut uplinks = Vec::new();
-            for name in uplink_names {
-                let link = links.iter().find(|l| l.name == name).ok_or_else(|| anyhow!("uplink {name} not found"))?;
-                uplinks.push((name.to_string(), Arc::new(PortSocket::open_tx_only(link.index)?)));
-            }
-            let addrs = nl.addresses(bridge.index)?;
-            let bridge_v4 = addrs.iter().find_map(|(a, _)| if let IpAddr::V4(a) = a { Some(*a) } else { None });
-            if bridge_v4.is_none() {
-                warn!(
-                    bridge = cfg.switch.bridge,
-                    "the bridge has no IPv4 address: its querier stays silent and snooping floods (DESIGN.md)"
-                );
-            }
-            let bridge_ll6 =
-                addrs.iter().find_map(|(a, scope)| if let (IpAddr::V6(a), 253) = (a, scope) { Some(*a) } else { None });
-            if bridge_ll6.is_none() {
-                warn!(bridge = cfg.switch.bridge, "the bridge has no IPv6 link-local address yet: its MLD querier counts only from its next startup query, and IPv6 snooping floods until then");
-            }
-            let tracker_config = crate::mcast::Config {
-                group_membership_interval: mc.group_membership_interval,
-                last_member_query_time: mc.last_member_query_time,
-                ..Default::default()
-            };
-            info!(policy = policy.version, packages = policy.packages.len(), "multicast gate on");
-            Some(mcast::McastState {
-                tracker: crate::mcast::Tracker::new(tracker_config, cfg.ports.iter().map(|p| p.single_host).collect()),
-                policy: policy.clone(),
-                vendor_id: mc.vendor_id,
-                bridge: cfg.switch.bridge.clone(),
-                bridge_mac: bridge.mac.unwrap_or_default(),
-                bridge_v4: bridge_v4.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
-                bridge_ll6: bridge_ll6.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED),
-                uplinks,
-                hosts: HashMap::new(),
-                port_names: ports.iter().map(|p| Arc::from(p.name.as_str())).collect(),
-                unrecorded: Vec::new(),
-                stats: Default::default(),
-            })
+            let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+            Some(mcast::McastState::set_up(cfg, mc, policy, &names, &links, bridge, &mut nl, dataplane.as_mut())?)
         }
         _ => None,
     };
