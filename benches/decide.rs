@@ -40,6 +40,7 @@ fn main() {
             groups: vec!["239.1.0.0/16".parse().unwrap()],
             channels: vec![],
             bandwidth_kbps: 4000,
+            preview: None,
         },
     );
     let ent = Entitlement { packages: vec!["basic".into()], max_groups: Some(4) };

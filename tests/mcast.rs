@@ -339,3 +339,31 @@ fn per_join_radius_decides_and_each_fail_mode_holds_when_radius_is_down() {
         let _ = s.wait();
     }
 }
+
+#[test]
+fn a_free_preview_ends_on_time_and_is_not_repeated() {
+    let policy = "[defaults]\nunknown = \"deny\"\n\
+        [[package]]\nname = \"basic\"\ngroups = [\"239.1.1.0/24\"]\n\
+        [[package]]\nname = \"sports\"\ngroups = [\"239.1.9.0/24\"]\n\
+        [package.preview]\nduration = \"2s\"\nviews_per_day = 1\nmin_gap = \"1h\"\n";
+    let mut tb = Testbed::new("pv", 1);
+    tb.radius(1812);
+    tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
+    tb.multicast(policy, "");
+    tb.start_mcgate();
+    login(&tb, 1, "alice");
+    let mut stream = tb.stream("239.1.9.1", 20);
+    // alice has basic only: sports is a 2 s preview, though she stays joined for 4 s
+    let wire = tb.mcast_py("h1", &["sniff", "239.1.9.1", "--seconds", "4"]);
+    let joined = result(tb.mcast_py("h1", &["recv", "239.1.9.1", "--seconds", "4"]));
+    let wire = result(wire);
+    assert!(packets(&joined) > 200, "{joined}");
+    let last = wire["last_ms"].as_f64().unwrap();
+    assert!(last > 1500.0 && last < 3000.0, "preview of 2 s: last frame at {last} ms");
+    assert!(stat(&tb, &["multicast", "tracker", "previews_ended"]) == 1);
+    // one view a day
+    assert_eq!(packets(&result(tb.mcast_py("h1", &["recv", "239.1.9.1", "--seconds", "1.5"]))), 0);
+    assert!(denied(&tb, "PreviewExhausted") >= 1);
+    let _ = stream.kill();
+    let _ = stream.wait();
+}

@@ -10,7 +10,7 @@
 //! fast-leave (single-host) port it goes at once.
 
 use crate::auth::PortId;
-use crate::policy::{Decision, DenyReason, Entitlement, FailMode, Policy};
+use crate::policy::{Decision, DenyReason, Entitlement, FailMode, Policy, Preview};
 use crate::wire::membership::GroupRecord;
 use crate::wire::records::RecordType;
 use crate::wire::MacAddr;
@@ -52,6 +52,8 @@ pub enum EndCause {
     Timeout,
     SessionEnd,
     Revoked,
+    /// A free preview ran its time.
+    PreviewEnd,
 }
 
 /// A host's membership, as stored and listed.
@@ -136,6 +138,8 @@ pub struct Stats {
     pub radius_asked: u64,
     pub radius_coalesced: u64,
     pub radius_cache_hits: u64,
+    pub previews: u64,
+    pub previews_ended: u64,
 }
 
 /// A per-join RADIUS answer, for [`Tracker::radius_answer`].
@@ -203,6 +207,8 @@ pub struct Host<'a> {
 struct Held {
     membership: Membership,
     expires: Instant,
+    /// A free preview ends here, reported or not.
+    preview_ends: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -223,6 +229,8 @@ pub struct Tracker {
     pending: HashMap<u64, Pending>,
     /// Per-join answers by (account, channel).
     cache: HashMap<(Arc<str>, Channel), Cached>,
+    /// Start times (unix seconds) of free previews in the last 24 hours, by (account, channel).
+    previews: HashMap<(Arc<str>, Channel), Vec<u64>>,
     next_token: u64,
     labels: Labels,
     outputs: VecDeque<Output>,
@@ -293,6 +301,7 @@ impl Tracker {
             switch: HashMap::new(),
             pending: HashMap::new(),
             cache: HashMap::new(),
+            previews: HashMap::new(),
             next_token: 1,
             labels: Labels::default(),
             outputs: VecDeque::new(),
@@ -390,6 +399,9 @@ impl Tracker {
             Decision::Admit { by, bandwidth_kbps } => self.admit(now, unix, &who, ch, by, bandwidth_kbps, upstream),
             Decision::Deny { reason } => self.deny(&who, ch, reason),
             Decision::AskRadius => self.ask_radius(now, unix, policy, host, ch, upstream),
+            Decision::Preview { package, bandwidth_kbps, preview } => {
+                self.start_preview(now, unix, &who, ch, &package, bandwidth_kbps, preview, upstream)
+            }
         }
     }
 
@@ -431,7 +443,7 @@ impl Tracker {
         self.stats.admitted += 1;
         self.outputs.push_back(Output::Admitted { port: who.port, mac: who.mac, group, source });
         let expires = now + self.config.group_membership_interval;
-        self.hosts.entry((who.port, who.mac)).or_default().insert(ch, Held { membership, expires });
+        self.hosts.entry((who.port, who.mac)).or_default().insert(ch, Held { membership, expires, preview_ends: None });
         self.port_acquire(who.port, ch, upstream);
     }
 
@@ -439,6 +451,33 @@ impl Tracker {
         info!(port = &**who.port_name, mac = %who.mac, account = &**who.account, %group, source = ?source, ?reason, "join denied");
         *self.stats.denied.entry(format!("{reason:?}")).or_default() += 1;
         self.outputs.push_back(Output::Denied { port: who.port, mac: who.mac, group, source, reason });
+    }
+
+    /// A free preview, if the subscriber's quota for the channel allows one now.
+    #[allow(clippy::too_many_arguments)]
+    fn start_preview(
+        &mut self,
+        now: Instant,
+        unix: u64,
+        who: &Who<'_>,
+        ch: Channel,
+        package: &str,
+        kbps: u32,
+        preview: Preview,
+        upstream: &mut Vec<GroupRecord>,
+    ) {
+        let starts = self.previews.entry((who.account.clone(), ch)).or_default();
+        starts.retain(|t| unix.saturating_sub(*t) < 86_400);
+        let too_soon = starts.last().is_some_and(|t| unix.saturating_sub(*t) < preview.min_gap.as_secs());
+        if starts.len() as u32 >= preview.views_per_day || too_soon {
+            return self.deny(who, ch, DenyReason::PreviewExhausted);
+        }
+        starts.push(unix);
+        self.stats.previews += 1;
+        self.admit(now, unix, who, ch, format!("preview:{package}").into(), kbps, upstream);
+        if let Some(h) = self.hosts.get_mut(&(who.port, who.mac)).and_then(|m| m.get_mut(&ch)) {
+            h.preview_ends = Some(now + preview.duration);
+        }
     }
 
     /// A group no package decides: a fresh cached answer decides at once; otherwise one
@@ -634,6 +673,7 @@ impl Tracker {
             EndCause::Leave => self.stats.leaves += 1,
             EndCause::Timeout => self.stats.timeouts += 1,
             EndCause::SessionEnd | EndCause::Revoked => self.stats.session_ends += 1,
+            EndCause::PreviewEnd => self.stats.previews_ended += 1,
         }
         if !h.membership.is_link_local() {
             info!(port = &*h.membership.port, mac = %mac, group = %ch.0, source = ?ch.1, ?cause, "membership ended");
@@ -674,7 +714,7 @@ impl Tracker {
         let expires = now + self.config.group_membership_interval;
         let mut upstream = vec![];
         let held = self.hosts.entry((port, membership.mac)).or_default();
-        if held.insert(ch, Held { membership, expires }).is_none() {
+        if held.insert(ch, Held { membership, expires, preview_ends: None }).is_none() {
             self.port_acquire(port, ch, &mut upstream);
         }
         // upstream learns again from the restored set in one report
@@ -684,7 +724,11 @@ impl Tracker {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let host = self.hosts.values().flat_map(|m| m.values().map(|h| h.expires)).min();
+        let host = self
+            .hosts
+            .values()
+            .flat_map(|m| m.values().map(|h| h.preview_ends.unwrap_or(h.expires).min(h.expires)))
+            .min();
         let linger = self.ports.values().filter_map(|e| e.linger_until).min();
         [host, linger].into_iter().flatten().min()
     }
@@ -700,6 +744,16 @@ impl Tracker {
         for (port, mac, ch) in expired {
             debug!(port, mac = %mac, group = %ch.0, "membership timed out");
             self.leave(now, port, mac, ch, EndCause::Timeout, &mut upstream);
+        }
+        let previews_over: Vec<(PortId, MacAddr, Channel)> = self
+            .hosts
+            .iter()
+            .flat_map(|((p, m), chans)| {
+                chans.iter().filter(|(_, h)| h.preview_ends.is_some_and(|t| t <= now)).map(move |(c, _)| (*p, *m, *c))
+            })
+            .collect();
+        for (port, mac, ch) in previews_over {
+            self.leave(now, port, mac, ch, EndCause::PreviewEnd, &mut upstream);
         }
         let lingered: Vec<(PortId, Channel)> = self
             .ports
@@ -744,7 +798,7 @@ fn upstream_record((group, source): Channel, join: bool) -> GroupRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{FailMode, Limits, Package, Unknown};
+    use crate::policy::{FailMode, Limits, Package, Preview, Unknown};
 
     const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x11]);
     const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x12]);
@@ -762,6 +816,7 @@ mod tests {
                 groups: vec!["239.1.1.0/24".parse().unwrap()],
                 channels: vec![],
                 bandwidth_kbps: 0,
+                preview: None,
             },
         );
         p
@@ -1011,5 +1066,58 @@ mod tests {
         t.end_host(t0, 0, A, EndCause::SessionEnd);
         t.radius_answer(t0, 0, &p, tok, RadiusAnswer::Accept { ttl: None });
         assert!(mdb(&out(&mut t)).is_empty());
+    }
+
+    #[test]
+    fn free_preview_runs_its_time_and_its_quota() {
+        let (mut t, mut p, h, t0) = setup(true);
+        p.packages.insert(
+            "sports".into(),
+            Package {
+                name: "sports".into(),
+                groups: vec!["239.9.0.0/16".parse().unwrap()],
+                channels: vec![],
+                bandwidth_kbps: 0,
+                preview: Some(Preview {
+                    duration: Duration::from_secs(300),
+                    views_per_day: 2,
+                    min_gap: Duration::from_secs(600),
+                }),
+            },
+        );
+        let a = h.host(0, A);
+        let join = [rec(RecordType::ToEx, "239.9.0.1", &[])];
+        let leave = [rec(RecordType::ToIn, "239.9.0.1", &[])];
+        // alice has no sports: a preview, which ends after 5 minutes though she keeps reporting
+        t.handle_report(t0, 0, &p, &a, &join);
+        let o = out(&mut t);
+        assert_eq!(mdb(&o), ["+0 239.9.0.1 None"]);
+        assert_eq!(&*t.membership(0, A, (ip("239.9.0.1"), None)).unwrap().by, "preview:sports");
+        t.handle_report(t0 + Duration::from_secs(200), 200, &p, &a, &join);
+        assert_eq!(t.poll_timeout(), Some(t0 + Duration::from_secs(300)));
+        t.handle_timeout(t0 + Duration::from_secs(300));
+        let o = out(&mut t);
+        assert_eq!(mdb(&o), ["-0 239.9.0.1 None"]);
+        assert!(o.iter().any(|o| matches!(o, Output::Ended { cause: EndCause::PreviewEnd, .. })));
+        // too soon for another (min_gap 10 minutes from the start of the last)
+        t.handle_report(t0 + Duration::from_secs(301), 301, &p, &a, &join);
+        assert!(out(&mut t).iter().any(|o| matches!(o, Output::Denied { reason: DenyReason::PreviewExhausted, .. })));
+        // the second of the day after the gap, then none
+        t.handle_report(t0 + Duration::from_secs(700), 700, &p, &a, &join);
+        assert_eq!(mdb(&out(&mut t)), ["+0 239.9.0.1 None"]);
+        t.handle_report(t0 + Duration::from_secs(710), 710, &p, &a, &leave);
+        out(&mut t);
+        t.handle_report(t0 + Duration::from_secs(2000), 2000, &p, &a, &join);
+        assert!(out(&mut t).iter().any(|o| matches!(o, Output::Denied { reason: DenyReason::PreviewExhausted, .. })));
+        // a day later the quota is back
+        t.handle_report(t0 + Duration::from_secs(90_000), 90_000, &p, &a, &join);
+        assert_eq!(mdb(&out(&mut t)), ["+0 239.9.0.1 None"]);
+        // a subscriber who has the package is not previewing
+        let mut ent = h.ent.clone();
+        ent.packages.push("sports".into());
+        let b = Host { entitlement: &ent, ..h.host(1, B) };
+        t.handle_report(t0, 0, &p, &b, &join);
+        out(&mut t);
+        assert_eq!(&*t.membership(1, B, (ip("239.9.0.1"), None)).unwrap().by, "sports");
     }
 }

@@ -1,7 +1,7 @@
 //! `policies/*.toml`: every file parsed and the whole validated before anything is
 //! swapped in; errors name the file and line.
 
-use super::{FailMode, Limits, Package, Policy, Prefix, RadiusPolicy, Unknown};
+use super::{FailMode, Limits, Package, Policy, Prefix, Preview, RadiusPolicy, Unknown};
 use crate::duration::duration;
 use serde::Deserialize;
 use std::path::Path;
@@ -60,6 +60,17 @@ struct PackageDef {
     channels: Vec<ChannelDef>,
     #[serde(default)]
     bandwidth_kbps: u32,
+    preview: Option<PreviewDef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewDef {
+    #[serde(deserialize_with = "duration")]
+    duration: Duration,
+    views_per_day: u32,
+    #[serde(default, deserialize_with = "duration")]
+    min_gap: Duration,
 }
 
 #[derive(Deserialize)]
@@ -161,6 +172,11 @@ fn parse_files(files: &[(&str, &str)]) -> Result<Policy, PolicyError> {
                     groups: pk.groups.into_iter().map(Spanned::into_inner).collect(),
                     channels: pk.channels.into_iter().map(|c| (c.source, c.group.into_inner())).collect(),
                     bandwidth_kbps: pk.bandwidth_kbps,
+                    preview: pk.preview.map(|p| Preview {
+                        duration: p.duration,
+                        views_per_day: p.views_per_day,
+                        min_gap: p.min_gap,
+                    }),
                 },
             );
         }
@@ -198,6 +214,11 @@ name = "basic"
 groups = ["239.1.1.0/24", "ff3e::1:0/112"]
 bandwidth_kbps = 4000
 
+[package.preview]
+duration = "5m"
+views_per_day = 3
+min_gap = "30m"
+
 [[package]]
 name = "ssm"
 bandwidth_kbps = 8000
@@ -220,15 +241,18 @@ packages = ["basic"]
         assert_eq!(p.limits.max_groups, Some(3));
         assert_eq!(p.packages["ssm"].channels.len(), 1);
         assert_eq!(p.subscribers["alice"], ["basic"]);
+        let preview = p.packages["basic"].preview.unwrap();
+        assert_eq!((preview.duration.as_secs(), preview.views_per_day, preview.min_gap.as_secs()), (300, 3, 1800));
+        assert!(p.packages["ssm"].preview.is_none());
     }
 
     #[test]
     fn errors_name_file_and_line() {
         let e = parse_file("p.toml", &GOOD.replace("232.1.1.0/24", "10.0.0.0/8")).unwrap_err();
-        assert_eq!((e.line, e.file.as_str()), (19, "p.toml"), "{e}");
+        assert_eq!((e.line, e.file.as_str()), (24, "p.toml"), "{e}");
         assert!(e.message.contains("not a multicast"), "{e}");
         let e = parse_file("p.toml", &GOOD.replace("packages = [\"basic\"]", "packages = [\"gold\"]")).unwrap_err();
-        assert_eq!(e.line, 23, "{e}");
+        assert_eq!(e.line, 28, "{e}");
         assert_eq!(e.message, "no package named gold");
         let e = parse_file("p.toml", &GOOD.replace("bandwidth_kbps = 4000", "bandwith_kbps = 4000")).unwrap_err();
         assert_eq!(e.line, 12, "{e}");

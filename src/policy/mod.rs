@@ -109,6 +109,17 @@ impl Default for RadiusPolicy {
     }
 }
 
+/// Free preview of a package's channels for subscribers who do not have it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Preview {
+    /// How long one view lasts.
+    pub duration: std::time::Duration,
+    /// Views of one channel per subscriber in any 24 hours.
+    pub views_per_day: u32,
+    /// The least time between the starts of two views of one channel.
+    pub min_gap: std::time::Duration,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Package {
     pub name: std::sync::Arc<str>,
@@ -117,6 +128,7 @@ pub struct Package {
     /// (source, group) rules: only these sources for these groups.
     pub channels: Vec<(Prefix, Prefix)>,
     pub bandwidth_kbps: u32,
+    pub preview: Option<Preview>,
 }
 
 impl Package {
@@ -159,8 +171,19 @@ pub struct Entitlement {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "decision", rename_all = "kebab-case")]
 pub enum Decision {
-    Admit { by: std::sync::Arc<str>, bandwidth_kbps: u32 },
-    Deny { reason: DenyReason },
+    Admit {
+        by: std::sync::Arc<str>,
+        bandwidth_kbps: u32,
+    },
+    /// Not entitled, but the package offers a free preview (subject to its quota).
+    Preview {
+        package: std::sync::Arc<str>,
+        bandwidth_kbps: u32,
+        preview: Preview,
+    },
+    Deny {
+        reason: DenyReason,
+    },
     AskRadius,
 }
 
@@ -172,6 +195,8 @@ pub enum DenyReason {
     MaxBandwidth,
     RadiusDenied,
     RadiusUnreachable,
+    /// Free preview used up (views per day, or too soon after the last).
+    PreviewExhausted,
 }
 
 impl Policy {
@@ -194,6 +219,11 @@ impl Policy {
         let package = names.filter_map(|n| self.packages.get(n)).find(|p| p.admits(group, source));
         let (by, kbps) = match package {
             Some(p) => (p.name.clone(), p.bandwidth_kbps),
+            None if let Some((p, preview)) = self.previewable(group, source) => {
+                let (package, kbps) = (p.name.clone(), p.bandwidth_kbps);
+                let preview = Decision::Preview { package, bandwidth_kbps: kbps, preview };
+                return self.check_limits(ent, held, held_kbps, kbps).unwrap_or(preview);
+            }
             None => match self.unknown {
                 Unknown::Deny => return Decision::Deny { reason: DenyReason::NotEntitled },
                 Unknown::Radius => return Decision::AskRadius,
@@ -201,6 +231,11 @@ impl Policy {
             },
         };
         self.check_limits(ent, held, held_kbps, kbps).unwrap_or(Decision::Admit { by, bandwidth_kbps: kbps })
+    }
+
+    /// A package offering a free preview of (group, source).
+    fn previewable(&self, group: IpAddr, source: Option<IpAddr>) -> Option<(&Package, Preview)> {
+        self.packages.values().filter(|p| p.admits(group, source)).find_map(|p| Some((p, p.preview?)))
     }
 
     /// The limits a new membership of `kbps` must pass; `Some(deny)` when it does not.
@@ -233,6 +268,7 @@ mod tests {
                 groups: vec!["239.1.1.0/24".parse().unwrap()],
                 channels: vec![],
                 bandwidth_kbps: 4000,
+                preview: None,
             },
         );
         p.packages.insert(
@@ -242,6 +278,7 @@ mod tests {
                 groups: vec![],
                 channels: vec![("192.0.2.254".parse().unwrap(), "232.1.1.0/24".parse().unwrap())],
                 bandwidth_kbps: 8000,
+                preview: None,
             },
         );
         p
