@@ -135,5 +135,4 @@ pub enum EndCause {
     ReauthFailure,
     SupplicantTimeout,
     AdminReset,
-    ServerUnreachable,
 }

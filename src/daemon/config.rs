@@ -185,8 +185,6 @@ pub struct Loaded {
     pub secrets: Vec<Vec<u8>>,
     /// The policy, when [multicast] is configured.
     pub policy: Option<crate::policy::Policy>,
-    /// The policy directory, resolved.
-    pub policy_dir: Option<PathBuf>,
 }
 
 impl Loaded {
@@ -266,7 +264,7 @@ pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> 
         }
         secrets.push(secret);
     }
-    let (mut policy, mut policy_dir) = (None, None);
+    let mut policy = None;
     if let Some(m) = &config.multicast {
         for u in &m.uplinks {
             if names.contains(u.get_ref()) {
@@ -277,9 +275,8 @@ pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> 
         let p =
             crate::policy::load_dir(&d).map_err(|e| ConfigError { file: e.file, line: e.line, message: e.message })?;
         policy = Some(p);
-        policy_dir = Some(d);
     }
-    Ok(Loaded { config, secrets, policy, policy_dir })
+    Ok(Loaded { config, secrets, policy })
 }
 
 #[cfg(test)]

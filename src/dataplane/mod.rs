@@ -1,5 +1,5 @@
 //! Everything that touches the kernel's forwarding state sits behind [`Dataplane`],
-//! so the core runs against a fake in tests and enforces nothing in audit mode.
+//! so the kernel is touched in one place only, and audit mode enforces nothing.
 
 pub mod linux;
 pub mod netlink;
@@ -91,55 +91,5 @@ impl Dataplane for Audit {
     }
     fn mdb_entries(&mut self, _: &str) -> Result<Vec<MdbEntry>, Error> {
         Ok(vec![])
-    }
-}
-
-/// An in-memory dataplane for tests of the daemon core.
-#[derive(Debug, Default)]
-pub struct Fake {
-    pub ports: std::collections::BTreeMap<String, (PortMode, std::collections::BTreeSet<MacAddr>)>,
-    pub mdb: std::collections::BTreeSet<MdbEntry>,
-}
-
-impl Dataplane for Fake {
-    fn setup_port(&mut self, port: &str, mode: PortMode) -> Result<(), Error> {
-        self.ports.entry(port.to_string()).or_insert((mode, Default::default())).0 = mode;
-        Ok(())
-    }
-    fn authorize(&mut self, port: &str, mac: MacAddr) -> Result<(), Error> {
-        let p = self.ports.get_mut(port).ok_or_else(|| Error::NoSuchPort(port.into()))?;
-        p.1.insert(mac);
-        Ok(())
-    }
-    fn deauthorize(&mut self, port: &str, mac: MacAddr) -> Result<(), Error> {
-        if let Some(p) = self.ports.get_mut(port) {
-            p.1.remove(&mac);
-        }
-        Ok(())
-    }
-    fn authorized(&mut self, port: &str) -> Result<Vec<MacAddr>, Error> {
-        Ok(self.ports.get(port).map(|p| p.1.iter().copied().collect()).unwrap_or_default())
-    }
-    fn teardown_port(&mut self, port: &str) -> Result<(), Error> {
-        self.ports.remove(port);
-        Ok(())
-    }
-    fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32) -> Result<(), Error> {
-        Ok(())
-    }
-    fn teardown_multicast(&mut self, _: &str, _: &[&str]) -> Result<(), Error> {
-        self.mdb.clear();
-        Ok(())
-    }
-    fn mdb_add(&mut self, _: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {
-        self.mdb.insert((port.to_string(), group, source));
-        Ok(())
-    }
-    fn mdb_del(&mut self, _: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {
-        self.mdb.remove(&(port.to_string(), group, source));
-        Ok(())
-    }
-    fn mdb_entries(&mut self, _: &str) -> Result<Vec<MdbEntry>, Error> {
-        Ok(self.mdb.iter().cloned().collect())
     }
 }

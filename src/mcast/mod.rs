@@ -727,7 +727,7 @@ impl Tracker {
         let host = self
             .hosts
             .values()
-            .flat_map(|m| m.values().map(|h| h.preview_ends.unwrap_or(h.expires).min(h.expires)))
+            .flat_map(|m| m.values().map(|h| h.preview_ends.map_or(h.expires, |p| p.min(h.expires))))
             .min();
         let linger = self.ports.values().filter_map(|e| e.linger_until).min();
         [host, linger].into_iter().flatten().min()
@@ -736,24 +736,26 @@ impl Tracker {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.cache.retain(|_, c| c.fresh_until + STALE_KEEP > now);
         let mut upstream = vec![];
-        let expired: Vec<(PortId, MacAddr, Channel)> = self
-            .hosts
-            .iter()
-            .flat_map(|((p, m), chans)| chans.iter().filter(|(_, h)| h.expires <= now).map(move |(c, _)| (*p, *m, *c)))
-            .collect();
-        for (port, mac, ch) in expired {
-            debug!(port, mac = %mac, group = %ch.0, "membership timed out");
-            self.leave(now, port, mac, ch, EndCause::Timeout, &mut upstream);
-        }
-        let previews_over: Vec<(PortId, MacAddr, Channel)> = self
+        // not refreshed in time, or a preview that ran its time
+        let over: Vec<(PortId, MacAddr, Channel, EndCause)> = self
             .hosts
             .iter()
             .flat_map(|((p, m), chans)| {
-                chans.iter().filter(|(_, h)| h.preview_ends.is_some_and(|t| t <= now)).map(move |(c, _)| (*p, *m, *c))
+                chans.iter().filter_map(move |(c, h)| {
+                    let cause = if h.expires <= now {
+                        EndCause::Timeout
+                    } else if h.preview_ends.is_some_and(|t| t <= now) {
+                        EndCause::PreviewEnd
+                    } else {
+                        return None;
+                    };
+                    Some((*p, *m, *c, cause))
+                })
             })
             .collect();
-        for (port, mac, ch) in previews_over {
-            self.leave(now, port, mac, ch, EndCause::PreviewEnd, &mut upstream);
+        for (port, mac, ch, cause) in over {
+            debug!(port, mac = %mac, group = %ch.0, ?cause, "membership over");
+            self.leave(now, port, mac, ch, cause, &mut upstream);
         }
         let lingered: Vec<(PortId, Channel)> = self
             .ports

@@ -21,8 +21,6 @@ pub enum DecodeError {
     Truncated,
     #[error("bad length field {field} for {available} octets")]
     BadLength { field: usize, available: usize },
-    #[error("bad checksum")]
-    BadChecksum,
     #[error("unknown code point {0}")]
     Unknown(u8),
 }
