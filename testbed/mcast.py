@@ -4,7 +4,8 @@
   mcast.py recv GROUP [--source S] [--iface eth0] [--port 5000] [--seconds N]
       join GROUP (any-source, or source-specific with --source) through the kernel and
       count datagrams for N seconds; prints one JSON line:
-      {"group", "packets", "first_ms": ms from the join call to the first datagram}
+      {"group", "packets", "first_ms": ms from the join call to the first datagram,
+       "joined_unix": wall clock of the join}
       SIGUSR1 leaves the group (the kernel sends the leave), then keeps counting.
   mcast.py send GROUP [--port 5000] [--pps 200] [--seconds N] [--ttl 8] [--iface eth0]
       a stream of numbered datagrams to GROUP, bounded in count and time.
@@ -13,7 +14,7 @@
       {"first_ms": [...]} (ms from the join call to the first datagram; null: none came).
   mcast.py sniff GROUP [--iface eth0] [--seconds N]
       count the frames to GROUP that reach the interface, joined or not (AF_PACKET);
-      prints {"packets", "first_ms", "last_ms"} (ms since the start).
+      prints {"packets", "first_ms", "last_ms"} (ms since the start) and "last_unix" (wall clock).
   mcast.py flood --src-mac MAC --src-ip IP --count N [--groups N] [--pps R] [--iface eth0]
       send N IGMPv3 reports (TO_EX of 239.2.0.0 + i mod groups), R per second (0: as fast
       as one process can); prints {"sent", "seconds"}.
@@ -67,7 +68,7 @@ def recv(a):
             left.append(time.monotonic())
 
     signal.signal(signal.SIGUSR1, on_leave)
-    t0 = time.monotonic()
+    t0, joined_unix = time.monotonic(), time.time()
     s.setsockopt(level, join, req)
     s.settimeout(0.05)
     n, first, after_leave = 0, None, 0
@@ -83,7 +84,7 @@ def recv(a):
         if left and time.monotonic() - left[0] > 0.5:
             after_leave += 1
     print(json.dumps({"group": a.group, "source": a.source, "packets": n, "first_ms": first,
-                      "after_leave": after_leave}), flush=True)
+                      "after_leave": after_leave, "joined_unix": joined_unix}), flush=True)
 
 
 def send(a):
@@ -140,7 +141,7 @@ def sniff(a):
     s.bind((a.iface, 0))
     s.settimeout(0.05)
     t0 = time.monotonic()
-    n, first, last = 0, None, None
+    n, first, last, last_unix = 0, None, None, None
     while time.monotonic() - t0 < a.seconds:
         try:
             f, addr = s.recvfrom(4096)
@@ -155,7 +156,8 @@ def sniff(a):
             now = (time.monotonic() - t0) * 1e3
             first = first if first is not None else now
             last = now
-    print(json.dumps({"group": a.group, "packets": n, "first_ms": first, "last_ms": last}), flush=True)
+            last_unix = time.time()
+    print(json.dumps({"group": a.group, "packets": n, "first_ms": first, "last_ms": last, "last_unix": last_unix}), flush=True)
 
 
 def checksum(b):
