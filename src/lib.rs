@@ -5,6 +5,7 @@
 //! only `unsafe` is in `sys`.
 #![deny(unsafe_code)]
 
+pub mod acct;
 pub mod auth;
 pub mod capture;
 pub mod cli;

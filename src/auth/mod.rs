@@ -93,6 +93,9 @@ pub struct ReplyAttrs {
     pub user_name: Option<String>,
     pub session_timeout: Option<u32>,
     pub termination_action: Option<u32>,
+    /// Acct-Interim-Interval, seconds (RFC 2869 5.16).
+    #[serde(default)]
+    pub acct_interim_interval: Option<u32>,
     pub filter_ids: Vec<String>,
     /// Class values, hex encoded (echoed in accounting).
     pub class: Vec<String>,
@@ -114,6 +117,7 @@ impl ReplyAttrs {
             user_name: p.lookup(attr::USER_NAME).map(|a| String::from_utf8_lossy(&a.encode_bytes()).into_owned()),
             session_timeout: u32_of(attr::SESSION_TIMEOUT),
             termination_action: u32_of(attr::TERMINATION_ACTION),
+            acct_interim_interval: u32_of(attr::ACCT_INTERIM_INTERVAL),
             filter_ids: p
                 .lookup_all(attr::FILTER_ID)
                 .iter()

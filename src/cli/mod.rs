@@ -43,12 +43,164 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// The accounting journal: export, follow, purge.
+    Acct {
+        #[command(subcommand)]
+        command: AcctCommand,
+    },
     /// Undo mcgate's set-up on the configured ports (unlock, remove authorized MACs)
-    /// and forget the stored sessions. Stopping the daemon never does this.
+    /// and end the stored sessions (Stop records, then Accounting-Off). Stopping the
+    /// daemon never does this.
     Teardown {
         #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AcctCommand {
+    /// Write journal records from a cursor to stdout; the cursor to resume from goes to
+    /// stderr (`cursor N`), and what was written is marked exported.
+    Export {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        format: Format,
+        /// Start at this cursor (a journal sequence number); 0 for everything kept.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
+    /// Follow new records as they are journaled (JSON Lines or CSV) until interrupted.
+    Tail {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        format: Format,
+        /// Start at this cursor instead of at the end.
+        #[arg(long)]
+        since: Option<u64>,
+    },
+    /// Forget records that were delivered to the accounting servers and exported
+    /// (below the export mark, or below --before if lower). The servers keep theirs.
+    Purge {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        before: Option<u64>,
+    },
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+/// The journal: through the running daemon, or in the database when it is not running.
+enum Journal {
+    Daemon(PathBuf),
+    Store(crate::store::Store),
+}
+
+/// Records per request.
+const PAGE: usize = 10_000;
+
+impl Journal {
+    fn open(target: &Target) -> anyhow::Result<Self> {
+        let socket = target.socket()?;
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            return Ok(Journal::Daemon(socket));
+        }
+        let db = load(&target.config)?.config.switch.database;
+        let store = crate::store::Store::open(&db)
+            .with_context(|| format!("mcgate is not running and its database {} cannot be opened", db.display()))?;
+        Ok(Journal::Store(store))
+    }
+
+    fn export(&self, since: u64, limit: usize, mark: bool) -> anyhow::Result<(Vec<crate::acct::Record>, u64)> {
+        match self {
+            Journal::Daemon(socket) => {
+                match daemon::client_request(socket, &control::Request::AcctExport { since, limit, mark })? {
+                    control::Response::Records { records, next } => Ok((records, next)),
+                    control::Response::Error { message } => Err(anyhow!(message)),
+                    other => Err(anyhow!("unexpected answer: {other:?}")),
+                }
+            }
+            Journal::Store(store) => Ok(daemon::export(store, since, limit, mark)?),
+        }
+    }
+
+    fn purge(&self, before: Option<u64>) -> anyhow::Result<usize> {
+        match self {
+            Journal::Daemon(socket) => match daemon::client_request(socket, &control::Request::AcctPurge { before })? {
+                control::Response::Purged { purged } => Ok(purged),
+                control::Response::Error { message } => Err(anyhow!(message)),
+                other => Err(anyhow!("unexpected answer: {other:?}")),
+            },
+            Journal::Store(store) => Ok(daemon::purge(store, before)?),
+        }
+    }
+}
+
+fn write_records(out: &mut impl std::io::Write, records: &[crate::acct::Record], format: Format) -> anyhow::Result<()> {
+    for r in records {
+        match format {
+            Format::Jsonl => writeln!(out, "{}", serde_json::to_string(r)?)?,
+            Format::Csv => writeln!(out, "{}", r.csv_row())?,
+        }
+    }
+    Ok(())
+}
+
+fn acct(command: AcctCommand) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match command {
+        AcctCommand::Export { target, format, since } => {
+            let journal = Journal::open(&target)?;
+            if format == Format::Csv {
+                writeln!(out, "{}", crate::acct::CSV_HEADER)?;
+            }
+            let mut cursor = since;
+            loop {
+                let (records, next) = journal.export(cursor, PAGE, false)?;
+                write_records(&mut out, &records, format)?;
+                cursor = next;
+                if records.len() < PAGE {
+                    break;
+                }
+            }
+            out.flush()?;
+            // written out: now it counts as exported
+            journal.export(cursor, 0, true)?;
+            eprintln!("cursor {cursor}");
+            Ok(())
+        }
+        AcctCommand::Tail { target, format, since } => {
+            let journal = Journal::open(&target)?;
+            if format == Format::Csv {
+                writeln!(out, "{}", crate::acct::CSV_HEADER)?;
+            }
+            let mut cursor = match since {
+                Some(c) => c,
+                None => journal.export(u64::MAX, 0, false)?.1,
+            };
+            loop {
+                let (records, next) = journal.export(cursor, PAGE, false)?;
+                write_records(&mut out, &records, format)?;
+                out.flush()?;
+                cursor = next;
+                if records.len() < PAGE {
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+            }
+        }
+        AcctCommand::Purge { target, before } => {
+            let purged = Journal::open(&target)?.purge(before)?;
+            println!("{purged} records purged");
+            Ok(())
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -162,10 +314,11 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&status)?);
             Ok(())
         }
+        Command::Acct { command } => acct(command),
         Command::Teardown { config } => {
             let loaded = load(&config)?;
             daemon::teardown(&loaded).context("teardown")?;
-            println!("ports unlocked, authorizations and stored sessions removed");
+            println!("ports unlocked, authorizations removed, stored sessions ended (Stop records journaled)");
             Ok(())
         }
     }

@@ -21,6 +21,41 @@ pub struct Config {
     pub ports: Vec<Port>,
     /// Present: IGMP/MLD joins are gated by policy. Absent: port access control only.
     pub multicast: Option<Multicast>,
+    #[serde(default)]
+    pub accounting: Accounting,
+}
+
+/// The journal is always written; servers, when listed, get every record of it.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Accounting {
+    /// Interim-Update interval when the Access-Accept has no Acct-Interim-Interval; 0: none.
+    #[serde(deserialize_with = "duration")]
+    pub interim_interval: Duration,
+    /// Accounting-Requests outstanding at once.
+    pub window: usize,
+    /// Pause after no server answered; doubles up to `max_retry` while that goes on.
+    #[serde(deserialize_with = "duration")]
+    pub retry: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub max_retry: Duration,
+    /// Undelivered records beyond which new joins are refused (fail closed).
+    pub max_backlog: usize,
+    #[serde(rename = "server")]
+    pub servers: Vec<Spanned<Server>>,
+}
+
+impl Default for Accounting {
+    fn default() -> Self {
+        Accounting {
+            interim_interval: Duration::from_secs(600),
+            window: 64,
+            retry: Duration::from_secs(5),
+            max_retry: Duration::from_secs(300),
+            max_backlog: 1_000_000,
+            servers: vec![],
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +218,8 @@ pub struct ConfigError {
 pub struct Loaded {
     pub config: Config,
     pub secrets: Vec<Vec<u8>>,
+    /// Of the accounting servers, in order.
+    pub acct_secrets: Vec<Vec<u8>>,
     /// The policy, when [multicast] is configured.
     pub policy: Option<crate::policy::Policy>,
 }
@@ -206,6 +243,13 @@ impl Loaded {
     pub fn radius_config(&self) -> crate::radius::client::Config {
         let r = &self.config.radius;
         crate::radius::client::Config { timeout: r.timeout, retries: r.retries, dead_time: r.dead_time }
+    }
+
+    pub fn acct_servers(&self) -> Vec<crate::radius::client::Server> {
+        let servers = self.config.accounting.servers.iter().zip(&self.acct_secrets);
+        servers
+            .map(|(s, secret)| crate::radius::client::Server { addr: s.get_ref().address, secret: secret.clone() })
+            .collect()
     }
 
     pub fn nas_port(&self, i: usize) -> u32 {
@@ -250,20 +294,25 @@ pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> 
     if !(1..=3).contains(&config.authenticator.eapol_version) {
         return Err(err(text.find("eapol_version").unwrap_or(0), "eapol_version must be 1, 2 or 3".into()));
     }
-    let mut secrets = Vec::new();
-    for s in &config.radius.servers {
-        let file = &s.get_ref().secret_file;
-        let path = dir.join(file.get_ref());
-        let mut secret =
-            std::fs::read(&path).map_err(|e| err(file.span().start, format!("secret_file {}: {e}", path.display())))?;
-        while secret.last().is_some_and(|c| c.is_ascii_whitespace()) {
-            secret.pop();
+    let read_secrets = |servers: &[Spanned<Server>]| -> Result<Vec<Vec<u8>>, ConfigError> {
+        let mut secrets = Vec::new();
+        for s in servers {
+            let file = &s.get_ref().secret_file;
+            let path = dir.join(file.get_ref());
+            let mut secret = std::fs::read(&path)
+                .map_err(|e| err(file.span().start, format!("secret_file {}: {e}", path.display())))?;
+            while secret.last().is_some_and(|c| c.is_ascii_whitespace()) {
+                secret.pop();
+            }
+            if secret.is_empty() {
+                return Err(err(file.span().start, format!("secret_file {} is empty", path.display())));
+            }
+            secrets.push(secret);
         }
-        if secret.is_empty() {
-            return Err(err(file.span().start, format!("secret_file {} is empty", path.display())));
-        }
-        secrets.push(secret);
-    }
+        Ok(secrets)
+    };
+    let secrets = read_secrets(&config.radius.servers)?;
+    let acct_secrets = read_secrets(&config.accounting.servers)?;
     let mut policy = None;
     if let Some(m) = &config.multicast {
         for u in &m.uplinks {
@@ -276,7 +325,7 @@ pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> 
             crate::policy::load_dir(&d).map_err(|e| ConfigError { file: e.file, line: e.line, message: e.message })?;
         policy = Some(p);
     }
-    Ok(Loaded { config, secrets, policy })
+    Ok(Loaded { config, secrets, acct_secrets, policy })
 }
 
 #[cfg(test)]

@@ -9,6 +9,16 @@ pub enum Request {
     Sessions,
     Memberships,
     Status,
+    /// Journal records from `since` on; `mark`: remember them as exported.
+    AcctExport {
+        since: u64,
+        limit: usize,
+        mark: bool,
+    },
+    /// Forget delivered records below `before` (default: below the export mark).
+    AcctPurge {
+        before: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -26,8 +36,24 @@ pub struct SessionRow {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Response {
-    Sessions { sessions: Vec<SessionRow> },
-    Memberships { memberships: Vec<crate::mcast::Membership> },
-    Status { status: serde_json::Value },
-    Error { message: String },
+    Sessions {
+        sessions: Vec<SessionRow>,
+    },
+    Memberships {
+        memberships: Vec<crate::mcast::Membership>,
+    },
+    Status {
+        status: serde_json::Value,
+    },
+    /// `next`: the cursor to resume from.
+    Records {
+        records: Vec<crate::acct::Record>,
+        next: u64,
+    },
+    Purged {
+        purged: usize,
+    },
+    Error {
+        message: String,
+    },
 }

@@ -3,6 +3,7 @@
 
 use super::config::{Config, Multicast};
 use super::{unix_now, Daemon};
+use crate::acct::TerminateCause;
 use crate::auth::PortId;
 use crate::capture::PortSocket;
 use crate::dataplane::netlink::{Link, Netlink};
@@ -49,8 +50,6 @@ pub(super) struct McastState {
     /// and the names its memberships carry (shared, not copied per join).
     pub hosts: HashMap<(PortId, MacAddr), HostInfo>,
     pub port_names: Vec<Arc<str>>,
-    /// MDB additions not to carry out: their membership could not be recorded.
-    pub unrecorded: Vec<(PortId, IpAddr, Option<IpAddr>)>,
     pub stats: McastIoStats,
 }
 
@@ -79,6 +78,7 @@ impl McastState {
         bridge: &Link,
         nl: &mut Netlink,
         dataplane: &mut (dyn Dataplane + Send),
+        id_prefix: String,
     ) -> anyhow::Result<Self> {
         let uplink_names: Vec<&str> = mc.uplinks.iter().map(|u| u.get_ref().as_str()).collect();
         dataplane
@@ -105,6 +105,7 @@ impl McastState {
         let tracker_config = mcast::Config {
             group_membership_interval: mc.group_membership_interval,
             last_member_query_time: mc.last_member_query_time,
+            id_prefix,
             ..Default::default()
         };
         info!(policy = policy.version, packages = policy.packages.len(), "multicast gate on");
@@ -119,7 +120,6 @@ impl McastState {
             uplinks,
             hosts: HashMap::new(),
             port_names: access.iter().map(|p| Arc::from(*p)).collect(),
-            unrecorded: Vec::new(),
             stats: Default::default(),
         })
     }
@@ -180,11 +180,13 @@ impl Daemon {
         m.tracker.radius_answer(now, unix_now(), &m.policy, token & !PER_JOIN, answer);
     }
 
-    /// Every membership of a session that ended goes with it.
+    /// Every membership of a session that ended goes with it, at once: their Stops
+    /// are written while the session is still known.
     pub(super) fn mcast_end_host(&mut self, now: Instant, port: PortId, mac: MacAddr) {
         if let Some(m) = self.mcast.as_mut() {
             m.hosts.remove(&(port, mac));
             m.tracker.end_host(now, port, mac, EndCause::SessionEnd);
+            self.drain_mcast(now);
         }
     }
 
@@ -196,14 +198,18 @@ impl Daemon {
     }
 
     /// Memberships of sessions that survived the restart are put back (and their MDB
-    /// entries re-installed); the rest of the store, and any MDB entry of mcgate's that
-    /// nothing justifies, is removed.
-    pub(super) fn mcast_restore(&mut self, now: Instant) {
-        let Some(m) = self.mcast.as_mut() else { return };
+    /// entries re-installed, each with an Interim-Update); the rest of the store ends
+    /// with its Stop at the time last known alive, and any MDB entry of mcgate's that
+    /// nothing justifies is removed.
+    pub(super) fn mcast_restore(&mut self, now: Instant, cold: bool) {
+        if self.mcast.is_none() {
+            return;
+        }
         let stored = self.store.memberships().unwrap_or_else(|e| {
             error!("reading memberships: {e}");
             vec![]
         });
+        let ended = self.last_alive();
         for r in stored {
             let membership = match r {
                 Ok(x) => x,
@@ -216,14 +222,20 @@ impl Daemon {
             match port.filter(|p| self.sessions.contains_key(&(*p, membership.mac))) {
                 Some(port) => {
                     info!(port = &*membership.port, mac = %membership.mac, group = %membership.group, "membership restored");
-                    m.tracker.restore(now, port, membership);
+                    self.acct_membership_continued(now, port, &membership);
+                    if let Some(m) = self.mcast.as_mut() {
+                        m.tracker.restore(now, port, membership);
+                    }
                 }
                 None => {
-                    info!(port = &*membership.port, mac = %membership.mac, group = %membership.group, "membership without a session dropped");
-                    let _ = self.store.remove_membership(&membership);
+                    let cause = if cold { TerminateCause::NasReboot } else { TerminateCause::AdminReset };
+                    info!(port = &*membership.port, mac = %membership.mac, group = %membership.group, ?cause, "membership without a session ended");
+                    let time = ended.max(membership.since);
+                    self.acct_membership_stop(port.unwrap_or(usize::MAX), &membership, cause, time);
                 }
             }
         }
+        let Some(m) = self.mcast.as_mut() else { return };
         let justified: Vec<(String, IpAddr, Option<IpAddr>)> =
             m.tracker.port_channels().map(|(p, (g, s))| (self.ports[p].name.clone(), g, s)).collect();
         match self.dataplane.mdb_entries(&m.bridge) {
@@ -243,39 +255,36 @@ impl Daemon {
     }
 
     /// Carries out the tracker's outputs; true when there were any.
-    pub(super) fn drain_mcast(&mut self) -> bool {
+    pub(super) fn drain_mcast(&mut self, now: Instant) -> bool {
         let mut progressed = false;
         while let Some(o) = self.mcast.as_mut().and_then(|m| m.tracker.poll_output()) {
             progressed = true;
-            self.mcast_output(o);
-        }
-        // an unrecorded admission's MdbAdd, if it had one, was in this batch
-        if let Some(m) = self.mcast.as_mut() {
-            m.unrecorded.clear();
+            self.mcast_output(now, o);
         }
         progressed
     }
 
-    fn mcast_output(&mut self, o: mcast::Output) {
+    fn mcast_output(&mut self, now: Instant, o: mcast::Output) {
         let Some(m) = self.mcast.as_mut() else { return };
         match o {
             mcast::Output::Admitted { port, mac, group, source } => {
-                // Durable before the MdbAdd that follows it; a membership that cannot be
-                // recorded does not take effect (fail closed).
-                let Some(membership) = m.tracker.membership(port, mac, (group, source)) else { return };
-                if let Err(e) = self.store.put_membership(membership) {
-                    self.io.store_errors += 1;
-                    error!(port = &*membership.port, mac = %mac, %group, "storing membership: {e}; join refused");
-                    m.unrecorded.push((port, group, source));
-                    m.tracker.revoke(Instant::now(), port, mac, (group, source));
+                // Its Start goes into this batch, durable before the MdbAdd that follows
+                // takes effect; a join that cannot be accounted does not (fail closed).
+                let Some(membership) = m.tracker.membership(port, mac, (group, source)).cloned() else { return };
+                if !self.acct_membership_start(now, port, &membership) {
+                    if let Some(m) = self.mcast.as_mut() {
+                        m.tracker.revoke(now, port, mac, (group, source));
+                    }
                 }
             }
             mcast::Output::Ended { membership, cause } => {
-                debug!(port = &*membership.port, mac = %membership.mac, group = %membership.group, ?cause, "membership record removed");
-                if let Err(e) = self.store.remove_membership(&membership) {
-                    self.io.store_errors += 1;
-                    error!("removing membership: {e}");
-                }
+                debug!(port = &*membership.port, mac = %membership.mac, group = %membership.group, ?cause, "membership ended");
+                let cause = match (cause, self.acct.session_ending) {
+                    (EndCause::SessionEnd, Some(c)) => c,
+                    (c, _) => c.into(),
+                };
+                let port = self.ports.iter().position(|p| *p.name == *membership.port).unwrap_or(usize::MAX);
+                self.acct_membership_stop(port, &membership, cause, unix_now());
             }
             mcast::Output::Denied { .. } => {}
             mcast::Output::AskRadius { token, port, mac, account, group, source } => {
@@ -297,14 +306,7 @@ impl Daemon {
                 self.radius.send(Instant::now(), token | PER_JOIN, Request { code: Code::AccessRequest, attrs });
             }
             mcast::Output::MdbAdd { port, group, source } => {
-                if let Some(i) = m.unrecorded.iter().position(|u| *u == (port, group, source)) {
-                    m.unrecorded.swap_remove(i);
-                    return;
-                }
-                if let Err(e) = self.dataplane.mdb_add(&m.bridge, &self.ports[port].name, group, source) {
-                    self.io.dataplane_errors += 1;
-                    error!(port = self.ports[port].name, %group, "MDB add: {e}");
-                }
+                self.acct.grant(super::acct::Grant::Mdb { port, channel: (group, source) });
             }
             mcast::Output::MdbDel { port, group, source } => {
                 if let Err(e) = self.dataplane.mdb_del(&m.bridge, &self.ports[port].name, group, source) {

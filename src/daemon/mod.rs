@@ -2,6 +2,7 @@
 //! send it events, and it carries their outputs out (EAPOL frames, RADIUS datagrams,
 //! kernel changes, database writes).
 
+mod acct;
 pub mod config;
 pub mod control;
 mod mcast;
@@ -11,7 +12,7 @@ use crate::capture::PortSocket;
 use crate::dataplane::netlink::{self, Netlink};
 use crate::dataplane::{self, Dataplane};
 use crate::radius::client::{self as rc, Client};
-use crate::store::{Session, Store};
+use crate::store::{Op, Session, Store};
 use crate::sys;
 use crate::wire::{ethernet, MacAddr};
 use anyhow::{anyhow, Context as _};
@@ -40,7 +41,10 @@ enum Event {
         ethertype: u16,
         payload: Vec<u8>,
     },
+    /// A datagram from a RADIUS server: an authentication (or per-join) one, or an
+    /// accounting one.
     Radius {
+        acct: bool,
         server: usize,
         bytes: Vec<u8>,
     },
@@ -80,9 +84,13 @@ struct Daemon {
     sessions: HashMap<(PortId, MacAddr), Session>,
     /// The multicast gate, when configured.
     mcast: Option<mcast::McastState>,
+    acct: acct::Accounting,
     io: IoStats,
     started: Instant,
 }
+
+/// Events handled before one commit, at most.
+const BATCH_EVENTS: usize = 256;
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -123,10 +131,23 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     for (p, c) in ports.iter().zip(&cfg.ports) {
         dataplane.setup_port(&p.name, c.mode).with_context(|| format!("locking port {}", p.name))?;
     }
+    // Acct-Session-Ids of memberships: unique across runs
+    let id_prefix = format!("{:08X}", rand::random::<u32>());
     let mcast = match (&cfg.multicast, &loaded.policy) {
         (Some(mc), Some(policy)) => {
             let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
-            Some(mcast::McastState::set_up(cfg, mc, policy, &names, &links, bridge, &mut nl, dataplane.as_mut())?)
+            let (cfg, id_prefix) = (cfg, id_prefix.clone());
+            Some(mcast::McastState::set_up(
+                cfg,
+                mc,
+                policy,
+                &names,
+                &links,
+                bridge,
+                &mut nl,
+                dataplane.as_mut(),
+                id_prefix,
+            )?)
         }
         _ => None,
     };
@@ -140,14 +161,31 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         .collect();
     let mut radius_sockets = Vec::new();
     for (i, s) in servers.iter().enumerate() {
-        let bind: std::net::SocketAddr = if s.addr.is_ipv4() { "0.0.0.0:0".parse()? } else { "[::]:0".parse()? };
-        let sock = UdpSocket::bind(bind).await?;
-        // connected: datagrams from any other address or port never reach it
-        sock.connect(s.addr).await?;
-        let sock = Arc::new(sock);
-        spawn_radius_reader(i, sock.clone(), tx.clone());
+        let sock = Arc::new(connected_udp(s.addr).await?);
+        spawn_radius_reader(false, i, sock.clone(), tx.clone());
         radius_sockets.push(sock);
     }
+    let acct_servers = loaded.acct_servers();
+    let delivery = if acct_servers.is_empty() {
+        None
+    } else {
+        let mut sockets = Vec::new();
+        for (i, s) in acct_servers.iter().enumerate() {
+            let sock = Arc::new(connected_udp(s.addr).await?);
+            spawn_radius_reader(true, i, sock.clone(), tx.clone());
+            sockets.push(sock);
+        }
+        let a = &cfg.accounting;
+        Some(acct::Delivery {
+            client: Client::new(loaded.radius_config(), acct_servers),
+            sockets,
+            sender: crate::acct::Sender::new(a.window, a.retry, a.max_retry),
+        })
+    };
+    let vendor_id = cfg.multicast.as_ref().map_or(32473, |m| m.vendor_id);
+    let nas_ports = (0..cfg.ports.len()).map(|i| loaded.nas_port(i)).collect();
+    let accounting =
+        acct::Accounting::new(&cfg.accounting, cfg.switch.nas_identifier.clone(), vendor_id, nas_ports, delivery);
 
     let mut d = Daemon {
         auth: Authenticator::new(loaded.auth_config(), port_configs),
@@ -158,11 +196,21 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         ports,
         sessions: HashMap::new(),
         mcast,
+        acct: accounting,
         io: IoStats::default(),
         started: Instant::now(),
     };
-    d.restore(Instant::now());
-    d.mcast_restore(Instant::now());
+    let cold = d.cold_start();
+    d.restore(Instant::now(), cold);
+    d.mcast_restore(Instant::now(), cold);
+    if cold {
+        d.acct.record(crate::acct::Record::new(
+            crate::acct::Kind::Nas,
+            crate::acct::Status::AccountingOn,
+            unix_now(),
+            format!("{id_prefix}-on"),
+        ));
+    }
     for (i, p) in d.ports.iter().enumerate() {
         spawn_capture(i, p.socket.clone(), tx.clone());
     }
@@ -183,14 +231,23 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         let mcast_deadline = d.mcast.as_ref().and_then(|m| m.tracker.poll_timeout());
-        let deadline = [d.auth.poll_timeout(), d.radius.poll_timeout(), mcast_deadline].into_iter().flatten().min();
+        let deadline = [d.auth.poll_timeout(), d.radius.poll_timeout(), mcast_deadline, d.acct.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
         let sleep = tokio::time::sleep_until(
             deadline.map_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600), Into::into),
         );
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
-                d.handle_event(Instant::now(), ev);
+                let now = Instant::now();
+                d.handle_event(now, ev);
+                // what else is waiting goes into the same commit (group commit)
+                for _ in 0..BATCH_EVENTS {
+                    let Ok(ev) = rx.try_recv() else { break };
+                    d.handle_event(now, ev);
+                }
             }
             _ = sleep => {
                 let now = Instant::now();
@@ -199,6 +256,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                 if let Some(m) = d.mcast.as_mut() {
                     m.tracker.handle_timeout(now);
                 }
+                d.acct_timeout(now);
             }
             _ = sigterm.recv() => { info!("SIGTERM: stopping; kernel state left in place"); break }
             _ = tokio::signal::ctrl_c() => { info!("SIGINT: stopping; kernel state left in place"); break }
@@ -209,10 +267,40 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// This kernel's boot: kernel state stored under another one is gone.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map_or_else(|_| String::new(), |s| s.trim().to_string())
+}
+
 impl Daemon {
+    /// True when nothing of a previous run continues: first start, a start after a
+    /// reboot (the kernel state went with it) or after a teardown.
+    fn cold_start(&mut self) -> bool {
+        let now = boot_id();
+        let stored = self.store.boot_id().unwrap_or_else(|e| {
+            error!("reading the boot id: {e}");
+            None
+        });
+        if stored.as_deref() == Some(now.as_str()) {
+            return false;
+        }
+        if let Err(e) = self.store.set_boot_id(&now) {
+            error!("storing the boot id: {e}");
+        }
+        info!(previous = stored.as_deref().unwrap_or("none"), "cold start: Accounting-On");
+        true
+    }
+
+    /// When the previous run was last known alive: the time of the Stops it could not
+    /// send itself.
+    fn last_alive(&self) -> u64 {
+        self.store.alive().unwrap_or(0)
+    }
+
     /// Restores stored sessions whose kernel state is, or can be made, consistent;
-    /// removes authorizations the store does not justify.
-    fn restore(&mut self, now: Instant) {
+    /// removes authorizations the store does not justify. After a cold start the
+    /// stored sessions are over: they get their Stop at the time last known alive.
+    fn restore(&mut self, now: Instant, cold: bool) {
         let stored = match self.store.sessions() {
             Ok(s) => s,
             Err(e) => {
@@ -232,10 +320,16 @@ impl Daemon {
                 }
             };
             let Some(port) = self.ports.iter().position(|p| p.name == s.port) else {
-                info!(port = s.port, mac = %s.mac, "port no longer configured: session dropped");
-                let _ = self.store.remove_session(&s.port, s.mac);
+                info!(port = s.port, mac = %s.mac, "port no longer configured: session ended");
+                self.acct_session_stop(usize::MAX, &s, crate::acct::TerminateCause::AdminReset, unix);
                 continue;
             };
+            if cold {
+                info!(port = s.port, mac = %s.mac, session = s.session_id, "session of an earlier boot ended");
+                let time = self.last_alive().max(s.since);
+                self.acct_session_stop(port, &s, crate::acct::TerminateCause::NasReboot, time);
+                continue;
+            }
             if let Err(e) = self.dataplane.authorize(&s.port, s.mac) {
                 error!(port = s.port, mac = %s.mac, "re-authorizing: {e}");
                 self.io.dataplane_errors += 1;
@@ -252,6 +346,7 @@ impl Daemon {
                     age: Duration::from_secs(unix.saturating_sub(s.since)),
                 },
             );
+            self.acct_session_continued(now, port, &s);
             self.sessions.insert((port, s.mac), s);
         }
         for (i, p) in self.ports.iter().enumerate() {
@@ -276,7 +371,8 @@ impl Daemon {
         match ev {
             Event::Eapol { port, src, pdu } => self.auth.handle_input(now, Input::Eapol { port, src, pdu: &pdu }),
             Event::Mcast { port, src, ethertype, payload } => self.on_mcast_frame(now, port, src, ethertype, &payload),
-            Event::Radius { server, bytes } => {
+            Event::Radius { acct: true, server, bytes } => self.acct_datagram(now, server, &bytes),
+            Event::Radius { acct: false, server, bytes } => {
                 if let Err(e) = self.radius.handle_datagram(now, server, &bytes) {
                     warn!(server = %self.radius.server_addrs()[server], "RADIUS reply dropped: {e}");
                 }
@@ -351,8 +447,9 @@ impl Daemon {
                 progressed = true;
                 self.auth_output(now, o);
             }
-            progressed |= self.drain_mcast();
-            if !progressed {
+            progressed |= self.drain_mcast(now);
+            progressed |= self.acct_drain(now);
+            if !progressed && !self.acct_commit(now) {
                 break;
             }
         }
@@ -376,32 +473,30 @@ impl Daemon {
             auth::Output::Authorized { port, mac, method, account, attrs } => {
                 let name = self.ports[port].name.clone();
                 self.mcast_forget_entitlement(port, mac);
+                // The port opens once the session (and its Start) is durable.
                 let session = match self.sessions.remove(&(port, mac)) {
                     // re-authentication: same session, new attributes
                     Some(mut s) => {
                         s.account = account;
                         s.attrs = attrs;
+                        self.acct.op(Op::PutSession(s.clone()));
+                        self.acct.grant(acct::Grant::Authorize { port, mac });
                         s
                     }
-                    None => Session {
-                        port: name.clone(),
-                        mac,
-                        account,
-                        method,
-                        session_id: format!("{:08X}{:08X}", unix_now() as u32, rand::random::<u32>()),
-                        since: unix_now(),
-                        attrs,
-                    },
+                    None => {
+                        let s = Session {
+                            port: name.clone(),
+                            mac,
+                            account,
+                            method,
+                            session_id: format!("{:08X}{:08X}", unix_now() as u32, rand::random::<u32>()),
+                            since: unix_now(),
+                            attrs,
+                        };
+                        self.acct_session_start(now, port, &s);
+                        s
+                    }
                 };
-                // Durable first: a crash after this line is repaired by restore().
-                if let Err(e) = self.store.put_session(&session) {
-                    self.io.store_errors += 1;
-                    error!(port = name, mac = %mac, "storing session: {e}");
-                }
-                if let Err(e) = self.dataplane.authorize(&name, mac) {
-                    self.io.dataplane_errors += 1;
-                    error!(port = name, mac = %mac, "authorizing: {e}");
-                }
                 info!(port = name, mac = %mac, account = session.account, session = session.session_id, "port open");
                 self.sessions.insert((port, mac), session);
             }
@@ -419,18 +514,20 @@ impl Daemon {
 
     fn end_session(&mut self, now: Instant, port: PortId, mac: MacAddr, cause: EndCause) {
         let name = self.ports[port].name.clone();
-        // its streams stop with it: the port lock filters ingress only
+        // its streams stop with it (the port lock filters ingress only), their Stops
+        // saying why the session ended
+        self.acct.session_ending = Some(cause.into());
         self.mcast_end_host(now, port, mac);
+        self.acct.session_ending = None;
         // Fail closed first: the kernel stops the host before the record goes.
         if let Err(e) = self.dataplane.deauthorize(&name, mac) {
             self.io.dataplane_errors += 1;
             error!(port = name, mac = %mac, "deauthorizing: {e}");
         }
-        if let Err(e) = self.store.remove_session(&name, mac) {
-            self.io.store_errors += 1;
-            error!(port = name, mac = %mac, "removing session: {e}");
-        }
         let s = self.sessions.remove(&(port, mac));
+        if let Some(s) = &s {
+            self.acct_session_stop(port, s, cause.into(), unix_now());
+        }
         info!(
             port = name,
             mac = %mac,
@@ -470,6 +567,14 @@ impl Daemon {
                     .sort_by(|a, b| (&a.port, &a.mac, a.group, a.source).cmp(&(&b.port, &b.mac, b.group, b.source)));
                 Response::Memberships { memberships }
             }
+            Request::AcctExport { since, limit, mark } => match export(&self.store, since, limit, mark) {
+                Ok((records, next)) => Response::Records { records, next },
+                Err(e) => Response::Error { message: e.to_string() },
+            },
+            Request::AcctPurge { before } => match purge(&self.store, before) {
+                Ok(purged) => Response::Purged { purged },
+                Err(e) => Response::Error { message: e.to_string() },
+            },
             Request::Status => {
                 // the kernel's counters reset when read: fold them in first
                 self.io.capture_drops += self.ports.iter().map(|p| p.socket.drops() as u64).sum::<u64>();
@@ -488,6 +593,14 @@ impl Daemon {
                 "radius": self.radius.stats,
                 "radius_pending": self.radius.pending(),
                 "io": self.io,
+                "accounting": serde_json::json!({
+                    "backlog": self.acct.backlog(),
+                    "journal": self.acct.stats,
+                    "delivery": self.acct.delivery.as_ref().map(|d| serde_json::json!({
+                        "sender": d.sender.stats,
+                        "radius": d.client.stats,
+                    })),
+                }),
                 "multicast": self.mcast.as_ref().map(|m| serde_json::json!({
                     "policy": m.policy.version,
                     "memberships": m.tracker.memberships().count(),
@@ -529,13 +642,22 @@ fn spawn_capture(port: PortId, socket: Arc<PortSocket>, tx: mpsc::Sender<Event>)
     });
 }
 
-fn spawn_radius_reader(server: usize, sock: Arc<UdpSocket>, tx: mpsc::Sender<Event>) {
+/// A UDP socket connected to `addr`: datagrams from any other address or port never
+/// reach it.
+async fn connected_udp(addr: std::net::SocketAddr) -> anyhow::Result<UdpSocket> {
+    let bind: std::net::SocketAddr = if addr.is_ipv4() { "0.0.0.0:0".parse()? } else { "[::]:0".parse()? };
+    let sock = UdpSocket::bind(bind).await?;
+    sock.connect(addr).await?;
+    Ok(sock)
+}
+
+fn spawn_radius_reader(acct: bool, server: usize, sock: Arc<UdpSocket>, tx: mpsc::Sender<Event>) {
     tokio::spawn(async move {
         let mut buf = vec![0u8; crate::radius::MAX_LEN + 1];
         loop {
             match sock.recv(&mut buf).await {
                 Ok(n) => {
-                    if tx.send(Event::Radius { server, bytes: buf[..n].to_vec() }).await.is_err() {
+                    if tx.send(Event::Radius { acct, server, bytes: buf[..n].to_vec() }).await.is_err() {
                         return;
                     }
                 }
@@ -613,8 +735,44 @@ fn spawn_control(listener: UnixListener, tx: mpsc::Sender<Event>) {
     });
 }
 
+/// Journal records from `since` on (at most `limit`) and the cursor after them; a
+/// record that does not decode is logged and skipped, never silently.
+pub fn export(
+    store: &Store,
+    since: u64,
+    limit: usize,
+    mark: bool,
+) -> Result<(Vec<crate::acct::Record>, u64), crate::store::Error> {
+    let mut next = since.min(store.next_seq()?);
+    let mut records = Vec::new();
+    for r in store.records(since, limit)? {
+        match r {
+            Ok(r) => {
+                next = r.seq + 1;
+                records.push(r);
+            }
+            Err(e) => error!("export: {e}"),
+        }
+    }
+    if mark {
+        store.set_exported(next)?;
+    }
+    Ok((records, next))
+}
+
+/// Forgets delivered records below `before`, or below the export mark.
+pub fn purge(store: &Store, before: Option<u64>) -> Result<usize, crate::store::Error> {
+    let upto = match before {
+        Some(b) => b.min(store.exported()?),
+        None => store.exported()?,
+    };
+    store.purge(upto)
+}
+
 /// Undoes mcgate's set-up on the configured ports: removes the authorized MACs,
-/// unlocks the ports. Explicit, never a side effect of stopping.
+/// unlocks the ports. Explicit, never a side effect of stopping: it ends every stored
+/// session and membership with a Stop record (Admin-Reset), then Accounting-Off; the
+/// next `mcgate run` delivers them.
 pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
     let mut dp = dataplane::linux::LinuxBridge::new()?;
     if loaded.config.multicast.is_some() {
@@ -625,12 +783,36 @@ pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
         dp.teardown_port(p.name.get_ref()).with_context(|| format!("port {}", p.name.get_ref()))?;
     }
     let store = Store::open(&loaded.config.switch.database)?;
-    for s in store.sessions()?.into_iter().flatten() {
-        store.remove_session(&s.port, s.mac)?;
-    }
+    let (now, cause) = (unix_now(), Some(crate::acct::TerminateCause::AdminReset));
+    let mut batch = crate::store::Batch { deliver: !loaded.config.accounting.servers.is_empty(), ..Default::default() };
+    let sessions: Vec<Session> = store.sessions()?.into_iter().flatten().collect();
     for m in store.memberships()?.into_iter().flatten() {
-        store.remove_membership(&m)?;
+        let s = sessions.iter().find(|s| *s.port == *m.port && s.mac == m.mac);
+        if !m.is_link_local() {
+            let port = loaded.config.ports.iter().position(|p| **p.name.get_ref() == *m.port);
+            batch.records.push(crate::acct::Record {
+                nas_port: port.map(|i| loaded.nas_port(i)),
+                class: s.map(|s| s.attrs.class.clone()).unwrap_or_default(),
+                terminate_cause: cause,
+                ..acct::membership_record(&m, crate::acct::Status::Stop, now)
+            });
+        }
+        batch.ops.push(Op::DelMembership(m));
     }
+    for s in sessions {
+        let port = loaded.config.ports.iter().position(|p| *p.name.get_ref() == s.port);
+        batch.records.push(crate::acct::Record {
+            nas_port: port.map(|i| loaded.nas_port(i)),
+            terminate_cause: cause,
+            ..acct::session_record(&s, crate::acct::Status::Stop, now)
+        });
+        batch.ops.push(Op::DelSession(s.port.clone(), s.mac));
+    }
+    let off = format!("{:08X}-off", rand::random::<u32>());
+    batch.records.push(crate::acct::Record::new(crate::acct::Kind::Nas, crate::acct::Status::AccountingOff, now, off));
+    store.commit(&batch)?;
+    // the next start continues nothing: Accounting-On
+    store.set_boot_id("")?;
     Ok(())
 }
 

@@ -32,6 +32,8 @@ pub struct Config {
     pub last_member_query_time: Duration,
     /// Max Resp Code of the group-specific query, tenths of a second.
     pub last_member_query_interval_code: u8,
+    /// Makes membership Acct-Session-Ids unique across runs (the daemon draws it).
+    pub id_prefix: String,
 }
 
 impl Default for Config {
@@ -40,6 +42,7 @@ impl Default for Config {
             group_membership_interval: Duration::from_secs(260),
             last_member_query_time: Duration::from_secs(2),
             last_member_query_interval_code: 10,
+            id_prefix: "0".into(),
         }
     }
 }
@@ -70,6 +73,9 @@ pub struct Membership {
     pub by: Arc<str>,
     pub bandwidth_kbps: u32,
     pub session_id: Arc<str>,
+    /// Acct-Session-Id of this membership: `{Config::id_prefix}-{counter}`.
+    #[serde(default)]
+    pub acct_session_id: Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -232,6 +238,7 @@ pub struct Tracker {
     /// Start times (unix seconds) of free previews in the last 24 hours, by (account, channel).
     previews: HashMap<(Arc<str>, Channel), Vec<u64>>,
     next_token: u64,
+    next_membership: u64,
     labels: Labels,
     outputs: VecDeque<Output>,
     pub stats: Stats,
@@ -303,6 +310,7 @@ impl Tracker {
             cache: HashMap::new(),
             previews: HashMap::new(),
             next_token: 1,
+            next_membership: 1,
             labels: Labels::default(),
             outputs: VecDeque::new(),
             stats: Stats::default(),
@@ -436,7 +444,9 @@ impl Tracker {
             by,
             bandwidth_kbps: kbps,
             session_id: who.session_id.clone(),
+            acct_session_id: format!("{}-{:X}", self.config.id_prefix, self.next_membership).into(),
         };
+        self.next_membership += 1;
         if !membership.is_link_local() {
             info!(port = &**who.port_name, mac = %who.mac, account = &**who.account, %group, source = ?source, by = &*membership.by, "join admitted");
         }

@@ -5,7 +5,9 @@
 //! One UDP socket per server (connected, so replies from any other address or port
 //! never reach it); the transport feeds datagrams in with the server's index.
 
-use super::{attr, encode_raw, sign_request, verify_reply, Code, Packet, ReplyError};
+use super::{
+    attr, encode_raw, md5_parts, sign_request, verify_accounting_response, verify_reply, Code, Packet, ReplyError,
+};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -178,9 +180,10 @@ impl Client {
         let Some(id) = self.allocate_id(server) else {
             return false;
         };
-        let authenticator: [u8; 16] = rand::random();
         let secret = &self.servers[server].server.secret;
-        let bytes = encode_request(&request, id, &authenticator, secret);
+        let bytes = encode_request(&request, id, &rand::random(), secret);
+        let mut authenticator = [0u8; 16];
+        authenticator.copy_from_slice(&bytes[4..20]);
         self.outputs.push_back(Output::Transmit { server, bytes: bytes.clone() });
         self.pending.insert(
             (server, id),
@@ -223,7 +226,11 @@ impl Client {
             return Err(ReplyError::Unmatched);
         };
         let secret = &self.servers[server].server.secret;
-        let pkt = match verify_reply(bytes, &p.authenticator, secret) {
+        let verified = match p.request.code {
+            Code::AccountingRequest => verify_accounting_response(bytes, &p.authenticator, secret),
+            _ => verify_reply(bytes, &p.authenticator, secret),
+        };
+        let pkt = match verified {
             Ok(pkt) => pkt,
             Err(e) => {
                 match e {
@@ -317,8 +324,26 @@ impl Client {
     }
 }
 
-/// Encodes a request with a zeroed Message-Authenticator, then signs it.
+/// Encodes a request with a zeroed Message-Authenticator, then signs it. An
+/// Accounting-Request instead carries the RFC 2866 Request Authenticator (an MD5 over
+/// the packet and the secret), which authenticates it; `authenticator` is then unused.
 pub fn encode_request(request: &Request, id: u8, authenticator: &[u8; 16], secret: &[u8]) -> Vec<u8> {
+    if request.code == Code::AccountingRequest {
+        let owned: Vec<(u8, Vec<u8>)> = request
+            .attrs
+            .iter()
+            .filter_map(|a| match a {
+                Attr::Bytes(t, v) => Some((*t, v.clone())),
+                Attr::U32(t, v) => Some((*t, v.to_be_bytes().to_vec())),
+                Attr::UserPassword(_) => None,
+            })
+            .collect();
+        let refs: Vec<(u8, &[u8])> = owned.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+        let mut bytes = encode_raw(request.code as u8, id, &[0; 16], &refs);
+        let ra = md5_parts(&[&bytes, secret]);
+        bytes[4..20].copy_from_slice(&ra);
+        return bytes;
+    }
     let mut owned: Vec<(u8, Vec<u8>)> = Vec::with_capacity(request.attrs.len() + 1);
     for a in &request.attrs {
         match a {
@@ -509,6 +534,30 @@ mod tests {
         // one reply frees an identifier for the backlog
         c.handle_datagram(t0, 0, &accept_for(&sent[0].1, b"s3cret", true)).unwrap();
         assert_eq!(transmitted(&mut c).len(), 1);
+    }
+
+    #[test]
+    fn accounting_request_is_authenticated_and_its_response_needs_no_message_authenticator() {
+        let t0 = Instant::now();
+        let mut c = client(1);
+        let req = Request { code: Code::AccountingRequest, attrs: vec![Attr::U32(attr::ACCT_STATUS_TYPE, 1)] };
+        c.send(t0, 9, req);
+        let (_, bytes) = transmitted(&mut c).pop().unwrap();
+        // RFC 2866 3: MD5(Code + Identifier + Length + 16 zero octets + attributes + secret)
+        let mut zeroed = bytes.clone();
+        zeroed[4..20].fill(0);
+        assert_eq!(&bytes[4..20], &md5_parts(&[&zeroed, b"s3cret"]));
+        assert!(find_attr(&bytes, attr::MESSAGE_AUTHENTICATOR).is_none());
+        let response = |secret: &[u8]| {
+            let mut ra = [0u8; 16];
+            ra.copy_from_slice(&bytes[4..20]);
+            let mut pkt = encode_raw(Code::AccountingResponse as u8, bytes[1], &[0; 16], &[]);
+            sign_reply(&mut pkt, &ra, secret);
+            pkt
+        };
+        assert_eq!(c.handle_datagram(t0, 0, &response(b"wrong")), Err(ReplyError::BadResponseAuthenticator));
+        c.handle_datagram(t0, 0, &response(b"s3cret")).unwrap();
+        assert!(matches!(c.poll_output(), Some(Output::Reply { token: 9, .. })));
     }
 
     #[test]

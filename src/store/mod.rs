@@ -1,6 +1,7 @@
 //! The embedded database (redb: ACID, crash-safe, stable format; see DESIGN.md for
 //! why not sled). One file; tables are versioned by name.
 
+use crate::acct::Record;
 use crate::auth::{Method, ReplyAttrs};
 use crate::mcast::Membership;
 use crate::wire::MacAddr;
@@ -13,6 +14,17 @@ use std::path::Path;
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions.v1");
 /// (port, MAC, group, source) → JSON-encoded [`Membership`].
 const MEMBERSHIPS: TableDefinition<&str, &[u8]> = TableDefinition::new("memberships.v1");
+/// The accounting journal: sequence number → JSON-encoded [`Record`].
+const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal.v1");
+/// Sequence numbers of journal records the accounting servers have not acknowledged.
+const UNDELIVERED: TableDefinition<u64, ()> = TableDefinition::new("undelivered.v1");
+/// Small values: next sequence number, last time known alive, export mark, boot id.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta.v1");
+
+const NEXT_SEQ: &str = "next_seq";
+const ALIVE: &str = "alive";
+const EXPORTED: &str = "exported";
+const BOOT_ID: &str = "boot_id";
 
 fn membership_key(m: &Membership) -> String {
     let src = m.source.map_or("*".to_string(), |s| s.to_string());
@@ -50,11 +62,44 @@ fn dberr<E: std::fmt::Display>(e: E) -> Error {
     Error::Db(e.to_string())
 }
 
+/// A change to the state tables, applied in order within a [`Batch`].
+#[derive(Debug, Clone)]
+pub enum Op {
+    PutSession(Session),
+    DelSession(String, MacAddr),
+    PutMembership(Membership),
+    DelMembership(Membership),
+}
+
+/// Everything one commit makes durable at once: state changes, new journal records,
+/// deliveries acknowledged, the time known alive.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub ops: Vec<Op>,
+    pub records: Vec<Record>,
+    /// Journal records the servers acknowledged.
+    pub delivered: Vec<u64>,
+    /// New records wait for delivery (there are accounting servers).
+    pub deliver: bool,
+    /// Unix seconds.
+    pub alive: Option<u64>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.records.is_empty() && self.delivered.is_empty() && self.alive.is_none()
+    }
+}
+
 pub struct Store {
     db: Database,
 }
 
 type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+
+fn read_u64(v: Option<redb::AccessGuard<'_, &'static [u8]>>) -> u64 {
+    v.and_then(|v| <[u8; 8]>::try_from(v.value()).ok()).map_or(0, u64::from_be_bytes)
+}
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, Error> {
@@ -65,27 +110,68 @@ impl Store {
         let tx = db.begin_write().map_err(dberr)?;
         tx.open_table(SESSIONS).map_err(dberr)?;
         tx.open_table(MEMBERSHIPS).map_err(dberr)?;
+        tx.open_table(JOURNAL).map_err(dberr)?;
+        tx.open_table(UNDELIVERED).map_err(dberr)?;
+        tx.open_table(META).map_err(dberr)?;
         tx.commit().map_err(dberr)?;
         Ok(Store { db })
     }
 
-    /// One committed write: durable on return.
-    fn put(&self, table: Table, key: &str, value: &impl Serialize) -> Result<(), Error> {
-        let value = serde_json::to_vec(value).map_err(dberr)?;
+    /// Makes `batch` durable in one transaction: on return every part of it is on disk,
+    /// or (error) none is. Returns the sequence numbers given to its records.
+    pub fn commit(&self, batch: &Batch) -> Result<Vec<u64>, Error> {
         let tx = self.db.begin_write().map_err(dberr)?;
-        tx.open_table(table).map_err(dberr)?.insert(key, value.as_slice()).map_err(dberr)?;
-        tx.commit().map_err(dberr)
+        let mut seqs = Vec::with_capacity(batch.records.len());
+        {
+            let mut sessions = tx.open_table(SESSIONS).map_err(dberr)?;
+            let mut memberships = tx.open_table(MEMBERSHIPS).map_err(dberr)?;
+            for op in &batch.ops {
+                match op {
+                    Op::PutSession(s) => {
+                        let v = serde_json::to_vec(s).map_err(dberr)?;
+                        sessions.insert(Session::key(&s.port, s.mac).as_str(), v.as_slice()).map_err(dberr)?;
+                    }
+                    Op::DelSession(port, mac) => {
+                        sessions.remove(Session::key(port, *mac).as_str()).map_err(dberr)?;
+                    }
+                    Op::PutMembership(m) => {
+                        let v = serde_json::to_vec(m).map_err(dberr)?;
+                        memberships.insert(membership_key(m).as_str(), v.as_slice()).map_err(dberr)?;
+                    }
+                    Op::DelMembership(m) => {
+                        memberships.remove(membership_key(m).as_str()).map_err(dberr)?;
+                    }
+                }
+            }
+            let mut meta = tx.open_table(META).map_err(dberr)?;
+            let mut journal = tx.open_table(JOURNAL).map_err(dberr)?;
+            let mut undelivered = tx.open_table(UNDELIVERED).map_err(dberr)?;
+            if !batch.records.is_empty() {
+                let mut seq = read_u64(meta.get(NEXT_SEQ).map_err(dberr)?).max(1);
+                for r in &batch.records {
+                    let v = serde_json::to_vec(&Record { seq, ..r.clone() }).map_err(dberr)?;
+                    journal.insert(seq, v.as_slice()).map_err(dberr)?;
+                    if batch.deliver {
+                        undelivered.insert(seq, ()).map_err(dberr)?;
+                    }
+                    seqs.push(seq);
+                    seq += 1;
+                }
+                meta.insert(NEXT_SEQ, seq.to_be_bytes().as_slice()).map_err(dberr)?;
+            }
+            for seq in &batch.delivered {
+                undelivered.remove(*seq).map_err(dberr)?;
+            }
+            if let Some(t) = batch.alive {
+                meta.insert(ALIVE, t.to_be_bytes().as_slice()).map_err(dberr)?;
+            }
+        }
+        tx.commit().map_err(dberr)?;
+        Ok(seqs)
     }
 
-    fn remove<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>, Error> {
-        let tx = self.db.begin_write().map_err(dberr)?;
-        let old = {
-            let mut t = tx.open_table(table).map_err(dberr)?;
-            let old = t.remove(key).map_err(dberr)?;
-            old.and_then(|v| serde_json::from_slice(v.value()).ok())
-        };
-        tx.commit().map_err(dberr)?;
-        Ok(old)
+    fn apply(&self, op: Op) -> Result<(), Error> {
+        self.commit(&Batch { ops: vec![op], ..Default::default() }).map(drop)
     }
 
     /// Every record of `table`; one that does not decode is reported, not skipped silently.
@@ -104,28 +190,120 @@ impl Store {
     }
 
     pub fn put_session(&self, s: &Session) -> Result<(), Error> {
-        self.put(SESSIONS, &Session::key(&s.port, s.mac), s)
+        self.apply(Op::PutSession(s.clone()))
     }
 
-    pub fn remove_session(&self, port: &str, mac: MacAddr) -> Result<Option<Session>, Error> {
-        self.remove(SESSIONS, &Session::key(port, mac))
+    pub fn remove_session(&self, port: &str, mac: MacAddr) -> Result<(), Error> {
+        self.apply(Op::DelSession(port.to_string(), mac))
     }
 
     pub fn sessions(&self) -> Result<Vec<Result<Session, Error>>, Error> {
         self.scan(SESSIONS)
     }
 
-    /// Written before the membership takes effect.
-    pub fn put_membership(&self, m: &Membership) -> Result<(), Error> {
-        self.put(MEMBERSHIPS, &membership_key(m), m)
-    }
-
     pub fn remove_membership(&self, m: &Membership) -> Result<(), Error> {
-        self.remove::<Membership>(MEMBERSHIPS, &membership_key(m)).map(drop)
+        self.apply(Op::DelMembership(m.clone()))
     }
 
     pub fn memberships(&self) -> Result<Vec<Result<Membership, Error>>, Error> {
         self.scan(MEMBERSHIPS)
+    }
+
+    /// Journal records from sequence number `since` on, at most `limit`.
+    pub fn records(&self, since: u64, limit: usize) -> Result<Vec<Result<Record, Error>>, Error> {
+        let tx = self.db.begin_read().map_err(dberr)?;
+        let t = tx.open_table(JOURNAL).map_err(dberr)?;
+        let mut out = Vec::new();
+        for item in t.range(since..).map_err(dberr)?.take(limit) {
+            let (k, v) = item.map_err(dberr)?;
+            out.push(
+                serde_json::from_slice(v.value())
+                    .map_err(|e| Error::Corrupt { key: format!("journal {}", k.value()), reason: e.to_string() }),
+            );
+        }
+        Ok(out)
+    }
+
+    pub fn record(&self, seq: u64) -> Result<Option<Record>, Error> {
+        Ok(self.records(seq, 1)?.into_iter().next().transpose()?.filter(|r| r.seq == seq))
+    }
+
+    /// Sequence numbers of the records not yet acknowledged by a server, oldest first.
+    pub fn undelivered(&self) -> Result<Vec<u64>, Error> {
+        let tx = self.db.begin_read().map_err(dberr)?;
+        let t = tx.open_table(UNDELIVERED).map_err(dberr)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(dberr)? {
+            out.push(item.map_err(dberr)?.0.value());
+        }
+        Ok(out)
+    }
+
+    fn meta_u64(&self, key: &str) -> Result<u64, Error> {
+        let tx = self.db.begin_read().map_err(dberr)?;
+        let t = tx.open_table(META).map_err(dberr)?;
+        Ok(read_u64(t.get(key).map_err(dberr)?))
+    }
+
+    fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), Error> {
+        let tx = self.db.begin_write().map_err(dberr)?;
+        tx.open_table(META).map_err(dberr)?.insert(key, value).map_err(dberr)?;
+        tx.commit().map_err(dberr)
+    }
+
+    /// The sequence number the next record will get.
+    pub fn next_seq(&self) -> Result<u64, Error> {
+        Ok(self.meta_u64(NEXT_SEQ)?.max(1))
+    }
+
+    /// The last unix time a commit said the daemon was alive (0: never).
+    pub fn alive(&self) -> Result<u64, Error> {
+        self.meta_u64(ALIVE)
+    }
+
+    /// Records below this sequence number have been exported.
+    pub fn exported(&self) -> Result<u64, Error> {
+        self.meta_u64(EXPORTED)
+    }
+
+    pub fn set_exported(&self, upto: u64) -> Result<(), Error> {
+        if upto > self.exported()? {
+            self.set_meta(EXPORTED, &upto.to_be_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The kernel boot the stored kernel state belongs to.
+    pub fn boot_id(&self) -> Result<Option<String>, Error> {
+        let tx = self.db.begin_read().map_err(dberr)?;
+        let t = tx.open_table(META).map_err(dberr)?;
+        Ok(t.get(BOOT_ID).map_err(dberr)?.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    }
+
+    pub fn set_boot_id(&self, id: &str) -> Result<(), Error> {
+        self.set_meta(BOOT_ID, id.as_bytes())
+    }
+
+    /// Forgets the journal records below `upto` that were delivered; returns how many.
+    pub fn purge(&self, upto: u64) -> Result<usize, Error> {
+        let tx = self.db.begin_write().map_err(dberr)?;
+        let n = {
+            let mut journal = tx.open_table(JOURNAL).map_err(dberr)?;
+            let undelivered = tx.open_table(UNDELIVERED).map_err(dberr)?;
+            let mut gone = Vec::new();
+            for item in journal.range(..upto).map_err(dberr)? {
+                let seq = item.map_err(dberr)?.0.value();
+                if undelivered.get(seq).map_err(dberr)?.is_none() {
+                    gone.push(seq);
+                }
+            }
+            for seq in &gone {
+                journal.remove(*seq).map_err(dberr)?;
+            }
+            gone.len()
+        };
+        tx.commit().map_err(dberr)?;
+        Ok(n)
     }
 }
 
@@ -146,6 +324,45 @@ mod tests {
     }
 
     #[test]
+    fn journal_sequence_delivery_export_and_purge() {
+        use crate::acct::{Kind, Status};
+        let dir = std::env::temp_dir().join(format!("mcgate-journal-{}", std::process::id()));
+        let path = dir.join("j.redb");
+        let _ = std::fs::remove_file(&path);
+        let rec = |t| Record::new(Kind::Session, Status::Start, t, format!("S{t}"));
+        {
+            let s = Store::open(&path).unwrap();
+            let b = Batch {
+                ops: vec![Op::PutSession(session("p1", 1))],
+                records: vec![rec(1), rec(2), rec(3)],
+                deliver: true,
+                alive: Some(77),
+                ..Default::default()
+            };
+            assert_eq!(s.commit(&b).unwrap(), vec![1, 2, 3]);
+            s.commit(&Batch { delivered: vec![1, 2], ..Default::default() }).unwrap();
+            assert_eq!(s.undelivered().unwrap(), vec![3]);
+            // what was not delivered stays
+            assert_eq!(s.purge(u64::MAX).unwrap(), 3 - 1);
+            assert_eq!(s.record(1).unwrap(), None);
+            assert_eq!(s.record(3).unwrap().unwrap().session_id, "S3");
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.alive().unwrap(), 77);
+        assert_eq!(s.sessions().unwrap().len(), 1);
+        // numbering goes on after a purge and a reopen
+        let seqs = s.commit(&Batch { records: vec![rec(4)], ..Default::default() }).unwrap();
+        assert_eq!(seqs, vec![4]);
+        assert_eq!(s.next_seq().unwrap(), 5);
+        let got: Vec<u64> = s.records(0, 10).unwrap().into_iter().map(|r| r.unwrap().seq).collect();
+        assert_eq!(got, vec![3, 4]);
+        s.set_exported(4).unwrap();
+        s.set_exported(2).unwrap();
+        assert_eq!(s.exported().unwrap(), 4, "the export mark never goes back");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn sessions_survive_reopen() {
         let dir = std::env::temp_dir().join(format!("mcgate-store-{}", std::process::id()));
         let path = dir.join("t.redb");
@@ -154,7 +371,7 @@ mod tests {
             let s = Store::open(&path).unwrap();
             s.put_session(&session("p1", 1)).unwrap();
             s.put_session(&session("p2", 2)).unwrap();
-            assert_eq!(s.remove_session("p2", MacAddr([2, 0, 0, 0, 0, 2])).unwrap(), Some(session("p2", 2)));
+            s.remove_session("p2", MacAddr([2, 0, 0, 0, 0, 2])).unwrap();
         }
         let s = Store::open(&path).unwrap();
         let all: Vec<Session> = s.sessions().unwrap().into_iter().map(Result::unwrap).collect();

@@ -1,0 +1,356 @@
+//! Accounting: the billing records of 802.1X/MAB sessions and multicast memberships
+//! (RFC 2866, with RFC 3580's terminate causes), as journaled, exported and sent.
+//!
+//! A record is made once, when its event happens, and never changes: the journal keeps
+//! it until it is delivered (and exported, where a billing system reads files), and the
+//! sender turns it into an Accounting-Request with the Acct-Delay-Time of the moment.
+
+mod sender;
+
+pub use sender::Sender;
+
+use crate::radius::attr;
+use crate::radius::client::{Attr, Request};
+use crate::radius::Code;
+use crate::wire::MacAddr;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// Acct-Status-Type (RFC 2866 5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Start,
+    Stop,
+    InterimUpdate,
+    AccountingOn,
+    AccountingOff,
+}
+
+impl Status {
+    pub fn code(self) -> u32 {
+        match self {
+            Status::Start => 1,
+            Status::Stop => 2,
+            Status::InterimUpdate => 3,
+            Status::AccountingOn => 7,
+            Status::AccountingOff => 8,
+        }
+    }
+}
+
+/// Acct-Terminate-Cause (RFC 2866 5.10, RFC 3580 3.21).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TerminateCause {
+    UserRequest,
+    LostCarrier,
+    IdleTimeout,
+    SessionTimeout,
+    AdminReset,
+    NasError,
+    NasRequest,
+    NasReboot,
+    ServiceUnavailable,
+    ReauthenticationFailure,
+}
+
+impl TerminateCause {
+    pub fn code(self) -> u32 {
+        match self {
+            TerminateCause::UserRequest => 1,
+            TerminateCause::LostCarrier => 2,
+            TerminateCause::IdleTimeout => 4,
+            TerminateCause::SessionTimeout => 5,
+            TerminateCause::AdminReset => 6,
+            TerminateCause::NasError => 9,
+            TerminateCause::NasRequest => 10,
+            TerminateCause::NasReboot => 11,
+            TerminateCause::ServiceUnavailable => 15,
+            TerminateCause::ReauthenticationFailure => 20,
+        }
+    }
+}
+
+impl From<crate::auth::EndCause> for TerminateCause {
+    fn from(c: crate::auth::EndCause) -> Self {
+        use crate::auth::EndCause as E;
+        match c {
+            E::UserRequest => TerminateCause::UserRequest,
+            E::LostCarrier => TerminateCause::LostCarrier,
+            E::SessionTimeout => TerminateCause::SessionTimeout,
+            E::ReauthFailure => TerminateCause::ReauthenticationFailure,
+            // RFC 3580 3.21: the supplicant stopped answering
+            E::SupplicantTimeout => TerminateCause::IdleTimeout,
+            E::AdminReset => TerminateCause::AdminReset,
+        }
+    }
+}
+
+impl From<crate::mcast::EndCause> for TerminateCause {
+    fn from(c: crate::mcast::EndCause) -> Self {
+        use crate::mcast::EndCause as E;
+        match c {
+            E::Leave => TerminateCause::UserRequest,
+            // no report refreshed it within the group membership interval
+            E::Timeout => TerminateCause::IdleTimeout,
+            // the session's own Stop says why
+            E::SessionEnd => TerminateCause::UserRequest,
+            E::Revoked => TerminateCause::AdminReset,
+            E::PreviewEnd => TerminateCause::SessionTimeout,
+        }
+    }
+}
+
+/// What a record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// An 802.1X or MAB session.
+    Session,
+    /// One admitted channel (group, source) of a session.
+    Membership,
+    /// Accounting-On / Accounting-Off: the NAS itself.
+    Nas,
+}
+
+/// One billing record: the journal's and the export's schema (version 1, README
+/// "Accounting records"). Fields that do not apply are absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Position in the journal, increasing; the export cursor. Given when journaled.
+    #[serde(default)]
+    pub seq: u64,
+    pub kind: Kind,
+    pub status: Status,
+    /// Unix seconds of the event (Event-Timestamp).
+    pub time: u64,
+    /// Acct-Session-Id: a membership's own, or the session's.
+    pub session_id: String,
+    /// Acct-Multi-Session-Id: the session a membership belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    /// NAS-Port-Id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nas_port: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<IpAddr>,
+    /// What admitted the membership: a package name, `radius`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// Acct-Session-Time, seconds (Interim-Update and Stop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_time: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminate_cause: Option<TerminateCause>,
+    /// Class values from the Access-Accept, hex, echoed as received (RFC 2865 5.25).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class: Vec<String>,
+}
+
+impl Record {
+    /// A record of `kind` with only the fields every record has.
+    pub fn new(kind: Kind, status: Status, time: u64, session_id: impl Into<String>) -> Self {
+        Record {
+            seq: 0,
+            kind,
+            status,
+            time,
+            session_id: session_id.into(),
+            multi_session_id: None,
+            user_name: None,
+            mac: None,
+            port: None,
+            nas_port: None,
+            group: None,
+            source: None,
+            package: None,
+            session_time: None,
+            terminate_cause: None,
+            class: vec![],
+        }
+    }
+
+    /// The Accounting-Request that carries this record, sent at unix time `now`.
+    pub fn to_request(&self, nas_identifier: &str, vendor_id: u32, now: u64) -> Request {
+        let text = |t: u8, s: &str| Attr::Bytes(t, s.as_bytes().to_vec());
+        let mut attrs = vec![
+            Attr::U32(attr::ACCT_STATUS_TYPE, self.status.code()),
+            text(attr::ACCT_SESSION_ID, &self.session_id),
+            text(attr::NAS_IDENTIFIER, nas_identifier),
+            Attr::U32(attr::EVENT_TIMESTAMP, self.time as u32),
+        ];
+        if let Some(m) = &self.multi_session_id {
+            attrs.push(text(attr::ACCT_MULTI_SESSION_ID, m));
+        }
+        if let Some(u) = &self.user_name {
+            attrs.push(text(attr::USER_NAME, u));
+        }
+        if let Some(mac) = self.mac {
+            attrs.push(text(attr::CALLING_STATION_ID, &mac.radius()));
+        }
+        if let Some(p) = self.nas_port {
+            attrs.push(Attr::U32(attr::NAS_PORT, p));
+        }
+        if let Some(p) = &self.port {
+            attrs.push(text(attr::NAS_PORT_ID, p));
+            attrs.push(Attr::U32(attr::NAS_PORT_TYPE, attr::NAS_PORT_TYPE_ETHERNET));
+        }
+        for c in &self.class {
+            if let Some(bytes) = unhex(c) {
+                attrs.push(Attr::Bytes(attr::CLASS, bytes));
+            }
+        }
+        let vsa = |ty: u8, v: &str| {
+            let mut b = vendor_id.to_be_bytes().to_vec();
+            let v = &v.as_bytes()[..v.len().min(247)];
+            b.extend_from_slice(&[ty, v.len() as u8 + 2]);
+            b.extend_from_slice(v);
+            Attr::Bytes(attr::VENDOR_SPECIFIC, b)
+        };
+        if let Some(p) = &self.package {
+            attrs.push(vsa(MCGATE_PACKAGE, p));
+        }
+        if let Some(g) = self.group {
+            attrs.push(vsa(MCGATE_GROUP, &g.to_string()));
+        }
+        if let Some(s) = self.source {
+            attrs.push(vsa(MCGATE_SOURCE, &s.to_string()));
+        }
+        if let Some(t) = self.session_time {
+            attrs.push(Attr::U32(attr::ACCT_SESSION_TIME, t.min(u32::MAX as u64) as u32));
+        }
+        if let Some(c) = self.terminate_cause {
+            attrs.push(Attr::U32(attr::ACCT_TERMINATE_CAUSE, c.code()));
+        }
+        let delay = now.saturating_sub(self.time);
+        if delay > 0 {
+            attrs.push(Attr::U32(attr::ACCT_DELAY_TIME, delay.min(u32::MAX as u64) as u32));
+        }
+        Request { code: Code::AccountingRequest, attrs }
+    }
+
+    /// The CSV columns, in [`CSV_HEADER`]'s order.
+    pub fn csv_row(&self) -> String {
+        let opt = |o: Option<String>| o.unwrap_or_default();
+        let enum_name = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let fields = [
+            self.seq.to_string(),
+            enum_name(serde_json::json!(self.kind)),
+            enum_name(serde_json::json!(self.status)),
+            self.time.to_string(),
+            self.session_id.clone(),
+            opt(self.multi_session_id.clone()),
+            opt(self.user_name.clone()),
+            opt(self.mac.map(|m| m.to_string())),
+            opt(self.port.clone()),
+            opt(self.nas_port.map(|p| p.to_string())),
+            opt(self.group.map(|g| g.to_string())),
+            opt(self.source.map(|s| s.to_string())),
+            opt(self.package.clone()),
+            opt(self.session_time.map(|t| t.to_string())),
+            opt(self.terminate_cause.map(|c| enum_name(serde_json::json!(c)))),
+            self.class.join(" "),
+        ];
+        fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(",")
+    }
+}
+
+pub const CSV_HEADER: &str = "seq,kind,status,time,session_id,multi_session_id,user_name,mac,port,nas_port,group,source,package,session_time,terminate_cause,class";
+
+/// mcgate's vendor attributes (policies/freeradius/dictionary.mcgate).
+pub const MCGATE_PACKAGE: u8 = 1;
+pub const MCGATE_GROUP: u8 = 3;
+pub const MCGATE_SOURCE: u8 = 4;
+
+/// RFC 4180: quoted when it holds a comma, a quote or a line break.
+fn csv_field(f: &str) -> String {
+    if f.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", f.replace('"', "\"\""))
+    } else {
+        f.to_string()
+    }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::radius::Packet;
+
+    fn stop() -> Record {
+        Record {
+            multi_session_id: Some("0A0B0C0D00000001".into()),
+            user_name: Some("alice".into()),
+            mac: Some(MacAddr([2, 0, 0, 0, 0, 0x11])),
+            port: Some("p1".into()),
+            nas_port: Some(1),
+            group: Some("232.1.1.1".parse().unwrap()),
+            source: Some("192.0.2.254".parse().unwrap()),
+            package: Some("basic".into()),
+            session_time: Some(42),
+            terminate_cause: Some(TerminateCause::UserRequest),
+            class: vec!["6c6f6e67".into()],
+            ..Record::new(Kind::Membership, Status::Stop, 1_700_000_000, "5F00AA01-1")
+        }
+    }
+
+    #[test]
+    fn stop_request_carries_every_attribute() {
+        let r = stop();
+        let bytes =
+            crate::radius::client::encode_request(&r.to_request("sw1", 32473, 1_700_000_005), 1, &[0; 16], b"s");
+        let p = Packet::decode(&bytes, b"s").unwrap();
+        let u32_of = |t| u32::from_be_bytes(p.lookup(t).unwrap().encode_bytes().try_into().unwrap());
+        let text_of = |t| String::from_utf8(p.lookup(t).unwrap().encode_bytes()).unwrap();
+        assert_eq!(u32_of(attr::ACCT_STATUS_TYPE), 2);
+        assert_eq!(text_of(attr::ACCT_SESSION_ID), "5F00AA01-1");
+        assert_eq!(text_of(attr::ACCT_MULTI_SESSION_ID), "0A0B0C0D00000001");
+        assert_eq!(text_of(attr::CALLING_STATION_ID), "02-00-00-00-00-11");
+        assert_eq!(text_of(attr::NAS_PORT_ID), "p1");
+        assert_eq!(text_of(attr::NAS_IDENTIFIER), "sw1");
+        assert_eq!(u32_of(attr::ACCT_SESSION_TIME), 42);
+        assert_eq!(u32_of(attr::ACCT_TERMINATE_CAUSE), 1);
+        assert_eq!(u32_of(attr::EVENT_TIMESTAMP), 1_700_000_000);
+        assert_eq!(u32_of(attr::ACCT_DELAY_TIME), 5);
+        assert_eq!(p.lookup(attr::CLASS).unwrap().encode_bytes(), b"long");
+        let vsas: Vec<Vec<u8>> = p.lookup_all(attr::VENDOR_SPECIFIC).iter().map(|a| a.encode_bytes()).collect();
+        assert!(vsas.iter().any(|v| v[4] == MCGATE_GROUP && &v[6..] == b"232.1.1.1"));
+        assert!(vsas.iter().any(|v| v[4] == MCGATE_SOURCE && &v[6..] == b"192.0.2.254"));
+    }
+
+    #[test]
+    fn no_delay_time_when_sent_at_once() {
+        let req = stop().to_request("sw1", 32473, 1_700_000_000);
+        assert!(!req.attrs.iter().any(|a| matches!(a, Attr::U32(attr::ACCT_DELAY_TIME, _))));
+    }
+
+    #[test]
+    fn json_and_csv_schema() {
+        let r = stop();
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["status"], "stop");
+        assert_eq!(json["terminate_cause"], "user-request");
+        assert_eq!(json["mac"], "02:00:00:00:00:11");
+        let back: Record = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+        let row = r.csv_row();
+        assert_eq!(row.split(',').count(), CSV_HEADER.split(',').count());
+        assert!(row.starts_with("0,membership,stop,1700000000,5F00AA01-1,"));
+        assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
+    }
+}

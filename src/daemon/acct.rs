@@ -1,0 +1,440 @@
+//! The daemon's accounting: billing records from what the state machines did, one
+//! commit per batch of events (durable before any grant takes effect: no port opens
+//! and no stream flows without its Start on disk), Interim-Updates on their timers,
+//! and the journal's delivery to the accounting servers.
+
+use super::{unix_now, Daemon};
+use crate::acct::{Kind, Record, Sender, Status, TerminateCause};
+use crate::auth::PortId;
+use crate::mcast::{Channel, Membership};
+use crate::radius::client::{self as rc, Client};
+use crate::store::{Batch, Op, Session};
+use crate::wire::MacAddr;
+use serde::Serialize;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tracing::{error, info, warn};
+
+/// A kernel change that waits for the commit of the records that justify it.
+pub(super) enum Grant {
+    Authorize { port: PortId, mac: MacAddr },
+    Mdb { port: PortId, channel: Channel },
+}
+
+/// What an Interim-Update is due for; the id tells a later session or membership of
+/// the same host and channel from the one the timer was set for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Subject {
+    Session { port: PortId, mac: MacAddr, id: Arc<str> },
+    Membership { port: PortId, mac: MacAddr, channel: Channel, id: Arc<str> },
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub(super) struct Stats {
+    pub records: u64,
+    pub commits: u64,
+    pub commit_failures: u64,
+    /// Joins refused because they could not be accounted (journal failing, backlog full).
+    pub joins_refused_unaccountable: u64,
+    pub journal_read_errors: u64,
+    pub replies_dropped: u64,
+}
+
+pub(super) struct Delivery {
+    pub client: Client,
+    pub sockets: Vec<Arc<UdpSocket>>,
+    pub sender: Sender,
+}
+
+pub(super) struct Accounting {
+    batch: Batch,
+    grants: Vec<Grant>,
+    /// Memberships whose Start is in `batch`: refused if it cannot be committed.
+    admissions: Vec<(PortId, MacAddr, Channel)>,
+    /// Memberships refused for want of a journal: they get no Stop either.
+    unrecorded: HashSet<Arc<str>>,
+    /// Set while a session's memberships end with it: their Stops say why.
+    pub session_ending: Option<TerminateCause>,
+    interims: BTreeSet<(Instant, Subject)>,
+    interim_default: Option<Duration>,
+    pub delivery: Option<Delivery>,
+    nas_identifier: String,
+    vendor_id: u32,
+    nas_ports: Vec<u32>,
+    max_backlog: usize,
+    /// The last commit failed: new joins are refused until one succeeds.
+    retry_commit_at: Option<Instant>,
+    next_alive: Instant,
+    pub stats: Stats,
+}
+
+/// How often the time known alive is recorded (what a Stop after a reboot says).
+const ALIVE_EVERY: Duration = Duration::from_secs(10);
+/// After a failed commit, the next attempt.
+const COMMIT_RETRY: Duration = Duration::from_secs(1);
+
+impl Accounting {
+    pub fn new(
+        cfg: &super::config::Accounting,
+        nas_identifier: String,
+        vendor_id: u32,
+        nas_ports: Vec<u32>,
+        delivery: Option<Delivery>,
+    ) -> Self {
+        Accounting {
+            batch: Batch::default(),
+            grants: vec![],
+            admissions: vec![],
+            unrecorded: HashSet::new(),
+            session_ending: None,
+            interims: BTreeSet::new(),
+            interim_default: Some(cfg.interim_interval).filter(|d| !d.is_zero()),
+            delivery,
+            nas_identifier,
+            vendor_id,
+            nas_ports,
+            max_backlog: cfg.max_backlog,
+            retry_commit_at: None,
+            next_alive: Instant::now(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn record(&mut self, r: Record) {
+        self.batch.records.push(r);
+    }
+
+    pub fn op(&mut self, op: Op) {
+        self.batch.ops.push(op);
+    }
+
+    pub fn grant(&mut self, g: Grant) {
+        self.grants.push(g);
+    }
+
+    pub fn backlog(&self) -> usize {
+        self.delivery.as_ref().map_or(0, |d| d.sender.backlog())
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let delivery = self
+            .delivery
+            .as_ref()
+            .and_then(|d| [d.client.poll_timeout(), d.sender.poll_timeout()].into_iter().flatten().min());
+        [delivery, self.interims.first().map(|(t, _)| *t), self.retry_commit_at, Some(self.next_alive)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn session_record(&self, s: &Session, port: PortId, status: Status, time: u64) -> Record {
+        Record { nas_port: self.nas_ports.get(port).copied(), ..session_record(s, status, time) }
+    }
+
+    /// `class` echoes the session's Access-Accept.
+    fn membership_record(&self, m: &Membership, port: PortId, class: &[String], status: Status, time: u64) -> Record {
+        Record {
+            nas_port: self.nas_ports.get(port).copied(),
+            class: class.to_vec(),
+            ..membership_record(m, status, time)
+        }
+    }
+
+    fn schedule(&mut self, now: Instant, interval: Option<Duration>, subject: Subject) {
+        if let Some(i) = interval.or(self.interim_default) {
+            self.interims.insert((now + i, subject));
+        }
+    }
+}
+
+/// A session's Start (or Interim-Update, Stop) record, but for its NAS-Port.
+pub(super) fn session_record(s: &Session, status: Status, time: u64) -> Record {
+    Record {
+        user_name: Some(s.account.clone()),
+        mac: Some(s.mac),
+        port: Some(s.port.clone()),
+        session_time: (status != Status::Start).then(|| time.saturating_sub(s.since)),
+        class: s.attrs.class.clone(),
+        ..Record::new(Kind::Session, status, time, s.session_id.clone())
+    }
+}
+
+/// A membership's record, but for its NAS-Port and its session's Class.
+pub(super) fn membership_record(m: &Membership, status: Status, time: u64) -> Record {
+    Record {
+        multi_session_id: Some(m.session_id.to_string()),
+        user_name: Some(m.account.to_string()),
+        mac: Some(m.mac),
+        port: Some(m.port.to_string()),
+        group: Some(m.group),
+        source: m.source,
+        package: Some(m.by.to_string()),
+        session_time: (status != Status::Start).then(|| time.saturating_sub(m.since)),
+        ..Record::new(Kind::Membership, status, time, m.acct_session_id.to_string())
+    }
+}
+
+/// RFC 2869 5.16: an Acct-Interim-Interval below 60 s is not honoured.
+fn interim_of(s: &Session) -> Option<Duration> {
+    s.attrs.acct_interim_interval.map(|i| Duration::from_secs(i.max(60) as u64))
+}
+
+impl Daemon {
+    pub(super) fn class_of(&self, port: PortId, mac: MacAddr) -> Vec<String> {
+        self.sessions.get(&(port, mac)).map(|s| s.attrs.class.clone()).unwrap_or_default()
+    }
+
+    /// A new session: stored and its Start journaled; the port opens after the commit.
+    pub(super) fn acct_session_start(&mut self, now: Instant, port: PortId, s: &Session) {
+        let r = self.acct.session_record(s, port, Status::Start, s.since);
+        self.acct.record(r);
+        self.acct.op(Op::PutSession(s.clone()));
+        self.acct.grant(Grant::Authorize { port, mac: s.mac });
+        let subject = Subject::Session { port, mac: s.mac, id: s.session_id.as_str().into() };
+        self.acct.schedule(now, interim_of(s), subject);
+    }
+
+    pub(super) fn acct_session_stop(&mut self, port: PortId, s: &Session, cause: TerminateCause, time: u64) {
+        let mut r = self.acct.session_record(s, port, Status::Stop, time);
+        r.terminate_cause = Some(cause);
+        self.acct.record(r);
+        self.acct.op(Op::DelSession(s.port.clone(), s.mac));
+    }
+
+    /// A session or membership continued across a restart: one Interim-Update says so.
+    pub(super) fn acct_session_continued(&mut self, now: Instant, port: PortId, s: &Session) {
+        let r = self.acct.session_record(s, port, Status::InterimUpdate, unix_now());
+        self.acct.record(r);
+        let subject = Subject::Session { port, mac: s.mac, id: s.session_id.as_str().into() };
+        self.acct.schedule(now, interim_of(s), subject);
+    }
+
+    /// An admitted join: its Start goes into this batch; with the journal failing or
+    /// the backlog full it is refused instead (fail closed). False: refused.
+    pub(super) fn acct_membership_start(&mut self, now: Instant, port: PortId, m: &Membership) -> bool {
+        if m.is_link_local() {
+            self.acct.op(Op::PutMembership(m.clone()));
+            return true;
+        }
+        if self.acct.retry_commit_at.is_some() || self.acct.backlog() >= self.acct.max_backlog {
+            self.acct.stats.joins_refused_unaccountable += 1;
+            self.acct.unrecorded.insert(m.acct_session_id.clone());
+            warn!(port = &*m.port, mac = %m.mac, group = %m.group, backlog = self.acct.backlog(), "join refused: it cannot be accounted");
+            return false;
+        }
+        let r = self.acct.membership_record(m, port, &self.class_of(port, m.mac), Status::Start, m.since);
+        self.acct.record(r);
+        self.acct.op(Op::PutMembership(m.clone()));
+        self.acct.admissions.push((port, m.mac, (m.group, m.source)));
+        let interval = self.sessions.get(&(port, m.mac)).and_then(interim_of);
+        let subject =
+            Subject::Membership { port, mac: m.mac, channel: (m.group, m.source), id: m.acct_session_id.clone() };
+        self.acct.schedule(now, interval, subject);
+        true
+    }
+
+    pub(super) fn acct_membership_stop(&mut self, port: PortId, m: &Membership, cause: TerminateCause, time: u64) {
+        self.acct.op(Op::DelMembership(m.clone()));
+        if m.is_link_local() || self.acct.unrecorded.remove(&m.acct_session_id) {
+            return;
+        }
+        let mut r = self.acct.membership_record(m, port, &self.class_of(port, m.mac), Status::Stop, time);
+        r.terminate_cause = Some(cause);
+        self.acct.record(r);
+    }
+
+    pub(super) fn acct_membership_continued(&mut self, now: Instant, port: PortId, m: &Membership) {
+        if m.is_link_local() {
+            return;
+        }
+        let r = self.acct.membership_record(m, port, &self.class_of(port, m.mac), Status::InterimUpdate, unix_now());
+        self.acct.record(r);
+        let interval = self.sessions.get(&(port, m.mac)).and_then(interim_of);
+        let subject =
+            Subject::Membership { port, mac: m.mac, channel: (m.group, m.source), id: m.acct_session_id.clone() };
+        self.acct.schedule(now, interval, subject);
+    }
+
+    /// Interim-Updates that are due, the alive mark, sending after a pause.
+    pub(super) fn acct_timeout(&mut self, now: Instant) {
+        while let Some((at, _)) = self.acct.interims.first() {
+            if *at > now {
+                break;
+            }
+            let Some((_, subject)) = self.acct.interims.pop_first() else { break };
+            match subject {
+                Subject::Session { port, mac, ref id } => {
+                    let Some(s) = self.sessions.get(&(port, mac)).filter(|s| *s.session_id == **id).cloned() else {
+                        continue;
+                    };
+                    let r = self.acct.session_record(&s, port, Status::InterimUpdate, unix_now());
+                    self.acct.record(r);
+                    self.acct.schedule(now, interim_of(&s), subject);
+                }
+                Subject::Membership { port, mac, channel, ref id } => {
+                    let Some(m) = self.mcast.as_ref().and_then(|mc| mc.tracker.membership(port, mac, channel)) else {
+                        continue;
+                    };
+                    if m.acct_session_id != *id {
+                        continue;
+                    }
+                    let class = self.class_of(port, mac);
+                    let r = self.acct.membership_record(m, port, &class, Status::InterimUpdate, unix_now());
+                    self.acct.record(r);
+                    let interval = self.sessions.get(&(port, mac)).and_then(interim_of);
+                    self.acct.schedule(now, interval, subject);
+                }
+            }
+        }
+        if self.acct.next_alive <= now {
+            self.acct.next_alive = now + ALIVE_EVERY;
+            self.acct.batch.alive = Some(unix_now());
+        }
+        if let Some(d) = self.acct.delivery.as_mut() {
+            d.client.handle_timeout(now);
+        }
+    }
+
+    /// Makes the batch durable, then carries out its grants; on failure refuses its
+    /// joins and keeps the rest for the next attempt. True when that made new work
+    /// (records to send, refused joins to carry out).
+    pub(super) fn acct_commit(&mut self, now: Instant) -> bool {
+        let a = &mut self.acct;
+        if a.batch.is_empty() && a.grants.is_empty() {
+            return false;
+        }
+        if a.retry_commit_at.is_some_and(|t| t > now) {
+            // meanwhile ports still open (their records wait here); joins are refused
+            let grants = std::mem::take(&mut a.grants);
+            self.carry_out(grants.into_iter().filter(|g| matches!(g, Grant::Authorize { .. })));
+            return false;
+        }
+        a.batch.deliver = a.delivery.is_some();
+        a.batch.alive = Some(unix_now());
+        match self.store.commit(&a.batch) {
+            Ok(seqs) => {
+                a.stats.commits += 1;
+                a.stats.records += seqs.len() as u64;
+                if a.retry_commit_at.take().is_some() {
+                    info!("journal writable again; joins admitted");
+                }
+                if let Some(d) = a.delivery.as_mut() {
+                    seqs.iter().for_each(|s| d.sender.enqueue(*s));
+                }
+                a.batch = Batch::default();
+                a.admissions.clear();
+                let grants = std::mem::take(&mut a.grants);
+                self.carry_out(grants.into_iter());
+                !seqs.is_empty() && self.acct.delivery.is_some()
+            }
+            Err(e) => {
+                a.stats.commit_failures += 1;
+                self.io.store_errors += 1;
+                a.retry_commit_at = Some(now + COMMIT_RETRY);
+                error!(
+                    "JOURNAL COMMIT FAILED: {e}; joins are refused until it works again ({} records kept for retry)",
+                    a.batch.records.len()
+                );
+                // the joins of this batch never happened: no Start, no Stop, no stream
+                let refused = std::mem::take(&mut a.admissions);
+                let refused_ids: HashSet<Arc<str>> = refused
+                    .iter()
+                    .filter_map(|(p, mac, ch)| {
+                        self.mcast.as_ref()?.tracker.membership(*p, *mac, *ch).map(|m| m.acct_session_id.clone())
+                    })
+                    .collect();
+                let a = &mut self.acct;
+                a.batch.records.retain(|r| !(r.status == Status::Start && refused_ids.contains(r.session_id.as_str())));
+                a.batch
+                    .ops
+                    .retain(|op| !matches!(op, Op::PutMembership(m) if refused_ids.contains(&m.acct_session_id)));
+                a.stats.joins_refused_unaccountable += refused_ids.len() as u64;
+                a.unrecorded.extend(refused_ids);
+                let grants = std::mem::take(&mut a.grants);
+                self.carry_out(grants.into_iter().filter(|g| matches!(g, Grant::Authorize { .. })));
+                let Some(m) = self.mcast.as_mut() else { return false };
+                for (port, mac, ch) in &refused {
+                    m.tracker.revoke(now, *port, *mac, *ch);
+                }
+                !refused.is_empty()
+            }
+        }
+    }
+
+    fn carry_out(&mut self, grants: impl Iterator<Item = Grant>) {
+        for g in grants {
+            match g {
+                Grant::Authorize { port, mac } => {
+                    let name = &self.ports[port].name;
+                    if let Err(e) = self.dataplane.authorize(name, mac) {
+                        self.io.dataplane_errors += 1;
+                        error!(port = name, mac = %mac, "authorizing: {e}");
+                    }
+                }
+                Grant::Mdb { port, channel: (group, source) } => {
+                    let Some(m) = self.mcast.as_ref() else { continue };
+                    let name = &self.ports[port].name;
+                    if let Err(e) = self.dataplane.mdb_add(&m.bridge, name, group, source) {
+                        self.io.dataplane_errors += 1;
+                        error!(port = name, %group, "MDB add: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Carries the delivery's outputs out and sends what the window allows; true when
+    /// anything happened.
+    pub(super) fn acct_drain(&mut self, now: Instant) -> bool {
+        let Some(d) = self.acct.delivery.as_mut() else { return false };
+        let mut progressed = false;
+        while let Some(o) = d.client.poll_output() {
+            progressed = true;
+            match o {
+                rc::Output::Transmit { server, bytes } => {
+                    if let Err(e) = d.sockets[server].try_send(&bytes) {
+                        self.io.radius_tx_errors += 1;
+                        warn!(server = %d.client.server_addrs()[server], "accounting send: {e}");
+                    }
+                }
+                rc::Output::Reply { token, .. } => {
+                    d.sender.delivered(token);
+                    self.acct.batch.delivered.push(token);
+                }
+                rc::Output::Failed { token } => d.sender.failed(now, token),
+            }
+        }
+        while let Some(seq) = d.sender.next(now) {
+            progressed = true;
+            match self.store.record(seq) {
+                Ok(Some(r)) => {
+                    let req = r.to_request(&self.acct.nas_identifier, self.acct.vendor_id, unix_now());
+                    d.client.send(now, seq, req);
+                }
+                Ok(None) => {
+                    // purged before it was delivered: `acct purge` keeps undelivered records, so never
+                    warn!(seq, "journal record gone before delivery");
+                    d.sender.delivered(seq);
+                    self.acct.batch.delivered.push(seq);
+                }
+                Err(e) => {
+                    self.acct.stats.journal_read_errors += 1;
+                    error!(seq, "journal record unreadable, not sent: {e}");
+                    d.sender.delivered(seq);
+                    self.acct.batch.delivered.push(seq);
+                }
+            }
+        }
+        progressed
+    }
+
+    pub(super) fn acct_datagram(&mut self, now: Instant, server: usize, bytes: &[u8]) {
+        let Some(d) = self.acct.delivery.as_mut() else { return };
+        if let Err(e) = d.client.handle_datagram(now, server, bytes) {
+            self.acct.stats.replies_dropped += 1;
+            warn!(server = %d.client.server_addrs()[server], "Accounting-Response dropped: {e}");
+        }
+    }
+}
