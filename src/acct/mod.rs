@@ -5,7 +5,7 @@
 //! it until it is delivered (and exported, where a billing system reads files), and the
 //! sender turns it into an Accounting-Request with the Acct-Delay-Time of the moment.
 
-mod sender;
+pub mod sender;
 
 pub use sender::Sender;
 
@@ -177,6 +177,11 @@ impl Record {
             terminate_cause: None,
             class: vec![],
         }
+    }
+
+    /// What its delivery waits for (see [`sender`]).
+    pub fn order_key(&self) -> sender::Key {
+        (self.kind != Kind::Nas).then(|| self.session_id.clone())
     }
 
     /// The Accounting-Request that carries this record, sent at unix time `now`.

@@ -1,10 +1,19 @@
 //! Delivery of the journal to the accounting servers, sans-IO: which records go out
 //! next (oldest first, a bounded window at a time), and the pause after every server
 //! failed. Retransmission and failover of each request are the RADIUS client's.
+//!
+//! Records of one accounting session go out one at a time, in order: a server that
+//! runs a session's Start and Stop concurrently can lose the Stop (FreeRADIUS's SQL
+//! queries do: the Stop's UPDATE finds no row yet, its INSERT then meets the Start's
+//! row and does nothing — seen in the SIGKILL test). Accounting-On/Off go alone.
 
 use serde::Serialize;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
+
+/// What a record must wait for: earlier records of the same session (`Some(id)`), or
+/// every earlier record (`None`: Accounting-On/Off, which close sessions in bulk).
+pub type Key = Option<String>;
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Stats {
@@ -16,10 +25,13 @@ pub struct Stats {
     pub pauses: u64,
 }
 
+/// How far past blocked records `next` looks for one that may go.
+const SCAN: usize = 4096;
+
 pub struct Sender {
     /// Journaled, undelivered, not in flight.
-    queue: BTreeSet<u64>,
-    in_flight: HashSet<u64>,
+    queue: BTreeMap<u64, Key>,
+    in_flight: HashMap<u64, Key>,
     window: usize,
     retry: Duration,
     max_retry: Duration,
@@ -33,8 +45,8 @@ impl Sender {
     /// `retry`, doubling up to `max_retry` while failures go on.
     pub fn new(window: usize, retry: Duration, max_retry: Duration) -> Self {
         Sender {
-            queue: BTreeSet::new(),
-            in_flight: HashSet::new(),
+            queue: BTreeMap::new(),
+            in_flight: HashMap::new(),
             window: window.max(1),
             retry,
             max_retry,
@@ -45,28 +57,49 @@ impl Sender {
     }
 
     /// A record to deliver (journaled now, or found undelivered at start).
-    pub fn enqueue(&mut self, seq: u64) {
-        if !self.in_flight.contains(&seq) {
-            self.queue.insert(seq);
+    pub fn enqueue(&mut self, seq: u64, key: Key) {
+        if !self.in_flight.contains_key(&seq) {
+            self.queue.insert(seq, key);
         }
     }
 
-    /// The next record to send now, if the window and the pause allow; the caller sends
-    /// it with the sequence number as token.
+    /// The next record to send now, if the window, the pause and the order allow; the
+    /// caller sends it with the sequence number as token.
     pub fn next(&mut self, now: Instant) -> Option<u64> {
         if self.paused_until.is_some_and(|t| t > now) || self.in_flight.len() >= self.window {
             return None;
         }
         self.paused_until = None;
-        let seq = self.queue.pop_first()?;
-        self.in_flight.insert(seq);
+        if self.in_flight.values().any(Option::is_none) {
+            return None;
+        }
+        let mut seq = None;
+        for (s, key) in self.queue.iter().take(SCAN) {
+            match key {
+                None => {
+                    if self.in_flight.is_empty() {
+                        seq = Some(*s);
+                    }
+                    // nothing after it goes before it
+                    break;
+                }
+                Some(k) if !self.in_flight.values().any(|f| f.as_ref() == Some(k)) => {
+                    seq = Some(*s);
+                    break;
+                }
+                Some(_) => {}
+            }
+        }
+        let seq = seq?;
+        let key = self.queue.remove(&seq)?;
+        self.in_flight.insert(seq, key);
         self.stats.sent += 1;
         Some(seq)
     }
 
     /// Acknowledged by a server (or not deliverable at all: gone from the journal).
     pub fn delivered(&mut self, seq: u64) {
-        if self.in_flight.remove(&seq) {
+        if self.in_flight.remove(&seq).is_some() {
             self.stats.delivered += 1;
             self.backoff = self.retry;
         }
@@ -74,11 +107,9 @@ impl Sender {
 
     /// No server answered: the record waits, and so does everything else.
     pub fn failed(&mut self, now: Instant, seq: u64) {
-        if !self.in_flight.remove(&seq) {
-            return;
-        }
+        let Some(key) = self.in_flight.remove(&seq) else { return };
         self.stats.failed += 1;
-        self.queue.insert(seq);
+        self.queue.insert(seq, key);
         if self.paused_until.is_none_or(|t| t <= now) {
             self.stats.pauses += 1;
             self.paused_until = Some(now + self.backoff);
@@ -101,13 +132,17 @@ impl Sender {
 mod tests {
     use super::*;
 
+    fn k(s: &str) -> Key {
+        Some(s.into())
+    }
+
     #[test]
     fn window_then_oldest_first_after_failure_with_growing_pause() {
         let t0 = Instant::now();
         let s1 = Duration::from_secs(1);
         let mut s = Sender::new(2, s1, Duration::from_secs(3));
         for seq in [5, 3, 4] {
-            s.enqueue(seq);
+            s.enqueue(seq, k(&format!("S{seq}")));
         }
         assert_eq!((s.next(t0), s.next(t0), s.next(t0)), (Some(3), Some(4), None));
         s.delivered(3);
@@ -132,5 +167,25 @@ mod tests {
         s.delivered(5);
         assert_eq!(s.backlog(), 0);
         assert_eq!(s.stats.delivered, 3);
+    }
+
+    #[test]
+    fn one_record_of_a_session_at_a_time_and_accounting_on_alone() {
+        let t0 = Instant::now();
+        let mut s = Sender::new(8, Duration::from_secs(1), Duration::from_secs(1));
+        s.enqueue(1, k("A")); // A's Start
+        s.enqueue(2, k("B"));
+        s.enqueue(3, k("A")); // A's Stop waits for its Start
+        s.enqueue(4, None); // Accounting-On waits for everything before it
+        s.enqueue(5, k("C")); // ... and everything after it waits for it
+        assert_eq!((s.next(t0), s.next(t0), s.next(t0)), (Some(1), Some(2), None));
+        s.delivered(1);
+        assert_eq!((s.next(t0), s.next(t0)), (Some(3), None));
+        s.delivered(2);
+        assert_eq!(s.next(t0), None);
+        s.delivered(3);
+        assert_eq!((s.next(t0), s.next(t0)), (Some(4), None));
+        s.delivered(4);
+        assert_eq!(s.next(t0), Some(5));
     }
 }

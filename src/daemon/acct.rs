@@ -321,7 +321,9 @@ impl Daemon {
                     info!("journal writable again; joins admitted");
                 }
                 if let Some(d) = a.delivery.as_mut() {
-                    seqs.iter().for_each(|s| d.sender.enqueue(*s));
+                    for (seq, r) in seqs.iter().zip(&a.batch.records) {
+                        d.sender.enqueue(*seq, r.order_key());
+                    }
                 }
                 a.batch = Batch::default();
                 a.admissions.clear();

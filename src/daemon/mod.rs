@@ -176,11 +176,16 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             sockets.push(sock);
         }
         let a = &cfg.accounting;
-        Some(acct::Delivery {
-            client: Client::new(loaded.radius_config(), acct_servers),
-            sockets,
-            sender: crate::acct::Sender::new(a.window, a.retry, a.max_retry),
-        })
+        let mut sender = crate::acct::Sender::new(a.window, a.retry, a.max_retry);
+        // what an earlier run journaled and could not deliver goes first
+        let undelivered = store.undelivered().context("reading the undelivered journal")?;
+        if !undelivered.is_empty() {
+            info!(records = undelivered.len(), "accounting records from before the start to deliver");
+        }
+        for (seq, key) in undelivered {
+            sender.enqueue(seq, key);
+        }
+        Some(acct::Delivery { client: Client::new(loaded.radius_config(), acct_servers), sockets, sender })
     };
     let vendor_id = cfg.multicast.as_ref().map_or(32473, |m| m.vendor_id);
     let nas_ports = (0..cfg.ports.len()).map(|i| loaded.nas_port(i)).collect();

@@ -16,8 +16,9 @@ const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions.v1
 const MEMBERSHIPS: TableDefinition<&str, &[u8]> = TableDefinition::new("memberships.v1");
 /// The accounting journal: sequence number → JSON-encoded [`Record`].
 const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal.v1");
-/// Sequence numbers of journal records the accounting servers have not acknowledged.
-const UNDELIVERED: TableDefinition<u64, ()> = TableDefinition::new("undelivered.v1");
+/// Journal records the accounting servers have not acknowledged → their order key
+/// (the Acct-Session-Id; empty for Accounting-On/Off).
+const UNDELIVERED: TableDefinition<u64, &str> = TableDefinition::new("undelivered.v1");
 /// Small values: next sequence number, last time known alive, export mark, boot id.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta.v1");
 
@@ -152,7 +153,7 @@ impl Store {
                     let v = serde_json::to_vec(&Record { seq, ..r.clone() }).map_err(dberr)?;
                     journal.insert(seq, v.as_slice()).map_err(dberr)?;
                     if batch.deliver {
-                        undelivered.insert(seq, ()).map_err(dberr)?;
+                        undelivered.insert(seq, r.order_key().as_deref().unwrap_or("")).map_err(dberr)?;
                     }
                     seqs.push(seq);
                     seq += 1;
@@ -228,13 +229,14 @@ impl Store {
         Ok(self.records(seq, 1)?.into_iter().next().transpose()?.filter(|r| r.seq == seq))
     }
 
-    /// Sequence numbers of the records not yet acknowledged by a server, oldest first.
-    pub fn undelivered(&self) -> Result<Vec<u64>, Error> {
+    /// The records not yet acknowledged by a server, oldest first, with their order keys.
+    pub fn undelivered(&self) -> Result<Vec<(u64, crate::acct::sender::Key)>, Error> {
         let tx = self.db.begin_read().map_err(dberr)?;
         let t = tx.open_table(UNDELIVERED).map_err(dberr)?;
         let mut out = Vec::new();
         for item in t.iter().map_err(dberr)? {
-            out.push(item.map_err(dberr)?.0.value());
+            let (seq, key) = item.map_err(dberr)?;
+            out.push((seq.value(), Some(key.value().to_string()).filter(|k| !k.is_empty())));
         }
         Ok(out)
     }
@@ -341,7 +343,7 @@ mod tests {
             };
             assert_eq!(s.commit(&b).unwrap(), vec![1, 2, 3]);
             s.commit(&Batch { delivered: vec![1, 2], ..Default::default() }).unwrap();
-            assert_eq!(s.undelivered().unwrap(), vec![3]);
+            assert_eq!(s.undelivered().unwrap(), vec![(3, Some("S3".to_string()))]);
             // what was not delivered stays
             assert_eq!(s.purge(u64::MAX).unwrap(), 3 - 1);
             assert_eq!(s.record(1).unwrap(), None);

@@ -85,6 +85,52 @@ impl Testbed {
         run(Command::new(TB).args(["radius", &self.prefix, &port.to_string()]));
     }
 
+    /// PostgreSQL with FreeRADIUS's schema, then FreeRADIUS accounting into it.
+    pub fn radius_sql(&self, port: u16) {
+        run(Command::new(TB).args(["postgres", &self.prefix]));
+        run(Command::new(TB).args(["radius", &self.prefix, &port.to_string(), "sql"]));
+    }
+
+    /// FreeRADIUS again, into the PostgreSQL that is already running.
+    pub fn radius_sql_restart(&self, port: u16) {
+        run(Command::new(TB).args(["radius", &self.prefix, &port.to_string(), "sql"]));
+    }
+
+    pub fn stop_radius(&self, port: u16) {
+        let pidfile = self.dir.join(format!("radius-{port}/freeradius.pid"));
+        if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+            let pid = pid.trim().to_string();
+            wait_until(Duration::from_secs(5), || !std::path::Path::new(&format!("/proc/{pid}")).exists());
+        }
+    }
+
+    /// A query against the testbed's PostgreSQL: rows, columns split on `|`.
+    pub fn psql(&self, sql: &str) -> Vec<Vec<String>> {
+        run(Command::new(TB).args(["psql", &self.prefix, sql]))
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split('|').map(str::to_string).collect())
+            .collect()
+    }
+
+    /// `mcgate ARGS -c <this testbed's config>`: (stdout, stderr).
+    pub fn mcgate(&self, args: &[&str]) -> (String, String) {
+        let out = Command::new(MCGATE).args(args).arg("-c").arg(self.dir.join("mcgate.toml")).output().unwrap();
+        let (o, e) =
+            (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(out.status.success(), "mcgate {args:?}: {o}{e}");
+        (o, e)
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill_mcgate(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Writes mcgate's config: `ports` as (name, mode); `servers` as "127.0.0.1:PORT";
     /// `extra_auth` and `extra_radius` are raw TOML lines for those sections.
     pub fn config(&self, ports: &[(&str, &str)], servers: &[&str], extra_auth: &str, extra_radius: &str) -> PathBuf {

@@ -1,0 +1,262 @@
+//! Accounting against real peers: kernel joins from a host namespace, a real stream,
+//! wpa_supplicant, and FreeRADIUS writing accounting into PostgreSQL (the radacct schema
+//! FreeRADIUS ships). What billing reads is checked in the database and in the export.
+
+mod common;
+
+use common::{result, wait_until, Testbed};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+const POLICY: &str = r#"
+[defaults]
+unknown = "deny"
+max_groups = 4
+
+[[package]]
+name = "basic"
+groups = ["239.1.1.0/24"]
+"#;
+
+/// Short RADIUS timers so that an outage is noticed, and retried, within seconds.
+const RADIUS: &str = "timeout = \"300ms\"\nretries = 1\ndead_time = \"1s\"";
+
+fn testbed(tag: &str, hosts: usize) -> Testbed {
+    let mut tb = Testbed::new(tag, hosts);
+    tb.radius_sql(1812);
+    let ports: Vec<(String, &str)> = (1..=hosts).map(|i| (format!("p{i}"), "dot1x")).collect();
+    let ports: Vec<(&str, &str)> = ports.iter().map(|(p, m)| (p.as_str(), *m)).collect();
+    let cfg = tb.config(&ports, &["127.0.0.1:1812"], "tx_period = \"1s\"", RADIUS);
+    // one host per port: a leave ends the membership at once
+    let t =
+        std::fs::read_to_string(&cfg).unwrap().replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nsingle_host = true\n");
+    let t = t + "\n[accounting]\ninterim_interval = \"0s\"\nretry = \"500ms\"\nmax_retry = \"2s\"\n\
+                 [[accounting.server]]\naddress = \"127.0.0.1:1813\"\nsecret_file = \"secret\"\n";
+    std::fs::write(&cfg, t).unwrap();
+    tb.multicast(POLICY, "");
+    tb.start_mcgate();
+    tb
+}
+
+fn login(tb: &Testbed, host: usize, user: &str) -> String {
+    tb.supplicant(host, user, &format!("{user}pass"), "md5");
+    let port = format!("p{host}");
+    assert!(wait_until(Duration::from_secs(15), || tb.session_of(&port).is_some()), "{user}:\n{}", tb.log());
+    tb.session_of(&port).unwrap()["session_id"].as_str().unwrap().to_string()
+}
+
+fn logoff(tb: &Testbed, host: usize) {
+    tb.wpa_cli(host, &["logoff"]);
+    let port = format!("p{host}");
+    assert!(wait_until(Duration::from_secs(5), || tb.session_of(&port).is_none()), "{}", tb.log());
+}
+
+fn backlog(tb: &Testbed) -> Option<u64> {
+    tb.status()?["accounting"]["backlog"].as_u64()
+}
+
+/// Every journaled record acknowledged by FreeRADIUS.
+fn delivered(tb: &Testbed, within: Duration) {
+    assert!(wait_until(within, || backlog(tb) == Some(0)), "backlog {:?}:\n{}", tb.status(), tb.log());
+}
+
+fn zap(tb: &Testbed, host: usize, group: &str, count: u32) -> Value {
+    let z = tb.mcast_py(&format!("h{host}"), &["zap", group, "--count", &count.to_string(), "--gap-ms", "300"]);
+    result(z)
+}
+
+fn export(tb: &Testbed, args: &[&str]) -> (Vec<Value>, u64) {
+    let mut a = vec!["acct", "export"];
+    a.extend_from_slice(args);
+    let (out, err) = tb.mcgate(&a);
+    let records = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let cursor = err.trim().strip_prefix("cursor ").unwrap_or_else(|| panic!("no cursor: {err}")).parse().unwrap();
+    (records, cursor)
+}
+
+/// radacct rows: acctsessionid → (stop time set, terminate cause, acctsessiontime).
+fn radacct(tb: &Testbed) -> HashMap<String, Vec<(bool, String, String)>> {
+    let mut rows: HashMap<String, Vec<(bool, String, String)>> = HashMap::new();
+    for r in tb.psql("SELECT acctsessionid, acctstoptime IS NOT NULL, acctterminatecause, acctsessiontime FROM radacct")
+    {
+        rows.entry(r[0].clone()).or_default().push((r[1] == "t", r[2].clone(), r[3].clone()));
+    }
+    rows
+}
+
+/// Membership Acct-Session-Ids of the journal, with how many Starts and Stops each has.
+fn membership_records(records: &[Value]) -> HashMap<String, (u32, u32)> {
+    let mut m: HashMap<String, (u32, u32)> = HashMap::new();
+    for r in records.iter().filter(|r| r["kind"] == "membership") {
+        let e = m.entry(r["session_id"].as_str().unwrap().to_string()).or_default();
+        match r["status"].as_str().unwrap() {
+            "start" => e.0 += 1,
+            "stop" => e.1 += 1,
+            _ => {}
+        }
+    }
+    m
+}
+
+#[test]
+fn zaps_become_exact_start_stop_pairs_in_radacct_and_the_export_round_trips() {
+    let mut tb = testbed("ac", 1);
+    let session = login(&tb, 1, "alice");
+    let mut stream = tb.stream("239.1.1.1", 30);
+    let z = zap(&tb, 1, "239.1.1.1", 5);
+    let got = z["first_ms"].as_array().unwrap().iter().filter(|x| !x.is_null()).count();
+    assert_eq!(got, 5, "every join got the stream: {z}\n{}", tb.log());
+    logoff(&tb, 1);
+    delivered(&tb, Duration::from_secs(10));
+
+    let (records, cursor) = export(&tb, &["--format", "jsonl"]);
+    let ms = membership_records(&records);
+    assert_eq!(ms.len(), 5, "{records:?}");
+    assert!(ms.values().all(|c| *c == (1, 1)), "{ms:?}");
+    let starts: Vec<&Value> = records.iter().filter(|r| r["status"] == "start").collect();
+    for s in starts.iter().filter(|r| r["kind"] == "membership") {
+        assert_eq!(s["multi_session_id"], session.as_str());
+        assert_eq!(s["user_name"], "alice");
+        assert_eq!(s["group"], "239.1.1.1");
+        assert_eq!(s["package"], "basic");
+    }
+    assert!(records.iter().any(|r| r["kind"] == "nas" && r["status"] == "accounting-on"));
+    let stop = records.iter().find(|r| r["kind"] == "session" && r["status"] == "stop").expect("session stop");
+    assert_eq!(stop["session_id"], session.as_str());
+    assert_eq!(stop["terminate_cause"], "user-request");
+
+    // radacct: one row per membership and one for the session, each closed
+    let rows = radacct(&tb);
+    for id in ms.keys().chain(std::iter::once(&session)) {
+        let r = rows.get(id).unwrap_or_else(|| panic!("{id} not in radacct: {rows:?}"));
+        assert_eq!(r.len(), 1, "{id}: {r:?}");
+        assert!(r[0].0, "{id} has no stop time: {r:?}");
+        assert_eq!(r[0].1, "User-Request", "{id}");
+    }
+    assert_eq!(rows.len(), ms.len() + 1, "{rows:?}");
+    let user = tb.psql("SELECT DISTINCT username, callingstationid, nasportid FROM radacct");
+    assert_eq!(user, vec![vec!["alice".to_string(), "02-00-00-00-00-11".into(), "p1".into()]]);
+
+    // export: nothing new after the cursor; CSV has the same records
+    assert_eq!(export(&tb, &["--since", &cursor.to_string()]).0.len(), 0);
+    let (csv, _) = tb.mcgate(&["acct", "export", "--format", "csv"]);
+    assert_eq!(csv.lines().count(), records.len() + 1, "{csv}");
+    assert!(csv.starts_with("seq,kind,status,time,session_id,"), "{csv}");
+    // purge forgets what was delivered and exported; the server keeps its rows
+    let (out, _) = tb.mcgate(&["acct", "purge"]);
+    assert_eq!(out.trim(), format!("{} records purged", records.len()));
+    assert_eq!(export(&tb, &[]).0.len(), 0);
+    assert_eq!(radacct(&tb).len(), ms.len() + 1);
+
+    // new records come after the cursor; with the daemon stopped the export reads the database
+    tb.wpa_cli(1, &["logon"]);
+    assert!(wait_until(Duration::from_secs(10), || tb.session_of("p1").is_some()), "{}", tb.log());
+    zap(&tb, 1, "239.1.1.1", 1);
+    delivered(&tb, Duration::from_secs(10));
+    tb.stop_mcgate();
+    let (new, next) = export(&tb, &["--since", &cursor.to_string()]);
+    let statuses: Vec<&str> = new.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["start", "start", "stop"], "{new:?}");
+    assert!(new.iter().all(|r| r["seq"].as_u64().unwrap() >= cursor));
+    assert!(next > cursor);
+    let _ = stream.kill();
+}
+
+#[test]
+fn an_accounting_outage_loses_nothing_and_duplicates_nothing() {
+    let tb = testbed("ao", 1);
+    login(&tb, 1, "alice");
+    let mut stream = tb.stream("239.1.1.1", 40);
+    zap(&tb, 1, "239.1.1.1", 2);
+    delivered(&tb, Duration::from_secs(10));
+    // FreeRADIUS down: joins go on (the journal has them), delivery waits
+    tb.stop_radius(1812);
+    let z = zap(&tb, 1, "239.1.1.1", 4);
+    assert!(z["first_ms"].as_array().unwrap().iter().all(|x| !x.is_null()), "{z}");
+    assert!(wait_until(Duration::from_secs(5), || backlog(&tb) >= Some(8)), "{:?}", tb.status());
+    std::thread::sleep(Duration::from_secs(3));
+    let s = tb.status().unwrap();
+    assert!(s["accounting"]["delivery"]["sender"]["failed"].as_u64().unwrap() > 0, "{s}");
+    // back: everything arrives, none twice
+    tb.radius_sql_restart(1812);
+    delivered(&tb, Duration::from_secs(15));
+    let (records, _) = export(&tb, &[]);
+    let ms = membership_records(&records);
+    assert_eq!(ms.len(), 6);
+    let rows = radacct(&tb);
+    for id in ms.keys() {
+        let r = rows.get(id).unwrap_or_else(|| panic!("{id} lost: {rows:?}"));
+        assert_eq!(r.len(), 1, "{id}: {r:?}");
+        assert!(r[0].0, "{id}: {r:?}");
+    }
+    let dups = tb.psql("SELECT acctsessionid FROM radacct GROUP BY acctsessionid HAVING count(*) > 1");
+    assert!(dups.is_empty(), "{dups:?}");
+    // what was sent late says how late (FreeRADIUS's detail file keeps every request)
+    let detail = std::fs::read_dir(tb.dir.join("radius-1812/radacct/127.0.0.1"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
+    assert!(detail.contains("Acct-Delay-Time = "), "no delayed request:\n{detail}");
+    let _ = stream.kill();
+}
+
+#[test]
+fn sigkill_at_random_moments_of_zapping_loses_no_record() {
+    let mut tb = testbed("ak", 2);
+    login(&tb, 1, "alice");
+    login(&tb, 2, "bob");
+    let mut streams = [tb.stream("239.1.1.1", 60), tb.stream("239.1.1.2", 60)];
+    let mut zappers = [
+        tb.mcast_py("h1", &["zap", "239.1.1.1", "--count", "400", "--gap-ms", "40"]),
+        tb.mcast_py("h2", &["zap", "239.1.1.2", "--count", "400", "--gap-ms", "40"]),
+    ];
+    // half the kills with the accounting server down: records then wait across restarts
+    let kills = 10;
+    tb.stop_radius(1812);
+    for i in 0..kills {
+        if i == kills / 2 {
+            tb.radius_sql_restart(1812);
+        }
+        std::thread::sleep(Duration::from_millis(300 + rand::random::<u64>() % 1200));
+        tb.kill_mcgate();
+        tb.start_mcgate();
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for z in &mut zappers {
+        let _ = z.kill();
+        let _ = z.wait();
+    }
+    // the sessions end: every membership still open ends with them
+    logoff(&tb, 1);
+    logoff(&tb, 2);
+    delivered(&tb, Duration::from_secs(20));
+    let (records, _) = export(&tb, &[]);
+    let ms = membership_records(&records);
+    assert!(ms.len() >= 20, "too few memberships to say anything: {}", ms.len());
+    let broken: Vec<_> = ms.iter().filter(|(_, c)| **c != (1, 1)).collect();
+    assert!(broken.is_empty(), "memberships without exactly one Start and one Stop: {broken:?}");
+    let rows = radacct(&tb);
+    let mut lost = vec![];
+    for id in ms.keys() {
+        match rows.get(id).map(|r| r.as_slice()) {
+            Some([(true, _, _)]) => {}
+            other => lost.push((id.clone(), other.map(|r| r.to_vec()))),
+        }
+    }
+    let journal_of = |id: &str| records.iter().filter(|r| r["session_id"] == id).cloned().collect::<Vec<_>>();
+    let lost: Vec<_> = lost.into_iter().map(|(id, rows)| (journal_of(&id), rows)).collect();
+    assert!(lost.is_empty(), "{} of {} memberships not closed once in radacct: {lost:?}", lost.len(), ms.len());
+    let log = tb.log();
+    assert_eq!(log.matches("mcgate running").count(), kills + 1);
+    assert!(log.matches("accounting records from before the start to deliver").count() >= kills / 2);
+    let continued: HashSet<&str> = records
+        .iter()
+        .filter(|r| r["kind"] == "membership" && r["status"] == "interim-update")
+        .map(|r| r["session_id"].as_str().unwrap())
+        .collect();
+    eprintln!("{} memberships, {} continued across a kill", ms.len(), continued.len());
+    for s in &mut streams {
+        let _ = s.kill();
+    }
+}
