@@ -161,6 +161,7 @@ fn zaps_become_exact_start_stop_pairs_in_radacct_and_the_export_round_trips() {
     assert!(new.iter().all(|r| r["seq"].as_u64().unwrap() >= cursor));
     assert!(next > cursor);
     let _ = stream.kill();
+    let _ = stream.wait();
 }
 
 #[test]
@@ -199,6 +200,7 @@ fn an_accounting_outage_loses_nothing_and_duplicates_nothing() {
         .collect::<String>();
     assert!(detail.contains("Acct-Delay-Time = "), "no delayed request:\n{detail}");
     let _ = stream.kill();
+    let _ = stream.wait();
 }
 
 #[test]
@@ -258,5 +260,50 @@ fn sigkill_at_random_moments_of_zapping_loses_no_record() {
     eprintln!("{} memberships, {} continued across a kill", ms.len(), continued.len());
     for s in &mut streams {
         let _ = s.kill();
+        let _ = s.wait();
     }
+}
+
+#[test]
+fn kernel_state_lost_ends_what_was_open_at_the_time_last_known_alive() {
+    let mut tb = testbed("ar", 1);
+    let session = login(&tb, 1, "alice");
+    tb.in_host(1, &["ip", "addr", "add", "239.1.1.1/32", "dev", "eth0", "autojoin"]);
+    assert!(wait_until(Duration::from_secs(5), || !tb.memberships().is_empty()), "{}", tb.log());
+    delivered(&tb, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    let before_kill = unix_now();
+    tb.kill_mcgate();
+    // what a reboot does to the port: out of the bridge and back, locks and entries gone
+    let sw = tb.ns("sw");
+    common::run(std::process::Command::new("ip").args(["netns", "exec", &sw, "ip", "link", "set", "p1", "nomaster"]));
+    common::run(
+        std::process::Command::new("ip").args(["netns", "exec", &sw, "ip", "link", "set", "p1", "master", "br0"]),
+    );
+    tb.start_mcgate();
+    assert!(tb.log().contains("ports were not locked"), "{}", tb.log());
+    delivered(&tb, Duration::from_secs(10));
+
+    let (records, _) = export(&tb, &[]);
+    let stops: Vec<&Value> = records.iter().filter(|r| r["status"] == "stop").collect();
+    assert_eq!(stops.len(), 2, "the membership and the session: {records:?}");
+    let start = records.iter().find(|r| r["kind"] == "membership" && r["status"] == "start").unwrap();
+    for s in &stops {
+        assert_eq!(s["terminate_cause"], "nas-reboot", "{s}");
+        let t = s["time"].as_u64().unwrap();
+        assert!(t >= start["time"].as_u64().unwrap() && t <= before_kill, "stop at {t}, killed at {before_kill}: {s}");
+    }
+    let on: Vec<u64> =
+        records.iter().filter(|r| r["status"] == "accounting-on").map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(on.len(), 2, "first start and the start after the loss: {records:?}");
+    assert!(stops.iter().all(|s| s["seq"].as_u64().unwrap() < on[1]), "Stops go before the Accounting-On");
+    let rows = radacct(&tb);
+    let membership = start["session_id"].as_str().unwrap().to_string();
+    for id in [&session, &membership] {
+        assert_eq!(rows[id], vec![(true, "NAS-Reboot".to_string(), rows[id][0].2.clone())], "{id}: {rows:?}");
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }

@@ -128,6 +128,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
 
     let mut dataplane: Box<dyn Dataplane + Send> =
         if cfg.switch.audit { Box::new(dataplane::Audit) } else { Box::new(dataplane::linux::LinuxBridge::new()?) };
+    // an unlocked port: what an earlier run left in the kernel is gone (reboot, rebuilt bridge)
+    let unlocked: Vec<String> =
+        ports.iter().filter(|p| !dataplane.is_locked(&p.name).unwrap_or(false)).map(|p| p.name.clone()).collect();
+    let kernel_state_gone = !unlocked.is_empty();
     for (p, c) in ports.iter().zip(&cfg.ports) {
         dataplane.setup_port(&p.name, c.mode).with_context(|| format!("locking port {}", p.name))?;
     }
@@ -205,7 +209,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         io: IoStats::default(),
         started: Instant::now(),
     };
-    let cold = d.cold_start();
+    let cold = d.cold_start(kernel_state_gone);
+    if cold && kernel_state_gone {
+        info!(ports = ?unlocked, "ports were not locked: nothing of an earlier run continues");
+    }
     d.restore(Instant::now(), cold);
     d.mcast_restore(Instant::now(), cold);
     if cold {
@@ -279,14 +286,14 @@ fn boot_id() -> String {
 
 impl Daemon {
     /// True when nothing of a previous run continues: first start, a start after a
-    /// reboot (the kernel state went with it) or after a teardown.
-    fn cold_start(&mut self) -> bool {
+    /// reboot or a teardown, or with the kernel state gone otherwise (ports not locked).
+    fn cold_start(&mut self, kernel_state_gone: bool) -> bool {
         let now = boot_id();
         let stored = self.store.boot_id().unwrap_or_else(|e| {
             error!("reading the boot id: {e}");
             None
         });
-        if stored.as_deref() == Some(now.as_str()) {
+        if stored.as_deref() == Some(now.as_str()) && !kernel_state_gone {
             return false;
         }
         if let Err(e) = self.store.set_boot_id(&now) {

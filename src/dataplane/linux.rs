@@ -84,6 +84,11 @@ impl Dataplane for LinuxBridge {
         self.nl.fdb_del(idx, mac).map_err(Self::at(port))
     }
 
+    fn is_locked(&mut self, port: &str) -> Result<bool, Error> {
+        let idx = Self::index(port)?;
+        Ok(self.nl.locked_ports().map_err(Self::at(port))?.into_iter().any(|(i, locked)| i == idx && locked))
+    }
+
     fn authorized(&mut self, port: &str) -> Result<Vec<MacAddr>, Error> {
         let idx = Self::index(port)?;
         Ok(self

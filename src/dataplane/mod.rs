@@ -32,6 +32,9 @@ pub trait Dataplane {
     fn deauthorize(&mut self, port: &str, mac: MacAddr) -> Result<(), Error>;
     /// Authorized MACs the kernel holds for `port` (static FDB entries).
     fn authorized(&mut self, port: &str) -> Result<Vec<MacAddr>, Error>;
+    /// Whether the port is locked as mcgate leaves it: false after a reboot or a
+    /// rebuilt bridge (the kernel state of an earlier run is gone).
+    fn is_locked(&mut self, port: &str) -> Result<bool, Error>;
     /// Undoes `setup_port` and removes the port's static entries.
     fn teardown_port(&mut self, port: &str) -> Result<(), Error>;
 
@@ -70,6 +73,9 @@ impl Dataplane for Audit {
     }
     fn deauthorize(&mut self, _: &str, _: MacAddr) -> Result<(), Error> {
         Ok(())
+    }
+    fn is_locked(&mut self, _: &str) -> Result<bool, Error> {
+        Ok(true)
     }
     fn authorized(&mut self, _: &str) -> Result<Vec<MacAddr>, Error> {
         Ok(vec![])

@@ -261,6 +261,11 @@ impl Netlink {
         self.collect(RTM_GETLINK, &ifinfomsg(AF_UNSPEC, 0), RTM_NEWLINK, parse_link)
     }
 
+    /// Bridge ports and whether each is locked (IFLA_BRPORT_LOCKED), by ifindex.
+    pub fn locked_ports(&mut self) -> Result<Vec<(u32, bool)>, Error> {
+        self.collect(RTM_GETLINK, &ifinfomsg(AF_BRIDGE, 0), RTM_NEWLINK, parse_port_locked)
+    }
+
     /// A dump whose `reply`-type messages are parsed one by one.
     fn collect<T>(&mut self, ty: u16, body: &[u8], reply: u16, parse: fn(&[u8]) -> Option<T>) -> Result<Vec<T>, Error> {
         let mut out = Vec::new();
@@ -537,6 +542,13 @@ fn parse_link(p: &[u8]) -> Option<Link> {
         }
     }
     Some(link)
+}
+
+fn parse_port_locked(p: &[u8]) -> Option<(u32, bool)> {
+    let index = u32_of(p.get(4..8)?)?;
+    let (_, protinfo) = attrs(p.get(16..)?).find(|(ty, _)| ty & !NLA_F_NESTED == IFLA_PROTINFO)?;
+    let locked = attrs(protinfo).find(|(ty, _)| *ty == brport::LOCKED).is_some_and(|(_, v)| v.first() == Some(&1));
+    Some((index, locked))
 }
 
 fn parse_neigh(p: &[u8]) -> Option<FdbEntry> {
