@@ -14,7 +14,6 @@ use serde::Serialize;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 use tracing::{error, info, warn};
 
 /// A kernel change that waits for the commit of the records that justify it.
@@ -44,7 +43,7 @@ pub(super) struct Stats {
 
 pub(super) struct Delivery {
     pub client: Client,
-    pub sockets: Vec<Arc<UdpSocket>>,
+    pub sockets: Vec<std::net::UdpSocket>,
     pub sender: Sender,
 }
 
@@ -72,6 +71,8 @@ pub(super) struct Accounting {
 
 /// How often the time known alive is recorded (what a Stop after a reboot says).
 const ALIVE_EVERY: Duration = Duration::from_secs(10);
+/// Delivery marks that make a commit of their own.
+const MARKS_PER_COMMIT: usize = 4096;
 /// After a failed commit, the next attempt.
 const COMMIT_RETRY: Duration = Duration::from_secs(1);
 
@@ -302,7 +303,10 @@ impl Daemon {
     /// (records to send, refused joins to carry out).
     pub(super) fn acct_commit(&mut self, now: Instant) -> bool {
         let a = &mut self.acct;
-        if a.batch.is_empty() && a.grants.is_empty() {
+        // Delivery marks alone wait for other writes (or the alive tick): a mark lost in
+        // a crash only sends its record again, and the server knows it by its ids.
+        let only_marks = a.batch.ops.is_empty() && a.batch.records.is_empty() && a.batch.alive.is_none();
+        if a.grants.is_empty() && only_marks && a.batch.delivered.len() < MARKS_PER_COMMIT {
             return false;
         }
         if a.retry_commit_at.is_some_and(|t| t > now) {
@@ -396,7 +400,7 @@ impl Daemon {
             progressed = true;
             match o {
                 rc::Output::Transmit { server, bytes } => {
-                    if let Err(e) = d.sockets[server].try_send(&bytes) {
+                    if let Err(e) = d.sockets[server].send(&bytes) {
                         self.io.radius_tx_errors += 1;
                         warn!(server = %d.client.server_addrs()[server], "accounting send: {e}");
                     }

@@ -76,7 +76,7 @@ struct Port {
 struct Daemon {
     auth: Authenticator,
     radius: Client,
-    radius_sockets: Vec<Arc<UdpSocket>>,
+    radius_sockets: Vec<std::net::UdpSocket>,
     dataplane: Box<dyn Dataplane + Send>,
     store: Store,
     ports: Vec<Port>,
@@ -163,22 +163,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         .zip(&loaded.secrets)
         .map(|(s, secret)| rc::Server { addr: s.get_ref().address, secret: secret.clone() })
         .collect();
-    let mut radius_sockets = Vec::new();
-    for (i, s) in servers.iter().enumerate() {
-        let sock = Arc::new(connected_udp(s.addr).await?);
-        spawn_radius_reader(false, i, sock.clone(), tx.clone());
-        radius_sockets.push(sock);
-    }
+    let radius_sockets = udp_sockets(false, &servers, &tx)?;
     let acct_servers = loaded.acct_servers();
     let delivery = if acct_servers.is_empty() {
         None
     } else {
-        let mut sockets = Vec::new();
-        for (i, s) in acct_servers.iter().enumerate() {
-            let sock = Arc::new(connected_udp(s.addr).await?);
-            spawn_radius_reader(true, i, sock.clone(), tx.clone());
-            sockets.push(sock);
-        }
+        let sockets = udp_sockets(true, &acct_servers, &tx)?;
         let a = &cfg.accounting;
         let mut sender = crate::acct::Sender::new(a.window, a.retry, a.max_retry);
         // what an earlier run journaled and could not deliver goes first
@@ -436,7 +426,7 @@ impl Daemon {
                 progressed = true;
                 match o {
                     rc::Output::Transmit { server, bytes } => {
-                        if let Err(e) = self.radius_sockets[server].try_send(&bytes) {
+                        if let Err(e) = self.radius_sockets[server].send(&bytes) {
                             self.io.radius_tx_errors += 1;
                             warn!(server = %self.radius.server_addrs()[server], "RADIUS send: {e}");
                         }
@@ -654,13 +644,27 @@ fn spawn_capture(port: PortId, socket: Arc<PortSocket>, tx: mpsc::Sender<Event>)
     });
 }
 
-/// A UDP socket connected to `addr`: datagrams from any other address or port never
-/// reach it.
-async fn connected_udp(addr: std::net::SocketAddr) -> anyhow::Result<UdpSocket> {
-    let bind: std::net::SocketAddr = if addr.is_ipv4() { "0.0.0.0:0".parse()? } else { "[::]:0".parse()? };
-    let sock = UdpSocket::bind(bind).await?;
-    sock.connect(addr).await?;
-    Ok(sock)
+/// A UDP socket per server, connected (datagrams from any other address or port never
+/// reach it), with a reader task; returns the sockets to send with. Sending goes
+/// straight to the (non-blocking) socket: tokio's `try_send` refuses with WouldBlock
+/// until the runtime has polled the socket once, which lost a whole window of
+/// Accounting-Requests sent at start.
+fn udp_sockets(
+    acct: bool,
+    servers: &[rc::Server],
+    tx: &mpsc::Sender<Event>,
+) -> anyhow::Result<Vec<std::net::UdpSocket>> {
+    let mut out = Vec::new();
+    for (i, s) in servers.iter().enumerate() {
+        let bind: std::net::SocketAddr = if s.addr.is_ipv4() { "0.0.0.0:0".parse()? } else { "[::]:0".parse()? };
+        let sock = std::net::UdpSocket::bind(bind)?;
+        sock.connect(s.addr)?;
+        sock.set_nonblocking(true)?;
+        let reader = UdpSocket::from_std(sock.try_clone()?)?;
+        spawn_radius_reader(acct, i, Arc::new(reader), tx.clone());
+        out.push(sock);
+    }
+    Ok(out)
 }
 
 fn spawn_radius_reader(acct: bool, server: usize, sock: Arc<UdpSocket>, tx: mpsc::Sender<Event>) {

@@ -86,12 +86,6 @@ pub struct Batch {
     pub alive: Option<u64>,
 }
 
-impl Batch {
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.records.is_empty() && self.delivered.is_empty() && self.alive.is_none()
-    }
-}
-
 pub struct Store {
     db: Database,
 }
