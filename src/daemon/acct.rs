@@ -369,6 +369,14 @@ impl Daemon {
         }
     }
 
+    /// Makes the delivery marks that wait for a commit durable now (purge needs them).
+    pub(super) fn acct_commit_marks(&mut self) -> Result<(), crate::store::Error> {
+        let delivered = std::mem::take(&mut self.acct.batch.delivered);
+        let batch = Batch { delivered, ..Default::default() };
+        self.store.commit(&batch).inspect_err(|_| self.acct.batch.delivered = batch.delivered)?;
+        Ok(())
+    }
+
     fn carry_out(&mut self, grants: impl Iterator<Item = Grant>) {
         for g in grants {
             match g {

@@ -573,7 +573,7 @@ impl Daemon {
                 Ok((records, next)) => Response::Records { records, next },
                 Err(e) => Response::Error { message: e.to_string() },
             },
-            Request::AcctPurge { before } => match purge(&self.store, before) {
+            Request::AcctPurge { before } => match self.acct_commit_marks().and_then(|_| purge(&self.store, before)) {
                 Ok(purged) => Response::Purged { purged },
                 Err(e) => Response::Error { message: e.to_string() },
             },
