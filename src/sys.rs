@@ -50,8 +50,13 @@ pub fn if_index(name: &str) -> io::Result<u32> {
 
 /// A NETLINK_ROUTE socket, bound to `groups` (0 for a request/response socket).
 pub fn netlink_route(groups: u32, nonblocking: bool) -> io::Result<OwnedFd> {
+    netlink(libc::NETLINK_ROUTE, groups, nonblocking)
+}
+
+/// A netlink socket of `protocol` (NETLINK_ROUTE, NETLINK_NETFILTER), bound to `groups`.
+pub fn netlink(protocol: libc::c_int, groups: u32, nonblocking: bool) -> io::Result<OwnedFd> {
     let ty = libc::SOCK_RAW | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
-    let fd = socket(libc::AF_NETLINK, ty, libc::NETLINK_ROUTE)?;
+    let fd = socket(libc::AF_NETLINK, ty, protocol)?;
     // SAFETY: sockaddr_nl is plain data; zeroed is a valid value.
     let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     addr.nl_family = libc::AF_NETLINK as u16;

@@ -121,6 +121,14 @@ fn zaps_become_exact_start_stop_pairs_in_radacct_and_the_export_round_trips() {
         assert_eq!(s["group"], "239.1.1.1");
         assert_eq!(s["package"], "basic");
     }
+    // what each view received, counted by the bridge: every packet of the stream is 140 octets
+    let mut octets_by_id = HashMap::new();
+    for stop in records.iter().filter(|r| r["kind"] == "membership" && r["status"] == "stop") {
+        let (p, o) = (stop["output_packets"].as_u64().unwrap(), stop["output_octets"].as_u64().unwrap());
+        assert!(p >= 1, "the host received the stream, the counter says nothing: {stop}");
+        assert_eq!(o, p * 140, "{stop}");
+        octets_by_id.insert(stop["session_id"].as_str().unwrap().to_string(), o.to_string());
+    }
     assert!(records.iter().any(|r| r["kind"] == "nas" && r["status"] == "accounting-on"));
     let stop = records.iter().find(|r| r["kind"] == "session" && r["status"] == "stop").expect("session stop");
     assert_eq!(stop["session_id"], session.as_str());
@@ -135,6 +143,11 @@ fn zaps_become_exact_start_stop_pairs_in_radacct_and_the_export_round_trips() {
         assert_eq!(r[0].1, "User-Request", "{id}");
     }
     assert_eq!(rows.len(), ms.len() + 1, "{rows:?}");
+    for r in tb.psql("SELECT acctsessionid, acctoutputoctets FROM radacct") {
+        if let Some(o) = octets_by_id.get(&r[0]) {
+            assert_eq!(&r[1], o, "radacct's octets of {}", r[0]);
+        }
+    }
     let user = tb.psql("SELECT DISTINCT username, callingstationid, nasportid FROM radacct");
     assert_eq!(user, vec![vec!["alice".to_string(), "02-00-00-00-00-11".into(), "p1".into()]]);
 
@@ -152,12 +165,16 @@ fn zaps_become_exact_start_stop_pairs_in_radacct_and_the_export_round_trips() {
     // new records come after the cursor; with the daemon stopped the export reads the database
     tb.wpa_cli(1, &["logon"]);
     assert!(wait_until(Duration::from_secs(10), || tb.session_of("p1").is_some()), "{}", tb.log());
-    zap(&tb, 1, "239.1.1.1", 1);
+    // a two-second view: the bridge counted what the host received (and what was in
+    // flight when it left)
+    let got = result(tb.mcast_py("h1", &["recv", "239.1.1.1", "--seconds", "2"]))["packets"].as_u64().unwrap();
     delivered(&tb, Duration::from_secs(10));
     tb.stop_mcgate();
     let (new, next) = export(&tb, &["--since", &cursor.to_string()]);
     let statuses: Vec<&str> = new.iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["start", "start", "stop"], "{new:?}");
+    let counted = new[2]["output_packets"].as_u64().unwrap();
+    assert!(got > 300 && (got..=got + 10).contains(&counted), "host got {got}, the bridge counted {counted}");
     assert!(new.iter().all(|r| r["seq"].as_u64().unwrap() >= cursor));
     assert!(next > cursor);
     let _ = stream.kill();

@@ -112,3 +112,42 @@ fn ports_fdb_and_mdb_on_the_real_bridge() {
         .unwrap();
     assert!(!out.status.success(), "nft table left after teardown");
 }
+
+#[test]
+fn usage_counters_count_what_each_port_was_sent() {
+    let tb = Testbed::new("du", 2);
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let (g4, g6) = (ip("239.1.1.1"), ip("ff3e::8000:1"));
+    in_netns(&tb.ns("sw"), || {
+        let mut dp = LinuxBridge::new().unwrap();
+        dp.setup_multicast("br0", &["p1", "p2"], &["up0"], 0).unwrap();
+        dp.mdb_add("br0", "p1", g4, None).unwrap();
+        dp.mdb_add("br0", "p1", g6, None).unwrap();
+        assert_eq!(dp.usage("p1", g4).unwrap(), Some((0, 0)));
+    });
+    // past the bridge's flood window after its querier starts (1 s in the testbed)
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // 200 packets of each: 140 octets as IPv4 (20 + 8 + 112), 160 as IPv6 (40 + 8 + 112)
+    let s4 = tb.mcast_py("up", &["send", "239.1.1.1", "--pps", "200", "--seconds", "1"]);
+    let s6 = tb.mcast_py("up", &["send", "ff3e::8000:1", "--pps", "200", "--seconds", "1"]);
+    for s in [s4, s6] {
+        assert!(s.wait_with_output().unwrap().status.success());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    in_netns(&tb.ns("sw"), || {
+        let mut dp = LinuxBridge::new().unwrap();
+        dp.setup_multicast("br0", &["p1", "p2"], &["up0"], 0).unwrap();
+        assert_eq!(dp.usage("p1", g4).unwrap(), Some((200, 200 * 140)));
+        assert_eq!(dp.usage("p1", g6).unwrap(), Some((200, 200 * 160)));
+        // the neighbour's port was sent nothing
+        assert_eq!(dp.usage("p2", g4).unwrap(), Some((0, 0)));
+        assert_eq!(dp.usage("p2", g6).unwrap(), Some((0, 0)));
+        dp.teardown_multicast("br0", &["p1", "p2"]).unwrap();
+    });
+    // a new set-up (a restart) keeps the counters; the teardown above removed them
+    let out = Command::new("ip")
+        .args(["netns", "exec", &tb.ns("sw"), "nft", "list", "table", "bridge", "mcgate_usage"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "usage table left after teardown");
+}

@@ -154,6 +154,12 @@ pub struct Record {
     /// Class values from the Access-Accept, hex, echoed as received (RFC 2865 5.25).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub class: Vec<String>,
+    /// Memberships: octets and packets the bridge forwarded to the port for the group
+    /// since the admission (Acct-Output-Octets/-Gigawords/-Packets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_octets: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_packets: Option<u64>,
 }
 
 impl Record {
@@ -176,6 +182,8 @@ impl Record {
             session_time: None,
             terminate_cause: None,
             class: vec![],
+            output_octets: None,
+            output_packets: None,
         }
     }
 
@@ -236,6 +244,15 @@ impl Record {
         if let Some(c) = self.terminate_cause {
             attrs.push(Attr::U32(attr::ACCT_TERMINATE_CAUSE, c.code()));
         }
+        if let Some(o) = self.output_octets {
+            attrs.push(Attr::U32(attr::ACCT_OUTPUT_OCTETS, o as u32));
+            if o > u32::MAX as u64 {
+                attrs.push(Attr::U32(attr::ACCT_OUTPUT_GIGAWORDS, (o >> 32) as u32));
+            }
+        }
+        if let Some(p) = self.output_packets {
+            attrs.push(Attr::U32(attr::ACCT_OUTPUT_PACKETS, p.min(u32::MAX as u64) as u32));
+        }
         let delay = now.saturating_sub(self.time);
         if delay > 0 {
             attrs.push(Attr::U32(attr::ACCT_DELAY_TIME, delay.min(u32::MAX as u64) as u32));
@@ -264,12 +281,14 @@ impl Record {
             opt(self.session_time.map(|t| t.to_string())),
             opt(self.terminate_cause.map(|c| enum_name(serde_json::json!(c)))),
             self.class.join(" "),
+            opt(self.output_octets.map(|o| o.to_string())),
+            opt(self.output_packets.map(|p| p.to_string())),
         ];
         fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(",")
     }
 }
 
-pub const CSV_HEADER: &str = "seq,kind,status,time,session_id,multi_session_id,user_name,mac,port,nas_port,group,source,package,session_time,terminate_cause,class";
+pub const CSV_HEADER: &str = "seq,kind,status,time,session_id,multi_session_id,user_name,mac,port,nas_port,group,source,package,session_time,terminate_cause,class,output_octets,output_packets";
 
 /// mcgate's vendor attributes (policies/freeradius/dictionary.mcgate).
 pub const MCGATE_PACKAGE: u8 = 1;
@@ -310,6 +329,8 @@ mod tests {
             session_time: Some(42),
             terminate_cause: Some(TerminateCause::UserRequest),
             class: vec!["6c6f6e67".into()],
+            output_octets: Some((5 << 32) + 7),
+            output_packets: Some(9),
             ..Record::new(Kind::Membership, Status::Stop, 1_700_000_000, "5F00AA01-1")
         }
     }
@@ -333,6 +354,8 @@ mod tests {
         assert_eq!(u32_of(attr::EVENT_TIMESTAMP), 1_700_000_000);
         assert_eq!(u32_of(attr::ACCT_DELAY_TIME), 5);
         assert_eq!(p.lookup(attr::CLASS).unwrap().encode_bytes(), b"long");
+        assert_eq!((u32_of(attr::ACCT_OUTPUT_OCTETS), u32_of(attr::ACCT_OUTPUT_GIGAWORDS)), (7, 5));
+        assert_eq!(u32_of(attr::ACCT_OUTPUT_PACKETS), 9);
         let vsas: Vec<Vec<u8>> = p.lookup_all(attr::VENDOR_SPECIFIC).iter().map(|a| a.encode_bytes()).collect();
         assert!(vsas.iter().any(|v| v[4] == MCGATE_GROUP && &v[6..] == b"232.1.1.1"));
         assert!(vsas.iter().any(|v| v[4] == MCGATE_SOURCE && &v[6..] == b"192.0.2.254"));

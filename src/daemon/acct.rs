@@ -214,7 +214,7 @@ impl Daemon {
 
     /// An admitted join: its Start goes into this batch; with the journal failing or
     /// the backlog full it is refused instead (fail closed). False: refused.
-    pub(super) fn acct_membership_start(&mut self, now: Instant, port: PortId, m: &Membership) -> bool {
+    pub(super) fn acct_membership_start(&mut self, now: Instant, port: PortId, mut m: Membership) -> bool {
         if m.is_link_local() {
             self.acct.op(Op::PutMembership(m.clone()));
             return true;
@@ -225,7 +225,12 @@ impl Daemon {
             warn!(port = &*m.port, mac = %m.mac, group = %m.group, backlog = self.acct.backlog(), "join refused: it cannot be accounted");
             return false;
         }
-        let r = self.acct.membership_record(m, port, &self.class_of(port, m.mac), Status::Start, m.since);
+        // what the port has received of the group so far is not this membership's
+        m.usage_base = self.usage(&m);
+        if let Some(mc) = self.mcast.as_mut() {
+            mc.tracker.set_usage_base(port, m.mac, (m.group, m.source), m.usage_base);
+        }
+        let r = self.acct.membership_record(&m, port, &self.class_of(port, m.mac), Status::Start, m.since);
         self.acct.record(r);
         self.acct.op(Op::PutMembership(m.clone()));
         self.acct.admissions.push((port, m.mac, (m.group, m.source)));
@@ -236,21 +241,57 @@ impl Daemon {
         true
     }
 
-    pub(super) fn acct_membership_stop(&mut self, port: PortId, m: &Membership, cause: TerminateCause, time: u64) {
+    /// `counted`: read the usage counter now (false after the kernel state was lost).
+    pub(super) fn acct_membership_stop(
+        &mut self,
+        port: PortId,
+        m: &Membership,
+        cause: TerminateCause,
+        time: u64,
+        counted: bool,
+    ) {
         self.acct.op(Op::DelMembership(m.clone()));
         if m.is_link_local() || self.acct.unrecorded.remove(&m.acct_session_id) {
             return;
         }
         let mut r = self.acct.membership_record(m, port, &self.class_of(port, m.mac), Status::Stop, time);
         r.terminate_cause = Some(cause);
+        if counted {
+            self.add_usage(&mut r, m);
+        }
         self.acct.record(r);
+    }
+
+    /// The port's usage counter for the membership's group, now.
+    fn usage(&mut self, m: &Membership) -> Option<(u64, u64)> {
+        match self.dataplane.usage(&m.port, m.group) {
+            Ok(u) => u,
+            Err(e) => {
+                self.io.dataplane_errors += 1;
+                warn!(port = &*m.port, group = %m.group, "reading the usage counter: {e}");
+                None
+            }
+        }
+    }
+
+    /// What the port received of the group since the membership began (a counter that
+    /// started again from 0 counts from there).
+    fn add_usage(&mut self, r: &mut Record, m: &Membership) {
+        let Some((packets, octets)) = self.usage(m) else { return };
+        let (p0, o0) = m.usage_base.unwrap_or((0, 0));
+        let (packets, octets) =
+            if packets >= p0 && octets >= o0 { (packets - p0, octets - o0) } else { (packets, octets) };
+        r.output_packets = Some(packets);
+        r.output_octets = Some(octets);
     }
 
     pub(super) fn acct_membership_continued(&mut self, now: Instant, port: PortId, m: &Membership) {
         if m.is_link_local() {
             return;
         }
-        let r = self.acct.membership_record(m, port, &self.class_of(port, m.mac), Status::InterimUpdate, unix_now());
+        let mut r =
+            self.acct.membership_record(m, port, &self.class_of(port, m.mac), Status::InterimUpdate, unix_now());
+        self.add_usage(&mut r, m);
         self.acct.record(r);
         let interval = self.sessions.get(&(port, m.mac)).and_then(interim_of);
         let subject =
@@ -281,8 +322,9 @@ impl Daemon {
                     if m.acct_session_id != *id {
                         continue;
                     }
-                    let class = self.class_of(port, mac);
-                    let r = self.acct.membership_record(m, port, &class, Status::InterimUpdate, unix_now());
+                    let (m, class) = (m.clone(), self.class_of(port, mac));
+                    let mut r = self.acct.membership_record(&m, port, &class, Status::InterimUpdate, unix_now());
+                    self.add_usage(&mut r, &m);
                     self.acct.record(r);
                     let interval = self.sessions.get(&(port, mac)).and_then(interim_of);
                     self.acct.schedule(now, interval, subject);

@@ -231,7 +231,7 @@ impl Daemon {
                     let cause = if cold { TerminateCause::NasReboot } else { TerminateCause::AdminReset };
                     info!(port = &*membership.port, mac = %membership.mac, group = %membership.group, ?cause, "membership without a session ended");
                     let time = ended.max(membership.since);
-                    self.acct_membership_stop(port.unwrap_or(usize::MAX), &membership, cause, time);
+                    self.acct_membership_stop(port.unwrap_or(usize::MAX), &membership, cause, time, !cold);
                 }
             }
         }
@@ -271,7 +271,7 @@ impl Daemon {
                 // Its Start goes into this batch, durable before the MdbAdd that follows
                 // takes effect; a join that cannot be accounted does not (fail closed).
                 let Some(membership) = m.tracker.membership(port, mac, (group, source)).cloned() else { return };
-                if !self.acct_membership_start(now, port, &membership) {
+                if !self.acct_membership_start(now, port, membership) {
                     if let Some(m) = self.mcast.as_mut() {
                         m.tracker.revoke(now, port, mac, (group, source));
                     }
@@ -284,7 +284,7 @@ impl Daemon {
                     (c, _) => c.into(),
                 };
                 let port = self.ports.iter().position(|p| *p.name == *membership.port).unwrap_or(usize::MAX);
-                self.acct_membership_stop(port, &membership, cause, unix_now());
+                self.acct_membership_stop(port, &membership, cause, unix_now(), true);
             }
             mcast::Output::Denied { .. } => {}
             mcast::Output::AskRadius { token, port, mac, account, group, source } => {

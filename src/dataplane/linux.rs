@@ -11,11 +11,13 @@ use std::process::{Command, Stdio};
 
 pub struct LinuxBridge {
     nl: Netlink,
+    /// nf_tables, for the usage counters (opened with the multicast set-up).
+    nf: Option<Netlink>,
 }
 
 impl LinuxBridge {
     pub fn new() -> Result<Self, Error> {
-        Ok(LinuxBridge { nl: Netlink::open()? })
+        Ok(LinuxBridge { nl: Netlink::open()?, nf: None })
     }
 
     fn index(port: &str) -> Result<u32, Error> {
@@ -40,6 +42,27 @@ fn nft_ruleset(access: &[&str]) -> String {
          \t}}\n}}\n"
     )
 }
+
+/// Usage counters: what the bridge forwards to each access port, per group, counted in
+/// dynamic sets (`oifname . daddr` with a counter per element, refreshed by traffic and
+/// gone after an hour without). Its own table, kept across restarts (the counters of
+/// memberships that continue must go on); only its rule is rewritten.
+fn nft_usage(access: &[&str]) -> String {
+    let ports = access.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
+    format!(
+        "table bridge {USAGE_TABLE} {{\n\
+         \tset v4 {{ type ifname . ipv4_addr; flags dynamic,timeout; timeout 1h; counter; size 65536; }}\n\
+         \tset v6 {{ type ifname . ipv6_addr; flags dynamic,timeout; timeout 1h; counter; size 65536; }}\n\
+         \tchain forward {{ type filter hook forward priority 10; policy accept; }}\n}}\n\
+         flush chain bridge {USAGE_TABLE} forward\n\
+         add rule bridge {USAGE_TABLE} forward oifname {{ {ports} }} ip daddr 224.0.0.0/4 ip daddr != 224.0.0.0/24 update @v4 {{ oifname . ip daddr }}\n\
+         add rule bridge {USAGE_TABLE} forward oifname {{ {ports} }} ip6 daddr ff00::/8 ip6 daddr != ff02::/16 update @v6 {{ oifname . ip6 daddr }}\n"
+    )
+}
+
+const USAGE_TABLE: &str = "mcgate_usage";
+/// NFPROTO_BRIDGE
+const FAMILY_BRIDGE: u8 = 7;
 
 fn nft(script: &str) -> Result<(), Error> {
     use std::io::Write;
@@ -136,6 +159,8 @@ impl Dataplane for LinuxBridge {
             self.nl.set_port_flags(idx, &[(brport::MULTICAST_ROUTER, &[2])]).map_err(Self::at(port))?;
         }
         nft(&nft_ruleset(access))?;
+        nft(&nft_usage(access))?;
+        self.nf = Some(Netlink::open_netfilter()?);
         // What the kernel snooped on access ports before the drop table existed is not
         // justified by any decision: it goes, as learned FDB entries do.
         let names: std::collections::HashMap<u32, String> =
@@ -159,7 +184,29 @@ impl Dataplane for LinuxBridge {
                 .set_port_flags(idx, &[(brport::MCAST_FLOOD, &[1]), (brport::MCAST_MAX_GROUPS, &0u32.to_ne_bytes())])
                 .map_err(Self::at(port))?;
         }
-        nft("table bridge mcgate\ndelete table bridge mcgate\n")
+        nft(&format!(
+            "table bridge mcgate\ndelete table bridge mcgate\ntable bridge {USAGE_TABLE}\ndelete table bridge {USAGE_TABLE}\n"
+        ))
+    }
+
+    fn usage(&mut self, port: &str, group: IpAddr) -> Result<Option<(u64, u64)>, Error> {
+        let Some(nf) = self.nf.as_mut() else { return Ok(None) };
+        // the set's key: the interface name in 16 octets, then the address
+        let mut key = [0u8; 16].to_vec();
+        let name = port.as_bytes();
+        key[..name.len().min(15)].copy_from_slice(&name[..name.len().min(15)]);
+        let set = match group {
+            IpAddr::V4(g) => {
+                key.extend_from_slice(&g.octets());
+                "v4"
+            }
+            IpAddr::V6(g) => {
+                key.extend_from_slice(&g.octets());
+                "v6"
+            }
+        };
+        // no element: nothing was forwarded there (within the last hour)
+        Ok(Some(nf.set_elem_counter(FAMILY_BRIDGE, USAGE_TABLE, set, &key).map_err(Self::at(port))?.unwrap_or((0, 0))))
     }
 
     fn mdb_add(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {

@@ -58,6 +58,10 @@ pub trait Dataplane {
     fn mdb_del(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error>;
     /// The MDB entries mcgate installed.
     fn mdb_entries(&mut self, bridge: &str) -> Result<Vec<MdbEntry>, Error>;
+    /// (packets, bytes) the bridge has forwarded to `port` for `group`: a counter that
+    /// grows while traffic flows, and starts again from 0 after an hour without.
+    /// `None`: this dataplane does not count.
+    fn usage(&mut self, port: &str, group: IpAddr) -> Result<Option<(u64, u64)>, Error>;
 }
 
 /// Audit mode: decide and record, enforce nothing.
@@ -94,6 +98,9 @@ impl Dataplane for Audit {
     }
     fn mdb_del(&mut self, _: &str, _: &str, _: IpAddr, _: Option<IpAddr>) -> Result<(), Error> {
         Ok(())
+    }
+    fn usage(&mut self, _: &str, _: IpAddr) -> Result<Option<(u64, u64)>, Error> {
+        Ok(None)
     }
     fn mdb_entries(&mut self, _: &str) -> Result<Vec<MdbEntry>, Error> {
         Ok(vec![])

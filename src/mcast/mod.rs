@@ -76,6 +76,10 @@ pub struct Membership {
     /// Acct-Session-Id of this membership: `{Config::id_prefix}-{counter}`.
     #[serde(default)]
     pub acct_session_id: Arc<str>,
+    /// The port's usage counter for the group (packets, bytes) when it was admitted:
+    /// what it received is the counter's growth since.
+    #[serde(default)]
+    pub usage_base: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -445,6 +449,7 @@ impl Tracker {
             bandwidth_kbps: kbps,
             session_id: who.session_id.clone(),
             acct_session_id: format!("{}-{:X}", self.config.id_prefix, self.next_membership).into(),
+            usage_base: None,
         };
         self.next_membership += 1;
         if !membership.is_link_local() {
@@ -785,6 +790,12 @@ impl Tracker {
     /// The membership an `Admitted` output names.
     pub fn membership(&self, port: PortId, mac: MacAddr, ch: Channel) -> Option<&Membership> {
         self.hosts.get(&(port, mac))?.get(&ch).map(|h| &h.membership)
+    }
+
+    pub fn set_usage_base(&mut self, port: PortId, mac: MacAddr, ch: Channel, base: Option<(u64, u64)>) {
+        if let Some(h) = self.hosts.get_mut(&(port, mac)).and_then(|m| m.get_mut(&ch)) {
+            h.membership.usage_base = base;
+        }
     }
 
     pub fn memberships(&self) -> impl Iterator<Item = &Membership> {
