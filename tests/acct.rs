@@ -162,17 +162,37 @@ fn zaps_become_exact_start_stop_pairs_in_radacct_and_the_export_round_trips() {
     assert_eq!(export(&tb, &[]).0.len(), 0);
     assert_eq!(radacct(&tb).len(), ms.len() + 1);
 
-    // new records come after the cursor; with the daemon stopped the export reads the database
+    // new records come after the cursor, and `acct tail` follows them as they are journaled;
+    // with the daemon stopped the export reads the database
+    let mut tail = std::process::Command::new(common::MCGATE)
+        .args(["acct", "tail", "-c"])
+        .arg(tb.dir.join("mcgate.toml"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tail_out = tail.stdout.take().unwrap();
+    let (line_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufRead::lines(std::io::BufReader::new(tail_out)).map_while(Result::ok) {
+            let _ = line_tx.send(l);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
     tb.wpa_cli(1, &["logon"]);
     assert!(wait_until(Duration::from_secs(10), || tb.session_of("p1").is_some()), "{}", tb.log());
     // a two-second view: the bridge counted what the host received (and what was in
     // flight when it left)
     let got = result(tb.mcast_py("h1", &["recv", "239.1.1.1", "--seconds", "2"]))["packets"].as_u64().unwrap();
     delivered(&tb, Duration::from_secs(10));
+    let followed: Vec<Value> =
+        (0..3).map(|_| serde_json::from_str(&lines.recv_timeout(Duration::from_secs(5)).unwrap()).unwrap()).collect();
+    let _ = tail.kill();
+    let _ = tail.wait();
     tb.stop_mcgate();
     let (new, next) = export(&tb, &["--since", &cursor.to_string()]);
     let statuses: Vec<&str> = new.iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["start", "start", "stop"], "{new:?}");
+    assert_eq!(followed, new, "acct tail printed other records than the export");
     let counted = new[2]["output_packets"].as_u64().unwrap();
     assert!(got > 300 && (got..=got + 10).contains(&counted), "host got {got}, the bridge counted {counted}");
     assert!(new.iter().all(|r| r["seq"].as_u64().unwrap() >= cursor));
@@ -323,4 +343,86 @@ fn kernel_state_lost_ends_what_was_open_at_the_time_last_known_alive() {
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// A small tmpfs of its own, unmounted on drop (also when the test fails).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn new(at: std::path::PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&at).unwrap();
+        common::run(
+            std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&at),
+        );
+        SmallDisk(at)
+    }
+
+    /// Fills it to the last byte.
+    fn fill(&self) {
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=4k"])
+            .arg(format!("of={}", self.0.join("filler").display()))
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_joins_loudly_and_loses_nothing() {
+    let mut tb = Testbed::new("af", 1);
+    tb.radius_sql(1812);
+    let cfg = tb.config(&[("p1", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", RADIUS);
+    let disk = SmallDisk::new(tb.dir.join("small"), "4m");
+    let t = std::fs::read_to_string(&cfg).unwrap().replace("mcgate.redb", "small/mcgate.redb").replace(
+        "mode = \"dot1x\"\n",
+        "mode = \"dot1x\"\nsingle_host = true\n",
+    ) + "\n[accounting]\ninterim_interval = \"0s\"\n[[accounting.server]]\naddress = \"127.0.0.1:1813\"\nsecret_file = \"secret\"\n";
+    std::fs::write(&cfg, t).unwrap();
+    tb.multicast(POLICY, "");
+    tb.start_mcgate();
+    login(&tb, 1, "alice");
+    let mut stream = tb.stream("239.1.1.1", 60);
+    assert!(zap(&tb, 1, "239.1.1.1", 2)["first_ms"].as_array().unwrap().iter().all(|x| !x.is_null()));
+
+    let (_, cursor) = export(&tb, &[]);
+    disk.fill();
+    // joins go on while commits find room; one that cannot be made durable is refused
+    // (its stream never flows), and the log says so
+    let refused = |tb: &Testbed| tb.status().unwrap()["accounting"]["journal"]["joins_refused_unaccountable"].as_u64();
+    let watched = |z: &Value| z["first_ms"].as_array().unwrap().iter().filter(|x| !x.is_null()).count();
+    let (mut zaps, mut views) = (0, 0);
+    while refused(&tb) == Some(0) && zaps < 40 {
+        views += watched(&zap(&tb, 1, "239.1.1.1", 1));
+        zaps += 1;
+    }
+    assert!(refused(&tb) > Some(0), "no join refused after {zaps} zaps on a full disk:\n{}", tb.log());
+    assert!(tb.log().contains("JOURNAL COMMIT FAILED"), "{}", tb.log());
+    views += watched(&zap(&tb, 1, "239.1.1.1", 3));
+
+    // room again: joins are admitted and accounted
+    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let z = zap(&tb, 1, "239.1.1.1", 2);
+    assert_eq!(watched(&z), 2, "{z}\n{}", tb.log());
+    views += 2;
+    let (since_fill, _) = export(&tb, &["--since", &cursor.to_string()]);
+    let starts = since_fill.iter().filter(|r| r["kind"] == "membership" && r["status"] == "start").count();
+    assert!(views <= starts, "{views} views got the stream, {starts} Starts were journaled");
+    logoff(&tb, 1);
+    delivered(&tb, Duration::from_secs(10));
+    let (records, _) = export(&tb, &[]);
+    let ms = membership_records(&records);
+    assert!(ms.values().all(|c| *c == (1, 1)), "{ms:?}");
+    let rows = radacct(&tb);
+    for id in ms.keys() {
+        assert!(matches!(rows.get(id).map(|r| r.as_slice()), Some([(true, _, _)])), "{id}: {rows:?}");
+    }
+    let _ = stream.kill();
+    let _ = stream.wait();
 }

@@ -359,6 +359,13 @@ impl Daemon {
         }
         a.batch.deliver = a.delivery.is_some();
         a.batch.alive = Some(unix_now());
+        if a.retry_commit_at.is_some() {
+            // redb wants a reopen after an I/O error (the disk was full)
+            if let Err(e) = self.store.reopen() {
+                error!("reopening the database: {e}");
+            }
+        }
+        let a = &mut self.acct;
         match self.store.commit(&a.batch) {
             Ok(seqs) => {
                 a.stats.commits += 1;
@@ -475,11 +482,18 @@ impl Daemon {
                     d.sender.delivered(seq);
                     self.acct.batch.delivered.push(seq);
                 }
-                Err(e) => {
+                Err(e @ crate::store::Error::Corrupt { .. }) => {
                     self.acct.stats.journal_read_errors += 1;
                     error!(seq, "journal record unreadable, not sent: {e}");
                     d.sender.delivered(seq);
                     self.acct.batch.delivered.push(seq);
+                }
+                Err(e) => {
+                    // the database itself failed: try again after a pause
+                    self.acct.stats.journal_read_errors += 1;
+                    warn!(seq, "reading the journal: {e}");
+                    d.sender.failed(now, seq);
+                    break;
                 }
             }
         }

@@ -87,7 +87,9 @@ pub struct Batch {
 }
 
 pub struct Store {
-    db: Database,
+    /// `None` between a failed reopen and the next.
+    db: Option<Database>,
+    path: std::path::PathBuf,
 }
 
 type Table = TableDefinition<'static, &'static str, &'static [u8]>;
@@ -101,6 +103,10 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(dberr)?;
         }
+        Ok(Store { db: Some(Self::create(path)?), path: path.to_path_buf() })
+    }
+
+    fn create(path: &Path) -> Result<Database, Error> {
         let db = Database::create(path).map_err(dberr)?;
         let tx = db.begin_write().map_err(dberr)?;
         tx.open_table(SESSIONS).map_err(dberr)?;
@@ -109,13 +115,25 @@ impl Store {
         tx.open_table(UNDELIVERED).map_err(dberr)?;
         tx.open_table(META).map_err(dberr)?;
         tx.commit().map_err(dberr)?;
-        Ok(Store { db })
+        Ok(db)
+    }
+
+    /// Closes and opens the database again: after an I/O error (a full disk) redb
+    /// refuses everything until then.
+    pub fn reopen(&mut self) -> Result<(), Error> {
+        self.db = None;
+        self.db = Some(Self::create(&self.path)?);
+        Ok(())
+    }
+
+    fn db(&self) -> Result<&Database, Error> {
+        self.db.as_ref().ok_or_else(|| Error::Db("the database is closed (a reopen failed)".into()))
     }
 
     /// Makes `batch` durable in one transaction: on return every part of it is on disk,
     /// or (error) none is. Returns the sequence numbers given to its records.
     pub fn commit(&self, batch: &Batch) -> Result<Vec<u64>, Error> {
-        let tx = self.db.begin_write().map_err(dberr)?;
+        let tx = self.db()?.begin_write().map_err(dberr)?;
         let mut seqs = Vec::with_capacity(batch.records.len());
         {
             let mut sessions = tx.open_table(SESSIONS).map_err(dberr)?;
@@ -171,7 +189,7 @@ impl Store {
 
     /// Every record of `table`; one that does not decode is reported, not skipped silently.
     fn scan<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<Result<T, Error>>, Error> {
-        let tx = self.db.begin_read().map_err(dberr)?;
+        let tx = self.db()?.begin_read().map_err(dberr)?;
         let t = tx.open_table(table).map_err(dberr)?;
         let mut out = Vec::new();
         for item in t.iter().map_err(dberr)? {
@@ -206,7 +224,7 @@ impl Store {
 
     /// Journal records from sequence number `since` on, at most `limit`.
     pub fn records(&self, since: u64, limit: usize) -> Result<Vec<Result<Record, Error>>, Error> {
-        let tx = self.db.begin_read().map_err(dberr)?;
+        let tx = self.db()?.begin_read().map_err(dberr)?;
         let t = tx.open_table(JOURNAL).map_err(dberr)?;
         let mut out = Vec::new();
         for item in t.range(since..).map_err(dberr)?.take(limit) {
@@ -225,7 +243,7 @@ impl Store {
 
     /// The records not yet acknowledged by a server, oldest first, with their order keys.
     pub fn undelivered(&self) -> Result<Vec<(u64, crate::acct::sender::Key)>, Error> {
-        let tx = self.db.begin_read().map_err(dberr)?;
+        let tx = self.db()?.begin_read().map_err(dberr)?;
         let t = tx.open_table(UNDELIVERED).map_err(dberr)?;
         let mut out = Vec::new();
         for item in t.iter().map_err(dberr)? {
@@ -236,13 +254,13 @@ impl Store {
     }
 
     fn meta_u64(&self, key: &str) -> Result<u64, Error> {
-        let tx = self.db.begin_read().map_err(dberr)?;
+        let tx = self.db()?.begin_read().map_err(dberr)?;
         let t = tx.open_table(META).map_err(dberr)?;
         Ok(read_u64(t.get(key).map_err(dberr)?))
     }
 
     fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), Error> {
-        let tx = self.db.begin_write().map_err(dberr)?;
+        let tx = self.db()?.begin_write().map_err(dberr)?;
         tx.open_table(META).map_err(dberr)?.insert(key, value).map_err(dberr)?;
         tx.commit().map_err(dberr)
     }
@@ -271,7 +289,7 @@ impl Store {
 
     /// The kernel boot the stored kernel state belongs to.
     pub fn boot_id(&self) -> Result<Option<String>, Error> {
-        let tx = self.db.begin_read().map_err(dberr)?;
+        let tx = self.db()?.begin_read().map_err(dberr)?;
         let t = tx.open_table(META).map_err(dberr)?;
         Ok(t.get(BOOT_ID).map_err(dberr)?.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
     }
@@ -282,7 +300,7 @@ impl Store {
 
     /// Forgets the journal records below `upto` that were delivered; returns how many.
     pub fn purge(&self, upto: u64) -> Result<usize, Error> {
-        let tx = self.db.begin_write().map_err(dberr)?;
+        let tx = self.db()?.begin_write().map_err(dberr)?;
         let n = {
             let mut journal = tx.open_table(JOURNAL).map_err(dberr)?;
             let undelivered = tx.open_table(UNDELIVERED).map_err(dberr)?;
