@@ -6,7 +6,7 @@
 use super::{unix_now, Daemon};
 use crate::acct::{Kind, Record, Sender, Status, TerminateCause};
 use crate::auth::PortId;
-use crate::mcast::{Channel, Membership};
+use crate::mcast::{AcctId, Channel, Membership};
 use crate::radius::client::{self as rc, Client};
 use crate::store::{Batch, Op, Session};
 use crate::wire::MacAddr;
@@ -27,7 +27,7 @@ pub(super) enum Grant {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Subject {
     Session { port: PortId, mac: MacAddr, id: Arc<str> },
-    Membership { port: PortId, mac: MacAddr, channel: Channel, id: Arc<str> },
+    Membership { port: PortId, mac: MacAddr, channel: Channel, id: AcctId },
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -53,7 +53,7 @@ pub(super) struct Accounting {
     /// Memberships whose Start is in `batch`: refused if it cannot be committed.
     admissions: Vec<(PortId, MacAddr, Channel)>,
     /// Memberships refused for want of a journal: they get no Stop either.
-    unrecorded: HashSet<Arc<str>>,
+    unrecorded: HashSet<AcctId>,
     /// Set while a session's memberships end with it: their Stops say why.
     pub session_ending: Option<TerminateCause>,
     interims: BTreeSet<(Instant, Subject)>,
@@ -221,7 +221,7 @@ impl Daemon {
         }
         if self.acct.retry_commit_at.is_some() || self.acct.backlog() >= self.acct.max_backlog {
             self.acct.stats.joins_refused_unaccountable += 1;
-            self.acct.unrecorded.insert(m.acct_session_id.clone());
+            self.acct.unrecorded.insert(m.acct_session_id);
             warn!(port = &*m.port, mac = %m.mac, group = %m.group, backlog = self.acct.backlog(), "join refused: it cannot be accounted");
             return false;
         }
@@ -235,8 +235,7 @@ impl Daemon {
         self.acct.op(Op::PutMembership(m.clone()));
         self.acct.admissions.push((port, m.mac, (m.group, m.source)));
         let interval = self.sessions.get(&(port, m.mac)).and_then(interim_of);
-        let subject =
-            Subject::Membership { port, mac: m.mac, channel: (m.group, m.source), id: m.acct_session_id.clone() };
+        let subject = Subject::Membership { port, mac: m.mac, channel: (m.group, m.source), id: m.acct_session_id };
         self.acct.schedule(now, interval, subject);
         true
     }
@@ -294,8 +293,7 @@ impl Daemon {
         self.add_usage(&mut r, m);
         self.acct.record(r);
         let interval = self.sessions.get(&(port, m.mac)).and_then(interim_of);
-        let subject =
-            Subject::Membership { port, mac: m.mac, channel: (m.group, m.source), id: m.acct_session_id.clone() };
+        let subject = Subject::Membership { port, mac: m.mac, channel: (m.group, m.source), id: m.acct_session_id };
         self.acct.schedule(now, interval, subject);
     }
 
@@ -394,14 +392,15 @@ impl Daemon {
                 );
                 // the joins of this batch never happened: no Start, no Stop, no stream
                 let refused = std::mem::take(&mut a.admissions);
-                let refused_ids: HashSet<Arc<str>> = refused
+                let refused_ids: HashSet<AcctId> = refused
                     .iter()
                     .filter_map(|(p, mac, ch)| {
-                        self.mcast.as_ref()?.tracker.membership(*p, *mac, *ch).map(|m| m.acct_session_id.clone())
+                        self.mcast.as_ref()?.tracker.membership(*p, *mac, *ch).map(|m| m.acct_session_id)
                     })
                     .collect();
                 let a = &mut self.acct;
-                a.batch.records.retain(|r| !(r.status == Status::Start && refused_ids.contains(r.session_id.as_str())));
+                let refused_names: HashSet<String> = refused_ids.iter().map(AcctId::to_string).collect();
+                a.batch.records.retain(|r| !(r.status == Status::Start && refused_names.contains(&r.session_id)));
                 a.batch
                     .ops
                     .retain(|op| !matches!(op, Op::PutMembership(m) if refused_ids.contains(&m.acct_session_id)));

@@ -78,7 +78,7 @@ impl McastState {
         bridge: &Link,
         nl: &mut Netlink,
         dataplane: &mut (dyn Dataplane + Send),
-        id_prefix: String,
+        run_id: u32,
     ) -> anyhow::Result<Self> {
         let uplink_names: Vec<&str> = mc.uplinks.iter().map(|u| u.get_ref().as_str()).collect();
         dataplane
@@ -105,7 +105,7 @@ impl McastState {
         let tracker_config = mcast::Config {
             group_membership_interval: mc.group_membership_interval,
             last_member_query_time: mc.last_member_query_time,
-            id_prefix,
+            run_id,
             ..Default::default()
         };
         info!(policy = policy.version, packages = policy.packages.len(), "multicast gate on");

@@ -136,11 +136,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         dataplane.setup_port(&p.name, c.mode).with_context(|| format!("locking port {}", p.name))?;
     }
     // Acct-Session-Ids of memberships: unique across runs
-    let id_prefix = format!("{:08X}", rand::random::<u32>());
+    let run_id = rand::random::<u32>();
     let mcast = match (&cfg.multicast, &loaded.policy) {
         (Some(mc), Some(policy)) => {
             let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
-            let (cfg, id_prefix) = (cfg, id_prefix.clone());
             Some(mcast::McastState::set_up(
                 cfg,
                 mc,
@@ -150,7 +149,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                 bridge,
                 &mut nl,
                 dataplane.as_mut(),
-                id_prefix,
+                run_id,
             )?)
         }
         _ => None,
@@ -210,7 +209,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             crate::acct::Kind::Nas,
             crate::acct::Status::AccountingOn,
             unix_now(),
-            format!("{id_prefix}-on"),
+            format!("{run_id:08X}-on"),
         ));
     }
     for (i, p) in d.ports.iter().enumerate() {

@@ -15,7 +15,11 @@ use crate::wire::membership::GroupRecord;
 use crate::wire::records::RecordType;
 use crate::wire::MacAddr;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+/// The tracker's maps: keys come from the network (groups, sources, MACs), so the
+/// hash is seeded per process (foldhash), but much cheaper than SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,7 +37,7 @@ pub struct Config {
     /// Max Resp Code of the group-specific query, tenths of a second.
     pub last_member_query_interval_code: u8,
     /// Makes membership Acct-Session-Ids unique across runs (the daemon draws it).
-    pub id_prefix: String,
+    pub run_id: u32,
 }
 
 impl Default for Config {
@@ -42,7 +46,7 @@ impl Default for Config {
             group_membership_interval: Duration::from_secs(260),
             last_member_query_time: Duration::from_secs(2),
             last_member_query_interval_code: 10,
-            id_prefix: "0".into(),
+            run_id: 0,
         }
     }
 }
@@ -59,6 +63,44 @@ pub enum EndCause {
     PreviewEnd,
 }
 
+/// A membership's Acct-Session-Id, `RUN-N` in hex: the daemon run's random id and a
+/// counter. Made and compared without allocating; a string only where it is sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AcctId {
+    pub run: u32,
+    pub n: u64,
+}
+
+impl std::fmt::Display for AcctId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:08X}-{:X}", self.run, self.n)
+    }
+}
+
+impl std::str::FromStr for AcctId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not an Acct-Session-Id of mcgate's");
+        let (run, n) = s.split_once('-').ok_or_else(bad)?;
+        Ok(AcctId {
+            run: u32::from_str_radix(run, 16).map_err(|_| bad())?,
+            n: u64::from_str_radix(n, 16).map_err(|_| bad())?,
+        })
+    }
+}
+
+impl Serialize for AcctId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for AcctId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A host's membership, as stored and listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Membership {
@@ -73,9 +115,9 @@ pub struct Membership {
     pub by: Arc<str>,
     pub bandwidth_kbps: u32,
     pub session_id: Arc<str>,
-    /// Acct-Session-Id of this membership: `{Config::id_prefix}-{counter}`.
+    /// Acct-Session-Id of this membership.
     #[serde(default)]
-    pub acct_session_id: Arc<str>,
+    pub acct_session_id: AcctId,
     /// The port's usage counter for the group (packets, bytes) when it was admitted:
     /// what it received is the counter's growth since.
     #[serde(default)]
@@ -307,12 +349,12 @@ impl Tracker {
         Tracker {
             config,
             fast_leave,
-            hosts: HashMap::new(),
-            ports: HashMap::new(),
-            switch: HashMap::new(),
-            pending: HashMap::new(),
-            cache: HashMap::new(),
-            previews: HashMap::new(),
+            hosts: HashMap::default(),
+            ports: HashMap::default(),
+            switch: HashMap::default(),
+            pending: HashMap::default(),
+            cache: HashMap::default(),
+            previews: HashMap::default(),
             next_token: 1,
             next_membership: 1,
             labels: Labels::default(),
@@ -448,7 +490,7 @@ impl Tracker {
             by,
             bandwidth_kbps: kbps,
             session_id: who.session_id.clone(),
-            acct_session_id: format!("{}-{:X}", self.config.id_prefix, self.next_membership).into(),
+            acct_session_id: AcctId { run: self.config.run_id, n: self.next_membership },
             usage_base: None,
         };
         self.next_membership += 1;
@@ -1142,5 +1184,16 @@ mod tests {
         t.handle_report(t0, 0, &p, &b, &join);
         out(&mut t);
         assert_eq!(&*t.membership(1, B, (ip("239.9.0.1"), None)).unwrap().by, "sports");
+    }
+
+    #[test]
+    fn acct_ids_read_back_as_written() {
+        let id = AcctId { run: 0x6B04_EFAD, n: 0x1F };
+        assert_eq!(id.to_string(), "6B04EFAD-1F");
+        assert_eq!("6B04EFAD-1F".parse::<AcctId>(), Ok(id));
+        assert_eq!(serde_json::from_str::<AcctId>(&serde_json::to_string(&id).unwrap()).unwrap(), id);
+        for bad in ["", "6B04EFAD", "x-1", "6B04EFAD-", "6B04EFAD-1-2"] {
+            assert!(bad.parse::<AcctId>().is_err(), "{bad}");
+        }
     }
 }
