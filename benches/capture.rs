@@ -28,7 +28,35 @@ fn decided(tb: &Testbed) -> u64 {
     t["admitted"].as_u64().unwrap_or(0) + t["refreshed"].as_u64().unwrap_or(0) + denied
 }
 
+/// The decision-latency histogram's bucket counts.
+fn latency_counts(tb: &Testbed) -> Vec<u64> {
+    let h = tb.status().unwrap_or_default()["multicast"]["io"]["decision_latency"]["counts"].clone();
+    h.as_array().map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default()
+}
+
+/// The bucket bound (µs) under which fraction `q` of the reports between two snapshots
+/// were decided; "more" beyond the last bound.
+fn quantile(tb: &Testbed, before: &[u64], after: &[u64], q: f64) -> String {
+    let bounds: Vec<u64> = tb.status().unwrap_or_default()["multicast"]["io"]["decision_latency"]["le_us"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    let delta: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    let total: u64 = delta.iter().sum();
+    let mut seen = 0;
+    for (i, n) in delta.iter().enumerate() {
+        seen += n;
+        if total > 0 && seen as f64 >= q * total as f64 {
+            return bounds.get(i).map_or("more".to_string(), |b| format!("≤ {b}"));
+        }
+    }
+    "-".into()
+}
+
 struct Load {
+    /// Decision latency p50 and p99 (bucket bounds, µs).
+    p50: String,
+    p99: String,
     sent: u64,
     decided: u64,
     kernel_drops: u64,
@@ -42,6 +70,7 @@ struct Load {
 fn run_load(tb: &Testbed, hosts: usize, per_host: usize, pps: usize) -> Load {
     let before = decided(tb);
     let drops_before = counter(tb, &["io", "capture_drops"]);
+    let latency_before = latency_counts(tb);
     let t0 = Instant::now();
     let floods: Vec<_> = (1..=hosts)
         .map(|h| {
@@ -65,7 +94,10 @@ fn run_load(tb: &Testbed, hosts: usize, per_host: usize, pps: usize) -> Load {
             last_change = Instant::now();
         }
     }
+    let latency_after = latency_counts(tb);
     Load {
+        p50: quantile(tb, &latency_before, &latency_after, 0.50),
+        p99: quantile(tb, &latency_before, &latency_after, 0.99),
         sent: (hosts * per_host) as u64,
         decided: last - before,
         kernel_drops: counter(tb, &["io", "capture_drops"]) - drops_before,
@@ -79,7 +111,10 @@ fn run_load(tb: &Testbed, hosts: usize, per_host: usize, pps: usize) -> Load {
 fn row(what: &str, l: &Load, rate: bool) {
     let r = if rate { format!("{:.0}", l.decided as f64 / l.seconds) } else { "(offered)".into() };
     let lost = l.sent.saturating_sub(l.decided);
-    println!("| {what} | {} in {:.2} s | {} | {lost} | {} | {r} |", l.sent, l.sending, l.decided, l.kernel_drops);
+    println!(
+        "| {what} | {} in {:.2} s | {} | {lost} | {} | {r} | {} / {} |",
+        l.sent, l.sending, l.decided, l.kernel_drops, l.p50, l.p99
+    );
 }
 
 fn main() {
@@ -106,8 +141,8 @@ fn main() {
     }
     assert!(wait_until(Duration::from_secs(30), || tb.sessions().len() == hosts), "not all hosts authorized");
     println!("\nreports through the capture sockets, {hosts} ports at once, one sending process per host:");
-    println!("| load | sent | decided | lost | of which kernel drops | decided/s |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| load | sent | decided | lost | of which kernel drops | decided/s | decision p50 / p99 µs |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for total in [16_000, 32_000, 48_000, 64_000] {
         let per_host_pps = total / hosts;
         let l = run_load(&tb, hosts, per_host_pps * 2, per_host_pps);

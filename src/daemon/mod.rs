@@ -40,6 +40,8 @@ enum Event {
         src: MacAddr,
         ethertype: u16,
         payload: Vec<u8>,
+        /// When the capture task read it (decision latency is measured from here).
+        at: Instant,
     },
     /// A datagram from a RADIUS server: an authentication (or per-join) one, or an
     /// accounting one.
@@ -371,7 +373,12 @@ impl Daemon {
     fn handle_event(&mut self, now: Instant, ev: Event) {
         match ev {
             Event::Eapol { port, src, pdu } => self.auth.handle_input(now, Input::Eapol { port, src, pdu: &pdu }),
-            Event::Mcast { port, src, ethertype, payload } => self.on_mcast_frame(now, port, src, ethertype, &payload),
+            Event::Mcast { port, src, ethertype, payload, at } => {
+                self.on_mcast_frame(now, port, src, ethertype, &payload);
+                if let Some(m) = self.mcast.as_mut() {
+                    m.stats.decision_latency.record(at.elapsed());
+                }
+            }
             Event::Radius { acct: true, server, bytes } => self.acct_datagram(now, server, &bytes),
             Event::Radius { acct: false, server, bytes } => {
                 if let Err(e) = self.radius.handle_datagram(now, server, &bytes) {
@@ -634,7 +641,13 @@ fn spawn_capture(port: PortId, socket: Arc<PortSocket>, tx: mpsc::Sender<Event>)
 
             let ev = match frame.ethertype() {
                 ethernet::ETHERTYPE_EAPOL => Event::Eapol { port, src: frame.src(), pdu: frame.payload().to_vec() },
-                ethertype => Event::Mcast { port, src: frame.src(), ethertype, payload: frame.payload().to_vec() },
+                ethertype => Event::Mcast {
+                    port,
+                    src: frame.src(),
+                    ethertype,
+                    payload: frame.payload().to_vec(),
+                    at: Instant::now(),
+                },
             };
             if tx.send(ev).await.is_err() {
                 return;
