@@ -23,6 +23,11 @@ groups = ["239.1.1.0/24"]
 const RADIUS: &str = "timeout = \"300ms\"\nretries = 1\ndead_time = \"1s\"";
 
 fn testbed(tag: &str, hosts: usize) -> Testbed {
+    testbed_with(tag, hosts, "")
+}
+
+/// `accounting`: more lines for the [accounting] section.
+fn testbed_with(tag: &str, hosts: usize, accounting: &str) -> Testbed {
     let mut tb = Testbed::new(tag, hosts);
     tb.radius_sql(1812);
     let ports: Vec<(String, &str)> = (1..=hosts).map(|i| (format!("p{i}"), "dot1x")).collect();
@@ -31,8 +36,10 @@ fn testbed(tag: &str, hosts: usize) -> Testbed {
     // one host per port: a leave ends the membership at once
     let t =
         std::fs::read_to_string(&cfg).unwrap().replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nsingle_host = true\n");
-    let t = t + "\n[accounting]\ninterim_interval = \"0s\"\nretry = \"500ms\"\nmax_retry = \"2s\"\n\
-                 [[accounting.server]]\naddress = \"127.0.0.1:1813\"\nsecret_file = \"secret\"\n";
+    let t = t
+        + "\n[accounting]\ninterim_interval = \"0s\"\nretry = \"500ms\"\nmax_retry = \"2s\"\n"
+        + accounting
+        + "\n[[accounting.server]]\naddress = \"127.0.0.1:1813\"\nsecret_file = \"secret\"\n";
     std::fs::write(&cfg, t).unwrap();
     tb.multicast(POLICY, "");
     tb.start_mcgate();
@@ -423,6 +430,27 @@ fn a_full_disk_refuses_joins_loudly_and_loses_nothing() {
     for id in ms.keys() {
         assert!(matches!(rows.get(id).map(|r| r.as_slice()), Some([(true, _, _)])), "{id}: {rows:?}");
     }
+    let _ = stream.kill();
+    let _ = stream.wait();
+}
+
+#[test]
+fn a_full_backlog_refuses_joins_until_delivered() {
+    let tb = testbed_with("ab", 1, "max_backlog = 4");
+    login(&tb, 1, "alice");
+    let mut stream = tb.stream("239.1.1.1", 40);
+    delivered(&tb, Duration::from_secs(10));
+    tb.stop_radius(1812);
+    // two views (a Start and a Stop each) fill the backlog; the next joins are refused
+    let watched = |z: Value| z["first_ms"].as_array().unwrap().iter().map(|x| !x.is_null()).collect::<Vec<_>>();
+    assert_eq!(watched(zap(&tb, 1, "239.1.1.1", 4)), [true, true, false, false], "{}", tb.log());
+    let s = tb.status().unwrap();
+    assert!(s["accounting"]["journal"]["joins_refused_unaccountable"].as_u64() >= Some(2), "{s}");
+    assert!(!tb.mdb().contains("port p1 grp 239.1.1.1"), "a refused join left an MDB entry: {}", tb.mdb());
+    // delivered: joins are admitted again
+    tb.radius_sql_restart(1812);
+    delivered(&tb, Duration::from_secs(15));
+    assert_eq!(watched(zap(&tb, 1, "239.1.1.1", 1)), [true]);
     let _ = stream.kill();
     let _ = stream.wait();
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 /// A kernel change that waits for the commit of the records that justify it.
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum Grant {
     Authorize { port: PortId, mac: MacAddr },
     Mdb { port: PortId, channel: Channel },
@@ -113,6 +114,11 @@ impl Accounting {
 
     pub fn grant(&mut self, g: Grant) {
         self.grants.push(g);
+    }
+
+    /// A revocation in the same batch undoes a grant still waiting for the commit.
+    pub fn cancel(&mut self, revoked: Grant) {
+        self.grants.retain(|g| *g != revoked);
     }
 
     pub fn backlog(&self) -> usize {

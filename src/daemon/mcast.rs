@@ -341,6 +341,7 @@ impl Daemon {
                 self.acct.grant(super::acct::Grant::Mdb { port, channel: (group, source) });
             }
             mcast::Output::MdbDel { port, group, source } => {
+                self.acct.cancel(super::acct::Grant::Mdb { port, channel: (group, source) });
                 if let Err(e) = self.dataplane.mdb_del(&m.bridge, &self.ports[port].name, group, source) {
                     self.io.dataplane_errors += 1;
                     error!(port = self.ports[port].name, %group, "MDB del: {e}");

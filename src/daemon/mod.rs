@@ -527,7 +527,9 @@ impl Daemon {
         self.acct.session_ending = Some(cause.into());
         self.mcast_end_host(now, port, mac);
         self.acct.session_ending = None;
-        // Fail closed first: the kernel stops the host before the record goes.
+        // Fail closed first: the kernel stops the host before the record goes (and an
+        // authorization still waiting for its commit never happens).
+        self.acct.cancel(acct::Grant::Authorize { port, mac });
         if let Err(e) = self.dataplane.deauthorize(&name, mac) {
             self.io.dataplane_errors += 1;
             error!(port = name, mac = %mac, "deauthorizing: {e}");
