@@ -43,6 +43,16 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// The multicast policy: check the files, or have the daemon read them again.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Act on a live session.
+    Session {
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
     /// The accounting journal: export, follow, purge.
     Acct {
         #[command(subcommand)]
@@ -55,6 +65,45 @@ pub enum Command {
         #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Validate the policy files the configuration names; file:line and the reason on error.
+    Check {
+        #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
+        config: PathBuf,
+    },
+    /// Have the running daemon read them again (as SIGHUP does): all valid, or nothing
+    /// changes; memberships the new policy denies end.
+    Reload {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionCommand {
+    /// End a session (Admin-Reset): the port closes for that MAC, its memberships end.
+    Kick {
+        #[command(flatten)]
+        target: Target,
+        port: String,
+        /// e.g. 02:00:00:00:00:11
+        mac: String,
+    },
+}
+
+/// One request to the daemon that answers Done or Error.
+fn ask(target: &Target, req: control::Request) -> anyhow::Result<()> {
+    match daemon::client_request(&target.socket()?, &req)? {
+        control::Response::Done { message } => {
+            println!("{message}");
+            Ok(())
+        }
+        control::Response::Error { message } => Err(anyhow!(message)),
+        other => Err(anyhow!("unexpected answer: {other:?}")),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -315,6 +364,17 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Acct { command } => acct(command),
+        Command::Policy { command: PolicyCommand::Check { config } } => {
+            let loaded = load(&config)?;
+            let p = loaded.policy.ok_or_else(|| anyhow!("{}: no [multicast] section, no policy", config.display()))?;
+            println!("policy ok: {} ({} packages, {} subscribers)", p.version, p.packages.len(), p.subscribers.len());
+            Ok(())
+        }
+        Command::Policy { command: PolicyCommand::Reload { target } } => ask(&target, control::Request::PolicyReload),
+        Command::Session { command: SessionCommand::Kick { target, port, mac } } => {
+            let mac = mac.parse::<crate::wire::MacAddr>().map_err(|e| anyhow!("{mac}: {e}"))?.to_string();
+            ask(&target, control::Request::SessionKick { port, mac })
+        }
         Command::Teardown { config } => {
             let loaded = load(&config)?;
             daemon::teardown(&loaded).context("teardown")?;

@@ -60,7 +60,7 @@ pub(super) struct Accounting {
     interims: BTreeSet<(Instant, Subject)>,
     interim_default: Option<Duration>,
     pub delivery: Option<Delivery>,
-    nas_identifier: String,
+    pub nas_identifier: String,
     vendor_id: u32,
     nas_ports: Vec<u32>,
     max_backlog: usize,

@@ -23,6 +23,35 @@ pub struct Config {
     pub multicast: Option<Multicast>,
     #[serde(default)]
     pub accounting: Accounting,
+    /// Present: CoA-Request and Disconnect-Request (RFC 5176) from these clients.
+    pub dynamic_authorization: Option<DynamicAuthorization>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicAuthorization {
+    #[serde(default = "default_das_listen")]
+    pub listen: std::net::SocketAddr,
+    /// A request's Event-Timestamp must be this close to the clock (replay protection).
+    #[serde(default = "default_das_window", deserialize_with = "duration")]
+    pub event_timestamp_window: Duration,
+    #[serde(rename = "client")]
+    pub clients: Vec<Spanned<DasClient>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DasClient {
+    /// Requests from any other source address are dropped.
+    pub address: std::net::IpAddr,
+    pub secret_file: Spanned<PathBuf>,
+}
+
+fn default_das_listen() -> std::net::SocketAddr {
+    "0.0.0.0:3799".parse().unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 3799)))
+}
+fn default_das_window() -> Duration {
+    Duration::from_secs(300)
 }
 
 /// The journal is always written; servers, when listed, get every record of it.
@@ -220,8 +249,12 @@ pub struct Loaded {
     pub secrets: Vec<Vec<u8>>,
     /// Of the accounting servers, in order.
     pub acct_secrets: Vec<Vec<u8>>,
+    /// Of the dynamic authorization clients, in order.
+    pub das_secrets: Vec<Vec<u8>>,
     /// The policy, when [multicast] is configured.
     pub policy: Option<crate::policy::Policy>,
+    /// Where it was read from (a reload reads it again).
+    pub policy_dir: Option<PathBuf>,
 }
 
 impl Loaded {
@@ -294,10 +327,9 @@ pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> 
     if !(1..=3).contains(&config.authenticator.eapol_version) {
         return Err(err(text.find("eapol_version").unwrap_or(0), "eapol_version must be 1, 2 or 3".into()));
     }
-    let read_secrets = |servers: &[Spanned<Server>]| -> Result<Vec<Vec<u8>>, ConfigError> {
+    let read_secrets = |files: Vec<&Spanned<PathBuf>>| -> Result<Vec<Vec<u8>>, ConfigError> {
         let mut secrets = Vec::new();
-        for s in servers {
-            let file = &s.get_ref().secret_file;
+        for file in files {
             let path = dir.join(file.get_ref());
             let mut secret = std::fs::read(&path)
                 .map_err(|e| err(file.span().start, format!("secret_file {}: {e}", path.display())))?;
@@ -311,9 +343,15 @@ pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> 
         }
         Ok(secrets)
     };
-    let secrets = read_secrets(&config.radius.servers)?;
-    let acct_secrets = read_secrets(&config.accounting.servers)?;
-    let mut policy = None;
+    fn secret_files(servers: &[Spanned<Server>]) -> Vec<&Spanned<PathBuf>> {
+        servers.iter().map(|s| &s.get_ref().secret_file).collect()
+    }
+    let secrets = read_secrets(secret_files(&config.radius.servers))?;
+    let acct_secrets = read_secrets(secret_files(&config.accounting.servers))?;
+    let das_secrets = read_secrets(
+        config.dynamic_authorization.iter().flat_map(|d| &d.clients).map(|c| &c.get_ref().secret_file).collect(),
+    )?;
+    let (mut policy, mut policy_dir) = (None, None);
     if let Some(m) = &config.multicast {
         for u in &m.uplinks {
             if names.contains(u.get_ref()) {
@@ -324,8 +362,9 @@ pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> 
         let p =
             crate::policy::load_dir(&d).map_err(|e| ConfigError { file: e.file, line: e.line, message: e.message })?;
         policy = Some(p);
+        policy_dir = Some(d);
     }
-    Ok(Loaded { config, secrets, acct_secrets, policy })
+    Ok(Loaded { config, secrets, acct_secrets, das_secrets, policy, policy_dir })
 }
 
 #[cfg(test)]

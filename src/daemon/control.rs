@@ -19,6 +19,13 @@ pub enum Request {
     AcctPurge {
         before: Option<u64>,
     },
+    /// Read the policy files again: all valid, or nothing changes.
+    PolicyReload,
+    /// End a session (Admin-Reset).
+    SessionKick {
+        port: String,
+        mac: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -49,6 +56,9 @@ pub enum Response {
     Records {
         records: Vec<crate::acct::Record>,
         next: u64,
+    },
+    Done {
+        message: String,
     },
     Purged {
         purged: usize,

@@ -222,6 +222,27 @@ impl Daemon {
         }
     }
 
+    /// The session's packages or the policy changed: its memberships are decided
+    /// again and those no longer allowed go. Returns how many went.
+    pub(super) fn mcast_reevaluate(&mut self, now: Instant, port: PortId, mac: MacAddr) -> usize {
+        let (Some(session), Some(m)) = (self.sessions.get(&(port, mac)), self.mcast.as_mut()) else { return 0 };
+        let info = HostInfo {
+            entitlement: entitlement_from_attrs(&session.attrs, m.vendor_id),
+            account: session.account.as_str().into(),
+            session_id: session.session_id.as_str().into(),
+        };
+        let info = m.hosts.entry((port, mac)).insert_entry(info).into_mut();
+        let host = Host {
+            port,
+            port_name: &m.port_names[port],
+            mac,
+            account: &info.account,
+            session_id: &info.session_id,
+            entitlement: &info.entitlement,
+        };
+        m.tracker.reevaluate(now, &m.policy, &host)
+    }
+
     /// A re-authentication may have brought other packages.
     pub(super) fn mcast_forget_entitlement(&mut self, port: PortId, mac: MacAddr) {
         if let Some(m) = self.mcast.as_mut() {

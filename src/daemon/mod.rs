@@ -5,6 +5,7 @@
 mod acct;
 pub mod config;
 pub mod control;
+mod das;
 mod mcast;
 
 use crate::auth::{self, Authenticator, EndCause, Input, Method, PortConfig, PortId};
@@ -50,6 +51,11 @@ enum Event {
         server: usize,
         bytes: Vec<u8>,
     },
+    /// A datagram on the dynamic authorization (RFC 5176) socket.
+    Das {
+        from: std::net::SocketAddr,
+        bytes: Vec<u8>,
+    },
     Kernel(Vec<netlink::Event>),
     Control(Request, oneshot::Sender<Response>),
 }
@@ -87,6 +93,8 @@ struct Daemon {
     /// The multicast gate, when configured.
     mcast: Option<mcast::McastState>,
     acct: acct::Accounting,
+    das: Option<das::Das>,
+    policy_dir: Option<std::path::PathBuf>,
     io: IoStats,
     started: Instant,
 }
@@ -187,6 +195,19 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let accounting =
         acct::Accounting::new(&cfg.accounting, cfg.switch.nas_identifier.clone(), vendor_id, nas_ports, delivery);
 
+    let das = match &cfg.dynamic_authorization {
+        Some(da) => {
+            let sock = std::net::UdpSocket::bind(da.listen)
+                .with_context(|| format!("dynamic authorization socket {}", da.listen))?;
+            sock.set_nonblocking(true)?;
+            spawn_das_reader(UdpSocket::from_std(sock.try_clone()?)?, tx.clone());
+            let clients =
+                da.clients.iter().map(|c| c.get_ref().address).zip(loaded.das_secrets.iter().cloned()).collect();
+            info!(listen = %da.listen, "dynamic authorization (RFC 5176) on");
+            Some(das::Das::new(sock, clients, da.event_timestamp_window.as_secs()))
+        }
+        None => None,
+    };
     let mut d = Daemon {
         auth: Authenticator::new(loaded.auth_config(), port_configs),
         radius: Client::new(loaded.radius_config(), servers),
@@ -197,6 +218,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         sessions: HashMap::new(),
         mcast,
         acct: accounting,
+        das,
+        policy_dir: loaded.policy_dir.clone(),
         io: IoStats::default(),
         started: Instant::now(),
     };
@@ -232,6 +255,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     info!(ports = d.ports.len(), sessions = d.sessions.len(), "mcgate running");
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
         let mcast_deadline = d.mcast.as_ref().and_then(|m| m.tracker.poll_timeout());
         let deadline = [d.auth.poll_timeout(), d.radius.poll_timeout(), mcast_deadline, d.acct.poll_timeout()]
@@ -261,6 +285,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                 }
                 d.acct_timeout(now);
             }
+            _ = sighup.recv() => {
+                match d.policy_reload(Instant::now()) {
+                    Ok(done) => info!("SIGHUP: {done}"),
+                    Err(e) => error!("SIGHUP: policy not reloaded, nothing changed: {e}"),
+                }
+            }
             _ = sigterm.recv() => { info!("SIGTERM: stopping; kernel state left in place"); break }
             _ = tokio::signal::ctrl_c() => { info!("SIGINT: stopping; kernel state left in place"); break }
         }
@@ -276,6 +306,22 @@ fn boot_id() -> String {
 }
 
 impl Daemon {
+    /// Reads the policy files again; if they are valid, swaps them in and decides the
+    /// live memberships again (those no longer allowed go). A broken file changes nothing.
+    fn policy_reload(&mut self, now: Instant) -> Result<String, String> {
+        let (Some(dir), Some(_)) = (&self.policy_dir, &self.mcast) else {
+            return Err("no [multicast] section: there is no policy".into());
+        };
+        let policy = crate::policy::load_dir(dir).map_err(|e| format!("{}:{}: {}", e.file, e.line, e.message))?;
+        let (version, packages) = (policy.version.clone(), policy.packages.len());
+        if let Some(m) = self.mcast.as_mut() {
+            m.policy = policy;
+        }
+        let hosts: Vec<(PortId, MacAddr)> = self.sessions.keys().copied().collect();
+        let revoked: usize = hosts.into_iter().map(|(p, mac)| self.mcast_reevaluate(now, p, mac)).sum();
+        Ok(format!("policy {version} loaded ({packages} packages); {revoked} memberships no longer allowed"))
+    }
+
     /// True when nothing of a previous run continues: first start, a start after a
     /// reboot or a teardown, or with the kernel state gone otherwise (ports not locked).
     fn cold_start(&mut self, kernel_state_gone: bool) -> bool {
@@ -385,6 +431,7 @@ impl Daemon {
                     warn!(server = %self.radius.server_addrs()[server], "RADIUS reply dropped: {e}");
                 }
             }
+            Event::Das { from, bytes } => self.das_datagram(now, from, &bytes),
             Event::Kernel(events) => {
                 for e in events {
                     self.kernel_event(now, e);
@@ -585,6 +632,20 @@ impl Daemon {
                 Ok(purged) => Response::Purged { purged },
                 Err(e) => Response::Error { message: e.to_string() },
             },
+            Request::PolicyReload => match self.policy_reload(Instant::now()) {
+                Ok(message) => Response::Done { message },
+                Err(message) => Response::Error { message: format!("policy not reloaded, nothing changed: {message}") },
+            },
+            Request::SessionKick { port, mac } => {
+                let found = self.sessions.keys().find(|(p, m)| self.ports[*p].name == port && m.to_string() == mac);
+                match found.copied() {
+                    Some((p, m)) => {
+                        self.auth.handle_input(Instant::now(), Input::Kick { port: p, mac: m });
+                        Response::Done { message: format!("session of {mac} on {port} ended") }
+                    }
+                    None => Response::Error { message: format!("no session of {mac} on {port}") },
+                }
+            }
             Request::Status => {
                 // the kernel's counters reset when read: fold them in first
                 self.io.capture_drops += self.ports.iter().map(|p| p.socket.drops() as u64).sum::<u64>();
@@ -603,6 +664,7 @@ impl Daemon {
                 "radius": self.radius.stats,
                 "radius_pending": self.radius.pending(),
                 "io": self.io,
+                "dynamic_authorization": self.das.as_ref().map(|d| &d.stats),
                 "accounting": serde_json::json!({
                     "backlog": self.acct.backlog(),
                     "journal": self.acct.stats,
@@ -653,6 +715,22 @@ fn spawn_capture(port: PortId, socket: Arc<PortSocket>, tx: mpsc::Sender<Event>)
             };
             if tx.send(ev).await.is_err() {
                 return;
+            }
+        }
+    });
+}
+
+fn spawn_das_reader(sock: UdpSocket, tx: mpsc::Sender<Event>) {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; crate::radius::MAX_LEN + 1];
+        loop {
+            match sock.recv_from(&mut buf).await {
+                Ok((n, from)) => {
+                    if tx.send(Event::Das { from, bytes: buf[..n].to_vec() }).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => debug!("dynamic authorization socket: {e}"),
             }
         }
     });

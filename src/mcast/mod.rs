@@ -739,6 +739,44 @@ impl Tracker {
         self.port_release(now, port, ch, cause == EndCause::Leave, upstream);
     }
 
+    /// The host's packages or the policy changed (CoA, reload): each membership a
+    /// package admitted is decided again, as a new join would be with the host's other
+    /// memberships held, and those now denied are revoked. What RADIUS decided per join,
+    /// free previews and link-scope groups stay. Returns how many were revoked.
+    pub fn reevaluate(&mut self, now: Instant, policy: &Policy, host: &Host<'_>) -> usize {
+        let Some(held) = self.hosts.get(&(host.port, host.mac)) else { return 0 };
+        let l = &self.labels;
+        let mut chans: Vec<(Channel, u32)> = held
+            .iter()
+            .filter(|(_, h)| {
+                let by = &h.membership.by;
+                !h.membership.is_link_local()
+                    && ![&l.radius, &l.radius_cache, &l.radius_stale, &l.radius_unreachable].contains(&by)
+                    && !by.starts_with("preview:")
+            })
+            .map(|(ch, h)| (*ch, h.membership.bandwidth_kbps))
+            .collect();
+        chans.sort();
+        let mut revoked = 0;
+        for (ch, kbps) in chans {
+            let (n, total) = self.held_load(host.port, host.mac);
+            let d = policy.decide(
+                host.entitlement,
+                host.account,
+                ch.0,
+                ch.1,
+                n.saturating_sub(1),
+                total.saturating_sub(kbps),
+            );
+            if let Decision::Deny { reason } = d {
+                info!(port = &**host.port_name, mac = %host.mac, group = %ch.0, ?reason, "membership no longer allowed");
+                self.revoke(now, host.port, host.mac, ch);
+                revoked += 1;
+            }
+        }
+        revoked
+    }
+
     /// Takes back one membership (its record could not be made durable, or its
     /// entitlement is gone): no query, no linger.
     pub fn revoke(&mut self, now: Instant, port: PortId, mac: MacAddr, ch: Channel) {
@@ -960,6 +998,24 @@ mod tests {
         t.handle_report(t0, 0, &p, &h.host(0, A), &[rec(RecordType::IsEx, "239.1.1.1", &[])]);
         assert!(out(&mut t).is_empty());
         assert_eq!(t.stats.refreshed, 1);
+    }
+
+    #[test]
+    fn reevaluation_revokes_what_the_new_packages_do_not_allow() {
+        let (mut t, p, mut h, t0) = setup(true);
+        let joins = [rec(RecordType::ToEx, "239.1.1.1", &[]), rec(RecordType::ToEx, "ff02::1:ff00:11", &[])];
+        t.handle_report(t0, 0, &p, &h.host(0, A), &joins);
+        out(&mut t);
+        // nothing changed: nothing goes
+        assert_eq!(t.reevaluate(t0, &p, &h.host(0, A)), 0);
+        assert!(out(&mut t).is_empty());
+        // the package is gone (a CoA): the package's channel goes, link-scope stays
+        h.ent.packages.clear();
+        assert_eq!(t.reevaluate(t0, &p, &h.host(0, A)), 1);
+        let o = out(&mut t);
+        assert_eq!(mdb(&o), ["-0 239.1.1.1 None"]);
+        assert!(o.iter().any(|o| matches!(o, Output::Ended { cause: EndCause::Revoked, .. })));
+        assert_eq!(t.memberships().count(), 1);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Authenticator (RFC 2865 3) checked on the octets received.
 
 pub mod client;
+pub mod das;
 
 pub use radius::core::code::Code;
 pub use radius::core::packet::Packet;
@@ -12,6 +13,7 @@ pub use radius::core::packet::Packet;
 pub mod attr {
     pub const USER_NAME: u8 = 1;
     pub const USER_PASSWORD: u8 = 2;
+    pub const NAS_IP_ADDRESS: u8 = 4;
     pub const NAS_PORT: u8 = 5;
     pub const SERVICE_TYPE: u8 = 6;
     pub const FILTER_ID: u8 = 11;

@@ -1,0 +1,155 @@
+//! The daemon's dynamic authorization server (RFC 5176): Disconnect-Request ends the
+//! sessions it names, CoA-Request replaces their packages and takes back the
+//! memberships no longer allowed; both answered with ACK or NAK and an Error-Cause.
+
+use super::{unix_now, Daemon};
+use crate::auth::{Input, PortId};
+use crate::radius::das::{self, cause, Kind};
+use crate::store::{Op, Session};
+use crate::wire::MacAddr;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+use tracing::{info, warn};
+
+/// Request authenticators remembered against replays (within the timestamp window).
+const SEEN: usize = 4096;
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub(super) struct Stats {
+    pub requests: u64,
+    pub acks: u64,
+    pub naks: BTreeMap<u32, u64>,
+    /// Dropped without an answer, by reason.
+    pub dropped: BTreeMap<String, u64>,
+    pub sessions_disconnected: u64,
+    pub sessions_changed: u64,
+    pub memberships_revoked: u64,
+}
+
+pub(super) struct Das {
+    pub socket: std::net::UdpSocket,
+    clients: Vec<(IpAddr, Vec<u8>)>,
+    window: u64,
+    seen: VecDeque<(IpAddr, [u8; 16])>,
+    seen_set: HashSet<(IpAddr, [u8; 16])>,
+    pub stats: Stats,
+}
+
+impl Das {
+    pub fn new(socket: std::net::UdpSocket, clients: Vec<(IpAddr, Vec<u8>)>, window: u64) -> Self {
+        Das { socket, clients, window, seen: VecDeque::new(), seen_set: HashSet::new(), stats: Stats::default() }
+    }
+
+    fn drop(&mut self, from: SocketAddr, why: &str) {
+        *self.stats.dropped.entry(why.to_string()).or_default() += 1;
+        warn!(%from, "dynamic authorization request dropped: {why}");
+    }
+
+    /// False when this request was seen before (a replay).
+    fn first_time(&mut self, from: IpAddr, authenticator: [u8; 16]) -> bool {
+        if !self.seen_set.insert((from, authenticator)) {
+            return false;
+        }
+        self.seen.push_back((from, authenticator));
+        if self.seen.len() > SEEN {
+            if let Some(old) = self.seen.pop_front() {
+                self.seen_set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// `02-00-00-00-00-11`, `02:00:00:00:00:11` and `020000000011` name the same MAC.
+fn same_mac(station: &str, mac: MacAddr) -> bool {
+    let hex: String = station.chars().filter(char::is_ascii_hexdigit).collect();
+    hex.eq_ignore_ascii_case(&mac.to_string().replace(':', ""))
+}
+
+/// Every identifying attribute the request carries must match the session.
+fn names(req: &das::Request, s: &Session) -> bool {
+    req.user_name.as_ref().is_none_or(|u| *u == s.account)
+        && req.acct_session_id.as_ref().is_none_or(|id| *id == s.session_id)
+        && req.calling_station_id.as_ref().is_none_or(|c| same_mac(c, s.mac))
+        && req.nas_port_id.as_ref().is_none_or(|p| *p == s.port)
+}
+
+impl Daemon {
+    pub(super) fn das_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let Some(d) = self.das.as_mut() else { return };
+        d.stats.requests += 1;
+        let Some(secret) = d.clients.iter().find(|(a, _)| *a == from.ip()).map(|(_, s)| s.clone()) else {
+            return d.drop(from, "unknown client");
+        };
+        let req = match das::verify(bytes, &secret, unix_now(), d.window) {
+            Ok(r) => r,
+            Err(e) => return d.drop(from, &e.to_string()),
+        };
+        if !d.first_time(from.ip(), req.authenticator) {
+            return d.drop(from, "replay");
+        }
+        let error = self.das_apply(now, &req);
+        let Some(d) = self.das.as_mut() else { return };
+        match error {
+            None => d.stats.acks += 1,
+            Some(c) => *d.stats.naks.entry(c).or_default() += 1,
+        }
+        info!(%from, kind = ?req.kind, user = req.user_name, session = req.acct_session_id, error_cause = error, "dynamic authorization");
+        if let Err(e) = d.socket.send_to(&das::answer(&req, error, &secret), from) {
+            warn!(%from, "dynamic authorization answer: {e}");
+        }
+    }
+
+    /// Carries a verified request out; the Error-Cause of a NAK, or None.
+    fn das_apply(&mut self, now: Instant, req: &das::Request) -> Option<u32> {
+        if !req.unsupported.is_empty() {
+            return Some(cause::UNSUPPORTED_ATTRIBUTE);
+        }
+        if req.nas_identifier.as_ref().is_some_and(|n| *n != self.acct.nas_identifier) {
+            return Some(cause::NAS_IDENTIFICATION_MISMATCH);
+        }
+        if req.is_anonymous() {
+            return Some(cause::MISSING_ATTRIBUTE);
+        }
+        let named: Vec<(PortId, MacAddr)> =
+            self.sessions.iter().filter(|(_, s)| names(req, s)).map(|(k, _)| *k).collect();
+        if named.is_empty() {
+            return Some(cause::SESSION_CONTEXT_NOT_FOUND);
+        }
+        match req.kind {
+            Some(Kind::Coa) => {
+                if req.filter_ids.is_empty() && req.vendor.is_empty() {
+                    return Some(cause::MISSING_ATTRIBUTE);
+                }
+                for (port, mac) in named {
+                    self.change_packages(now, port, mac, &req.filter_ids, &req.vendor);
+                }
+            }
+            _ => {
+                if let Some(d) = self.das.as_mut() {
+                    d.stats.sessions_disconnected += named.len() as u64;
+                }
+                for (port, mac) in named {
+                    self.auth.handle_input(now, Input::Kick { port, mac });
+                }
+            }
+        }
+        None
+    }
+
+    /// A CoA's packages replace the session's; memberships they no longer allow go.
+    fn change_packages(&mut self, now: Instant, port: PortId, mac: MacAddr, filter_ids: &[String], vendor: &[String]) {
+        let Some(s) = self.sessions.get_mut(&(port, mac)) else { return };
+        s.attrs.filter_ids = filter_ids.to_vec();
+        s.attrs.vendor = vendor.to_vec();
+        info!(port = s.port, mac = %mac, account = s.account, packages = ?filter_ids, "packages changed");
+        self.acct.op(Op::PutSession(s.clone()));
+        let revoked = self.mcast_reevaluate(now, port, mac);
+        if let Some(d) = self.das.as_mut() {
+            d.stats.sessions_changed += 1;
+            d.stats.memberships_revoked += revoked as u64;
+        }
+    }
+}

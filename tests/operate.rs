@@ -1,0 +1,193 @@
+//! Operating a running mcgate: RFC 5176 CoA and Disconnect from radclient (a real
+//! client), forged and replayed requests, policy reload, session kick — against the
+//! kernel bridge, wpa_supplicant and FreeRADIUS.
+
+mod common;
+
+use common::{result, wait_until, Testbed};
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const POLICY: &str = r#"
+[defaults]
+unknown = "deny"
+
+[[package]]
+name = "basic"
+groups = ["239.1.1.0/24"]
+
+[[package]]
+name = "premium"
+groups = ["239.1.2.0/24"]
+"#;
+
+fn testbed(tag: &str) -> Testbed {
+    let mut tb = Testbed::new(tag, 1);
+    tb.radius(1812);
+    let cfg = tb.config(&[("p1", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", "");
+    let t =
+        std::fs::read_to_string(&cfg).unwrap().replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nsingle_host = true\n")
+            + "\n[dynamic_authorization]\nlisten = \"0.0.0.0:3799\"\n\
+           [[dynamic_authorization.client]]\naddress = \"127.0.0.1\"\nsecret_file = \"secret\"\n";
+    std::fs::write(&cfg, t).unwrap();
+    tb.multicast(POLICY, "");
+    tb.start_mcgate();
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    assert!(wait_until(Duration::from_secs(15), || tb.session_of("p1").is_some()), "{}", tb.log());
+    tb
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// radclient in the switch namespace: `attrs` as radclient reads them; its output.
+fn radclient(tb: &Testbed, cmd: &str, attrs: &str, secret: &str) -> String {
+    let mut c = Command::new("ip")
+        .args(["netns", "exec", &tb.ns("sw"), "radclient", "-x", "-t", "1", "-r", "1", "127.0.0.1:3799", cmd, secret])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(attrs.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn signed(extra: &str) -> String {
+    format!("{extra}\nEvent-Timestamp = {}\nMessage-Authenticator = 0x00\n", now())
+}
+
+fn das_stat(tb: &Testbed, key: &str) -> Value {
+    tb.status().unwrap()["dynamic_authorization"][key].clone()
+}
+
+fn joined(tb: &Testbed, group: &str) -> bool {
+    tb.memberships().iter().any(|m| m["group"] == group)
+}
+
+#[test]
+fn coa_changes_what_a_host_receives_and_disconnect_closes_the_port() {
+    let tb = testbed("oc");
+    let mut streams = [tb.stream("239.1.1.1", 30), tb.stream("239.1.2.1", 30)];
+    tb.in_host(1, &["ip", "addr", "add", "239.1.1.1/32", "dev", "eth0", "autojoin"]);
+    assert!(wait_until(Duration::from_secs(5), || joined(&tb, "239.1.1.1")), "{}", tb.log());
+    // premium is not alice's yet
+    let before = result(tb.mcast_py("h1", &["recv", "239.1.2.1", "--seconds", "1.5"]));
+    assert_eq!(before["packets"], 0, "{before}");
+
+    // CoA: alice has premium instead of basic
+    let out = radclient(&tb, "coa", &signed("User-Name = alice\nFilter-Id = premium"), "testing123");
+    assert!(out.contains("Received CoA-ACK"), "{out}\n{}", tb.log());
+    assert!(wait_until(Duration::from_secs(3), || !joined(&tb, "239.1.1.1")), "basic's channel stayed");
+    assert!(!tb.mdb().contains("port p1 grp 239.1.1.1"), "{}", tb.mdb());
+    let after = result(tb.mcast_py("h1", &["recv", "239.1.2.1", "--seconds", "1.5"]));
+    assert!(after["packets"].as_u64().unwrap() > 100, "premium after the CoA: {after}");
+    let (records, _) = tb.mcgate(&["acct", "export"]);
+    let revoked: Vec<Value> = records
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["group"] == "239.1.1.1" && r["status"] == "stop")
+        .collect();
+    assert_eq!(revoked.len(), 1, "{records}");
+    assert_eq!(revoked[0]["terminate_cause"], "admin-reset");
+
+    // a session that does not exist: NAK, Session-Context-Not-Found
+    let out = radclient(&tb, "disconnect", &signed("User-Name = mallory"), "testing123");
+    assert!(out.contains("Received Disconnect-NAK") && out.contains("Session-Context-Not-Found"), "{out}");
+
+    // Disconnect by Calling-Station-Id and NAS-Port-Id: the port closes
+    let out =
+        radclient(&tb, "disconnect", &signed("Calling-Station-Id = 02-00-00-00-00-11\nNAS-Port-Id = p1"), "testing123");
+    assert!(out.contains("Received Disconnect-ACK"), "{out}");
+    assert!(wait_until(Duration::from_secs(3), || tb.session_of("p1").is_none()), "{}", tb.log());
+    assert!(!tb.ping(1), "the port stayed open after Disconnect");
+    let s = tb.status().unwrap();
+    assert_eq!(s["dynamic_authorization"]["sessions_disconnected"], 1, "{s}");
+    assert_eq!(s["dynamic_authorization"]["naks"]["503"], 1, "{s}");
+    for s in &mut streams {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}
+
+#[test]
+fn forged_stale_and_replayed_requests_are_dropped() {
+    let tb = testbed("of");
+    // wrong secret, no Message-Authenticator, an old Event-Timestamp: no answer at all
+    let out = radclient(&tb, "disconnect", &signed("User-Name = alice"), "wrongsecret");
+    assert!(!out.contains("Received"), "{out}");
+    let bare = format!("User-Name = alice\nEvent-Timestamp = {}\n", now());
+    assert!(!radclient(&tb, "disconnect", &bare, "testing123").contains("Received"));
+    let stale = format!("User-Name = alice\nEvent-Timestamp = {}\nMessage-Authenticator = 0x00\n", now() - 3600);
+    assert!(!radclient(&tb, "disconnect", &stale, "testing123").contains("Received"));
+    let dropped = das_stat(&tb, "dropped");
+    for why in
+        ["request authenticator does not verify", "no Message-Authenticator", "Event-Timestamp outside the window"]
+    {
+        assert!(dropped[why].as_u64() >= Some(1), "{why}: {dropped}");
+    }
+    // the same datagram twice: the second is a replay; and from an address not configured
+    let ts = (now() as u32).to_be_bytes();
+    let pkt = mcgate::radius::das::encode_request(
+        mcgate::radius::das::DISCONNECT_REQUEST,
+        1,
+        &[(1, b"mallory"), (55, &ts)],
+        b"testing123",
+    );
+    let hex: String = pkt.iter().map(|b| format!("{b:02x}")).collect();
+    let send = |src: &str| {
+        let py = format!(
+            "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('{src}',0))\n\
+             s.settimeout(1)\ns.sendto(bytes.fromhex('{hex}'),('{src}',3799))\n\
+             try:\n  print(len(s.recv(4096)))\nexcept socket.timeout:\n  print('none')\n"
+        );
+        common::run(Command::new("ip").args(["netns", "exec", &tb.ns("sw"), "python3", "-c", &py])).trim().to_string()
+    };
+    assert_ne!(send("127.0.0.1"), "none", "the first is answered (a NAK: no such session)");
+    assert_eq!(send("127.0.0.1"), "none", "a replay is answered");
+    assert_eq!(send("192.0.2.1"), "none", "an unknown client is answered");
+    let dropped = das_stat(&tb, "dropped");
+    assert_eq!(dropped["replay"], 1, "{dropped}");
+    assert_eq!(dropped["unknown client"], 1, "{dropped}");
+    // nothing of it acted on
+    assert!(tb.session_of("p1").is_some());
+    assert_eq!(das_stat(&tb, "sessions_disconnected"), 0);
+}
+
+#[test]
+fn a_broken_reload_changes_nothing_and_a_good_one_applies() {
+    let tb = testbed("or");
+    tb.in_host(1, &["ip", "addr", "add", "239.1.1.1/32", "dev", "eth0", "autojoin"]);
+    assert!(wait_until(Duration::from_secs(5), || joined(&tb, "239.1.1.1")), "{}", tb.log());
+    let file = tb.dir.join("policies/test.toml");
+    // broken: the CLI says where, nothing changes (SIGHUP the same)
+    std::fs::write(&file, POLICY.replace("groups = [\"239.1.1.0/24\"]", "groups = [\"239.1.1.0/33\"]")).unwrap();
+    let out =
+        Command::new(common::MCGATE).args(["policy", "reload", "-c"]).arg(tb.dir.join("mcgate.toml")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("test.toml:"), "{err}");
+    let _ = Command::new("kill").args(["-HUP", &tb.daemon_pid().unwrap().to_string()]).status();
+    assert!(wait_until(Duration::from_secs(3), || tb.log().contains("SIGHUP: policy not reloaded")), "{}", tb.log());
+    assert!(joined(&tb, "239.1.1.1") && tb.mdb().contains("port p1 grp 239.1.1.1"));
+    // good, without basic's range: the membership goes
+    std::fs::write(&file, POLICY.replace("239.1.1.0/24", "239.1.9.0/24")).unwrap();
+    let (out, _) = tb.mcgate(&["policy", "reload"]);
+    assert!(out.contains("1 memberships no longer allowed"), "{out}");
+    assert!(!joined(&tb, "239.1.1.1") && !tb.mdb().contains("port p1 grp 239.1.1.1"), "{}", tb.mdb());
+    let (out, _) = tb.mcgate(&["policy", "check"]);
+    assert!(out.starts_with("policy ok:"), "{out}");
+    // kick: the session ends, the port closes
+    let (out, _) = tb.mcgate(&["session", "kick", "p1", "02:00:00:00:00:11"]);
+    assert!(out.contains("ended"), "{out}");
+    assert!(wait_until(Duration::from_secs(3), || tb.session_of("p1").is_none()));
+    let no = Command::new(common::MCGATE)
+        .args(["session", "kick", "p1", "02:00:00:00:00:99", "-c"])
+        .arg(tb.dir.join("mcgate.toml"))
+        .output()
+        .unwrap();
+    assert!(!no.status.success() && String::from_utf8_lossy(&no.stderr).contains("no session"));
+}
