@@ -28,7 +28,8 @@ fn testbed(tag: &str) -> Testbed {
     let cfg = tb.config(&[("p1", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", "");
     let t =
         std::fs::read_to_string(&cfg).unwrap().replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nsingle_host = true\n")
-            + "\n[dynamic_authorization]\nlisten = \"0.0.0.0:3799\"\n\
+            + "\n[metrics]\nlisten = \"127.0.0.1:9470\"\n\
+           \n[dynamic_authorization]\nlisten = \"0.0.0.0:3799\"\n\
            [[dynamic_authorization.client]]\naddress = \"127.0.0.1\"\nsecret_file = \"secret\"\n";
     std::fs::write(&cfg, t).unwrap();
     tb.multicast(POLICY, "");
@@ -190,4 +191,56 @@ fn a_broken_reload_changes_nothing_and_a_good_one_applies() {
         .output()
         .unwrap();
     assert!(!no.status.success() && String::from_utf8_lossy(&no.stderr).contains("no session"));
+}
+
+#[test]
+fn the_metrics_endpoint_passes_promtool_and_counts_what_happened() {
+    let tb = testbed("om");
+    tb.in_host(1, &["ip", "addr", "add", "239.1.1.1/32", "dev", "eth0", "autojoin"]);
+    assert!(wait_until(Duration::from_secs(5), || joined(&tb, "239.1.1.1")), "{}", tb.log());
+    let scrape = |path: &str| {
+        common::run(Command::new("ip").args([
+            "netns",
+            "exec",
+            &tb.ns("sw"),
+            "curl",
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            &format!("http://127.0.0.1:9470{path}"),
+        ]))
+    };
+    let text = scrape("/metrics");
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    assert_eq!(code, "200");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; testbed/tb setup installs it)");
+    use std::io::Write;
+    promtool.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "mcgate_sessions 1\n",
+        "mcgate_auth_results_total{result=\"success\"} 1\n",
+        "mcgate_memberships 1\n",
+        "mcgate_radius_replies_total{client=\"auth\",server=\"127.0.0.1:1812\"}",
+        "mcgate_decision_latency_seconds_bucket{le=\"+Inf\"}",
+        "mcgate_radius_rtt_seconds_count{client=\"auth\",server=\"127.0.0.1:1812\"}",
+    ] {
+        assert!(body.contains(want), "{want} missing:\n{body}");
+    }
+    let admitted: u64 =
+        body.lines().find_map(|l| l.strip_prefix("mcgate_joins_admitted_total ")).and_then(|v| v.parse().ok()).unwrap();
+    assert!(admitted >= 1, "{body}");
+    assert!(scrape("/other").ends_with("404"));
 }

@@ -44,6 +44,8 @@ pub(super) struct Stats {
 
 pub(super) struct Delivery {
     pub client: Client,
+    /// Round trips by server.
+    pub rtt: Vec<super::metrics::Histogram>,
     pub sockets: Vec<std::net::UdpSocket>,
     pub sender: Sender,
 }
@@ -467,7 +469,8 @@ impl Daemon {
                         warn!(server = %d.client.server_addrs()[server], "accounting send: {e}");
                     }
                 }
-                rc::Output::Reply { token, .. } => {
+                rc::Output::Reply { token, server, rtt, .. } => {
+                    d.rtt[server].record(rtt);
                     d.sender.delivered(token);
                     self.acct.batch.delivered.push(token);
                 }

@@ -25,6 +25,14 @@ pub struct Config {
     pub accounting: Accounting,
     /// Present: CoA-Request and Disconnect-Request (RFC 5176) from these clients.
     pub dynamic_authorization: Option<DynamicAuthorization>,
+    /// Present: Prometheus metrics at http://LISTEN/metrics.
+    pub metrics: Option<Metrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,6 +2,7 @@
 //! tracker's outputs to the store, the bridge MDB, the uplinks and the ports.
 
 use super::config::{Config, Multicast};
+use super::metrics::Histogram;
 use super::{unix_now, Daemon};
 use crate::acct::TerminateCause;
 use crate::auth::PortId;
@@ -66,36 +67,6 @@ pub(super) struct McastIoStats {
     pub tx_errors: u64,
     /// From the capture task's read to the decision made (queueing in the actor included).
     pub decision_latency: Histogram,
-}
-
-/// Bucket upper bounds of [`Histogram`], microseconds.
-const LATENCY_BOUNDS_US: [u64; 14] =
-    [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000];
-
-/// A latency histogram with fixed buckets (Prometheus-style: `counts[i]` is how many
-/// took at most `le_us[i]`, non-cumulative here; the last bucket is everything longer).
-#[derive(Debug, Clone, Serialize)]
-pub(super) struct Histogram {
-    pub le_us: &'static [u64],
-    pub counts: [u64; LATENCY_BOUNDS_US.len() + 1],
-    pub sum_us: u64,
-    pub count: u64,
-}
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram { le_us: &LATENCY_BOUNDS_US, counts: [0; LATENCY_BOUNDS_US.len() + 1], sum_us: 0, count: 0 }
-    }
-}
-
-impl Histogram {
-    pub fn record(&mut self, d: Duration) {
-        let us = d.as_micros().min(u64::MAX as u128) as u64;
-        let i = LATENCY_BOUNDS_US.iter().position(|b| us <= *b).unwrap_or(LATENCY_BOUNDS_US.len());
-        self.counts[i] += 1;
-        self.sum_us += us;
-        self.count += 1;
-    }
 }
 
 impl McastState {
@@ -455,24 +426,5 @@ fn query_frame(m: &McastState, group: IpAddr, max_resp_code: u8) -> Vec<u8> {
             let pkt = ip::emit_ipv6_mld(m.bridge_ll6, g, &body);
             ethernet::emit_frame(MacAddr::for_group(group), m.bridge_mac, ethernet::ETHERTYPE_IPV6, &pkt)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn histogram_buckets_by_upper_bound() {
-        let mut h = Histogram::default();
-        for us in [0, 10, 11, 999, 1_000, 1_001, 2_000_000] {
-            h.record(Duration::from_micros(us));
-        }
-        assert_eq!(h.counts[0], 2, "0 and 10 µs: at most 10");
-        assert_eq!(h.counts[1], 1, "11 µs: at most 25");
-        assert_eq!(h.counts[6], 2, "999 and 1000 µs: at most 1 ms");
-        assert_eq!(h.counts[7], 1);
-        assert_eq!(h.counts[LATENCY_BOUNDS_US.len()], 1, "beyond the last bound");
-        assert_eq!((h.count, h.sum_us), (7, 2_003_021));
     }
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 mod das;
 mod mcast;
+mod metrics;
 
 use crate::auth::{self, Authenticator, EndCause, Input, Method, PortConfig, PortId};
 use crate::capture::PortSocket;
@@ -58,6 +59,8 @@ enum Event {
     },
     Kernel(Vec<netlink::Event>),
     Control(Request, oneshot::Sender<Response>),
+    /// A Prometheus scrape: the metrics as text.
+    Metrics(oneshot::Sender<String>),
 }
 
 /// Counters of the I/O around the state machines.
@@ -85,6 +88,8 @@ struct Daemon {
     auth: Authenticator,
     radius: Client,
     radius_sockets: Vec<std::net::UdpSocket>,
+    /// Round trips by server.
+    radius_rtt: Vec<metrics::Histogram>,
     dataplane: Box<dyn Dataplane + Send>,
     store: Store,
     ports: Vec<Port>,
@@ -188,7 +193,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         for (seq, key) in undelivered {
             sender.enqueue(seq, key);
         }
-        Some(acct::Delivery { client: Client::new(loaded.radius_config(), acct_servers), sockets, sender })
+        let rtt = vec![Default::default(); sockets.len()];
+        Some(acct::Delivery { client: Client::new(loaded.radius_config(), acct_servers), sockets, sender, rtt })
     };
     let vendor_id = cfg.multicast.as_ref().map_or(32473, |m| m.vendor_id);
     let nas_ports = (0..cfg.ports.len()).map(|i| loaded.nas_port(i)).collect();
@@ -211,6 +217,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let mut d = Daemon {
         auth: Authenticator::new(loaded.auth_config(), port_configs),
         radius: Client::new(loaded.radius_config(), servers),
+        radius_rtt: vec![Default::default(); radius_sockets.len()],
         radius_sockets,
         dataplane,
         store,
@@ -241,6 +248,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         spawn_capture(i, p.socket.clone(), tx.clone());
     }
     spawn_kernel_events(tx.clone())?;
+    if let Some(m) = &cfg.metrics {
+        metrics::serve(metrics::bind(m.listen).await.with_context(|| format!("metrics on {}", m.listen))?, tx.clone());
+    }
     let listener = bind_control(&cfg.switch.control_socket)?;
     spawn_control(listener, tx.clone());
 
@@ -440,6 +450,10 @@ impl Daemon {
             Event::Control(req, reply) => {
                 let _ = reply.send(self.control(req));
             }
+            Event::Metrics(reply) => {
+                self.io.capture_drops += self.ports.iter().map(|p| p.socket.drops() as u64).sum::<u64>();
+                let _ = reply.send(self.metrics());
+            }
         }
     }
 
@@ -486,6 +500,7 @@ impl Daemon {
                     }
                     rc::Output::Reply { token, server, packet, rtt } => {
                         debug!(token, server, rtt_us = rtt.as_micros() as u64, code = ?packet.get_code(), "RADIUS reply");
+                        self.radius_rtt[server].record(rtt);
                         if token & mcast::PER_JOIN != 0 {
                             self.per_join_answer(now, token, Some(&packet));
                         } else {

@@ -110,6 +110,17 @@ struct ServerState {
     dead_until: Option<Instant>,
 }
 
+/// What happened with one server.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ServerStats {
+    /// Requests sent to it (first transmissions, failovers to it included).
+    pub requests: u64,
+    pub replies: u64,
+    /// Waits for a reply that ran out (each followed by a retransmission or a failover).
+    pub timeouts: u64,
+    pub marked_dead: u64,
+}
+
 pub struct Client {
     config: Config,
     servers: Vec<ServerState>,
@@ -118,10 +129,13 @@ pub struct Client {
     backlog: VecDeque<(Token, Request)>,
     outputs: VecDeque<Output>,
     pub stats: Stats,
+    /// By server, in configured order.
+    pub per_server: Vec<ServerStats>,
 }
 
 impl Client {
     pub fn new(config: Config, servers: Vec<Server>) -> Self {
+        let per_server = vec![ServerStats::default(); servers.len()];
         Client {
             config,
             servers: servers
@@ -132,6 +146,7 @@ impl Client {
             backlog: VecDeque::new(),
             outputs: VecDeque::new(),
             stats: Stats::default(),
+            per_server,
         }
     }
 
@@ -182,6 +197,7 @@ impl Client {
         };
         let secret = &self.servers[server].server.secret;
         let bytes = encode_request(&request, id, &rand::random(), secret);
+        self.per_server[server].requests += 1;
         let mut authenticator = [0u8; 16];
         authenticator.copy_from_slice(&bytes[4..20]);
         self.outputs.push_back(Output::Transmit { server, bytes: bytes.clone() });
@@ -265,6 +281,7 @@ impl Client {
             return Err(ReplyError::Unmatched);
         };
         self.stats.replies += 1;
+        self.per_server[server].replies += 1;
         self.servers[server].dead_until = None;
         self.outputs.push_back(Output::Reply { token: p.token, server, packet, rtt: now - p.sent });
         self.drain_backlog(now);
@@ -292,6 +309,7 @@ impl Client {
             let Some(mut p) = self.pending.remove(&key) else {
                 continue;
             };
+            self.per_server[p.server].timeouts += 1;
             if p.attempt < self.config.retries {
                 p.attempt += 1;
                 self.stats.retransmissions += 1;
@@ -303,6 +321,7 @@ impl Client {
             }
             // This server had its chances: mark it dead and fail over.
             self.stats.server_marked_dead += 1;
+            self.per_server[p.server].marked_dead += 1;
             self.servers[p.server].dead_until = Some(now + self.config.dead_time);
             let tried = p.servers_tried + 1;
             if tried >= self.servers.len() {
