@@ -244,3 +244,90 @@ fn the_metrics_endpoint_passes_promtool_and_counts_what_happened() {
     assert!(admitted >= 1, "{body}");
     assert!(scrape("/other").ends_with("404"));
 }
+
+/// A daemon started by the test itself, killed on drop.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn it_runs_as_an_unprivileged_user_with_only_net_raw_and_net_admin() {
+    let tb = Testbed::new("ou", 1);
+    tb.radius(1812);
+    // everything of the daemon's in a directory of the user's, as systemd's
+    // StateDirectory/RuntimeDirectory would make it
+    let home = tb.dir.join("svc");
+    std::fs::create_dir_all(home.join("policies")).unwrap();
+    std::fs::write(home.join("secret"), "testing123\n").unwrap();
+    std::fs::write(home.join("policies/test.toml"), POLICY).unwrap();
+    let cfg = home.join("mcgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[switch]\nbridge = \"br0\"\ndatabase = \"{h}/mcgate.redb\"\ncontrol_socket = \"{h}/run/control.sock\"\n\
+             log_format = \"json\"\n[authenticator]\ntx_period = \"1s\"\n[radius]\n[[radius.server]]\n\
+             address = \"127.0.0.1:1812\"\nsecret_file = \"secret\"\n[[port]]\nname = \"p1\"\n\
+             [multicast]\npolicies = \"policies\"\nuplinks = [\"up0\"]\n",
+            h = home.display()
+        ),
+    )
+    .unwrap();
+    common::run(Command::new("chown").args(["-R", "nobody:nogroup"]).arg(&home));
+    // tb.dir is the root-owned parent; the user needs to pass through it
+    common::run(Command::new("chmod").arg("755").arg(&tb.dir));
+    let log = std::fs::File::create(tb.dir.join("svc.log")).unwrap();
+    let _daemon = Daemon(
+        Command::new("ip")
+            .args(["netns", "exec", &tb.ns("sw"), "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .args(["--inh-caps=-all,+net_raw,+net_admin", "--ambient-caps=-all,+net_raw,+net_admin"])
+            .args(["--bounding-set=-all,+net_raw,+net_admin", "--no-new-privs", common::MCGATE, "run", "-c"])
+            .arg(&cfg)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let socket = home.join("run/control.sock");
+    let svc_log = || std::fs::read_to_string(tb.dir.join("svc.log")).unwrap_or_default();
+    let sessions = || {
+        let out = Command::new(common::MCGATE).args(["sessions", "--json", "-s"]).arg(&socket).output().unwrap();
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap_or_default()
+    };
+    assert!(wait_until(Duration::from_secs(10), || socket.exists()), "did not start:\n{}", svc_log());
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    assert!(wait_until(Duration::from_secs(15), || sessions().len() == 1), "{}", svc_log());
+    // the port lock, the FDB entry, the MDB entry and the nftables table, all as that user
+    tb.in_host(1, &["ip", "addr", "add", "239.1.1.1/32", "dev", "eth0", "autojoin"]);
+    assert!(wait_until(Duration::from_secs(5), || tb.mdb().contains("port p1 grp 239.1.1.1")), "{}", svc_log());
+    assert!(tb.ping(1), "the authorized host does not pass");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", _daemon.0.id())).unwrap();
+    let caps = |key: &str| {
+        status.lines().find_map(|l| l.strip_prefix(key)).map(|v| u64::from_str_radix(v.trim(), 16).unwrap()).unwrap()
+    };
+    // CAP_NET_ADMIN 12, CAP_NET_RAW 13
+    assert_eq!(caps("CapEff:"), (1 << 12) | (1 << 13), "{status}");
+    assert_eq!(caps("CapBnd:"), (1 << 12) | (1 << 13), "{status}");
+    assert!(status.lines().any(|l| l.starts_with("Uid:") && l.contains("65534")), "{status}");
+    // logs are JSON lines
+    let first = svc_log().lines().next().unwrap_or_default().to_string();
+    assert!(serde_json::from_str::<Value>(&first).is_ok(), "not JSON: {first}");
+}
+
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/mcgate.service")).unwrap();
+    assert!(unit.contains("CapabilityBoundingSet=CAP_NET_RAW CAP_NET_ADMIN\n"));
+    let dir = std::env::temp_dir().join(format!("mcgate-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mcgate.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/mcgate", common::MCGATE)).unwrap();
+    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("mcgate.service"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}

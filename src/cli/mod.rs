@@ -275,17 +275,25 @@ fn load(path: &Path) -> anyhow::Result<config::Loaded> {
     config::load(path).map_err(|e| anyhow!("{e}"))
 }
 
-fn init_logging(level: &str) {
+/// Text for people (colour on a terminal; no timestamps under systemd, whose journal
+/// has its own), or one JSON object per line for log shippers.
+fn init_logging(level: &str, format: config::LogFormat) {
     let level = level.parse().unwrap_or(tracing::Level::INFO);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::fmt().with_max_level(level).with_target(false).with_ansi(ansi).init();
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let fmt = tracing_subscriber::fmt().with_max_level(level).with_target(false).with_ansi(ansi);
+    match (format, journald) {
+        (config::LogFormat::Json, _) => fmt.json().init(),
+        (config::LogFormat::Text, true) => fmt.without_time().init(),
+        (config::LogFormat::Text, false) => fmt.init(),
+    }
 }
 
 pub fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config } => {
             let loaded = load(&config)?;
-            init_logging(&loaded.config.switch.log_level);
+            init_logging(&loaded.config.switch.log_level, loaded.config.switch.log_format);
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(daemon::run(loaded))
         }

@@ -142,6 +142,7 @@ pub struct Switch {
     pub control_socket: PathBuf,
     /// error, warn, info, debug, trace
     pub log_level: String,
+    pub log_format: LogFormat,
     /// Decide and record, enforce nothing in the kernel.
     pub audit: bool,
 }
@@ -154,9 +155,17 @@ impl Default for Switch {
             database: "/var/lib/mcgate/mcgate.redb".into(),
             control_socket: "/run/mcgate/control.sock".into(),
             log_level: "info".into(),
+            log_format: LogFormat::Text,
             audit: false,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Deserialize)]
