@@ -243,6 +243,21 @@ fn the_metrics_endpoint_passes_promtool_and_counts_what_happened() {
         body.lines().find_map(|l| l.strip_prefix("mcgate_joins_admitted_total ")).and_then(|v| v.parse().ok()).unwrap();
     assert!(admitted >= 1, "{body}");
     assert!(scrape("/other").ends_with("404"));
+    // every metric the Grafana dashboard graphs is one the daemon exports
+    let dashboard =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/grafana-dashboard.json")).unwrap();
+    let dashboard: Value = serde_json::from_str(&dashboard).unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in
+                expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("mcgate_"))
+            {
+                let family = ["_bucket", "_sum", "_count"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+                assert!(body.contains(&format!("# TYPE {family} ")), "the dashboard graphs {name}, not exported");
+            }
+        }
+    }
 }
 
 /// A daemon started by the test itself, killed on drop.
