@@ -243,6 +243,11 @@ fn the_metrics_endpoint_passes_promtool_and_counts_what_happened() {
         body.lines().find_map(|l| l.strip_prefix("mcgate_joins_admitted_total ")).and_then(|v| v.parse().ok()).unwrap();
     assert!(admitted >= 1, "{body}");
     assert!(scrape("/other").ends_with("404"));
+    // the same for people
+    let (table, _) = tb.mcgate(&["status"]);
+    let row = |k: &str| table.lines().find(|l| l.starts_with(k)).map(|l| l[k.len()..].trim().to_string());
+    assert_eq!(row("sessions").as_deref(), Some("1"), "{table}");
+    assert_eq!(row("memberships").as_deref(), Some("1"), "{table}");
     // every metric the Grafana dashboard graphs is one the daemon exports
     let dashboard =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/grafana-dashboard.json")).unwrap();

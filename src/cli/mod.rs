@@ -42,6 +42,9 @@ pub enum Command {
     Status {
         #[command(flatten)]
         target: Target,
+        /// Every counter, as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// The multicast policy: check the files, or have the daemon read them again.
     Policy {
@@ -363,12 +366,16 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Status { target } => {
+        Command::Status { target, json } => {
             let resp = daemon::client_request(&target.socket()?, &control::Request::Status)?;
             let control::Response::Status { status } = resp else {
                 return Err(anyhow!("unexpected answer: {resp:?}"));
             };
-            println!("{}", serde_json::to_string_pretty(&status)?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", status_summary(&status));
+            }
             Ok(())
         }
         Command::Acct { command } => acct(command),
@@ -390,6 +397,62 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The counters an operator looks at first; `--json` has all of them.
+fn status_summary(s: &serde_json::Value) -> String {
+    let n = |path: &[&str]| {
+        let v = path.iter().fold(s, |v, p| &v[*p]);
+        match v {
+            serde_json::Value::Object(m) => m.values().filter_map(|x| x.as_u64()).sum::<u64>().to_string(),
+            v => v.as_u64().map_or("-".to_string(), |x| x.to_string()),
+        }
+    };
+    let rows = [
+        ("uptime (s)", n(&["uptime_s"])),
+        ("sessions", n(&["sessions"])),
+        (
+            "authentications ok / failed",
+            format!("{} / {}", n(&["authenticator", "auth_success"]), n(&["authenticator", "auth_failure"])),
+        ),
+        (
+            "RADIUS requests / replies / failures",
+            format!("{} / {} / {}", n(&["radius", "requests"]), n(&["radius", "replies"]), n(&["radius", "failures"])),
+        ),
+        ("memberships", n(&["multicast", "memberships"])),
+        (
+            "joins admitted / denied",
+            format!("{} / {}", n(&["multicast", "tracker", "admitted"]), n(&["multicast", "tracker", "denied"])),
+        ),
+        (
+            "reports dropped: unauthenticated / spoofed",
+            format!(
+                "{} / {}",
+                n(&["multicast", "io", "dropped_unauthenticated"]),
+                n(&["multicast", "io", "dropped_spoofed_mac"])
+            ),
+        ),
+        ("capture drops (kernel)", n(&["io", "capture_drops"])),
+        ("accounting backlog", n(&["accounting", "backlog"])),
+        (
+            "journal records / commit failures",
+            format!(
+                "{} / {}",
+                n(&["accounting", "journal", "records"]),
+                n(&["accounting", "journal", "commit_failures"])
+            ),
+        ),
+        (
+            "CoA/Disconnect acks / naks / dropped",
+            format!(
+                "{} / {} / {}",
+                n(&["dynamic_authorization", "acks"]),
+                n(&["dynamic_authorization", "naks"]),
+                n(&["dynamic_authorization", "dropped"])
+            ),
+        ),
+    ];
+    rows.iter().map(|(k, v)| format!("{k:<44} {v}\n")).collect()
 }
 
 /// `2026-11-23T21:50:04Z` from unix seconds (UTC, proleptic Gregorian).

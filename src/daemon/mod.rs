@@ -690,7 +690,7 @@ impl Daemon {
                 }),
                 "multicast": self.mcast.as_ref().map(|m| serde_json::json!({
                     "policy": m.policy.version,
-                    "memberships": m.tracker.memberships().count(),
+                    "memberships": m.tracker.memberships().filter(|m| !m.is_link_local()).count(),
                     "tracker": m.tracker.stats,
                     "io": m.stats,
                 })),

@@ -333,7 +333,7 @@ impl Testbed {
     }
 
     pub fn status(&self) -> Option<serde_json::Value> {
-        let out = Command::new(MCGATE).args(["status", "-s"]).arg(self.socket()).output().ok()?;
+        let out = Command::new(MCGATE).args(["status", "--json", "-s"]).arg(self.socket()).output().ok()?;
         if !out.status.success() {
             return None;
         }
