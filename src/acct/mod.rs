@@ -11,8 +11,8 @@ pub use sender::Sender;
 
 use crate::radius::attr;
 use crate::radius::client::{Attr, Request};
-use crate::radius::Code;
-use crate::wire::MacAddr;
+use crate::radius::{mcgate_attr, vendor_attr, Code};
+use crate::wire::{unhex, MacAddr};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -222,21 +222,15 @@ impl Record {
                 attrs.push(Attr::Bytes(attr::CLASS, bytes));
             }
         }
-        let vsa = |ty: u8, v: &str| {
-            let mut b = vendor_id.to_be_bytes().to_vec();
-            let v = &v.as_bytes()[..v.len().min(247)];
-            b.extend_from_slice(&[ty, v.len() as u8 + 2]);
-            b.extend_from_slice(v);
-            Attr::Bytes(attr::VENDOR_SPECIFIC, b)
-        };
+        let vsa = |ty: u8, v: &str| vendor_attr(vendor_id, ty, v.as_bytes());
         if let Some(p) = &self.package {
-            attrs.push(vsa(MCGATE_PACKAGE, p));
+            attrs.push(vsa(mcgate_attr::PACKAGE, p));
         }
         if let Some(g) = self.group {
-            attrs.push(vsa(MCGATE_GROUP, &g.to_string()));
+            attrs.push(vsa(mcgate_attr::GROUP, &g.to_string()));
         }
         if let Some(s) = self.source {
-            attrs.push(vsa(MCGATE_SOURCE, &s.to_string()));
+            attrs.push(vsa(mcgate_attr::SOURCE, &s.to_string()));
         }
         if let Some(t) = self.session_time {
             attrs.push(Attr::U32(attr::ACCT_SESSION_TIME, t.min(u32::MAX as u64) as u32));
@@ -290,11 +284,6 @@ impl Record {
 
 pub const CSV_HEADER: &str = "seq,kind,status,time,session_id,multi_session_id,user_name,mac,port,nas_port,group,source,package,session_time,terminate_cause,class,output_octets,output_packets";
 
-/// mcgate's vendor attributes (policies/freeradius/dictionary.mcgate).
-pub const MCGATE_PACKAGE: u8 = 1;
-pub const MCGATE_GROUP: u8 = 3;
-pub const MCGATE_SOURCE: u8 = 4;
-
 /// RFC 4180: quoted when it holds a comma, a quote or a line break.
 fn csv_field(f: &str) -> String {
     if f.contains([',', '"', '\n', '\r']) {
@@ -302,13 +291,6 @@ fn csv_field(f: &str) -> String {
     } else {
         f.to_string()
     }
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 #[cfg(test)]
@@ -357,8 +339,8 @@ mod tests {
         assert_eq!((u32_of(attr::ACCT_OUTPUT_OCTETS), u32_of(attr::ACCT_OUTPUT_GIGAWORDS)), (7, 5));
         assert_eq!(u32_of(attr::ACCT_OUTPUT_PACKETS), 9);
         let vsas: Vec<Vec<u8>> = p.lookup_all(attr::VENDOR_SPECIFIC).iter().map(|a| a.encode_bytes()).collect();
-        assert!(vsas.iter().any(|v| v[4] == MCGATE_GROUP && &v[6..] == b"232.1.1.1"));
-        assert!(vsas.iter().any(|v| v[4] == MCGATE_SOURCE && &v[6..] == b"192.0.2.254"));
+        assert!(vsas.iter().any(|v| v[4] == mcgate_attr::GROUP && &v[6..] == b"232.1.1.1"));
+        assert!(vsas.iter().any(|v| v[4] == mcgate_attr::SOURCE && &v[6..] == b"192.0.2.254"));
     }
 
     #[test]

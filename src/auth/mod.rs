@@ -106,7 +106,6 @@ pub struct ReplyAttrs {
 impl ReplyAttrs {
     pub fn from_packet(p: &crate::radius::Packet) -> Self {
         use crate::radius::attr;
-        let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
         let u32_of = |t| {
             p.lookup(t).and_then(|a| {
                 let b = a.encode_bytes();
@@ -123,8 +122,8 @@ impl ReplyAttrs {
                 .iter()
                 .map(|a| String::from_utf8_lossy(&a.encode_bytes()).into_owned())
                 .collect(),
-            class: p.lookup_all(attr::CLASS).iter().map(|a| hex(a.encode_bytes())).collect(),
-            vendor: p.lookup_all(attr::VENDOR_SPECIFIC).iter().map(|a| hex(a.encode_bytes())).collect(),
+            class: p.lookup_all(attr::CLASS).iter().map(|a| crate::wire::hex(&a.encode_bytes())).collect(),
+            vendor: p.lookup_all(attr::VENDOR_SPECIFIC).iter().map(|a| crate::wire::hex(&a.encode_bytes())).collect(),
         }
     }
 }

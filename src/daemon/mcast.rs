@@ -12,7 +12,7 @@ use crate::dataplane::Dataplane;
 use crate::mcast::{self, EndCause, Host, RadiusAnswer, Tracker};
 use crate::policy::{entitlement_from_attrs, Entitlement, Policy};
 use crate::radius::client::{Attr, Request};
-use crate::radius::{attr, Code, Packet};
+use crate::radius::{attr, mcgate_attr, vendor_attr, Code, Packet};
 use crate::wire::membership::{self, GroupRecord};
 use crate::wire::records::OwnedRecord;
 use crate::wire::{ethernet, igmp, ip, mld, MacAddr};
@@ -26,9 +26,6 @@ use tracing::{debug, error, info, warn};
 
 /// Per-join RADIUS requests carry tokens with this bit; the authenticator's do not.
 pub(super) const PER_JOIN: u64 = 1 << 63;
-/// mcgate's vendor attributes in a per-join Access-Request (dictionary.mcgate).
-const MCGATE_GROUP: u8 = 3;
-const MCGATE_SOURCE: u8 = 4;
 /// Service-Type Authorize-Only (RFC 5176 3.1): a question, no credentials.
 const AUTHORIZE_ONLY: u32 = 17;
 
@@ -313,18 +310,13 @@ impl Daemon {
             mcast::Output::Denied { .. } => {}
             mcast::Output::AskRadius { token, port, mac, account, group, source } => {
                 // the method of US7502926B2: the account, where it is, and what it wants
-                let vsa = |ty: u8, v: String| {
-                    let mut b = m.vendor_id.to_be_bytes().to_vec();
-                    b.extend_from_slice(&[ty, v.len() as u8 + 2]);
-                    b.extend_from_slice(v.as_bytes());
-                    Attr::Bytes(attr::VENDOR_SPECIFIC, b)
-                };
+                let vsa = |ty: u8, v: IpAddr| vendor_attr(m.vendor_id, ty, v.to_string().as_bytes());
                 let mut attrs = vec![
                     Attr::Bytes(attr::USER_NAME, account.into_bytes()),
                     Attr::U32(attr::SERVICE_TYPE, AUTHORIZE_ONLY),
-                    vsa(MCGATE_GROUP, group.to_string()),
+                    vsa(mcgate_attr::GROUP, group),
                 ];
-                attrs.extend(source.map(|s| vsa(MCGATE_SOURCE, s.to_string())));
+                attrs.extend(source.map(|s| vsa(mcgate_attr::SOURCE, s)));
                 attrs.extend(self.auth.nas_attrs(port, mac));
                 debug!(port = self.ports[port].name, mac = %mac, %group, "per-join Access-Request");
                 self.radius.send(Instant::now(), token | PER_JOIN, Request { code: Code::AccessRequest, attrs });

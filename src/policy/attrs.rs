@@ -5,18 +5,14 @@
 
 use super::Entitlement;
 use crate::auth::ReplyAttrs;
+use crate::wire::unhex;
 
 pub const VENDOR_HUAWEI: u32 = 2011;
 pub const VENDOR_JUNIPER: u32 = 4874;
 pub const VENDOR_REDBACK: u32 = 2352;
 /// mcgate's attributes (policies/freeradius/dictionary.mcgate): under the configured
 /// vendor id.
-pub const MCGATE_PACKAGE: u8 = 1;
-pub const MCGATE_MAX_GROUPS: u8 = 2;
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
-}
+use crate::radius::mcgate_attr::{MAX_GROUPS as MCGATE_MAX_GROUPS, PACKAGE as MCGATE_PACKAGE};
 
 /// (vendor, type, value) of each well-formed vendor sub-attribute (RFC 2865 5.26).
 fn vsas(attrs: &ReplyAttrs) -> Vec<(u32, u8, Vec<u8>)> {

@@ -7,7 +7,7 @@
 //! the authenticator field zeroed) verify, and its Event-Timestamp lies within the
 //! window (replay protection, RFC 5176 3.5); everything else is dropped and counted.
 
-use super::{attr, encode_raw, hmac_md5, md5_parts, sign_reply, Attributes, HEADER_LEN, MAX_LEN};
+use super::{attr, encode_raw, hmac_md5, md5_parts, sign_reply, Attributes, HEADER_LEN};
 
 pub const DISCONNECT_REQUEST: u8 = 40;
 pub const DISCONNECT_ACK: u8 = 41;
@@ -82,14 +82,7 @@ impl Request {
 /// Checks a datagram from a configured client and decodes it. `now` and `window`
 /// (seconds) bound its Event-Timestamp.
 pub fn verify(bytes: &[u8], secret: &[u8], now: u64, window: u64) -> Result<Request, Drop> {
-    if bytes.len() < HEADER_LEN {
-        return Err(Drop::Malformed);
-    }
-    let len = u16::from_be_bytes([bytes[2], bytes[3]]) as usize;
-    if !(HEADER_LEN..=MAX_LEN).contains(&len) || len > bytes.len() {
-        return Err(Drop::Malformed);
-    }
-    let pkt = &bytes[..len];
+    let pkt = super::packet(bytes).ok_or(Drop::Malformed)?;
     let kind = match pkt[0] {
         DISCONNECT_REQUEST => Kind::Disconnect,
         COA_REQUEST => Kind::Coa,
@@ -99,7 +92,6 @@ pub fn verify(bytes: &[u8], secret: &[u8], now: u64, window: u64) -> Result<Requ
     req.authenticator.copy_from_slice(&pkt[4..20]);
     let mut ma_at = None;
     let text = |v: &[u8]| Some(String::from_utf8_lossy(v).into_owned());
-    let hex = |v: &[u8]| v.iter().map(|x| format!("{x:02x}")).collect::<String>();
     for a in Attributes::new(&pkt[HEADER_LEN..]) {
         let (off, ty, v) = a.map_err(|_| Drop::Malformed)?;
         match ty {
@@ -114,7 +106,7 @@ pub fn verify(bytes: &[u8], secret: &[u8], now: u64, window: u64) -> Result<Requ
                 req.event_timestamp = Some(u32::from_be_bytes(v.try_into().map_err(|_| Drop::Malformed)?))
             }
             attr::FILTER_ID if kind == Kind::Coa => req.filter_ids.push(String::from_utf8_lossy(v).into_owned()),
-            attr::VENDOR_SPECIFIC if kind == Kind::Coa => req.vendor.push(hex(v)),
+            attr::VENDOR_SPECIFIC if kind == Kind::Coa => req.vendor.push(crate::wire::hex(v)),
             // identification a NAS may ignore (RFC 5176 3): its own address, the port type
             attr::NAS_IP_ADDRESS | attr::NAS_PORT | attr::NAS_PORT_TYPE | attr::CALLED_STATION_ID => {}
             other => req.unsupported.push(other),

@@ -52,6 +52,31 @@ pub mod attr {
     pub const TERMINATION_ACTION_RADIUS_REQUEST: u32 = 1;
 }
 
+/// mcgate's vendor attributes (policies/freeradius/dictionary.mcgate), under the
+/// configured vendor id.
+pub mod mcgate_attr {
+    pub const PACKAGE: u8 = 1;
+    pub const MAX_GROUPS: u8 = 2;
+    pub const GROUP: u8 = 3;
+    pub const SOURCE: u8 = 4;
+}
+
+/// A Vendor-Specific attribute (RFC 2865 5.26) holding one vendor attribute; a value
+/// longer than one attribute holds is cut.
+pub fn vendor_attr(vendor_id: u32, ty: u8, value: &[u8]) -> client::Attr {
+    let value = &value[..value.len().min(MAX_ATTR_VALUE - 6)];
+    let mut b = vendor_id.to_be_bytes().to_vec();
+    b.extend_from_slice(&[ty, value.len() as u8 + 2]);
+    b.extend_from_slice(value);
+    client::Attr::Bytes(attr::VENDOR_SPECIFIC, b)
+}
+
+/// The packet's own octets, if its length field is sane (and trailing garbage cut).
+pub(crate) fn packet(bytes: &[u8]) -> Option<&[u8]> {
+    let len = u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?]) as usize;
+    (HEADER_LEN..=MAX_LEN).contains(&len).then(|| bytes.get(..len)).flatten()
+}
+
 pub const HEADER_LEN: usize = 20;
 /// RFC 2865 3: the maximum packet length.
 pub const MAX_LEN: usize = 4096;
@@ -158,14 +183,7 @@ fn verify<'a>(
     secret: &[u8],
     require_ma: bool,
 ) -> Result<&'a [u8], ReplyError> {
-    if bytes.len() < HEADER_LEN {
-        return Err(ReplyError::Malformed);
-    }
-    let len = u16::from_be_bytes([bytes[2], bytes[3]]) as usize;
-    if !(HEADER_LEN..=MAX_LEN).contains(&len) || len > bytes.len() {
-        return Err(ReplyError::Malformed);
-    }
-    let pkt = &bytes[..len];
+    let pkt = packet(bytes).ok_or(ReplyError::Malformed)?;
     let attrs = &pkt[HEADER_LEN..];
     let mut ma_at = None;
     for a in Attributes::new(attrs) {

@@ -25,6 +25,19 @@ pub enum DecodeError {
     Unknown(u8),
 }
 
+/// Lower-case hex, as attribute values are kept in the store and the export.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The octets of [`hex`]'s output; `None` for anything else.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
 pub type Field = core::ops::Range<usize>;
 
 pub(crate) fn be16(b: &[u8], f: Field) -> u16 {
