@@ -12,6 +12,7 @@ pub mod cli;
 pub mod daemon;
 pub mod dataplane;
 pub mod duration;
+pub mod fuzz;
 pub mod mcast;
 pub mod policy;
 pub mod radius;
