@@ -68,7 +68,8 @@ pub fn membership(data: &[u8]) {
 /// then decoded, and what a session keeps taken from it.
 pub fn radius_reply(data: &[u8]) {
     let ra = [7u8; 16];
-    for verified in [radius::verify_reply(data, &ra, b"s3cret"), radius::verify_accounting_response(data, &ra, b"s3cret")]
+    for verified in
+        [radius::verify_reply(data, &ra, b"s3cret"), radius::verify_accounting_response(data, &ra, b"s3cret")]
     {
         let Ok(pkt) = verified else { continue };
         let Ok(packet) = Packet::decode(pkt, b"s3cret") else { continue };
@@ -250,9 +251,8 @@ pub fn tracker(data: &[u8]) {
 
 /// The RADIUS client, two servers, fed requests, any datagrams and clock steps.
 pub fn radius_client(data: &[u8]) {
-    let servers = (0..2)
-        .map(|i| Server { addr: ([127, 0, 0, 1], 1812 + i).into(), secret: b"s3cret".to_vec() })
-        .collect();
+    let servers =
+        (0..2).map(|i| Server { addr: ([127, 0, 0, 1], 1812 + i).into(), secret: b"s3cret".to_vec() }).collect();
     let mut c = Client::new(client::Config::default(), servers);
     let mut now = Instant::now();
     let mut b = Bytes(data);
@@ -261,7 +261,11 @@ pub fn radius_client(data: &[u8]) {
         match b.u8() % 4 {
             0 => {
                 let code = if b.u8() % 2 == 0 { Code::AccessRequest } else { Code::AccountingRequest };
-                c.send(now, sent, Request { code, attrs: vec![Attr::Bytes(radius::attr::USER_NAME, b.slice(40).to_vec())] });
+                c.send(
+                    now,
+                    sent,
+                    Request { code, attrs: vec![Attr::Bytes(radius::attr::USER_NAME, b.slice(40).to_vec())] },
+                );
                 sent += 1;
             }
             1 | 2 => {

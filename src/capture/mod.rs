@@ -3,6 +3,8 @@
 //! otherwise be copied up). MLD sits behind an IPv6 Hop-by-Hop header, so the filter
 //! looks for Next Header 0, not ICMPv6 (DESIGN.md).
 
+pub mod limit;
+
 use crate::sys::{self, PacketInfo};
 use std::io;
 use std::os::fd::OwnedFd;

@@ -27,6 +27,40 @@ pub struct Config {
     pub dynamic_authorization: Option<DynamicAuthorization>,
     /// Present: Prometheus metrics at http://LISTEN/metrics.
     pub metrics: Option<Metrics>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Flood isolation per access port (capture::limit).
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub reports_per_second: f64,
+    pub report_burst: f64,
+    pub reports_per_second_per_mac: f64,
+    pub report_burst_per_mac: f64,
+    pub eapol_per_second: f64,
+    pub eapol_burst: f64,
+    #[serde(deserialize_with = "duration")]
+    pub quarantine_after: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub quarantine_time: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let d = crate::capture::limit::Config::default();
+        Limits {
+            reports_per_second: d.reports_per_second,
+            report_burst: d.report_burst,
+            reports_per_second_per_mac: d.reports_per_second_per_mac,
+            report_burst_per_mac: d.report_burst_per_mac,
+            eapol_per_second: d.eapol_per_second,
+            eapol_burst: d.eapol_burst,
+            quarantine_after: d.quarantine_after,
+            quarantine_time: d.quarantine_time,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -300,6 +334,21 @@ impl Loaded {
         servers
             .map(|(s, secret)| crate::radius::client::Server { addr: s.get_ref().address, secret: secret.clone() })
             .collect()
+    }
+
+    pub fn limits(&self) -> crate::capture::limit::Config {
+        let l = &self.config.limits;
+        crate::capture::limit::Config {
+            reports_per_second: l.reports_per_second,
+            report_burst: l.report_burst,
+            reports_per_second_per_mac: l.reports_per_second_per_mac,
+            report_burst_per_mac: l.report_burst_per_mac,
+            eapol_per_second: l.eapol_per_second,
+            eapol_burst: l.eapol_burst,
+            quarantine_after: l.quarantine_after,
+            quarantine_time: l.quarantine_time,
+            ..Default::default()
+        }
     }
 
     pub fn nas_port(&self, i: usize) -> u32 {

@@ -106,6 +106,31 @@ impl Daemon {
             "Frames the kernel dropped on the capture sockets.",
             self.io.capture_drops,
         );
+
+        let views: Vec<(String, crate::capture::limit::StatsView)> =
+            self.ports.iter().map(|p| (label(&p.name), p.limits.view())).collect();
+        let mut limited = vec![];
+        for (port, v) in &views {
+            for (reason, n) in [
+                ("port_rate", v.dropped_port_rate),
+                ("mac_rate", v.dropped_mac_rate),
+                ("quarantined", v.dropped_quarantined),
+                ("eapol_rate", v.dropped_eapol_rate),
+            ] {
+                limited.push((format!("port=\"{port}\",reason=\"{reason}\""), n as f64));
+            }
+        }
+        t.family(
+            "frames_rate_limited_total",
+            "counter",
+            "Frames dropped by the flood limits, by port and reason.",
+            &limited,
+        );
+        let by_port = |f: &dyn Fn(&crate::capture::limit::StatsView) -> u64| -> Vec<(String, f64)> {
+            views.iter().map(|(p, v)| (format!("port=\"{p}\""), f(v) as f64)).collect()
+        };
+        t.family("port_quarantined", "gauge", "1 while the port is quarantined.", &by_port(&|v| v.quarantined as u64));
+        t.family("port_quarantines_total", "counter", "Quarantines of the port.", &by_port(&|v| v.quarantines));
         self.radius_metrics(&mut t, "auth", &self.radius, &self.radius_rtt);
         if let Some(d) = &self.acct.delivery {
             self.radius_metrics(&mut t, "accounting", &d.client, &d.rtt);

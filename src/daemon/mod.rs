@@ -10,7 +10,7 @@ mod mcast;
 mod metrics;
 
 use crate::auth::{self, Authenticator, EndCause, Input, Method, PortConfig, PortId};
-use crate::capture::PortSocket;
+use crate::capture::{limit, PortSocket};
 use crate::dataplane::netlink::{self, Netlink};
 use crate::dataplane::{self, Dataplane};
 use crate::radius::client::{self as rc, Client};
@@ -82,6 +82,8 @@ struct Port {
     ifindex: u32,
     mac: MacAddr,
     socket: Arc<PortSocket>,
+    /// Its flood limiter's counters (the capture task keeps the limiter).
+    limits: Arc<limit::Stats>,
 }
 
 struct Daemon {
@@ -138,7 +140,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         let mac = link.mac.ok_or_else(|| anyhow!("port {name} has no MAC address"))?;
         let socket = Arc::new(PortSocket::open(link.index).with_context(|| format!("capture on {name}"))?);
         port_configs.push(PortConfig { name: name.clone(), mode: p.mode, nas_port: loaded.nas_port(i), mac });
-        ports.push(Port { name, ifindex: link.index, mac, socket });
+        ports.push(Port { name, ifindex: link.index, mac, socket, limits: Default::default() });
     }
 
     let mut dataplane: Box<dyn Dataplane + Send> =
@@ -245,7 +247,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         ));
     }
     for (i, p) in d.ports.iter().enumerate() {
-        spawn_capture(i, p.socket.clone(), tx.clone());
+        spawn_capture(i, p, loaded.limits(), tx.clone());
     }
     spawn_kernel_events(tx.clone())?;
     if let Some(m) = &cfg.metrics {
@@ -679,6 +681,7 @@ impl Daemon {
                 "radius": self.radius.stats,
                 "radius_pending": self.radius.pending(),
                 "io": self.io,
+                "limits": self.ports.iter().map(|p| (p.name.clone(), p.limits.view())).collect::<std::collections::BTreeMap<_, _>>(),
                 "dynamic_authorization": self.das.as_ref().map(|d| &d.stats),
                 "accounting": serde_json::json!({
                     "backlog": self.acct.backlog(),
@@ -699,9 +702,14 @@ impl Daemon {
     }
 }
 
-fn spawn_capture(port: PortId, socket: Arc<PortSocket>, tx: mpsc::Sender<Event>) {
+/// The port's capture task: frames the kernel filter passed, through the port's flood
+/// limiter (here, so that a flooding port's excess never reaches the shared queue), to
+/// the actor.
+fn spawn_capture(port: PortId, p: &Port, limits: limit::Config, tx: mpsc::Sender<Event>) {
+    let (socket, stats, name) = (p.socket.clone(), p.limits.clone(), p.name.clone());
     tokio::spawn(async move {
         let mut buf = vec![0u8; 2048];
+        let mut limiter = limit::PortLimiter::new(limits, Instant::now());
         loop {
             let (n, info) = match socket.recv(&mut buf).await {
                 Ok(r) => r,
@@ -718,15 +726,28 @@ fn spawn_capture(port: PortId, socket: Arc<PortSocket>, tx: mpsc::Sender<Event>)
                 continue;
             };
 
+            let now = Instant::now();
+            let verdict = match frame.ethertype() {
+                ethernet::ETHERTYPE_EAPOL => limiter.eapol(now, &stats),
+                _ => {
+                    let was = stats.quarantined.load(std::sync::atomic::Ordering::Relaxed);
+                    let v = limiter.report(now, frame.src(), &stats);
+                    if v == limit::Verdict::QuarantineStarts {
+                        warn!(port = name, mac = %frame.src(), "port quarantined: IGMP/MLD over its rate for {:?}; new joins dropped for {:?}, admitted streams stay", limits.quarantine_after, limits.quarantine_time);
+                    } else if was && v == limit::Verdict::Pass {
+                        info!(port = name, "port released from quarantine");
+                    }
+                    v
+                }
+            };
+            if verdict != limit::Verdict::Pass {
+                continue;
+            }
             let ev = match frame.ethertype() {
                 ethernet::ETHERTYPE_EAPOL => Event::Eapol { port, src: frame.src(), pdu: frame.payload().to_vec() },
-                ethertype => Event::Mcast {
-                    port,
-                    src: frame.src(),
-                    ethertype,
-                    payload: frame.payload().to_vec(),
-                    at: Instant::now(),
-                },
+                ethertype => {
+                    Event::Mcast { port, src: frame.src(), ethertype, payload: frame.payload().to_vec(), at: now }
+                }
             };
             if tx.send(ev).await.is_err() {
                 return;

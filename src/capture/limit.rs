@@ -1,0 +1,289 @@
+//! Flood isolation per access port, sans-IO: token buckets for IGMP/MLD reports (per
+//! port and per source MAC) and for EAPOL, applied in the port's own capture task so
+//! that a flooding port's excess never reaches the queue the other ports share. A port
+//! whose excess goes on for `quarantine_after` is quarantined for `quarantine_time`:
+//! every report from it is dropped (the streams it already has stay), then it is
+//! released by itself.
+
+use crate::wire::MacAddr;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Config {
+    pub reports_per_second: f64,
+    pub report_burst: f64,
+    pub reports_per_second_per_mac: f64,
+    pub report_burst_per_mac: f64,
+    pub eapol_per_second: f64,
+    pub eapol_burst: f64,
+    pub quarantine_after: Duration,
+    pub quarantine_time: Duration,
+    /// Source MACs with a bucket of their own; reports from more share the port's.
+    pub macs_tracked: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            reports_per_second: 200.0,
+            report_burst: 400.0,
+            reports_per_second_per_mac: 100.0,
+            report_burst_per_mac: 200.0,
+            eapol_per_second: 50.0,
+            eapol_burst: 100.0,
+            quarantine_after: Duration::from_secs(3),
+            quarantine_time: Duration::from_secs(60),
+            macs_tracked: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(now: Instant, burst: f64) -> Self {
+        Bucket { tokens: burst, last: now }
+    }
+
+    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + dt * rate).min(burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    PortRate,
+    MacRate,
+    Quarantined,
+    /// This very frame started the quarantine.
+    QuarantineStarts,
+    EapolRate,
+}
+
+/// What the daemon reads of a port's limiter (its capture task writes it).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub dropped_port_rate: AtomicU64,
+    pub dropped_mac_rate: AtomicU64,
+    pub dropped_quarantined: AtomicU64,
+    pub dropped_eapol_rate: AtomicU64,
+    pub quarantines: AtomicU64,
+    pub quarantined: AtomicBool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsView {
+    pub dropped_port_rate: u64,
+    pub dropped_mac_rate: u64,
+    pub dropped_quarantined: u64,
+    pub dropped_eapol_rate: u64,
+    pub quarantines: u64,
+    pub quarantined: bool,
+}
+
+impl Stats {
+    pub fn view(&self) -> StatsView {
+        StatsView {
+            dropped_port_rate: self.dropped_port_rate.load(Relaxed),
+            dropped_mac_rate: self.dropped_mac_rate.load(Relaxed),
+            dropped_quarantined: self.dropped_quarantined.load(Relaxed),
+            dropped_eapol_rate: self.dropped_eapol_rate.load(Relaxed),
+            quarantines: self.quarantines.load(Relaxed),
+            quarantined: self.quarantined.load(Relaxed),
+        }
+    }
+
+    fn count(&self, v: Verdict) {
+        let c = match v {
+            Verdict::Pass => return,
+            Verdict::PortRate => &self.dropped_port_rate,
+            Verdict::MacRate => &self.dropped_mac_rate,
+            Verdict::Quarantined | Verdict::QuarantineStarts => &self.dropped_quarantined,
+            Verdict::EapolRate => &self.dropped_eapol_rate,
+        };
+        c.fetch_add(1, Relaxed);
+    }
+}
+
+pub struct PortLimiter {
+    cfg: Config,
+    reports: Bucket,
+    eapol: Bucket,
+    macs: HashMap<MacAddr, Bucket>,
+    /// Since when reports have been over the limit without a second's pause.
+    over_since: Option<Instant>,
+    last_over: Option<Instant>,
+    quarantined_until: Option<Instant>,
+}
+
+impl PortLimiter {
+    pub fn new(cfg: Config, now: Instant) -> Self {
+        PortLimiter {
+            reports: Bucket::new(now, cfg.report_burst),
+            eapol: Bucket::new(now, cfg.eapol_burst),
+            cfg,
+            macs: HashMap::new(),
+            over_since: None,
+            last_over: None,
+            quarantined_until: None,
+        }
+    }
+
+    /// Whether an IGMP/MLD frame from `mac` goes on to be decided; counted in `stats`.
+    pub fn report(&mut self, now: Instant, mac: MacAddr, stats: &Stats) -> Verdict {
+        let v = self.judge(now, mac);
+        stats.count(v);
+        if v == Verdict::QuarantineStarts {
+            stats.quarantines.fetch_add(1, Relaxed);
+        }
+        stats.quarantined.store(self.quarantined_until.is_some(), Relaxed);
+        v
+    }
+
+    fn judge(&mut self, now: Instant, mac: MacAddr) -> Verdict {
+        match self.quarantined_until {
+            Some(t) if now < t => return Verdict::Quarantined,
+            Some(_) => {
+                // released: a clean slate
+                self.quarantined_until = None;
+                self.over_since = None;
+                self.macs.clear();
+            }
+            None => {}
+        }
+        let c = self.cfg;
+        let tracked = self.macs.len();
+        let mac_ok = match self.macs.entry(mac) {
+            std::collections::hash_map::Entry::Occupied(mut b) => {
+                b.get_mut().take(now, c.reports_per_second_per_mac, c.report_burst_per_mac)
+            }
+            std::collections::hash_map::Entry::Vacant(v) if tracked < c.macs_tracked => v
+                .insert(Bucket::new(now, c.report_burst_per_mac))
+                .take(now, c.reports_per_second_per_mac, c.report_burst_per_mac),
+            // beyond the MACs tracked, only the port's bucket applies
+            std::collections::hash_map::Entry::Vacant(_) => true,
+        };
+        let verdict = if !mac_ok {
+            Verdict::MacRate
+        } else if !self.reports.take(now, c.reports_per_second, c.report_burst) {
+            Verdict::PortRate
+        } else {
+            if self.last_over.is_some_and(|t| now.saturating_duration_since(t) > Duration::from_secs(1)) {
+                self.over_since = None;
+            }
+            return Verdict::Pass;
+        };
+        // over the limit: for how long without a pause?
+        if self.last_over.is_none_or(|t| now.saturating_duration_since(t) > Duration::from_secs(1)) {
+            self.over_since = Some(now);
+        }
+        self.last_over = Some(now);
+        if self.over_since.is_some_and(|t| now.saturating_duration_since(t) >= c.quarantine_after) {
+            self.quarantined_until = Some(now + c.quarantine_time);
+            return Verdict::QuarantineStarts;
+        }
+        verdict
+    }
+
+    /// Whether an EAPOL frame goes on to the authenticator; counted in `stats`.
+    pub fn eapol(&mut self, now: Instant, stats: &Stats) -> Verdict {
+        let v = if self.eapol.take(now, self.cfg.eapol_per_second, self.cfg.eapol_burst) {
+            Verdict::Pass
+        } else {
+            Verdict::EapolRate
+        };
+        stats.count(v);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+    const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+
+    fn cfg() -> Config {
+        Config {
+            reports_per_second: 10.0,
+            report_burst: 10.0,
+            reports_per_second_per_mac: 5.0,
+            report_burst_per_mac: 5.0,
+            quarantine_after: Duration::from_secs(3),
+            quarantine_time: Duration::from_secs(60),
+            macs_tracked: 2,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn burst_then_rate_per_mac_and_per_port() {
+        let t0 = Instant::now();
+        let s = Stats::default();
+        let mut l = PortLimiter::new(cfg(), t0);
+        let passed = (0..8).filter(|_| l.report(t0, A, &s) == Verdict::Pass).count();
+        assert_eq!(passed, 5, "A's burst");
+        // B has its own bucket; the port's 10 are shared
+        let passed = (0..8).filter(|_| l.report(t0, B, &s) == Verdict::Pass).count();
+        assert_eq!(passed, 5);
+        assert_eq!(l.report(t0, MacAddr([2, 0, 0, 0, 0, 3]), &s), Verdict::PortRate, "the port's burst is spent");
+        // a second later: the rates refill
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!((0..8).filter(|_| l.report(t1, A, &s) == Verdict::Pass).count(), 5);
+        assert_eq!(s.view().dropped_mac_rate, 9);
+        assert_eq!(s.view().dropped_port_rate, 1);
+    }
+
+    #[test]
+    fn a_sustained_flood_is_quarantined_and_released_while_a_pause_resets() {
+        let s = Stats::default();
+        let t0 = Instant::now();
+        let mut l = PortLimiter::new(cfg(), t0);
+        let flood = |l: &mut PortLimiter, from: Instant, secs: u64| {
+            let mut last = Verdict::Pass;
+            for ms in (0..secs * 1000).step_by(10) {
+                last = l.report(from + Duration::from_millis(ms), A, &s);
+            }
+            last
+        };
+        // 2 s of flood, a 2 s pause, 2 s again: never 3 s in a row
+        flood(&mut l, t0, 2);
+        assert_ne!(flood(&mut l, t0 + Duration::from_secs(4), 2), Verdict::Quarantined);
+        assert_eq!(s.view().quarantines, 0);
+        // 4 s in a row: quarantined, everything dropped, even at a trickle
+        let t = t0 + Duration::from_secs(10);
+        assert_eq!(flood(&mut l, t, 4), Verdict::Quarantined);
+        assert!(s.view().quarantined && s.view().quarantines == 1);
+        assert_eq!(l.report(t + Duration::from_secs(30), B, &s), Verdict::Quarantined);
+        // released after the quarantine time
+        assert_eq!(l.report(t + Duration::from_secs(70), B, &s), Verdict::Pass);
+        assert!(!s.view().quarantined);
+    }
+
+    #[test]
+    fn eapol_has_its_own_bucket() {
+        let s = Stats::default();
+        let t0 = Instant::now();
+        let mut l = PortLimiter::new(Config { eapol_per_second: 1.0, eapol_burst: 2.0, ..cfg() }, t0);
+        let v: Vec<Verdict> = (0..3).map(|_| l.eapol(t0, &s)).collect();
+        assert_eq!(v, [Verdict::Pass, Verdict::Pass, Verdict::EapolRate]);
+        assert_eq!(l.report(t0, A, &s), Verdict::Pass);
+    }
+}
