@@ -44,6 +44,29 @@ fn main() {
     let mut stream = tb.mcast_py("up", &["send", "239.1.1.1", "--pps", "997", "--seconds", "600"]);
     std::thread::sleep(Duration::from_secs(1));
     let (mut with, missed_with) = zap(&tb, joins);
+    // mcgate's own part: capture → decided, and capture → MDB entry installed (commit included)
+    let status = tb.status().unwrap_or_default();
+    let inside = |name: &str| {
+        let h = &status["multicast"]["io"][name];
+        let bounds: Vec<u64> =
+            h["le_us"].as_array().map(|a| a.iter().filter_map(|v| v.as_u64()).collect()).unwrap_or_default();
+        let counts: Vec<u64> =
+            h["counts"].as_array().map(|a| a.iter().filter_map(|v| v.as_u64()).collect()).unwrap_or_default();
+        let total: u64 = counts.iter().sum();
+        let at = |q: f64| {
+            let mut seen = 0;
+            for (i, n) in counts.iter().enumerate() {
+                seen += n;
+                if total > 0 && seen as f64 >= q * total as f64 {
+                    return bounds.get(i).map_or("more".to_string(), |b| format!("≤ {:.2}", *b as f64 / 1000.0));
+                }
+            }
+            "-".to_string()
+        };
+        (at(0.5), at(0.99), total)
+    };
+    let decision = inside("decision_latency");
+    let admission = inside("admission_latency");
 
     // the same bridge without mcgate: teardown, kernel snooping with fast leave
     tb.stop_mcgate();
@@ -75,4 +98,12 @@ fn main() {
     println!("| mcgate (package decision, MDB entry) | {m1:.2} | {p1:.2} | {missed_with} |");
     println!("| plain kernel snooping, no mcgate | {m0:.2} | {p0:.2} | {missed_plain} |");
     println!("| ratio | {:.3} | {:.3} | |", m1 / m0, p1 / p0);
+    println!("\ninside mcgate (histogram bucket bounds, ms):");
+    println!("| | median | p99 | count |");
+    println!("| --- | --- | --- | --- |");
+    println!("| capture → decided | {} | {} | {} |", decision.0, decision.1, decision.2);
+    println!(
+        "| capture → MDB entry installed (durable commit included) | {} | {} | {} |",
+        admission.0, admission.1, admission.2
+    );
 }

@@ -444,11 +444,14 @@ impl Daemon {
                     }
                 }
                 Grant::Mdb { port, channel: (group, source) } => {
-                    let Some(m) = self.mcast.as_ref() else { continue };
+                    let Some(m) = self.mcast.as_mut() else { continue };
                     let name = &self.ports[port].name;
                     if let Err(e) = self.dataplane.mdb_add(&m.bridge, name, group, source) {
                         self.io.dataplane_errors += 1;
                         error!(port = name, %group, "MDB add: {e}");
+                    }
+                    if let Some(t) = m.stats.batch_since {
+                        m.stats.admission_latency.record(t.elapsed());
                     }
                 }
             }

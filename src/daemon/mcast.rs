@@ -64,6 +64,12 @@ pub(super) struct McastIoStats {
     pub tx_errors: u64,
     /// From the capture task's read to the decision made (queueing in the actor included).
     pub decision_latency: Histogram,
+    /// From the capture task's read of the earliest report in the batch to the MDB entry
+    /// of an admission installed (its durable commit included): an upper bound.
+    pub admission_latency: Histogram,
+    /// The earliest capture time of the reports in the batch being handled.
+    #[serde(skip)]
+    pub batch_since: Option<Instant>,
 }
 
 impl McastState {

@@ -172,6 +172,11 @@ impl Daemon {
                 "From the capture task's read of a report to its decision.",
                 &[(String::new(), &m.stats.decision_latency)],
             );
+            t.histograms(
+                "admission_latency_seconds",
+                "From the capture of a batch's earliest report to an admission's MDB entry, durable commit included.",
+                &[(String::new(), &m.stats.admission_latency)],
+            );
         }
         if let Some(d) = &self.das {
             let s = &d.stats;

@@ -307,6 +307,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => { info!("SIGINT: stopping; kernel state left in place"); break }
         }
         d.drain(Instant::now());
+        if let Some(m) = d.mcast.as_mut() {
+            m.stats.batch_since = None;
+        }
     }
     let _ = std::fs::remove_file(&cfg.switch.control_socket);
     Ok(())
@@ -435,6 +438,7 @@ impl Daemon {
                 self.on_mcast_frame(now, port, src, ethertype, &payload);
                 if let Some(m) = self.mcast.as_mut() {
                     m.stats.decision_latency.record(at.elapsed());
+                    m.stats.batch_since = Some(m.stats.batch_since.map_or(at, |t| t.min(at)));
                 }
             }
             Event::Radius { acct: true, server, bytes } => self.acct_datagram(now, server, &bytes),
