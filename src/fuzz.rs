@@ -282,8 +282,11 @@ pub fn radius_client(data: &[u8]) {
     }
 }
 
+/// A target: any octets in, a panic only on a broken invariant.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (the fuzz script and the regression test use these names).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("eapol", eapol),
     ("eap", eap),
     ("membership", membership),
