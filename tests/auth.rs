@@ -154,13 +154,22 @@ fn primary_radius_down_the_secondary_answers() {
     assert!(st["radius"]["server_marked_dead"].as_u64() >= Some(1), "{st}");
 }
 
+/// UDP datagrams the kernel of namespace `ns` found no socket for.
+fn udp_no_ports(ns: &str) -> u64 {
+    let snmp = common::run(Command::new("ip").args(["netns", "exec", ns, "cat", "/proc/net/snmp"]));
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:")).map(|l| l.split_whitespace().collect::<Vec<_>>());
+    let (names, values) = (udp.next().unwrap_or_default(), udp.next().unwrap_or_default());
+    names.iter().position(|n| *n == "NoPorts").and_then(|i| values.get(i)?.parse().ok()).unwrap_or(0)
+}
+
 #[test]
 fn forged_replies_are_counted_and_never_acted_on() {
     let mut tb = Testbed::new("fg", 1);
+    let no_ports = udp_no_ports(&tb.ns("sw"));
     let forger = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helpers/forge_radius.py");
     let mut child = Command::new("ip")
         .args(["netns", "exec", &tb.ns("sw"), "python3", forger, "127.0.0.1", "1812", "testing123"])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "timeout = \"300ms\"\nretries = 5");
@@ -169,14 +178,26 @@ fn forged_replies_are_counted_and_never_acted_on() {
     let counted = wait_until(Duration::from_secs(20), || {
         tb.status().is_some_and(|s| {
             let r = &s["radius"];
-            r["replies_bad_authenticator"].as_u64() >= Some(1)
-                && r["replies_missing_message_authenticator"].as_u64() >= Some(1)
-                && r["replies_bad_message_authenticator"].as_u64() >= Some(1)
+            [
+                "replies_bad_authenticator",
+                "replies_missing_message_authenticator",
+                "replies_bad_message_authenticator",
+                "replies_unknown_id",
+                "replies_unexpected_code",
+            ]
+            .iter()
+            .all(|c| r[c].as_u64() >= Some(1))
+                // an attribute running past the packet, and a datagram over 4096 octets
+                && r["replies_malformed"].as_u64() >= Some(2)
         })
     });
     let _ = child.kill();
-    let _ = child.wait();
-    assert!(counted, "{}\n{}", tb.status().unwrap_or_default(), tb.log());
+    let forged = child.wait_with_output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    assert!(counted, "{}\n{forged}\n{}", tb.status().unwrap_or_default(), tb.log());
+    // the correct Accept from another port never reached mcgate: its socket is connected
+    // to the server's address and port, so the kernel found no socket for it
+    assert!(forged.contains("other-port"), "{forged}");
+    assert!(udp_no_ports(&tb.ns("sw")) > no_ports);
     assert!(tb.sessions().is_empty(), "a forged Accept opened the port");
     assert!(!tb.ping(1));
     assert_eq!(tb.status().unwrap()["radius"]["replies"], 0);

@@ -139,8 +139,8 @@ fn forged_stale_and_replayed_requests_are_dropped() {
         &[(1, b"mallory"), (55, &ts)],
         b"testing123",
     );
-    let hex: String = pkt.iter().map(|b| format!("{b:02x}")).collect();
-    let send = |src: &str| {
+    let send = |src: &str, pkt: &[u8]| {
+        let hex: String = pkt.iter().map(|b| format!("{b:02x}")).collect();
         let py = format!(
             "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('{src}',0))\n\
              s.settimeout(1)\ns.sendto(bytes.fromhex('{hex}'),('{src}',3799))\n\
@@ -148,12 +148,23 @@ fn forged_stale_and_replayed_requests_are_dropped() {
         );
         common::run(Command::new("ip").args(["netns", "exec", &tb.ns("sw"), "python3", "-c", &py])).trim().to_string()
     };
-    assert_ne!(send("127.0.0.1"), "none", "the first is answered (a NAK: no such session)");
-    assert_eq!(send("127.0.0.1"), "none", "a replay is answered");
-    assert_eq!(send("192.0.2.1"), "none", "an unknown client is answered");
+    assert_ne!(send("127.0.0.1", &pkt), "none", "the first is answered (a NAK: no such session)");
+    assert_eq!(send("127.0.0.1", &pkt), "none", "a replay is answered");
+    assert_eq!(send("192.0.2.1", &pkt), "none", "an unknown client is answered");
+    // an attribute running past the end, and a datagram over RADIUS's 4096 octets
+    let mut bad = pkt.clone();
+    bad.extend_from_slice(&[26, 40, 0, 0]);
+    let len = bad.len() as u16;
+    bad[2..4].copy_from_slice(&len.to_be_bytes());
+    assert_eq!(send("127.0.0.1", &bad), "none");
+    let mut big = pkt.clone();
+    big.resize(5000, 0);
+    big[2..4].copy_from_slice(&5000u16.to_be_bytes());
+    assert_eq!(send("127.0.0.1", &big), "none");
     let dropped = das_stat(&tb, "dropped");
     assert_eq!(dropped["replay"], 1, "{dropped}");
     assert_eq!(dropped["unknown client"], 1, "{dropped}");
+    assert_eq!(dropped["malformed packet"], 2, "{dropped}");
     // nothing of it acted on
     assert!(tb.session_of("p1").is_some());
     assert_eq!(das_stat(&tb, "sessions_disconnected"), 0);
