@@ -196,6 +196,24 @@ def flood(a):
     print(json.dumps({"sent": a.count, "seconds": time.monotonic() - t0}), flush=True)
 
 
+def macflood(a):
+    """COUNT broadcast frames, each from another locally administered source MAC
+    0a:00:00:xx:xx:xx (a MAC flood on a locked port: each one a locked FDB entry)."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((a.iface, 0))
+    t0 = time.monotonic()
+    for i in range(a.count):
+        src = bytes([0x0A, 0, 0]) + i.to_bytes(3, "big")
+        # IEEE's local experimental ethertype: not IP, which br_netfilter (when loaded)
+        # would check and drop as malformed before the bridge learns the source
+        s.send(b"\xff" * 6 + src + b"\x88\xb5" + bytes(46))
+        if a.pps and i % 50 == 49:
+            delay = t0 + (i + 1) / a.pps - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+    print(json.dumps({"sent": a.count, "seconds": time.monotonic() - t0}), flush=True)
+
+
 def inject(a):
     records = []
     for r in a.records:
@@ -225,8 +243,11 @@ fl.add_argument("--src-mac", required=True); fl.add_argument("--src-ip", require
 fl.add_argument("--count", type=int, required=True); fl.add_argument("--groups", type=int, default=1000)
 fl.add_argument("--pps", type=float, default=0)
 fl.add_argument("--iface", default="eth0")
+m = sub.add_parser("macflood")
+m.add_argument("--count", type=int, required=True); m.add_argument("--pps", type=int, default=0)
+m.add_argument("--iface", default="eth0")
 i = sub.add_parser("inject")
 i.add_argument("--src-mac", required=True); i.add_argument("--src-ip", required=True)
 i.add_argument("--iface", default="eth0"); i.add_argument("records", nargs="+")
 a = p.parse_args()
-{"recv": recv, "send": send, "sniff": sniff, "inject": inject, "zap": zap, "flood": flood}[a.cmd](a)
+{"recv": recv, "send": send, "sniff": sniff, "inject": inject, "zap": zap, "flood": flood, "macflood": macflood}[a.cmd](a)
