@@ -129,6 +129,10 @@ fn a_mac_flood_on_a_locked_port_stays_within_the_port_bound() {
     let a = &s["authenticator"];
     assert_eq!(a["mab_requests"].as_u64(), Some(9), "8 flood MACs and the set-top box: {s}");
     assert!(a["dropped_host_limit"].as_u64() > Some(1000), "{s}");
+    // the table for people says it too
+    let (table, _) = tb.mcgate(&["status"]);
+    let row = table.lines().find(|l| l.starts_with("bounds hit: hosts/port")).unwrap_or_default();
+    assert!(row.ends_with(&format!(" {} / 0 / 0", a["dropped_host_limit"])), "{table}");
     let rss_after = rss_kib(pid);
     assert!(rss_after < rss_before + 8 * 1024, "RSS {rss_before} → {rss_after} KiB");
     eprintln!(

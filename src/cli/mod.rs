@@ -408,6 +408,13 @@ fn status_summary(s: &serde_json::Value) -> String {
             v => v.as_u64().map_or("-".to_string(), |x| x.to_string()),
         }
     };
+    // a field summed over the ports of `status.limits`
+    let ports = |field: &str| -> u64 {
+        let per_port = s["limits"].as_object().into_iter().flat_map(|m| m.values());
+        per_port.map(|p| p[field].as_u64().unwrap_or(u64::from(p[field] == true))).sum()
+    };
+    // a reason not in the map has not happened
+    let denied = |reason: &str| s["multicast"]["tracker"]["denied"][reason].as_u64().unwrap_or(0);
     let rows = [
         ("uptime (s)", n(&["uptime_s"])),
         ("sessions", n(&["sessions"])),
@@ -433,6 +440,28 @@ fn status_summary(s: &serde_json::Value) -> String {
             ),
         ),
         ("capture drops (kernel)", n(&["io", "capture_drops"])),
+        ("flood: ports quarantined now / quarantines", format!("{} / {}", ports("quarantined"), ports("quarantines"))),
+        (
+            "flood: frames dropped over rate / quarantined",
+            format!(
+                "{} / {}",
+                ports("dropped_port_rate") + ports("dropped_mac_rate") + ports("dropped_eapol_rate"),
+                ports("dropped_quarantined")
+            ),
+        ),
+        (
+            "bounds hit: hosts/port, memberships/host, channels/port",
+            format!(
+                "{} / {} / {}",
+                n(&["authenticator", "dropped_host_limit"]),
+                denied("HostMembershipLimit"),
+                denied("PortChannelLimit")
+            ),
+        ),
+        (
+            "bounds hit: RADIUS questions, cached answers",
+            format!("{} / {}", denied("RadiusBusy"), n(&["multicast", "tracker", "radius_cache_full"])),
+        ),
         ("accounting backlog", n(&["accounting", "backlog"])),
         (
             "journal records / commit failures",

@@ -150,6 +150,30 @@ pub struct Multicast {
     /// under the policy's limits; 0 for none.
     #[serde(default = "default_port_max_groups")]
     pub port_max_groups: u32,
+    /// Bounds on the tracker's state, whatever the policy allows (joins beyond them are
+    /// denied and counted): memberships per host, channels per port, per-join RADIUS
+    /// questions in flight, per-join answers cached.
+    #[serde(default = "default_max_memberships_per_host")]
+    pub max_memberships_per_host: usize,
+    #[serde(default = "default_max_channels_per_port")]
+    pub max_channels_per_port: usize,
+    #[serde(default = "default_max_pending_radius")]
+    pub max_pending_radius: usize,
+    #[serde(default = "default_max_cached_decisions")]
+    pub max_cached_decisions: usize,
+}
+
+fn default_max_memberships_per_host() -> usize {
+    crate::mcast::Bounds::default().memberships_per_host
+}
+fn default_max_channels_per_port() -> usize {
+    crate::mcast::Bounds::default().channels_per_port
+}
+fn default_max_pending_radius() -> usize {
+    crate::mcast::Bounds::default().pending_radius
+}
+fn default_max_cached_decisions() -> usize {
+    crate::mcast::Bounds::default().cached_decisions
 }
 
 fn default_port_max_groups() -> u32 {

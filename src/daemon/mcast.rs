@@ -112,6 +112,12 @@ impl McastState {
             group_membership_interval: mc.group_membership_interval,
             last_member_query_time: mc.last_member_query_time,
             run_id,
+            bounds: mcast::Bounds {
+                memberships_per_host: mc.max_memberships_per_host,
+                channels_per_port: mc.max_channels_per_port,
+                pending_radius: mc.max_pending_radius,
+                cached_decisions: mc.max_cached_decisions,
+            },
             ..Default::default()
         };
         info!(policy = policy.version, packages = policy.packages.len(), "multicast gate on");

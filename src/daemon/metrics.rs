@@ -131,6 +131,12 @@ impl Daemon {
         };
         t.family("port_quarantined", "gauge", "1 while the port is quarantined.", &by_port(&|v| v.quarantined as u64));
         t.family("port_quarantines_total", "counter", "Quarantines of the port.", &by_port(&|v| v.quarantines));
+        t.one(
+            "hosts_over_port_bound_total",
+            "counter",
+            "Frames and locked-port MACs from hosts beyond max_hosts_per_port, dropped.",
+            self.auth.stats.dropped_host_limit,
+        );
         self.radius_metrics(&mut t, "auth", &self.radius, &self.radius_rtt);
         if let Some(d) = &self.acct.delivery {
             self.radius_metrics(&mut t, "accounting", &d.client, &d.rtt);
@@ -159,6 +165,12 @@ impl Daemon {
             denied.push(("reason=\"SpoofedMac\"".into(), m.stats.dropped_spoofed_mac as f64));
             denied.push(("reason=\"Unaccountable\"".into(), j.joins_refused_unaccountable as f64));
             t.family("joins_denied_total", "counter", "Joins denied or dropped, by reason.", &denied);
+            t.one(
+                "join_answers_not_cached_total",
+                "counter",
+                "Per-join RADIUS answers not cached: the cache was full of fresh ones.",
+                s.radius_cache_full,
+            );
             let dropped: Vec<(String, f64)> =
                 m.stats.dropped.iter().map(|(r, n)| (format!("reason=\"{}\"", label(r)), *n as f64)).collect();
             t.family(

@@ -38,6 +38,29 @@ pub struct Config {
     pub last_member_query_interval_code: u8,
     /// Makes membership Acct-Session-Ids unique across runs (the daemon draws it).
     pub run_id: u32,
+    /// Bounds on what hosts can make the tracker hold, whatever the policy allows: a join
+    /// beyond one is denied and counted by its reason.
+    pub bounds: Bounds,
+}
+
+/// Resource bounds of the tracker (the policy's max groups and bandwidth are billing
+/// limits; these hold however a policy is written, link-scope groups included).
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Memberships per host (port, MAC).
+    pub memberships_per_host: usize,
+    /// Channels per access port (its MDB entries).
+    pub channels_per_port: usize,
+    /// Per-join RADIUS questions in flight.
+    pub pending_radius: usize,
+    /// Per-join RADIUS answers cached.
+    pub cached_decisions: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds { memberships_per_host: 64, channels_per_port: 256, pending_radius: 1024, cached_decisions: 65_536 }
+    }
 }
 
 impl Default for Config {
@@ -47,6 +70,7 @@ impl Default for Config {
             last_member_query_time: Duration::from_secs(2),
             last_member_query_interval_code: 10,
             run_id: 0,
+            bounds: Bounds::default(),
         }
     }
 }
@@ -190,6 +214,8 @@ pub struct Stats {
     pub radius_asked: u64,
     pub radius_coalesced: u64,
     pub radius_cache_hits: u64,
+    /// Answers not cached: the cache was full of fresh ones.
+    pub radius_cache_full: u64,
     pub previews: u64,
     pub previews_ended: u64,
 }
@@ -275,6 +301,8 @@ pub struct Tracker {
     fast_leave: Vec<bool>,
     hosts: HashMap<(PortId, MacAddr), HashMap<Channel, Held>>,
     ports: HashMap<(PortId, Channel), PortEntry>,
+    /// Entries of `ports` per port.
+    port_channels: HashMap<PortId, usize>,
     /// Ports holding each channel, for first-join / last-leave upstream.
     switch: HashMap<Channel, u32>,
     /// Per-join questions in flight, by token.
@@ -351,6 +379,7 @@ impl Tracker {
             fast_leave,
             hosts: HashMap::default(),
             ports: HashMap::default(),
+            port_channels: HashMap::default(),
             switch: HashMap::default(),
             pending: HashMap::default(),
             cache: HashMap::default(),
@@ -442,7 +471,17 @@ impl Tracker {
             self.stats.refreshed += 1;
             return;
         }
+        let n_held = held.len();
         let who = host.who();
+        let bounds = self.config.bounds;
+        if n_held >= bounds.memberships_per_host {
+            return self.deny(&who, ch, DenyReason::HostMembershipLimit);
+        }
+        if !self.ports.contains_key(&(host.port, ch))
+            && self.port_channels.get(&host.port).copied().unwrap_or(0) >= bounds.channels_per_port
+        {
+            return self.deny(&who, ch, DenyReason::PortChannelLimit);
+        }
         let decision = if is_v6_link_scope(ch.0) {
             Decision::Admit { by: self.labels.link_local.clone(), bandwidth_kbps: 0 }
         } else {
@@ -572,6 +611,9 @@ impl Tracker {
             }
             return;
         }
+        if self.pending.len() >= self.config.bounds.pending_radius {
+            return self.deny(&host.who(), ch, DenyReason::RadiusBusy);
+        }
         let token = self.next_token;
         self.next_token += 1;
         self.stats.radius_asked += 1;
@@ -592,13 +634,11 @@ impl Tracker {
         let rp = policy.radius;
         let (admit, by) = match answer {
             RadiusAnswer::Accept { ttl } => {
-                self.cache
-                    .insert(p.key.clone(), Cached { admit: true, fresh_until: now + ttl.unwrap_or(rp.positive_ttl) });
+                self.cache_answer(now, &p.key, true, ttl.unwrap_or(rp.positive_ttl));
                 (Some(true), self.labels.radius.clone())
             }
             RadiusAnswer::Reject { ttl } => {
-                self.cache
-                    .insert(p.key.clone(), Cached { admit: false, fresh_until: now + ttl.unwrap_or(rp.negative_ttl) });
+                self.cache_answer(now, &p.key, false, ttl.unwrap_or(rp.negative_ttl));
                 (Some(false), self.labels.radius.clone())
             }
             RadiusAnswer::Unreachable => match rp.unreachable {
@@ -636,6 +676,20 @@ impl Tracker {
         }
     }
 
+    /// Caches a per-join answer; a full cache first forgets what went stale, and if it
+    /// is full of fresh answers this one is not kept (the next join asks again).
+    fn cache_answer(&mut self, now: Instant, key: &(Arc<str>, Channel), admit: bool, ttl: Duration) {
+        let max = self.config.bounds.cached_decisions;
+        if self.cache.len() >= max && !self.cache.contains_key(key) {
+            self.cache.retain(|_, c| c.fresh_until > now);
+            if self.cache.len() >= max {
+                self.stats.radius_cache_full += 1;
+                return;
+            }
+        }
+        self.cache.insert(key.clone(), Cached { admit, fresh_until: now + ttl });
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn radius_decided(
         &mut self,
@@ -664,7 +718,10 @@ impl Tracker {
     }
 
     fn port_acquire(&mut self, port: PortId, ch: Channel, upstream: &mut Vec<GroupRecord>) {
-        let e = self.ports.entry((port, ch)).or_default();
+        let e = self.ports.entry((port, ch)).or_insert_with(|| {
+            *self.port_channels.entry(port).or_default() += 1;
+            PortEntry::default()
+        });
         e.members += 1;
         if e.members > 1 {
             return;
@@ -695,11 +752,19 @@ impl Tracker {
             self.outputs.push_back(Output::Query { port, group: ch.0, max_resp_code });
             return;
         }
-        self.ports.remove(&(port, ch));
         self.mdb_remove(port, ch, upstream);
     }
 
+    /// The port's entry for the channel goes, and its MDB entry.
     fn mdb_remove(&mut self, port: PortId, ch: Channel, upstream: &mut Vec<GroupRecord>) {
+        if self.ports.remove(&(port, ch)).is_some() {
+            if let Some(n) = self.port_channels.get_mut(&port) {
+                *n -= 1;
+                if *n == 0 {
+                    self.port_channels.remove(&port);
+                }
+            }
+        }
         self.outputs.push_back(Output::MdbDel { port, group: ch.0, source: ch.1 });
         if let Some(n) = self.switch.get_mut(&ch) {
             *n -= 1;
@@ -859,7 +924,6 @@ impl Tracker {
             .map(|(k, _)| *k)
             .collect();
         for (port, ch) in lingered {
-            self.ports.remove(&(port, ch));
             self.mdb_remove(port, ch, &mut upstream);
         }
         if !upstream.is_empty() {
@@ -1123,6 +1187,65 @@ mod tests {
 
     fn asks(o: &[Output]) -> Vec<u64> {
         o.iter().filter_map(|o| if let Output::AskRadius { token, .. } = o { Some(*token) } else { None }).collect()
+    }
+
+    fn denied(o: &[Output]) -> Vec<DenyReason> {
+        o.iter().filter_map(|o| if let Output::Denied { reason, .. } = o { Some(*reason) } else { None }).collect()
+    }
+
+    #[test]
+    fn resource_bounds_hold_whatever_the_policy_allows() {
+        let (_, mut p, h, t0) = setup(true);
+        p.unknown = Unknown::Radius;
+        p.limits.max_groups = None;
+        let bounds = Bounds { memberships_per_host: 3, channels_per_port: 4, pending_radius: 2, cached_decisions: 2 };
+        let mut t = Tracker::new(Config { bounds, ..Default::default() }, vec![true, true]);
+        let join = |g: &str| [rec(RecordType::ToEx, g, &[])];
+        // per host, link-scope groups included (they take no policy, but they take memory)
+        for g in ["239.1.1.1", "ff02::1:ff00:1", "239.1.1.2", "239.1.1.3", "ff02::1:ff00:2"] {
+            t.handle_report(t0, 0, &p, &h.host(0, A), &join(g));
+        }
+        let o = out(&mut t);
+        assert_eq!(mdb(&o).len(), 3);
+        assert_eq!(denied(&o), [DenyReason::HostMembershipLimit; 2]);
+        // per port: channels (MDB entries), a channel already on the port costs nothing
+        t.handle_report(t0, 0, &p, &h.host(0, B), &join("239.1.1.1"));
+        t.handle_report(t0, 0, &p, &h.host(0, B), &join("239.1.1.4"));
+        t.handle_report(t0, 0, &p, &h.host(0, B), &join("239.1.1.5"));
+        let o = out(&mut t);
+        assert_eq!(mdb(&o), ["+0 239.1.1.4 None"]);
+        assert_eq!(denied(&o), [DenyReason::PortChannelLimit]);
+        // a channel leaving makes room
+        t.handle_report(t0, 0, &p, &h.host(0, B), &[rec(RecordType::ToIn, "239.1.1.4", &[])]);
+        t.handle_report(t0, 0, &p, &h.host(0, B), &join("239.1.1.5"));
+        assert_eq!(mdb(&out(&mut t)), ["-0 239.1.1.4 None", "+0 239.1.1.5 None"]);
+        // per-join questions in flight
+        let q = h.host(1, A);
+        for g in ["239.9.9.1", "239.9.9.2", "239.9.9.3"] {
+            t.handle_report(t0, 0, &p, &q, &join(g));
+        }
+        let o = out(&mut t);
+        assert_eq!(asks(&o).len(), 2);
+        assert_eq!(denied(&o), [DenyReason::RadiusBusy]);
+        // answers cached: two fit, the third is counted and not kept
+        for (tok, g) in asks(&o).into_iter().zip(["239.9.9.1", "239.9.9.2"]) {
+            t.radius_answer(t0, 0, &p, tok, RadiusAnswer::Reject { ttl: None });
+            t.handle_report(t0, 0, &p, &q, &join(g));
+        }
+        assert_eq!(t.stats.radius_cache_hits, 2);
+        t.handle_report(t0, 0, &p, &q, &join("239.9.9.3"));
+        let tok = asks(&out(&mut t))[0];
+        t.radius_answer(t0, 0, &p, tok, RadiusAnswer::Reject { ttl: None });
+        assert_eq!(t.stats.radius_cache_full, 1);
+        t.handle_report(t0, 0, &p, &q, &join("239.9.9.3"));
+        assert_eq!(asks(&out(&mut t)).len(), 1, "not cached: asked again");
+        // once the cached answers went stale, there is room again
+        let later = t0 + p.radius.negative_ttl + Duration::from_secs(1);
+        t.radius_answer(later, 0, &p, tok + 1, RadiusAnswer::Reject { ttl: None });
+        assert_eq!(t.stats.radius_cache_full, 1);
+        t.handle_report(later, 0, &p, &q, &join("239.9.9.3"));
+        assert!(asks(&out(&mut t)).is_empty(), "cached this time");
+        assert_eq!(t.stats.radius_cache_hits, 3);
     }
 
     #[test]

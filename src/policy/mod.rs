@@ -197,6 +197,12 @@ pub enum DenyReason {
     RadiusUnreachable,
     /// Free preview used up (views per day, or too soon after the last).
     PreviewExhausted,
+    /// The host holds as many memberships as mcgate keeps for one host.
+    HostMembershipLimit,
+    /// The port holds as many channels as mcgate keeps for one port.
+    PortChannelLimit,
+    /// Too many per-join RADIUS questions in flight.
+    RadiusBusy,
 }
 
 impl Policy {
