@@ -755,6 +755,15 @@ impl Authenticator {
         }
     }
 
+    /// Whether the kernel should report unknown MACs on `port` (MAB learning): not for
+    /// a port without MAB, and not while the port tracks as many hosts as it may — a MAC
+    /// flood then makes no locked FDB entries and no notifications, only the port's own
+    /// hosts are held. When a host goes, the port learns again.
+    pub fn mab_learning(&self, port: PortId) -> bool {
+        let p = &self.ports[port];
+        p.config.mode.uses_mab() && p.hosts.len() < self.config.max_hosts_per_port
+    }
+
     /// Live sessions: (port, mac, method, account).
     pub fn sessions(&self) -> impl Iterator<Item = (PortId, MacAddr, Method, &str)> {
         self.ports.iter().enumerate().flat_map(|(i, p)| {
@@ -1002,6 +1011,31 @@ mod tests {
         assert!(outputs(&mut a).is_empty(), "held");
         a.handle_timeout(t0 + Config::default().quiet_period);
         assert_eq!(outputs(&mut a), vec![Output::ForgetLocked { port: 0, mac: HOST }]);
+    }
+
+    #[test]
+    fn a_full_mab_port_stops_learning_until_a_host_goes() {
+        let (mut a, t0) = auth(PortMode::Mab);
+        assert!(a.mab_learning(0));
+        let max = Config::default().max_hosts_per_port;
+        let macs: Vec<MacAddr> = (0..max as u8 + 1).map(|i| MacAddr([0x0a, 0, 0, 0, 0, i])).collect();
+        for &mac in &macs {
+            a.handle_input(t0, Input::UnknownMac { port: 0, mac });
+        }
+        let tokens: Vec<u64> = outputs(&mut a)
+            .into_iter()
+            .filter_map(|o| if let Output::Radius { token, .. } = o { Some(token) } else { None })
+            .collect();
+        assert_eq!(tokens.len(), max, "one MAC over the bound is not asked for");
+        assert_eq!(a.stats.dropped_host_limit, 1);
+        assert!(!a.mab_learning(0));
+        // a rejected host is held for the quiet period, then forgotten: room again
+        a.handle_input(t0, Input::RadiusReply { token: tokens[0], packet: &reply(Code::AccessReject, &[]) });
+        assert!(!a.mab_learning(0));
+        a.handle_timeout(t0 + Config::default().quiet_period);
+        assert!(a.mab_learning(0));
+        // an 802.1X-only port never learns
+        assert!(!auth(PortMode::Dot1x).0.mab_learning(0));
     }
 
     #[test]

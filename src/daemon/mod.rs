@@ -75,6 +75,8 @@ struct IoStats {
     radius_tx_errors: u64,
     dataplane_errors: u64,
     store_errors: u64,
+    /// Times a MAB port stopped learning because it held its maximum of hosts.
+    mab_learning_paused: u64,
 }
 
 struct Port {
@@ -84,6 +86,8 @@ struct Port {
     socket: Arc<PortSocket>,
     /// Its flood limiter's counters (the capture task keeps the limiter).
     limits: Arc<limit::Stats>,
+    /// MAB learning as the kernel has it (`setup_port` turns it on for MAB ports).
+    mab_learning: bool,
 }
 
 struct Daemon {
@@ -140,7 +144,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         let mac = link.mac.ok_or_else(|| anyhow!("port {name} has no MAC address"))?;
         let socket = Arc::new(PortSocket::open(link.index).with_context(|| format!("capture on {name}"))?);
         port_configs.push(PortConfig { name: name.clone(), mode: p.mode, nas_port: loaded.nas_port(i), mac });
-        ports.push(Port { name, ifindex: link.index, mac, socket, limits: Default::default() });
+        let mab_learning = p.mode.uses_mab();
+        ports.push(Port { name, ifindex: link.index, mac, socket, limits: Default::default(), mab_learning });
     }
 
     let mut dataplane: Box<dyn Dataplane + Send> =
@@ -528,6 +533,33 @@ impl Daemon {
             if !progressed && !self.acct_commit(now) {
                 break;
             }
+        }
+        self.sync_mab_learning();
+    }
+
+    /// Each MAB port learns unknown MACs only while it has room for another host.
+    fn sync_mab_learning(&mut self) {
+        for (i, p) in self.ports.iter_mut().enumerate() {
+            let want = self.auth.mab_learning(i);
+            if want == p.mab_learning {
+                continue;
+            }
+            match self.dataplane.set_mab_learning(&p.name, want) {
+                Ok(()) if want => info!(port = p.name, "port has room for a host again: MAC bypass learns again"),
+                Ok(()) => {
+                    self.io.mab_learning_paused += 1;
+                    warn!(
+                        port = p.name,
+                        "port holds its maximum of hosts: MAC bypass stops learning (locked entries flushed)"
+                    );
+                }
+                Err(e) => {
+                    self.io.dataplane_errors += 1;
+                    warn!(port = p.name, "MAB learning: {e}");
+                    continue;
+                }
+            }
+            p.mab_learning = want;
         }
     }
 

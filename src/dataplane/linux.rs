@@ -97,6 +97,20 @@ impl Dataplane for LinuxBridge {
         Ok(())
     }
 
+    fn set_mab_learning(&mut self, port: &str, on: bool) -> Result<(), Error> {
+        let idx = Self::index(port)?;
+        let v = on as u8;
+        if on {
+            // learning first: the kernel refuses MAB on a port that does not learn
+            self.nl.set_port_flags(idx, &[(brport::LEARNING, &[v])]).map_err(Self::at(port))?;
+            self.nl.set_port_flags(idx, &[(brport::MAB, &[v])]).map_err(Self::at(port))
+        } else {
+            self.nl.set_port_flags(idx, &[(brport::MAB, &[v]), (brport::LEARNING, &[v])]).map_err(Self::at(port))?;
+            // the locked entries of the MACs over the bound (authorized hosts are static)
+            self.nl.set_port_flags(idx, &[(brport::FLUSH, &[])]).map_err(Self::at(port))
+        }
+    }
+
     fn authorize(&mut self, port: &str, mac: MacAddr) -> Result<(), Error> {
         let idx = Self::index(port)?;
         self.nl.fdb_replace(idx, mac).map_err(Self::at(port))

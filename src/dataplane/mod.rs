@@ -28,6 +28,9 @@ pub trait Dataplane {
     /// reporting of unknown MACs) is on only where the mode needs it. Dynamic entries
     /// learned before are flushed, or an already-learned host keeps passing.
     fn setup_port(&mut self, port: &str, mode: PortMode) -> Result<(), Error>;
+    /// MAB learning on a port set up for MAB: off, the locked port makes no entries
+    /// for unknown MACs (and those it made are flushed); on again as `setup_port` left it.
+    fn set_mab_learning(&mut self, port: &str, on: bool) -> Result<(), Error>;
     fn authorize(&mut self, port: &str, mac: MacAddr) -> Result<(), Error>;
     fn deauthorize(&mut self, port: &str, mac: MacAddr) -> Result<(), Error>;
     /// Authorized MACs the kernel holds for `port` (static FDB entries).
@@ -70,6 +73,9 @@ pub struct Audit;
 
 impl Dataplane for Audit {
     fn setup_port(&mut self, _: &str, _: PortMode) -> Result<(), Error> {
+        Ok(())
+    }
+    fn set_mab_learning(&mut self, _: &str, _: bool) -> Result<(), Error> {
         Ok(())
     }
     fn authorize(&mut self, _: &str, _: MacAddr) -> Result<(), Error> {
