@@ -194,7 +194,8 @@ pub enum Output {
         reason: DenyReason,
     },
     Ended {
-        membership: Membership,
+        /// Boxed: the other outputs, far more frequent, stay small to move.
+        membership: Box<Membership>,
         cause: EndCause,
     },
 }
@@ -269,6 +270,8 @@ struct Cached {
 
 /// How long an expired per-join answer is kept for `radius_unreachable = "stale"`.
 const STALE_KEEP: Duration = Duration::from_secs(24 * 3600);
+/// How often the cache is swept of what is older than that.
+const CACHE_SWEEP: Duration = Duration::from_secs(60);
 
 /// Who sent a report, as the session store knows them.
 #[derive(Debug, Clone)]
@@ -289,6 +292,16 @@ struct Held {
     preview_ends: Option<Instant>,
 }
 
+impl Held {
+    fn new(membership: Membership, expires: Instant) -> Self {
+        Held { membership, expires, preview_ends: None }
+    }
+
+    fn deadline(&self) -> Instant {
+        self.preview_ends.map_or(self.expires, |p| p.min(self.expires))
+    }
+}
+
 #[derive(Debug, Default)]
 struct PortEntry {
     members: u32,
@@ -301,6 +314,14 @@ pub struct Tracker {
     fast_leave: Vec<bool>,
     hosts: HashMap<(PortId, MacAddr), HashMap<Channel, Held>>,
     ports: HashMap<(PortId, Channel), PortEntry>,
+    /// No membership is due before this (a refresh only moves deadlines later, so it
+    /// stays true until the memberships are looked through again, when one is due).
+    members_due: Option<Instant>,
+    /// Channels lingering after their last leave, by when: all linger as long, so this
+    /// is in order; an entry whose linger was cancelled is skipped when it comes due.
+    lingering: VecDeque<(Instant, PortId, Channel)>,
+    /// Stale per-join answers are swept from the cache no more often than this.
+    next_cache_sweep: Option<Instant>,
     /// Entries of `ports` per port.
     port_channels: HashMap<PortId, usize>,
     /// Ports holding each channel, for first-join / last-leave upstream.
@@ -379,6 +400,9 @@ impl Tracker {
             fast_leave,
             hosts: HashMap::default(),
             ports: HashMap::default(),
+            members_due: None,
+            lingering: VecDeque::new(),
+            next_cache_sweep: None,
             port_channels: HashMap::default(),
             switch: HashMap::default(),
             pending: HashMap::default(),
@@ -423,17 +447,11 @@ impl Tracker {
                     }
                     if r.record_type == RecordType::ToIn {
                         // the new include list replaces the old state
-                        let keep: Vec<Channel> = srcs().collect();
-                        for ch in self.host_channels(host, g).into_iter().filter(|c| !keep.contains(c)) {
-                            self.leave(now, host.port, host.mac, ch, EndCause::Leave, &mut upstream);
-                        }
+                        let listed = |(_, s): &Channel| s.is_some_and(|s| r.sources.contains(&s));
+                        self.leave_group(now, host, g, listed, &mut upstream);
                     }
                 }
-                RecordType::IsIn | RecordType::ToIn => {
-                    for ch in self.host_channels(host, g) {
-                        self.leave(now, host.port, host.mac, ch, EndCause::Leave, &mut upstream);
-                    }
-                }
+                RecordType::IsIn | RecordType::ToIn => self.leave_group(now, host, g, |_| false, &mut upstream),
                 RecordType::Allow => {}
                 RecordType::Block => {
                     for ch in srcs() {
@@ -448,11 +466,21 @@ impl Tracker {
         }
     }
 
-    fn host_channels(&self, host: &Host<'_>, g: IpAddr) -> Vec<Channel> {
-        self.hosts
-            .get(&(host.port, host.mac))
-            .map(|m| m.keys().filter(|(mg, _)| *mg == g).copied().collect())
-            .unwrap_or_default()
+    /// The host leaves every channel of group `g` but those `keep` names.
+    fn leave_group(
+        &mut self,
+        now: Instant,
+        host: &Host<'_>,
+        g: IpAddr,
+        keep: impl Fn(&Channel) -> bool,
+        upstream: &mut Vec<GroupRecord>,
+    ) {
+        // one at a time: a host holds a few channels, and a leave is no allocation
+        while let Some(ch) =
+            self.hosts.get(&(host.port, host.mac)).and_then(|m| m.keys().find(|c| c.0 == g && !keep(c)).copied())
+        {
+            self.leave(now, host.port, host.mac, ch, EndCause::Leave, upstream);
+        }
     }
 
     fn want(
@@ -539,7 +567,8 @@ impl Tracker {
         self.stats.admitted += 1;
         self.outputs.push_back(Output::Admitted { port: who.port, mac: who.mac, group, source });
         let expires = now + self.config.group_membership_interval;
-        self.hosts.entry((who.port, who.mac)).or_default().insert(ch, Held { membership, expires, preview_ends: None });
+        self.hosts.entry((who.port, who.mac)).or_default().insert(ch, Held::new(membership, expires));
+        self.member_due(expires);
         self.port_acquire(who.port, ch, upstream);
     }
 
@@ -572,7 +601,9 @@ impl Tracker {
         self.stats.previews += 1;
         self.admit(now, unix, who, ch, format!("preview:{package}").into(), kbps, upstream);
         if let Some(h) = self.hosts.get_mut(&(who.port, who.mac)).and_then(|m| m.get_mut(&ch)) {
-            h.preview_ends = Some(now + preview.duration);
+            let ends = now + preview.duration;
+            h.preview_ends = Some(ends);
+            self.member_due(ends);
         }
     }
 
@@ -746,7 +777,9 @@ impl Tracker {
             return;
         }
         if linger && !self.fast_leave.get(port).copied().unwrap_or(false) {
-            e.linger_until = Some(now + self.config.last_member_query_time);
+            let until = now + self.config.last_member_query_time;
+            e.linger_until = Some(until);
+            self.lingering.push_back((until, port, ch));
             self.stats.queries_sent += 1;
             let max_resp_code = self.config.last_member_query_interval_code;
             self.outputs.push_back(Output::Query { port, group: ch.0, max_resp_code });
@@ -800,7 +833,7 @@ impl Tracker {
         if !h.membership.is_link_local() {
             info!(port = &*h.membership.port, mac = %mac, group = %ch.0, source = ?ch.1, ?cause, "membership ended");
         }
-        self.outputs.push_back(Output::Ended { membership: h.membership, cause });
+        self.outputs.push_back(Output::Ended { membership: Box::new(h.membership), cause });
         self.port_release(now, port, ch, cause == EndCause::Leave, upstream);
     }
 
@@ -874,57 +907,64 @@ impl Tracker {
         let expires = now + self.config.group_membership_interval;
         let mut upstream = vec![];
         let held = self.hosts.entry((port, membership.mac)).or_default();
-        if held.insert(ch, Held { membership, expires, preview_ends: None }).is_none() {
+        if held.insert(ch, Held::new(membership, expires)).is_none() {
             self.port_acquire(port, ch, &mut upstream);
         }
+        self.member_due(expires);
         // upstream learns again from the restored set in one report
         if !upstream.is_empty() {
             self.outputs.push_back(Output::Upstream { records: upstream });
         }
     }
 
+    fn member_due(&mut self, at: Instant) {
+        self.members_due = Some(self.members_due.map_or(at, |t| t.min(at)));
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let host = self
-            .hosts
-            .values()
-            .flat_map(|m| m.values().map(|h| h.preview_ends.map_or(h.expires, |p| p.min(h.expires))))
-            .min();
-        let linger = self.ports.values().filter_map(|e| e.linger_until).min();
-        [host, linger].into_iter().flatten().min()
+        [self.members_due, self.lingering.front().map(|l| l.0)].into_iter().flatten().min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.cache.retain(|_, c| c.fresh_until + STALE_KEEP > now);
-        let mut upstream = vec![];
-        // not refreshed in time, or a preview that ran its time
-        let over: Vec<(PortId, MacAddr, Channel, EndCause)> = self
-            .hosts
-            .iter()
-            .flat_map(|((p, m), chans)| {
-                chans.iter().filter_map(move |(c, h)| {
-                    let cause = if h.expires <= now {
-                        EndCause::Timeout
-                    } else if h.preview_ends.is_some_and(|t| t <= now) {
-                        EndCause::PreviewEnd
-                    } else {
-                        return None;
-                    };
-                    Some((*p, *m, *c, cause))
-                })
-            })
-            .collect();
-        for (port, mac, ch, cause) in over {
-            debug!(port, mac = %mac, group = %ch.0, ?cause, "membership over");
-            self.leave(now, port, mac, ch, cause, &mut upstream);
+        if self.next_cache_sweep.is_none_or(|t| t <= now) {
+            self.cache.retain(|_, c| c.fresh_until + STALE_KEEP > now);
+            self.next_cache_sweep = Some(now + CACHE_SWEEP);
         }
-        let lingered: Vec<(PortId, Channel)> = self
-            .ports
-            .iter()
-            .filter(|(_, e)| e.members == 0 && e.linger_until.is_some_and(|t| t <= now))
-            .map(|(k, _)| *k)
-            .collect();
-        for (port, ch) in lingered {
-            self.mdb_remove(port, ch, &mut upstream);
+        let mut upstream = vec![];
+        if self.members_due.is_some_and(|t| t <= now) {
+            // not refreshed in time, or a preview that ran its time
+            let over: Vec<(PortId, MacAddr, Channel, EndCause)> = self
+                .hosts
+                .iter()
+                .flat_map(|((p, m), chans)| {
+                    chans.iter().filter_map(move |(c, h)| {
+                        let cause = if h.expires <= now {
+                            EndCause::Timeout
+                        } else if h.preview_ends.is_some_and(|t| t <= now) {
+                            EndCause::PreviewEnd
+                        } else {
+                            return None;
+                        };
+                        Some((*p, *m, *c, cause))
+                    })
+                })
+                .collect();
+            for (port, mac, ch, cause) in over {
+                debug!(port, mac = %mac, group = %ch.0, ?cause, "membership over");
+                self.leave(now, port, mac, ch, cause, &mut upstream);
+            }
+            self.members_due = self.hosts.values().flat_map(|m| m.values().map(Held::deadline)).min();
+        }
+        // nobody answered the group-specific query
+        while let Some(&(until, port, ch)) = self.lingering.front() {
+            if until > now {
+                break;
+            }
+            self.lingering.pop_front();
+            let due = self.ports.get(&(port, ch)).is_some_and(|e| e.members == 0 && e.linger_until == Some(until));
+            if due {
+                self.mdb_remove(port, ch, &mut upstream);
+            }
         }
         if !upstream.is_empty() {
             self.outputs.push_back(Output::Upstream { records: upstream });
@@ -1338,6 +1378,11 @@ mod tests {
         assert_eq!(mdb(&o), ["+0 239.9.0.1 None"]);
         assert_eq!(&*t.membership(0, A, (ip("239.9.0.1"), None)).unwrap().by, "preview:sports");
         t.handle_report(t0 + Duration::from_secs(200), 200, &p, &a, &join);
+        // the timeout before the refresh may still wake the tracker: nothing ends then
+        let wake = t.poll_timeout().unwrap();
+        assert!(wake <= t0 + Duration::from_secs(300));
+        t.handle_timeout(wake.min(t0 + Duration::from_secs(299)));
+        assert!(out(&mut t).is_empty());
         assert_eq!(t.poll_timeout(), Some(t0 + Duration::from_secs(300)));
         t.handle_timeout(t0 + Duration::from_secs(300));
         let o = out(&mut t);
