@@ -63,7 +63,16 @@ fn main() {
             }
             "-".to_string()
         };
-        (at(0.5), at(0.99), total)
+        // the whole distribution, by bucket
+        let tail: Vec<String> = bounds
+            .iter()
+            .map(|b| format!("≤ {:.2}", *b as f64 / 1000.0))
+            .chain(["more".to_string()])
+            .zip(&counts)
+            .filter(|(_, n)| **n > 0)
+            .map(|(b, n)| format!("{b}: {n}"))
+            .collect();
+        (at(0.5), at(0.99), total, tail.join(", "))
     };
     let decision = inside("decision_latency");
     let admission = inside("admission_latency");
@@ -106,4 +115,6 @@ fn main() {
         "| capture → MDB entry installed (durable commit included) | {} | {} | {} |",
         admission.0, admission.1, admission.2
     );
+    println!("\ncapture → decided by bucket (ms): {}", decision.3);
+    println!("capture → MDB entry installed by bucket (ms): {}", admission.3);
 }

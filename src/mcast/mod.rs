@@ -320,14 +320,17 @@ pub struct Tracker {
     /// Channels lingering after their last leave, by when: all linger as long, so this
     /// is in order; an entry whose linger was cancelled is skipped when it comes due.
     lingering: VecDeque<(Instant, PortId, Channel)>,
-    /// Stale per-join answers are swept from the cache no more often than this.
+    /// Stale per-join answers are swept from the cache no more often than this, and a
+    /// full cache of its stale ones no more often than `next_full_sweep`.
     next_cache_sweep: Option<Instant>,
+    next_full_sweep: Option<Instant>,
     /// Entries of `ports` per port.
     port_channels: HashMap<PortId, usize>,
     /// Ports holding each channel, for first-join / last-leave upstream.
     switch: HashMap<Channel, u32>,
-    /// Per-join questions in flight, by token.
+    /// Per-join questions in flight, by token, and their tokens by (account, channel).
     pending: HashMap<u64, Pending>,
+    asking: HashMap<(Arc<str>, Channel), u64>,
     /// Per-join answers by (account, channel).
     cache: HashMap<(Arc<str>, Channel), Cached>,
     /// Start times (unix seconds) of free previews in the last 24 hours, by (account, channel).
@@ -403,9 +406,11 @@ impl Tracker {
             members_due: None,
             lingering: VecDeque::new(),
             next_cache_sweep: None,
+            next_full_sweep: None,
             port_channels: HashMap::default(),
             switch: HashMap::default(),
             pending: HashMap::default(),
+            asking: HashMap::default(),
             cache: HashMap::default(),
             previews: HashMap::default(),
             next_token: 1,
@@ -635,7 +640,7 @@ impl Tracker {
             session_id: host.session_id.clone(),
             max_groups: host.entitlement.max_groups,
         };
-        if let Some(p) = self.pending.values_mut().find(|p| p.key == key) {
+        if let Some(p) = self.asking.get(&key).and_then(|t| self.pending.get_mut(t)) {
             if !p.waiters.iter().any(|w| (w.port, w.mac) == (host.port, host.mac)) {
                 self.stats.radius_coalesced += 1;
                 p.waiters.push(waiter);
@@ -656,12 +661,14 @@ impl Tracker {
             group: ch.0,
             source: ch.1,
         });
+        self.asking.insert(key.clone(), token);
         self.pending.insert(token, Pending { key, waiters: vec![waiter] });
     }
 
     /// RADIUS answered (or no server did) the question `token` stands for.
     pub fn radius_answer(&mut self, now: Instant, unix: u64, policy: &Policy, token: u64, answer: RadiusAnswer) {
         let Some(p) = self.pending.remove(&token) else { return };
+        self.asking.remove(&p.key);
         let rp = policy.radius;
         let (admit, by) = match answer {
             RadiusAnswer::Accept { ttl } => {
@@ -707,12 +714,16 @@ impl Tracker {
         }
     }
 
-    /// Caches a per-join answer; a full cache first forgets what went stale, and if it
-    /// is full of fresh answers this one is not kept (the next join asks again).
+    /// Caches a per-join answer; a full cache first forgets what went stale (looking
+    /// through it at most once a second), and if it is full of fresh answers this one is
+    /// not kept (the next join asks again).
     fn cache_answer(&mut self, now: Instant, key: &(Arc<str>, Channel), admit: bool, ttl: Duration) {
         let max = self.config.bounds.cached_decisions;
         if self.cache.len() >= max && !self.cache.contains_key(key) {
-            self.cache.retain(|_, c| c.fresh_until > now);
+            if self.next_full_sweep.is_none_or(|t| t <= now) {
+                self.cache.retain(|_, c| c.fresh_until > now);
+                self.next_full_sweep = Some(now + Duration::from_secs(1));
+            }
             if self.cache.len() >= max {
                 self.stats.radius_cache_full += 1;
                 return;
