@@ -553,10 +553,11 @@ impl Daemon {
                         "port holds its maximum of hosts: MAC bypass stops learning (locked entries flushed)"
                     );
                 }
+                // counted and logged once, not tried again on every event: the next
+                // change of the port's room tries again
                 Err(e) => {
                     self.io.dataplane_errors += 1;
-                    warn!(port = p.name, "MAB learning: {e}");
-                    continue;
+                    warn!(port = p.name, on = want, "MAB learning: {e}");
                 }
             }
             p.mab_learning = want;
