@@ -109,6 +109,8 @@ fn a_mac_flood_on_a_locked_port_stays_within_the_port_bound() {
     tb.radius(1812);
     // FreeRADIUS accepts every flood MAC (0a:00:00:…): only the bound stops them
     tb.config(&[("p1", "mab"), ("p3", "mab")], &["127.0.0.1:1812"], "max_hosts_per_port = 8", "");
+    // h1's own MAC stays quiet (no IPv6 router solicitations racing the flood for a place)
+    tb.in_host(1, &["sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1"]);
     tb.start_mcgate();
     let pid = tb.daemon_pid().unwrap();
     let rss_before = rss_kib(pid);
