@@ -7,10 +7,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{result, wait_until, Testbed};
+use common::{result, rss_kib, Testbed};
 use std::time::{Duration, Instant};
-
-const POLICY: &str = "[defaults]\nunknown = \"deny\"\n[[package]]\nname = \"basic\"\ngroups = [\"239.1.1.0/24\"]\n";
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -26,15 +24,6 @@ fn cpu_s(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
-        .unwrap_or(0)
-}
-
 /// `joins` zaps by host 2; (first-packet times in ms, joins without a packet).
 fn zap(tb: &Testbed, joins: usize) -> (Vec<f64>, usize) {
     let z = result(tb.mcast_py("h2", &["zap", "239.1.1.2", "--count", &joins.to_string(), "--gap-ms", "60"]));
@@ -46,40 +35,14 @@ fn zap(tb: &Testbed, joins: usize) -> (Vec<f64>, usize) {
 
 fn main() {
     let joins: usize = std::env::var("JOINS").ok().and_then(|v| v.parse().ok()).unwrap_or(200).min(1000);
-    let mut tb = Testbed::new("flb", 2);
-    tb.radius(1812);
-    let cfg = tb.config(&[("p1", "dot1x"), ("p2", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", "");
-    let t = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nsingle_host = true\n")
-        .replace("log_level = \"debug\"", "log_level = \"warn\"");
-    std::fs::write(&cfg, t).unwrap();
-    tb.multicast(POLICY, "");
-    tb.start_mcgate();
-    for h in [1, 2] {
-        tb.supplicant(h, "alice", "alicepass", "md5");
-    }
-    assert!(wait_until(Duration::from_secs(15), || tb.sessions().len() == 2), "{}", tb.log());
+    let tb = Testbed::single_host_pair("flb", "warn", "");
     let mut stream = tb.mcast_py("up", &["send", "239.1.1.2", "--pps", "997", "--seconds", "600"]);
     std::thread::sleep(Duration::from_millis(500));
     let pid = tb.daemon_pid().unwrap();
 
     let (mut idle, idle_missed) = zap(&tb, joins);
     // the flood lasts as long as the zapping does, and no longer than a minute
-    let flood = tb.mcast_py(
-        "h1",
-        &[
-            "flood",
-            "--src-mac",
-            &Testbed::host_mac(1),
-            "--src-ip",
-            "192.0.2.11",
-            "--count",
-            "6000000",
-            "--pps",
-            "100000",
-        ],
-    );
+    let flood = tb.report_flood(1, 6_000_000, 100_000);
     std::thread::sleep(Duration::from_secs(4)); // past the quarantine (3 s by default)
     let (cpu0, t0, rss0) = (cpu_s(pid), Instant::now(), rss_kib(pid));
     let (mut flooded, flood_missed) = zap(&tb, joins);

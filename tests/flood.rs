@@ -4,36 +4,14 @@
 
 mod common;
 
-use common::{result, wait_until, Testbed};
+use common::{result, rss_kib, wait_until, Testbed};
 use serde_json::Value;
 use std::time::Duration;
 
-const POLICY: &str = "[defaults]\nunknown = \"deny\"\n[[package]]\nname = \"basic\"\ngroups = [\"239.1.1.0/24\"]\n";
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_flooding_port_is_quarantined_while_its_neighbour_keeps_zapping() {
-    let mut tb = Testbed::new("fl", 2);
-    tb.radius(1812);
-    let cfg = tb.config(&[("p1", "dot1x"), ("p2", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", "");
-    let t =
-        std::fs::read_to_string(&cfg).unwrap().replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nsingle_host = true\n")
-            + "\n[limits]\nquarantine_after = \"2s\"\nquarantine_time = \"60s\"\n";
-    std::fs::write(&cfg, t).unwrap();
-    tb.multicast(POLICY, "");
-    tb.start_mcgate();
-    for h in [1, 2] {
-        tb.supplicant(h, "alice", "alicepass", "md5");
-    }
-    assert!(wait_until(Duration::from_secs(15), || tb.sessions().len() == 2), "{}", tb.log());
+    let tb =
+        Testbed::single_host_pair("fl", "debug", "\n[limits]\nquarantine_after = \"2s\"\nquarantine_time = \"60s\"\n");
     let mut streams = [tb.stream("239.1.1.1", 40), tb.stream("239.1.1.2", 40)];
     // the flooder watches a channel before it floods: that stays
     tb.in_host(1, &["ip", "addr", "add", "239.1.1.1/32", "dev", "eth0", "autojoin"]);
@@ -42,20 +20,7 @@ fn a_flooding_port_is_quarantined_while_its_neighbour_keeps_zapping() {
     let rss_before = rss_kib(pid);
 
     // 100 000 reports/s for 10 s, bounded in count and time
-    let flood = tb.mcast_py(
-        "h1",
-        &[
-            "flood",
-            "--src-mac",
-            &Testbed::host_mac(1),
-            "--src-ip",
-            "192.0.2.11",
-            "--count",
-            "1000000",
-            "--pps",
-            "100000",
-        ],
-    );
+    let flood = tb.report_flood(1, 1_000_000, 100_000);
     std::thread::sleep(Duration::from_secs(1));
     let zaps = result(tb.mcast_py("h2", &["zap", "239.1.1.2", "--count", "20", "--gap-ms", "200"]));
     let watched = result(tb.mcast_py("h1", &["sniff", "239.1.1.1", "--seconds", "2"]));

@@ -2,6 +2,9 @@
 //! crash once, fixed since), on the captured traffic in tests/data, and on a bounded
 //! run of pseudo-random inputs: in the normal test suite, without cargo-fuzz.
 
+mod common;
+
+use common::pcap;
 use mcgate::fuzz::TARGETS;
 use std::path::Path;
 
@@ -24,19 +27,6 @@ fn regressions_found_by_fuzzing_stay_fixed() {
     assert!(n >= 2, "the regressions are missing");
 }
 
-/// Frames of a classic little-endian pcap file.
-fn pcap(path: &Path) -> Vec<Vec<u8>> {
-    let b = std::fs::read(path).unwrap();
-    let mut out = vec![];
-    let mut at = 24;
-    while at + 16 <= b.len() {
-        let caplen = u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
-        out.push(b[at + 16..at + 16 + caplen].to_vec());
-        at += 16 + caplen;
-    }
-    out
-}
-
 #[test]
 fn captured_traffic_and_every_truncation_of_it() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
@@ -45,7 +35,7 @@ fn captured_traffic_and_every_truncation_of_it() {
         if path.extension().is_none_or(|e| e != "pcap") {
             continue;
         }
-        for frame in pcap(&path) {
+        for frame in pcap(&path.file_name().unwrap().to_string_lossy()) {
             let payload = &frame[14..];
             for n in 0..=payload.len() {
                 for (_, f) in TARGETS.iter().filter(|(n, _)| !["policy", "config"].contains(n)) {

@@ -1,26 +1,13 @@
 //! Frames and packets captured from real peers (tests/data/README.md): each is parsed,
 //! re-emitted and compared byte for byte; every RADIUS authenticator is verified.
 
+mod common;
+
+use common::pcap;
 use mcgate::radius::{self, attr, find_attr, hmac_md5, verify_reply};
 use mcgate::wire::{eap, eapol, ethernet};
 
 const SECRET: &[u8] = b"testing123";
-
-/// Frames of a classic little-endian pcap file with Ethernet link type.
-fn pcap(name: &str) -> Vec<Vec<u8>> {
-    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
-    let b = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(&b[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian microsecond pcap");
-    assert_eq!(u32::from_le_bytes(b[20..24].try_into().unwrap()), 1, "LINKTYPE_ETHERNET");
-    let mut out = vec![];
-    let mut at = 24;
-    while at + 16 <= b.len() {
-        let caplen = u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
-        out.push(b[at + 16..at + 16 + caplen].to_vec());
-        at += 16 + caplen;
-    }
-    out
-}
 
 /// Parses an EAPOL frame and re-emits it; returns (type, EAP code, EAP method type).
 fn round_trip_eapol(frame: &[u8]) -> (eapol::PacketType, Option<(eap::Code, Option<u8>)>) {

@@ -40,6 +40,33 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Frames of a capture in tests/data: a classic little-endian pcap file with Ethernet
+/// link type.
+pub fn pcap(name: &str) -> Vec<Vec<u8>> {
+    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    let b = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(&b[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian microsecond pcap");
+    assert_eq!(u32::from_le_bytes(b[20..24].try_into().unwrap()), 1, "LINKTYPE_ETHERNET");
+    let mut out = vec![];
+    let mut at = 24;
+    while at + 16 <= b.len() {
+        let caplen = u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
+        out.push(b[at + 16..at + 16 + caplen].to_vec());
+        at += 16 + caplen;
+    }
+    out
+}
+
+/// Resident memory of a process, KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or(0)
+}
+
 /// Unix seconds of an RFC 3339 UTC timestamp as tracing prints it.
 pub fn rfc3339(ts: &str) -> Option<f64> {
     let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
@@ -74,6 +101,29 @@ impl Testbed {
         let _ = Command::new(TB).args(["down", &prefix]).status();
         run(Command::new(TB).args(["up", &prefix, &hosts.to_string()]));
         std::fs::write(tb.dir.join("secret"), "testing123\n").unwrap();
+        tb
+    }
+
+    /// Two subscribers (alice on h1 and h2) logged in on single-host 802.1X ports p1, p2
+    /// with the basic package (239.1.1.0/24), unknown groups denied: the flood test's and
+    /// bench's set-up. `extra`: TOML appended to mcgate's configuration.
+    pub fn single_host_pair(name: &str, log_level: &str, extra: &str) -> Self {
+        let mut tb = Testbed::new(name, 2);
+        tb.radius(1812);
+        let cfg = tb.config(&[("p1", "dot1x"), ("p2", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", "");
+        let t = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nsingle_host = true\n")
+            .replace("log_level = \"debug\"", &format!("log_level = \"{log_level}\""))
+            + extra;
+        std::fs::write(&cfg, t).unwrap();
+        let policy = "[defaults]\nunknown = \"deny\"\n[[package]]\nname = \"basic\"\ngroups = [\"239.1.1.0/24\"]\n";
+        tb.multicast(policy, "");
+        tb.start_mcgate();
+        for h in [1, 2] {
+            tb.supplicant(h, "alice", "alicepass", "md5");
+        }
+        assert!(wait_until(Duration::from_secs(15), || tb.sessions().len() == 2), "{}", tb.log());
         tb
     }
 
@@ -338,6 +388,25 @@ impl Testbed {
             return None;
         }
         serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Host `host` sends `count` crafted IGMPv3 reports from a raw socket at `pps`, from its
+    /// own MAC and address (`mcast.py flood`); the child prints what it sent.
+    pub fn report_flood(&self, host: usize, count: u32, pps: u32) -> Child {
+        self.mcast_py(
+            &format!("h{host}"),
+            &[
+                "flood",
+                "--src-mac",
+                &Self::host_mac(host),
+                "--src-ip",
+                &format!("192.0.2.{}", 10 + host),
+                "--count",
+                &count.to_string(),
+                "--pps",
+                &pps.to_string(),
+            ],
+        )
     }
 
     pub fn host_mac(host: usize) -> String {
