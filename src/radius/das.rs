@@ -16,8 +16,6 @@ pub const COA_REQUEST: u8 = 43;
 pub const COA_ACK: u8 = 44;
 pub const COA_NAK: u8 = 45;
 
-pub const ERROR_CAUSE: u8 = 101;
-
 /// Error-Cause values (RFC 5176 3.6).
 pub mod cause {
     pub const UNSUPPORTED_ATTRIBUTE: u32 = 401;
@@ -138,7 +136,7 @@ pub fn answer(req: &Request, error_cause: Option<u32>, secret: &[u8]) -> Vec<u8>
         (_, Some(_)) => DISCONNECT_NAK,
     };
     let cause = error_cause.map(u32::to_be_bytes);
-    let mut attrs: Vec<(u8, &[u8])> = cause.iter().map(|c| (ERROR_CAUSE, c.as_slice())).collect();
+    let mut attrs: Vec<(u8, &[u8])> = cause.iter().map(|c| (attr::ERROR_CAUSE, c.as_slice())).collect();
     let zero = [0u8; 16];
     attrs.push((attr::MESSAGE_AUTHENTICATOR, &zero));
     let mut pkt = encode_raw(code, req.id, &[0; 16], &attrs);
@@ -214,7 +212,7 @@ mod tests {
         let nak = answer(&req, Some(cause::SESSION_CONTEXT_NOT_FOUND), b"k");
         let pkt = verify_reply(&nak, &req.authenticator, b"k").unwrap();
         assert_eq!((pkt[0], pkt[1]), (COA_NAK, 9));
-        assert_eq!(&pkt[20..26], &[ERROR_CAUSE, 6, 0, 0, 1, 247]);
+        assert_eq!(&pkt[20..26], &[attr::ERROR_CAUSE, 6, 0, 0, 1, 247]);
         assert_eq!(answer(&req, None, b"k")[0], COA_ACK);
     }
 }

@@ -45,6 +45,8 @@ pub mod attr {
     pub const MESSAGE_AUTHENTICATOR: u8 = 80;
     pub const ACCT_INTERIM_INTERVAL: u8 = 85;
     pub const NAS_PORT_ID: u8 = 87;
+    /// RFC 5176 3.6.
+    pub const ERROR_CAUSE: u8 = 101;
 
     pub const SERVICE_TYPE_FRAMED: u32 = 2;
     pub const SERVICE_TYPE_CALL_CHECK: u32 = 10;
