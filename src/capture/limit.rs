@@ -184,12 +184,10 @@ impl PortLimiter {
         } else if !self.reports.take(now, c.reports_per_second, c.report_burst) {
             Verdict::PortRate
         } else {
-            if self.last_over.is_some_and(|t| now.saturating_duration_since(t) > Duration::from_secs(1)) {
-                self.over_since = None;
-            }
             return Verdict::Pass;
         };
-        // over the limit: for how long without a pause?
+        // over the limit: for how long without a pause (a second without excess starts
+        // the count again)?
         if self.last_over.is_none_or(|t| now.saturating_duration_since(t) > Duration::from_secs(1)) {
             self.over_since = Some(now);
         }
