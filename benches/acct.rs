@@ -12,7 +12,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{run, wait_until, Testbed};
+use common::{pct, run, wait_until, Testbed};
 use mcgate::acct::{Kind, Record, Status};
 use mcgate::store::{Batch, Store};
 use std::process::Command;
@@ -29,11 +29,6 @@ fn record(i: u64) -> Record {
         package: Some("basic".into()),
         ..Record::new(Kind::Membership, Status::Start, 1_795_000_000 + i, format!("BENCH-{i:X}"))
     }
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((p / 100.0) * (v.len() - 1) as f64).round() as usize]
 }
 
 fn journal() {

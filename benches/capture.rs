@@ -9,7 +9,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{wait_until, Testbed};
+use common::{bucket_quantile, histogram, wait_until, Testbed};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -28,29 +28,16 @@ fn decided(tb: &Testbed) -> u64 {
     t["admitted"].as_u64().unwrap_or(0) + t["refreshed"].as_u64().unwrap_or(0) + denied
 }
 
-/// The decision-latency histogram's bucket counts.
-fn latency_counts(tb: &Testbed) -> Vec<u64> {
-    let h = tb.status().unwrap_or_default()["multicast"]["io"]["decision_latency"]["counts"].clone();
-    h.as_array().map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default()
+/// The decision-latency histogram: bucket bounds (µs) and counts.
+fn latency(tb: &Testbed) -> (Vec<u64>, Vec<u64>) {
+    histogram(&tb.status().unwrap_or_default(), "decision_latency")
 }
 
 /// The bucket bound (µs) under which fraction `q` of the reports between two snapshots
 /// were decided; "more" beyond the last bound.
-fn quantile(tb: &Testbed, before: &[u64], after: &[u64], q: f64) -> String {
-    let bounds: Vec<u64> = tb.status().unwrap_or_default()["multicast"]["io"]["decision_latency"]["le_us"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-        .unwrap_or_default();
+fn quantile(bounds: &[u64], before: &[u64], after: &[u64], q: f64) -> String {
     let delta: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
-    let total: u64 = delta.iter().sum();
-    let mut seen = 0;
-    for (i, n) in delta.iter().enumerate() {
-        seen += n;
-        if total > 0 && seen as f64 >= q * total as f64 {
-            return bounds.get(i).map_or("more".to_string(), |b| format!("≤ {b}"));
-        }
-    }
-    "-".into()
+    bucket_quantile(bounds, &delta, q, |b| format!("≤ {b}"))
 }
 
 struct Load {
@@ -70,7 +57,7 @@ struct Load {
 fn run_load(tb: &Testbed, hosts: usize, per_host: usize, pps: usize) -> Load {
     let before = decided(tb);
     let drops_before = counter(tb, &["io", "capture_drops"]);
-    let latency_before = latency_counts(tb);
+    let (_, latency_before) = latency(tb);
     let t0 = Instant::now();
     let floods: Vec<_> = (1..=hosts)
         .map(|h| {
@@ -94,10 +81,10 @@ fn run_load(tb: &Testbed, hosts: usize, per_host: usize, pps: usize) -> Load {
             last_change = Instant::now();
         }
     }
-    let latency_after = latency_counts(tb);
+    let (bounds, latency_after) = latency(tb);
     Load {
-        p50: quantile(tb, &latency_before, &latency_after, 0.50),
-        p99: quantile(tb, &latency_before, &latency_after, 0.99),
+        p50: quantile(&bounds, &latency_before, &latency_after, 0.50),
+        p99: quantile(&bounds, &latency_before, &latency_after, 0.99),
         sent: (hosts * per_host) as u64,
         decided: last - before,
         kernel_drops: counter(tb, &["io", "capture_drops"]) - drops_before,

@@ -7,13 +7,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{result, rss_kib, Testbed};
+use common::{pct, result, rss_kib, Testbed};
 use std::time::{Duration, Instant};
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((p / 100.0) * (v.len() - 1) as f64).round() as usize]
-}
 
 /// utime + stime of a process, seconds.
 fn cpu_s(pid: u32) -> f64 {

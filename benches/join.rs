@@ -9,16 +9,11 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{run, wait_until, Testbed};
+use common::{bucket_quantile, histogram, pct, run, wait_until, Testbed};
 use std::process::Command;
 use std::time::Duration;
 
 const POLICY: &str = "[defaults]\nunknown = \"deny\"\n[[package]]\nname = \"basic\"\ngroups = [\"239.1.1.0/24\"]\n";
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((p / 100.0) * (v.len() - 1) as f64).round() as usize]
-}
 
 fn zap(tb: &Testbed, joins: usize) -> (Vec<f64>, usize) {
     let child = tb.mcast_py("h1", &["zap", "239.1.1.1", "--count", &joins.to_string(), "--gap-ms", "60"]);
@@ -47,32 +42,19 @@ fn main() {
     // mcgate's own part: capture → decided, and capture → MDB entry installed (commit included)
     let status = tb.status().unwrap_or_default();
     let inside = |name: &str| {
-        let h = &status["multicast"]["io"][name];
-        let bounds: Vec<u64> =
-            h["le_us"].as_array().map(|a| a.iter().filter_map(|v| v.as_u64()).collect()).unwrap_or_default();
-        let counts: Vec<u64> =
-            h["counts"].as_array().map(|a| a.iter().filter_map(|v| v.as_u64()).collect()).unwrap_or_default();
-        let total: u64 = counts.iter().sum();
-        let at = |q: f64| {
-            let mut seen = 0;
-            for (i, n) in counts.iter().enumerate() {
-                seen += n;
-                if total > 0 && seen as f64 >= q * total as f64 {
-                    return bounds.get(i).map_or("more".to_string(), |b| format!("≤ {:.2}", *b as f64 / 1000.0));
-                }
-            }
-            "-".to_string()
-        };
+        let (bounds, counts) = histogram(&status, name);
+        let ms = |b: u64| format!("≤ {:.2}", b as f64 / 1000.0);
         // the whole distribution, by bucket
-        let tail: Vec<String> = bounds
+        let all: Vec<String> = bounds
             .iter()
-            .map(|b| format!("≤ {:.2}", *b as f64 / 1000.0))
+            .map(|b| ms(*b))
             .chain(["more".to_string()])
             .zip(&counts)
             .filter(|(_, n)| **n > 0)
             .map(|(b, n)| format!("{b}: {n}"))
             .collect();
-        (at(0.5), at(0.99), total, tail.join(", "))
+        let total: u64 = counts.iter().sum();
+        (bucket_quantile(&bounds, &counts, 0.5, ms), bucket_quantile(&bounds, &counts, 0.99, ms), total, all.join(", "))
     };
     let decision = inside("decision_latency");
     let admission = inside("admission_latency");

@@ -8,16 +8,11 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{rfc3339, run, wait_until, Testbed};
+use common::{pct, rfc3339, run, wait_until, Testbed};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const POLICY: &str = "[defaults]\nunknown = \"radius\"\n";
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((p / 100.0) * (v.len() - 1) as f64).round() as usize]
-}
 
 /// Timestamp of the first log line containing all of `needles`.
 fn logged(log: &str, needles: &[&str]) -> Option<f64> {

@@ -65,7 +65,7 @@ impl Das {
 /// `02-00-00-00-00-11`, `02:00:00:00:00:11` and `020000000011` name the same MAC.
 fn same_mac(station: &str, mac: MacAddr) -> bool {
     let hex: String = station.chars().filter(char::is_ascii_hexdigit).collect();
-    hex.eq_ignore_ascii_case(&mac.to_string().replace(':', ""))
+    hex.eq_ignore_ascii_case(&mac.bare())
 }
 
 /// Every identifying attribute the request carries must match the session.

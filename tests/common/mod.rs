@@ -57,6 +57,39 @@ pub fn pcap(name: &str) -> Vec<Vec<u8>> {
     out
 }
 
+/// Percentile `p` (0–100) of `v`, nearest rank (sorts `v`); NaN without samples.
+pub fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((p / 100.0) * (v.len() - 1) as f64).round() as usize]
+}
+
+/// A latency histogram of `mcgate status --json` (`multicast.io.NAME`): its bucket
+/// bounds (µs) and its counts per bucket (the last count is beyond the last bound).
+pub fn histogram(status: &serde_json::Value, name: &str) -> (Vec<u64>, Vec<u64>) {
+    let h = &status["multicast"]["io"][name];
+    let numbers = |v: &serde_json::Value| -> Vec<u64> {
+        v.as_array().map(|a| a.iter().filter_map(|x| x.as_u64()).collect()).unwrap_or_default()
+    };
+    (numbers(&h["le_us"]), numbers(&h["counts"]))
+}
+
+/// The bound of the bucket by which fraction `q` of `counts` is reached, written by
+/// `show`; "more" beyond the last bound, "-" without samples.
+pub fn bucket_quantile(bounds: &[u64], counts: &[u64], q: f64, show: impl Fn(u64) -> String) -> String {
+    let total: u64 = counts.iter().sum();
+    let mut seen = 0;
+    for (i, n) in counts.iter().enumerate() {
+        seen += n;
+        if total > 0 && seen as f64 >= q * total as f64 {
+            return bounds.get(i).map_or("more".to_string(), |b| show(*b));
+        }
+    }
+    "-".to_string()
+}
+
 /// Resident memory of a process, KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
