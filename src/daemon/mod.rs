@@ -462,7 +462,7 @@ impl Daemon {
                 let _ = reply.send(self.control(req));
             }
             Event::Metrics(reply) => {
-                self.io.capture_drops += self.ports.iter().map(|p| p.socket.drops() as u64).sum::<u64>();
+                self.fold_capture_drops();
                 let _ = reply.send(self.metrics());
             }
         }
@@ -535,6 +535,12 @@ impl Daemon {
             }
         }
         self.sync_mab_learning();
+    }
+
+    /// The kernel's drop counters of the capture sockets reset when read: what they
+    /// counted goes into ours before anything shows it.
+    fn fold_capture_drops(&mut self) {
+        self.io.capture_drops += self.ports.iter().map(|p| p.socket.drops() as u64).sum::<u64>();
     }
 
     /// Each MAB port learns unknown MACs only while it has room for another host.
@@ -701,8 +707,7 @@ impl Daemon {
                 }
             }
             Request::Status => {
-                // the kernel's counters reset when read: fold them in first
-                self.io.capture_drops += self.ports.iter().map(|p| p.socket.drops() as u64).sum::<u64>();
+                self.fold_capture_drops();
                 self.status()
             }
         }
