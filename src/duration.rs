@@ -3,19 +3,27 @@
 use serde::{Deserialize, Deserializer};
 use std::time::Duration;
 
-/// `"30s"`, `"500ms"`, `"5m"`, `"1h"`.
+/// The longest duration any setting takes: a year. Timers are `now + duration`, and
+/// an `Instant` far enough in the future panics; nothing a switch waits for is longer.
+pub const MAX: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// `"30s"`, `"500ms"`, `"5m"`, `"1h"`, at most [`MAX`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num.parse().map_err(|_| format!("expected a duration like \"30s\", found {s:?}"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+    let ms_per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
         _ => return Err(format!("expected a duration unit ms, s, m or h in {s:?}")),
-    })
+    };
+    n.checked_mul(ms_per_unit)
+        .map(Duration::from_millis)
+        .filter(|d| *d <= MAX)
+        .ok_or_else(|| format!("{s:?} is longer than a year, the longest duration mcgate takes"))
 }
 
 pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -35,5 +43,11 @@ mod tests {
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("99999999999999999999s").is_err());
+        // overflow in the multiplication, and merely too long: refused, never a panic
+        assert!(parse_duration("18446744073709551615h").is_err());
+        assert!(parse_duration("5124095576030431m").is_err());
+        assert!(parse_duration("367d").is_err());
+        assert_eq!(parse_duration("8784h"), Ok(MAX));
+        assert!(parse_duration("8785h").is_err());
     }
 }

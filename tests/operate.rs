@@ -138,7 +138,8 @@ fn forged_stale_and_replayed_requests_are_dropped() {
         1,
         &[(1, b"mallory"), (55, &ts)],
         b"testing123",
-    );
+    )
+    .unwrap();
     let send = |src: &str, pkt: &[u8]| {
         let hex: String = pkt.iter().map(|b| format!("{b:02x}")).collect();
         let py = format!(

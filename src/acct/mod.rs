@@ -11,7 +11,7 @@ pub use sender::Sender;
 
 use crate::radius::attr;
 use crate::radius::client::{Attr, Request};
-use crate::radius::{mcgate_attr, vendor_attr, Code};
+use crate::radius::{mcgate_attr, vendor_attr, Code, EncodeError};
 use crate::wire::{unhex, MacAddr};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -192,8 +192,9 @@ impl Record {
         (self.kind != Kind::Nas).then(|| self.session_id.clone())
     }
 
-    /// The Accounting-Request that carries this record, sent at unix time `now`.
-    pub fn to_request(&self, nas_identifier: &str, vendor_id: u32, now: u64) -> Request {
+    /// The Accounting-Request that carries this record, sent at unix time `now`; an
+    /// error if a value does not fit its attribute (never cut).
+    pub fn to_request(&self, nas_identifier: &str, vendor_id: u32, now: u64) -> Result<Request, EncodeError> {
         let text = |t: u8, s: &str| Attr::Bytes(t, s.as_bytes().to_vec());
         let mut attrs = vec![
             Attr::U32(attr::ACCT_STATUS_TYPE, self.status.code()),
@@ -224,13 +225,13 @@ impl Record {
         }
         let vsa = |ty: u8, v: &str| vendor_attr(vendor_id, ty, v.as_bytes());
         if let Some(p) = &self.package {
-            attrs.push(vsa(mcgate_attr::PACKAGE, p));
+            attrs.push(vsa(mcgate_attr::PACKAGE, p)?);
         }
         if let Some(g) = self.group {
-            attrs.push(vsa(mcgate_attr::GROUP, &g.to_string()));
+            attrs.push(vsa(mcgate_attr::GROUP, &g.to_string())?);
         }
         if let Some(s) = self.source {
-            attrs.push(vsa(mcgate_attr::SOURCE, &s.to_string()));
+            attrs.push(vsa(mcgate_attr::SOURCE, &s.to_string())?);
         }
         if let Some(t) = self.session_time {
             attrs.push(Attr::U32(attr::ACCT_SESSION_TIME, t.min(u32::MAX as u64) as u32));
@@ -251,7 +252,9 @@ impl Record {
         if delay > 0 {
             attrs.push(Attr::U32(attr::ACCT_DELAY_TIME, delay.min(u32::MAX as u64) as u32));
         }
-        Request { code: Code::AccountingRequest, attrs }
+        let request = Request { code: Code::AccountingRequest, attrs };
+        request.encoded_len()?;
+        Ok(request)
     }
 
     /// The CSV columns, in [`CSV_HEADER`]'s order.
@@ -320,8 +323,13 @@ mod tests {
     #[test]
     fn stop_request_carries_every_attribute() {
         let r = stop();
-        let bytes =
-            crate::radius::client::encode_request(&r.to_request("sw1", 32473, 1_700_000_005), 1, &[0; 16], b"s");
+        let bytes = crate::radius::client::encode_request(
+            &r.to_request("sw1", 32473, 1_700_000_005).unwrap(),
+            1,
+            &[0; 16],
+            b"s",
+        )
+        .unwrap();
         let p = Packet::decode(&bytes, b"s").unwrap();
         let u32_of = |t| u32::from_be_bytes(p.lookup(t).unwrap().encode_bytes().try_into().unwrap());
         let text_of = |t| String::from_utf8(p.lookup(t).unwrap().encode_bytes()).unwrap();
@@ -345,7 +353,7 @@ mod tests {
 
     #[test]
     fn no_delay_time_when_sent_at_once() {
-        let req = stop().to_request("sw1", 32473, 1_700_000_000);
+        let req = stop().to_request("sw1", 32473, 1_700_000_000).unwrap();
         assert!(!req.attrs.iter().any(|a| matches!(a, Attr::U32(attr::ACCT_DELAY_TIME, _))));
     }
 

@@ -5,14 +5,15 @@
 //! Inputs come with the time; outputs are data: EAPOL frames to send, RADIUS requests
 //! (with a token the reply comes back with), and authorize/deauthorize decisions.
 
-use super::{Config, EndCause, Method, PortConfig, PortId, PortMode, ReplyAttrs};
+use super::{AccountWithoutUserName, Config, EndCause, Method, PortConfig, PortId, PortMode, ReplyAttrs};
+use crate::loglimit::LogLimit;
 use crate::radius::client::{eap_message, eap_message_attrs, Attr, Request, Token};
 use crate::radius::{attr, Code, Packet};
 use crate::wire::{eap, eapol, MacAddr};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 #[derive(Debug)]
 pub enum Input<'a> {
@@ -118,6 +119,12 @@ pub struct Stats {
     pub mab_requests: u64,
     pub reauthentications: u64,
     pub radius_replies_unmatched: u64,
+    /// Response/Identity refused before anything reached RADIUS: longer than a
+    /// User-Name holds (253 octets), or not UTF-8 (RFC 3748 5.1).
+    pub identity_too_long: u64,
+    pub identity_not_utf8: u64,
+    /// Access-Accepts refused for naming no user (`account_without_user_name`).
+    pub accept_without_user_name: u64,
 }
 
 /// After link-up: group Identity requests at +0, +50, +150, +350, +750, +1550 ms, then
@@ -130,10 +137,12 @@ enum State {
     /// CONNECTING: Request/Identity sent, waiting for Response/Identity.
     Connecting { deadline: Instant, retrans: u32 },
     /// AUTHENTICATING, backend RESPONSE: the supplicant's EAP is with the server.
-    AwaitServer { token: Token, identity: String },
+    /// `eap_type`: the method of the server's last request (0 before one).
+    AwaitServer { token: Token, identity: String, eap_type: u8 },
     /// AUTHENTICATING, backend REQUEST: a server's EAP request relayed to the supplicant.
     AwaitSupplicant {
         identity: String,
+        eap_type: u8,
         state: Option<Vec<u8>>,
         request: Vec<u8>,
         eap_id: u8,
@@ -190,6 +199,8 @@ pub struct Authenticator {
     tokens: HashMap<Token, (PortId, MacAddr)>,
     next_token: Token,
     outputs: VecDeque<Output>,
+    /// Refused identities and Access-Accepts: logged once a minute per host.
+    log_limit: LogLimit<(PortId, MacAddr)>,
     pub stats: Stats,
 }
 
@@ -211,6 +222,7 @@ impl Authenticator {
             tokens: HashMap::new(),
             next_token: 1,
             outputs: VecDeque::new(),
+            log_limit: LogLimit::new(Duration::from_secs(60), 4096),
             stats: Stats::default(),
         }
     }
@@ -298,7 +310,7 @@ impl Authenticator {
                     self.disconnect(now, port, src, EndCause::UserRequest);
                 }
             }
-            eapol::PacketType::EapPacket => self.on_eap(port, src, repr.body),
+            eapol::PacketType::EapPacket => self.on_eap(now, port, src, repr.body),
             _ => self.stats.eapol_ignored_type += 1,
         }
     }
@@ -313,7 +325,7 @@ impl Authenticator {
         false
     }
 
-    fn on_eap(&mut self, port: PortId, src: MacAddr, body: &[u8]) {
+    fn on_eap(&mut self, now: Instant, port: PortId, src: MacAddr, body: &[u8]) {
         let Ok(packet) = eap::Packet::new_checked(body) else {
             self.stats.eap_malformed += 1;
             return;
@@ -337,15 +349,37 @@ impl Authenticator {
             if !self.admit_host(port, src) {
                 return;
             }
-            let identity = String::from_utf8_lossy(id).into_owned();
             self.cancel_pending(port, src);
             let reauth = self.ports[port].hosts.get(&src).is_some_and(|s| s.session.is_some());
             if reauth {
                 self.stats.reauthentications += 1;
             }
+            // The identity becomes the User-Name: one that does not fit one attribute
+            // would be cut or, worse, read as attributes of the sender's choosing.
+            let identity = match std::str::from_utf8(id) {
+                Ok(_) if id.len() > crate::radius::MAX_ATTR_VALUE => {
+                    self.stats.identity_too_long += 1;
+                    Err("longer than a User-Name holds (253 octets)")
+                }
+                Ok(identity) => Ok(identity.to_string()),
+                Err(_) => {
+                    self.stats.identity_not_utf8 += 1;
+                    Err("not UTF-8")
+                }
+            };
+            let identity = match identity {
+                Ok(identity) => identity,
+                Err(why) => {
+                    if self.log_limit.allow(now, (port, src)) {
+                        warn!(port = self.port_name(port), mac = %src, len = id.len(), "EAP identity refused: {why}");
+                    }
+                    self.fail(now, port, src, Method::Dot1x, String::new(), None);
+                    return;
+                }
+            };
             let token = self.send_access_request(port, src, &identity, raw, None);
             let s = self.host_entry(port, src);
-            s.state = State::AwaitServer { token, identity };
+            s.state = State::AwaitServer { token, identity, eap_type: 0 };
             return;
         }
         let Some(s) = self.ports[port].hosts.get_mut(&src) else {
@@ -353,11 +387,11 @@ impl Authenticator {
             return;
         };
         match &s.state {
-            State::AwaitSupplicant { identity, state, eap_id, .. } if *eap_id == repr.identifier => {
-                let (identity, state) = (identity.clone(), state.clone());
+            State::AwaitSupplicant { identity, eap_type, state, eap_id, .. } if *eap_id == repr.identifier => {
+                let (identity, eap_type, state) = (identity.clone(), *eap_type, state.clone());
                 let token = self.send_access_request(port, src, &identity, raw, state);
                 if let Some(s) = self.ports[port].hosts.get_mut(&src) {
-                    s.state = State::AwaitServer { token, identity };
+                    s.state = State::AwaitServer { token, identity, eap_type };
                 }
             }
             _ => self.stats.eap_unexpected += 1,
@@ -486,7 +520,7 @@ impl Authenticator {
         };
         let eap = eap_message(packet);
         match std::mem::replace(&mut s.state, State::Authenticated) {
-            State::AwaitServer { token: t, identity } if t == token => match packet.get_code() {
+            State::AwaitServer { token: t, identity, eap_type } if t == token => match packet.get_code() {
                 Code::AccessChallenge => {
                     let Some(eap) = eap else {
                         // A challenge without EAP cannot be relayed: treat as a failure.
@@ -494,9 +528,15 @@ impl Authenticator {
                         return;
                     };
                     let eap_id = eap.get(1).copied().unwrap_or(0);
+                    // a Request's method type (RFC 3748 4.1): code 1, type at octet 4
+                    let eap_type = match (eap.first(), eap.get(4)) {
+                        (Some(1), Some(&t)) => t,
+                        _ => eap_type,
+                    };
                     let state = packet.lookup(attr::STATE).map(|a| a.encode_bytes());
                     s.state = State::AwaitSupplicant {
                         identity,
+                        eap_type,
                         state,
                         request: eap.clone(),
                         eap_id,
@@ -506,15 +546,22 @@ impl Authenticator {
                     self.tx_eap(port, mac, &eap);
                 }
                 Code::AccessAccept => {
+                    let attrs = ReplyAttrs::from_packet(packet);
+                    let Some(account) = self.account(now, port, mac, &attrs, identity.clone(), eap_type) else {
+                        self.fail(now, port, mac, Method::Dot1x, identity, None);
+                        return;
+                    };
                     let success = eap.unwrap_or_else(|| eap_bare(eap::Code::Success, 0));
                     self.tx_eap(port, mac, &success);
-                    self.succeed(now, port, mac, Method::Dot1x, identity, packet);
+                    self.succeed(now, port, mac, Method::Dot1x, account, attrs);
                 }
                 _ => self.fail(now, port, mac, Method::Dot1x, identity, eap),
             },
             State::MabAwaitServer { token: t } if t == token => {
                 if packet.get_code() == Code::AccessAccept {
-                    self.succeed(now, port, mac, Method::Mab, mac.bare(), packet);
+                    let attrs = ReplyAttrs::from_packet(packet);
+                    let account = attrs.user_name.clone().unwrap_or_else(|| mac.bare());
+                    self.succeed(now, port, mac, Method::Mab, account, attrs);
                 } else {
                     self.fail(now, port, mac, Method::Mab, mac.bare(), None);
                 }
@@ -526,10 +573,50 @@ impl Authenticator {
         }
     }
 
-    fn succeed(&mut self, now: Instant, port: PortId, mac: MacAddr, method: Method, identity: String, packet: &Packet) {
+    /// The account of an 802.1X Access-Accept: its User-Name, or without one what
+    /// `account_without_user_name` says (None: refuse the session). `eap_type` is the
+    /// method the exchange ended with.
+    fn account(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        mac: MacAddr,
+        attrs: &ReplyAttrs,
+        identity: String,
+        eap_type: u8,
+    ) -> Option<String> {
+        if let Some(u) = &attrs.user_name {
+            return Some(u.clone());
+        }
+        let tunnelled = matches!(eap_type, eap::TYPE_TTLS | eap::TYPE_PEAP | eap::TYPE_FAST | eap::TYPE_TEAP);
+        match self.config.account_without_user_name {
+            AccountWithoutUserName::Identity => return Some(identity),
+            AccountWithoutUserName::RefuseTunnelled if !tunnelled => return Some(identity),
+            _ => {}
+        }
+        self.stats.accept_without_user_name += 1;
+        if self.log_limit.allow(now, (port, mac)) {
+            warn!(
+                port = self.port_name(port),
+                mac = %mac,
+                identity,
+                eap_type,
+                "Access-Accept without User-Name refused: the EAP identity was not verified (account_without_user_name)"
+            );
+        }
+        None
+    }
+
+    fn succeed(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        mac: MacAddr,
+        method: Method,
+        account: String,
+        attrs: ReplyAttrs,
+    ) {
         self.stats.auth_success += 1;
-        let attrs = ReplyAttrs::from_packet(packet);
-        let account = attrs.user_name.clone().unwrap_or(identity);
         info!(port = self.port_name(port), mac = %mac, account, ?method, "authorized");
         let s = self.host_entry(port, mac);
         s.state = State::Authenticated;
@@ -809,7 +896,7 @@ mod tests {
     }
 
     fn reply(code: Code, attrs: &[(u8, &[u8])]) -> Packet {
-        Packet::decode(&encode_raw(code as u8, 1, &[0; 16], attrs), b"x").unwrap()
+        Packet::decode(&encode_raw(code as u8, 1, &[0; 16], attrs).unwrap(), b"x").unwrap()
     }
 
     fn radius_token(out: &[Output]) -> (Token, Request) {
@@ -853,6 +940,84 @@ mod tests {
         }
         // the fast schedule after link-up, then every tx_period (5 s)
         assert_eq!(sent, vec![0, 50, 150, 350, 750, 1550, 6550, 11550]);
+    }
+
+    #[test]
+    fn an_identity_a_user_name_cannot_hold_never_reaches_radius() {
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        // "alice" and 295 octets that a length octet of (300 + 2) as u8 would have let
+        // the server read as attributes
+        let mut long = b"alice".to_vec();
+        long.resize(300, b'x');
+        for (name, count) in [(long.as_slice(), 1), (&[b'y'; 254][..], 2), (&[0xff, 0xfe][..], 2)] {
+            a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(1, name) });
+            let out = outputs(&mut a);
+            assert!(!out.iter().any(|o| matches!(o, Output::Radius { .. })), "{} octets sent to RADIUS", name.len());
+            assert_eq!(tx_eap_codes(&out), vec![(HOST, 4)], "EAP-Failure to the host");
+            assert!(out.iter().any(|o| matches!(o, Output::Rejected { .. })));
+            assert_eq!(a.stats.identity_too_long, count);
+            // held: the next tries are dropped until the quiet period ends
+            a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(2, name) });
+            assert!(outputs(&mut a).is_empty());
+            a.handle_timeout(t0 + a.config.quiet_period);
+            outputs(&mut a);
+        }
+        assert_eq!(a.stats.identity_not_utf8, 1);
+        // 253 octets fit a User-Name, and go
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(1, &[b'z'; 253]) });
+        let (_, req) = radius_token(&outputs(&mut a));
+        assert!(has_attr(&req, &Attr::Bytes(attr::USER_NAME, vec![b'z'; 253])));
+        assert!(req.encoded_len().is_ok());
+    }
+
+    /// An 802.1X exchange from Response/Identity `identity` through one challenge of EAP
+    /// method `eap_type` to an Access-Accept carrying `accept`; the outputs of the accept.
+    fn login(a: &mut Authenticator, t0: Instant, identity: &[u8], eap_type: u8, accept: &[(u8, &[u8])]) -> Vec<Output> {
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(1, identity) });
+        let (token, _) = radius_token(&outputs(a));
+        let challenge = [1u8, 2, 0, 6, eap_type, 0];
+        let p = reply(Code::AccessChallenge, &[(attr::EAP_MESSAGE, &challenge)]);
+        a.handle_input(t0, Input::RadiusReply { token, packet: &p });
+        outputs(a);
+        let response = eapol(eapol::PacketType::EapPacket, &[2, 2, 0, 6, eap_type, 0]);
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &response });
+        let (token, _) = radius_token(&outputs(a));
+        let mut attrs = vec![(attr::EAP_MESSAGE, &[3u8, 2, 0, 4][..])];
+        attrs.extend_from_slice(accept);
+        a.handle_input(t0, Input::RadiusReply { token, packet: &reply(Code::AccessAccept, &attrs) });
+        outputs(a)
+    }
+
+    fn authorized_account(out: &[Output]) -> Option<&str> {
+        out.iter().find_map(|o| if let Output::Authorized { account, .. } = o { Some(account.as_str()) } else { None })
+    }
+
+    #[test]
+    fn the_account_is_the_accepts_user_name_and_an_unverified_identity_is_refused() {
+        use AccountWithoutUserName::*;
+        for (rule, eap_type, user_name, want) in [
+            // the server's User-Name wins over whatever the supplicant called itself
+            (RefuseTunnelled, eap::TYPE_PEAP, Some("bob"), Some("bob")),
+            (Refuse, 4, Some("bob"), Some("bob")),
+            // PEAP/TTLS without one: the outer identity was never checked
+            (RefuseTunnelled, eap::TYPE_PEAP, None, None),
+            (RefuseTunnelled, eap::TYPE_TTLS, None, None),
+            // MD5 checked the password of the identity itself
+            (RefuseTunnelled, 4, None, Some("anonymous")),
+            (Refuse, 4, None, None),
+            (Identity, eap::TYPE_PEAP, None, Some("anonymous")),
+        ] {
+            let (mut a, t0) = auth(PortMode::Dot1x);
+            a.config.account_without_user_name = rule;
+            let accept: Vec<(u8, &[u8])> = user_name.iter().map(|u| (attr::USER_NAME, u.as_bytes())).collect();
+            let out = login(&mut a, t0, b"anonymous", eap_type, &accept);
+            assert_eq!(authorized_account(&out), want, "{rule:?} after EAP type {eap_type}, User-Name {user_name:?}");
+            if want.is_none() {
+                assert_eq!(tx_eap_codes(&out), vec![(HOST, 4)], "EAP-Failure, not the server's Success");
+                assert_eq!(a.stats.accept_without_user_name, 1);
+                assert_eq!(a.sessions().count(), 0);
+            }
+        }
     }
 
     #[test]

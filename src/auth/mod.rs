@@ -68,6 +68,25 @@ pub struct Config {
     /// Hosts (MACs) tracked per port; frames from more are dropped and counted.
     pub max_hosts_per_port: usize,
     pub framed_mtu: u32,
+    /// What an 802.1X Access-Accept without a User-Name makes the account.
+    pub account_without_user_name: AccountWithoutUserName,
+}
+
+/// The account is what mcgate decides and bills by. The User-Name of the Access-Accept
+/// is what the server verified (RFC 2865 5.1); the EAP identity is what the supplicant
+/// chose, and inside a tunnel (PEAP, TTLS, FAST, TEAP) the outer one is never checked:
+/// anyone can log in as themselves and call it someone else's account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccountWithoutUserName {
+    /// Refuse every session whose Access-Accept names no user.
+    Refuse,
+    /// Refuse it after a tunnelled method; after any other method the EAP identity is
+    /// the name the server checked the credentials of, and is the account.
+    #[default]
+    RefuseTunnelled,
+    /// Take the EAP identity (only where no tunnelled method is allowed).
+    Identity,
 }
 
 impl Default for Config {
@@ -82,6 +101,7 @@ impl Default for Config {
             mab_delay: Duration::from_secs(3),
             max_hosts_per_port: 16,
             framed_mtu: 1400,
+            account_without_user_name: AccountWithoutUserName::default(),
         }
     }
 }
@@ -103,6 +123,10 @@ pub struct ReplyAttrs {
     pub vendor: Vec<String>,
 }
 
+/// Class attributes kept from an Access-Accept (each up to 253 octets), so that every
+/// accounting record that echoes them stays well inside a packet.
+pub const MAX_CLASSES: usize = 4;
+
 impl ReplyAttrs {
     pub fn from_packet(p: &crate::radius::Packet) -> Self {
         use crate::radius::attr;
@@ -113,7 +137,12 @@ impl ReplyAttrs {
             })
         };
         ReplyAttrs {
-            user_name: p.lookup(attr::USER_NAME).map(|a| String::from_utf8_lossy(&a.encode_bytes()).into_owned()),
+            // not UTF-8 (RFC 2865 5.1 says it is) or empty: no name at all, rather than a
+            // lossy one that could equal somebody else's
+            user_name: p
+                .lookup(attr::USER_NAME)
+                .and_then(|a| String::from_utf8(a.encode_bytes()).ok())
+                .filter(|u| !u.is_empty()),
             session_timeout: u32_of(attr::SESSION_TIMEOUT),
             termination_action: u32_of(attr::TERMINATION_ACTION),
             acct_interim_interval: u32_of(attr::ACCT_INTERIM_INTERVAL),
@@ -122,7 +151,13 @@ impl ReplyAttrs {
                 .iter()
                 .map(|a| String::from_utf8_lossy(&a.encode_bytes()).into_owned())
                 .collect(),
-            class: p.lookup_all(attr::CLASS).iter().map(|a| crate::wire::hex(&a.encode_bytes())).collect(),
+            // echoed in every accounting record: a few are all a server needs
+            class: p
+                .lookup_all(attr::CLASS)
+                .iter()
+                .take(MAX_CLASSES)
+                .map(|a| crate::wire::hex(&a.encode_bytes()))
+                .collect(),
             vendor: p.lookup_all(attr::VENDOR_SPECIFIC).iter().map(|a| crate::wire::hex(&a.encode_bytes())).collect(),
         }
     }

@@ -39,6 +39,8 @@ pub(super) struct Stats {
     /// Joins refused because they could not be accounted (journal failing, backlog full).
     pub joins_refused_unaccountable: u64,
     pub journal_read_errors: u64,
+    /// Records that would not fit an Accounting-Request (kept in the journal, not sent).
+    pub records_unencodable: u64,
     pub replies_dropped: u64,
 }
 
@@ -484,8 +486,18 @@ impl Daemon {
             progressed = true;
             match self.store.record(seq) {
                 Ok(Some(r)) => {
-                    let req = r.to_request(&self.acct.nas_identifier, self.acct.vendor_id, unix_now());
-                    d.client.send(now, seq, req);
+                    let sent = r
+                        .to_request(&self.acct.nas_identifier, self.acct.vendor_id, unix_now())
+                        .and_then(|req| d.client.send(now, seq, req));
+                    if let Err(e) = sent {
+                        // The fields are bounded where records are made, so this is a
+                        // bug; the record stays in the journal (and its export), and
+                        // does not hold up those behind it.
+                        self.acct.stats.records_unencodable += 1;
+                        error!(seq, "accounting record cannot be sent: {e}");
+                        d.sender.delivered(seq);
+                        self.acct.batch.delivered.push(seq);
+                    }
                 }
                 Ok(None) => {
                     // purged before it was delivered: `acct purge` keeps undelivered records, so never

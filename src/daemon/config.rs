@@ -241,6 +241,8 @@ pub struct Authenticator {
     pub mab_delay: Duration,
     pub max_hosts_per_port: usize,
     pub framed_mtu: u32,
+    /// "refuse-tunnelled" (default), "refuse" or "identity": see auth::AccountWithoutUserName.
+    pub account_without_user_name: crate::auth::AccountWithoutUserName,
 }
 
 impl Default for Authenticator {
@@ -255,6 +257,7 @@ impl Default for Authenticator {
             mab_delay: d.mab_delay,
             max_hosts_per_port: d.max_hosts_per_port,
             framed_mtu: d.framed_mtu,
+            account_without_user_name: d.account_without_user_name,
         }
     }
 }
@@ -317,6 +320,18 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// NAS-Identifier goes into every request: a value of its own attribute, with room to spare.
+pub const MAX_NAS_IDENTIFIER: usize = 64;
+
+/// What Linux takes as an interface name (IFNAMSIZ 16 with its NUL; no '/', no
+/// whitespace, not "." or "..").
+fn is_interface_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && !name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+        && name != "."
+        && name != ".."
+}
+
 /// A loaded, checked configuration with the secrets read.
 #[derive(Debug)]
 pub struct Loaded {
@@ -345,6 +360,7 @@ impl Loaded {
             mab_delay: a.mab_delay,
             max_hosts_per_port: a.max_hosts_per_port,
             framed_mtu: a.framed_mtu,
+            account_without_user_name: a.account_without_user_name,
         }
     }
 
@@ -404,10 +420,28 @@ pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> 
     if config.ports.is_empty() {
         return Err(err(0, "no [[port]]: there is nothing to control".into()));
     }
+    // Names that go into RADIUS attributes (NAS-Identifier, NAS-Port-Id) and logs:
+    // bounded here, where the operator can be told which line.
+    let nas_identifier = &config.switch.nas_identifier;
+    if nas_identifier.is_empty()
+        || nas_identifier.len() > MAX_NAS_IDENTIFIER
+        || nas_identifier.contains(char::is_control)
+    {
+        return Err(err(
+            text.find("nas_identifier").unwrap_or(0),
+            format!("nas_identifier must be 1 to {MAX_NAS_IDENTIFIER} octets without control characters"),
+        ));
+    }
+    if !is_interface_name(&config.switch.bridge) {
+        return Err(err(
+            text.find("bridge").unwrap_or(0),
+            format!("{:?} is not an interface name", config.switch.bridge),
+        ));
+    }
     let mut names = std::collections::HashSet::new();
     for p in &config.ports {
         let name = p.name.get_ref();
-        if name.is_empty() || name.len() > 15 || name.contains('/') {
+        if !is_interface_name(name) {
             return Err(err(p.name.span().start, format!("{name:?} is not an interface name")));
         }
         if !names.insert(name.clone()) {

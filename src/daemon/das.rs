@@ -97,7 +97,11 @@ impl Daemon {
             Some(c) => *d.stats.naks.entry(c).or_default() += 1,
         }
         info!(%from, kind = ?req.kind, user = req.user_name, session = req.acct_session_id, error_cause = error, "dynamic authorization");
-        if let Err(e) = d.socket.send_to(&das::answer(&req, error, &secret), from) {
+        let answer = match das::answer(&req, error, &secret) {
+            Ok(a) => a,
+            Err(e) => return d.drop(from, &format!("answer not encoded: {e}")),
+        };
+        if let Err(e) = d.socket.send_to(&answer, from) {
             warn!(%from, "dynamic authorization answer: {e}");
         }
     }

@@ -181,7 +181,6 @@ impl Daemon {
 
     /// A per-join answer (`None`: no server answered).
     pub(super) fn per_join_answer(&mut self, now: Instant, token: u64, reply: Option<&Packet>) {
-        let Some(m) = self.mcast.as_mut() else { return };
         let ttl =
             |p: &Packet| crate::auth::ReplyAttrs::from_packet(p).session_timeout.map(|s| Duration::from_secs(s as u64));
         let answer = match reply {
@@ -189,6 +188,11 @@ impl Daemon {
             Some(p) => RadiusAnswer::Reject { ttl: ttl(p) },
             None => RadiusAnswer::Unreachable,
         };
+        self.per_join_decided(now, token, answer);
+    }
+
+    pub(super) fn per_join_decided(&mut self, now: Instant, token: u64, answer: RadiusAnswer) {
+        let Some(m) = self.mcast.as_mut() else { return };
         m.tracker.radius_answer(now, unix_now(), &m.policy, token & !PER_JOIN, answer);
     }
 
@@ -322,16 +326,17 @@ impl Daemon {
             mcast::Output::Denied { .. } => {}
             mcast::Output::AskRadius { token, port, mac, account, group, source } => {
                 // the method of US7502926B2: the account, where it is, and what it wants
+                // an address in text is at most 39 octets: these always fit
                 let vsa = |ty: u8, v: IpAddr| vendor_attr(m.vendor_id, ty, v.to_string().as_bytes());
                 let mut attrs = vec![
                     Attr::Bytes(attr::USER_NAME, account.into_bytes()),
                     Attr::U32(attr::SERVICE_TYPE, AUTHORIZE_ONLY),
-                    vsa(mcgate_attr::GROUP, group),
                 ];
-                attrs.extend(source.map(|s| vsa(mcgate_attr::SOURCE, s)));
+                attrs.extend(vsa(mcgate_attr::GROUP, group));
+                attrs.extend(source.map(|s| vsa(mcgate_attr::SOURCE, s)).transpose().ok().flatten());
                 attrs.extend(self.auth.nas_attrs(port, mac));
                 debug!(port = self.ports[port].name, mac = %mac, %group, "per-join Access-Request");
-                self.radius.send(Instant::now(), token | PER_JOIN, Request { code: Code::AccessRequest, attrs });
+                self.radius_send(now, token | PER_JOIN, Request { code: Code::AccessRequest, attrs });
             }
             mcast::Output::MdbAdd { port, group, source } => {
                 self.acct.grant(super::acct::Grant::Mdb { port, channel: (group, source) });
@@ -370,7 +375,10 @@ impl Daemon {
     }
 }
 
-/// One IGMPv3 report for the IPv4 records and one MLDv2 report for the IPv6 ones.
+/// IGMPv3 reports for the IPv4 records and MLDv2 reports for the IPv6 ones, as many as
+/// it takes for each to fit an Ethernet frame (a batch under load holds hundreds of first
+/// joins: one report of them all would be refused by the kernel, EMSGSIZE, and the
+/// upstream router would hear none of them).
 fn upstream_frames(m: &McastState, records: &[GroupRecord]) -> Vec<Vec<u8>> {
     let mut v4: Vec<OwnedRecord<Ipv4Addr>> = vec![];
     let mut v6: Vec<OwnedRecord<Ipv6Addr>> = vec![];
@@ -389,8 +397,9 @@ fn upstream_frames(m: &McastState, records: &[GroupRecord]) -> Vec<Vec<u8>> {
         }
     }
     let mut out = vec![];
-    if !v4.is_empty() {
-        let pkt = ip::emit_ipv4(m.bridge_v4, igmp::ALL_V3_ROUTERS, ip::PROTO_IGMP, 0xc0, &igmp::emit_report_v3(&v4));
+    // IPv4 header with Router Alert (24) and the report's own header (8)
+    for chunk in fitting(&v4, MTU - 24 - 8, |r| 8 + 4 * r.sources.len()) {
+        let pkt = ip::emit_ipv4(m.bridge_v4, igmp::ALL_V3_ROUTERS, ip::PROTO_IGMP, 0xc0, &igmp::emit_report_v3(chunk));
         out.push(ethernet::emit_frame(
             MacAddr::for_group(igmp::ALL_V3_ROUTERS.into()),
             m.bridge_mac,
@@ -398,8 +407,9 @@ fn upstream_frames(m: &McastState, records: &[GroupRecord]) -> Vec<Vec<u8>> {
             &pkt,
         ));
     }
-    if !v6.is_empty() {
-        let pkt = ip::emit_ipv6_mld(m.bridge_ll6, mld::ALL_V2_ROUTERS, &mld::emit_report_v2(m.bridge_ll6, &v6));
+    // IPv6 header (40), Hop-by-Hop with Router Alert (8), the report's header (8)
+    for chunk in fitting(&v6, MTU - 40 - 8 - 8, |r| 20 + 16 * r.sources.len()) {
+        let pkt = ip::emit_ipv6_mld(m.bridge_ll6, mld::ALL_V2_ROUTERS, &mld::emit_report_v2(m.bridge_ll6, chunk));
         out.push(ethernet::emit_frame(
             MacAddr::for_group(mld::ALL_V2_ROUTERS.into()),
             m.bridge_mac,
@@ -408,6 +418,28 @@ fn upstream_frames(m: &McastState, records: &[GroupRecord]) -> Vec<Vec<u8>> {
         ));
     }
     out
+}
+
+/// The IP MTU upstream reports are made to fit.
+const MTU: usize = 1500;
+
+/// `items` in consecutive runs whose `size`s add up to at most `budget` (an item larger
+/// than the budget alone goes in a run of its own).
+fn fitting<T>(items: &[T], budget: usize, size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut runs = vec![];
+    let (mut start, mut used) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let n = size(item);
+        if i > start && used + n > budget {
+            runs.push(&items[start..i]);
+            (start, used) = (i, 0);
+        }
+        used += n;
+    }
+    if start < items.len() {
+        runs.push(&items[start..]);
+    }
+    runs
 }
 
 /// A group-specific query (IGMPv3 / MLDv2) to `group` from the bridge.
@@ -430,5 +462,23 @@ fn query_frame(m: &McastState, group: IpAddr, max_resp_code: u8) -> Vec<u8> {
             let pkt = ip::emit_ipv6_mld(m.bridge_ll6, g, &body);
             ethernet::emit_frame(MacAddr::for_group(group), m.bridge_mac, ethernet::ETHERTYPE_IPV6, &pkt)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fitting;
+
+    #[test]
+    fn upstream_records_are_split_to_fit_a_frame() {
+        let sizes = [8, 8, 8, 12, 8, 40, 8];
+        let runs = fitting(&sizes, 24, |s| *s);
+        assert_eq!(runs, vec![&[8, 8, 8][..], &[12, 8][..], &[40][..], &[8][..]]);
+        assert!(fitting(&[] as &[usize], 24, |s| *s).is_empty());
+        // 500 first joins of a batch: every report within the frame, none lost
+        let many = vec![8usize; 500];
+        let runs = fitting(&many, 1500 - 32, |s| *s);
+        assert!(runs.iter().all(|r| r.len() * 8 <= 1468));
+        assert_eq!(runs.iter().map(|r| r.len()).sum::<usize>(), 500);
     }
 }

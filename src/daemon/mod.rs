@@ -570,6 +570,19 @@ impl Daemon {
         }
     }
 
+    /// Sends a RADIUS request. One that does not fit RADIUS's bounds is refused by the
+    /// client (and counted there) and answered here as a rejection — for a per-join
+    /// question never as "no server answered", which a fail-open package would admit.
+    fn radius_send(&mut self, now: Instant, token: u64, request: rc::Request) {
+        let Err(e) = self.radius.send(now, token, request) else { return };
+        error!(token, "RADIUS request refused, not sent: {e}");
+        if token & mcast::PER_JOIN != 0 {
+            self.per_join_decided(now, token, crate::mcast::RadiusAnswer::Reject { ttl: None });
+        } else {
+            self.auth.handle_input(now, Input::RadiusFailed { token });
+        }
+    }
+
     fn auth_output(&mut self, now: Instant, o: auth::Output) {
         match o {
             auth::Output::TxEapol { port, dst, pdu } => {
@@ -583,7 +596,7 @@ impl Daemon {
                     }
                 }
             }
-            auth::Output::Radius { token, request } => self.radius.send(now, token, request),
+            auth::Output::Radius { token, request } => self.radius_send(now, token, request),
             auth::Output::CancelRadius { token } => self.radius.cancel(token),
             auth::Output::Authorized { port, mac, method, account, attrs } => {
                 let name = self.ports[port].name.clone();

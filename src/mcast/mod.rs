@@ -205,6 +205,8 @@ pub struct Stats {
     pub records: u64,
     pub records_unknown_type: u64,
     pub link_local_ignored: u64,
+    /// Records for a group that is not multicast, or with a multicast or unspecified source.
+    pub records_not_multicast: u64,
     pub admitted: u64,
     pub refreshed: u64,
     pub denied: BTreeMap<String, u64>,
@@ -441,6 +443,12 @@ impl Tracker {
             let g = r.group;
             if is_v4_link_local(g) {
                 self.stats.link_local_ignored += 1;
+                continue;
+            }
+            // only a multicast group can be joined, from unicast sources: anything else
+            // in a record is a forgery, and never reaches the policy or the MDB
+            if !g.is_multicast() || r.sources.iter().any(|s| s.is_multicast() || s.is_unspecified()) {
+                self.stats.records_not_multicast += 1;
                 continue;
             }
             let srcs = || r.sources.iter().map(|s| (g, Some(*s)));
@@ -1090,6 +1098,31 @@ mod tests {
             },
             Instant::now(),
         )
+    }
+
+    #[test]
+    fn only_multicast_groups_from_unicast_sources_are_ever_admitted() {
+        let (mut t, mut p, h, t0) = setup(false);
+        p.unknown = Unknown::Allow;
+        let forged = [
+            rec(RecordType::IsEx, "10.0.0.1", &[]),
+            rec(RecordType::IsEx, "255.255.255.255", &[]),
+            rec(RecordType::IsEx, "2001:db8::1", &[]),
+            rec(RecordType::IsIn, "232.1.1.1", &["239.9.9.9"]),
+            rec(RecordType::Allow, "232.1.1.1", &["0.0.0.0"]),
+        ];
+        t.handle_report(t0, 0, &p, &h.host(0, A), &forged);
+        assert!(mdb(&out(&mut t)).is_empty());
+        assert_eq!(t.stats.records_not_multicast, 5);
+        // what unknown = "allow" is for still works
+        t.handle_report(
+            t0,
+            0,
+            &p,
+            &h.host(0, A),
+            &[rec(RecordType::IsEx, "239.200.0.1", &[]), rec(RecordType::IsEx, "ff3e::1", &[])],
+        );
+        assert_eq!(mdb(&out(&mut t)), ["+0 239.200.0.1 None", "+0 ff3e::1 None"]);
     }
 
     #[test]

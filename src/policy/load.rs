@@ -94,6 +94,9 @@ fn is_multicast(p: &Prefix) -> bool {
     }
 }
 
+/// A package's name goes into accounting records (mcgate's Package attribute) and logs.
+pub const MAX_PACKAGE_NAME: usize = 64;
+
 /// Loads every `*.toml` in `dir` (sorted by name) into one validated policy.
 pub fn load_dir(dir: &Path) -> Result<Policy, PolicyError> {
     let err0 = |message: String| PolicyError { file: dir.display().to_string(), line: 0, message };
@@ -151,8 +154,11 @@ fn parse_files(files: &[(&str, &str)]) -> Result<Policy, PolicyError> {
         }
         for pk in f.packages {
             let name = pk.name.get_ref().clone();
-            if name.is_empty() {
-                return Err(err(pk.name.span().start, "a package needs a name".into()));
+            if name.is_empty() || name.len() > MAX_PACKAGE_NAME || name.contains(char::is_control) {
+                return Err(err(
+                    pk.name.span().start,
+                    format!("a package needs a name of 1 to {MAX_PACKAGE_NAME} octets without control characters"),
+                ));
             }
             if policy.packages.contains_key(&name) {
                 return Err(err(pk.name.span().start, format!("package {name} is defined twice")));

@@ -6,7 +6,8 @@
 //! never reach it); the transport feeds datagrams in with the server's index.
 
 use super::{
-    attr, encode_raw, md5_parts, sign_request, verify_accounting_response, verify_reply, Code, Packet, ReplyError,
+    attr, attrs_len, encode_raw, md5_parts, sign_request, verify_accounting_response, verify_reply, Code, EncodeError,
+    Packet, ReplyError, HEADER_LEN, MAX_LEN,
 };
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
@@ -45,11 +46,45 @@ pub enum Attr {
     UserPassword(Vec<u8>),
 }
 
+/// RFC 2865 5.2: a User-Password holds at most 128 octets.
+const MAX_PASSWORD: usize = 128;
+
+impl Attr {
+    /// (type, octets of its value on the wire).
+    fn wire_len(&self) -> Result<(u8, usize), EncodeError> {
+        Ok(match self {
+            Attr::Bytes(t, v) => (*t, v.len()),
+            Attr::U32(t, _) => (*t, 4),
+            Attr::UserPassword(pw) if pw.is_empty() || pw.len() > MAX_PASSWORD => {
+                return Err(EncodeError::BadPassword { len: pw.len() })
+            }
+            // hidden in 16-octet blocks
+            Attr::UserPassword(pw) => (attr::USER_PASSWORD, pw.len().div_ceil(16) * 16),
+        })
+    }
+}
+
 /// What the caller wants sent; the client adds Message-Authenticator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub code: Code,
     pub attrs: Vec<Attr>,
+}
+
+impl Request {
+    /// The encoded length, or why it cannot be encoded: a value over 253 octets (never
+    /// cut: its octets would be read as attributes of the sender's choosing), a
+    /// password over 128, a packet over 4096.
+    pub fn encoded_len(&self) -> Result<usize, EncodeError> {
+        let signed = self.code != Code::AccountingRequest;
+        let ma = signed.then_some((attr::MESSAGE_AUTHENTICATOR, 16));
+        let lens = self.attrs.iter().map(Attr::wire_len).collect::<Result<Vec<_>, _>>()?;
+        let len = HEADER_LEN + attrs_len(ma.into_iter().chain(lens))?;
+        if len > MAX_LEN {
+            return Err(EncodeError::PacketTooLong { len });
+        }
+        Ok(len)
+    }
 }
 
 pub type Token = u64;
@@ -87,6 +122,8 @@ pub struct Stats {
     pub replies_bad_message_authenticator: u64,
     pub replies_unexpected_code: u64,
     pub server_marked_dead: u64,
+    /// Requests refused before sending: they would not fit RADIUS's bounds.
+    pub requests_unencodable: u64,
 }
 
 #[derive(Debug)]
@@ -159,13 +196,19 @@ impl Client {
     }
 
     /// Queues a request; its reply (or failure) comes out of `poll_output` with the
-    /// caller's token.
-    pub fn send(&mut self, now: Instant, token: Token, request: Request) {
+    /// caller's token. A request that does not fit RADIUS's bounds is refused here, and
+    /// nothing of it is sent.
+    pub fn send(&mut self, now: Instant, token: Token, request: Request) -> Result<(), EncodeError> {
+        if let Err(e) = request.encoded_len() {
+            self.stats.requests_unencodable += 1;
+            return Err(e);
+        }
         self.stats.requests += 1;
         let first = self.preferred_server(now, 0);
         if !self.transmit_new(now, token, request.clone(), first, 0) {
             self.backlog.push_back((token, request));
         }
+        Ok(())
     }
 
     /// Forgets a request whose answer no longer matters (the supplicant left).
@@ -196,7 +239,12 @@ impl Client {
             return false;
         };
         let secret = &self.servers[server].server.secret;
-        let bytes = encode_request(&request, id, &rand::random(), secret);
+        let Ok(bytes) = encode_request(&request, id, &rand::random(), secret) else {
+            // `send` checked the bounds, which do not depend on the server
+            self.stats.requests_unencodable += 1;
+            self.outputs.push_back(Output::Failed { token });
+            return true;
+        };
         self.per_server[server].requests += 1;
         let mut authenticator = [0u8; 16];
         authenticator.copy_from_slice(&bytes[4..20]);
@@ -343,10 +391,16 @@ impl Client {
     }
 }
 
-/// Encodes a request with a zeroed Message-Authenticator, then signs it. An
+/// Encodes a request with a zeroed Message-Authenticator first (where a server that
+/// reads attributes in order meets it before anything else), then signs it. An
 /// Accounting-Request instead carries the RFC 2866 Request Authenticator (an MD5 over
 /// the packet and the secret), which authenticates it; `authenticator` is then unused.
-pub fn encode_request(request: &Request, id: u8, authenticator: &[u8; 16], secret: &[u8]) -> Vec<u8> {
+pub fn encode_request(
+    request: &Request,
+    id: u8,
+    authenticator: &[u8; 16],
+    secret: &[u8],
+) -> Result<Vec<u8>, EncodeError> {
     if request.code == Code::AccountingRequest {
         let owned: Vec<(u8, Vec<u8>)> = request
             .attrs
@@ -358,34 +412,33 @@ pub fn encode_request(request: &Request, id: u8, authenticator: &[u8; 16], secre
             })
             .collect();
         let refs: Vec<(u8, &[u8])> = owned.iter().map(|(t, v)| (*t, v.as_slice())).collect();
-        let mut bytes = encode_raw(request.code as u8, id, &[0; 16], &refs);
+        let mut bytes = encode_raw(request.code as u8, id, &[0; 16], &refs)?;
         let ra = md5_parts(&[&bytes, secret]);
         bytes[4..20].copy_from_slice(&ra);
-        return bytes;
+        return Ok(bytes);
     }
     let mut owned: Vec<(u8, Vec<u8>)> = Vec::with_capacity(request.attrs.len() + 1);
+    owned.push((attr::MESSAGE_AUTHENTICATOR, vec![0; 16]));
     for a in &request.attrs {
         match a {
             Attr::Bytes(t, v) => owned.push((*t, v.clone())),
             Attr::U32(t, v) => owned.push((*t, v.to_be_bytes().to_vec())),
-            Attr::UserPassword(pw) => owned.push((attr::USER_PASSWORD, hide_password(pw, secret, authenticator))),
+            Attr::UserPassword(pw) => owned.push((attr::USER_PASSWORD, hide_password(pw, secret, authenticator)?)),
         }
     }
-    owned.push((attr::MESSAGE_AUTHENTICATOR, vec![0; 16]));
     let refs: Vec<(u8, &[u8])> = owned.iter().map(|(t, v)| (*t, v.as_slice())).collect();
-    let mut bytes = encode_raw(request.code as u8, id, authenticator, &refs);
+    let mut bytes = encode_raw(request.code as u8, id, authenticator, &refs)?;
     // The attribute was just added, so signing cannot fail.
     let _ = sign_request(&mut bytes, secret);
-    bytes
+    Ok(bytes)
 }
 
-/// RFC 2865 5.2 User-Password hiding, through the `radius` crate's codec.
-fn hide_password(pw: &[u8], secret: &[u8], authenticator: &[u8; 16]) -> Vec<u8> {
-    // An empty or over-long (>128 octets) password is refused by the codec; MAB
-    // passwords are 12 octets, so the fallback is never reached in practice.
+/// RFC 2865 5.2 User-Password hiding, through the `radius` crate's codec, which refuses
+/// an empty password or one over 128 octets.
+fn hide_password(pw: &[u8], secret: &[u8], authenticator: &[u8; 16]) -> Result<Vec<u8>, EncodeError> {
     radius::core::avp::AVP::from_user_password(attr::USER_PASSWORD, pw, secret, authenticator)
         .map(|a| a.encode_bytes())
-        .unwrap_or_default()
+        .map_err(|_| EncodeError::BadPassword { len: pw.len() })
 }
 
 /// Splits an EAP packet into EAP-Message attributes of at most 253 octets (RFC 3579 3.1).
@@ -436,14 +489,14 @@ mod tests {
         }
         let mut ra = [0u8; 16];
         ra.copy_from_slice(&req[4..20]);
-        let mut pkt = encode_raw(2, req[1], &[0; 16], &attrs);
+        let mut pkt = encode_raw(2, req[1], &[0; 16], &attrs).unwrap();
         sign_reply(&mut pkt, &ra, secret);
         pkt
     }
 
     #[test]
     fn request_carries_a_valid_message_authenticator() {
-        let req = encode_request(&request(), 5, &[3; 16], b"s3cret");
+        let req = encode_request(&request(), 5, &[3; 16], b"s3cret").unwrap();
         let at = find_attr(&req, attr::MESSAGE_AUTHENTICATOR).unwrap();
         let mut zeroed = req.clone();
         zeroed[at..at + 16].fill(0);
@@ -457,7 +510,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = client(1);
         let token = 7;
-        c.send(t0, token, request());
+        c.send(t0, token, request()).unwrap();
         let (_, req) = transmitted(&mut c).pop().unwrap();
         // forged: wrong secret, then unsigned
         assert!(c.handle_datagram(t0, 0, &accept_for(&req, b"wrong", true)).is_err());
@@ -488,7 +541,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = client(2);
         let token = 7;
-        c.send(t0, token, request());
+        c.send(t0, token, request()).unwrap();
         let first = transmitted(&mut c);
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].0, 0);
@@ -512,7 +565,7 @@ mod tests {
         assert_eq!(c.stats.failovers, 1);
         assert_eq!(c.stats.failures, 1);
         // both are dead now; a new request still goes out (to the first) rather than failing silently
-        c.send(now, 2, request());
+        c.send(now, 2, request()).unwrap();
         assert_eq!(transmitted(&mut c).len(), 1);
     }
 
@@ -520,7 +573,7 @@ mod tests {
     fn dead_server_is_skipped_until_dead_time_passes() {
         let t0 = Instant::now();
         let mut c = client(2);
-        c.send(t0, 1, request());
+        c.send(t0, 1, request()).unwrap();
         let mut now = t0;
         // let server 0 time out and fail over to server 1
         while c.stats.failovers == 0 {
@@ -530,9 +583,9 @@ mod tests {
         let (server, req) = transmitted(&mut c).pop().unwrap();
         assert_eq!(server, 1);
         c.handle_datagram(now, 1, &accept_for(&req, b"s3cret", true)).unwrap();
-        c.send(now, 2, request());
+        c.send(now, 2, request()).unwrap();
         assert_eq!(transmitted(&mut c)[0].0, 1, "dead primary skipped");
-        c.send(now + Duration::from_secs(60), 3, request());
+        c.send(now + Duration::from_secs(60), 3, request()).unwrap();
         assert_eq!(transmitted(&mut c)[0].0, 0, "primary retried after dead_time");
     }
 
@@ -541,7 +594,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = client(1);
         for i in 0..300 {
-            c.send(t0, i, request());
+            c.send(t0, i, request()).unwrap();
         }
         let sent = transmitted(&mut c);
         assert_eq!(sent.len(), 256);
@@ -560,7 +613,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = client(1);
         let req = Request { code: Code::AccountingRequest, attrs: vec![Attr::U32(attr::ACCT_STATUS_TYPE, 1)] };
-        c.send(t0, 9, req);
+        c.send(t0, 9, req).unwrap();
         let (_, bytes) = transmitted(&mut c).pop().unwrap();
         // RFC 2866 3: MD5(Code + Identifier + Length + 16 zero octets + attributes + secret)
         let mut zeroed = bytes.clone();
@@ -570,7 +623,7 @@ mod tests {
         let response = |secret: &[u8]| {
             let mut ra = [0u8; 16];
             ra.copy_from_slice(&bytes[4..20]);
-            let mut pkt = encode_raw(Code::AccountingResponse as u8, bytes[1], &[0; 16], &[]);
+            let mut pkt = encode_raw(Code::AccountingResponse as u8, bytes[1], &[0; 16], &[]).unwrap();
             sign_reply(&mut pkt, &ra, secret);
             pkt
         };
@@ -580,12 +633,34 @@ mod tests {
     }
 
     #[test]
+    fn a_request_that_does_not_fit_is_refused_and_nothing_is_sent() {
+        let t0 = Instant::now();
+        let mut c = client(1);
+        let long = Request { code: Code::AccessRequest, attrs: vec![Attr::Bytes(attr::USER_NAME, vec![b'a'; 254])] };
+        assert_eq!(c.send(t0, 1, long), Err(EncodeError::ValueTooLong { ty: attr::USER_NAME, len: 254 }));
+        let password = Request { code: Code::AccessRequest, attrs: vec![Attr::UserPassword(vec![b'p'; 129])] };
+        assert_eq!(c.send(t0, 2, password), Err(EncodeError::BadPassword { len: 129 }));
+        let big = Request {
+            code: Code::AccountingRequest,
+            attrs: (0..16).map(|_| Attr::Bytes(attr::CLASS, vec![0; 253])).collect(),
+        };
+        assert!(matches!(c.send(t0, 3, big), Err(EncodeError::PacketTooLong { .. })));
+        assert!(c.poll_output().is_none());
+        assert_eq!((c.stats.requests, c.stats.requests_unencodable, c.pending()), (0, 3, 0));
+        // a password of 128 octets is the most RFC 2865 allows, and goes
+        let password = Request { code: Code::AccessRequest, attrs: vec![Attr::UserPassword(vec![b'p'; 128])] };
+        assert_eq!(password.encoded_len(), Ok(20 + 18 + 130));
+        c.send(t0, 4, password).unwrap();
+        assert_eq!(transmitted(&mut c)[0].1.len(), 20 + 18 + 130);
+    }
+
+    #[test]
     fn eap_message_split_and_join() {
         let eap: Vec<u8> = (0..600u32).map(|i| i as u8).collect();
         let attrs: Vec<Attr> = eap_message_attrs(&eap).collect();
         assert_eq!(attrs.len(), 3);
         let req = Request { code: Code::AccessRequest, attrs };
-        let bytes = encode_request(&req, 1, &[0; 16], b"x");
+        let bytes = encode_request(&req, 1, &[0; 16], b"x").unwrap();
         let p = Packet::decode(&bytes, b"x").unwrap();
         assert_eq!(eap_message(&p).unwrap(), eap);
     }

@@ -7,7 +7,7 @@
 //! the authenticator field zeroed) verify, and its Event-Timestamp lies within the
 //! window (replay protection, RFC 5176 3.5); everything else is dropped and counted.
 
-use super::{attr, encode_raw, hmac_md5, md5_parts, sign_reply, Attributes, HEADER_LEN};
+use super::{attr, encode_raw, hmac_md5, md5_parts, sign_reply, Attributes, EncodeError, HEADER_LEN};
 
 pub const DISCONNECT_REQUEST: u8 = 40;
 pub const DISCONNECT_ACK: u8 = 41;
@@ -66,6 +66,8 @@ pub struct Request {
     pub filter_ids: Vec<String>,
     /// CoA: Vendor-Specific attributes, raw value hex encoded (as `ReplyAttrs` keeps them).
     pub vendor: Vec<String>,
+    /// Proxy-State values, echoed in the answer in order (RFC 5176 3.1, RFC 2865 5.33).
+    pub proxy_state: Vec<Vec<u8>>,
     /// Attribute types this NAS does not act on.
     pub unsupported: Vec<u8>,
 }
@@ -105,6 +107,7 @@ pub fn verify(bytes: &[u8], secret: &[u8], now: u64, window: u64) -> Result<Requ
             }
             attr::FILTER_ID if kind == Kind::Coa => req.filter_ids.push(String::from_utf8_lossy(v).into_owned()),
             attr::VENDOR_SPECIFIC if kind == Kind::Coa => req.vendor.push(crate::wire::hex(v)),
+            attr::PROXY_STATE => req.proxy_state.push(v.to_vec()),
             // identification a NAS may ignore (RFC 5176 3): its own address, the port type
             attr::NAS_IP_ADDRESS | attr::NAS_PORT | attr::NAS_PORT_TYPE | attr::CALLED_STATION_ID => {}
             other => req.unsupported.push(other),
@@ -127,8 +130,9 @@ pub fn verify(bytes: &[u8], secret: &[u8], now: u64, window: u64) -> Result<Requ
     Ok(req)
 }
 
-/// The ACK (`error_cause` None) or NAK answering `req`, signed with `secret`.
-pub fn answer(req: &Request, error_cause: Option<u32>, secret: &[u8]) -> Vec<u8> {
+/// The ACK (`error_cause` None) or NAK answering `req`, signed with `secret`:
+/// Message-Authenticator first, the Error-Cause, the request's Proxy-State echoed.
+pub fn answer(req: &Request, error_cause: Option<u32>, secret: &[u8]) -> Result<Vec<u8>, EncodeError> {
     let code = match (req.kind, error_cause) {
         (Some(Kind::Coa), None) => COA_ACK,
         (Some(Kind::Coa), Some(_)) => COA_NAK,
@@ -136,26 +140,27 @@ pub fn answer(req: &Request, error_cause: Option<u32>, secret: &[u8]) -> Vec<u8>
         (_, Some(_)) => DISCONNECT_NAK,
     };
     let cause = error_cause.map(u32::to_be_bytes);
-    let mut attrs: Vec<(u8, &[u8])> = cause.iter().map(|c| (attr::ERROR_CAUSE, c.as_slice())).collect();
     let zero = [0u8; 16];
-    attrs.push((attr::MESSAGE_AUTHENTICATOR, &zero));
-    let mut pkt = encode_raw(code, req.id, &[0; 16], &attrs);
+    let mut attrs: Vec<(u8, &[u8])> = vec![(attr::MESSAGE_AUTHENTICATOR, &zero)];
+    attrs.extend(cause.iter().map(|c| (attr::ERROR_CAUSE, c.as_slice())));
+    attrs.extend(req.proxy_state.iter().map(|v| (attr::PROXY_STATE, v.as_slice())));
+    let mut pkt = encode_raw(code, req.id, &[0; 16], &attrs)?;
     sign_reply(&mut pkt, &req.authenticator, secret);
-    pkt
+    Ok(pkt)
 }
 
 /// Builds a signed request as a client would (tests, and the forger in them).
-pub fn encode_request(code: u8, id: u8, attrs: &[(u8, &[u8])], secret: &[u8]) -> Vec<u8> {
+pub fn encode_request(code: u8, id: u8, attrs: &[(u8, &[u8])], secret: &[u8]) -> Result<Vec<u8>, EncodeError> {
     let zero = [0u8; 16];
-    let mut all: Vec<(u8, &[u8])> = attrs.to_vec();
-    all.push((attr::MESSAGE_AUTHENTICATOR, &zero));
-    let mut pkt = encode_raw(code, id, &zero, &all);
-    let ma_at = pkt.len() - 16;
+    let mut all: Vec<(u8, &[u8])> = vec![(attr::MESSAGE_AUTHENTICATOR, &zero)];
+    all.extend_from_slice(attrs);
+    let mut pkt = encode_raw(code, id, &zero, &all)?;
+    let ma_at = HEADER_LEN + 2;
     let mac = hmac_md5(secret, &[&pkt]);
-    pkt[ma_at..].copy_from_slice(&mac);
+    pkt[ma_at..ma_at + 16].copy_from_slice(&mac);
     let ra = md5_parts(&[&pkt, secret]);
     pkt[4..20].copy_from_slice(&ra);
-    pkt
+    Ok(pkt)
 }
 
 #[cfg(test)]
@@ -173,6 +178,7 @@ mod tests {
             &[(attr::USER_NAME, b"alice"), (attr::EVENT_TIMESTAMP, &ts), (attr::NAS_IP_ADDRESS, &[127, 0, 0, 1])],
             secret,
         )
+        .unwrap()
     }
 
     #[test]
@@ -197,7 +203,8 @@ mod tests {
         // without Message-Authenticator: authenticator right, still refused
         let ts = (NOW as u32).to_be_bytes();
         let mut bare =
-            encode_raw(DISCONNECT_REQUEST, 1, &[0; 16], &[(attr::USER_NAME, b"a"), (attr::EVENT_TIMESTAMP, &ts)]);
+            encode_raw(DISCONNECT_REQUEST, 1, &[0; 16], &[(attr::USER_NAME, b"a"), (attr::EVENT_TIMESTAMP, &ts)])
+                .unwrap();
         let ra = md5_parts(&[&bare, b"s3cret"]);
         bare[4..20].copy_from_slice(&ra);
         assert_eq!(verify(&bare, b"s3cret", NOW, 300), Err(Drop::MissingMessageAuthenticator));
@@ -206,13 +213,28 @@ mod tests {
     #[test]
     fn answers_verify_as_replies_to_the_request() {
         let ts = (NOW as u32).to_be_bytes();
-        let coa = encode_request(COA_REQUEST, 9, &[(attr::FILTER_ID, b"premium"), (attr::EVENT_TIMESTAMP, &ts)], b"k");
+        let coa = encode_request(
+            COA_REQUEST,
+            9,
+            &[
+                (attr::PROXY_STATE, b"px1"),
+                (attr::FILTER_ID, b"premium"),
+                (attr::EVENT_TIMESTAMP, &ts),
+                (attr::PROXY_STATE, b"px2"),
+            ],
+            b"k",
+        )
+        .unwrap();
         let req = verify(&coa, b"k", NOW, 300).unwrap();
         assert_eq!(req.filter_ids, ["premium"]);
-        let nak = answer(&req, Some(cause::SESSION_CONTEXT_NOT_FOUND), b"k");
+        assert!(req.unsupported.is_empty(), "Proxy-State is supported: {:?}", req.unsupported);
+        let nak = answer(&req, Some(cause::SESSION_CONTEXT_NOT_FOUND), b"k").unwrap();
         let pkt = verify_reply(&nak, &req.authenticator, b"k").unwrap();
         assert_eq!((pkt[0], pkt[1]), (COA_NAK, 9));
-        assert_eq!(&pkt[20..26], &[attr::ERROR_CAUSE, 6, 0, 0, 1, 247]);
-        assert_eq!(answer(&req, None, b"k")[0], COA_ACK);
+        // Message-Authenticator first, then the cause, then Proxy-State in the request's order
+        assert_eq!(pkt[20], attr::MESSAGE_AUTHENTICATOR);
+        assert_eq!(&pkt[38..44], &[attr::ERROR_CAUSE, 6, 0, 0, 1, 247]);
+        assert_eq!(&pkt[44..], &[attr::PROXY_STATE, 5, b'p', b'x', b'1', attr::PROXY_STATE, 5, b'p', b'x', b'2']);
+        assert_eq!(answer(&req, None, b"k").unwrap()[0], COA_ACK);
     }
 }

@@ -27,6 +27,7 @@ pub mod attr {
     pub const CALLED_STATION_ID: u8 = 30;
     pub const CALLING_STATION_ID: u8 = 31;
     pub const NAS_IDENTIFIER: u8 = 32;
+    pub const PROXY_STATE: u8 = 33;
     pub const ACCT_STATUS_TYPE: u8 = 40;
     pub const ACCT_DELAY_TIME: u8 = 41;
     pub const ACCT_INPUT_OCTETS: u8 = 42;
@@ -63,14 +64,34 @@ pub mod mcgate_attr {
     pub const SOURCE: u8 = 4;
 }
 
-/// A Vendor-Specific attribute (RFC 2865 5.26) holding one vendor attribute; a value
-/// longer than one attribute holds is cut.
-pub fn vendor_attr(vendor_id: u32, ty: u8, value: &[u8]) -> client::Attr {
-    let value = &value[..value.len().min(MAX_ATTR_VALUE - 6)];
+/// The largest value of one vendor attribute inside a Vendor-Specific attribute
+/// (RFC 2865 5.26: vendor id and the vendor attribute's own type and length come first).
+pub const MAX_VENDOR_VALUE: usize = MAX_ATTR_VALUE - 6;
+
+/// A Vendor-Specific attribute (RFC 2865 5.26) holding one vendor attribute. A value
+/// longer than one attribute holds is refused, never cut.
+pub fn vendor_attr(vendor_id: u32, ty: u8, value: &[u8]) -> Result<client::Attr, EncodeError> {
+    let len = u8::try_from(value.len() + 2)
+        .ok()
+        .filter(|_| value.len() <= MAX_VENDOR_VALUE)
+        .ok_or(EncodeError::ValueTooLong { ty: attr::VENDOR_SPECIFIC, len: value.len() + 6 })?;
     let mut b = vendor_id.to_be_bytes().to_vec();
-    b.extend_from_slice(&[ty, value.len() as u8 + 2]);
+    b.extend_from_slice(&[ty, len]);
     b.extend_from_slice(value);
-    client::Attr::Bytes(attr::VENDOR_SPECIFIC, b)
+    Ok(client::Attr::Bytes(attr::VENDOR_SPECIFIC, b))
+}
+
+/// Why a packet was not encoded. Nothing is ever cut to fit: a value that does not fit
+/// its length octet would let its own octets be read as further attributes (the
+/// attribute injection of a too-long User-Name), so it is refused whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("attribute {ty}: a value of {len} octets (one attribute holds {MAX_ATTR_VALUE})")]
+    ValueTooLong { ty: u8, len: usize },
+    #[error("a packet of {len} octets (RADIUS allows {MAX_LEN})")]
+    PacketTooLong { len: usize },
+    #[error("a User-Password of {len} octets (1 to 128 allowed)")]
+    BadPassword { len: usize },
 }
 
 /// The packet's own octets, if its length field is sane (and trailing garbage cut).
@@ -254,19 +275,34 @@ pub fn sign_reply(pkt: &mut [u8], request_authenticator: &[u8; 16], secret: &[u8
     pkt[4..20].copy_from_slice(&auth);
 }
 
-/// Builds a raw packet from (type, value) pairs; values longer than one attribute
-/// are the caller's to split.
-pub fn encode_raw(code: u8, id: u8, authenticator: &[u8; 16], attrs: &[(u8, &[u8])]) -> Vec<u8> {
-    let mut out = vec![code, id, 0, 0];
+/// The octets `attrs` take in a packet, if every value fits its attribute.
+pub fn attrs_len(attrs: impl IntoIterator<Item = (u8, usize)>) -> Result<usize, EncodeError> {
+    attrs.into_iter().try_fold(0, |sum, (ty, len)| {
+        if len > MAX_ATTR_VALUE {
+            return Err(EncodeError::ValueTooLong { ty, len });
+        }
+        Ok(sum + 2 + len)
+    })
+}
+
+/// Builds a raw packet from (type, value) pairs. A value over 253 octets or a packet over
+/// 4096 is refused; values longer than one attribute are the caller's to split (RFC 3579
+/// 3.1 for EAP-Message).
+pub fn encode_raw(code: u8, id: u8, authenticator: &[u8; 16], attrs: &[(u8, &[u8])]) -> Result<Vec<u8>, EncodeError> {
+    let len = HEADER_LEN + attrs_len(attrs.iter().map(|(ty, v)| (*ty, v.len())))?;
+    if len > MAX_LEN {
+        return Err(EncodeError::PacketTooLong { len });
+    }
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&[code, id]);
+    out.extend_from_slice(&(len as u16).to_be_bytes());
     out.extend_from_slice(authenticator);
     for (ty, v) in attrs {
-        out.push(*ty);
-        out.push((v.len() + 2) as u8);
+        // both bounded above: a value is at most 253 octets, the packet at most 4096
+        out.extend_from_slice(&[*ty, (v.len() + 2) as u8]);
         out.extend_from_slice(v);
     }
-    let len = out.len() as u16;
-    out[2..4].copy_from_slice(&len.to_be_bytes());
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -298,7 +334,7 @@ mod tests {
         if with_ma {
             attrs.push((attr::MESSAGE_AUTHENTICATOR, &zero));
         }
-        let mut pkt = encode_raw(2, 9, &[0; 16], &attrs);
+        let mut pkt = encode_raw(2, 9, &[0; 16], &attrs).unwrap();
         sign_reply(&mut pkt, &req_auth, b"secret");
         (pkt, req_auth)
     }
@@ -324,6 +360,56 @@ mod tests {
         let auth = md5_parts(&[&bad, b"secret"]);
         bad[4..20].copy_from_slice(&auth);
         assert_eq!(verify_reply(&bad, &ra, b"secret").unwrap_err(), ReplyError::BadMessageAuthenticator);
+    }
+
+    proptest::proptest! {
+        /// Any list of attributes encodes and decodes to the same list, or is refused;
+        /// never to a different list (a value over 253 octets once did: its length octet
+        /// wrapped and its tail became attributes).
+        #[test]
+        fn attributes_round_trip_or_are_refused(
+            attrs in proptest::collection::vec((proptest::num::u8::ANY, proptest::collection::vec(proptest::num::u8::ANY, 0..400)), 0..24)
+        ) {
+            let refs: Vec<(u8, &[u8])> = attrs.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+            let total = HEADER_LEN + refs.iter().map(|(_, v)| 2 + v.len()).sum::<usize>();
+            match encode_raw(4, 1, &[0; 16], &refs) {
+                Ok(pkt) => {
+                    let back: Vec<(u8, &[u8])> =
+                        Attributes::new(&pkt[HEADER_LEN..]).map(|a| a.map(|(_, t, v)| (t, v)).unwrap()).collect();
+                    proptest::prop_assert_eq!(back, refs);
+                    proptest::prop_assert_eq!(packet(&pkt).map(<[u8]>::len), Some(total));
+                }
+                Err(EncodeError::ValueTooLong { ty, len }) => {
+                    proptest::prop_assert!(refs.iter().any(|(t, v)| *t == ty && v.len() == len && len > MAX_ATTR_VALUE));
+                }
+                Err(EncodeError::PacketTooLong { len }) => {
+                    proptest::prop_assert!(len > MAX_LEN && len == total);
+                    proptest::prop_assert!(refs.iter().all(|(_, v)| v.len() <= MAX_ATTR_VALUE));
+                }
+                Err(e) => proptest::prop_assert!(false, "{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_injection_of_a_300_octet_user_name_is_refused() {
+        // "alice" then a NAS-Identifier and filler: with the length octet (302 as u8 = 46)
+        // the server read User-Name = "alice…" (44 octets) and then these as attributes
+        let mut v = b"alice".to_vec();
+        v.resize(44, b'a');
+        v.extend_from_slice(&[attr::NAS_IDENTIFIER, 10]);
+        v.extend_from_slice(b"INJECTED");
+        v.extend_from_slice(&[attr::REPLY_MESSAGE, 246]);
+        v.resize(300, b'f');
+        assert_eq!(
+            encode_raw(1, 1, &[0; 16], &[(attr::USER_NAME, &v)]),
+            Err(EncodeError::ValueTooLong { ty: attr::USER_NAME, len: 300 })
+        );
+        assert!(vendor_attr(1, 1, &[0; MAX_VENDOR_VALUE]).is_ok());
+        assert!(vendor_attr(1, 1, &[0; MAX_VENDOR_VALUE + 1]).is_err());
+        let big = [0u8; 253];
+        let many: Vec<(u8, &[u8])> = (0..16).map(|_| (attr::CLASS, &big[..])).collect();
+        assert_eq!(encode_raw(1, 1, &[0; 16], &many), Err(EncodeError::PacketTooLong { len: 20 + 16 * 255 }));
     }
 
     #[test]

@@ -23,6 +23,13 @@ mod field {
 
 pub const HEADER_LEN: usize = 4;
 
+/// Method types of the tunnelled methods (IANA EAP registry), whose outer identity the
+/// server never verifies: EAP-TTLS (RFC 5281), PEAP, EAP-FAST (RFC 4851), TEAP (RFC 7170).
+pub const TYPE_TTLS: u8 = 21;
+pub const TYPE_PEAP: u8 = 25;
+pub const TYPE_FAST: u8 = 43;
+pub const TYPE_TEAP: u8 = 55;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Code {
     Request,

@@ -1,0 +1,70 @@
+//! At most one log line per key (a host, a source address) per interval, so that what a
+//! stranger sends can be counted without limit but logged only within a bound.
+//!
+//! Hand-written: the keyed limiters on crates.io (governor) keep their own clock and
+//! count tokens; this needs the caller's time (the state machines are sans-IO) and a hard
+//! bound on the keys it remembers, nothing more.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+pub struct LogLimit<K> {
+    every: Duration,
+    capacity: usize,
+    last: HashMap<K, Instant>,
+    /// Lines not written since the last one that was.
+    pub suppressed: u64,
+}
+
+impl<K: Hash + Eq> LogLimit<K> {
+    /// One line per key per `every`, remembering at most `capacity` keys: beyond those,
+    /// new keys are not logged until old ones are an interval old.
+    pub fn new(every: Duration, capacity: usize) -> Self {
+        LogLimit { every, capacity, last: HashMap::new(), suppressed: 0 }
+    }
+
+    /// Whether a line about `key` may be written now.
+    pub fn allow(&mut self, now: Instant, key: K) -> bool {
+        let every = self.every;
+        let due = |t: &Instant| now.saturating_duration_since(*t) >= every;
+        if let Some(t) = self.last.get_mut(&key) {
+            if !due(t) {
+                self.suppressed += 1;
+                return false;
+            }
+            *t = now;
+            return true;
+        }
+        if self.last.len() >= self.capacity {
+            self.last.retain(|_, t| !due(t));
+            if self.last.len() >= self.capacity {
+                self.suppressed += 1;
+                return false;
+            }
+        }
+        self.last.insert(key, now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn once_per_key_per_interval_within_capacity() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut l = LogLimit::new(Duration::from_secs(60), 2);
+        assert!(l.allow(t0, 1));
+        assert!(!l.allow(t0 + 59 * s, 1));
+        assert!(l.allow(t0 + 60 * s, 1));
+        assert!(l.allow(t0, 2));
+        // full: a third key waits until one of the others is an interval old
+        assert!(!l.allow(t0 + s, 3));
+        assert!(l.allow(t0 + 61 * s, 3));
+        assert_eq!(l.suppressed, 2);
+        assert!(l.last.len() <= 2);
+    }
+}
