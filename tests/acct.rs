@@ -17,6 +17,15 @@ max_groups = 4
 [[package]]
 name = "basic"
 groups = ["239.1.1.0/24"]
+
+[[package]]
+name = "sports"
+groups = ["239.2.2.0/24"]
+
+# bob's own package, by his account: only the account the server verified may have it
+[[subscriber]]
+account = "bob"
+packages = ["sports"]
 "#;
 
 /// Short RADIUS timers so that an outage is noticed, and retried, within seconds.
@@ -206,6 +215,30 @@ fn zaps_become_exact_start_stop_pairs_in_radacct_and_the_export_round_trips() {
     assert!(next > cursor);
     let _ = stream.kill();
     let _ = stream.wait();
+}
+
+#[test]
+fn peap_bills_the_inner_identity_that_freeradius_verified_not_the_outer_one() {
+    let tb = testbed("pp", 1);
+    // outer identity "anonymous", inner bob: the testbed's FreeRADIUS returns the inner
+    // one as the Access-Accept's User-Name
+    tb.supplicant_as(1, "bob", "bobpass", "peap", "anonymous");
+    assert!(wait_until(Duration::from_secs(15), || tb.session_of("p1").is_some()), "{}", tb.log());
+    let session = tb.session_of("p1").unwrap();
+    assert_eq!(session["account"], "bob", "{session}");
+    // bob's own package is his, by the verified name
+    let mut stream = tb.stream("239.2.2.1", 20);
+    let z = zap(&tb, 1, "239.2.2.1", 1);
+    assert!(z["first_ms"][0].is_number(), "bob's package did not admit: {z}\n{}", tb.log());
+    logoff(&tb, 1);
+    delivered(&tb, Duration::from_secs(10));
+    let _ = stream.kill();
+    let users = tb.psql("SELECT DISTINCT username FROM radacct");
+    assert_eq!(users, vec![vec!["bob".to_string()]], "radacct");
+    let (records, _) = export(&tb, &["--format", "jsonl"]);
+    assert!(records.iter().filter(|r| r["kind"] != "nas").all(|r| r["user_name"] == "bob"), "{records:?}");
+    assert_eq!(membership_records(&records).len(), 1, "{records:?}");
+    assert!(!tb.log().contains("Access-Accept without User-Name refused"));
 }
 
 #[test]

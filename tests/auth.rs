@@ -47,6 +47,62 @@ fn md5_and_peap_authorize_and_the_hosts_reach_upstream() {
     assert!(table.contains("alice") && table.contains("bob"), "{table}");
 }
 
+/// An identity of 300 octets: "alice", then (where a length octet of (300 + 2) as u8 = 46
+/// would have ended the User-Name) a NAS-Identifier "INJECTED" and a Reply-Message filling
+/// the rest, all of it covered by mcgate's Message-Authenticator.
+fn injecting_identity() -> String {
+    let mut v = b"alice".to_vec();
+    v.resize(44, b'a');
+    v.extend_from_slice(&[32, 10]);
+    v.extend_from_slice(b"INJECTED");
+    v.extend_from_slice(&[18, 246]);
+    v.resize(300, b'f');
+    format!("hex:{}", v.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+#[test]
+fn an_identity_that_would_inject_radius_attributes_never_reaches_freeradius() {
+    let mut tb = Testbed::new("ij", 3);
+    tb.radius_detail(1812);
+    // short timers: had a malformed request gone out, the server would be marked dead
+    // within a second
+    tb.config(
+        &[("p1", "dot1x"), ("p2", "dot1x"), ("p3", "dot1x")],
+        &[SERVER],
+        FAST,
+        "timeout = \"300ms\"\nretries = 1\ndead_time = \"30s\"",
+    );
+    tb.start_mcgate();
+    tb.supplicant(1, &injecting_identity(), "alicepass", "md5");
+    // 254 octets: one more than a User-Name holds
+    tb.supplicant(2, &"y".repeat(254), "whatever", "md5");
+    let refused = || tb.status().and_then(|s| s["authenticator"]["identity_too_long"].as_u64()).unwrap_or(0);
+    assert!(wait_until(Duration::from_secs(15), || refused() >= 2), "refused {}:\n{}", refused(), tb.log());
+    // the server is alive and used: a good login right after
+    tb.supplicant(3, "alice", "alicepass", "md5");
+    assert!(authorized(&tb, "p3"), "{}", tb.log());
+    // wait past the short timers of any request the refused hosts might have caused
+    std::thread::sleep(Duration::from_secs(2));
+
+    let requests = tb.radius_requests(1812);
+    assert!(requests.contains("User-Name = \"alice\""), "the auth_log works: {requests}");
+    assert!(!requests.contains("INJECTED"), "an injected attribute reached FreeRADIUS:\n{requests}");
+    for host in [1, 2] {
+        let calling = Testbed::host_mac(host).replace(':', "-").to_uppercase();
+        assert!(!requests.contains(&calling), "a request of h{host} reached FreeRADIUS:\n{requests}");
+    }
+    let log = tb.radius_log(1812);
+    assert!(!log.contains("alformed") && !log.contains("nvalid"), "FreeRADIUS saw a malformed packet:\n{log}");
+    let status = tb.status().unwrap();
+    assert_eq!(status["radius"]["server_marked_dead"], 0, "{status}");
+    assert_eq!(status["radius"]["requests_unencodable"], 0, "refused before the encoder: {status}");
+    // the two hosts stay shut out
+    assert!(tb.session_of("p1").is_none() && tb.session_of("p2").is_none());
+    assert!(!tb.ping(1) && !tb.ping(2));
+    let fdb = tb.fdb_static();
+    assert!(!fdb.contains("dev p1") && !fdb.contains("dev p2"), "{fdb}");
+}
+
 #[test]
 fn wrong_password_is_rejected_and_no_frame_crosses_the_bridge() {
     let mut tb = Testbed::new("rj", 1);

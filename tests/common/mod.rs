@@ -311,7 +311,36 @@ impl Testbed {
     }
 
     pub fn supplicant(&self, host: usize, user: &str, pass: &str, method: &str) {
-        run(Command::new(TB).args(["supplicant", &self.prefix, &host.to_string(), user, pass, method]));
+        self.supplicant_as(host, user, pass, method, "");
+    }
+
+    /// As `supplicant`, with `outer` as PEAP's outer (anonymous) identity when not empty;
+    /// `user` may be `hex:OCTETS`.
+    pub fn supplicant_as(&self, host: usize, user: &str, pass: &str, method: &str, outer: &str) {
+        run(Command::new(TB).args(["supplicant", &self.prefix, &host.to_string(), user, pass, method, outer]));
+    }
+
+    /// FreeRADIUS writing every Access-Request it receives, every attribute, to
+    /// [`Testbed::radius_requests`] (its auth_log).
+    pub fn radius_detail(&self, port: u16) {
+        run(Command::new(TB).args(["radius", &self.prefix, &port.to_string(), "detail"]));
+    }
+
+    /// What FreeRADIUS's auth_log wrote (see `radius_detail`): every request it received.
+    pub fn radius_requests(&self, port: u16) -> String {
+        let dir = self.dir.join(format!("radius-{port}/radacct"));
+        let mut all = String::new();
+        for d in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
+                all += &std::fs::read_to_string(f.path()).unwrap_or_default();
+            }
+        }
+        all
+    }
+
+    /// FreeRADIUS's own log (errors, warnings).
+    pub fn radius_log(&self, port: u16) -> String {
+        std::fs::read_to_string(self.dir.join(format!("radius-{port}/radius.log"))).unwrap_or_default()
     }
 
     pub fn wpa_cli(&self, host: usize, args: &[&str]) -> String {
