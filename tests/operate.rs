@@ -23,6 +23,10 @@ groups = ["239.1.2.0/24"]
 "#;
 
 fn testbed(tag: &str) -> Testbed {
+    testbed_with(tag, POLICY)
+}
+
+fn testbed_with(tag: &str, policy: &str) -> Testbed {
     let mut tb = Testbed::new(tag, 1);
     tb.radius(1812);
     let cfg = tb.config(&[("p1", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", "");
@@ -32,7 +36,7 @@ fn testbed(tag: &str) -> Testbed {
            \n[dynamic_authorization]\nlisten = \"0.0.0.0:3799\"\n\
            [[dynamic_authorization.client]]\naddress = \"127.0.0.1\"\nsecret_file = \"secret\"\n";
     std::fs::write(&cfg, t).unwrap();
-    tb.multicast(POLICY, "");
+    tb.multicast(policy, "");
     tb.start_mcgate();
     tb.supplicant(1, "alice", "alicepass", "md5");
     assert!(wait_until(Duration::from_secs(15), || tb.session_of("p1").is_some()), "{}", tb.log());
@@ -169,6 +173,43 @@ fn forged_stale_and_replayed_requests_are_dropped() {
     // nothing of it acted on
     assert!(tb.session_of("p1").is_some());
     assert_eq!(das_stat(&tb, "sessions_disconnected"), 0);
+}
+
+/// A CoA that withdraws a package, then a reload that takes a channel out of one: the
+/// channel goes at once when unknown groups go to RADIUS (FreeRADIUS would deny alice
+/// 239.1.x.1 per join; the old re-evaluation kept such channels playing), and stays
+/// where unknown groups are allowed, since the policy still allows it.
+fn withdrawn_channels(unknown: &str, tag: &str) {
+    let tb = testbed_with(tag, &POLICY.replace("unknown = \"deny\"", &format!("unknown = \"{unknown}\"")));
+    let gone = |g: &str| wait_until(Duration::from_secs(3), || !joined(&tb, g));
+    tb.in_host(1, &["ip", "addr", "add", "239.1.1.1/32", "dev", "eth0", "autojoin"]);
+    assert!(wait_until(Duration::from_secs(5), || joined(&tb, "239.1.1.1")), "{}", tb.log());
+    let out = radclient(&tb, "coa", &signed("User-Name = alice\nFilter-Id = premium"), "testing123");
+    assert!(out.contains("Received CoA-ACK"), "{out}\n{}", tb.log());
+    assert_eq!(gone("239.1.1.1"), unknown == "radius", "unknown = {unknown}: after the CoA\n{}", tb.log());
+    assert_eq!(tb.mdb().contains("port p1 grp 239.1.1.1"), unknown == "allow", "{}", tb.mdb());
+
+    // premium's channel, then premium loses its range in a reload
+    tb.in_host(1, &["ip", "addr", "add", "239.1.2.1/32", "dev", "eth0", "autojoin"]);
+    assert!(wait_until(Duration::from_secs(5), || joined(&tb, "239.1.2.1")), "{}", tb.log());
+    let file = tb.dir.join("policies/test.toml");
+    let policy = std::fs::read_to_string(&file).unwrap().replace("239.1.2.0/24", "239.1.8.0/24");
+    std::fs::write(&file, policy).unwrap();
+    let (out, _) = tb.mcgate(&["policy", "reload"]);
+    let ended = if unknown == "radius" { "1 memberships" } else { "0 memberships" };
+    assert!(out.contains(&format!("{ended} no longer allowed")), "unknown = {unknown}: {out}");
+    assert_eq!(gone("239.1.2.1"), unknown == "radius", "unknown = {unknown}: after the reload\n{}", tb.log());
+    assert_eq!(tb.mdb().contains("port p1 grp 239.1.2.1"), unknown == "allow", "{}", tb.mdb());
+}
+
+#[test]
+fn coa_and_reload_end_withdrawn_channels_when_unknown_groups_go_to_radius() {
+    withdrawn_channels("radius", "wr");
+}
+
+#[test]
+fn coa_and_reload_keep_channels_that_unknown_allow_still_allows() {
+    withdrawn_channels("allow", "wa");
 }
 
 #[test]

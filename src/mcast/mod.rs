@@ -885,11 +885,18 @@ impl Tracker {
                 n.saturating_sub(1),
                 total.saturating_sub(kbps),
             );
-            if let Decision::Deny { reason } = d {
-                info!(port = &**host.port_name, mac = %host.mac, group = %ch.0, ?reason, "membership no longer allowed");
-                self.revoke(now, host.port, host.mac, ch);
-                revoked += 1;
-            }
+            // Admitted by a package, and no package (nor unknown = "allow") admits it now:
+            // it ends at once. A per-join question or a preview would be a new
+            // decision, taken when the host next asks, not a reason to keep watching.
+            let why = match d {
+                Decision::Admit { .. } => continue,
+                Decision::Deny { reason } => format!("{reason:?}"),
+                Decision::AskRadius => "no package names it (unknown groups go to RADIUS)".into(),
+                Decision::Preview { .. } => "only a preview of it is left".into(),
+            };
+            info!(port = &**host.port_name, mac = %host.mac, group = %ch.0, reason = why, "membership no longer allowed");
+            self.revoke(now, host.port, host.mac, ch);
+            revoked += 1;
         }
         revoked
     }
@@ -1164,6 +1171,21 @@ mod tests {
         assert_eq!(mdb(&o), ["-0 239.1.1.1 None"]);
         assert!(o.iter().any(|o| matches!(o, Output::Ended { cause: EndCause::Revoked, .. })));
         assert_eq!(t.memberships().count(), 1);
+    }
+
+    #[test]
+    fn a_withdrawn_package_ends_its_channels_whatever_unknown_groups_do() {
+        for (unknown, ends) in [(Unknown::Deny, true), (Unknown::Radius, true), (Unknown::Allow, false)] {
+            let (mut t, mut p, mut h, t0) = setup(true);
+            p.unknown = unknown;
+            t.handle_report(t0, 0, &p, &h.host(0, A), &[rec(RecordType::ToEx, "239.1.1.1", &[])]);
+            assert_eq!(mdb(&out(&mut t)), ["+0 239.1.1.1 None"]);
+            h.ent.packages.clear();
+            assert_eq!(t.reevaluate(t0, &p, &h.host(0, A)), ends as usize, "{unknown:?}");
+            let o = out(&mut t);
+            assert_eq!(mdb(&o).len(), ends as usize, "{unknown:?}: {o:?}");
+            assert!(!o.iter().any(|o| matches!(o, Output::AskRadius { .. })), "ends, not asked about");
+        }
     }
 
     #[test]
