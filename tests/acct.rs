@@ -414,10 +414,10 @@ impl Drop for SmallDisk {
 }
 
 #[test]
-fn a_full_disk_refuses_joins_loudly_and_loses_nothing() {
-    let mut tb = Testbed::new("af", 1);
+fn a_full_disk_refuses_joins_and_sessions_loudly_and_loses_nothing() {
+    let mut tb = Testbed::new("af", 2);
     tb.radius_sql(1812);
-    let cfg = tb.config(&[("p1", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", RADIUS);
+    let cfg = tb.config(&[("p1", "dot1x"), ("p2", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", RADIUS);
     let disk = SmallDisk::new(tb.dir.join("small"), "4m");
     let t = std::fs::read_to_string(&cfg).unwrap().replace("mcgate.redb", "small/mcgate.redb").replace(
         "mode = \"dot1x\"\n",
@@ -444,6 +444,14 @@ fn a_full_disk_refuses_joins_loudly_and_loses_nothing() {
     assert!(refused(&tb) > Some(0), "no join refused after {zaps} zaps on a full disk:\n{}", tb.log());
     assert!(tb.log().contains("JOURNAL COMMIT FAILED"), "{}", tb.log());
     views += watched(&zap(&tb, 1, "239.1.1.1", 3));
+    // a new session cannot be accounted either: its port stays closed (fail closed)
+    let sessions_refused =
+        || tb.status().unwrap()["accounting"]["journal"]["sessions_refused_unaccountable"].as_u64().unwrap_or(0);
+    tb.supplicant(2, "bob", "bobpass", "md5");
+    assert!(wait_until(Duration::from_secs(15), || sessions_refused() >= 1), "{}", tb.log());
+    assert!(tb.session_of("p2").is_none(), "{:?}", tb.sessions());
+    assert!(!tb.fdb_static().contains("dev p2"), "{}", tb.fdb_static());
+    assert!(!tb.ping(2), "a session without its Start opened the port");
 
     // room again: joins are admitted and accounted
     std::fs::remove_file(disk.0.join("filler")).unwrap();
@@ -451,6 +459,9 @@ fn a_full_disk_refuses_joins_loudly_and_loses_nothing() {
     let z = zap(&tb, 1, "239.1.1.1", 2);
     assert_eq!(watched(&z), 2, "{z}\n{}", tb.log());
     views += 2;
+    // ... and the refused host gets in at its next try (mcgate asks it again)
+    assert!(wait_until(Duration::from_secs(15), || tb.session_of("p2").is_some()), "{}", tb.log());
+    assert!(wait_until(Duration::from_secs(5), || tb.ping(2)));
     let (since_fill, _) = export(&tb, &["--since", &cursor.to_string()]);
     let starts = since_fill.iter().filter(|r| r["kind"] == "membership" && r["status"] == "start").count();
     assert!(views <= starts, "{views} views got the stream, {starts} Starts were journaled");

@@ -38,6 +38,8 @@ pub(super) struct Stats {
     pub commit_failures: u64,
     /// Joins refused because they could not be accounted (journal failing, backlog full).
     pub joins_refused_unaccountable: u64,
+    /// New sessions refused for the same reasons: the port stays closed to them.
+    pub sessions_refused_unaccountable: u64,
     pub journal_read_errors: u64,
     /// Records that would not fit an Accounting-Request (kept in the journal, not sent).
     pub records_unencodable: u64,
@@ -57,6 +59,9 @@ pub(super) struct Accounting {
     grants: Vec<Grant>,
     /// Memberships whose Start is in `batch`: refused if it cannot be committed.
     admissions: Vec<(PortId, MacAddr, Channel)>,
+    /// New sessions whose Start is in `batch`: refused (the port stays closed to them)
+    /// if it cannot be committed.
+    session_starts: Vec<(PortId, MacAddr, String)>,
     /// Memberships refused for want of a journal: they get no Stop either.
     unrecorded: HashSet<AcctId>,
     /// Set while a session's memberships end with it: their Stops say why.
@@ -93,6 +98,7 @@ impl Accounting {
             batch: Batch::default(),
             grants: vec![],
             admissions: vec![],
+            session_starts: vec![],
             unrecorded: HashSet::new(),
             session_ending: None,
             interims: BTreeSet::new(),
@@ -198,13 +204,23 @@ impl Daemon {
     }
 
     /// A new session: stored and its Start journaled; the port opens after the commit.
-    pub(super) fn acct_session_start(&mut self, now: Instant, port: PortId, s: &Session) {
+    /// A new session: its Start goes into this batch and the port opens once that is
+    /// durable; with the journal failing or the backlog full it is refused instead (fail
+    /// closed, as joins are). False: refused.
+    pub(super) fn acct_session_start(&mut self, now: Instant, port: PortId, s: &Session) -> bool {
+        if self.acct.retry_commit_at.is_some() || self.acct.backlog() >= self.acct.max_backlog {
+            self.acct.stats.sessions_refused_unaccountable += 1;
+            warn!(port = &*s.port, mac = %s.mac, account = s.account, backlog = self.acct.backlog(), "session refused: it cannot be accounted");
+            return false;
+        }
+        self.acct.session_starts.push((port, s.mac, s.session_id.clone()));
         let r = self.acct.session_record(s, port, Status::Start, s.since);
         self.acct.record(r);
         self.acct.op(Op::PutSession(s.clone()));
         self.acct.grant(Grant::Authorize { port, mac: s.mac });
         let subject = Subject::Session { port, mac: s.mac, id: s.session_id.as_str().into() };
         self.acct.schedule(now, interim_of(s), subject);
+        true
     }
 
     pub(super) fn acct_session_stop(&mut self, port: PortId, s: &Session, cause: TerminateCause, time: u64) {
@@ -388,6 +404,7 @@ impl Daemon {
                 }
                 a.batch = Batch::default();
                 a.admissions.clear();
+                a.session_starts.clear();
                 let grants = std::mem::take(&mut a.grants);
                 self.carry_out(grants.into_iter());
                 !seqs.is_empty() && self.acct.delivery.is_some()
@@ -409,20 +426,37 @@ impl Daemon {
                     })
                     .collect();
                 let a = &mut self.acct;
-                let refused_names: HashSet<String> = refused_ids.iter().map(AcctId::to_string).collect();
+                // ... nor did the sessions that began in it: their ports stay closed
+                let new_sessions = std::mem::take(&mut a.session_starts);
+                let mut refused_names: HashSet<String> = refused_ids.iter().map(AcctId::to_string).collect();
+                refused_names.extend(new_sessions.iter().map(|(_, _, id)| id.clone()));
                 a.batch.records.retain(|r| !(r.status == Status::Start && refused_names.contains(&r.session_id)));
-                a.batch
-                    .ops
-                    .retain(|op| !matches!(op, Op::PutMembership(m) if refused_ids.contains(&m.acct_session_id)));
+                a.batch.ops.retain(|op| match op {
+                    Op::PutMembership(m) => !refused_ids.contains(&m.acct_session_id),
+                    Op::PutSession(s) => !refused_names.contains(&s.session_id),
+                    _ => true,
+                });
                 a.stats.joins_refused_unaccountable += refused_ids.len() as u64;
+                a.stats.sessions_refused_unaccountable += new_sessions.len() as u64;
                 a.unrecorded.extend(refused_ids);
+                // re-authentications of open sessions only: those ports are open already
                 let grants = std::mem::take(&mut a.grants);
-                self.carry_out(grants.into_iter().filter(|g| matches!(g, Grant::Authorize { .. })));
+                let new = |port: &PortId, mac: &MacAddr| new_sessions.iter().any(|(p, m, _)| (p, m) == (port, mac));
+                self.carry_out(
+                    grants.into_iter().filter(|g| matches!(g, Grant::Authorize { port, mac } if !new(port, mac))),
+                );
+                for (port, mac, id) in &new_sessions {
+                    if self.sessions.get(&(*port, *mac)).is_some_and(|s| s.session_id == *id) {
+                        self.sessions.remove(&(*port, *mac));
+                        warn!(port = self.ports[*port].name, mac = %mac, session = id, "session refused: it cannot be accounted");
+                        self.auth.handle_input(now, crate::auth::Input::Kick { port: *port, mac: *mac });
+                    }
+                }
                 let Some(m) = self.mcast.as_mut() else { return false };
                 for (port, mac, ch) in &refused {
                     m.tracker.revoke(now, *port, *mac, *ch);
                 }
-                !refused.is_empty()
+                !refused.is_empty() || !new_sessions.is_empty()
             }
         }
     }

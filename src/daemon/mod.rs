@@ -621,7 +621,11 @@ impl Daemon {
                             since: unix_now(),
                             attrs,
                         };
-                        self.acct_session_start(now, port, &s);
+                        if !self.acct_session_start(now, port, &s) {
+                            // no Start, no session: the authenticator forgets the host
+                            self.auth.handle_input(now, Input::Kick { port, mac });
+                            return;
+                        }
                         s
                     }
                 };
