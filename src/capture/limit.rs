@@ -41,18 +41,19 @@ impl Default for Config {
     }
 }
 
+/// A token bucket: `rate` per second, at most `burst` at once.
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
+pub(crate) struct Bucket {
     tokens: f64,
     last: Instant,
 }
 
 impl Bucket {
-    fn new(now: Instant, burst: f64) -> Self {
+    pub(crate) fn new(now: Instant, burst: f64) -> Self {
         Bucket { tokens: burst, last: now }
     }
 
-    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
+    pub(crate) fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
         let dt = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + dt * rate).min(burst);
         self.last = now;

@@ -328,7 +328,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                     "{:<10} {:<17} {:<20} {:<6} {:<10} {:<16} {}",
                     s.port,
                     s.mac,
-                    s.account,
+                    printable(&s.account),
                     s.method,
                     s.state,
                     s.session_id,
@@ -356,10 +356,10 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                     "{:<10} {:<17} {:<16} {:<24} {:<24} {:<20} {:<16} {}",
                     m.port,
                     m.mac.to_string(),
-                    m.account,
+                    printable(&m.account),
                     m.group.to_string(),
                     source,
-                    m.by,
+                    printable(&m.by),
                     m.session_id,
                     format_unix(m.since)
                 );
@@ -485,6 +485,19 @@ fn status_summary(s: &serde_json::Value) -> String {
 }
 
 /// `2026-11-23T21:50:04Z` from unix seconds (UTC, proleptic Gregorian).
+/// A subscriber's string (an account is whatever identity a supplicant or a server sent)
+/// as a table cell: control characters escaped, so that none can move the cursor, clear
+/// the screen or forge a line of the operator's terminal.
+fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(char::is_control) {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect::<String>()
+        .into()
+}
+
 fn format_unix(secs: u64) -> String {
     let days = secs / 86400;
     let rem = secs % 86400;
@@ -503,6 +516,13 @@ fn format_unix(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_characters_are_escaped() {
+        use super::printable;
+        assert_eq!(printable("alice"), "alice");
+        assert_eq!(printable("bob\u{1b}[2J\nroot"), "bob\\u{1b}[2J\\nroot");
+    }
+
     #[test]
     fn format_unix() {
         assert_eq!(super::format_unix(0), "1970-01-01T00:00:00Z");

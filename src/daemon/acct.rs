@@ -70,7 +70,7 @@ pub(super) struct Accounting {
     interim_default: Option<Duration>,
     pub delivery: Option<Delivery>,
     pub nas_identifier: String,
-    vendor_id: u32,
+    pub vendor_id: u32,
     nas_ports: Vec<u32>,
     max_backlog: usize,
     /// The last commit failed: new joins are refused until one succeeds.

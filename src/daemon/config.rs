@@ -72,7 +72,8 @@ pub struct Metrics {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DynamicAuthorization {
-    #[serde(default = "default_das_listen")]
+    /// Required: a management address. A wildcard would also listen on the bridge's
+    /// address in the subscribers' own subnet.
     pub listen: std::net::SocketAddr,
     /// A request's Event-Timestamp must be this close to the clock (replay protection).
     #[serde(default = "default_das_window", deserialize_with = "duration")]
@@ -89,9 +90,6 @@ pub struct DasClient {
     pub secret_file: Spanned<PathBuf>,
 }
 
-fn default_das_listen() -> std::net::SocketAddr {
-    "0.0.0.0:3799".parse().unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 3799)))
-}
 fn default_das_window() -> Duration {
     Duration::from_secs(300)
 }

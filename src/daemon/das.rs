@@ -4,14 +4,18 @@
 
 use super::{unix_now, Daemon};
 use crate::auth::{Input, PortId};
+use crate::capture::limit::Bucket;
+use crate::loglimit::LogLimit;
 use crate::radius::das::{self, cause, Kind};
 use crate::store::{Op, Session};
 use crate::wire::MacAddr;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
-use tracing::{info, warn};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
 
 /// Request authenticators remembered against replays (within the timestamp window).
 const SEEN: usize = 4096;
@@ -28,8 +32,71 @@ pub(super) struct Stats {
     pub memberships_revoked: u64,
 }
 
+/// What the socket's reader task drops before anything reaches the daemon's queue.
+#[derive(Debug, Default)]
+pub(super) struct ReaderStats {
+    pub unknown_client: AtomicU64,
+    pub over_rate: AtomicU64,
+    pub queue_full: AtomicU64,
+}
+
+/// Requests per second, and at once, that one configured client may send.
+const CLIENT_RATE: f64 = 100.0;
+const CLIENT_BURST: f64 = 200.0;
+/// Requests waiting for the daemon: its own queue, so that a flood at this port never
+/// delays a frame of the access ports.
+pub(super) const QUEUE: usize = 256;
+
+/// Reads the socket: a datagram from an address that is no configured client is dropped
+/// here (counted, logged once a minute per source), a client over its rate too, and
+/// what is left goes to the daemon without ever waiting for room.
+pub(super) fn spawn_reader(
+    sock: tokio::net::UdpSocket,
+    clients: Vec<IpAddr>,
+    tx: tokio::sync::mpsc::Sender<super::Event>,
+    stats: Arc<ReaderStats>,
+) {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; crate::radius::MAX_LEN + 1];
+        let now = Instant::now();
+        let mut buckets: Vec<Bucket> = clients.iter().map(|_| Bucket::new(now, CLIENT_BURST)).collect();
+        let mut log = LogLimit::new(Duration::from_secs(60), 1024);
+        loop {
+            let (n, from) = match sock.recv_from(&mut buf).await {
+                Ok(r) => r,
+                Err(e) => {
+                    debug!("dynamic authorization socket: {e}");
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            let Some(i) = clients.iter().position(|c| *c == from.ip()) else {
+                stats.unknown_client.fetch_add(1, Ordering::Relaxed);
+                if log.allow(now, from.ip()) {
+                    warn!(%from, "dynamic authorization request from an unknown client dropped (logged once a minute per source)");
+                }
+                continue;
+            };
+            if !buckets[i].take(now, CLIENT_RATE, CLIENT_BURST) {
+                stats.over_rate.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            match tx.try_send(super::Event::Das { from, bytes: buf[..n].to_vec() }) {
+                Ok(()) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                    stats.queue_full.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    });
+}
+
 pub(super) struct Das {
     pub socket: std::net::UdpSocket,
+    pub reader: Arc<ReaderStats>,
+    /// Drops logged once a minute per source.
+    log: LogLimit<IpAddr>,
     clients: Vec<(IpAddr, Vec<u8>)>,
     window: u64,
     seen: VecDeque<(IpAddr, [u8; 16])>,
@@ -38,13 +105,46 @@ pub(super) struct Das {
 }
 
 impl Das {
-    pub fn new(socket: std::net::UdpSocket, clients: Vec<(IpAddr, Vec<u8>)>, window: u64) -> Self {
-        Das { socket, clients, window, seen: VecDeque::new(), seen_set: HashSet::new(), stats: Stats::default() }
+    pub fn new(
+        socket: std::net::UdpSocket,
+        reader: Arc<ReaderStats>,
+        clients: Vec<(IpAddr, Vec<u8>)>,
+        window: u64,
+    ) -> Self {
+        Das {
+            socket,
+            reader,
+            log: LogLimit::new(Duration::from_secs(60), 1024),
+            clients,
+            window,
+            seen: VecDeque::new(),
+            seen_set: HashSet::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The counters, the reader's drops among them.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        let r = &self.reader;
+        for (why, n) in [
+            ("unknown client", &r.unknown_client),
+            ("over the client's rate", &r.over_rate),
+            ("queue full", &r.queue_full),
+        ] {
+            let n = n.load(Ordering::Relaxed);
+            if n > 0 {
+                *s.dropped.entry(why.to_string()).or_default() += n;
+            }
+        }
+        s
     }
 
     fn drop(&mut self, from: SocketAddr, why: &str) {
         *self.stats.dropped.entry(why.to_string()).or_default() += 1;
-        warn!(%from, "dynamic authorization request dropped: {why}");
+        if self.log.allow(Instant::now(), from.ip()) {
+            warn!(%from, "dynamic authorization request dropped: {why} (logged once a minute per source)");
+        }
     }
 
     /// False when this request was seen before (a replay).
@@ -148,7 +248,9 @@ impl Daemon {
         let Some(s) = self.sessions.get_mut(&(port, mac)) else { return };
         s.attrs.filter_ids = filter_ids.to_vec();
         s.attrs.vendor = vendor.to_vec();
-        info!(port = s.port, mac = %mac, account = s.account, packages = ?filter_ids, "packages changed");
+        // every source of packages (Filter-Id, mcgate's and the other vendors' attributes)
+        let packages = crate::policy::entitlement_from_attrs(&s.attrs, self.acct.vendor_id).packages;
+        info!(port = s.port, mac = %mac, account = s.account, ?packages, "packages changed");
         self.acct.op(Op::PutSession(s.clone()));
         let revoked = self.mcast_reevaluate(now, port, mac);
         if let Some(d) = self.das.as_mut() {

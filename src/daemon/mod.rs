@@ -132,6 +132,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         .find(|l| l.name == cfg.switch.bridge)
         .ok_or_else(|| anyhow!("bridge {} not found", cfg.switch.bridge))?;
     let (tx, mut rx) = mpsc::channel::<Event>(4096);
+    // CoA/Disconnect requests wait in a queue of their own (see das::spawn_reader)
+    let (das_tx, mut das_rx) = mpsc::channel::<Event>(das::QUEUE);
 
     let mut ports = Vec::new();
     let mut port_configs = Vec::new();
@@ -213,11 +215,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             let sock = std::net::UdpSocket::bind(da.listen)
                 .with_context(|| format!("dynamic authorization socket {}", da.listen))?;
             sock.set_nonblocking(true)?;
-            spawn_das_reader(UdpSocket::from_std(sock.try_clone()?)?, tx.clone());
-            let clients =
-                da.clients.iter().map(|c| c.get_ref().address).zip(loaded.das_secrets.iter().cloned()).collect();
+            let addresses: Vec<_> = da.clients.iter().map(|c| c.get_ref().address).collect();
+            let reader = Arc::new(das::ReaderStats::default());
+            das::spawn_reader(UdpSocket::from_std(sock.try_clone()?)?, addresses.clone(), das_tx, reader.clone());
+            let clients = addresses.into_iter().zip(loaded.das_secrets.iter().cloned()).collect();
             info!(listen = %da.listen, "dynamic authorization (RFC 5176) on");
-            Some(das::Das::new(sock, clients, da.event_timestamp_window.as_secs()))
+            Some(das::Das::new(sock, reader, clients, da.event_timestamp_window.as_secs()))
         }
         None => None,
     };
@@ -293,6 +296,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                     d.handle_event(now, ev);
                 }
             }
+            Some(ev) = das_rx.recv() => d.handle_event(Instant::now(), ev),
             _ = sleep => {
                 let now = Instant::now();
                 d.radius.handle_timeout(now);
@@ -316,6 +320,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             m.stats.batch_since = None;
         }
     }
+    // what the last events did is committed before the process goes (its grants too)
+    d.drain(Instant::now());
     let _ = std::fs::remove_file(&cfg.switch.control_socket);
     Ok(())
 }
@@ -741,7 +747,7 @@ impl Daemon {
                 "radius_pending": self.radius.pending(),
                 "io": self.io,
                 "limits": self.ports.iter().map(|p| (p.name.clone(), p.limits.view())).collect::<std::collections::BTreeMap<_, _>>(),
-                "dynamic_authorization": self.das.as_ref().map(|d| &d.stats),
+                "dynamic_authorization": self.das.as_ref().map(|d| d.stats()),
                 "accounting": serde_json::json!({
                     "backlog": self.acct.backlog(),
                     "journal": self.acct.stats,
@@ -810,22 +816,6 @@ fn spawn_capture(port: PortId, p: &Port, limits: limit::Config, tx: mpsc::Sender
             };
             if tx.send(ev).await.is_err() {
                 return;
-            }
-        }
-    });
-}
-
-fn spawn_das_reader(sock: UdpSocket, tx: mpsc::Sender<Event>) {
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; crate::radius::MAX_LEN + 1];
-        loop {
-            match sock.recv_from(&mut buf).await {
-                Ok((n, from)) => {
-                    if tx.send(Event::Das { from, bytes: buf[..n].to_vec() }).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => debug!("dynamic authorization socket: {e}"),
             }
         }
     });

@@ -64,15 +64,19 @@ const USAGE_TABLE: &str = "mcgate_usage";
 /// NFPROTO_BRIDGE
 const FAMILY_BRIDGE: u8 = 7;
 
+/// Where Debian's nftables package puts `nft`: by absolute path, so that a PATH of the
+/// environment mcgate was started from never picks the program that edits its rules.
+const NFT: &str = "/usr/sbin/nft";
+
 fn nft(script: &str) -> Result<(), Error> {
     use std::io::Write;
-    let mut child = Command::new("nft")
+    let mut child = Command::new(NFT)
         .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Error::Nft(format!("running nft: {e}")))?;
+        .map_err(|e| Error::Nft(format!("running {NFT}: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(script.as_bytes()).map_err(|e| Error::Nft(e.to_string()))?;
     }

@@ -7,7 +7,7 @@
 //! the authenticator field zeroed) verify, and its Event-Timestamp lies within the
 //! window (replay protection, RFC 5176 3.5); everything else is dropped and counted.
 
-use super::{attr, encode_raw, hmac_md5, md5_parts, sign_reply, Attributes, EncodeError, HEADER_LEN};
+use super::{attr, encode_raw, hmac_md5, md5_parts, same, sign_reply, Attributes, EncodeError, HEADER_LEN};
 
 pub const DISCONNECT_REQUEST: u8 = 40;
 pub const DISCONNECT_ACK: u8 = 41;
@@ -115,12 +115,12 @@ pub fn verify(bytes: &[u8], secret: &[u8], now: u64, window: u64) -> Result<Requ
     }
     // Request Authenticator: MD5 over the packet with a zeroed authenticator, then the secret
     let zero = [0u8; 16];
-    if md5_parts(&[&pkt[..4], &zero, &pkt[20..], secret]) != req.authenticator {
+    if !same(&md5_parts(&[&pkt[..4], &zero, &pkt[20..], secret]), &req.authenticator) {
         return Err(Drop::BadAuthenticator);
     }
     let ma_at = ma_at.ok_or(Drop::MissingMessageAuthenticator)?;
     let mac = hmac_md5(secret, &[&pkt[..4], &zero, &pkt[20..ma_at], &zero, &pkt[ma_at + 16..]]);
-    if mac != pkt[ma_at..ma_at + 16] {
+    if !same(&mac, &pkt[ma_at..ma_at + 16]) {
         return Err(Drop::BadMessageAuthenticator);
     }
     let ts = req.event_timestamp.ok_or(Drop::MissingEventTimestamp)? as u64;

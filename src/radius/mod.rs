@@ -106,6 +106,12 @@ pub const MAX_LEN: usize = 4096;
 /// The largest value one attribute carries; longer EAP messages are split (RFC 3579 3.1).
 pub const MAX_ATTR_VALUE: usize = 253;
 
+/// Authenticators compared in constant time: how long a comparison takes says nothing
+/// about how many leading octets of a forgery were right.
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
+}
+
 /// HMAC-MD5 (RFC 2104) over `parts`, keyed with `key`.
 pub fn hmac_md5(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
     let mut k = [0u8; 64];
@@ -219,7 +225,7 @@ fn verify<'a>(
         }
     }
     let expect = md5_parts(&[&pkt[..4], request_authenticator, attrs, secret]);
-    if expect != pkt[4..20] {
+    if !same(&expect, &pkt[4..20]) {
         return Err(ReplyError::BadResponseAuthenticator);
     }
     let ma_at = match ma_at {
@@ -231,7 +237,7 @@ fn verify<'a>(
     // of the Response Authenticator and the Message-Authenticator value zeroed.
     let zero = [0u8; 16];
     let mac = hmac_md5(secret, &[&pkt[..4], request_authenticator, &pkt[20..ma_at], &zero, &pkt[ma_at + 16..]]);
-    if mac != pkt[ma_at..ma_at + 16] {
+    if !same(&mac, &pkt[ma_at..ma_at + 16]) {
         return Err(ReplyError::BadMessageAuthenticator);
     }
     Ok(pkt)
