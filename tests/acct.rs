@@ -233,6 +233,7 @@ fn peap_bills_the_inner_identity_that_freeradius_verified_not_the_outer_one() {
     logoff(&tb, 1);
     delivered(&tb, Duration::from_secs(10));
     let _ = stream.kill();
+    let _ = stream.wait();
     let users = tb.psql("SELECT DISTINCT username FROM radacct");
     assert_eq!(users, vec![vec!["bob".to_string()]], "radacct");
     let (records, _) = export(&tb, &["--format", "jsonl"]);
