@@ -37,6 +37,11 @@ fn testbed(tag: &str, hosts: usize) -> Testbed {
 
 /// `accounting`: more lines for the [accounting] section.
 fn testbed_with(tag: &str, hosts: usize, accounting: &str) -> Testbed {
+    testbed_to(tag, hosts, accounting, "127.0.0.1:1813")
+}
+
+/// As `testbed_with`, accounting to `server`.
+fn testbed_to(tag: &str, hosts: usize, accounting: &str, server: &str) -> Testbed {
     let mut tb = Testbed::new(tag, hosts);
     tb.radius_sql(1812);
     let ports: Vec<(String, &str)> = (1..=hosts).map(|i| (format!("p{i}"), "dot1x")).collect();
@@ -48,7 +53,7 @@ fn testbed_with(tag: &str, hosts: usize, accounting: &str) -> Testbed {
     let t = t
         + "\n[accounting]\ninterim_interval = \"0s\"\nretry = \"500ms\"\nmax_retry = \"2s\"\n"
         + accounting
-        + "\n[[accounting.server]]\naddress = \"127.0.0.1:1813\"\nsecret_file = \"secret\"\n";
+        + &format!("\n[[accounting.server]]\naddress = \"{server}\"\nsecret_file = \"secret\"\n");
     std::fs::write(&cfg, t).unwrap();
     tb.multicast(POLICY, "");
     tb.start_mcgate();
@@ -415,10 +420,10 @@ impl Drop for SmallDisk {
 }
 
 #[test]
-fn a_full_disk_refuses_joins_and_sessions_loudly_and_loses_nothing() {
-    let mut tb = Testbed::new("af", 2);
+fn a_full_disk_refuses_joins_loudly_and_loses_nothing() {
+    let mut tb = Testbed::new("af", 1);
     tb.radius_sql(1812);
-    let cfg = tb.config(&[("p1", "dot1x"), ("p2", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", RADIUS);
+    let cfg = tb.config(&[("p1", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", RADIUS);
     let disk = SmallDisk::new(tb.dir.join("small"), "4m");
     let t = std::fs::read_to_string(&cfg).unwrap().replace("mcgate.redb", "small/mcgate.redb").replace(
         "mode = \"dot1x\"\n",
@@ -445,14 +450,6 @@ fn a_full_disk_refuses_joins_and_sessions_loudly_and_loses_nothing() {
     assert!(refused(&tb) > Some(0), "no join refused after {zaps} zaps on a full disk:\n{}", tb.log());
     assert!(tb.log().contains("JOURNAL COMMIT FAILED"), "{}", tb.log());
     views += watched(&zap(&tb, 1, "239.1.1.1", 3));
-    // a new session cannot be accounted either: its port stays closed (fail closed)
-    let sessions_refused =
-        || tb.status().unwrap()["accounting"]["journal"]["sessions_refused_unaccountable"].as_u64().unwrap_or(0);
-    tb.supplicant(2, "bob", "bobpass", "md5");
-    assert!(wait_until(Duration::from_secs(15), || sessions_refused() >= 1), "{}", tb.log());
-    assert!(tb.session_of("p2").is_none(), "{:?}", tb.sessions());
-    assert!(!tb.fdb_static().contains("dev p2"), "{}", tb.fdb_static());
-    assert!(!tb.ping(2), "a session without its Start opened the port");
 
     // room again: joins are admitted and accounted
     std::fs::remove_file(disk.0.join("filler")).unwrap();
@@ -460,9 +457,6 @@ fn a_full_disk_refuses_joins_and_sessions_loudly_and_loses_nothing() {
     let z = zap(&tb, 1, "239.1.1.1", 2);
     assert_eq!(watched(&z), 2, "{z}\n{}", tb.log());
     views += 2;
-    // ... and the refused host gets in at its next try (mcgate asks it again)
-    assert!(wait_until(Duration::from_secs(15), || tb.session_of("p2").is_some()), "{}", tb.log());
-    assert!(wait_until(Duration::from_secs(5), || tb.ping(2)));
     let (since_fill, _) = export(&tb, &["--since", &cursor.to_string()]);
     let starts = since_fill.iter().filter(|r| r["kind"] == "membership" && r["status"] == "start").count();
     assert!(views <= starts, "{views} views got the stream, {starts} Starts were journaled");
@@ -477,6 +471,27 @@ fn a_full_disk_refuses_joins_and_sessions_loudly_and_loses_nothing() {
     }
     let _ = stream.kill();
     let _ = stream.wait();
+}
+
+#[test]
+fn sessions_fail_closed_like_joins_when_their_start_cannot_be_accounted() {
+    // nothing answers accounting: Accounting-On and alice's Start fill a backlog of 2
+    let tb = testbed_to("as", 2, "max_backlog = 2", "127.0.0.1:1999");
+    login(&tb, 1, "alice");
+    assert!(wait_until(Duration::from_secs(5), || backlog(&tb) >= Some(2)), "{:?}", tb.status());
+    let refused =
+        || tb.status().unwrap()["accounting"]["journal"]["sessions_refused_unaccountable"].as_u64().unwrap_or(0);
+    tb.supplicant(2, "bob", "bobpass", "md5");
+    assert!(wait_until(Duration::from_secs(15), || refused() >= 1), "{}", tb.log());
+    // FreeRADIUS said yes, and still the port stays closed: no Start, no session
+    assert!(tb.log().contains("session refused: it cannot be accounted"), "{}", tb.log());
+    assert!(tb.session_of("p2").is_none(), "{:?}", tb.sessions());
+    assert!(!tb.fdb_static().contains("dev p2"), "{}", tb.fdb_static());
+    assert!(!tb.ping(2), "a session without its Start opened the port");
+    let (records, _) = export(&tb, &[]);
+    assert!(!records.iter().any(|r| r["user_name"] == "bob"), "{records:?}");
+    // alice's open session is untouched
+    assert!(tb.session_of("p1").is_some() && tb.ping(1));
 }
 
 #[test]
