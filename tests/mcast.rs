@@ -267,6 +267,9 @@ fn a_restart_keeps_admitted_streams_flowing() {
     let join = tb.mcast_py("h1", &["recv", "239.1.1.1", "--seconds", "12"]);
     assert!(wait_until(Duration::from_secs(5), || tb.memberships().len() == 1), "{}", tb.log());
     let before = tb.memberships()[0].clone();
+    // the stream flows before the stop (its sender may still be starting up)
+    let flowing = || packets(&result(tb.mcast_py("h1", &["sniff", "239.1.1.1", "--seconds", "1"]))) > 100;
+    assert!(wait_until(Duration::from_secs(5), flowing), "stream not flowing before the stop");
 
     tb.stop_mcgate();
     let wire = result(tb.mcast_py("h1", &["sniff", "239.1.1.1", "--seconds", "1"]));
