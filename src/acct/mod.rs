@@ -193,7 +193,8 @@ impl Record {
     }
 
     /// The Accounting-Request that carries this record, sent at unix time `now`; an
-    /// error if a value does not fit its attribute (never cut).
+    /// error if a vendor value does not fit its attribute (never cut). The client checks
+    /// the whole request's bounds when it takes it.
     pub fn to_request(&self, nas_identifier: &str, vendor_id: u32, now: u64) -> Result<Request, EncodeError> {
         let text = |t: u8, s: &str| Attr::Bytes(t, s.as_bytes().to_vec());
         let mut attrs = vec![
@@ -252,9 +253,7 @@ impl Record {
         if delay > 0 {
             attrs.push(Attr::U32(attr::ACCT_DELAY_TIME, delay.min(u32::MAX as u64) as u32));
         }
-        let request = Request { code: Code::AccountingRequest, attrs };
-        request.encoded_len()?;
-        Ok(request)
+        Ok(Request { code: Code::AccountingRequest, attrs })
     }
 
     /// The CSV columns, in [`CSV_HEADER`]'s order.

@@ -484,7 +484,6 @@ fn status_summary(s: &serde_json::Value) -> String {
     rows.iter().map(|(k, v)| format!("{k:<44} {v}\n")).collect()
 }
 
-/// `2026-11-23T21:50:04Z` from unix seconds (UTC, proleptic Gregorian).
 /// A subscriber's string (an account is whatever identity a supplicant or a server sent)
 /// as a table cell: control characters escaped, so that none can move the cursor, clear
 /// the screen or forge a line of the operator's terminal.
@@ -498,6 +497,7 @@ fn printable(s: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
+/// `2026-11-23T21:50:04Z` from unix seconds (UTC, proleptic Gregorian).
 fn format_unix(secs: u64) -> String {
     let days = secs / 86400;
     let rem = secs % 86400;

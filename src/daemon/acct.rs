@@ -131,6 +131,12 @@ impl Accounting {
         self.grants.retain(|g| *g != revoked);
     }
 
+    /// Whether a new Start can be accounted: the journal commits and the backlog has
+    /// room. Without, new sessions and joins are refused (fail closed).
+    fn can_account(&self) -> bool {
+        self.retry_commit_at.is_none() && self.backlog() < self.max_backlog
+    }
+
     pub fn backlog(&self) -> usize {
         self.delivery.as_ref().map_or(0, |d| d.sender.backlog())
     }
@@ -203,12 +209,11 @@ impl Daemon {
         self.sessions.get(&(port, mac)).map(|s| s.attrs.class.clone()).unwrap_or_default()
     }
 
-    /// A new session: stored and its Start journaled; the port opens after the commit.
     /// A new session: its Start goes into this batch and the port opens once that is
     /// durable; with the journal failing or the backlog full it is refused instead (fail
     /// closed, as joins are). False: refused.
     pub(super) fn acct_session_start(&mut self, now: Instant, port: PortId, s: &Session) -> bool {
-        if self.acct.retry_commit_at.is_some() || self.acct.backlog() >= self.acct.max_backlog {
+        if !self.acct.can_account() {
             self.acct.stats.sessions_refused_unaccountable += 1;
             warn!(port = &*s.port, mac = %s.mac, account = s.account, backlog = self.acct.backlog(), "session refused: it cannot be accounted");
             return false;
@@ -245,7 +250,7 @@ impl Daemon {
             self.acct.op(Op::PutMembership(m.clone()));
             return true;
         }
-        if self.acct.retry_commit_at.is_some() || self.acct.backlog() >= self.acct.max_backlog {
+        if !self.acct.can_account() {
             self.acct.stats.joins_refused_unaccountable += 1;
             self.acct.unrecorded.insert(m.acct_session_id);
             warn!(port = &*m.port, mac = %m.mac, group = %m.group, backlog = self.acct.backlog(), "join refused: it cannot be accounted");
@@ -452,10 +457,12 @@ impl Daemon {
                         self.auth.handle_input(now, crate::auth::Input::Kick { port: *port, mac: *mac });
                     }
                 }
-                let Some(m) = self.mcast.as_mut() else { return false };
-                for (port, mac, ch) in &refused {
-                    m.tracker.revoke(now, *port, *mac, *ch);
+                if let Some(m) = self.mcast.as_mut() {
+                    for (port, mac, ch) in &refused {
+                        m.tracker.revoke(now, *port, *mac, *ch);
+                    }
                 }
+                // the revocations and kicks made outputs for the caller to carry out
                 !refused.is_empty() || !new_sessions.is_empty()
             }
         }

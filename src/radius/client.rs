@@ -6,8 +6,8 @@
 //! never reach it); the transport feeds datagrams in with the server's index.
 
 use super::{
-    attr, attrs_len, encode_raw, md5_parts, sign_request, verify_accounting_response, verify_reply, Code, EncodeError,
-    Packet, ReplyError, HEADER_LEN, MAX_LEN,
+    attr, encode_raw, md5_parts, sign_request, verify_accounting_response, verify_reply, Code, EncodeError, Packet,
+    ReplyError,
 };
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
@@ -79,11 +79,7 @@ impl Request {
         let signed = self.code != Code::AccountingRequest;
         let ma = signed.then_some((attr::MESSAGE_AUTHENTICATOR, 16));
         let lens = self.attrs.iter().map(Attr::wire_len).collect::<Result<Vec<_>, _>>()?;
-        let len = HEADER_LEN + attrs_len(ma.into_iter().chain(lens))?;
-        if len > MAX_LEN {
-            return Err(EncodeError::PacketTooLong { len });
-        }
-        Ok(len)
+        super::packet_len(ma.into_iter().chain(lens))
     }
 }
 

@@ -281,30 +281,32 @@ pub fn sign_reply(pkt: &mut [u8], request_authenticator: &[u8; 16], secret: &[u8
     pkt[4..20].copy_from_slice(&auth);
 }
 
-/// The octets `attrs` take in a packet, if every value fits its attribute.
-pub fn attrs_len(attrs: impl IntoIterator<Item = (u8, usize)>) -> Result<usize, EncodeError> {
-    attrs.into_iter().try_fold(0, |sum, (ty, len)| {
+/// The length of a packet of attributes given as (type, value length), if every value
+/// fits its attribute and the packet fits RADIUS's 4096 octets.
+pub fn packet_len(attrs: impl IntoIterator<Item = (u8, usize)>) -> Result<usize, EncodeError> {
+    let len = attrs.into_iter().try_fold(HEADER_LEN, |sum, (ty, len)| {
         if len > MAX_ATTR_VALUE {
             return Err(EncodeError::ValueTooLong { ty, len });
         }
         Ok(sum + 2 + len)
-    })
+    })?;
+    if len > MAX_LEN {
+        return Err(EncodeError::PacketTooLong { len });
+    }
+    Ok(len)
 }
 
 /// Builds a raw packet from (type, value) pairs. A value over 253 octets or a packet over
 /// 4096 is refused; values longer than one attribute are the caller's to split (RFC 3579
 /// 3.1 for EAP-Message).
 pub fn encode_raw(code: u8, id: u8, authenticator: &[u8; 16], attrs: &[(u8, &[u8])]) -> Result<Vec<u8>, EncodeError> {
-    let len = HEADER_LEN + attrs_len(attrs.iter().map(|(ty, v)| (*ty, v.len())))?;
-    if len > MAX_LEN {
-        return Err(EncodeError::PacketTooLong { len });
-    }
+    let len = packet_len(attrs.iter().map(|(ty, v)| (*ty, v.len())))?;
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&[code, id]);
     out.extend_from_slice(&(len as u16).to_be_bytes());
     out.extend_from_slice(authenticator);
     for (ty, v) in attrs {
-        // both bounded above: a value is at most 253 octets, the packet at most 4096
+        // packet_len bounded both: a value is at most 253 octets, the packet at most 4096
         out.extend_from_slice(&[*ty, (v.len() + 2) as u8]);
         out.extend_from_slice(v);
     }
