@@ -100,7 +100,7 @@ impl McastState {
         if bridge_v4.is_none() {
             warn!(
                 bridge = cfg.switch.bridge,
-                "the bridge has no IPv4 address: its querier stays silent and snooping floods (DESIGN.md)"
+                "the bridge has no IPv4 address: its querier stays silent and snooping floods (docs/peers-and-kernel.md)"
             );
         }
         let bridge_ll6 =
