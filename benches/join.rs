@@ -2,7 +2,7 @@
 //! bridge with plain kernel snooping and no mcgate, in one run, on the same topology.
 //! Both ports leave fast (mcgate: `single_host`; kernel: `fastleave on`), and neither
 //! floods unregistered multicast to the port, so every join is a fresh decision.
-//! The stream runs at 997 packets/s (detuned from the 4 ms timer tick, PEERS.md).
+//! The stream runs at 997 packets/s (detuned from the 4 ms timer tick, docs/peers-and-kernel.md).
 //!
 //!     sudo cargo bench --bench join          (JOINS=200 by default)
 

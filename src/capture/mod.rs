@@ -1,7 +1,7 @@
 //! AF_PACKET capture per access port, with a classic-BPF filter in the kernel so that
 //! only EAPOL, IGMP and MLD frames reach user space (every data frame of a port would
 //! otherwise be copied up). MLD sits behind an IPv6 Hop-by-Hop header, so the filter
-//! looks for Next Header 0, not ICMPv6 (DESIGN.md).
+//! looks for Next Header 0, not ICMPv6 (docs/peers-and-kernel.md).
 
 pub mod limit;
 

@@ -1,5 +1,5 @@
-//! The Linux bridge dataplane, over rtnetlink (see DESIGN.md for the kernel
-//! behaviour each step relies on).
+//! The Linux bridge dataplane, over rtnetlink (see docs/peers-and-kernel.md for
+//! the kernel behaviour each step relies on).
 
 use super::netlink::{br, brport, Netlink, RTPROT_MCGATE};
 use super::{Dataplane, Error, MdbEntry};

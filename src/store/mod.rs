@@ -1,5 +1,5 @@
-//! The embedded database (redb: ACID, crash-safe, stable format; see DESIGN.md for
-//! why not sled). One file; tables are versioned by name.
+//! The embedded database (redb: ACID, crash-safe, stable format; see
+//! docs/peers-and-kernel.md for why not sled). One file; tables are versioned by name.
 
 use crate::acct::Record;
 use crate::auth::{Method, ReplyAttrs};
