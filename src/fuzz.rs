@@ -251,8 +251,9 @@ pub fn tracker(data: &[u8]) {
 
 /// The RADIUS client, two servers, fed requests, any datagrams and clock steps.
 pub fn radius_client(data: &[u8]) {
-    let servers =
-        (0..2).map(|i| Server { addr: ([127, 0, 0, 1], 1812 + i).into(), secret: b"s3cret".to_vec() }).collect();
+    let servers = (0..2)
+        .map(|i| Server { addr: ([127, 0, 0, 1], 1812 + i).into(), secret: crate::radius::Secret(b"s3cret".to_vec()) })
+        .collect();
     let mut c = Client::new(client::Config::default(), servers);
     let mut now = Instant::now();
     let mut b = Bytes(data);

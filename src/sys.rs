@@ -36,6 +36,12 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) ->
     .map(drop)
 }
 
+/// The process's effective user and group.
+pub fn euid_egid() -> (u32, u32) {
+    // SAFETY: neither call can fail or touches memory.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
 /// Interface index of `name` in the current network namespace.
 pub fn if_index(name: &str) -> io::Result<u32> {
     let c = std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;

@@ -404,3 +404,78 @@ fn the_systemd_unit_verifies() {
     assert!(out.status.success() && !err.contains("mcgate.service"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Seconds of CPU the process has used (user + system).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // the fields after the command's closing parenthesis; utime and stime are 14th and 15th
+    let rest: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: u64 = rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+#[test]
+fn the_control_socket_answers_only_root_and_the_listeners_back_off_when_out_of_descriptors() {
+    let tb = testbed("oc");
+    let cfg = tb.dir.join("mcgate.toml");
+    // another user, even with the socket's mode opened up, gets no answer
+    common::run(Command::new("chmod").arg("666").arg(tb.socket()));
+    common::run(Command::new("chmod").arg("755").arg(&tb.dir));
+    let other = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", common::MCGATE, "status", "-s"])
+        .arg(tb.socket())
+        .output()
+        .unwrap();
+    assert!(!other.status.success(), "another user was answered: {}", String::from_utf8_lossy(&other.stdout));
+    assert!(tb.log().contains("control socket: refused a connection from another user"), "{}", tb.log());
+    // read-only commands need no secret
+    std::fs::rename(tb.dir.join("secret"), tb.dir.join("secret.away")).unwrap();
+    let status = Command::new(common::MCGATE).args(["status", "-c"]).arg(&cfg).output().unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let check = Command::new(common::MCGATE).args(["check", "-c"]).arg(&cfg).output().unwrap();
+    assert!(String::from_utf8_lossy(&check.stderr).contains("secret_file"), "check did not need the secret");
+    std::fs::rename(tb.dir.join("secret.away"), tb.dir.join("secret")).unwrap();
+
+    // out of descriptors: four more than it has open, then twelve scrapers hold connections
+    let pid = tb.daemon_pid().unwrap();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let pid_arg = pid.to_string();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let (soft, hard) = match line.split_whitespace().collect::<Vec<_>>()[..] {
+        [_, _, _, soft, hard, ..] => (soft.to_string(), hard.to_string()),
+        _ => panic!("{line}"),
+    };
+    // the soft limit only: raising a hard one back needs CAP_SYS_RESOURCE
+    common::run(Command::new("prlimit").args(["--pid", &pid_arg, &format!("--nofile={}:{hard}", open + 4)]));
+    let mut holders = Command::new("ip")
+        .args(["netns", "exec", &tb.ns("sw"), "python3", "-c"])
+        .arg(
+            "import socket,time\n\
+             s=[socket.create_connection(('127.0.0.1',9470)) for _ in range(12)]\n\
+             time.sleep(4)",
+        )
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let spent = cpu_seconds(pid) - before;
+    let _ = holders.wait();
+    println!("CPU while accept failed with EMFILE for 3 s: {spent:.2} s");
+    assert!(tb.log().contains("metrics: accept failed"), "no EMFILE seen:\n{}", tb.log());
+    // a loop retrying at once would use a core the whole time
+    assert!(spent < 1.0, "{spent:.2} s of CPU in 3 s: the accept loop spins");
+    assert_eq!(tb.log().matches("metrics: accept failed").count(), 1, "logged once a minute");
+    // descriptors back: the endpoint and the socket answer again
+    common::run(Command::new("prlimit").args(["--pid", &pid_arg, &format!("--nofile={soft}:{hard}")]));
+    let scrape = || {
+        Command::new("ip")
+            .args(["netns", "exec", &tb.ns("sw"), "curl", "-s", "-m", "5", "http://127.0.0.1:9470/metrics"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("mcgate_sessions 1"))
+            .unwrap_or(false)
+    };
+    assert!(wait_until(Duration::from_secs(5), scrape), "{}", tb.log());
+    assert!(tb.status().is_some());
+}

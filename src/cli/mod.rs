@@ -163,7 +163,7 @@ impl Journal {
         if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
             return Ok(Journal::Daemon(socket));
         }
-        let db = load(&target.config)?.config.switch.database;
+        let db = settings(&target.config)?.switch.database;
         let store = crate::store::Store::open(&db)
             .with_context(|| format!("mcgate is not running and its database {} cannot be opened", db.display()))?;
         Ok(Journal::Store(store))
@@ -270,12 +270,17 @@ impl Target {
         if let Some(s) = &self.socket {
             return Ok(s.clone());
         }
-        Ok(load(&self.config)?.config.switch.control_socket)
+        Ok(settings(&self.config)?.switch.control_socket)
     }
 }
 
 fn load(path: &Path) -> anyhow::Result<config::Loaded> {
     config::load(path).map_err(|e| anyhow!("{e}"))
+}
+
+/// The configuration without its secrets or policy: enough to find the daemon.
+fn settings(path: &Path) -> anyhow::Result<config::Config> {
+    config::load_settings(path).map_err(|e| anyhow!("{e}"))
 }
 
 /// Text for people (colour on a terminal; no timestamps under systemd, whose journal
@@ -297,11 +302,17 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Run { config } => {
             let loaded = load(&config)?;
             init_logging(&loaded.config.switch.log_level, loaded.config.switch.log_format);
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(daemon::run(loaded))
         }
         Command::Check { config } => {
             let loaded = load(&config)?;
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "{}: ok ({} ports, {} RADIUS servers)",
                 config.display(),

@@ -2,7 +2,9 @@
 //! `file:line: what was expected`.
 
 use crate::auth::PortMode;
+use crate::radius::Secret;
 use serde::Deserialize;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
@@ -334,15 +336,17 @@ fn is_interface_name(name: &str) -> bool {
 #[derive(Debug)]
 pub struct Loaded {
     pub config: Config,
-    pub secrets: Vec<Vec<u8>>,
+    pub secrets: Vec<Secret>,
     /// Of the accounting servers, in order.
-    pub acct_secrets: Vec<Vec<u8>>,
+    pub acct_secrets: Vec<Secret>,
     /// Of the dynamic authorization clients, in order.
-    pub das_secrets: Vec<Vec<u8>>,
+    pub das_secrets: Vec<Secret>,
     /// The policy, when [multicast] is configured.
     pub policy: Option<crate::policy::Policy>,
     /// Where it was read from (a reload reads it again).
     pub policy_dir: Option<PathBuf>,
+    /// What is allowed but unwise (secret files others may read), for the log.
+    pub warnings: Vec<String>,
 }
 
 impl Loaded {
@@ -395,19 +399,97 @@ impl Loaded {
 }
 
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let (file, text) = read(path)?;
+    parse(&file, &text, path.parent().unwrap_or(Path::new(".")))
+}
+
+/// The checked settings alone: no secret file or policy is read (for the CLI commands
+/// that only need to find the control socket or the database).
+pub fn load_settings(path: &Path) -> Result<Config, ConfigError> {
+    let (file, text) = read(path)?;
+    parse_settings(&file, &text)
+}
+
+fn read(path: &Path) -> Result<(String, String), ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: file.clone(),
         line: 0,
         message: format!("cannot read: {e}"),
     })?;
-    parse(&file, &text, path.parent().unwrap_or(Path::new(".")))
+    Ok((file, text))
+}
+
+fn error_at(file: &str, text: &str, offset: usize, message: String) -> ConfigError {
+    let line = text[..offset.min(text.len())].matches('\n').count() + 1;
+    ConfigError { file: file.to_string(), line, message }
 }
 
 /// Parses and checks `text`; relative secret files are taken from `dir`.
 pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> {
-    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-    let err = |offset: usize, message: String| ConfigError { file: file.to_string(), line: line_of(offset), message };
+    let config = parse_settings(file, text)?;
+    let err = |offset: usize, message: String| error_at(file, text, offset, message);
+    let mut warnings = Vec::new();
+    let (_, egid) = crate::sys::euid_egid();
+    let mut read_secrets = |files: Vec<&Spanned<PathBuf>>| -> Result<Vec<Secret>, ConfigError> {
+        let mut secrets = Vec::new();
+        for file in files {
+            let path = dir.join(file.get_ref());
+            let mut secret = std::fs::read(&path)
+                .map_err(|e| err(file.span().start, format!("secret_file {}: {e}", path.display())))?;
+            while secret.last().is_some_and(|c| c.is_ascii_whitespace()) {
+                secret.pop();
+            }
+            if secret.is_empty() {
+                return Err(err(file.span().start, format!("secret_file {} is empty", path.display())));
+            }
+            if let Ok(m) = std::fs::metadata(&path) {
+                if let Some(who) = exposed(m.mode(), m.gid(), egid) {
+                    warnings.push(format!(
+                        "secret_file {} is readable by {who} (mode {:o}); make it 0600, or 0640 for mcgate's own group",
+                        path.display(),
+                        m.mode() & 0o7777
+                    ));
+                }
+            }
+            secrets.push(Secret(secret));
+        }
+        Ok(secrets)
+    };
+    fn secret_files(servers: &[Spanned<Server>]) -> Vec<&Spanned<PathBuf>> {
+        servers.iter().map(|s| &s.get_ref().secret_file).collect()
+    }
+    let secrets = read_secrets(secret_files(&config.radius.servers))?;
+    let acct_secrets = read_secrets(secret_files(&config.accounting.servers))?;
+    let das_secrets = read_secrets(
+        config.dynamic_authorization.iter().flat_map(|d| &d.clients).map(|c| &c.get_ref().secret_file).collect(),
+    )?;
+    let (mut policy, mut policy_dir) = (None, None);
+    if let Some(m) = &config.multicast {
+        let d = dir.join(&m.policies);
+        let p =
+            crate::policy::load_dir(&d).map_err(|e| ConfigError { file: e.file, line: e.line, message: e.message })?;
+        policy = Some(p);
+        policy_dir = Some(d);
+    }
+    Ok(Loaded { config, secrets, acct_secrets, das_secrets, policy, policy_dir, warnings })
+}
+
+/// Who besides the daemon may read a secret file of `mode` and group `gid`, if anybody
+/// should not: everybody, or a group that is not the daemon's own (`egid`).
+fn exposed(mode: u32, gid: u32, egid: u32) -> Option<&'static str> {
+    if mode & 0o004 != 0 {
+        Some("everybody")
+    } else if mode & 0o040 != 0 && gid != egid {
+        Some("its group")
+    } else {
+        None
+    }
+}
+
+/// Parses `text` and checks what needs no other file.
+fn parse_settings(file: &str, text: &str) -> Result<Config, ConfigError> {
+    let err = |offset: usize, message: String| error_at(file, text, offset, message);
     let config: Config = toml::from_str(text).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
         err(offset, e.message().to_string())
@@ -449,49 +531,20 @@ pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> 
     if !(1..=3).contains(&config.authenticator.eapol_version) {
         return Err(err(text.find("eapol_version").unwrap_or(0), "eapol_version must be 1, 2 or 3".into()));
     }
-    let read_secrets = |files: Vec<&Spanned<PathBuf>>| -> Result<Vec<Vec<u8>>, ConfigError> {
-        let mut secrets = Vec::new();
-        for file in files {
-            let path = dir.join(file.get_ref());
-            let mut secret = std::fs::read(&path)
-                .map_err(|e| err(file.span().start, format!("secret_file {}: {e}", path.display())))?;
-            while secret.last().is_some_and(|c| c.is_ascii_whitespace()) {
-                secret.pop();
-            }
-            if secret.is_empty() {
-                return Err(err(file.span().start, format!("secret_file {} is empty", path.display())));
-            }
-            secrets.push(secret);
-        }
-        Ok(secrets)
-    };
-    fn secret_files(servers: &[Spanned<Server>]) -> Vec<&Spanned<PathBuf>> {
-        servers.iter().map(|s| &s.get_ref().secret_file).collect()
-    }
-    let secrets = read_secrets(secret_files(&config.radius.servers))?;
-    let acct_secrets = read_secrets(secret_files(&config.accounting.servers))?;
-    let das_secrets = read_secrets(
-        config.dynamic_authorization.iter().flat_map(|d| &d.clients).map(|c| &c.get_ref().secret_file).collect(),
-    )?;
-    let (mut policy, mut policy_dir) = (None, None);
     if let Some(m) = &config.multicast {
         for u in &m.uplinks {
             if names.contains(u.get_ref()) {
                 return Err(err(u.span().start, format!("{} is an access port; an uplink cannot be one", u.get_ref())));
             }
         }
-        let d = dir.join(&m.policies);
-        let p =
-            crate::policy::load_dir(&d).map_err(|e| ConfigError { file: e.file, line: e.line, message: e.message })?;
-        policy = Some(p);
-        policy_dir = Some(d);
     }
-    Ok(Loaded { config, secrets, acct_secrets, das_secrets, policy, policy_dir })
+    Ok(config)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     /// A directory of its own per call: the tests run in parallel.
     fn dir_with_secret() -> PathBuf {
@@ -522,6 +575,32 @@ name = "p2"
 "#;
 
     #[test]
+    fn a_secret_others_may_read_is_warned_about_and_never_shown() {
+        let dir = dir_with_secret();
+        let secret = dir.join("secret");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let l = parse("t.toml", GOOD, &dir).unwrap();
+        assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+        assert!(l.warnings[0].contains("readable by everybody (mode 644)"), "{:?}", l.warnings);
+        assert!(!format!("{l:?}").contains("testing123"), "Debug shows the secret");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(parse("t.toml", GOOD, &dir).unwrap().warnings.is_empty());
+        // a group other than the daemon's own
+        assert_eq!(exposed(0o640, 4242, 1000), Some("its group"));
+        assert_eq!(exposed(0o640, 1000, 1000), None);
+    }
+
+    #[test]
+    fn the_settings_load_without_the_secret_files() {
+        let dir = dir_with_secret();
+        std::fs::remove_file(dir.join("secret")).unwrap();
+        let path = dir.join("t.toml");
+        std::fs::write(&path, GOOD).unwrap();
+        assert_eq!(load_settings(&path).unwrap().switch.bridge, "br0");
+        assert!(load(&path).unwrap_err().message.contains("secret_file"));
+    }
+
+    #[test]
     fn the_example_config_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("mcgate.example.toml");
         let text = std::fs::read_to_string(&path).unwrap();
@@ -537,7 +616,7 @@ name = "p2"
     #[test]
     fn good_config() {
         let l = parse("t.toml", GOOD, &dir_with_secret()).unwrap();
-        assert_eq!(l.secrets, vec![b"testing123".to_vec()]);
+        assert_eq!(l.secrets, vec![Secret(b"testing123".to_vec())]);
         assert_eq!(l.config.radius.timeout, Duration::from_millis(500));
         assert_eq!(l.config.ports[0].mode, PortMode::Dot1xThenMab);
         assert_eq!(l.config.ports[1].mode, PortMode::Dot1x);

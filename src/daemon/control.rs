@@ -1,7 +1,28 @@
-//! The control socket: a root-only unix socket; one JSON request line in, one JSON
-//! response out.
+//! The control socket: a unix socket only root and the daemon's own user may use; one
+//! JSON request line in, one JSON response out.
+//!
+//! Its directory is the daemon's own: created mode 0700 when missing, never chmod-ed
+//! when it exists (it may be a shared one such as /run), and refused when others may
+//! write in it (they could replace the socket). A file at the socket's path is removed
+//! only when it is a socket nobody listens on. Each connection's peer credentials are
+//! checked (SO_PEERCRED), so the file mode is not the only guard.
 
+use super::Event;
 use serde::{Deserialize, Serialize};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 16;
+/// For the request line to arrive.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request line's bound.
+const MAX_REQUEST: u64 = 64 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "kebab-case")]
@@ -66,4 +87,137 @@ pub enum Response {
     Error {
         message: String,
     },
+}
+
+/// Binds the control socket at `path` (see the module's doc for the rules).
+pub(super) fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    use anyhow::{bail, Context as _};
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => bail!("control socket {}: {} is not a directory", path.display(), dir.display()),
+        Ok(m) if m.mode() & 0o022 != 0 => bail!(
+            "control socket {}: others may write in {} (mode {:o}); give the socket a directory of its own",
+            path.display(),
+            dir.display(),
+            m.mode() & 0o7777
+        ),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("control socket directory {}", dir.display()))?,
+        Err(e) => bail!("control socket directory {}: {e}", dir.display()),
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_socket() => {
+            bail!("control socket {}: the file there is not a socket; not removing it", path.display())
+        }
+        Ok(_) if std::os::unix::net::UnixStream::connect(path).is_ok() => {
+            bail!("control socket {}: another process listens on it (is mcgate already running?)", path.display())
+        }
+        Ok(_) => std::fs::remove_file(path).with_context(|| format!("stale control socket {}", path.display()))?,
+        Err(_) => {}
+    }
+    let l = UnixListener::bind(path).with_context(|| format!("control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+/// Serves the control socket: each request goes to the actor, its answer back.
+pub(super) fn serve(listener: UnixListener, tx: mpsc::Sender<Event>) {
+    let listener = std::sync::Arc::new(listener);
+    super::listen::accept_loop(
+        "control socket",
+        MAX_CONNECTIONS,
+        move || {
+            let l = listener.clone();
+            async move { l.accept().await.map(|(s, _)| s) }
+        },
+        move |stream| answer(stream, tx.clone()),
+        || warn!("control socket: {MAX_CONNECTIONS} connections open; one more refused"),
+    );
+}
+
+async fn answer(stream: UnixStream, tx: mpsc::Sender<Event>) {
+    let (me, _) = crate::sys::euid_egid();
+    match stream.peer_cred() {
+        Ok(c) if c.uid() == 0 || c.uid() == me => {}
+        Ok(c) => {
+            warn!(uid = c.uid(), pid = ?c.pid(), "control socket: refused a connection from another user");
+            return;
+        }
+        Err(e) => {
+            warn!("control socket: peer credentials unknown ({e}); connection refused");
+            return;
+        }
+    }
+    let (r, mut w) = stream.into_split();
+    let mut line = String::new();
+    let mut r = BufReader::new(r.take(MAX_REQUEST));
+    if !matches!(tokio::time::timeout(READ_TIMEOUT, r.read_line(&mut line)).await, Ok(Ok(_))) {
+        return;
+    }
+    let resp = match serde_json::from_str::<Request>(&line) {
+        Ok(req) => {
+            let (otx, orx) = oneshot::channel();
+            if tx.send(Event::Control(req, otx)).await.is_err() {
+                return;
+            }
+            orx.await.unwrap_or(Response::Error { message: "daemon stopping".into() })
+        }
+        Err(e) => Response::Error { message: format!("bad request: {e}") },
+    };
+    let mut out = serde_json::to_vec(&resp).unwrap_or_default();
+    out.push(b'\n');
+    let _ = tokio::time::timeout(READ_TIMEOUT, w.write_all(&out)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("mcgate-control-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::DirBuilder::new().mode(0o700).create(&d).unwrap();
+        d
+    }
+
+    #[tokio::test]
+    async fn a_missing_directory_is_made_private_and_a_stale_socket_replaced() {
+        let d = dir("stale");
+        let path = d.join("run/control.sock");
+        drop(bind(&path).unwrap());
+        assert_eq!(std::fs::metadata(d.join("run")).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        // nobody listens on it any more: replaced
+        let l = bind(&path).unwrap();
+        // somebody does: refused, and the socket stays
+        let e = bind(&path).unwrap_err().to_string();
+        assert!(e.contains("another process listens"), "{e}");
+        drop(l);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_a_socket_is_never_removed() {
+        let d = dir("file");
+        let path = d.join("control.sock");
+        std::fs::write(&path, "precious").unwrap();
+        let e = bind(&path).unwrap_err().to_string();
+        assert!(e.contains("not a socket; not removing it"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[tokio::test]
+    async fn a_directory_others_may_write_in_is_refused_and_left_as_it_was() {
+        let d = dir("shared");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let e = bind(&d.join("control.sock")).unwrap_err().to_string();
+        assert!(e.contains("others may write in"), "{e}");
+        assert_eq!(std::fs::metadata(&d).unwrap().mode() & 0o7777, 0o1777, "not chmod-ed");
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }

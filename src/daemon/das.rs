@@ -97,7 +97,7 @@ pub(super) struct Das {
     pub reader: Arc<ReaderStats>,
     /// Drops logged once a minute per source.
     log: LogLimit<IpAddr>,
-    clients: Vec<(IpAddr, Vec<u8>)>,
+    clients: Vec<(IpAddr, crate::radius::Secret)>,
     window: u64,
     seen: VecDeque<(IpAddr, [u8; 16])>,
     seen_set: HashSet<(IpAddr, [u8; 16])>,
@@ -108,7 +108,7 @@ impl Das {
     pub fn new(
         socket: std::net::UdpSocket,
         reader: Arc<ReaderStats>,
-        clients: Vec<(IpAddr, Vec<u8>)>,
+        clients: Vec<(IpAddr, crate::radius::Secret)>,
         window: u64,
     ) -> Self {
         Das {

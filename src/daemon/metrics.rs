@@ -4,9 +4,12 @@
 use super::{Daemon, Event};
 use serde::Serialize;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
@@ -244,48 +247,76 @@ impl Daemon {
     }
 }
 
-/// Serves `GET /metrics` on `listener`; the actor renders each scrape.
+/// Scrapes served at once; Prometheus makes one at a time per target.
+const MAX_CONNECTIONS: usize = 32;
+/// For a request head to arrive, and again for the answer to be written.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves `GET /metrics` on `listener`; the actor renders each scrape. Connections
+/// beyond [`MAX_CONNECTIONS`] are closed at once and counted.
 pub(super) fn serve(listener: TcpListener, tx: mpsc::Sender<Event>) {
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, peer)) = listener.accept().await else { continue };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut req = Vec::with_capacity(1024);
-                let mut buf = [0u8; 1024];
-                // the request head, bounded in size and time
-                let read = tokio::time::timeout(Duration::from_secs(5), async {
-                    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return false,
-                            Ok(n) => req.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    true
-                });
-                if !matches!(read.await, Ok(true)) {
-                    debug!(%peer, "metrics: no request");
-                    return;
-                }
-                let (status, body) = if req.starts_with(b"GET /metrics ") || req.starts_with(b"GET /metrics?") {
-                    let (otx, orx) = oneshot::channel();
-                    if tx.send(Event::Metrics(otx)).await.is_err() {
-                        return;
-                    }
-                    ("200 OK", orx.await.unwrap_or_default())
-                } else {
-                    ("404 Not Found", "not found: the metrics are at /metrics\n".to_string())
-                };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(body.as_bytes()).await;
-            });
+    let listener = Arc::new(listener);
+    let refused = Arc::new(AtomicU64::new(0));
+    let counted = refused.clone();
+    super::listen::accept_loop(
+        "metrics",
+        MAX_CONNECTIONS,
+        move || {
+            let l = listener.clone();
+            async move { l.accept().await }
+        },
+        move |(stream, peer)| scrape(stream, peer, tx.clone(), refused.clone()),
+        move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+        },
+    );
+}
+
+async fn scrape(mut stream: TcpStream, peer: SocketAddr, tx: mpsc::Sender<Event>, refused: Arc<AtomicU64>) {
+    let mut req = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    // the request head, bounded in size and time
+    let read = tokio::time::timeout(IO_TIMEOUT, async {
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => req.extend_from_slice(&buf[..n]),
+            }
         }
+        true
     });
+    if !matches!(read.await, Ok(true)) {
+        debug!(%peer, "metrics: no request");
+        return;
+    }
+    let (status, body) = if req.starts_with(b"GET /metrics ") || req.starts_with(b"GET /metrics?") {
+        let (otx, orx) = oneshot::channel();
+        if tx.send(Event::Metrics(otx)).await.is_err() {
+            return;
+        }
+        let mut t = Text(orx.await.unwrap_or_default());
+        t.one(
+            "metrics_connections_refused_total",
+            "counter",
+            "Scrape connections closed unanswered: too many were open.",
+            refused.load(Ordering::Relaxed),
+        );
+        ("200 OK", t.0)
+    } else {
+        ("404 Not Found", "not found: the metrics are at /metrics\n".to_string())
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await
+    };
+    if !matches!(tokio::time::timeout(IO_TIMEOUT, write).await, Ok(Ok(()))) {
+        debug!(%peer, "metrics: the answer was not taken in time");
+    }
 }
 
 pub(super) async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {

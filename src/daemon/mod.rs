@@ -6,6 +6,7 @@ mod acct;
 pub mod config;
 pub mod control;
 mod das;
+mod listen;
 mod mcast;
 mod metrics;
 
@@ -22,11 +23,9 @@ use config::Loaded;
 use control::{Request, Response, SessionRow};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UdpSocket, UnixListener};
+use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
@@ -261,8 +260,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     if let Some(m) = &cfg.metrics {
         metrics::serve(metrics::bind(m.listen).await.with_context(|| format!("metrics on {}", m.listen))?, tx.clone());
     }
-    let listener = bind_control(&cfg.switch.control_socket)?;
-    spawn_control(listener, tx.clone());
+    control::serve(control::bind(&cfg.switch.control_socket)?, tx.clone());
 
     // Link state last: a port that is up gets its first Request/Identity now.
     let now = Instant::now();
@@ -883,49 +881,6 @@ fn spawn_kernel_events(tx: mpsc::Sender<Event>) -> anyhow::Result<()> {
         }
     });
     Ok(())
-}
-
-fn bind_control(path: &std::path::Path) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    let _ = std::fs::remove_file(path);
-    let l = UnixListener::bind(path).with_context(|| format!("control socket {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(l)
-}
-
-fn spawn_control(listener: UnixListener, tx: mpsc::Sender<Event>) {
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = stream.into_split();
-                let mut line = String::new();
-                let mut r = BufReader::new(r.take(64 * 1024));
-                if r.read_line(&mut line).await.is_err() {
-                    return;
-                }
-                let resp = match serde_json::from_str::<Request>(&line) {
-                    Ok(req) => {
-                        let (otx, orx) = oneshot::channel();
-                        if tx.send(Event::Control(req, otx)).await.is_err() {
-                            return;
-                        }
-                        orx.await.unwrap_or(Response::Error { message: "daemon stopping".into() })
-                    }
-                    Err(e) => Response::Error { message: format!("bad request: {e}") },
-                };
-                let mut out = serde_json::to_vec(&resp).unwrap_or_default();
-                out.push(b'\n');
-                let _ = w.write_all(&out).await;
-            });
-        }
-    });
 }
 
 /// Journal records from `since` on (at most `limit`) and the cursor after them; a

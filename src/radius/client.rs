@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct Server {
     pub addr: SocketAddr,
-    pub secret: Vec<u8>,
+    pub secret: super::Secret,
 }
 
 #[derive(Debug, Clone)]
@@ -458,7 +458,10 @@ mod tests {
 
     fn client(n: usize) -> Client {
         let servers = (0..n)
-            .map(|i| Server { addr: format!("127.0.0.1:{}", 1812 + i).parse().unwrap(), secret: b"s3cret".to_vec() })
+            .map(|i| Server {
+                addr: format!("127.0.0.1:{}", 1812 + i).parse().unwrap(),
+                secret: crate::radius::Secret(b"s3cret".to_vec()),
+            })
             .collect();
         Client::new(Config::default(), servers)
     }

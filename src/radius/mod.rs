@@ -6,6 +6,24 @@
 pub mod client;
 pub mod das;
 
+/// A shared secret: its bytes for the HMAC and the hashes, never for a log line (its
+/// Debug is redacted, so a `{:?}` of whatever holds it shows no secret).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
+impl std::ops::Deref for Secret {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 pub use radius::core::code::Code;
 pub use radius::core::packet::Packet;
 

@@ -133,7 +133,9 @@ impl Testbed {
             Testbed { prefix: prefix.clone(), dir: PathBuf::from("/tmp/mcgate-tb").join(&prefix), hosts, daemon: None };
         let _ = Command::new(TB).args(["down", &prefix]).status();
         run(Command::new(TB).args(["up", &prefix, &hosts.to_string()]));
-        std::fs::write(tb.dir.join("secret"), "testing123\n").unwrap();
+        let secret = tb.dir.join("secret");
+        std::fs::write(&secret, "testing123\n").unwrap();
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         tb
     }
 
