@@ -310,23 +310,53 @@ fn session_timeout_reauthenticates_without_closing_the_port() {
 }
 
 #[test]
-fn teardown_is_explicit_and_undoes_the_set_up() {
+fn teardown_is_explicit_and_restores_what_it_found() {
     let mut tb = Testbed::new("td", 1);
     tb.radius(1812);
     let config = tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
-    tb.start_mcgate();
+    tb.multicast("[defaults]\nunknown = \"allow\"\n", "");
     let sw = tb.ns("sw");
-    let link =
-        || common::run(Command::new("ip").args(["netns", "exec", &sw, "bridge", "-d", "link", "show", "dev", "p1"]));
+    let ip = |args: &[&str]| common::run(Command::new("ip").args(["netns", "exec", &sw]).args(args));
+    // what an operator had set, none of it a default or what mcgate sets
+    ip(&["ip", "link", "set", "br0", "type", "bridge", "mcast_igmp_version", "2", "mcast_querier", "0"]);
+    ip(&["bridge", "link", "set", "dev", "p1", "mcast_flood", "off", "learning", "off"]);
+    ip(&["bridge", "link", "set", "dev", "up0", "mcast_router", "0"]);
+    let kernel = || {
+        let keep =
+            ["mcast_snooping", "mcast_querier ", "mcast_query_use_ifaddr", "mcast_igmp_version", "mcast_mld_version"];
+        let br = ip(&["ip", "-d", "link", "show", "br0"]);
+        let br: Vec<String> = br
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| keep.iter().any(|k| k.trim() == w[0]))
+            .map(|w| w.join(" "))
+            .collect();
+        let ports = ["p1", "up0"]
+            .map(|p| ip(&["bridge", "-d", "link", "show", "dev", p]).split("\n").skip(1).collect::<String>());
+        format!("{br:?}\n{ports:?}")
+    };
+    let before = kernel();
+    for want in ["mcast_igmp_version 2", "mcast_querier 0", "mcast_flood off", "learning off", "mcast_router 0"] {
+        assert!(before.contains(want), "{want} not read: {before}");
+    }
+    let link = || ip(&["bridge", "-d", "link", "show", "dev", "p1"]);
+    tb.start_mcgate();
     assert!(link().contains("locked on"), "{}", link());
+    assert_ne!(kernel(), before, "the set-up changed nothing");
     tb.supplicant(1, "alice", "alicepass", "md5");
     assert!(authorized(&tb, "p1"), "{}", tb.log());
     tb.stop_mcgate();
     assert!(link().contains("locked on"), "stopping must not unlock: {}", link());
     assert!(!tb.fdb_static().is_empty());
-    common::run(Command::new("ip").args(["netns", "exec", &sw, common::MCGATE, "teardown", "-c"]).arg(&config));
+    // a restart finds mcgate's own values in the kernel: they must not become "found"
+    tb.start_mcgate();
+    tb.stop_mcgate();
+    let out = ip(&[common::MCGATE, "teardown", "-c", config.to_str().unwrap()]);
+    assert!(out.contains("as found"), "{out}");
     assert!(link().contains("locked off"), "{}", link());
     assert!(tb.fdb_static().is_empty(), "{}", tb.fdb_static());
+    assert_eq!(kernel(), before, "teardown did not restore what it found");
 }
 
 #[test]

@@ -404,7 +404,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Teardown { config } => {
             let loaded = load(&config)?;
             daemon::teardown(&loaded).context("teardown")?;
-            println!("ports unlocked, authorizations removed, stored sessions ended (Stop records journaled)");
+            println!("authorizations and mcgate's MDB entries removed, port flags and bridge options as found before mcgate, stored sessions ended (Stop records journaled)");
             Ok(())
         }
     }

@@ -155,6 +155,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let unlocked: Vec<String> =
         ports.iter().filter(|p| !dataplane.is_locked(&p.name).unwrap_or(false)).map(|p| p.name.clone()).collect();
     let kernel_state_gone = !unlocked.is_empty();
+    remember_found(&store, dataplane.as_mut(), cfg, &unlocked).context("reading the kernel state before set-up")?;
     for (p, c) in ports.iter().zip(&cfg.ports) {
         dataplane.setup_port(&p.name, c.mode).with_context(|| format!("locking port {}", p.name))?;
     }
@@ -921,16 +922,55 @@ pub fn purge(store: &Store, before: Option<u64>) -> Result<usize, crate::store::
 /// unlocks the ports. Explicit, never a side effect of stopping: it ends every stored
 /// session and membership with a Stop record (Admin-Reset), then Accounting-Off; the
 /// next `mcgate run` delivers them.
+/// Keeps what the set-up is about to change, as the kernel has it now, for `mcgate
+/// teardown`. What is stored stays while mcgate's set-up is in place (the kernel then
+/// holds mcgate's values); it is read again for a port found unlocked (new in the
+/// configuration, or its kernel state gone), and everything is when no port is locked
+/// (a first start, a reboot, a rebuilt bridge).
+fn remember_found(
+    store: &Store,
+    dataplane: &mut (dyn Dataplane + Send),
+    cfg: &config::Config,
+    unlocked: &[String],
+) -> anyhow::Result<()> {
+    let mut found = store.found()?.unwrap_or_default();
+    let access = cfg.ports.iter().map(|p| p.name.get_ref().as_str());
+    let uplinks = cfg.multicast.iter().flat_map(|m| &m.uplinks).map(|u| u.get_ref().as_str());
+    let fresh = unlocked.len() == cfg.ports.len();
+    let stale: Vec<&str> = access
+        .chain(uplinks)
+        .filter(|p| fresh || unlocked.iter().any(|u| u == p) || !found.ports.contains_key(*p))
+        .collect();
+    if stale.is_empty() && !found.bridge.is_empty() {
+        return Ok(());
+    }
+    let now = dataplane.found(&cfg.switch.bridge, &stale)?;
+    if fresh || found.bridge.is_empty() {
+        found.bridge = now.bridge;
+    }
+    found.ports.extend(now.ports);
+    store.set_found(Some(&found))?;
+    Ok(())
+}
+
 pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
+    // first: it fails while the daemon runs (the database is its), before anything changed
+    let store = Store::open(&loaded.config.switch.database)?;
     let mut dp = dataplane::linux::LinuxBridge::new()?;
+    let bridge = &loaded.config.switch.bridge;
     if loaded.config.multicast.is_some() {
-        let access: Vec<&str> = loaded.config.ports.iter().map(|p| p.name.get_ref().as_str()).collect();
-        dp.teardown_multicast(&loaded.config.switch.bridge, &access).context("multicast")?;
+        dp.teardown_multicast(bridge).context("multicast")?;
     }
     for p in &loaded.config.ports {
         dp.teardown_port(p.name.get_ref()).with_context(|| format!("port {}", p.name.get_ref()))?;
     }
-    let store = Store::open(&loaded.config.switch.database)?;
+    // what was found goes back; a port of which nothing was kept gets a new port's flags
+    let mut found = store.found()?.unwrap_or_default();
+    for p in &loaded.config.ports {
+        found.ports.entry(p.name.get_ref().clone()).or_insert_with(dataplane::Found::new_port);
+    }
+    dp.restore(bridge, &found).context("restoring the port flags and bridge options found")?;
+    store.set_found(None)?;
     let (now, cause) = (unix_now(), Some(crate::acct::TerminateCause::AdminReset));
     let mut batch = crate::store::Batch { deliver: !loaded.config.accounting.servers.is_empty(), ..Default::default() };
     let sessions: Vec<Session> = store.sessions()?.into_iter().flatten().collect();

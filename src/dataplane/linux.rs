@@ -2,7 +2,7 @@
 //! the kernel behaviour each step relies on).
 
 use super::netlink::{br, brport, Netlink, RTPROT_MCGATE};
-use super::{Dataplane, Error, MdbEntry};
+use super::{Dataplane, Error, Found, MdbEntry, BRIDGE_OPTIONS, PORT_FLAGS};
 use crate::auth::PortMode;
 use crate::sys;
 use crate::wire::MacAddr;
@@ -192,15 +192,9 @@ impl Dataplane for LinuxBridge {
         Ok(())
     }
 
-    fn teardown_multicast(&mut self, bridge: &str, access: &[&str]) -> Result<(), Error> {
+    fn teardown_multicast(&mut self, bridge: &str) -> Result<(), Error> {
         for (port, group, source) in self.mdb_entries(bridge)? {
             self.mdb_del(bridge, &port, group, source)?;
-        }
-        for port in access {
-            let idx = Self::index(port)?;
-            self.nl
-                .set_port_flags(idx, &[(brport::MCAST_FLOOD, &[1]), (brport::MCAST_MAX_GROUPS, &0u32.to_ne_bytes())])
-                .map_err(Self::at(port))?;
         }
         nft(&format!(
             "table bridge mcgate\ndelete table bridge mcgate\ntable bridge {USAGE_TABLE}\ndelete table bridge {USAGE_TABLE}\n"
@@ -256,8 +250,41 @@ impl Dataplane for LinuxBridge {
         for mac in self.authorized(port)? {
             self.nl.fdb_del(idx, mac).map_err(Self::at(port))?;
         }
-        self.nl.set_port_flags(idx, &[(brport::MAB, &[0])]).map_err(Self::at(port))?;
-        self.nl.set_port_flags(idx, &[(brport::LOCKED, &[0]), (brport::LEARNING, &[1])]).map_err(Self::at(port))?;
+        Ok(())
+    }
+
+    fn found(&mut self, bridge: &str, ports: &[&str]) -> Result<Found, Error> {
+        let b = Self::index(bridge)?;
+        let mut found = Found {
+            bridge: self.nl.bridge_attrs(b, &BRIDGE_OPTIONS).map_err(Self::at(bridge))?.into_iter().collect(),
+            ..Default::default()
+        };
+        for port in ports {
+            let attrs = self.nl.port_attrs(Self::index(port)?, &PORT_FLAGS).map_err(Self::at(port))?;
+            let attrs = attrs.ok_or_else(|| Error::NoSuchPort(port.to_string()))?;
+            found.ports.insert(port.to_string(), attrs.into_iter().collect());
+        }
+        Ok(found)
+    }
+
+    fn restore(&mut self, bridge: &str, found: &Found) -> Result<(), Error> {
+        for (port, flags) in &found.ports {
+            let Ok(idx) = Self::index(port) else { continue };
+            let get = |ty| flags.get(&ty).map(Vec::as_slice);
+            // The kernel takes MAB only on a locked, learning port: off first, then
+            // lock and learning as found, then MAB as found.
+            self.nl.set_port_flags(idx, &[(brport::MAB, &[0])]).map_err(Self::at(port))?;
+            let set: Vec<(u16, &[u8])> =
+                PORT_FLAGS.into_iter().filter(|ty| *ty != brport::MAB).filter_map(|ty| Some((ty, get(ty)?))).collect();
+            self.nl.set_port_flags(idx, &set).map_err(Self::at(port))?;
+            if let Some(mab) = get(brport::MAB) {
+                self.nl.set_port_flags(idx, &[(brport::MAB, mab)]).map_err(Self::at(port))?;
+            }
+        }
+        if !found.bridge.is_empty() {
+            let opts: Vec<(u16, &[u8])> = found.bridge.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+            self.nl.set_bridge_attrs(Self::index(bridge)?, &opts).map_err(Self::at(bridge))?;
+        }
         Ok(())
     }
 }

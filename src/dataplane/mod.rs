@@ -6,10 +6,56 @@ pub mod netlink;
 
 use crate::auth::PortMode;
 use crate::wire::MacAddr;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// An MDB entry as the dataplane reports it: (port, group, source).
 pub type MdbEntry = (String, IpAddr, Option<IpAddr>);
+
+/// The bridge options mcgate's multicast set-up changes (IFLA_BR_*).
+pub const BRIDGE_OPTIONS: [u16; 5] = [
+    netlink::br::MCAST_SNOOPING,
+    netlink::br::MCAST_QUERIER,
+    netlink::br::MCAST_QUERY_USE_IFADDR,
+    netlink::br::MCAST_IGMP_VERSION,
+    netlink::br::MCAST_MLD_VERSION,
+];
+/// The port attributes mcgate's set-up changes (IFLA_BRPORT_*).
+pub const PORT_FLAGS: [u16; 6] = [
+    netlink::brport::LOCKED,
+    netlink::brport::LEARNING,
+    netlink::brport::MAB,
+    netlink::brport::MCAST_FLOOD,
+    netlink::brport::MCAST_MAX_GROUPS,
+    netlink::brport::MULTICAST_ROUTER,
+];
+
+/// What mcgate found before its set-up changed it: the kernel's attribute payloads as
+/// read over netlink, so that `mcgate teardown` puts back exactly those.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Found {
+    /// IFLA_BR_* → payload, of [`BRIDGE_OPTIONS`].
+    pub bridge: BTreeMap<u16, Vec<u8>>,
+    /// Port name → (IFLA_BRPORT_* → payload), of [`PORT_FLAGS`].
+    pub ports: BTreeMap<String, BTreeMap<u16, Vec<u8>>>,
+}
+
+impl Found {
+    /// What a port has when it joins a bridge, for ports of which nothing was found
+    /// (a database from before mcgate kept what it found): learning, unlocked, no MAB,
+    /// unregistered multicast flooded, no group limit, multicast router "learn".
+    pub fn new_port() -> BTreeMap<u16, Vec<u8>> {
+        use netlink::brport::*;
+        BTreeMap::from([
+            (LOCKED, vec![0]),
+            (LEARNING, vec![1]),
+            (MAB, vec![0]),
+            (MCAST_FLOOD, vec![1]),
+            (MCAST_MAX_GROUPS, 0u32.to_ne_bytes().to_vec()),
+            (MULTICAST_ROUTER, vec![1]),
+        ])
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -38,8 +84,12 @@ pub trait Dataplane {
     /// Whether the port is locked as mcgate leaves it: false after a reboot or a
     /// rebuilt bridge (the kernel state of an earlier run is gone).
     fn is_locked(&mut self, port: &str) -> Result<bool, Error>;
-    /// Undoes `setup_port` and removes the port's static entries.
+    /// Removes the port's static entries (its flags go back with [`Dataplane::restore`]).
     fn teardown_port(&mut self, port: &str) -> Result<(), Error>;
+    /// Reads what the set-up of `bridge` and `ports` would change, as it is now.
+    fn found(&mut self, bridge: &str, ports: &[&str]) -> Result<Found, Error>;
+    /// Puts back what [`Dataplane::found`] read; ports that are gone are skipped.
+    fn restore(&mut self, bridge: &str, found: &Found) -> Result<(), Error>;
 
     /// Multicast set-up: snooping with a querier sending IGMPv3/MLDv2 queries, no
     /// flooding of unregistered multicast to access ports, uplinks as multicast-router
@@ -54,9 +104,9 @@ pub trait Dataplane {
         uplinks: &[&str],
         port_max_groups: u32,
     ) -> Result<(), Error>;
-    /// Undoes the parts of `setup_multicast` that are mcgate's own (the nft table,
-    /// mcast_flood) and removes mcgate's MDB entries.
-    fn teardown_multicast(&mut self, bridge: &str, access: &[&str]) -> Result<(), Error>;
+    /// Removes mcgate's nft tables and MDB entries (the options and flags go back with
+    /// [`Dataplane::restore`]).
+    fn teardown_multicast(&mut self, bridge: &str) -> Result<(), Error>;
     fn mdb_add(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error>;
     fn mdb_del(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error>;
     /// The MDB entries mcgate installed.
@@ -93,10 +143,16 @@ impl Dataplane for Audit {
     fn teardown_port(&mut self, _: &str) -> Result<(), Error> {
         Ok(())
     }
+    fn found(&mut self, _: &str, _: &[&str]) -> Result<Found, Error> {
+        Ok(Found::default())
+    }
+    fn restore(&mut self, _: &str, _: &Found) -> Result<(), Error> {
+        Ok(())
+    }
     fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32) -> Result<(), Error> {
         Ok(())
     }
-    fn teardown_multicast(&mut self, _: &str, _: &[&str]) -> Result<(), Error> {
+    fn teardown_multicast(&mut self, _: &str) -> Result<(), Error> {
         Ok(())
     }
     fn mdb_add(&mut self, _: &str, _: &str, _: IpAddr, _: Option<IpAddr>) -> Result<(), Error> {

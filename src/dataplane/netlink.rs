@@ -86,6 +86,9 @@ pub mod brport {
     pub const MCAST_MAX_GROUPS: u16 = 42;
 }
 
+/// An attribute as read: its type (without NLA_F_NESTED) and payload.
+pub type Attr = (u16, Vec<u8>);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
     pub index: u32,
@@ -220,9 +223,16 @@ impl Netlink {
 
     /// Sets bridge options (IFLA_BR_*, one octet each) on bridge `ifindex`.
     pub fn set_bridge_options(&mut self, ifindex: u32, opts: &[(u16, u8)]) -> Result<(), Error> {
+        let opts: Vec<(u16, [u8; 1])> = opts.iter().map(|(t, v)| (*t, [*v])).collect();
+        let opts: Vec<(u16, &[u8])> = opts.iter().map(|(t, v)| (*t, &v[..])).collect();
+        self.set_bridge_attrs(ifindex, &opts)
+    }
+
+    /// Sets bridge attributes (IFLA_BR_*, each its payload) on bridge `ifindex`.
+    pub fn set_bridge_attrs(&mut self, ifindex: u32, opts: &[(u16, &[u8])]) -> Result<(), Error> {
         let mut data = Vec::new();
         for (ty, v) in opts {
-            push_attr(&mut data, *ty, &[*v]);
+            push_attr(&mut data, *ty, v);
         }
         let mut info = Vec::new();
         push_attr(&mut info, IFLA_INFO_KIND, b"bridge");
@@ -300,6 +310,39 @@ impl Netlink {
 
     pub fn links(&mut self) -> Result<Vec<Link>, Error> {
         self.collect(RTM_GETLINK, &ifinfomsg(AF_UNSPEC, 0), RTM_NEWLINK, parse_link)
+    }
+
+    /// The bridge port attributes (IFLA_PROTINFO) of port `ifindex` whose types are in
+    /// `wanted`, as the kernel reports them; `None` when it is no bridge port.
+    pub fn port_attrs(&mut self, ifindex: u32, wanted: &[u16]) -> Result<Option<Vec<Attr>>, Error> {
+        let mut out = None;
+        self.dump(RTM_GETLINK, &ifinfomsg(AF_BRIDGE, 0), |ty, p| {
+            if ty == RTM_NEWLINK && p.get(4..8).and_then(u32_of) == Some(ifindex) {
+                let protinfo = p.get(16..).and_then(|a| attrs(a).find(|(t, _)| t & !NLA_F_NESTED == IFLA_PROTINFO));
+                if let Some((_, protinfo)) = protinfo {
+                    out = Some(picked(protinfo, wanted));
+                }
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// The bridge attributes (IFLA_BR_* in IFLA_LINKINFO's data) of bridge `ifindex`
+    /// whose types are in `wanted`.
+    pub fn bridge_attrs(&mut self, ifindex: u32, wanted: &[u16]) -> Result<Vec<Attr>, Error> {
+        let mut out = Vec::new();
+        self.dump(RTM_GETLINK, &ifinfomsg(AF_UNSPEC, 0), |ty, p| {
+            if ty != RTM_NEWLINK || p.get(4..8).and_then(u32_of) != Some(ifindex) {
+                return;
+            }
+            let find =
+                |b: &'_ [u8], want: u16| attrs(b).find(|(t, _)| t & !NLA_F_NESTED == want).map(|(_, v)| v.to_vec());
+            let data = p.get(16..).and_then(|a| find(a, IFLA_LINKINFO)).and_then(|info| find(&info, IFLA_INFO_DATA));
+            if let Some(data) = data {
+                out = picked(&data, wanted);
+            }
+        })?;
+        Ok(out)
     }
 
     /// Bridge ports and whether each is locked (IFLA_BRPORT_LOCKED), by ifindex.
@@ -627,6 +670,14 @@ fn elem_counter(b: &[u8]) -> Option<(u64, u64)> {
     let data = find(counter, nft::EXPR_DATA)?;
     let u64_of = |want| Some(u64::from_be_bytes(find(data, want)?.get(..8)?.try_into().ok()?));
     Some((u64_of(nft::COUNTER_PACKETS)?, u64_of(nft::COUNTER_BYTES)?))
+}
+
+/// The attributes of `b` whose types are in `wanted`, in the order found.
+fn picked(b: &[u8], wanted: &[u16]) -> Vec<Attr> {
+    attrs(b)
+        .filter(|(t, _)| wanted.contains(&(t & !NLA_F_NESTED)))
+        .map(|(t, v)| (t & !NLA_F_NESTED, v.to_vec()))
+        .collect()
 }
 
 fn parse_port_locked(p: &[u8]) -> Option<(u32, bool)> {

@@ -26,6 +26,7 @@ const NEXT_SEQ: &str = "next_seq";
 const ALIVE: &str = "alive";
 const EXPORTED: &str = "exported";
 const BOOT_ID: &str = "boot_id";
+const FOUND: &str = "found";
 
 fn membership_key(m: &Membership) -> String {
     let src = m.source.map_or("*".to_string(), |s| s.to_string());
@@ -296,6 +297,34 @@ impl Store {
 
     pub fn set_boot_id(&self, id: &str) -> Result<(), Error> {
         self.set_meta(BOOT_ID, id.as_bytes())
+    }
+
+    /// What the set-up found in the kernel before changing it (JSON).
+    pub fn found(&self) -> Result<Option<crate::dataplane::Found>, Error> {
+        let tx = self.db()?.begin_read().map_err(dberr)?;
+        let t = tx.open_table(META).map_err(dberr)?;
+        let Some(v) = t.get(FOUND).map_err(dberr)? else { return Ok(None) };
+        serde_json::from_slice(v.value())
+            .map(Some)
+            .map_err(|e| Error::Corrupt { key: FOUND.into(), reason: e.to_string() })
+    }
+
+    /// Remembers `found`; `None` forgets it (after a teardown put it back).
+    pub fn set_found(&self, found: Option<&crate::dataplane::Found>) -> Result<(), Error> {
+        let tx = self.db()?.begin_write().map_err(dberr)?;
+        {
+            let mut t = tx.open_table(META).map_err(dberr)?;
+            match found {
+                Some(f) => {
+                    let v = serde_json::to_vec(f).map_err(dberr)?;
+                    t.insert(FOUND, v.as_slice()).map_err(dberr)?;
+                }
+                None => {
+                    t.remove(FOUND).map_err(dberr)?;
+                }
+            }
+        }
+        tx.commit().map_err(dberr)
     }
 
     /// Forgets the journal records below `upto` that were delivered; returns how many.
