@@ -6,6 +6,7 @@
 //! (with a token the reply comes back with), and authorize/deauthorize decisions.
 
 use super::{AccountWithoutUserName, Config, EndCause, Method, PortConfig, PortId, PortMode, ReplyAttrs};
+use crate::capture::limit::Bucket;
 use crate::loglimit::LogLimit;
 use crate::radius::client::{eap_message, eap_message_attrs, Attr, Request, Token};
 use crate::radius::{attr, Code, Packet};
@@ -125,6 +126,9 @@ pub struct Stats {
     pub identity_not_utf8: u64,
     /// Access-Accepts refused for naming no user (`account_without_user_name`).
     pub accept_without_user_name: u64,
+    /// Response/Identity dropped: the host started EAP conversations faster than
+    /// `restart_holdoff` allows (its current one goes on).
+    pub identity_held_off: u64,
 }
 
 /// After link-up: group Identity requests at +0, +50, +150, +350, +750, +1550 ms, then
@@ -201,6 +205,9 @@ pub struct Authenticator {
     outputs: VecDeque<Output>,
     /// Refused identities and Access-Accepts: logged once a minute per host.
     log_limit: LogLimit<(PortId, MacAddr)>,
+    /// EAP conversations each host may still start (see `restart_holdoff`); kept apart
+    /// from `hosts`, so that a Logoff does not refill it. Bounded: see `may_restart`.
+    restarts: HashMap<(PortId, MacAddr), Bucket>,
     pub stats: Stats,
 }
 
@@ -223,6 +230,7 @@ impl Authenticator {
             next_token: 1,
             outputs: VecDeque::new(),
             log_limit: LogLimit::new(Duration::from_secs(60), 4096),
+            restarts: HashMap::new(),
             stats: Stats::default(),
         }
     }
@@ -349,6 +357,19 @@ impl Authenticator {
             if !self.admit_host(port, src) {
                 return;
             }
+            if !self.may_restart(now, port, src) {
+                self.stats.identity_held_off += 1;
+                if self.log_limit.allow(now, (port, src)) {
+                    warn!(
+                        port = self.port_name(port),
+                        mac = %src,
+                        "EAP restarts held off: more than {} conversations, one per {:?} (logged once a minute)",
+                        crate::auth::RESTART_BURST,
+                        self.config.restart_holdoff
+                    );
+                }
+                return;
+            }
             self.cancel_pending(port, src);
             let reauth = self.ports[port].hosts.get(&src).is_some_and(|s| s.session.is_some());
             if reauth {
@@ -396,6 +417,24 @@ impl Authenticator {
             }
             _ => self.stats.eap_unexpected += 1,
         }
+    }
+
+    /// Whether the host may start another EAP conversation now (and takes it). A host
+    /// whose allowance is whole again is as good as forgotten, so those go when the map
+    /// outgrows every port's host limit; what stays are hosts admitted within the last
+    /// `RESTART_BURST × restart_holdoff`, bounded by the EAPOL rate limit.
+    fn may_restart(&mut self, now: Instant, port: PortId, mac: MacAddr) -> bool {
+        let burst = crate::auth::RESTART_BURST;
+        let rate = 1.0 / self.config.restart_holdoff.as_secs_f64().max(1e-3);
+        let whole = |b: &mut Bucket| {
+            let mut probe = *b;
+            (0..burst as usize).all(|_| probe.take(now, rate, burst))
+        };
+        let bound = self.config.max_hosts_per_port.saturating_mul(self.ports.len()).max(1);
+        if self.restarts.len() >= bound && !self.restarts.contains_key(&(port, mac)) {
+            self.restarts.retain(|_, b| !whole(b));
+        }
+        self.restarts.entry((port, mac)).or_insert_with(|| Bucket::new(now, burst)).take(now, rate, burst)
     }
 
     fn host_state(&self, port: PortId, mac: MacAddr) -> Option<&State> {
@@ -986,6 +1025,45 @@ mod tests {
         attrs.extend_from_slice(accept);
         a.handle_input(t0, Input::RadiusReply { token, packet: &reply(Code::AccessAccept, &attrs) });
         outputs(a)
+    }
+
+    #[test]
+    fn a_host_restarting_eap_over_and_over_opens_three_conversations_then_one_per_holdoff() {
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        outputs(&mut a);
+        let ms = Duration::from_millis(1);
+        // every 100 ms, for 10 s: a Response/Identity, each answered by a challenge (so
+        // the host is always mid-conversation, and a new identity would restart it)
+        let mut requests = 0;
+        for i in 0..100u32 {
+            let now = t0 + 100 * i * ms;
+            a.handle_input(now, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(i as u8, b"mallory") });
+            let out = outputs(&mut a);
+            let Some((token, _)) = out.iter().find_map(|o| match o {
+                Output::Radius { token, request } => Some((*token, request.clone())),
+                _ => None,
+            }) else {
+                continue;
+            };
+            requests += 1;
+            let challenge = [1u8, i as u8, 0, 6, 4, 0];
+            a.handle_input(
+                now,
+                Input::RadiusReply { token, packet: &reply(Code::AccessChallenge, &[(attr::EAP_MESSAGE, &challenge)]) },
+            );
+            outputs(&mut a);
+        }
+        // 3 at once, then one at 5 s (the 51st), none more before 10 s
+        assert_eq!(requests, 4);
+        assert_eq!(a.stats.identity_held_off, 96);
+        // the conversation it has goes on: its answer to the last challenge is relayed
+        let answer = eapol(eapol::PacketType::EapPacket, &[2, 50, 0, 6, 4, 0]);
+        a.handle_input(t0 + 9900 * ms, Input::Eapol { port: 0, src: HOST, pdu: &answer });
+        assert!(outputs(&mut a).iter().any(|o| matches!(o, Output::Radius { .. })));
+        // a neighbour is not held off by it
+        let other = MacAddr([2, 0, 0, 0, 0, 0x20]);
+        a.handle_input(t0 + 9900 * ms, Input::Eapol { port: 0, src: other, pdu: &identity_response(1, b"bob") });
+        assert!(outputs(&mut a).iter().any(|o| matches!(o, Output::Radius { .. })));
     }
 
     fn authorized_account(out: &[Output]) -> Option<&str> {

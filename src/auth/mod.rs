@@ -70,7 +70,13 @@ pub struct Config {
     pub framed_mtu: u32,
     /// What an 802.1X Access-Accept without a User-Name makes the account.
     pub account_without_user_name: AccountWithoutUserName,
+    /// A host may start [`RESTART_BURST`] EAP conversations (Response/Identity →
+    /// Access-Request) at once, then one per `restart_holdoff`; more are dropped.
+    pub restart_holdoff: Duration,
 }
+
+/// EAP conversations a host may start back to back before the hold-off applies.
+pub const RESTART_BURST: f64 = 3.0;
 
 /// The account is what mcgate decides and bills by. The User-Name of the Access-Accept
 /// is what the server verified (RFC 2865 5.1); the EAP identity is what the supplicant
@@ -102,6 +108,7 @@ impl Default for Config {
             max_hosts_per_port: 16,
             framed_mtu: 1400,
             account_without_user_name: AccountWithoutUserName::default(),
+            restart_holdoff: Duration::from_secs(5),
         }
     }
 }

@@ -243,6 +243,9 @@ pub struct Authenticator {
     pub framed_mtu: u32,
     /// "refuse-tunnelled" (default), "refuse" or "identity": see auth::AccountWithoutUserName.
     pub account_without_user_name: crate::auth::AccountWithoutUserName,
+    /// After three EAP conversations back to back, a host may start one per this.
+    #[serde(deserialize_with = "duration")]
+    pub restart_holdoff: Duration,
 }
 
 impl Default for Authenticator {
@@ -258,6 +261,7 @@ impl Default for Authenticator {
             max_hosts_per_port: d.max_hosts_per_port,
             framed_mtu: d.framed_mtu,
             account_without_user_name: d.account_without_user_name,
+            restart_holdoff: d.restart_holdoff,
         }
     }
 }
@@ -363,6 +367,7 @@ impl Loaded {
             max_hosts_per_port: a.max_hosts_per_port,
             framed_mtu: a.framed_mtu,
             account_without_user_name: a.account_without_user_name,
+            restart_holdoff: a.restart_holdoff,
         }
     }
 

@@ -103,6 +103,17 @@ impl Daemon {
         );
         t.one("reauthentications_total", "counter", "Re-authentications.", a.reauthentications);
         t.one("supplicant_timeouts_total", "counter", "EAP exchanges the supplicant abandoned.", a.supplicant_timeouts);
+        t.family(
+            "eap_refused_total",
+            "counter",
+            "EAP identities and Access-Accepts refused before a session, by reason.",
+            &[
+                ("reason=\"identity_too_long\"".into(), a.identity_too_long as f64),
+                ("reason=\"identity_not_utf8\"".into(), a.identity_not_utf8 as f64),
+                ("reason=\"restart_held_off\"".into(), a.identity_held_off as f64),
+                ("reason=\"accept_without_user_name\"".into(), a.accept_without_user_name as f64),
+            ],
+        );
         t.one(
             "capture_drops_total",
             "counter",
