@@ -224,6 +224,27 @@ def inject(a):
     s.bind((a.iface, 0))
     s.send(report_frame(a.src_mac, a.src_ip, records))
 
+def own_mac(iface):
+    with open(f"/sys/class/net/{iface}/address") as f:
+        return bytes.fromhex(f.read().strip().replace(":", ""))
+
+
+def identities(a):
+    """COUNT EAP Response/Identity frames for NAME, PPS a second, from the interface's
+    own MAC to the PAE group address (a host restarting EAP over and over)."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((a.iface, 0))
+    name = a.name.encode()
+    t0 = time.monotonic()
+    for i in range(a.count):
+        eap = struct.pack("!BBHB", 2, i & 0xFF, 5 + len(name), 1) + name
+        s.send(b"\x01\x80\xc2\x00\x00\x03" + own_mac(a.iface) + b"\x88\x8e" + struct.pack("!BBH", 2, 0, len(eap)) + eap)
+        delay = t0 + (i + 1) / a.pps - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    print(json.dumps({"sent": a.count, "seconds": time.monotonic() - t0}), flush=True)
+
+
 p = argparse.ArgumentParser()
 sub = p.add_subparsers(dest="cmd", required=True)
 r = sub.add_parser("recv")
@@ -249,5 +270,8 @@ m.add_argument("--iface", default="eth0")
 i = sub.add_parser("inject")
 i.add_argument("--src-mac", required=True); i.add_argument("--src-ip", required=True)
 i.add_argument("--iface", default="eth0"); i.add_argument("records", nargs="+")
+e = sub.add_parser("identities")
+e.add_argument("name"); e.add_argument("--count", type=int, required=True); e.add_argument("--pps", type=float, default=10)
+e.add_argument("--iface", default="eth0")
 a = p.parse_args()
-{"recv": recv, "send": send, "sniff": sniff, "inject": inject, "zap": zap, "flood": flood, "macflood": macflood}[a.cmd](a)
+{"identities": identities, "recv": recv, "send": send, "sniff": sniff, "inject": inject, "zap": zap, "flood": flood, "macflood": macflood}[a.cmd](a)

@@ -61,6 +61,32 @@ fn injecting_identity() -> String {
 }
 
 #[test]
+fn a_host_restarting_eap_over_and_over_opens_few_conversations_on_freeradius() {
+    let mut tb = Testbed::new("rh", 2);
+    tb.radius_detail(1812);
+    tb.config(&[("p1", "dot1x"), ("p2", "dot1x")], &[SERVER], FAST, "");
+    tb.start_mcgate();
+    // 60 Response/Identity in 6 s, each answered by FreeRADIUS's challenge and so each
+    // a restart of the conversation the host is in
+    let flood = tb.mcast_py("h1", &["identities", "mallory", "--count", "60", "--pps", "10"]);
+    // the neighbour logs in meanwhile
+    tb.supplicant(2, "alice", "alicepass", "md5");
+    assert!(authorized(&tb, "p2"), "{}", tb.log());
+    assert_eq!(common::result(flood)["sent"], 60);
+    std::thread::sleep(Duration::from_millis(500));
+    let requests = tb.radius_requests(1812);
+    let calling = Testbed::host_mac(1).replace(':', "-").to_uppercase();
+    let opened =
+        requests.split("\n\n").filter(|r| r.contains(&calling) && r.contains("User-Name = \"mallory\"")).count();
+    let held = tb.status().unwrap()["authenticator"]["identity_held_off"].as_u64().unwrap();
+    println!("60 restarts in 6 s: {opened} Access-Requests reached FreeRADIUS, {held} held off");
+    // three at once, one at 5 s: never one per Response/Identity
+    assert!((3..=4).contains(&opened), "{opened} conversations opened:\n{requests}");
+    assert_eq!(held as usize + opened, 60, "every identity either went or was counted");
+    assert_eq!(tb.log().matches("EAP restarts held off").count(), 1, "logged once a minute:\n{}", tb.log());
+}
+
+#[test]
 fn an_identity_that_would_inject_radius_attributes_never_reaches_freeradius() {
     let mut tb = Testbed::new("ij", 3);
     tb.radius_detail(1812);

@@ -357,24 +357,6 @@ impl Authenticator {
             if !self.admit_host(port, src) {
                 return;
             }
-            if !self.may_restart(now, port, src) {
-                self.stats.identity_held_off += 1;
-                if self.log_limit.allow(now, (port, src)) {
-                    warn!(
-                        port = self.port_name(port),
-                        mac = %src,
-                        "EAP restarts held off: more than {} conversations, one per {:?} (logged once a minute)",
-                        crate::auth::RESTART_BURST,
-                        self.config.restart_holdoff
-                    );
-                }
-                return;
-            }
-            self.cancel_pending(port, src);
-            let reauth = self.ports[port].hosts.get(&src).is_some_and(|s| s.session.is_some());
-            if reauth {
-                self.stats.reauthentications += 1;
-            }
             // The identity becomes the User-Name: one that does not fit one attribute
             // would be cut or, worse, read as attributes of the sender's choosing.
             let identity = match std::str::from_utf8(id) {
@@ -394,10 +376,30 @@ impl Authenticator {
                     if self.log_limit.allow(now, (port, src)) {
                         warn!(port = self.port_name(port), mac = %src, len = id.len(), "EAP identity refused: {why}");
                     }
+                    self.cancel_pending(port, src);
                     self.fail(now, port, src, Method::Dot1x, String::new(), None);
                     return;
                 }
             };
+            // Each conversation is one on the server too: a host gets a few, then one
+            // per hold-off; the one it has goes on.
+            if !self.may_restart(now, port, src) {
+                self.stats.identity_held_off += 1;
+                if self.log_limit.allow(now, (port, src)) {
+                    warn!(
+                        port = self.port_name(port),
+                        mac = %src,
+                        "EAP restarts held off: more than {} conversations, one per {:?} (logged once a minute)",
+                        crate::auth::RESTART_BURST,
+                        self.config.restart_holdoff
+                    );
+                }
+                return;
+            }
+            self.cancel_pending(port, src);
+            if self.ports[port].hosts.get(&src).is_some_and(|s| s.session.is_some()) {
+                self.stats.reauthentications += 1;
+            }
             let token = self.send_access_request(port, src, &identity, raw, None);
             let s = self.host_entry(port, src);
             s.state = State::AwaitServer { token, identity, eap_type: 0 };
