@@ -181,6 +181,35 @@ def report_frame(src_mac, src_ip, records):
     return bytes.fromhex("01005e000016") + bytes.fromhex(src_mac.replace(":", "")) + b"\x08\x00" + hdr + igmp
 
 
+def mld_frame(src_mac, src_ip, group):
+    """An MLDv2 report (one EXCLUDE {} record: a join of GROUP) behind a Hop-by-Hop
+    header with Router Alert, as a kernel sends it."""
+    src, dst = ipaddress.ip_address(src_ip).packed, ipaddress.ip_address("ff02::16").packed
+    icmp = struct.pack("!BBHHH", 143, 0, 0, 0, 1) + struct.pack("!BBH", 4, 0, 0) + ipaddress.ip_address(group).packed
+    pseudo = src + dst + struct.pack("!I3xB", len(icmp), 58)
+    icmp = icmp[:2] + struct.pack("!H", checksum(pseudo + icmp)) + icmp[4:]
+    hbh = bytes([58, 0, 5, 2, 0, 0, 1, 0])  # Router Alert (MLD), PadN
+    ip6 = struct.pack("!IHBB", 0x60000000, len(hbh) + len(icmp), 0, 1) + src + dst
+    return bytes.fromhex("333300000016") + bytes.fromhex(src_mac.replace(":", "")) + b"\x86\xdd" + ip6 + hbh + icmp
+
+
+def tagged(a):
+    """One frame of KIND (eapol-start, igmp or mld) from the interface's own MAC, with an
+    802.1Q tag of VID (0: priority-tagged) and priority 5."""
+    mac = own_mac(a.iface)
+    hexmac = mac.hex(":")
+    if a.kind == "eapol-start":
+        frame = b"\x01\x80\xc2\x00\x00\x03" + mac + b"\x88\x8e" + bytes([2, 1, 0, 0]) + bytes(42)
+    elif a.kind == "igmp":
+        frame = report_frame(hexmac, a.src_ip, [(4, a.group, [])])
+    else:
+        frame = mld_frame(hexmac, a.src_ip, a.group)
+    tag = b"\x81\x00" + struct.pack("!H", (5 << 13) | a.vid)
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((a.iface, 0))
+    s.send(frame[:12] + tag + frame[12:])
+
+
 def flood(a):
     frames = [report_frame(a.src_mac, a.src_ip, [(4, "239.2.%d.%d" % (i // 256, i % 256), [])]) for i in range(a.groups)]
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
@@ -273,5 +302,9 @@ i.add_argument("--iface", default="eth0"); i.add_argument("records", nargs="+")
 e = sub.add_parser("identities")
 e.add_argument("name"); e.add_argument("--count", type=int, required=True); e.add_argument("--pps", type=float, default=10)
 e.add_argument("--iface", default="eth0")
+t = sub.add_parser("tagged")
+t.add_argument("kind", choices=["eapol-start", "igmp", "mld"]); t.add_argument("--vid", type=int, default=0)
+t.add_argument("--group", default="239.1.1.1"); t.add_argument("--src-ip", default="192.0.2.11")
+t.add_argument("--iface", default="eth0")
 a = p.parse_args()
-{"identities": identities, "recv": recv, "send": send, "sniff": sniff, "inject": inject, "zap": zap, "flood": flood, "macflood": macflood}[a.cmd](a)
+{"tagged": tagged, "identities": identities, "recv": recv, "send": send, "sniff": sniff, "inject": inject, "zap": zap, "flood": flood, "macflood": macflood}[a.cmd](a)

@@ -374,3 +374,36 @@ fn a_free_preview_ends_on_time_and_is_not_repeated() {
     let _ = stream.kill();
     let _ = stream.wait();
 }
+
+#[test]
+fn tagged_eapol_igmp_and_mld_are_dropped_counted_and_never_snooped() {
+    let tb = testbed("tg", 1, &[("p1", "dot1x")], "");
+    let tagged = |kind: &str, vid: u16, group: &str, src: &str| {
+        let vid = vid.to_string();
+        let args = ["tagged", kind, "--vid", vid.as_str(), "--group", group, "--src-ip", src];
+        let out = tb.mcast_py("h1", &args).wait_with_output().unwrap();
+        assert!(out.status.success());
+    };
+    // before any login: a tagged EAPOL-Start, priority-tagged and in VLAN 7
+    for vid in [0, 7] {
+        tagged("eapol-start", vid, "", "");
+    }
+    login(&tb, 1, "alice");
+    // tagged joins of a channel alice's package has, in both IP versions
+    for vid in [0, 7] {
+        tagged("igmp", vid, "239.1.1.5", "192.0.2.11");
+        tagged("mld", vid, "ff3e::1:5", "fe80::11");
+    }
+    let dropped = || stat(&tb, &["limits", "p1", "dropped_tagged"]);
+    assert!(wait_until(Duration::from_secs(3), || dropped() == 6), "{} dropped:\n{}", dropped(), tb.log());
+    assert_eq!(stat(&tb, &["authenticator", "eapol_start"]), 0, "a tagged EAPOL-Start was taken for untagged");
+    // neither mcgate nor the bridge's own snooping took a tagged join
+    std::thread::sleep(Duration::from_millis(300));
+    let mdb = tb.mdb();
+    assert!(!mdb.contains("239.1.1.5") && !mdb.contains("ff3e::1:5"), "a tagged join reached the MDB:\n{mdb}");
+    assert!(tb.memberships().is_empty(), "{:?}", tb.memberships());
+    assert_eq!(tb.log().matches("tagged frame dropped").count(), 1, "logged once a minute per host");
+    // the same joins untagged are admitted: the drop was for the tag
+    tb.in_host(1, &["ip", "addr", "add", "239.1.1.5/32", "dev", "eth0", "autojoin"]);
+    assert!(wait_until(Duration::from_secs(5), || tb.mdb().contains("port p1 grp 239.1.1.5")), "{}", tb.log());
+}

@@ -84,6 +84,9 @@ pub struct Stats {
     pub dropped_mac_rate: AtomicU64,
     pub dropped_quarantined: AtomicU64,
     pub dropped_eapol_rate: AtomicU64,
+    /// EAPOL, IGMP and MLD frames that came with an 802.1Q tag (VID 0 included): this
+    /// build knows no VLANs, and a tagged frame is nothing it may act on.
+    pub dropped_tagged: AtomicU64,
     pub quarantines: AtomicU64,
     pub quarantined: AtomicBool,
 }
@@ -94,6 +97,7 @@ pub struct StatsView {
     pub dropped_mac_rate: u64,
     pub dropped_quarantined: u64,
     pub dropped_eapol_rate: u64,
+    pub dropped_tagged: u64,
     pub quarantines: u64,
     pub quarantined: bool,
 }
@@ -105,6 +109,7 @@ impl Stats {
             dropped_mac_rate: self.dropped_mac_rate.load(Relaxed),
             dropped_quarantined: self.dropped_quarantined.load(Relaxed),
             dropped_eapol_rate: self.dropped_eapol_rate.load(Relaxed),
+            dropped_tagged: self.dropped_tagged.load(Relaxed),
             quarantines: self.quarantines.load(Relaxed),
             quarantined: self.quarantined.load(Relaxed),
         }

@@ -451,6 +451,7 @@ fn status_summary(s: &serde_json::Value) -> String {
             ),
         ),
         ("capture drops (kernel)", n(&["io", "capture_drops"])),
+        ("tagged EAPOL/IGMP/MLD dropped", ports("dropped_tagged").to_string()),
         ("flood: ports quarantined now / quarantines", format!("{} / {}", ports("quarantined"), ports("quarantines"))),
         (
             "flood: frames dropped over rate / quarantined",

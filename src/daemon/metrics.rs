@@ -143,6 +143,12 @@ impl Daemon {
         let by_port = |f: &dyn Fn(&crate::capture::limit::StatsView) -> u64| -> Vec<(String, f64)> {
             views.iter().map(|(p, v)| (format!("port=\"{p}\""), f(v) as f64)).collect()
         };
+        t.family(
+            "frames_tagged_dropped_total",
+            "counter",
+            "EAPOL, IGMP and MLD frames dropped for carrying an 802.1Q tag (VID 0 too), by port.",
+            &by_port(&|v| v.dropped_tagged),
+        );
         t.family("port_quarantined", "gauge", "1 while the port is quarantined.", &by_port(&|v| v.quarantined as u64));
         t.family("port_quarantines_total", "counter", "Quarantines of the port.", &by_port(&|v| v.quarantines));
         t.one(

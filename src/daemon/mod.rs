@@ -774,6 +774,7 @@ fn spawn_capture(port: PortId, p: &Port, limits: limit::Config, tx: mpsc::Sender
     tokio::spawn(async move {
         let mut buf = vec![0u8; 2048];
         let mut limiter = limit::PortLimiter::new(limits, Instant::now());
+        let mut tagged_log = crate::loglimit::LogLimit::new(Duration::from_secs(60), 256);
         loop {
             let (n, info) = match socket.recv(&mut buf).await {
                 Ok(r) => r,
@@ -789,8 +790,17 @@ fn spawn_capture(port: PortId, p: &Port, limits: limit::Config, tx: mpsc::Sender
             let Ok(frame) = ethernet::Frame::new_checked(&buf[..n]) else {
                 continue;
             };
-
             let now = Instant::now();
+            // The kernel takes an 802.1Q tag off before the tap (it comes as auxdata):
+            // without this a tagged EAPOL-Start or report would pass for an untagged one.
+            if let Some(vid) = info.vlan {
+                stats.dropped_tagged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if tagged_log.allow(now, frame.src()) {
+                    warn!(port = name, mac = %frame.src(), vid, ethertype = format!("{:#06x}", frame.ethertype()), "tagged frame dropped: VLANs are not configured (logged once a minute per host)");
+                }
+                continue;
+            }
+
             let verdict = match frame.ethertype() {
                 ethernet::ETHERTYPE_EAPOL => limiter.eapol(now, &stats),
                 _ => {
