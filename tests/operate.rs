@@ -49,8 +49,27 @@ fn now() -> u64 {
 
 /// radclient in the switch namespace: `attrs` as radclient reads them; its output.
 fn radclient(tb: &Testbed, cmd: &str, attrs: &str, secret: &str) -> String {
+    radclient_tries(tb, cmd, attrs, secret, 1)
+}
+
+/// radclient sending up to `tries` times, a second apart, until answered.
+fn radclient_tries(tb: &Testbed, cmd: &str, attrs: &str, secret: &str, tries: u32) -> String {
+    let tries = tries.to_string();
     let mut c = Command::new("ip")
-        .args(["netns", "exec", &tb.ns("sw"), "radclient", "-x", "-t", "1", "-r", "1", "127.0.0.1:3799", cmd, secret])
+        .args([
+            "netns",
+            "exec",
+            &tb.ns("sw"),
+            "radclient",
+            "-x",
+            "-t",
+            "1",
+            "-r",
+            &tries,
+            "127.0.0.1:3799",
+            cmd,
+            secret,
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -173,6 +192,43 @@ fn forged_stale_and_replayed_requests_are_dropped() {
     // nothing of it acted on
     assert!(tb.session_of("p1").is_some());
     assert_eq!(das_stat(&tb, "sessions_disconnected"), 0);
+}
+
+#[test]
+fn a_retransmission_gets_the_cached_answer_and_is_carried_out_once() {
+    let tb = testbed("ot");
+    tb.in_host(1, &["ip", "addr", "add", "239.1.1.1/32", "dev", "eth0", "autojoin"]);
+    assert!(wait_until(Duration::from_secs(5), || joined(&tb, "239.1.1.1")), "{}", tb.log());
+    // the first answer is lost on the way (dropped as it leaves): radclient sends the
+    // same request again after its 1 s timeout
+    let nft = |script: &str| {
+        let mut c = Command::new("ip")
+            .args(["netns", "exec", &tb.ns("sw"), "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        c.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        assert!(c.wait().unwrap().success(), "{script}");
+    };
+    // a quota "until 100 bytes" matches the first answer (under 100 octets with its IP
+    // header) and nothing after
+    nft("table ip lose1 {\n chain out {\n  type filter hook output priority 0; policy accept;\n  \
+         udp sport 3799 quota until 100 bytes counter drop\n }\n}\n");
+    let out = radclient_tries(&tb, "disconnect", &signed("User-Name = alice"), "testing123", 3);
+    nft("delete table ip lose1");
+    assert!(out.contains("Received Disconnect-ACK"), "{out}");
+    assert!(out.matches("Sent Disconnect-Request").count() >= 2, "radclient did not retransmit: {out}");
+    // carried out once, answered twice
+    assert_eq!(das_stat(&tb, "sessions_disconnected"), 1);
+    assert_eq!(das_stat(&tb, "acks"), 1);
+    assert_eq!(das_stat(&tb, "retransmissions_answered"), 1, "{}", tb.log());
+    // the session ended once (wpa_supplicant logs in again a second later: a Disconnect
+    // carried out again would have ended that session too)
+    assert_eq!(tb.log().matches("cause=AdminReset").count(), 1, "{}", tb.log());
+    // a new request is answered anew (its Proxy-State echoed)
+    let out = radclient(&tb, "disconnect", &signed("User-Name = mallory\nProxy-State = 0x6d63"), "testing123");
+    assert!(out.contains("Received Disconnect-NAK") && out.contains("Proxy-State = 0x6d63"), "{out}");
 }
 
 /// A CoA that withdraws a package, then a reload that takes a channel out of one: the
@@ -416,7 +472,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 #[test]
 fn the_control_socket_answers_only_root_and_the_listeners_back_off_when_out_of_descriptors() {
-    let tb = testbed("oc");
+    let tb = testbed("ok");
     let cfg = tb.dir.join("mcgate.toml");
     // another user, even with the socket's mode opened up, gets no answer
     common::run(Command::new("chmod").arg("666").arg(tb.socket()));

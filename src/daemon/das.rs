@@ -10,14 +10,14 @@ use crate::radius::das::{self, cause, Kind};
 use crate::store::{Op, Session};
 use crate::wire::MacAddr;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
-/// Request authenticators remembered against replays (within the timestamp window).
+/// Requests remembered, with their answers (within the timestamp window).
 const SEEN: usize = 4096;
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -30,6 +30,16 @@ pub(super) struct Stats {
     pub sessions_disconnected: u64,
     pub sessions_changed: u64,
     pub memberships_revoked: u64,
+    /// Retransmissions (same source, Identifier and Request Authenticator) answered
+    /// with the answer the first got, not carried out again (RFC 5080 2.2.2).
+    pub retransmissions_answered: u64,
+}
+
+/// A request seen: where it came from and the answer it got (none yet, or none at all).
+struct Seen {
+    from: SocketAddr,
+    id: u8,
+    answer: Option<Vec<u8>>,
 }
 
 /// What the socket's reader task drops before anything reaches the daemon's queue.
@@ -99,8 +109,12 @@ pub(super) struct Das {
     log: LogLimit<IpAddr>,
     clients: Vec<(IpAddr, crate::radius::Secret)>,
     window: u64,
+    /// Requests by (client, Request Authenticator), oldest first; bounded by [`SEEN`].
     seen: VecDeque<(IpAddr, [u8; 16])>,
-    seen_set: HashSet<(IpAddr, [u8; 16])>,
+    seen_map: HashMap<(IpAddr, [u8; 16]), Seen>,
+    /// Answers to send once what their requests changed has taken effect (the kernel
+    /// changed, the records committed): at the end of the daemon's drain.
+    answers: Vec<(SocketAddr, (IpAddr, [u8; 16]), Vec<u8>)>,
     pub stats: Stats,
 }
 
@@ -118,7 +132,8 @@ impl Das {
             clients,
             window,
             seen: VecDeque::new(),
-            seen_set: HashSet::new(),
+            seen_map: HashMap::new(),
+            answers: Vec::new(),
             stats: Stats::default(),
         }
     }
@@ -147,18 +162,28 @@ impl Das {
         }
     }
 
-    /// False when this request was seen before (a replay).
-    fn first_time(&mut self, from: IpAddr, authenticator: [u8; 16]) -> bool {
-        if !self.seen_set.insert((from, authenticator)) {
-            return false;
-        }
-        self.seen.push_back((from, authenticator));
+    /// Remembers a request seen for the first time; the oldest is forgotten beyond [`SEEN`].
+    fn remember(&mut self, key: (IpAddr, [u8; 16]), from: SocketAddr, id: u8) {
+        self.seen_map.insert(key, Seen { from, id, answer: None });
+        self.seen.push_back(key);
         if self.seen.len() > SEEN {
             if let Some(old) = self.seen.pop_front() {
-                self.seen_set.remove(&old);
+                self.seen_map.remove(&old);
             }
         }
-        true
+    }
+
+    /// Sends the answers whose requests have taken effect, and keeps each for the
+    /// request's retransmissions.
+    pub fn send_answers(&mut self) {
+        for (to, key, answer) in std::mem::take(&mut self.answers) {
+            if let Err(e) = self.socket.send_to(&answer, to) {
+                warn!(%to, "dynamic authorization answer: {e}");
+            }
+            if let Some(seen) = self.seen_map.get_mut(&key) {
+                seen.answer = Some(answer);
+            }
+        }
     }
 }
 
@@ -187,8 +212,22 @@ impl Daemon {
             Ok(r) => r,
             Err(e) => return d.drop(from, &e.to_string()),
         };
-        if !d.first_time(from.ip(), req.authenticator) {
-            return d.drop(from, "replay");
+        let key = (from.ip(), req.authenticator);
+        match d.seen_map.get(&key) {
+            // RFC 5080 2.2.2: the same source, Identifier and Request Authenticator is
+            // the client's retransmission: it gets the answer again, nothing is redone
+            Some(Seen { from: f, id, answer: Some(answer) }) if *f == from && *id == req.id => {
+                d.stats.retransmissions_answered += 1;
+                if let Err(e) = d.socket.send_to(answer, from) {
+                    warn!(%from, "dynamic authorization answer: {e}");
+                }
+                return;
+            }
+            Some(Seen { from: f, id, answer: None }) if *f == from && *id == req.id => {
+                return d.drop(from, "retransmission before the answer");
+            }
+            Some(_) => return d.drop(from, "replay"),
+            None => d.remember(key, from, req.id),
         }
         let error = self.das_apply(now, &req);
         let Some(d) = self.das.as_mut() else { return };
@@ -197,12 +236,9 @@ impl Daemon {
             Some(c) => *d.stats.naks.entry(c).or_default() += 1,
         }
         info!(%from, kind = ?req.kind, user = req.user_name, session = req.acct_session_id, error_cause = error, "dynamic authorization");
-        let answer = match das::answer(&req, error, &secret) {
-            Ok(a) => a,
-            Err(e) => return d.drop(from, &format!("answer not encoded: {e}")),
-        };
-        if let Err(e) = d.socket.send_to(&answer, from) {
-            warn!(%from, "dynamic authorization answer: {e}");
+        match das::answer(&req, error, &secret) {
+            Ok(answer) => d.answers.push((from, key, answer)),
+            Err(e) => d.drop(from, &format!("answer not encoded: {e}")),
         }
     }
 

@@ -540,6 +540,10 @@ impl Daemon {
             }
         }
         self.sync_mab_learning();
+        // CoA/Disconnect answers go once what they asked for has taken effect
+        if let Some(d) = self.das.as_mut() {
+            d.send_answers();
+        }
     }
 
     /// The kernel's drop counters of the capture sockets reset when read: what they

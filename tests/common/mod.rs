@@ -128,6 +128,11 @@ pub struct Testbed {
 impl Testbed {
     /// `name`: a short tag unique among the tests (namespaces are `mg<tag><pid>-*`).
     pub fn new(name: &str, hosts: usize) -> Self {
+        static TAGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let mut tags = TAGS.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(!tags.iter().any(|t| t == name), "testbed tag {name:?} used by two tests of this file");
+        tags.push(name.to_string());
+        drop(tags);
         let prefix = format!("mg{name}{}", std::process::id());
         let tb =
             Testbed { prefix: prefix.clone(), dir: PathBuf::from("/tmp/mcgate-tb").join(&prefix), hosts, daemon: None };
