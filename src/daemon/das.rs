@@ -35,6 +35,9 @@ pub(super) struct Stats {
     pub retransmissions_answered: u64,
 }
 
+/// A request as remembered: its client and Request Authenticator.
+type SeenKey = (IpAddr, [u8; 16]);
+
 /// A request seen: where it came from and the answer it got (none yet, or none at all).
 struct Seen {
     from: SocketAddr,
@@ -110,11 +113,11 @@ pub(super) struct Das {
     clients: Vec<(IpAddr, crate::radius::Secret)>,
     window: u64,
     /// Requests by (client, Request Authenticator), oldest first; bounded by [`SEEN`].
-    seen: VecDeque<(IpAddr, [u8; 16])>,
-    seen_map: HashMap<(IpAddr, [u8; 16]), Seen>,
+    seen: VecDeque<SeenKey>,
+    seen_map: HashMap<SeenKey, Seen>,
     /// Answers to send once what their requests changed has taken effect (the kernel
     /// changed, the records committed): at the end of the daemon's drain.
-    answers: Vec<(SocketAddr, (IpAddr, [u8; 16]), Vec<u8>)>,
+    answers: Vec<(SocketAddr, SeenKey, Vec<u8>)>,
     pub stats: Stats,
 }
 
@@ -163,7 +166,7 @@ impl Das {
     }
 
     /// Remembers a request seen for the first time; the oldest is forgotten beyond [`SEEN`].
-    fn remember(&mut self, key: (IpAddr, [u8; 16]), from: SocketAddr, id: u8) {
+    fn remember(&mut self, key: SeenKey, from: SocketAddr, id: u8) {
         self.seen_map.insert(key, Seen { from, id, answer: None });
         self.seen.push_back(key);
         if self.seen.len() > SEEN {
