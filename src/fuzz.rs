@@ -254,7 +254,7 @@ pub fn radius_client(data: &[u8]) {
     let servers = (0..2)
         .map(|i| Server { addr: ([127, 0, 0, 1], 1812 + i).into(), secret: crate::radius::Secret(b"s3cret".to_vec()) })
         .collect();
-    let mut c = Client::new(client::Config::default(), servers);
+    let mut c = Client::new(Instant::now(), client::Config::default(), servers);
     let mut now = Instant::now();
     let mut b = Bytes(data);
     let mut sent = 0u64;

@@ -236,6 +236,38 @@ fn primary_radius_down_the_secondary_answers() {
     assert!(st["radius"]["server_marked_dead"].as_u64() >= Some(1), "{st}");
 }
 
+#[test]
+fn status_server_probes_find_a_dead_server_first_and_bring_a_revived_one_back() {
+    let mut tb = Testbed::new("ss", 2);
+    tb.radius(1812);
+    // 1822 is down at first; without probes it would be skipped for its dead_time (60 s)
+    tb.config(
+        &[("p1", "dot1x"), ("p2", "dot1x")],
+        &["127.0.0.1:1822", SERVER],
+        FAST,
+        "timeout = \"300ms\"\nretries = 1\ndead_time = \"60s\"\nstatus_server = \"1s\"",
+    );
+    tb.start_mcgate();
+    let radius = |key: &str| tb.status().map(|s| s["radius"][key].as_u64().unwrap_or(0)).unwrap_or(0);
+    let server =
+        |addr: &str, key: &str| tb.status().map(|s| s["radius_servers"][addr][key].as_u64().unwrap_or(0)).unwrap_or(0);
+    // the probes find 1822 dead (300 ms + 600 ms) before anyone logs in ...
+    assert!(wait_until(Duration::from_secs(5), || radius("server_marked_dead") == 1), "{}", tb.log());
+    assert!(radius("probes_answered") >= 1, "FreeRADIUS on 1812 answers Status-Server: {}", tb.log());
+    // ... so alice's requests go straight to 1812: no failover, nothing waits on 1822
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    assert!(authorized(&tb, "p1"), "{}", tb.log());
+    assert_eq!(radius("failovers"), 0, "{}", tb.status().unwrap());
+    assert_eq!(server("127.0.0.1:1822", "requests"), 0);
+    // 1822 comes up: its next probe is answered and it is first again, 58 s early
+    tb.radius(1822);
+    assert!(wait_until(Duration::from_secs(5), || radius("servers_revived") == 1), "{}", tb.log());
+    tb.supplicant(2, "bob", "bobpass", "md5");
+    assert!(authorized(&tb, "p2"), "{}", tb.log());
+    // (requests counts what was sent for subscribers, not probes)
+    assert!(server("127.0.0.1:1822", "requests") >= 1, "{}", tb.status().unwrap());
+}
+
 /// UDP datagrams the kernel of namespace `ns` found no socket for.
 fn udp_no_ports(ns: &str) -> u64 {
     let snmp = common::run(Command::new("ip").args(["netns", "exec", ns, "cat", "/proc/net/snmp"]));

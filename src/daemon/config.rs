@@ -275,6 +275,11 @@ pub struct Radius {
     pub retries: u32,
     #[serde(default = "default_dead_time", deserialize_with = "duration")]
     pub dead_time: Duration,
+    /// Status-Server probes (RFC 5997) of the authentication and accounting servers:
+    /// to a dead one and to one not heard from for this long. "0s" (the default): none
+    /// (a server that does not answer Status-Server would be marked dead by them).
+    #[serde(default, deserialize_with = "duration")]
+    pub status_server: Duration,
     #[serde(rename = "server")]
     pub servers: Vec<Spanned<Server>>,
 }
@@ -373,7 +378,13 @@ impl Loaded {
 
     pub fn radius_config(&self) -> crate::radius::client::Config {
         let r = &self.config.radius;
-        crate::radius::client::Config { timeout: r.timeout, retries: r.retries, dead_time: r.dead_time }
+        crate::radius::client::Config {
+            timeout: r.timeout,
+            retries: r.retries,
+            dead_time: r.dead_time,
+            status_server: Some(r.status_server).filter(|d| !d.is_zero()),
+            nas_identifier: self.config.switch.nas_identifier.clone(),
+        }
     }
 
     pub fn acct_servers(&self) -> Vec<crate::radius::client::Server> {

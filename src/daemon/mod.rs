@@ -203,7 +203,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             sender.enqueue(seq, key);
         }
         let rtt = vec![Default::default(); sockets.len()];
-        Some(acct::Delivery { client: Client::new(loaded.radius_config(), acct_servers), sockets, sender, rtt })
+        Some(acct::Delivery {
+            client: Client::new(Instant::now(), loaded.radius_config(), acct_servers),
+            sockets,
+            sender,
+            rtt,
+        })
     };
     let vendor_id = cfg.multicast.as_ref().map_or(32473, |m| m.vendor_id);
     let nas_ports = (0..cfg.ports.len()).map(|i| loaded.nas_port(i)).collect();
@@ -226,7 +231,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     };
     let mut d = Daemon {
         auth: Authenticator::new(loaded.auth_config(), port_configs),
-        radius: Client::new(loaded.radius_config(), servers),
+        radius: Client::new(Instant::now(), loaded.radius_config(), servers),
         radius_rtt: vec![Default::default(); radius_sockets.len()],
         radius_sockets,
         dataplane,
@@ -748,6 +753,8 @@ impl Daemon {
                 "authenticator": self.auth.stats,
                 "radius": self.radius.stats,
                 "radius_pending": self.radius.pending(),
+                "radius_servers": self.radius.server_addrs().iter().zip(&self.radius.per_server)
+                    .map(|(a, st)| (a.to_string(), st)).collect::<std::collections::BTreeMap<_, _>>(),
                 "io": self.io,
                 "limits": self.ports.iter().map(|p| (p.name.clone(), p.limits.view())).collect::<std::collections::BTreeMap<_, _>>(),
                 "dynamic_authorization": self.das.as_ref().map(|d| d.stats()),

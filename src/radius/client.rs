@@ -4,6 +4,11 @@
 //!
 //! One UDP socket per server (connected, so replies from any other address or port
 //! never reach it); the transport feeds datagrams in with the server's index.
+//!
+//! With `status_server` set, each server is probed with Status-Server (RFC 5997) when it
+//! is marked dead and when it has not answered for that long: a server that answers a
+//! probe is alive again at once (not only after `dead_time`), and one that stops
+//! answering is marked dead by its probe before a subscriber's request waits on it.
 
 use super::{
     attr, encode_raw, md5_parts, sign_request, verify_accounting_response, verify_reply, Code, EncodeError, Packet,
@@ -28,11 +33,22 @@ pub struct Config {
     pub retries: u32,
     /// How long a server that did not answer is skipped while others remain.
     pub dead_time: Duration,
+    /// Status-Server probes (RFC 5997): to a dead server and to one not heard from for
+    /// this long, once per this. None: no probes (the server may not answer them).
+    pub status_server: Option<Duration>,
+    /// The NAS-Identifier the probes carry.
+    pub nas_identifier: String,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { timeout: Duration::from_secs(2), retries: 2, dead_time: Duration::from_secs(30) }
+        Config {
+            timeout: Duration::from_secs(2),
+            retries: 2,
+            dead_time: Duration::from_secs(30),
+            status_server: None,
+            nas_identifier: "mcgate".into(),
+        }
     }
 }
 
@@ -120,6 +136,11 @@ pub struct Stats {
     pub server_marked_dead: u64,
     /// Requests refused before sending: they would not fit RADIUS's bounds.
     pub requests_unencodable: u64,
+    /// Status-Server probes sent (first transmissions), answered, and servers they
+    /// found alive again while marked dead.
+    pub probes: u64,
+    pub probes_answered: u64,
+    pub servers_revived: u64,
 }
 
 #[derive(Debug)]
@@ -134,6 +155,8 @@ struct Pending {
     servers_tried: usize,
     deadline: Instant,
     sent: Instant,
+    /// A Status-Server probe of the client's own (no caller waits for it).
+    probe: bool,
 }
 
 #[derive(Debug)]
@@ -141,6 +164,9 @@ struct ServerState {
     server: Server,
     next_id: u8,
     dead_until: Option<Instant>,
+    /// When a probe is next due (with `status_server`): `status_server` after the last
+    /// verified reply or probe.
+    next_probe: Option<Instant>,
 }
 
 /// What happened with one server.
@@ -167,13 +193,16 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(config: Config, servers: Vec<Server>) -> Self {
+    /// `now`: the first probes (with `status_server`) go out at once, so that a server
+    /// that is down is known before a subscriber waits on it.
+    pub fn new(now: Instant, config: Config, servers: Vec<Server>) -> Self {
         let per_server = vec![ServerStats::default(); servers.len()];
+        let next_probe = config.status_server.map(|_| now);
         Client {
             config,
             servers: servers
                 .into_iter()
-                .map(|server| ServerState { server, next_id: rand::random(), dead_until: None })
+                .map(|server| ServerState { server, next_id: rand::random(), dead_until: None, next_probe })
                 .collect(),
             pending: HashMap::new(),
             backlog: VecDeque::new(),
@@ -258,9 +287,40 @@ impl Client {
                 servers_tried,
                 deadline: now + self.config.timeout,
                 sent: now,
+                probe: false,
             },
         );
         true
+    }
+
+    /// Sends a Status-Server to `server` (when an identifier is free).
+    fn probe(&mut self, now: Instant, server: usize) {
+        let Some(id) = self.allocate_id(server) else { return };
+        let request = Request {
+            code: Code::StatusServer,
+            attrs: vec![Attr::Bytes(attr::NAS_IDENTIFIER, self.config.nas_identifier.clone().into_bytes())],
+        };
+        let Ok(bytes) = encode_request(&request, id, &rand::random(), &self.servers[server].server.secret) else {
+            return; // the configuration bounds the NAS-Identifier: cannot happen
+        };
+        self.stats.probes += 1;
+        let mut authenticator = [0u8; 16];
+        authenticator.copy_from_slice(&bytes[4..20]);
+        self.outputs.push_back(Output::Transmit { server, bytes: bytes.clone() });
+        let p = Pending {
+            token: 0,
+            request,
+            server,
+            id,
+            authenticator,
+            bytes,
+            attempt: 0,
+            servers_tried: 0,
+            deadline: now + self.config.timeout,
+            sent: now,
+            probe: true,
+        };
+        self.pending.insert((server, id), p);
     }
 
     fn allocate_id(&mut self, server: usize) -> Option<u8> {
@@ -287,7 +347,11 @@ impl Client {
         };
         let secret = &self.servers[server].server.secret;
         let verified = match p.request.code {
-            Code::AccountingRequest => verify_accounting_response(bytes, &p.authenticator, secret),
+            // A Status-Server answer is taken on its Response Authenticator when it has
+            // no Message-Authenticator (FreeRADIUS 3.2.1 sends none): the probe carries
+            // nothing a stranger chose, which BlastRADIUS needs, and an answer only says
+            // "alive" (a forged one sends requests to a server that then times out).
+            Code::AccountingRequest | Code::StatusServer => verify_accounting_response(bytes, &p.authenticator, secret),
             _ => verify_reply(bytes, &p.authenticator, secret),
         };
         let pkt = match verified {
@@ -326,8 +390,19 @@ impl Client {
         };
         self.stats.replies += 1;
         self.per_server[server].replies += 1;
-        self.servers[server].dead_until = None;
-        self.outputs.push_back(Output::Reply { token: p.token, server, packet, rtt: now - p.sent });
+        let s = &mut self.servers[server];
+        let was_dead = s.dead_until.take().is_some_and(|t| t > now);
+        if let Some(every) = self.config.status_server {
+            s.next_probe = Some(now + every);
+        }
+        if p.probe {
+            self.stats.probes_answered += 1;
+            if was_dead {
+                self.stats.servers_revived += 1;
+            }
+        } else {
+            self.outputs.push_back(Output::Reply { token: p.token, server, packet, rtt: now - p.sent });
+        }
         self.drain_backlog(now);
         Ok(())
     }
@@ -343,10 +418,23 @@ impl Client {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.pending.values().map(|p| p.deadline).min()
+        let probes = self.servers.iter().filter_map(|s| s.next_probe);
+        self.pending.values().map(|p| p.deadline).chain(probes).min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(every) = self.config.status_server {
+            for i in 0..self.servers.len() {
+                if self.servers[i].next_probe.is_some_and(|t| t <= now) {
+                    self.servers[i].next_probe = Some(now + every);
+                    // one probe at a time; a server in use proves itself by its replies
+                    let probing = self.pending.values().any(|p| p.server == i && p.probe);
+                    if !probing {
+                        self.probe(now, i);
+                    }
+                }
+            }
+        }
         let expired: Vec<(usize, u8)> =
             self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(k, _)| *k).collect();
         for key in expired {
@@ -364,9 +452,15 @@ impl Client {
                 continue;
             }
             // This server had its chances: mark it dead and fail over.
-            self.stats.server_marked_dead += 1;
-            self.per_server[p.server].marked_dead += 1;
-            self.servers[p.server].dead_until = Some(now + self.config.dead_time);
+            let s = &mut self.servers[p.server];
+            if s.dead_until.is_none_or(|t| t <= now) {
+                self.stats.server_marked_dead += 1;
+                self.per_server[p.server].marked_dead += 1;
+            }
+            s.dead_until = Some(now + self.config.dead_time);
+            if p.probe {
+                continue;
+            }
             let tried = p.servers_tried + 1;
             if tried >= self.servers.len() {
                 self.stats.failures += 1;
@@ -463,7 +557,7 @@ mod tests {
                 secret: crate::radius::Secret(b"s3cret".to_vec()),
             })
             .collect();
-        Client::new(Config::default(), servers)
+        Client::new(Instant::now(), Config::default(), servers)
     }
 
     fn request() -> Request {
@@ -491,6 +585,88 @@ mod tests {
         let mut pkt = encode_raw(2, req[1], &[0; 16], &attrs).unwrap();
         sign_reply(&mut pkt, &ra, secret);
         pkt
+    }
+
+    fn probing(n: usize, t0: Instant) -> Client {
+        let mut c = client(n);
+        c.config.status_server = Some(Duration::from_secs(5));
+        for s in &mut c.servers {
+            s.next_probe = Some(t0);
+        }
+        c
+    }
+
+    /// Runs the client's timers from `from` to `to`, answering nothing; what it sent.
+    fn run_timers(c: &mut Client, from: Instant, to: Instant) -> Vec<(usize, Vec<u8>)> {
+        let mut sent = transmitted(c);
+        let mut now = from;
+        while let Some(t) = c.poll_timeout().filter(|t| *t <= to) {
+            now = t.max(now);
+            c.handle_timeout(now);
+            sent.extend(transmitted(c));
+        }
+        sent
+    }
+
+    #[test]
+    fn status_server_finds_a_dead_server_before_a_request_waits_on_it() {
+        let t0 = Instant::now();
+        let mut c = probing(2, t0);
+        // both probed at once; server 1 answers (no Message-Authenticator, as FreeRADIUS
+        // 3.2.1), server 0 never does
+        c.handle_timeout(t0);
+        let sent = transmitted(&mut c);
+        assert_eq!(sent.iter().map(|(s, b)| (*s, b[0])).collect::<Vec<_>>(), vec![(0, 12), (1, 12)]);
+        c.handle_datagram(t0, 1, &accept_for(&sent[1].1, b"s3cret", false)).unwrap();
+        assert!(c.poll_output().is_none(), "a probe's answer is the client's own");
+        assert_eq!(c.stats.probes_answered, 1);
+        // server 0's probe runs out of retries (2 s + 4 s + 8 s): marked dead
+        run_timers(&mut c, t0, t0 + Duration::from_secs(14));
+        assert_eq!(c.stats.server_marked_dead, 1);
+        // so the subscriber's request goes to server 1 first, without waiting on server 0
+        let t1 = t0 + Duration::from_secs(14);
+        c.send(t1, 9, request()).unwrap();
+        let sent = transmitted(&mut c);
+        assert_eq!(sent.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1]);
+    }
+
+    #[test]
+    fn a_dead_server_that_answers_a_probe_is_used_again_before_its_dead_time() {
+        let t0 = Instant::now();
+        let mut c = probing(2, t0);
+        // server 0 marked dead by a request nobody answered
+        c.servers[0].next_probe = None;
+        c.servers[1].next_probe = None;
+        c.send(t0, 1, request()).unwrap();
+        let t1 = t0 + Duration::from_secs(14);
+        run_timers(&mut c, t0, t1);
+        assert_eq!(c.stats.server_marked_dead, 1);
+        assert!(c.servers[0].dead_until.is_some_and(|t| t > t1));
+        // its next probe is answered: alive again, long before dead_time (30 s) ends
+        c.servers[0].next_probe = Some(t1);
+        c.handle_timeout(t1);
+        let probe = transmitted(&mut c).into_iter().find(|(s, b)| *s == 0 && b[0] == 12).expect("a probe of server 0");
+        c.handle_datagram(t1, 0, &accept_for(&probe.1, b"s3cret", false)).unwrap();
+        assert_eq!(c.stats.servers_revived, 1);
+        c.send(t1, 2, request()).unwrap();
+        assert_eq!(transmitted(&mut c).iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![0]);
+        // a forged answer (another secret) revives nothing
+        c.servers[0].dead_until = Some(t1 + Duration::from_secs(30));
+        c.servers[0].next_probe = Some(t1);
+        c.cancel(2);
+        c.handle_timeout(t1);
+        let probe = transmitted(&mut c).into_iter().find(|(s, b)| *s == 0 && b[0] == 12).unwrap();
+        assert!(c.handle_datagram(t1, 0, &accept_for(&probe.1, b"forged", false)).is_err());
+        assert_eq!(c.stats.servers_revived, 1);
+    }
+
+    #[test]
+    fn without_status_server_nothing_is_probed() {
+        let t0 = Instant::now();
+        let mut c = client(2);
+        assert_eq!(c.poll_timeout(), None);
+        c.handle_timeout(t0 + Duration::from_secs(3600));
+        assert!(transmitted(&mut c).is_empty());
     }
 
     #[test]
