@@ -268,6 +268,39 @@ fn status_server_probes_find_a_dead_server_first_and_bring_a_revived_one_back() 
     assert!(server("127.0.0.1:1822", "requests") >= 1, "{}", tb.status().unwrap());
 }
 
+#[test]
+fn a_link_down_lost_in_an_event_overrun_still_ends_the_session() {
+    let mut tb = Testbed::new("ov", 1);
+    tb.radius(1812);
+    tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
+    tb.start_mcgate();
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    assert!(authorized(&tb, "p1"), "{}", tb.log());
+    let pid = tb.daemon_pid().unwrap().to_string();
+    // mcgate stopped, the event socket's buffer fills with 3000 FDB notifications (of
+    // the uplink, nothing mcgate acts on); the host's link then goes down: that event
+    // finds the buffer full and is lost for certain
+    let batch = tb.dir.join("fdb.batch");
+    let lines: String = (0..3000u32)
+        .map(|i| format!("fdb add 0a:00:00:00:{:02x}:{:02x} dev up0 master static\n", i >> 8, i & 0xff))
+        .collect();
+    std::fs::write(&batch, lines).unwrap();
+    common::run(Command::new("kill").args(["-STOP", &pid]));
+    common::run(Command::new("ip").args(["netns", "exec", &tb.ns("sw"), "bridge", "-batch"]).arg(&batch));
+    tb.in_host(1, &["ip", "link", "set", "eth0", "down"]);
+    common::run(Command::new("kill").args(["-CONT", &pid]));
+    assert!(
+        wait_until(Duration::from_secs(5), || tb.session_of("p1").is_none()),
+        "the session outlived its link:\n{}",
+        tb.log()
+    );
+    let kernel = tb.status().unwrap()["kernel"].clone();
+    assert!(kernel["overruns"].as_u64() >= Some(1), "{kernel}");
+    assert_eq!(kernel["links_resynced"], 1, "{kernel}");
+    assert!(tb.log().contains("link state found changed after lost events"), "{}", tb.log());
+    assert!(!tb.fdb_static().contains(&Testbed::host_mac(1)), "{}", tb.fdb_static());
+}
+
 /// UDP datagrams the kernel of namespace `ns` found no socket for.
 fn udp_no_ports(ns: &str) -> u64 {
     let snmp = common::run(Command::new("ip").args(["netns", "exec", ns, "cat", "/proc/net/snmp"]));

@@ -407,3 +407,50 @@ fn tagged_eapol_igmp_and_mld_are_dropped_counted_and_never_snooped() {
     tb.in_host(1, &["ip", "addr", "add", "239.1.1.5/32", "dev", "eth0", "autojoin"]);
     assert!(wait_until(Duration::from_secs(5), || tb.mdb().contains("port p1 grp 239.1.1.5")), "{}", tb.log());
 }
+
+#[test]
+fn drift_made_by_hand_is_repaired_within_the_reconcile_interval() {
+    let mut tb = Testbed::new("dr", 1);
+    tb.radius(1812);
+    let cfg = tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
+    let t = std::fs::read_to_string(&cfg).unwrap().replacen("[switch]\n", "[switch]\nreconcile_interval = \"2s\"\n", 1);
+    std::fs::write(&cfg, t).unwrap();
+    tb.multicast(POLICY, "");
+    tb.start_mcgate();
+    login(&tb, 1, "alice");
+    tb.in_host(1, &["ip", "addr", "add", "239.1.1.1/32", "dev", "eth0", "autojoin"]);
+    assert!(wait_until(Duration::from_secs(5), || tb.mdb().contains("port p1 grp 239.1.1.1")), "{}", tb.log());
+    let sw =
+        |args: &[&str]| common::run(std::process::Command::new("ip").args(["netns", "exec", &tb.ns("sw")]).args(args));
+    let host = Testbed::host_mac(1);
+    // alice's authorization and channel deleted by hand, a stranger's added by hand
+    sw(&["bridge", "fdb", "del", &host, "dev", "p1", "master", "static"]);
+    sw(&["bridge", "fdb", "add", "02:00:00:00:00:99", "dev", "p1", "master", "static"]);
+    sw(&["bridge", "mdb", "del", "dev", "br0", "port", "p1", "grp", "239.1.1.1"]);
+    sw(&["bridge", "mdb", "add", "dev", "br0", "port", "p1", "grp", "239.1.1.77", "permanent"]);
+    assert!(!tb.fdb_static().contains(&host) && !tb.mdb().contains("239.1.1.1"));
+    let repaired = || {
+        let (fdb, mdb) = (tb.fdb_static(), tb.mdb());
+        fdb.contains(&host)
+            && !fdb.contains("02:00:00:00:00:99")
+            && mdb.contains("port p1 grp 239.1.1.1")
+            && !mdb.contains("239.1.1.77")
+    };
+    assert!(
+        wait_until(Duration::from_secs(4), repaired),
+        "not repaired:\n{}\n{}\n{}",
+        tb.fdb_static(),
+        tb.mdb(),
+        tb.log()
+    );
+    let k = tb.status().unwrap()["kernel"].clone();
+    for what in ["fdb_restored", "fdb_removed", "mdb_restored", "mdb_removed"] {
+        assert_eq!(k[what], 1, "{what}: {k}");
+    }
+    // alice's stream flows again
+    let mut stream = tb.stream("239.1.1.1", 5);
+    let got = result(tb.mcast_py("h1", &["recv", "239.1.1.1", "--seconds", "1.5"]));
+    let _ = stream.kill();
+    let _ = stream.wait();
+    assert!(packets(&got) > 100, "{got}");
+}

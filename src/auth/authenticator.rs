@@ -887,6 +887,11 @@ impl Authenticator {
     /// a port without MAB, and not while the port tracks as many hosts as it may — a MAC
     /// flood then makes no locked FDB entries and no notifications, only the port's own
     /// hosts are held. When a host goes, the port learns again.
+    /// Whether the port's link is up, as the last LinkUp/LinkDown said.
+    pub fn port_up(&self, port: PortId) -> bool {
+        self.ports[port].up
+    }
+
     pub fn mab_learning(&self, port: PortId) -> bool {
         let p = &self.ports[port];
         p.config.mode.uses_mab() && p.hosts.len() < self.config.max_hosts_per_port

@@ -203,6 +203,10 @@ pub struct Switch {
     pub log_format: LogFormat,
     /// Decide and record, enforce nothing in the kernel.
     pub audit: bool,
+    /// How often the access ports' FDB and MDB entries are compared with the sessions
+    /// and memberships and repaired (and soon after a kernel change failed).
+    #[serde(deserialize_with = "duration")]
+    pub reconcile_interval: Duration,
 }
 
 impl Default for Switch {
@@ -215,6 +219,7 @@ impl Default for Switch {
             log_level: "info".into(),
             log_format: LogFormat::Text,
             audit: false,
+            reconcile_interval: Duration::from_secs(60),
         }
     }
 }
@@ -543,6 +548,9 @@ fn parse_settings(file: &str, text: &str) -> Result<Config, ConfigError> {
         if !names.insert(name.clone()) {
             return Err(err(p.name.span().start, format!("port {name} is listed twice")));
         }
+    }
+    if config.switch.reconcile_interval < Duration::from_secs(1) {
+        return Err(err(text.find("reconcile_interval").unwrap_or(0), "reconcile_interval must be 1s or more".into()));
     }
     if !(1..=3).contains(&config.authenticator.eapol_version) {
         return Err(err(text.find("eapol_version").unwrap_or(0), "eapol_version must be 1, 2 or 3".into()));

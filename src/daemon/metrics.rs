@@ -149,6 +149,19 @@ impl Daemon {
             "EAPOL, IGMP and MLD frames dropped for carrying an 802.1Q tag (VID 0 too), by port.",
             &by_port(&|v| v.dropped_tagged),
         );
+        let k = &self.kernel.stats;
+        t.one("kernel_event_overruns_total", "counter", "Times rtnetlink events were lost and read again.", k.overruns);
+        t.family(
+            "reconcile_repairs_total",
+            "counter",
+            "Kernel entries on access ports the reconciliation repaired, by what.",
+            &[
+                ("what=\"fdb_restored\"".into(), k.fdb_restored as f64),
+                ("what=\"fdb_removed\"".into(), k.fdb_removed as f64),
+                ("what=\"mdb_restored\"".into(), k.mdb_restored as f64),
+                ("what=\"mdb_removed\"".into(), k.mdb_removed as f64),
+            ],
+        );
         t.family("port_quarantined", "gauge", "1 while the port is quarantined.", &by_port(&|v| v.quarantined as u64));
         t.family("port_quarantines_total", "counter", "Quarantines of the port.", &by_port(&|v| v.quarantines));
         t.one(

@@ -6,6 +6,7 @@ mod acct;
 pub mod config;
 pub mod control;
 mod das;
+mod kernel;
 mod listen;
 mod mcast;
 mod metrics;
@@ -56,7 +57,6 @@ enum Event {
         from: std::net::SocketAddr,
         bytes: Vec<u8>,
     },
-    Kernel(Vec<netlink::Event>),
     Control(Request, oneshot::Sender<Response>),
     /// A Prometheus scrape: the metrics as text.
     Metrics(oneshot::Sender<String>),
@@ -107,6 +107,9 @@ struct Daemon {
     policy_dir: Option<std::path::PathBuf>,
     io: IoStats,
     started: Instant,
+    kernel: kernel::Kernel,
+    /// `[switch] audit`: nothing is enforced, so nothing is reconciled.
+    audit_mode: bool,
 }
 
 /// Events handled before one commit, at most.
@@ -244,6 +247,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         policy_dir: loaded.policy_dir.clone(),
         io: IoStats::default(),
         started: Instant::now(),
+        kernel: kernel::Kernel {
+            nl,
+            schedule: kernel::Schedule::new(Instant::now(), cfg.switch.reconcile_interval),
+            stats: Default::default(),
+        },
+        audit_mode: cfg.switch.audit,
     };
     let cold = d.cold_start(kernel_state_gone);
     if cold && kernel_state_gone {
@@ -262,7 +271,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     for (i, p) in d.ports.iter().enumerate() {
         spawn_capture(i, p, loaded.limits(), tx.clone());
     }
-    spawn_kernel_events(tx.clone())?;
+    let (kernel_tx, mut kernel_rx) = mpsc::channel(kernel::QUEUE);
+    kernel::spawn_reader(d.ports.iter().map(|p| p.ifindex).collect(), kernel_tx)?;
     if let Some(m) = &cfg.metrics {
         metrics::serve(metrics::bind(m.listen).await.with_context(|| format!("metrics on {}", m.listen))?, tx.clone());
     }
@@ -282,10 +292,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
         let mcast_deadline = d.mcast.as_ref().and_then(|m| m.tracker.poll_timeout());
-        let deadline = [d.auth.poll_timeout(), d.radius.poll_timeout(), mcast_deadline, d.acct.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
+        let reconcile = d.reconcile_due(Instant::now());
+        let deadline =
+            [d.auth.poll_timeout(), d.radius.poll_timeout(), mcast_deadline, d.acct.poll_timeout(), reconcile]
+                .into_iter()
+                .flatten()
+                .min();
         let sleep = tokio::time::sleep_until(
             deadline.map_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600), Into::into),
         );
@@ -301,6 +313,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                 }
             }
             Some(ev) = das_rx.recv() => d.handle_event(Instant::now(), ev),
+            Some(msg) = kernel_rx.recv() => d.kernel_msg(Instant::now(), msg),
             _ = sleep => {
                 let now = Instant::now();
                 d.radius.handle_timeout(now);
@@ -309,6 +322,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                     m.tracker.handle_timeout(now);
                 }
                 d.acct_timeout(now);
+                d.reconcile_timeout(now);
             }
             _ = sighup.recv() => {
                 match d.policy_reload(Instant::now()) {
@@ -463,11 +477,6 @@ impl Daemon {
                 }
             }
             Event::Das { from, bytes } => self.das_datagram(now, from, &bytes),
-            Event::Kernel(events) => {
-                for e in events {
-                    self.kernel_event(now, e);
-                }
-            }
             Event::Control(req, reply) => {
                 let _ = reply.send(self.control(req));
             }
@@ -482,7 +491,7 @@ impl Daemon {
         self.ports.iter().position(|p| p.ifindex == ifindex)
     }
 
-    fn kernel_event(&mut self, now: Instant, e: netlink::Event) {
+    pub(super) fn kernel_event(&mut self, now: Instant, e: netlink::Event) {
         match e {
             netlink::Event::Link(l) => {
                 if let Some(port) = self.port_by_index(l.index) {
@@ -752,6 +761,7 @@ impl Daemon {
                 "sessions": self.sessions.len(),
                 "authenticator": self.auth.stats,
                 "radius": self.radius.stats,
+                "kernel": self.kernel.stats,
                 "radius_pending": self.radius.pending(),
                 "radius_servers": self.radius.server_addrs().iter().zip(&self.radius.per_server)
                     .map(|(a, st)| (a.to_string(), st)).collect::<std::collections::BTreeMap<_, _>>(),
@@ -880,29 +890,6 @@ fn spawn_radius_reader(acct: bool, server: usize, sock: Arc<UdpSocket>, tx: mpsc
             }
         }
     });
-}
-
-fn spawn_kernel_events(tx: mpsc::Sender<Event>) -> anyhow::Result<()> {
-    let fd = sys::async_fd(sys::netlink_route(netlink::GROUPS_LINK_NEIGH, true)?)?;
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let Ok(mut guard) = fd.readable().await else {
-                return;
-            };
-            match guard.try_io(|fd| sys::recv(fd.get_ref(), &mut buf)) {
-                Ok(Ok(n)) => {
-                    let events = netlink::parse_events(&buf[..n]);
-                    if !events.is_empty() && tx.send(Event::Kernel(events)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(Err(e)) => warn!("kernel events: {e} (an overrun loses events; state is re-read on restart)"),
-                Err(_would_block) => {}
-            }
-        }
-    });
-    Ok(())
 }
 
 /// Journal records from `since` on (at most `limit`) and the cursor after them; a

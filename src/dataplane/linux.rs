@@ -27,6 +27,23 @@ impl LinuxBridge {
     fn at(port: &str) -> impl Fn(super::netlink::Error) -> Error + '_ {
         move |source| Error::Port { port: port.to_string(), source }
     }
+
+    /// The MDB entries of `bridge` for which `keep(port name, mcgate's)` holds.
+    fn mdb_where(&mut self, bridge: &str, keep: impl Fn(&str, bool) -> bool) -> Result<Vec<MdbEntry>, Error> {
+        let b = Self::index(bridge)?;
+        let names: std::collections::HashMap<u32, String> =
+            self.nl.links()?.into_iter().map(|l| (l.index, l.name)).collect();
+        Ok(self
+            .nl
+            .mdb_dump(b)
+            .map_err(Self::at(bridge))?
+            .into_iter()
+            .filter_map(|e| {
+                let port = names.get(&e.port)?;
+                keep(port, e.rtprot == Some(RTPROT_MCGATE)).then(|| (port.clone(), e.group, e.source))
+            })
+            .collect())
+    }
 }
 
 /// The nftables table that keeps the hosts' IGMP and MLD away from the bridge's own
@@ -181,13 +198,8 @@ impl Dataplane for LinuxBridge {
         self.nf = Some(Netlink::open_netfilter()?);
         // What the kernel snooped on access ports before the drop table existed is not
         // justified by any decision: it goes, as learned FDB entries do.
-        let names: std::collections::HashMap<u32, String> =
-            self.nl.links()?.into_iter().map(|l| (l.index, l.name)).collect();
-        for e in self.nl.mdb_dump(b).map_err(Self::at(bridge))? {
-            let Some(port) = names.get(&e.port) else { continue };
-            if access.contains(&port.as_str()) && e.rtprot != Some(RTPROT_MCGATE) {
-                self.nl.mdb_del(b, e.port, e.group, e.source).map_err(Self::at(port))?;
-            }
+        for (port, group, source) in self.mdb_foreign(bridge, access)? {
+            self.mdb_del(bridge, &port, group, source)?;
         }
         Ok(())
     }
@@ -232,17 +244,11 @@ impl Dataplane for LinuxBridge {
     }
 
     fn mdb_entries(&mut self, bridge: &str) -> Result<Vec<MdbEntry>, Error> {
-        let b = Self::index(bridge)?;
-        let names: std::collections::HashMap<u32, String> =
-            self.nl.links()?.into_iter().map(|l| (l.index, l.name)).collect();
-        Ok(self
-            .nl
-            .mdb_dump(b)
-            .map_err(Self::at(bridge))?
-            .into_iter()
-            .filter(|e| e.rtprot == Some(RTPROT_MCGATE))
-            .filter_map(|e| Some((names.get(&e.port)?.clone(), e.group, e.source)))
-            .collect())
+        self.mdb_where(bridge, |_, ours| ours)
+    }
+
+    fn mdb_foreign(&mut self, bridge: &str, ports: &[&str]) -> Result<Vec<MdbEntry>, Error> {
+        self.mdb_where(bridge, |port, ours| !ours && ports.contains(&port))
     }
 
     fn teardown_port(&mut self, port: &str) -> Result<(), Error> {

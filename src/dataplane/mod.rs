@@ -111,6 +111,8 @@ pub trait Dataplane {
     fn mdb_del(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error>;
     /// The MDB entries mcgate installed.
     fn mdb_entries(&mut self, bridge: &str) -> Result<Vec<MdbEntry>, Error>;
+    /// The MDB entries on `ports` that are not mcgate's (snooped, or added by hand).
+    fn mdb_foreign(&mut self, bridge: &str, ports: &[&str]) -> Result<Vec<MdbEntry>, Error>;
     /// (packets, bytes) the bridge has forwarded to `port` for `group`: a counter that
     /// grows while traffic flows, and starts again from 0 after an hour without.
     /// `None`: this dataplane does not count.
@@ -165,6 +167,9 @@ impl Dataplane for Audit {
         Ok(None)
     }
     fn mdb_entries(&mut self, _: &str) -> Result<Vec<MdbEntry>, Error> {
+        Ok(vec![])
+    }
+    fn mdb_foreign(&mut self, _: &str, _: &[&str]) -> Result<Vec<MdbEntry>, Error> {
         Ok(vec![])
     }
 }

@@ -1,0 +1,290 @@
+//! The kernel's side of the daemon's state: link and FDB events from rtnetlink, what
+//! happens when some are lost, and the periodic reconciliation of the kernel's FDB and
+//! MDB entries on the access ports with the sessions and memberships mcgate holds.
+//!
+//! rtnetlink notifications are datagrams on a socket of bounded buffer: a burst (a
+//! flapping port, a large FDB flush) overruns it, the kernel drops what does not fit and
+//! the next read fails with ENOBUFS. What was lost cannot be known, so an overrun makes
+//! the daemon read the links and the FDB again and act on what differs, and then
+//! reconcile. The reconciliation also runs every `reconcile_interval`, and soon after a
+//! kernel change failed: an entry deleted by hand comes back, a static entry or an MDB
+//! entry someone added on an access port goes, and a change that failed (an FDB delete
+//! at logoff, an MDB delete at a leave) is made again.
+
+use super::Daemon;
+use crate::auth::Input;
+use crate::dataplane::netlink::{self, Netlink};
+use crate::sys;
+use crate::wire::MacAddr;
+use serde::Serialize;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+/// Kernel events waiting for the daemon: their own queue, so that a burst of them
+/// neither waits behind frames nor holds frames up.
+pub(super) const QUEUE: usize = 1024;
+/// The first retry after a kernel change failed; doubling up to the interval.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// What the reader hands the daemon.
+pub(super) enum KernelMsg {
+    Events(Vec<netlink::Event>),
+    /// Events were lost (the socket overran, or this queue was full).
+    Overrun,
+}
+
+/// Reads the rtnetlink event socket: only the access ports' link changes and locked FDB
+/// entries (MAC bypass) go on; a lost event becomes one `Overrun`, sent as soon as the
+/// queue has room.
+pub(super) fn spawn_reader(ports: Vec<u32>, tx: mpsc::Sender<KernelMsg>) -> anyhow::Result<()> {
+    let fd = sys::async_fd(sys::netlink_route(netlink::GROUPS_LINK_NEIGH, true)?)?;
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut lost = false;
+        loop {
+            let Ok(mut guard) = fd.readable().await else { return };
+            let events = match guard.try_io(|fd| sys::recv(fd.get_ref(), &mut buf)) {
+                Ok(Ok(n)) => netlink::parse_events(&buf[..n]),
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    lost = true;
+                    vec![]
+                }
+                Ok(Err(e)) => {
+                    warn!("kernel events: {e}");
+                    continue;
+                }
+                Err(_would_block) => continue,
+            };
+            let events: Vec<_> = events.into_iter().filter(|e| concerns(e, &ports)).collect();
+            if lost {
+                match tx.try_send(KernelMsg::Overrun) {
+                    Ok(()) => lost = false,
+                    Err(mpsc::error::TrySendError::Full(_)) => continue,
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+            if events.is_empty() {
+                continue;
+            }
+            match tx.try_send(KernelMsg::Events(events)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => lost = true,
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    });
+    Ok(())
+}
+
+/// An event the daemon acts on: an access port's link, or a locked FDB entry on one.
+fn concerns(e: &netlink::Event, ports: &[u32]) -> bool {
+    match e {
+        netlink::Event::Link(l) => ports.contains(&l.index),
+        netlink::Event::LinkGone(index) => ports.contains(index),
+        netlink::Event::NewFdb(f) => f.locked && ports.contains(&f.ifindex),
+        netlink::Event::DelFdb(_) => false,
+    }
+}
+
+/// Counters of the kernel side.
+#[derive(Debug, Default, Clone, Serialize)]
+pub(super) struct Stats {
+    /// Times kernel events were lost (and links and FDB read again).
+    pub overruns: u64,
+    /// Link states found different from what the events had said, after an overrun.
+    pub links_resynced: u64,
+    pub reconciles: u64,
+    /// Repairs: authorizations put back / removed, MDB entries put back / removed.
+    pub fdb_restored: u64,
+    pub fdb_removed: u64,
+    pub mdb_restored: u64,
+    pub mdb_removed: u64,
+    /// Reconciliations that could not read or change the kernel.
+    pub errors: u64,
+}
+
+/// When the next reconciliation is due.
+pub(super) struct Schedule {
+    interval: Duration,
+    pub next: Instant,
+    retry: Duration,
+    /// `io.dataplane_errors` as last seen: more means a change failed.
+    errors_seen: u64,
+}
+
+impl Schedule {
+    pub fn new(now: Instant, interval: Duration) -> Self {
+        Schedule { interval, next: now + interval, retry: FIRST_RETRY, errors_seen: 0 }
+    }
+
+    /// After a failed kernel change the next reconciliation comes early (1 s, doubling
+    /// while changes keep failing, never later than the interval).
+    fn note_errors(&mut self, now: Instant, errors: u64) {
+        if errors > self.errors_seen {
+            self.errors_seen = errors;
+            self.next = self.next.min(now + self.retry);
+            self.retry = (self.retry * 2).min(self.interval);
+        }
+    }
+}
+
+impl Daemon {
+    pub(super) fn kernel_msg(&mut self, now: Instant, msg: KernelMsg) {
+        match msg {
+            KernelMsg::Events(events) => {
+                for e in events {
+                    self.kernel_event(now, e);
+                }
+            }
+            KernelMsg::Overrun => self.kernel_overrun(now),
+        }
+    }
+
+    /// Events were lost: the links and the FDB are read again and what differs from
+    /// what the daemon knows is acted on, then everything is reconciled.
+    fn kernel_overrun(&mut self, now: Instant) {
+        self.kernel.stats.overruns += 1;
+        warn!("kernel events were lost (the event socket overran): links and FDB read again");
+        match self.kernel.nl.links() {
+            Ok(links) => {
+                for port in 0..self.ports.len() {
+                    let running = links.iter().any(|l| l.index == self.ports[port].ifindex && l.running);
+                    if running == self.auth.port_up(port) {
+                        continue;
+                    }
+                    self.kernel.stats.links_resynced += 1;
+                    info!(port = self.ports[port].name, running, "link state found changed after lost events");
+                    let input = if running { Input::LinkUp { port } } else { Input::LinkDown { port } };
+                    self.auth.handle_input(now, input);
+                }
+            }
+            Err(e) => {
+                self.kernel.stats.errors += 1;
+                error!("reading links after lost events: {e}");
+            }
+        }
+        match self.kernel.nl.fdb_dump() {
+            Ok(entries) => {
+                for f in entries.into_iter().filter(|f| f.locked) {
+                    if let Some(port) = self.port_by_index(f.ifindex) {
+                        self.auth.handle_input(now, Input::UnknownMac { port, mac: f.mac });
+                    }
+                }
+            }
+            Err(e) => {
+                self.kernel.stats.errors += 1;
+                error!("reading the FDB after lost events: {e}");
+            }
+        }
+        // what the link changes end is carried out first, then the rest is compared
+        self.drain(now);
+        self.reconcile();
+    }
+
+    /// When the next reconciliation is due (a failed change brings it closer).
+    pub(super) fn reconcile_due(&mut self, now: Instant) -> Option<Instant> {
+        if self.audit_mode {
+            return None;
+        }
+        self.kernel.schedule.note_errors(now, self.io.dataplane_errors);
+        Some(self.kernel.schedule.next)
+    }
+
+    pub(super) fn reconcile_timeout(&mut self, now: Instant) {
+        if self.audit_mode || self.kernel.schedule.next > now {
+            return;
+        }
+        // what the timers just did is carried out (and committed) first
+        self.drain(now);
+        let errors = self.io.dataplane_errors;
+        self.reconcile();
+        let s = &mut self.kernel.schedule;
+        if self.io.dataplane_errors == errors {
+            s.retry = FIRST_RETRY;
+        }
+        s.errors_seen = self.io.dataplane_errors;
+        s.next = now + s.interval;
+    }
+
+    /// Makes the access ports' static FDB entries and MDB entries what the sessions and
+    /// memberships say, both ways.
+    fn reconcile(&mut self) {
+        self.kernel.stats.reconciles += 1;
+        for port in 0..self.ports.len() {
+            let name = self.ports[port].name.clone();
+            let have = match self.dataplane.authorized(&name) {
+                Ok(macs) => macs,
+                Err(e) => {
+                    self.kernel.stats.errors += 1;
+                    error!(port = name, "reconcile: listing authorizations: {e}");
+                    continue;
+                }
+            };
+            let want: Vec<MacAddr> = self.sessions.keys().filter(|(p, _)| *p == port).map(|(_, m)| *m).collect();
+            for mac in have.iter().filter(|m| !want.contains(m)) {
+                warn!(port = name, mac = %mac, "reconcile: static FDB entry without a session removed");
+                self.kernel.stats.fdb_removed += 1;
+                if let Err(e) = self.dataplane.deauthorize(&name, *mac) {
+                    self.io.dataplane_errors += 1;
+                    error!(port = name, mac = %mac, "reconcile: {e}");
+                }
+            }
+            for mac in want.iter().filter(|m| !have.contains(m)) {
+                warn!(port = name, mac = %mac, "reconcile: authorized host's FDB entry was gone; put back");
+                self.kernel.stats.fdb_restored += 1;
+                if let Err(e) = self.dataplane.authorize(&name, *mac) {
+                    self.io.dataplane_errors += 1;
+                    error!(port = name, mac = %mac, "reconcile: {e}");
+                }
+            }
+        }
+        self.reconcile_mdb();
+    }
+
+    fn reconcile_mdb(&mut self) {
+        let Some(m) = self.mcast.as_ref() else { return };
+        let bridge = m.bridge.clone();
+        let want: Vec<(String, IpAddr, Option<IpAddr>)> =
+            m.tracker.port_channels().map(|(p, (g, s))| (self.ports[p].name.clone(), g, s)).collect();
+        let access: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
+        let listed = self.dataplane.mdb_entries(&bridge).and_then(|ours| {
+            let foreign = self.dataplane.mdb_foreign(&bridge, &access)?;
+            Ok((ours, foreign))
+        });
+        let (ours, foreign) = match listed {
+            Ok(x) => x,
+            Err(e) => {
+                self.kernel.stats.errors += 1;
+                error!("reconcile: listing MDB entries: {e}");
+                return;
+            }
+        };
+        let unjustified = ours.iter().filter(|e| !want.contains(e)).chain(&foreign);
+        for (port, group, source) in unjustified {
+            warn!(port, %group, ?source, "reconcile: MDB entry without a membership removed");
+            self.kernel.stats.mdb_removed += 1;
+            if let Err(e) = self.dataplane.mdb_del(&bridge, port, *group, *source) {
+                self.io.dataplane_errors += 1;
+                error!(port, %group, "reconcile: {e}");
+            }
+        }
+        for (port, group, source) in want.iter().filter(|e| !ours.contains(e)) {
+            warn!(port, %group, ?source, "reconcile: a membership's MDB entry was gone; put back");
+            self.kernel.stats.mdb_restored += 1;
+            if let Err(e) = self.dataplane.mdb_add(&bridge, port, *group, *source) {
+                self.io.dataplane_errors += 1;
+                error!(port, %group, "reconcile: {e}");
+            }
+        }
+    }
+}
+
+/// The daemon's kernel side: a socket for reading links and the FDB again, the
+/// reconciliation's schedule, the counters.
+pub(super) struct Kernel {
+    pub nl: Netlink,
+    pub schedule: Schedule,
+    pub stats: Stats,
+}
