@@ -13,10 +13,10 @@ pub mod daemon;
 pub mod dataplane;
 pub mod duration;
 pub mod fuzz;
-pub mod loglimit;
 pub mod mcast;
 pub mod policy;
 pub mod radius;
+pub mod rate;
 pub mod store;
 #[allow(unsafe_code)]
 pub mod sys;

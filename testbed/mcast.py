@@ -210,6 +210,22 @@ def tagged(a):
     s.send(frame[:12] + tag + frame[12:])
 
 
+def churn(a):
+    """COUNT reports at PPS, each joining the next of GROUPS groups from 239.1.1.FIRST on
+    (TO_EX {}) and leaving the one before (TO_IN {}): a host zapping flat out."""
+    g = lambda i: "239.1.1.%d" % (a.first + i % a.groups)
+    frames = [report_frame(a.src_mac, a.src_ip, [(4, g(i), []), (3, g(i - 1), [])]) for i in range(a.groups)]
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((a.iface, 0))
+    t0 = time.monotonic()
+    for i in range(a.count):
+        s.send(frames[i % a.groups])
+        delay = t0 + (i + 1) / a.pps - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    print(json.dumps({"sent": a.count, "seconds": time.monotonic() - t0}), flush=True)
+
+
 def flood(a):
     frames = [report_frame(a.src_mac, a.src_ip, [(4, "239.2.%d.%d" % (i // 256, i % 256), [])]) for i in range(a.groups)]
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
@@ -302,9 +318,14 @@ i.add_argument("--iface", default="eth0"); i.add_argument("records", nargs="+")
 e = sub.add_parser("identities")
 e.add_argument("name"); e.add_argument("--count", type=int, required=True); e.add_argument("--pps", type=float, default=10)
 e.add_argument("--iface", default="eth0")
+c = sub.add_parser("churn")
+c.add_argument("--src-mac", required=True); c.add_argument("--src-ip", required=True)
+c.add_argument("--count", type=int, required=True); c.add_argument("--pps", type=float, required=True)
+c.add_argument("--groups", type=int, default=200); c.add_argument("--first", type=int, default=20)
+c.add_argument("--iface", default="eth0")
 t = sub.add_parser("tagged")
 t.add_argument("kind", choices=["eapol-start", "igmp", "mld"]); t.add_argument("--vid", type=int, default=0)
 t.add_argument("--group", default="239.1.1.1"); t.add_argument("--src-ip", default="192.0.2.11")
 t.add_argument("--iface", default="eth0")
 a = p.parse_args()
-{"tagged": tagged, "identities": identities, "recv": recv, "send": send, "sniff": sniff, "inject": inject, "zap": zap, "flood": flood, "macflood": macflood}[a.cmd](a)
+{"churn": churn, "tagged": tagged, "identities": identities, "recv": recv, "send": send, "sniff": sniff, "inject": inject, "zap": zap, "flood": flood, "macflood": macflood}[a.cmd](a)

@@ -49,6 +49,58 @@ fn a_flooding_port_is_quarantined_while_its_neighbour_keeps_zapping() {
     }
 }
 
+#[test]
+fn a_host_churning_200_groups_at_its_frame_allowance_costs_bounded_logs_journal_and_memory() {
+    // at info, as a switch runs
+    let tb = Testbed::single_host_pair("ch", "info", "");
+    let mut stream = tb.stream("239.1.1.2", 60);
+    let pid = tb.daemon_pid().unwrap();
+    let journal = || tb.status().unwrap()["accounting"]["journal"]["records"].as_u64().unwrap();
+    let idle = result(tb.mcast_py("h2", &["zap", "239.1.1.2", "--count", "10", "--gap-ms", "200"]));
+    let (rss_before, records_before, lines_before) = (rss_kib(pid), journal(), tb.log().lines().count());
+
+    // 30 s at the per-MAC report allowance (100/s), each report a join and a leave
+    let churn = tb.mcast_py(
+        "h1",
+        &["churn", "--src-mac", &Testbed::host_mac(1), "--src-ip", "192.0.2.11", "--count", "3000", "--pps", "100"],
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    let during = result(tb.mcast_py("h2", &["zap", "239.1.1.2", "--count", "10", "--gap-ms", "200"]));
+    let sent = result(churn);
+    let (rss_after, records_after, lines_after) = (rss_kib(pid), journal(), tb.log().lines().count());
+    let _ = stream.kill();
+    let _ = stream.wait();
+
+    let s = tb.status().unwrap();
+    let tracker = &s["multicast"]["tracker"];
+    let records = records_after - records_before;
+    let lines = lines_after - lines_before;
+    let ms = |z: &Value| -> Vec<f64> { z["first_ms"].as_array().unwrap().iter().filter_map(Value::as_f64).collect() };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    eprintln!(
+        "churn: {} reports in {:.1} s; admitted {}, denied {}; journal +{records} records, log +{lines} lines, \
+         RSS {rss_before} → {rss_after} KiB, {} interims queued; neighbour's first packet median {:.1} ms idle, {:.1} ms during",
+        sent["sent"], sent["seconds"], tracker["admitted"], tracker["denied"], s["accounting"]["interims_queued"],
+        median(ms(&idle)), median(ms(&during))
+    );
+    // admissions: 20/s (40 at once) → a Start and a Stop each, over about 31 s of churn
+    // and reading, plus the neighbour's 10 zaps: not one per report
+    assert!(tracker["denied"]["AdmissionRate"].as_u64() > Some(1000), "{tracker}");
+    assert!(records <= 2 * (20 * 32 + 40) + 2 * 10, "journal grew by {records} records");
+    // per-record decisions are debug lines: the churn adds next to nothing at info
+    assert!(lines <= 20, "{lines} log lines:\n{}", tb.log());
+    assert!(rss_after < rss_before + 16 * 1024, "RSS {rss_before} → {rss_after} KiB");
+    // ended memberships take their Interim-Update timers with them: the churner holds
+    // at most two memberships, the neighbour none now
+    assert!(s["accounting"]["interims_queued"].as_u64() <= Some(4), "{}", s["accounting"]);
+    // the neighbour zaps as before: every join gets its stream
+    assert!(ms(&during).len() == 10, "the neighbour's joins failed during the churn: {during}");
+    assert!(median(ms(&during)) < 2.0 * median(ms(&idle)) + 20.0, "idle {idle}, during {during}");
+}
+
 /// Entries of the bridge's FDB on `port` for the flood's MACs that mcgate did not
 /// authorize: the locked entries of MACs the port saw and holds back (Debian's iproute2
 /// does not print the locked flag).

@@ -6,10 +6,9 @@
 //! (with a token the reply comes back with), and authorize/deauthorize decisions.
 
 use super::{AccountWithoutUserName, Config, EndCause, Method, PortConfig, PortId, PortMode, ReplyAttrs};
-use crate::capture::limit::Bucket;
-use crate::loglimit::LogLimit;
 use crate::radius::client::{eap_message, eap_message_attrs, Attr, Request, Token};
 use crate::radius::{attr, Code, Packet};
+use crate::rate::{Bucket, LogLimit};
 use crate::wire::{eap, eapol, MacAddr};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};

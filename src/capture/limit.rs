@@ -5,6 +5,7 @@
 //! every report from it is dropped (the streams it already has stay), then it is
 //! released by itself.
 
+use crate::rate::Bucket;
 use crate::wire::MacAddr;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -37,31 +38,6 @@ impl Default for Config {
             quarantine_after: Duration::from_secs(3),
             quarantine_time: Duration::from_secs(60),
             macs_tracked: 64,
-        }
-    }
-}
-
-/// A token bucket: `rate` per second, at most `burst` at once.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    pub(crate) fn new(now: Instant, burst: f64) -> Self {
-        Bucket { tokens: burst, last: now }
-    }
-
-    pub(crate) fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + dt * rate).min(burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::radius::client::{self as rc, Client};
 use crate::store::{Batch, Op, Session};
 use crate::wire::MacAddr;
 use serde::Serialize;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
@@ -25,7 +25,7 @@ pub(super) enum Grant {
 
 /// What an Interim-Update is due for; the id tells a later session or membership of
 /// the same host and channel from the one the timer was set for.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Subject {
     Session { port: PortId, mac: MacAddr, id: Arc<str> },
     Membership { port: PortId, mac: MacAddr, channel: Channel, id: AcctId },
@@ -67,6 +67,9 @@ pub(super) struct Accounting {
     /// Set while a session's memberships end with it: their Stops say why.
     pub session_ending: Option<TerminateCause>,
     interims: BTreeSet<(Instant, Subject)>,
+    /// When each subject's Interim-Update is due: what ends takes its timer with it (a
+    /// host churning channels would otherwise leave one queued per membership).
+    interim_at: HashMap<Subject, Instant>,
     interim_default: Option<Duration>,
     pub delivery: Option<Delivery>,
     pub nas_identifier: String,
@@ -102,6 +105,7 @@ impl Accounting {
             unrecorded: HashSet::new(),
             session_ending: None,
             interims: BTreeSet::new(),
+            interim_at: HashMap::new(),
             interim_default: Some(cfg.interim_interval).filter(|d| !d.is_zero()),
             delivery,
             nas_identifier,
@@ -166,9 +170,22 @@ impl Accounting {
     }
 
     fn schedule(&mut self, now: Instant, interval: Option<Duration>, subject: Subject) {
+        self.unschedule(&subject);
         if let Some(i) = interval.or(self.interim_default) {
+            self.interim_at.insert(subject.clone(), now + i);
             self.interims.insert((now + i, subject));
         }
+    }
+
+    fn unschedule(&mut self, subject: &Subject) {
+        if let Some(at) = self.interim_at.remove(subject) {
+            self.interims.remove(&(at, subject.clone()));
+        }
+    }
+
+    /// Interim-Updates waiting (for the status).
+    pub fn interims_queued(&self) -> usize {
+        self.interims.len()
     }
 }
 
@@ -229,6 +246,7 @@ impl Daemon {
     }
 
     pub(super) fn acct_session_stop(&mut self, port: PortId, s: &Session, cause: TerminateCause, time: u64) {
+        self.acct.unschedule(&Subject::Session { port, mac: s.mac, id: s.session_id.as_str().into() });
         let mut r = self.acct.session_record(s, port, Status::Stop, time);
         r.terminate_cause = Some(cause);
         self.acct.record(r);
@@ -281,6 +299,8 @@ impl Daemon {
         counted: bool,
     ) {
         self.acct.op(Op::DelMembership(m.clone()));
+        let channel = (m.group, m.source);
+        self.acct.unschedule(&Subject::Membership { port, mac: m.mac, channel, id: m.acct_session_id });
         if m.is_link_local() || self.acct.unrecorded.remove(&m.acct_session_id) {
             return;
         }
@@ -335,6 +355,7 @@ impl Daemon {
                 break;
             }
             let Some((_, subject)) = self.acct.interims.pop_first() else { break };
+            self.acct.interim_at.remove(&subject);
             match subject {
                 Subject::Session { port, mac, ref id } => {
                     let Some(s) = self.sessions.get(&(port, mac)).filter(|s| *s.session_id == **id).cloned() else {

@@ -161,6 +161,13 @@ pub struct Multicast {
     pub max_pending_radius: usize,
     #[serde(default = "default_max_cached_decisions")]
     pub max_cached_decisions: usize,
+    /// Group records read of one report (the rest are dropped and counted).
+    #[serde(default = "default_max_records_per_report")]
+    pub max_records_per_report: usize,
+    /// New memberships a host may get per second, twice as many at once (joins beyond
+    /// are denied and counted, before any policy, journal or RADIUS work).
+    #[serde(default = "default_max_admissions_per_second")]
+    pub max_admissions_per_second: f64,
 }
 
 fn default_max_memberships_per_host() -> usize {
@@ -174,6 +181,12 @@ fn default_max_pending_radius() -> usize {
 }
 fn default_max_cached_decisions() -> usize {
     crate::mcast::Bounds::default().cached_decisions
+}
+fn default_max_records_per_report() -> usize {
+    crate::mcast::Bounds::default().records_per_report
+}
+fn default_max_admissions_per_second() -> f64 {
+    crate::mcast::Bounds::default().admissions_per_second
 }
 
 fn default_port_max_groups() -> u32 {

@@ -4,9 +4,8 @@
 
 use super::{unix_now, Daemon};
 use crate::auth::{Input, PortId};
-use crate::capture::limit::Bucket;
-use crate::loglimit::LogLimit;
 use crate::radius::das::{self, cause, Kind};
+use crate::rate::{Bucket, LogLimit};
 use crate::store::{Op, Session};
 use crate::wire::MacAddr;
 use serde::Serialize;

@@ -7,7 +7,7 @@
 //! core without end. The loop waits instead, 10 ms doubling to 1 s, and logs at most
 //! once a minute.
 
-use crate::loglimit::LogLimit;
+use crate::rate::LogLimit;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -117,6 +117,8 @@ impl McastState {
                 channels_per_port: mc.max_channels_per_port,
                 pending_radius: mc.max_pending_radius,
                 cached_decisions: mc.max_cached_decisions,
+                records_per_report: mc.max_records_per_report,
+                admissions_per_second: mc.max_admissions_per_second,
             },
             ..Default::default()
         };

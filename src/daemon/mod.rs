@@ -770,6 +770,7 @@ impl Daemon {
                 "dynamic_authorization": self.das.as_ref().map(|d| d.stats()),
                 "accounting": serde_json::json!({
                     "backlog": self.acct.backlog(),
+                    "interims_queued": self.acct.interims_queued(),
                     "journal": self.acct.stats,
                     "delivery": self.acct.delivery.as_ref().map(|d| serde_json::json!({
                         "sender": d.sender.stats,
@@ -795,7 +796,7 @@ fn spawn_capture(port: PortId, p: &Port, limits: limit::Config, tx: mpsc::Sender
     tokio::spawn(async move {
         let mut buf = vec![0u8; 2048];
         let mut limiter = limit::PortLimiter::new(limits, Instant::now());
-        let mut tagged_log = crate::loglimit::LogLimit::new(Duration::from_secs(60), 256);
+        let mut tagged_log = crate::rate::LogLimit::new(Duration::from_secs(60), 256);
         loop {
             let (n, info) = match socket.recv(&mut buf).await {
                 Ok(r) => r,

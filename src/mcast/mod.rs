@@ -11,6 +11,7 @@
 
 use crate::auth::PortId;
 use crate::policy::{Decision, DenyReason, Entitlement, FailMode, Policy, Preview};
+use crate::rate::Bucket;
 use crate::wire::membership::GroupRecord;
 use crate::wire::records::RecordType;
 use crate::wire::MacAddr;
@@ -55,11 +56,24 @@ pub struct Bounds {
     pub pending_radius: usize,
     /// Per-join RADIUS answers cached.
     pub cached_decisions: usize,
+    /// Group records read of one report; the rest are dropped and counted (an IGMPv3
+    /// report in one frame holds up to ~180).
+    pub records_per_report: usize,
+    /// New memberships a host may get per second (twice as many at once); joins beyond
+    /// are denied (`AdmissionRate`) before any policy, journal or RADIUS work.
+    pub admissions_per_second: f64,
 }
 
 impl Default for Bounds {
     fn default() -> Self {
-        Bounds { memberships_per_host: 64, channels_per_port: 256, pending_radius: 1024, cached_decisions: 65_536 }
+        Bounds {
+            memberships_per_host: 64,
+            channels_per_port: 256,
+            pending_radius: 1024,
+            cached_decisions: 65_536,
+            records_per_report: 64,
+            admissions_per_second: 20.0,
+        }
     }
 }
 
@@ -203,6 +217,8 @@ pub enum Output {
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Stats {
     pub records: u64,
+    /// Records beyond `records_per_report`, not read.
+    pub records_over_limit: u64,
     pub records_unknown_type: u64,
     pub link_local_ignored: u64,
     /// Records for a group that is not multicast, or with a multicast or unspecified source.
@@ -337,6 +353,10 @@ pub struct Tracker {
     cache: HashMap<(Arc<str>, Channel), Cached>,
     /// Start times (unix seconds) of free previews in the last 24 hours, by (account, channel).
     previews: HashMap<(Arc<str>, Channel), Vec<u64>>,
+    /// When (unix seconds) `previews` is next swept of what is a day old.
+    next_preview_sweep: u64,
+    /// New memberships each host with a session may still get (see `admissions_per_second`).
+    admissions: HashMap<(PortId, MacAddr), Bucket>,
     next_token: u64,
     next_membership: u64,
     labels: Labels,
@@ -415,6 +435,8 @@ impl Tracker {
             asking: HashMap::default(),
             cache: HashMap::default(),
             previews: HashMap::default(),
+            next_preview_sweep: 0,
+            admissions: HashMap::default(),
             next_token: 1,
             next_membership: 1,
             labels: Labels::default(),
@@ -437,8 +459,14 @@ impl Tracker {
         host: &Host<'_>,
         records: &[GroupRecord],
     ) {
+        if unix >= self.next_preview_sweep {
+            self.previews.retain(|_, starts| starts.last().is_some_and(|t| unix.saturating_sub(*t) < 86_400));
+            self.next_preview_sweep = unix + CACHE_SWEEP.as_secs();
+        }
         let mut upstream = vec![];
-        for r in records {
+        let over = records.len().saturating_sub(self.config.bounds.records_per_report);
+        self.stats.records_over_limit += over as u64;
+        for r in &records[..records.len() - over] {
             self.stats.records += 1;
             let g = r.group;
             if is_v4_link_local(g) {
@@ -515,6 +543,11 @@ impl Tracker {
         let n_held = held.len();
         let who = host.who();
         let bounds = self.config.bounds;
+        let (rate, burst) = (bounds.admissions_per_second, (bounds.admissions_per_second * 2.0).max(1.0));
+        let allowance = self.admissions.entry((host.port, host.mac)).or_insert_with(|| Bucket::new(now, burst));
+        if !allowance.take(now, rate, burst) {
+            return self.deny(&who, ch, DenyReason::AdmissionRate);
+        }
         if n_held >= bounds.memberships_per_host {
             return self.deny(&who, ch, DenyReason::HostMembershipLimit);
         }
@@ -575,7 +608,7 @@ impl Tracker {
         };
         self.next_membership += 1;
         if !membership.is_link_local() {
-            info!(port = &**who.port_name, mac = %who.mac, account = &**who.account, %group, source = ?source, by = &*membership.by, "join admitted");
+            debug!(port = &**who.port_name, mac = %who.mac, account = &**who.account, %group, source = ?source, by = &*membership.by, "join admitted");
         }
         self.stats.admitted += 1;
         self.outputs.push_back(Output::Admitted { port: who.port, mac: who.mac, group, source });
@@ -586,7 +619,7 @@ impl Tracker {
     }
 
     fn deny(&mut self, who: &Who<'_>, (group, source): Channel, reason: DenyReason) {
-        info!(port = &**who.port_name, mac = %who.mac, account = &**who.account, %group, source = ?source, ?reason, "join denied");
+        debug!(port = &**who.port_name, mac = %who.mac, account = &**who.account, %group, source = ?source, ?reason, "join denied");
         *self.stats.denied.entry(format!("{reason:?}")).or_default() += 1;
         self.outputs.push_back(Output::Denied { port: who.port, mac: who.mac, group, source, reason });
     }
@@ -850,7 +883,7 @@ impl Tracker {
             EndCause::PreviewEnd => self.stats.previews_ended += 1,
         }
         if !h.membership.is_link_local() {
-            info!(port = &*h.membership.port, mac = %mac, group = %ch.0, source = ?ch.1, ?cause, "membership ended");
+            debug!(port = &*h.membership.port, mac = %mac, group = %ch.0, source = ?ch.1, ?cause, "membership ended");
         }
         self.outputs.push_back(Output::Ended { membership: Box::new(h.membership), cause });
         self.port_release(now, port, ch, cause == EndCause::Leave, upstream);
@@ -913,6 +946,7 @@ impl Tracker {
 
     /// The host's session ended: every membership of it goes.
     pub fn end_host(&mut self, now: Instant, port: PortId, mac: MacAddr, cause: EndCause) {
+        self.admissions.remove(&(port, mac));
         for p in self.pending.values_mut() {
             p.waiters.retain(|w| (w.port, w.mac) != (port, mac));
         }
@@ -1105,6 +1139,61 @@ mod tests {
             },
             Instant::now(),
         )
+    }
+
+    #[test]
+    fn a_churning_host_costs_a_bounded_number_of_records_and_admissions() {
+        let (mut t, mut p, h, t0) = setup(false);
+        p.unknown = Unknown::Allow;
+        p.limits.max_groups = None;
+        let host = h.host(0, A);
+        // one report of 180 joins: 64 read, the rest counted
+        let joins: Vec<GroupRecord> =
+            (0..180).map(|i| rec(RecordType::ToEx, &format!("239.2.{}.{}", i / 256, i % 256), &[])).collect();
+        t.handle_report(t0, 0, &p, &host, &joins);
+        assert_eq!((t.stats.records, t.stats.records_over_limit), (64, 116));
+        // of those, 40 admitted at once (twice the rate), the others denied before policy
+        let admitted = out(&mut t).iter().filter(|o| matches!(o, Output::Admitted { .. })).count();
+        assert_eq!(admitted, 40);
+        assert_eq!(t.stats.denied["AdmissionRate"], 24);
+        // leave them all and join others a second later: 20 more (the rate), not 64
+        let leaves: Vec<GroupRecord> =
+            (0..40).map(|i| rec(RecordType::ToIn, &format!("239.2.{}.{}", i / 256, i % 256), &[])).collect();
+        t.handle_report(t0, 0, &p, &host, &leaves);
+        let again: Vec<GroupRecord> = (0..64).map(|i| rec(RecordType::ToEx, &format!("239.3.0.{i}"), &[])).collect();
+        t.handle_report(t0 + Duration::from_secs(1), 0, &p, &host, &again);
+        let admitted = out(&mut t).iter().filter(|o| matches!(o, Output::Admitted { .. })).count();
+        assert_eq!(admitted, 20);
+        // another host has its own allowance, and a session's end takes the host's with it
+        t.handle_report(t0, 0, &p, &h.host(0, B), &again[..1]);
+        assert_eq!(out(&mut t).iter().filter(|o| matches!(o, Output::Admitted { .. })).count(), 1);
+        t.end_host(t0, 0, A, EndCause::SessionEnd);
+        t.end_host(t0, 0, B, EndCause::SessionEnd);
+        assert!(t.admissions.is_empty());
+    }
+
+    #[test]
+    fn preview_starts_are_forgotten_after_a_day() {
+        let (mut t, mut p, h, t0) = setup(false);
+        p.packages.get_mut("basic").unwrap().preview =
+            Some(Preview { duration: Duration::from_secs(60), views_per_day: 3, min_gap: Duration::ZERO });
+        let e = Entitlement { packages: vec![], max_groups: None };
+        let host = Host { entitlement: &e, ..h.host(0, A) };
+        for i in 0..100u32 {
+            let r = rec(RecordType::ToEx, &format!("239.1.1.{}", i % 250), &[]);
+            t.handle_report(t0, 1_000 + u64::from(i), &p, &host, &[r.clone()]);
+            t.handle_report(
+                t0,
+                1_000 + u64::from(i),
+                &p,
+                &host,
+                &[rec(RecordType::ToIn, &format!("239.1.1.{}", i % 250), &[])],
+            );
+        }
+        assert!(t.stats.previews > 0 && !t.previews.is_empty());
+        // a day later the next report sweeps them
+        t.handle_report(t0, 1_000 + 86_400 + 100, &p, &host, &[]);
+        assert!(t.previews.is_empty(), "{} kept", t.previews.len());
     }
 
     #[test]
@@ -1304,7 +1393,13 @@ mod tests {
         let (_, mut p, h, t0) = setup(true);
         p.unknown = Unknown::Radius;
         p.limits.max_groups = None;
-        let bounds = Bounds { memberships_per_host: 3, channels_per_port: 4, pending_radius: 2, cached_decisions: 2 };
+        let bounds = Bounds {
+            memberships_per_host: 3,
+            channels_per_port: 4,
+            pending_radius: 2,
+            cached_decisions: 2,
+            ..Bounds::default()
+        };
         let mut t = Tracker::new(Config { bounds, ..Default::default() }, vec![true, true]);
         let join = |g: &str| [rec(RecordType::ToEx, g, &[])];
         // per host, link-scope groups included (they take no policy, but they take memory)

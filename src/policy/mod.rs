@@ -203,6 +203,8 @@ pub enum DenyReason {
     PortChannelLimit,
     /// Too many per-join RADIUS questions in flight.
     RadiusBusy,
+    /// The host joins faster than `admissions_per_second`.
+    AdmissionRate,
 }
 
 impl Policy {

@@ -1,13 +1,39 @@
-//! At most one log line per key (a host, a source address) per interval, so that what a
-//! stranger sends can be counted without limit but logged only within a bound.
+//! Rate limits on the caller's clock: a token bucket, and at most one log line per key (a
+//! host, a source address) per interval, so that what a stranger sends can be counted
+//! without limit but logged only within a bound.
 //!
-//! Hand-written: the keyed limiters on crates.io (governor) keep their own clock and
-//! count tokens; this needs the caller's time (the state machines are sans-IO) and a hard
-//! bound on the keys it remembers, nothing more.
+//! Hand-written: the limiters on crates.io (governor) keep their own clock; these take
+//! the caller's time (the state machines are sans-IO and tested on simulated time), and
+//! the log limiter needs a hard bound on the keys it remembers, nothing more.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
+
+/// A token bucket: `rate` per second, at most `burst` at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    pub fn new(now: Instant, burst: f64) -> Self {
+        Bucket { tokens: burst, last: now }
+    }
+
+    pub fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + dt * rate).min(burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 pub struct LogLimit<K> {
     every: Duration,
