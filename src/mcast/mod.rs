@@ -1181,7 +1181,7 @@ mod tests {
         let host = Host { entitlement: &e, ..h.host(0, A) };
         for i in 0..100u32 {
             let r = rec(RecordType::ToEx, &format!("239.1.1.{}", i % 250), &[]);
-            t.handle_report(t0, 1_000 + u64::from(i), &p, &host, &[r.clone()]);
+            t.handle_report(t0, 1_000 + u64::from(i), &p, &host, std::slice::from_ref(&r));
             t.handle_report(
                 t0,
                 1_000 + u64::from(i),
