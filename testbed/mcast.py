@@ -22,7 +22,7 @@
       send one hand-made IGMPv3 report (RECORD = TYPE:GROUP[:SRC,SRC..], TYPE 1-6)
       with any source MAC, as a spoofing host would.
 """
-import argparse, ipaddress, json, signal, socket, struct, sys, time
+import argparse, ipaddress, json, random, signal, socket, struct, sys, time
 
 MCAST_JOIN_SOURCE_GROUP = 46
 MCAST_LEAVE_SOURCE_GROUP = 47
@@ -226,6 +226,24 @@ def churn(a):
     print(json.dumps({"sent": a.count, "seconds": time.monotonic() - t0}), flush=True)
 
 
+def udpflood(a):
+    """COUNT datagrams of 60 random octets to DST:PORT at PPS (junk at a UDP service)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    junk = [bytes(random.getrandbits(8) for _ in range(60)) for _ in range(64)]
+    t0, sent, errors = time.monotonic(), 0, 0
+    for i in range(a.count):
+        try:
+            s.sendto(junk[i % 64], (a.dst, a.port))
+            sent += 1
+        except OSError:
+            errors += 1
+        if i % 100 == 99:
+            delay = t0 + (i + 1) / a.pps - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+    print(json.dumps({"sent": sent, "errors": errors, "seconds": time.monotonic() - t0}), flush=True)
+
+
 def flood(a):
     frames = [report_frame(a.src_mac, a.src_ip, [(4, "239.2.%d.%d" % (i // 256, i % 256), [])]) for i in range(a.groups)]
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
@@ -318,6 +336,9 @@ i.add_argument("--iface", default="eth0"); i.add_argument("records", nargs="+")
 e = sub.add_parser("identities")
 e.add_argument("name"); e.add_argument("--count", type=int, required=True); e.add_argument("--pps", type=float, default=10)
 e.add_argument("--iface", default="eth0")
+u = sub.add_parser("udpflood")
+u.add_argument("dst"); u.add_argument("--port", type=int, required=True)
+u.add_argument("--count", type=int, required=True); u.add_argument("--pps", type=float, required=True)
 c = sub.add_parser("churn")
 c.add_argument("--src-mac", required=True); c.add_argument("--src-ip", required=True)
 c.add_argument("--count", type=int, required=True); c.add_argument("--pps", type=float, required=True)
@@ -328,4 +349,4 @@ t.add_argument("kind", choices=["eapol-start", "igmp", "mld"]); t.add_argument("
 t.add_argument("--group", default="239.1.1.1"); t.add_argument("--src-ip", default="192.0.2.11")
 t.add_argument("--iface", default="eth0")
 a = p.parse_args()
-{"churn": churn, "tagged": tagged, "identities": identities, "recv": recv, "send": send, "sniff": sniff, "inject": inject, "zap": zap, "flood": flood, "macflood": macflood}[a.cmd](a)
+{"udpflood": udpflood, "churn": churn, "tagged": tagged, "identities": identities, "recv": recv, "send": send, "sniff": sniff, "inject": inject, "zap": zap, "flood": flood, "macflood": macflood}[a.cmd](a)

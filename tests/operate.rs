@@ -461,6 +461,82 @@ fn the_systemd_unit_verifies() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Login (supplicant started → session) and join → first packet of host `host`, as
+/// alice on `port`: (login ms, first-packet ms of each zap).
+fn login_and_zap(tb: &Testbed, host: usize) -> (f64, Vec<f64>) {
+    let t = std::time::Instant::now();
+    tb.supplicant(host, "alice", "alicepass", "md5");
+    let port = format!("p{host}");
+    assert!(wait_until(Duration::from_secs(15), || tb.session_of(&port).is_some()), "{}", tb.log());
+    let login = t.elapsed().as_secs_f64() * 1e3;
+    let z = result(tb.mcast_py(&format!("h{host}"), &["zap", "239.1.1.2", "--count", "10", "--gap-ms", "200"]));
+    let first: Vec<f64> = z["first_ms"].as_array().unwrap().iter().filter_map(Value::as_f64).collect();
+    assert_eq!(first.len(), 10, "joins without a packet: {z}");
+    (login, first)
+}
+
+#[test]
+fn junk_at_the_coa_port_from_a_subscriber_delays_no_neighbour() {
+    let mut tb = Testbed::new("oj", 4);
+    tb.radius(1812);
+    let ports = [("p1", "dot1x"), ("p2", "dot1x"), ("p3", "dot1x"), ("p4", "dot1x")];
+    let cfg = tb.config(&ports, &["127.0.0.1:1812"], "tx_period = \"1s\"", "");
+    // at info, as a switch runs; the CoA port on every address, the bridge's among them
+    let t = std::fs::read_to_string(&cfg).unwrap().replace("log_level = \"debug\"", "log_level = \"info\"")
+        + "\n[dynamic_authorization]\nlisten = \"0.0.0.0:3799\"\n\
+           [[dynamic_authorization.client]]\naddress = \"127.0.0.1\"\nsecret_file = \"secret\"\n";
+    std::fs::write(&cfg, t).unwrap();
+    tb.multicast(POLICY, "");
+    tb.start_mcgate();
+    let mut stream = tb.stream("239.1.1.2", 60);
+    // alice on h1 will flood; h2 logs in and zaps while all is quiet
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    assert!(wait_until(Duration::from_secs(15), || tb.session_of("p1").is_some()), "{}", tb.log());
+    let idle = login_and_zap(&tb, 2);
+    // 100 000 junk datagrams/s for 10 s at the bridge's address, from the subscriber:
+    // first at a port nobody listens on (what the flooder alone costs this machine's
+    // two cores), then at the CoA port
+    let mut under = |host: usize, port: &str| {
+        let flood =
+            tb.mcast_py("h1", &["udpflood", "192.0.2.1", "--port", port, "--count", "1000000", "--pps", "100000"]);
+        std::thread::sleep(Duration::from_secs(1));
+        let got = login_and_zap(&tb, host);
+        let sent = result(flood);
+        assert!(sent["sent"].as_u64() > Some(500_000), "the flood did not run: {sent}");
+        got
+    };
+    let elsewhere = under(3, "3798");
+    let lines_before = tb.log().lines().count();
+    let coa = under(4, "3799");
+    let lines = tb.log().lines().count() - lines_before;
+    let _ = stream.kill();
+    let _ = stream.wait();
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let das = tb.status().unwrap()["dynamic_authorization"].clone();
+    eprintln!(
+        "CoA-port flood, 100 000 datagrams/s for 10 s ({} dropped as from an unknown client): login {:.0} ms idle, \
+         {:.0} ms flooding a closed port, {:.0} ms flooding the CoA port; join → first packet median {:.1} / {:.1} / \
+         {:.1} ms; {lines} log lines",
+        das["dropped"]["unknown client"],
+        idle.0,
+        elsewhere.0,
+        coa.0,
+        median(&idle.1),
+        median(&elsewhere.1),
+        median(&coa.1)
+    );
+    assert!(das["dropped"]["unknown client"].as_u64() > Some(500_000), "{das}");
+    // against the same load on the machine without mcgate in its way
+    assert!(coa.0 < 2.0 * elsewhere.0, "login {:.0} ms, {:.0} ms with the flood elsewhere", coa.0, elsewhere.0);
+    assert!(median(&coa.1) < 2.0 * median(&idle.1) + 10.0, "zaps idle {:?}, during {:?}", idle.1, coa.1);
+    // one line for the source, a few for the login and the port: not one per datagram
+    assert!(lines <= 10, "{lines} log lines during the flood:\n{}", tb.log());
+}
+
 /// Seconds of CPU the process has used (user + system).
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
