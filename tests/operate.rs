@@ -496,7 +496,7 @@ fn junk_at_the_coa_port_from_a_subscriber_delays_no_neighbour() {
     // 100 000 junk datagrams/s for 10 s at the bridge's address, from the subscriber:
     // first at a port nobody listens on (what the flooder alone costs this machine's
     // two cores), then at the CoA port
-    let mut under = |host: usize, port: &str| {
+    let under = |host: usize, port: &str| {
         let flood =
             tb.mcast_py("h1", &["udpflood", "192.0.2.1", "--port", port, "--count", "1000000", "--pps", "100000"]);
         std::thread::sleep(Duration::from_secs(1));
