@@ -249,12 +249,14 @@ pub fn tracker(data: &[u8]) {
     }
 }
 
-/// The RADIUS client, two servers, fed requests, any datagrams and clock steps.
+/// The RADIUS client, two servers probed with Status-Server, fed requests, any datagrams
+/// and clock steps.
 pub fn radius_client(data: &[u8]) {
     let servers = (0..2)
         .map(|i| Server { addr: ([127, 0, 0, 1], 1812 + i).into(), secret: crate::radius::Secret(b"s3cret".to_vec()) })
         .collect();
-    let mut c = Client::new(Instant::now(), client::Config::default(), servers);
+    let config = client::Config { status_server: Some(Duration::from_secs(1)), ..Default::default() };
+    let mut c = Client::new(Instant::now(), config, servers);
     let mut now = Instant::now();
     let mut b = Bytes(data);
     let mut sent = 0u64;

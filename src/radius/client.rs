@@ -216,8 +216,9 @@ impl Client {
         self.servers.iter().map(|s| s.server.addr).collect()
     }
 
+    /// Requests of callers not answered yet (probes are the client's own).
     pub fn pending(&self) -> usize {
-        self.pending.len() + self.backlog.len()
+        self.pending.values().filter(|p| !p.probe).count() + self.backlog.len()
     }
 
     /// Queues a request; its reply (or failure) comes out of `poll_output` with the
