@@ -231,6 +231,36 @@ fn a_retransmission_gets_the_cached_answer_and_is_carried_out_once() {
     assert!(out.contains("Received Disconnect-NAK") && out.contains("Proxy-State = 0x6d63"), "{out}");
 }
 
+#[test]
+fn a_disconnect_is_acknowledged_once_its_stop_is_durable() {
+    let tb = testbed("oa");
+    // every fsync of the daemon takes 300 ms from now on (strace injects the delay): an
+    // ACK sent before the commit would come at once
+    let pid = tb.daemon_pid().unwrap().to_string();
+    let mut strace = Command::new("strace")
+        .args(["-f", "-qq", "-p", &pid, "-e", "trace=fsync,fdatasync"])
+        .args(["-e", "inject=fsync,fdatasync:delay_enter=300000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("strace (testbed/tb setup installs it)");
+    std::thread::sleep(Duration::from_millis(500));
+    let t = std::time::Instant::now();
+    let out = common::run(Command::new("ip").args(["netns", "exec", &tb.ns("sw"), "sh", "-c"]).arg(format!(
+        "printf '{}' | radclient -x -t 5 -r 1 127.0.0.1:3799 disconnect testing123",
+        signed("User-Name = alice").replace('\n', "\\n")
+    )));
+    let took = t.elapsed();
+    let _ = strace.kill();
+    let _ = strace.wait();
+    assert!(out.contains("Received Disconnect-ACK"), "{out}");
+    eprintln!("Disconnect-ACK {took:?} after the request, with each fsync delayed 300 ms");
+    assert!(took >= Duration::from_millis(300), "the ACK came {took:?} after the request: before the commit");
+    // and the session's Stop is in the journal
+    let (records, _) = tb.mcgate(&["acct", "export"]);
+    assert!(records.lines().any(|l| l.contains("\"kind\":\"session\"") && l.contains("\"status\":\"stop\"")), "{records}");
+}
+
 /// A CoA that withdraws a package, then a reload that takes a channel out of one: the
 /// channel goes at once when unknown groups go to RADIUS (FreeRADIUS would deny alice
 /// 239.1.x.1 per join; the old re-evaluation kept such channels playing), and stays
