@@ -454,3 +454,34 @@ fn drift_made_by_hand_is_repaired_within_the_reconcile_interval() {
     let _ = stream.wait();
     assert!(packets(&got) > 100, "{got}");
 }
+
+#[test]
+fn kernel_changes_that_fail_at_a_logoff_are_made_again_soon() {
+    let tb = testbed("rt", 1, &[("p1", "dot1x")], "");
+    login(&tb, 1, "alice");
+    tb.in_host(1, &["ip", "addr", "add", "239.1.1.1/32", "dev", "eth0", "autojoin"]);
+    assert!(wait_until(Duration::from_secs(5), || tb.mdb().contains("port p1 grp 239.1.1.1")), "{}", tb.log());
+    // every sendto of the daemon fails while strace is attached: the netlink requests
+    // that delete the FDB and MDB entries at the logoff among them
+    let pid = tb.daemon_pid().unwrap().to_string();
+    let mut strace = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-p", &pid, "-e", "trace=sendto", "-e", "inject=sendto:error=EPERM"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("strace (testbed/tb setup installs it)");
+    std::thread::sleep(Duration::from_millis(500));
+    tb.wpa_cli(1, &["logoff"]);
+    assert!(wait_until(Duration::from_secs(5), || tb.session_of("p1").is_none()), "{}", tb.log());
+    let _ = strace.kill();
+    let _ = strace.wait();
+    let host = Testbed::host_mac(1);
+    assert!(tb.fdb_static().contains(&host), "the delete did not fail: {}", tb.fdb_static());
+    assert!(tb.mdb().contains("port p1 grp 239.1.1.1"), "{}", tb.mdb());
+    // the reconciliation comes a second after the failure, not after its 60 s interval
+    let gone = || !tb.fdb_static().contains(&host) && !tb.mdb().contains("port p1 grp 239.1.1.1");
+    assert!(wait_until(Duration::from_secs(5), gone), "kept access:\n{}\n{}\n{}", tb.fdb_static(), tb.mdb(), tb.log());
+    assert!(stat(&tb, &["io", "dataplane_errors"]) >= 2);
+    assert_eq!(stat(&tb, &["kernel", "fdb_removed"]), 1);
+    assert!(stat(&tb, &["kernel", "mdb_removed"]) >= 1);
+}

@@ -258,7 +258,10 @@ fn a_disconnect_is_acknowledged_once_its_stop_is_durable() {
     assert!(took >= Duration::from_millis(300), "the ACK came {took:?} after the request: before the commit");
     // and the session's Stop is in the journal
     let (records, _) = tb.mcgate(&["acct", "export"]);
-    assert!(records.lines().any(|l| l.contains("\"kind\":\"session\"") && l.contains("\"status\":\"stop\"")), "{records}");
+    assert!(
+        records.lines().any(|l| l.contains("\"kind\":\"session\"") && l.contains("\"status\":\"stop\"")),
+        "{records}"
+    );
 }
 
 /// A CoA that withdraws a package, then a reload that takes a channel out of one: the
