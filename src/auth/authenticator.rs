@@ -6,7 +6,7 @@
 //! (with a token the reply comes back with), and authorize/deauthorize decisions.
 
 use super::{AccountWithoutUserName, Config, EndCause, Method, PortConfig, PortId, PortMode, ReplyAttrs};
-use crate::radius::client::{eap_message, eap_message_attrs, Attr, Request, Token};
+use crate::radius::client::{eap_message, eap_message_attrs, Attr, Request};
 use crate::radius::{attr, Code, Packet};
 use crate::rate::{Bucket, LogLimit};
 use crate::wire::{eap, eapol, MacAddr};
@@ -14,6 +14,9 @@ use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
+
+/// Names a RADIUS request of the authenticator's; its reply comes back with it.
+pub type Token = u64;
 
 #[derive(Debug)]
 pub enum Input<'a> {

@@ -47,7 +47,8 @@ pub(super) struct Stats {
 }
 
 pub(super) struct Delivery {
-    pub client: Client,
+    /// Requests named by their journal sequence number.
+    pub client: Client<u64>,
     /// Round trips by server.
     pub rtt: Vec<super::metrics::Histogram>,
     pub sockets: Vec<std::net::UdpSocket>,

@@ -24,8 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
-/// Per-join RADIUS requests carry tokens with this bit; the authenticator's do not.
-pub(super) const PER_JOIN: u64 = 1 << 63;
 /// Service-Type Authorize-Only (RFC 5176 3.1): a question, no credentials.
 const AUTHORIZE_ONLY: u32 = 17;
 
@@ -195,7 +193,7 @@ impl Daemon {
 
     pub(super) fn per_join_decided(&mut self, now: Instant, token: u64, answer: RadiusAnswer) {
         let Some(m) = self.mcast.as_mut() else { return };
-        m.tracker.radius_answer(now, unix_now(), &m.policy, token & !PER_JOIN, answer);
+        m.tracker.radius_answer(now, unix_now(), &m.policy, token, answer);
     }
 
     /// Every membership of a session that ended goes with it, at once: their Stops
@@ -338,7 +336,7 @@ impl Daemon {
                 attrs.extend(source.map(|s| vsa(mcgate_attr::SOURCE, s)).transpose().ok().flatten());
                 attrs.extend(self.auth.nas_attrs(port, mac));
                 debug!(port = self.ports[port].name, mac = %mac, %group, "per-join Access-Request");
-                self.radius_send(now, token | PER_JOIN, Request { code: Code::AccessRequest, attrs });
+                self.radius_send(now, super::RadiusFor::PerJoin(token), Request { code: Code::AccessRequest, attrs });
             }
             mcast::Output::MdbAdd { port, group, source } => {
                 self.acct.grant(super::acct::Grant::Mdb { port, channel: (group, source) });

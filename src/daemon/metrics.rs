@@ -240,7 +240,13 @@ impl Daemon {
         t.0
     }
 
-    fn radius_metrics(&self, t: &mut Text, client: &str, c: &crate::radius::client::Client, rtt: &[Histogram]) {
+    fn radius_metrics<T: crate::radius::client::Token>(
+        &self,
+        t: &mut Text,
+        client: &str,
+        c: &crate::radius::client::Client<T>,
+        rtt: &[Histogram],
+    ) {
         let addrs = c.server_addrs();
         let per = |f: &dyn Fn(&crate::radius::client::ServerStats) -> u64| -> Vec<(String, f64)> {
             c.per_server

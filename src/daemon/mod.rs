@@ -91,7 +91,7 @@ struct Port {
 
 struct Daemon {
     auth: Authenticator,
-    radius: Client,
+    radius: Client<RadiusFor>,
     radius_sockets: Vec<std::net::UdpSocket>,
     /// Round trips by server.
     radius_rtt: Vec<metrics::Histogram>,
@@ -110,6 +110,15 @@ struct Daemon {
     kernel: kernel::Kernel,
     /// `[switch] audit`: nothing is enforced, so nothing is reconciled.
     audit_mode: bool,
+}
+
+/// What a request of the daemon's RADIUS client asks for: its answer goes back there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RadiusFor {
+    /// An 802.1X or MAB authentication, by the authenticator's token.
+    Auth(auth::Token),
+    /// A per-join question, by the tracker's token.
+    PerJoin(u64),
 }
 
 /// Events handled before one commit, at most.
@@ -529,18 +538,19 @@ impl Daemon {
                         }
                     }
                     rc::Output::Reply { token, server, packet, rtt } => {
-                        debug!(token, server, rtt_us = rtt.as_micros() as u64, code = ?packet.get_code(), "RADIUS reply");
+                        debug!(?token, server, rtt_us = rtt.as_micros() as u64, code = ?packet.get_code(), "RADIUS reply");
                         self.radius_rtt[server].record(rtt);
-                        if token & mcast::PER_JOIN != 0 {
-                            self.per_join_answer(now, token, Some(&packet));
-                        } else {
-                            self.auth.handle_input(now, Input::RadiusReply { token, packet: &packet });
+                        match token {
+                            RadiusFor::PerJoin(t) => self.per_join_answer(now, t, Some(&packet)),
+                            RadiusFor::Auth(token) => {
+                                self.auth.handle_input(now, Input::RadiusReply { token, packet: &packet })
+                            }
                         }
                     }
-                    rc::Output::Failed { token } if token & mcast::PER_JOIN != 0 => {
-                        self.per_join_answer(now, token, None)
+                    rc::Output::Failed { token: RadiusFor::PerJoin(t) } => self.per_join_answer(now, t, None),
+                    rc::Output::Failed { token: RadiusFor::Auth(token) } => {
+                        self.auth.handle_input(now, Input::RadiusFailed { token })
                     }
-                    rc::Output::Failed { token } => self.auth.handle_input(now, Input::RadiusFailed { token }),
                 }
             }
             while let Some(o) = self.auth.poll_output() {
@@ -596,13 +606,12 @@ impl Daemon {
     /// Sends a RADIUS request. One that does not fit RADIUS's bounds is refused by the
     /// client (and counted there) and answered here as a rejection — for a per-join
     /// question never as "no server answered", which a fail-open package would admit.
-    fn radius_send(&mut self, now: Instant, token: u64, request: rc::Request) {
+    fn radius_send(&mut self, now: Instant, token: RadiusFor, request: rc::Request) {
         let Err(e) = self.radius.send(now, token, request) else { return };
-        error!(token, "RADIUS request refused, not sent: {e}");
-        if token & mcast::PER_JOIN != 0 {
-            self.per_join_decided(now, token, crate::mcast::RadiusAnswer::Reject { ttl: None });
-        } else {
-            self.auth.handle_input(now, Input::RadiusFailed { token });
+        error!(?token, "RADIUS request refused, not sent: {e}");
+        match token {
+            RadiusFor::PerJoin(t) => self.per_join_decided(now, t, crate::mcast::RadiusAnswer::Reject { ttl: None }),
+            RadiusFor::Auth(token) => self.auth.handle_input(now, Input::RadiusFailed { token }),
         }
     }
 
@@ -619,8 +628,8 @@ impl Daemon {
                     }
                 }
             }
-            auth::Output::Radius { token, request } => self.radius_send(now, token, request),
-            auth::Output::CancelRadius { token } => self.radius.cancel(token),
+            auth::Output::Radius { token, request } => self.radius_send(now, RadiusFor::Auth(token), request),
+            auth::Output::CancelRadius { token } => self.radius.cancel(RadiusFor::Auth(token)),
             auth::Output::Authorized { port, mac, method, account, attrs } => {
                 let name = self.ports[port].name.clone();
                 self.mcast_forget_entitlement(port, mac);

@@ -99,24 +99,27 @@ impl Request {
     }
 }
 
-pub type Token = u64;
+/// What a caller names its requests by: any small copyable key (the authenticator's and
+/// the per-join questions' told apart by their type, the accounting sender's sequence).
+pub trait Token: Copy + Eq + std::fmt::Debug {}
+impl<T: Copy + Eq + std::fmt::Debug> Token for T {}
 
 #[derive(Debug)]
-pub enum Output {
+pub enum Output<T> {
     Transmit {
         server: usize,
         bytes: Vec<u8>,
     },
     /// A verified reply. `packet` is decoded by the `radius` crate.
     Reply {
-        token: Token,
+        token: T,
         server: usize,
         packet: Packet,
         rtt: Duration,
     },
     /// No server answered within its retries.
     Failed {
-        token: Token,
+        token: T,
     },
 }
 
@@ -144,8 +147,9 @@ pub struct Stats {
 }
 
 #[derive(Debug)]
-struct Pending {
-    token: Token,
+struct Pending<T> {
+    /// The caller's; None for a Status-Server probe of the client's own.
+    token: Option<T>,
     request: Request,
     server: usize,
     id: u8,
@@ -155,8 +159,12 @@ struct Pending {
     servers_tried: usize,
     deadline: Instant,
     sent: Instant,
-    /// A Status-Server probe of the client's own (no caller waits for it).
-    probe: bool,
+}
+
+impl<T> Pending<T> {
+    fn is_probe(&self) -> bool {
+        self.token.is_none()
+    }
 }
 
 #[derive(Debug)]
@@ -180,19 +188,19 @@ pub struct ServerStats {
     pub marked_dead: u64,
 }
 
-pub struct Client {
+pub struct Client<T> {
     config: Config,
     servers: Vec<ServerState>,
-    pending: HashMap<(usize, u8), Pending>,
+    pending: HashMap<(usize, u8), Pending<T>>,
     /// Requests waiting for a free identifier (256 outstanding to one server).
-    backlog: VecDeque<(Token, Request)>,
-    outputs: VecDeque<Output>,
+    backlog: VecDeque<(T, Request)>,
+    outputs: VecDeque<Output<T>>,
     pub stats: Stats,
     /// By server, in configured order.
     pub per_server: Vec<ServerStats>,
 }
 
-impl Client {
+impl<T: Token> Client<T> {
     /// `now`: the first probes (with `status_server`) go out at once, so that a server
     /// that is down is known before a subscriber waits on it.
     pub fn new(now: Instant, config: Config, servers: Vec<Server>) -> Self {
@@ -218,13 +226,13 @@ impl Client {
 
     /// Requests of callers not answered yet (probes are the client's own).
     pub fn pending(&self) -> usize {
-        self.pending.values().filter(|p| !p.probe).count() + self.backlog.len()
+        self.pending.values().filter(|p| !p.is_probe()).count() + self.backlog.len()
     }
 
     /// Queues a request; its reply (or failure) comes out of `poll_output` with the
     /// caller's token. A request that does not fit RADIUS's bounds is refused here, and
     /// nothing of it is sent.
-    pub fn send(&mut self, now: Instant, token: Token, request: Request) -> Result<(), EncodeError> {
+    pub fn send(&mut self, now: Instant, token: T, request: Request) -> Result<(), EncodeError> {
         if let Err(e) = request.encoded_len() {
             self.stats.requests_unencodable += 1;
             return Err(e);
@@ -238,8 +246,8 @@ impl Client {
     }
 
     /// Forgets a request whose answer no longer matters (the supplicant left).
-    pub fn cancel(&mut self, token: Token) {
-        self.pending.retain(|_, p| p.token != token);
+    pub fn cancel(&mut self, token: T) {
+        self.pending.retain(|_, p| p.token != Some(token));
         self.backlog.retain(|(t, _)| *t != token);
     }
 
@@ -253,14 +261,7 @@ impl Client {
             .unwrap_or(from % n.max(1))
     }
 
-    fn transmit_new(
-        &mut self,
-        now: Instant,
-        token: Token,
-        request: Request,
-        server: usize,
-        servers_tried: usize,
-    ) -> bool {
+    fn transmit_new(&mut self, now: Instant, token: T, request: Request, server: usize, servers_tried: usize) -> bool {
         let Some(id) = self.allocate_id(server) else {
             return false;
         };
@@ -278,7 +279,7 @@ impl Client {
         self.pending.insert(
             (server, id),
             Pending {
-                token,
+                token: Some(token),
                 request,
                 server,
                 id,
@@ -288,7 +289,6 @@ impl Client {
                 servers_tried,
                 deadline: now + self.config.timeout,
                 sent: now,
-                probe: false,
             },
         );
         true
@@ -309,7 +309,7 @@ impl Client {
         authenticator.copy_from_slice(&bytes[4..20]);
         self.outputs.push_back(Output::Transmit { server, bytes: bytes.clone() });
         let p = Pending {
-            token: 0,
+            token: None,
             request,
             server,
             id,
@@ -319,7 +319,6 @@ impl Client {
             servers_tried: 0,
             deadline: now + self.config.timeout,
             sent: now,
-            probe: true,
         };
         self.pending.insert((server, id), p);
     }
@@ -396,13 +395,14 @@ impl Client {
         if let Some(every) = self.config.status_server {
             s.next_probe = Some(now + every);
         }
-        if p.probe {
-            self.stats.probes_answered += 1;
-            if was_dead {
-                self.stats.servers_revived += 1;
+        match p.token {
+            Some(token) => self.outputs.push_back(Output::Reply { token, server, packet, rtt: now - p.sent }),
+            None => {
+                self.stats.probes_answered += 1;
+                if was_dead {
+                    self.stats.servers_revived += 1;
+                }
             }
-        } else {
-            self.outputs.push_back(Output::Reply { token: p.token, server, packet, rtt: now - p.sent });
         }
         self.drain_backlog(now);
         Ok(())
@@ -429,7 +429,7 @@ impl Client {
                 if self.servers[i].next_probe.is_some_and(|t| t <= now) {
                     self.servers[i].next_probe = Some(now + every);
                     // one probe at a time; a server in use proves itself by its replies
-                    let probing = self.pending.values().any(|p| p.server == i && p.probe);
+                    let probing = self.pending.values().any(|p| p.server == i && p.is_probe());
                     if !probing {
                         self.probe(now, i);
                     }
@@ -459,25 +459,23 @@ impl Client {
                 self.per_server[p.server].marked_dead += 1;
             }
             s.dead_until = Some(now + self.config.dead_time);
-            if p.probe {
-                continue;
-            }
+            let Some(token) = p.token else { continue };
             let tried = p.servers_tried + 1;
             if tried >= self.servers.len() {
                 self.stats.failures += 1;
-                self.outputs.push_back(Output::Failed { token: p.token });
+                self.outputs.push_back(Output::Failed { token });
                 continue;
             }
             self.stats.failovers += 1;
             let next = self.preferred_server(now, p.server + 1);
             let next = if next == p.server { (p.server + 1) % self.servers.len() } else { next };
-            if !self.transmit_new(now, p.token, p.request.clone(), next, tried) {
-                self.backlog.push_back((p.token, p.request));
+            if !self.transmit_new(now, token, p.request.clone(), next, tried) {
+                self.backlog.push_back((token, p.request));
             }
         }
     }
 
-    pub fn poll_output(&mut self) -> Option<Output> {
+    pub fn poll_output(&mut self) -> Option<Output<T>> {
         self.outputs.pop_front()
     }
 }
@@ -551,7 +549,7 @@ mod tests {
     use super::*;
     use crate::radius::{find_attr, sign_reply, verify_reply};
 
-    fn client(n: usize) -> Client {
+    fn client(n: usize) -> Client<u64> {
         let servers = (0..n)
             .map(|i| Server {
                 addr: format!("127.0.0.1:{}", 1812 + i).parse().unwrap(),
@@ -565,7 +563,7 @@ mod tests {
         Request { code: Code::AccessRequest, attrs: vec![Attr::Bytes(attr::USER_NAME, b"alice".to_vec())] }
     }
 
-    fn transmitted(c: &mut Client) -> Vec<(usize, Vec<u8>)> {
+    fn transmitted(c: &mut Client<u64>) -> Vec<(usize, Vec<u8>)> {
         let mut v = vec![];
         while let Some(o) = c.poll_output() {
             if let Output::Transmit { server, bytes } = o {
@@ -588,7 +586,7 @@ mod tests {
         pkt
     }
 
-    fn probing(n: usize, t0: Instant) -> Client {
+    fn probing(n: usize, t0: Instant) -> Client<u64> {
         let mut c = client(n);
         c.config.status_server = Some(Duration::from_secs(5));
         for s in &mut c.servers {
@@ -598,7 +596,7 @@ mod tests {
     }
 
     /// Runs the client's timers from `from` to `to`, answering nothing; what it sent.
-    fn run_timers(c: &mut Client, from: Instant, to: Instant) -> Vec<(usize, Vec<u8>)> {
+    fn run_timers(c: &mut Client<u64>, from: Instant, to: Instant) -> Vec<(usize, Vec<u8>)> {
         let mut sent = transmitted(c);
         let mut now = from;
         while let Some(t) = c.poll_timeout().filter(|t| *t <= to) {
