@@ -227,7 +227,7 @@ pub fn tracker(data: &[u8]) {
                 };
                 t.radius_answer(now, 1_795_000_000, &policy, token, answer);
             }
-            3 => t.end_host(now, port, host.mac, mcast::EndCause::SessionEnd),
+            3 => t.end_host(now, port, host.mac, mcast::EndCause::SessionEnd(crate::auth::EndCause::UserRequest)),
             4 => {
                 let _ = t.reevaluate(now, &policy, &host);
             }

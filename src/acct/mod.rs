@@ -94,8 +94,8 @@ impl From<crate::mcast::EndCause> for TerminateCause {
             E::Leave => TerminateCause::UserRequest,
             // no report refreshed it within the group membership interval
             E::Timeout => TerminateCause::IdleTimeout,
-            // the session's own Stop says why
-            E::SessionEnd => TerminateCause::UserRequest,
+            // why the session ended
+            E::SessionEnd(cause) => cause.into(),
             E::Revoked => TerminateCause::AdminReset,
             E::PreviewEnd => TerminateCause::SessionTimeout,
         }

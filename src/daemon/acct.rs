@@ -65,8 +65,6 @@ pub(super) struct Accounting {
     session_starts: Vec<(PortId, MacAddr, String)>,
     /// Memberships refused for want of a journal: they get no Stop either.
     unrecorded: HashSet<AcctId>,
-    /// Set while a session's memberships end with it: their Stops say why.
-    pub session_ending: Option<TerminateCause>,
     interims: BTreeSet<(Instant, Subject)>,
     /// When each subject's Interim-Update is due: what ends takes its timer with it (a
     /// host churning channels would otherwise leave one queued per membership).
@@ -104,7 +102,6 @@ impl Accounting {
             admissions: vec![],
             session_starts: vec![],
             unrecorded: HashSet::new(),
-            session_ending: None,
             interims: BTreeSet::new(),
             interim_at: HashMap::new(),
             interim_default: Some(cfg.interim_interval).filter(|d| !d.is_zero()),

@@ -198,10 +198,10 @@ impl Daemon {
 
     /// Every membership of a session that ended goes with it, at once: their Stops
     /// are written while the session is still known.
-    pub(super) fn mcast_end_host(&mut self, now: Instant, port: PortId, mac: MacAddr) {
+    pub(super) fn mcast_end_host(&mut self, now: Instant, port: PortId, mac: MacAddr, cause: crate::auth::EndCause) {
         if let Some(m) = self.mcast.as_mut() {
             m.hosts.remove(&(port, mac));
-            m.tracker.end_host(now, port, mac, EndCause::SessionEnd);
+            m.tracker.end_host(now, port, mac, EndCause::SessionEnd(cause));
             self.drain_mcast(now);
         }
     }
@@ -316,12 +316,8 @@ impl Daemon {
             }
             mcast::Output::Ended { membership, cause } => {
                 debug!(port = &*membership.port, mac = %membership.mac, group = %membership.group, ?cause, "membership ended");
-                let cause = match (cause, self.acct.session_ending) {
-                    (EndCause::SessionEnd, Some(c)) => c,
-                    (c, _) => c.into(),
-                };
                 let port = self.ports.iter().position(|p| *p.name == *membership.port).unwrap_or(usize::MAX);
-                self.acct_membership_stop(port, &membership, cause, unix_now(), true);
+                self.acct_membership_stop(port, &membership, cause.into(), unix_now(), true);
             }
             mcast::Output::Denied { .. } => {}
             mcast::Output::AskRadius { token, port, mac, account, group, source } => {

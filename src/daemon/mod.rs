@@ -680,9 +680,7 @@ impl Daemon {
         let name = self.ports[port].name.clone();
         // its streams stop with it (the port lock filters ingress only), their Stops
         // saying why the session ended
-        self.acct.session_ending = Some(cause.into());
-        self.mcast_end_host(now, port, mac);
-        self.acct.session_ending = None;
+        self.mcast_end_host(now, port, mac, cause);
         // Fail closed first: the kernel stops the host before the record goes (and an
         // authorization still waiting for its commit never happens).
         self.acct.cancel(acct::Grant::Authorize { port, mac });

@@ -95,7 +95,8 @@ impl Default for Config {
 pub enum EndCause {
     Leave,
     Timeout,
-    SessionEnd,
+    /// The host's session ended, for this reason (its Stops say the session's cause).
+    SessionEnd(crate::auth::EndCause),
     Revoked,
     /// A free preview ran its time.
     PreviewEnd,
@@ -879,7 +880,7 @@ impl Tracker {
         match cause {
             EndCause::Leave => self.stats.leaves += 1,
             EndCause::Timeout => self.stats.timeouts += 1,
-            EndCause::SessionEnd | EndCause::Revoked => self.stats.session_ends += 1,
+            EndCause::SessionEnd(_) | EndCause::Revoked => self.stats.session_ends += 1,
             EndCause::PreviewEnd => self.stats.previews_ended += 1,
         }
         if !h.membership.is_link_local() {
@@ -1167,8 +1168,8 @@ mod tests {
         // another host has its own allowance, and a session's end takes the host's with it
         t.handle_report(t0, 0, &p, &h.host(0, B), &again[..1]);
         assert_eq!(out(&mut t).iter().filter(|o| matches!(o, Output::Admitted { .. })).count(), 1);
-        t.end_host(t0, 0, A, EndCause::SessionEnd);
-        t.end_host(t0, 0, B, EndCause::SessionEnd);
+        t.end_host(t0, 0, A, EndCause::SessionEnd(crate::auth::EndCause::UserRequest));
+        t.end_host(t0, 0, B, EndCause::SessionEnd(crate::auth::EndCause::UserRequest));
         assert!(t.admissions.is_empty());
     }
 
@@ -1374,7 +1375,7 @@ mod tests {
         // session end takes everything at once, no query
         t.handle_report(t0, 0, &p, &host, &recs[..1]);
         out(&mut t);
-        t.end_host(t0, 0, A, EndCause::SessionEnd);
+        t.end_host(t0, 0, A, EndCause::SessionEnd(crate::auth::EndCause::UserRequest));
         let o = out(&mut t);
         assert_eq!(mdb(&o), ["-0 239.1.1.1 None"]);
         assert!(t.memberships().next().is_none());
@@ -1508,7 +1509,7 @@ mod tests {
         p.unknown = Unknown::Radius;
         t.handle_report(t0, 0, &p, &h.host(0, A), &[rec(RecordType::ToEx, "239.5.5.5", &[])]);
         let tok = asks(&out(&mut t))[0];
-        t.end_host(t0, 0, A, EndCause::SessionEnd);
+        t.end_host(t0, 0, A, EndCause::SessionEnd(crate::auth::EndCause::UserRequest));
         t.radius_answer(t0, 0, &p, tok, RadiusAnswer::Accept { ttl: None });
         assert!(mdb(&out(&mut t)).is_empty());
     }
