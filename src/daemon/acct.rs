@@ -243,9 +243,15 @@ impl Daemon {
         true
     }
 
-    pub(super) fn acct_session_stop(&mut self, port: PortId, s: &Session, cause: TerminateCause, time: u64) {
-        self.acct.unschedule(&Subject::Session { port, mac: s.mac, id: s.session_id.as_str().into() });
-        let mut r = self.acct.session_record(s, port, Status::Stop, time);
+    /// `port`: None for a stored session of a port no longer configured.
+    pub(super) fn acct_session_stop(&mut self, port: Option<PortId>, s: &Session, cause: TerminateCause, time: u64) {
+        let mut r = match port {
+            Some(port) => {
+                self.acct.unschedule(&Subject::Session { port, mac: s.mac, id: s.session_id.as_str().into() });
+                self.acct.session_record(s, port, Status::Stop, time)
+            }
+            None => session_record(s, Status::Stop, time),
+        };
         r.terminate_cause = Some(cause);
         self.acct.record(r);
         self.acct.op(Op::DelSession(s.port.clone(), s.mac));
@@ -287,22 +293,28 @@ impl Daemon {
         true
     }
 
-    /// `counted`: read the usage counter now (false after the kernel state was lost).
+    /// `port`: None for a stored membership of a port no longer configured; `counted`:
+    /// read the usage counter now (false after the kernel state was lost).
     pub(super) fn acct_membership_stop(
         &mut self,
-        port: PortId,
+        port: Option<PortId>,
         m: &Membership,
         cause: TerminateCause,
         time: u64,
         counted: bool,
     ) {
         self.acct.op(Op::DelMembership(m.clone()));
-        let channel = (m.group, m.source);
-        self.acct.unschedule(&Subject::Membership { port, mac: m.mac, channel, id: m.acct_session_id });
+        if let Some(port) = port {
+            let channel = (m.group, m.source);
+            self.acct.unschedule(&Subject::Membership { port, mac: m.mac, channel, id: m.acct_session_id });
+        }
         if m.is_link_local() || self.acct.unrecorded.remove(&m.acct_session_id) {
             return;
         }
-        let mut r = self.acct.membership_record(m, port, &self.class_of(port, m.mac), Status::Stop, time);
+        let mut r = match port {
+            Some(port) => self.acct.membership_record(m, port, &self.class_of(port, m.mac), Status::Stop, time),
+            None => membership_record(m, Status::Stop, time),
+        };
         r.terminate_cause = Some(cause);
         if counted {
             self.add_usage(&mut r, m);

@@ -268,7 +268,7 @@ impl Daemon {
                     let cause = if cold { TerminateCause::NasReboot } else { TerminateCause::AdminReset };
                     info!(port = &*membership.port, mac = %membership.mac, group = %membership.group, ?cause, "membership without a session ended");
                     let time = ended.max(membership.since);
-                    self.acct_membership_stop(port.unwrap_or(usize::MAX), &membership, cause, time, !cold);
+                    self.acct_membership_stop(port, &membership, cause, time, !cold);
                 }
             }
         }
@@ -316,7 +316,7 @@ impl Daemon {
             }
             mcast::Output::Ended { membership, cause } => {
                 debug!(port = &*membership.port, mac = %membership.mac, group = %membership.group, ?cause, "membership ended");
-                let port = self.ports.iter().position(|p| *p.name == *membership.port).unwrap_or(usize::MAX);
+                let port = self.ports.iter().position(|p| *p.name == *membership.port);
                 self.acct_membership_stop(port, &membership, cause.into(), unix_now(), true);
             }
             mcast::Output::Denied { .. } => {}

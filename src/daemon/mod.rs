@@ -423,13 +423,13 @@ impl Daemon {
             };
             let Some(port) = self.ports.iter().position(|p| p.name == s.port) else {
                 info!(port = s.port, mac = %s.mac, "port no longer configured: session ended");
-                self.acct_session_stop(usize::MAX, &s, crate::acct::TerminateCause::AdminReset, unix);
+                self.acct_session_stop(None, &s, crate::acct::TerminateCause::AdminReset, unix);
                 continue;
             };
             if cold {
                 info!(port = s.port, mac = %s.mac, session = s.session_id, "session of an earlier boot ended");
                 let time = self.last_alive().max(s.since);
-                self.acct_session_stop(port, &s, crate::acct::TerminateCause::NasReboot, time);
+                self.acct_session_stop(Some(port), &s, crate::acct::TerminateCause::NasReboot, time);
                 continue;
             }
             if let Err(e) = self.dataplane.authorize(&s.port, s.mac) {
@@ -690,7 +690,7 @@ impl Daemon {
         }
         let s = self.sessions.remove(&(port, mac));
         if let Some(s) = &s {
-            self.acct_session_stop(port, s, cause.into(), unix_now());
+            self.acct_session_stop(Some(port), s, cause.into(), unix_now());
         }
         info!(
             port = name,
