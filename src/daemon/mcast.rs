@@ -304,13 +304,13 @@ impl Daemon {
     fn mcast_output(&mut self, now: Instant, o: mcast::Output) {
         let Some(m) = self.mcast.as_mut() else { return };
         match o {
-            mcast::Output::Admitted { port, mac, group, source } => {
+            mcast::Output::Admitted { port, membership } => {
                 // Its Start goes into this batch, durable before the MdbAdd that follows
                 // takes effect; a join that cannot be accounted does not (fail closed).
-                let Some(membership) = m.tracker.membership(port, mac, (group, source)).cloned() else { return };
-                if !self.acct_membership_start(now, port, membership) {
+                let (mac, channel) = (membership.mac, (membership.group, membership.source));
+                if !self.acct_membership_start(now, port, *membership) {
                     if let Some(m) = self.mcast.as_mut() {
-                        m.tracker.revoke(now, port, mac, (group, source));
+                        m.tracker.revoke(now, port, mac, channel);
                     }
                 }
             }

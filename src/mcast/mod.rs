@@ -197,9 +197,7 @@ pub enum Output {
     /// To be made durable before the MdbAdd that follows it takes effect.
     Admitted {
         port: PortId,
-        mac: MacAddr,
-        group: IpAddr,
-        source: Option<IpAddr>,
+        membership: Box<Membership>,
     },
     Denied {
         port: PortId,
@@ -612,7 +610,7 @@ impl Tracker {
             debug!(port = &**who.port_name, mac = %who.mac, account = &**who.account, %group, source = ?source, by = &*membership.by, "join admitted");
         }
         self.stats.admitted += 1;
-        self.outputs.push_back(Output::Admitted { port: who.port, mac: who.mac, group, source });
+        self.outputs.push_back(Output::Admitted { port: who.port, membership: Box::new(membership.clone()) });
         let expires = now + self.config.group_membership_interval;
         self.hosts.entry((who.port, who.mac)).or_default().insert(ch, Held::new(membership, expires));
         self.member_due(expires);
