@@ -88,7 +88,7 @@ fn a_host_churning_200_groups_at_its_frame_allowance_costs_bounded_logs_journal_
     );
     // admissions: 20/s (40 at once) → a Start and a Stop each, over about 31 s of churn
     // and reading, plus the neighbour's 10 zaps: not one per report
-    assert!(tracker["denied"]["AdmissionRate"].as_u64() > Some(1000), "{tracker}");
+    assert!(tracker["denied"]["admission_rate"].as_u64() > Some(1000), "{tracker}");
     assert!(records <= 2 * (20 * 32 + 40) + 2 * 10, "journal grew by {records} records");
     // per-record decisions are debug lines: the churn adds next to nothing at info
     assert!(lines <= 20, "{lines} log lines:\n{}", tb.log());

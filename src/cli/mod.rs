@@ -466,13 +466,13 @@ fn status_summary(s: &serde_json::Value) -> String {
             format!(
                 "{} / {} / {}",
                 n(&["authenticator", "dropped_host_limit"]),
-                denied("HostMembershipLimit"),
-                denied("PortChannelLimit")
+                denied("host_membership_limit"),
+                denied("port_channel_limit")
             ),
         ),
         (
             "bounds hit: RADIUS questions, cached answers",
-            format!("{} / {}", denied("RadiusBusy"), n(&["multicast", "tracker", "radius_cache_full"])),
+            format!("{} / {}", denied("radius_busy"), n(&["multicast", "tracker", "radius_cache_full"])),
         ),
         ("accounting backlog", n(&["accounting", "backlog"])),
         (

@@ -193,10 +193,10 @@ impl Daemon {
             );
             t.one("joins_admitted_total", "counter", "Joins admitted.", s.admitted);
             let mut denied: Vec<(String, f64)> =
-                s.denied.iter().map(|(r, n)| (format!("reason=\"{}\"", label(r)), *n as f64)).collect();
-            denied.push(("reason=\"Unauthenticated\"".into(), m.stats.dropped_unauthenticated as f64));
-            denied.push(("reason=\"SpoofedMac\"".into(), m.stats.dropped_spoofed_mac as f64));
-            denied.push(("reason=\"Unaccountable\"".into(), j.joins_refused_unaccountable as f64));
+                s.denied.iter().map(|(r, n)| (format!("reason=\"{}\"", r.name()), *n as f64)).collect();
+            denied.push(("reason=\"unauthenticated\"".into(), m.stats.dropped_unauthenticated as f64));
+            denied.push(("reason=\"spoofed_mac\"".into(), m.stats.dropped_spoofed_mac as f64));
+            denied.push(("reason=\"unaccountable\"".into(), j.joins_refused_unaccountable as f64));
             t.family("joins_denied_total", "counter", "Joins denied or dropped, by reason.", &denied);
             t.one(
                 "join_answers_not_cached_total",

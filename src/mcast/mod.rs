@@ -224,7 +224,7 @@ pub struct Stats {
     pub records_not_multicast: u64,
     pub admitted: u64,
     pub refreshed: u64,
-    pub denied: BTreeMap<String, u64>,
+    pub denied: BTreeMap<DenyReason, u64>,
     pub leaves: u64,
     pub timeouts: u64,
     pub session_ends: u64,
@@ -618,8 +618,8 @@ impl Tracker {
     }
 
     fn deny(&mut self, who: &Who<'_>, (group, source): Channel, reason: DenyReason) {
-        debug!(port = &**who.port_name, mac = %who.mac, account = &**who.account, %group, source = ?source, ?reason, "join denied");
-        *self.stats.denied.entry(format!("{reason:?}")).or_default() += 1;
+        debug!(port = &**who.port_name, mac = %who.mac, account = &**who.account, %group, source = ?source, reason = reason.name(), "join denied");
+        *self.stats.denied.entry(reason).or_default() += 1;
         self.outputs.push_back(Output::Denied { port: who.port, mac: who.mac, group, source, reason });
     }
 
@@ -1154,7 +1154,7 @@ mod tests {
         // of those, 40 admitted at once (twice the rate), the others denied before policy
         let admitted = out(&mut t).iter().filter(|o| matches!(o, Output::Admitted { .. })).count();
         assert_eq!(admitted, 40);
-        assert_eq!(t.stats.denied["AdmissionRate"], 24);
+        assert_eq!(t.stats.denied[&DenyReason::AdmissionRate], 24);
         // leave them all and join others a second later: 20 more (the rate), not 64
         let leaves: Vec<GroupRecord> =
             (0..40).map(|i| rec(RecordType::ToIn, &format!("239.2.{}.{}", i / 256, i % 256), &[])).collect();

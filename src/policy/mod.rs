@@ -187,8 +187,10 @@ pub enum Decision {
     AskRadius,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// Why a join was denied; named in snake_case alike in the status, the metrics, the logs
+/// and the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DenyReason {
     NotEntitled,
     MaxGroups,
@@ -205,6 +207,23 @@ pub enum DenyReason {
     RadiusBusy,
     /// The host joins faster than `admissions_per_second`.
     AdmissionRate,
+}
+
+impl DenyReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            DenyReason::NotEntitled => "not_entitled",
+            DenyReason::MaxGroups => "max_groups",
+            DenyReason::MaxBandwidth => "max_bandwidth",
+            DenyReason::RadiusDenied => "radius_denied",
+            DenyReason::RadiusUnreachable => "radius_unreachable",
+            DenyReason::PreviewExhausted => "preview_exhausted",
+            DenyReason::HostMembershipLimit => "host_membership_limit",
+            DenyReason::PortChannelLimit => "port_channel_limit",
+            DenyReason::RadiusBusy => "radius_busy",
+            DenyReason::AdmissionRate => "admission_rate",
+        }
+    }
 }
 
 impl Policy {
