@@ -51,7 +51,6 @@ pub(super) struct Delivery {
     pub client: Client<u64>,
     /// Round trips by server.
     pub rtt: Vec<super::metrics::Histogram>,
-    pub sockets: Vec<std::net::UdpSocket>,
     pub sender: Sender,
 }
 
@@ -541,7 +540,7 @@ impl Daemon {
             progressed = true;
             match o {
                 rc::Output::Transmit { server, bytes } => {
-                    if let Err(e) = d.sockets[server].send(&bytes) {
+                    if let Err(e) = self.net.send_accounting(server, &bytes) {
                         self.io.radius_tx_errors += 1;
                         warn!(server = %d.client.server_addrs()[server], "accounting send: {e}");
                     }

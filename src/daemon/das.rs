@@ -105,7 +105,6 @@ pub(super) fn spawn_reader(
 }
 
 pub(super) struct Das {
-    pub socket: std::net::UdpSocket,
     pub reader: Arc<ReaderStats>,
     /// Drops logged once a minute per source.
     log: LogLimit<IpAddr>,
@@ -121,14 +120,8 @@ pub(super) struct Das {
 }
 
 impl Das {
-    pub fn new(
-        socket: std::net::UdpSocket,
-        reader: Arc<ReaderStats>,
-        clients: Vec<(IpAddr, crate::radius::Secret)>,
-        window: u64,
-    ) -> Self {
+    pub fn new(reader: Arc<ReaderStats>, clients: Vec<(IpAddr, crate::radius::Secret)>, window: u64) -> Self {
         Das {
-            socket,
             reader,
             log: LogLimit::new(Duration::from_secs(60), 1024),
             clients,
@@ -177,9 +170,9 @@ impl Das {
 
     /// Sends the answers whose requests have taken effect, and keeps each for the
     /// request's retransmissions.
-    pub fn send_answers(&mut self) {
+    pub fn send_answers(&mut self, net: &mut dyn super::net::Net) {
         for (to, key, answer) in std::mem::take(&mut self.answers) {
-            if let Err(e) = self.socket.send_to(&answer, to) {
+            if let Err(e) = net.send_das(to, &answer) {
                 warn!(%to, "dynamic authorization answer: {e}");
             }
             if let Some(seen) = self.seen_map.get_mut(&key) {
@@ -220,7 +213,7 @@ impl Daemon {
             // the client's retransmission: it gets the answer again, nothing is redone
             Some(Seen { from: f, id, answer: Some(answer) }) if *f == from && *id == req.id => {
                 d.stats.retransmissions_answered += 1;
-                if let Err(e) = d.socket.send_to(answer, from) {
+                if let Err(e) = self.net.send_das(from, answer) {
                     warn!(%from, "dynamic authorization answer: {e}");
                 }
                 return;

@@ -13,7 +13,7 @@
 
 use super::Daemon;
 use crate::auth::Input;
-use crate::dataplane::netlink::{self, Netlink};
+use crate::dataplane::netlink;
 use crate::sys;
 use crate::wire::MacAddr;
 use serde::Serialize;
@@ -147,7 +147,7 @@ impl Daemon {
     fn kernel_overrun(&mut self, now: Instant) {
         self.kernel.stats.overruns += 1;
         warn!("kernel events were lost (the event socket overran): links and FDB read again");
-        match self.kernel.nl.links() {
+        match self.net.links() {
             Ok(links) => {
                 for port in 0..self.ports.len() {
                     let running = links.iter().any(|l| l.index == self.ports[port].ifindex && l.running);
@@ -165,7 +165,7 @@ impl Daemon {
                 error!("reading links after lost events: {e}");
             }
         }
-        match self.kernel.nl.fdb_dump() {
+        match self.net.fdb() {
             Ok(entries) => {
                 for f in entries.into_iter().filter(|f| f.locked) {
                     if let Some(port) = self.port_by_index(f.ifindex) {
@@ -281,10 +281,8 @@ impl Daemon {
     }
 }
 
-/// The daemon's kernel side: a socket for reading links and the FDB again, the
-/// reconciliation's schedule, the counters.
+/// The daemon's kernel side: the reconciliation's schedule, the counters.
 pub(super) struct Kernel {
-    pub nl: Netlink,
     pub schedule: Schedule,
     pub stats: Stats,
 }

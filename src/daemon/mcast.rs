@@ -41,7 +41,8 @@ pub(super) struct McastState {
     pub bridge_mac: MacAddr,
     pub bridge_v4: Ipv4Addr,
     pub bridge_ll6: Ipv6Addr,
-    pub uplinks: Vec<(String, Arc<PortSocket>)>,
+    /// Uplink names, in the order `Net::send_uplink` numbers them.
+    pub uplinks: Vec<String>,
     /// What the gate needs of each session: packages and limits from its Access-Accept,
     /// and the names its memberships carry (shared, not copied per join).
     pub hosts: HashMap<(PortId, MacAddr), HostInfo>,
@@ -71,7 +72,8 @@ pub(super) struct McastIoStats {
 }
 
 impl McastState {
-    /// Sets up the bridge and uplinks for the gate and builds its state.
+    /// Sets up the bridge and uplinks for the gate and builds its state; the uplinks'
+    /// sockets (to send reports on) come with it.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn set_up(
         cfg: &Config,
@@ -83,16 +85,17 @@ impl McastState {
         nl: &mut Netlink,
         dataplane: &mut (dyn Dataplane + Send),
         run_id: u32,
-    ) -> anyhow::Result<Self> {
+    ) -> anyhow::Result<(Self, Vec<Arc<PortSocket>>)> {
         let uplink_names: Vec<&str> = mc.uplinks.iter().map(|u| u.get_ref().as_str()).collect();
         dataplane
             .setup_multicast(&cfg.switch.bridge, access, &uplink_names, mc.port_max_groups)
             .context("multicast set-up")?;
-        let mut uplinks = Vec::new();
-        for name in uplink_names {
-            let link = links.iter().find(|l| l.name == name).ok_or_else(|| anyhow!("uplink {name} not found"))?;
-            uplinks.push((name.to_string(), Arc::new(PortSocket::open_tx_only(link.index)?)));
+        let mut uplink_sockets = Vec::new();
+        for name in &uplink_names {
+            let link = links.iter().find(|l| l.name == *name).ok_or_else(|| anyhow!("uplink {name} not found"))?;
+            uplink_sockets.push(Arc::new(PortSocket::open_tx_only(link.index)?));
         }
+        let uplinks = uplink_names.iter().map(|n| n.to_string()).collect();
         let addrs = nl.addresses(bridge.index)?;
         let bridge_v4 = addrs.iter().find_map(|(a, _)| if let IpAddr::V4(a) = a { Some(*a) } else { None });
         if bridge_v4.is_none() {
@@ -121,19 +124,22 @@ impl McastState {
             ..Default::default()
         };
         info!(policy = policy.version, packages = policy.packages.len(), "multicast gate on");
-        Ok(McastState {
-            tracker: Tracker::new(tracker_config, cfg.ports.iter().map(|p| p.single_host).collect()),
-            policy: policy.clone(),
-            vendor_id: mc.vendor_id,
-            bridge: cfg.switch.bridge.clone(),
-            bridge_mac: bridge.mac.unwrap_or_default(),
-            bridge_v4: bridge_v4.unwrap_or(Ipv4Addr::UNSPECIFIED),
-            bridge_ll6: bridge_ll6.unwrap_or(Ipv6Addr::UNSPECIFIED),
-            uplinks,
-            hosts: HashMap::new(),
-            port_names: access.iter().map(|p| Arc::from(*p)).collect(),
-            stats: Default::default(),
-        })
+        Ok((
+            McastState {
+                tracker: Tracker::new(tracker_config, cfg.ports.iter().map(|p| p.single_host).collect()),
+                policy: policy.clone(),
+                vendor_id: mc.vendor_id,
+                bridge: cfg.switch.bridge.clone(),
+                bridge_mac: bridge.mac.unwrap_or_default(),
+                bridge_v4: bridge_v4.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                bridge_ll6: bridge_ll6.unwrap_or(Ipv6Addr::UNSPECIFIED),
+                uplinks,
+                hosts: HashMap::new(),
+                port_names: access.iter().map(|p| Arc::from(*p)).collect(),
+                stats: Default::default(),
+            },
+            uplink_sockets,
+        ))
     }
 }
 
@@ -346,8 +352,8 @@ impl Daemon {
             }
             mcast::Output::Upstream { records } => {
                 for frame in upstream_frames(m, &records) {
-                    for (name, sock) in &m.uplinks {
-                        match sock.send(&frame) {
+                    for (i, name) in m.uplinks.iter().enumerate() {
+                        match self.net.send_uplink(i, &frame) {
                             Ok(()) => m.stats.upstream_reports_tx += 1,
                             Err(e) => {
                                 m.stats.tx_errors += 1;
@@ -359,7 +365,7 @@ impl Daemon {
             }
             mcast::Output::Query { port, group, max_resp_code } => {
                 let frame = query_frame(m, group, max_resp_code);
-                match self.ports[port].socket.send(&frame) {
+                match self.net.send_frame(port, &frame) {
                     Ok(()) => m.stats.queries_tx += 1,
                     Err(e) => {
                         m.stats.tx_errors += 1;

@@ -10,6 +10,7 @@ mod kernel;
 mod listen;
 mod mcast;
 mod metrics;
+mod net;
 
 use crate::auth::{self, Authenticator, EndCause, Input, Method, PortConfig, PortId};
 use crate::capture::{limit, PortSocket};
@@ -82,7 +83,6 @@ struct Port {
     name: String,
     ifindex: u32,
     mac: MacAddr,
-    socket: Arc<PortSocket>,
     /// Its flood limiter's counters (the capture task keeps the limiter).
     limits: Arc<limit::Stats>,
     /// MAB learning as the kernel has it (`setup_port` turns it on for MAB ports).
@@ -92,7 +92,8 @@ struct Port {
 struct Daemon {
     auth: Authenticator,
     radius: Client<RadiusFor>,
-    radius_sockets: Vec<std::net::UdpSocket>,
+    /// Every socket the core sends on (a recording fake in unit tests).
+    net: Box<dyn net::Net>,
     /// Round trips by server.
     radius_rtt: Vec<metrics::Histogram>,
     dataplane: Box<dyn Dataplane + Send>,
@@ -147,6 +148,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let (das_tx, mut das_rx) = mpsc::channel::<Event>(das::QUEUE);
 
     let mut ports = Vec::new();
+    let mut port_sockets = Vec::new();
     let mut port_configs = Vec::new();
     for (i, p) in cfg.ports.iter().enumerate() {
         let name = p.name.get_ref().clone();
@@ -155,10 +157,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             return Err(anyhow!("port {name} is not a member of bridge {}", cfg.switch.bridge));
         }
         let mac = link.mac.ok_or_else(|| anyhow!("port {name} has no MAC address"))?;
-        let socket = Arc::new(PortSocket::open(link.index).with_context(|| format!("capture on {name}"))?);
+        port_sockets.push(Arc::new(PortSocket::open(link.index).with_context(|| format!("capture on {name}"))?));
         port_configs.push(PortConfig { name: name.clone(), mode: p.mode, nas_port: loaded.nas_port(i), mac });
         let mab_learning = p.mode.uses_mab();
-        ports.push(Port { name, ifindex: link.index, mac, socket, limits: Default::default(), mab_learning });
+        ports.push(Port { name, ifindex: link.index, mac, limits: Default::default(), mab_learning });
     }
 
     let mut dataplane: Box<dyn Dataplane + Send> =
@@ -173,10 +175,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     }
     // Acct-Session-Ids of memberships: unique across runs
     let run_id = rand::random::<u32>();
-    let mcast = match (&cfg.multicast, &loaded.policy) {
+    let (mcast, uplink_sockets) = match (&cfg.multicast, &loaded.policy) {
         (Some(mc), Some(policy)) => {
             let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
-            Some(mcast::McastState::set_up(
+            let (m, uplinks) = mcast::McastState::set_up(
                 cfg,
                 mc,
                 policy,
@@ -186,9 +188,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                 &mut nl,
                 dataplane.as_mut(),
                 run_id,
-            )?)
+            )?;
+            (Some(m), uplinks)
         }
-        _ => None,
+        _ => (None, vec![]),
     };
 
     let servers: Vec<rc::Server> = cfg
@@ -200,10 +203,11 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         .collect();
     let radius_sockets = udp_sockets(false, &servers, &tx)?;
     let acct_servers = loaded.acct_servers();
+    let mut acct_sockets = vec![];
     let delivery = if acct_servers.is_empty() {
         None
     } else {
-        let sockets = udp_sockets(true, &acct_servers, &tx)?;
+        acct_sockets = udp_sockets(true, &acct_servers, &tx)?;
         let a = &cfg.accounting;
         let mut sender = crate::acct::Sender::new(a.window, a.retry, a.max_retry);
         // what an earlier run journaled and could not deliver goes first
@@ -214,19 +218,15 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         for (seq, key) in undelivered {
             sender.enqueue(seq, key);
         }
-        let rtt = vec![Default::default(); sockets.len()];
-        Some(acct::Delivery {
-            client: Client::new(Instant::now(), loaded.radius_config(), acct_servers),
-            sockets,
-            sender,
-            rtt,
-        })
+        let rtt = vec![Default::default(); acct_sockets.len()];
+        Some(acct::Delivery { client: Client::new(Instant::now(), loaded.radius_config(), acct_servers), sender, rtt })
     };
     let vendor_id = cfg.multicast.as_ref().map_or(32473, |m| m.vendor_id);
     let nas_ports = (0..cfg.ports.len()).map(|i| loaded.nas_port(i)).collect();
     let accounting =
         acct::Accounting::new(&cfg.accounting, cfg.switch.nas_identifier.clone(), vendor_id, nas_ports, delivery);
 
+    let mut das_socket = None;
     let das = match &cfg.dynamic_authorization {
         Some(da) => {
             let sock = std::net::UdpSocket::bind(da.listen)
@@ -237,7 +237,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             das::spawn_reader(UdpSocket::from_std(sock.try_clone()?)?, addresses.clone(), das_tx, reader.clone());
             let clients = addresses.into_iter().zip(loaded.das_secrets.iter().cloned()).collect();
             info!(listen = %da.listen, "dynamic authorization (RFC 5176) on");
-            Some(das::Das::new(sock, reader, clients, da.event_timestamp_window.as_secs()))
+            das_socket = Some(sock);
+            Some(das::Das::new(reader, clients, da.event_timestamp_window.as_secs()))
         }
         None => None,
     };
@@ -245,7 +246,14 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         auth: Authenticator::new(loaded.auth_config(), port_configs),
         radius: Client::new(Instant::now(), loaded.radius_config(), servers),
         radius_rtt: vec![Default::default(); radius_sockets.len()],
-        radius_sockets,
+        net: Box::new(net::Sockets {
+            ports: port_sockets.clone(),
+            uplinks: uplink_sockets,
+            radius: radius_sockets,
+            accounting: acct_sockets,
+            das: das_socket,
+            nl,
+        }),
         dataplane,
         store,
         ports,
@@ -257,7 +265,6 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         io: IoStats::default(),
         started: Instant::now(),
         kernel: kernel::Kernel {
-            nl,
             schedule: kernel::Schedule::new(Instant::now(), cfg.switch.reconcile_interval),
             stats: Default::default(),
         },
@@ -277,8 +284,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             format!("{run_id:08X}-on"),
         ));
     }
-    for (i, p) in d.ports.iter().enumerate() {
-        spawn_capture(i, p, loaded.limits(), tx.clone());
+    for (i, (p, socket)) in d.ports.iter().zip(port_sockets).enumerate() {
+        spawn_capture(i, p, socket, loaded.limits(), tx.clone());
     }
     let (kernel_tx, mut kernel_rx) = mpsc::channel(kernel::QUEUE);
     kernel::spawn_reader(d.ports.iter().map(|p| p.ifindex).collect(), kernel_tx)?;
@@ -532,7 +539,7 @@ impl Daemon {
                 progressed = true;
                 match o {
                     rc::Output::Transmit { server, bytes } => {
-                        if let Err(e) = self.radius_sockets[server].send(&bytes) {
+                        if let Err(e) = self.net.send_radius(server, &bytes) {
                             self.io.radius_tx_errors += 1;
                             warn!(server = %self.radius.server_addrs()[server], "RADIUS send: {e}");
                         }
@@ -566,14 +573,14 @@ impl Daemon {
         self.sync_mab_learning();
         // CoA/Disconnect answers go once what they asked for has taken effect
         if let Some(d) = self.das.as_mut() {
-            d.send_answers();
+            d.send_answers(self.net.as_mut());
         }
     }
 
     /// The kernel's drop counters of the capture sockets reset when read: what they
     /// counted goes into ours before anything shows it.
     fn fold_capture_drops(&mut self) {
-        self.io.capture_drops += self.ports.iter().map(|p| p.socket.drops() as u64).sum::<u64>();
+        self.io.capture_drops += self.net.capture_drops();
     }
 
     /// Each MAB port learns unknown MACs only while it has room for another host.
@@ -620,7 +627,7 @@ impl Daemon {
             auth::Output::TxEapol { port, dst, pdu } => {
                 let p = &self.ports[port];
                 let frame = ethernet::emit_frame(dst, p.mac, ethernet::ETHERTYPE_EAPOL, &pdu);
-                match p.socket.send(&frame) {
+                match self.net.send_frame(port, &frame) {
                     Ok(()) => self.io.frames_tx += 1,
                     Err(e) => {
                         self.io.frames_tx_errors += 1;
@@ -798,8 +805,8 @@ impl Daemon {
 /// The port's capture task: frames the kernel filter passed, through the port's flood
 /// limiter (here, so that a flooding port's excess never reaches the shared queue), to
 /// the actor.
-fn spawn_capture(port: PortId, p: &Port, limits: limit::Config, tx: mpsc::Sender<Event>) {
-    let (socket, stats, name) = (p.socket.clone(), p.limits.clone(), p.name.clone());
+fn spawn_capture(port: PortId, p: &Port, socket: Arc<PortSocket>, limits: limit::Config, tx: mpsc::Sender<Event>) {
+    let (stats, name) = (p.limits.clone(), p.name.clone());
     tokio::spawn(async move {
         let mut buf = vec![0u8; 2048];
         let mut limiter = limit::PortLimiter::new(limits, Instant::now());
