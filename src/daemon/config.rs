@@ -405,6 +405,13 @@ impl Loaded {
         }
     }
 
+    pub fn radius_servers(&self) -> Vec<crate::radius::client::Server> {
+        let servers = self.config.radius.servers.iter().zip(&self.secrets);
+        servers
+            .map(|(s, secret)| crate::radius::client::Server { addr: s.get_ref().address, secret: secret.clone() })
+            .collect()
+    }
+
     pub fn acct_servers(&self) -> Vec<crate::radius::client::Server> {
         let servers = self.config.accounting.servers.iter().zip(&self.acct_secrets);
         servers

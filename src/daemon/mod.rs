@@ -149,8 +149,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
 
     let mut ports = Vec::new();
     let mut port_sockets = Vec::new();
-    let mut port_configs = Vec::new();
-    for (i, p) in cfg.ports.iter().enumerate() {
+    for p in &cfg.ports {
         let name = p.name.get_ref().clone();
         let link = links.iter().find(|l| l.name == name).ok_or_else(|| anyhow!("port {name} not found"))?;
         if link.master != Some(bridge.index) {
@@ -158,7 +157,6 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         }
         let mac = link.mac.ok_or_else(|| anyhow!("port {name} has no MAC address"))?;
         port_sockets.push(Arc::new(PortSocket::open(link.index).with_context(|| format!("capture on {name}"))?));
-        port_configs.push(PortConfig { name: name.clone(), mode: p.mode, nas_port: loaded.nas_port(i), mac });
         let mab_learning = p.mode.uses_mab();
         ports.push(Port { name, ifindex: link.index, mac, limits: Default::default(), mab_learning });
     }
@@ -194,38 +192,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         _ => (None, vec![]),
     };
 
-    let servers: Vec<rc::Server> = cfg
-        .radius
-        .servers
-        .iter()
-        .zip(&loaded.secrets)
-        .map(|(s, secret)| rc::Server { addr: s.get_ref().address, secret: secret.clone() })
-        .collect();
+    let servers = loaded.radius_servers();
     let radius_sockets = udp_sockets(false, &servers, &tx)?;
-    let acct_servers = loaded.acct_servers();
-    let mut acct_sockets = vec![];
-    let delivery = if acct_servers.is_empty() {
-        None
-    } else {
-        acct_sockets = udp_sockets(true, &acct_servers, &tx)?;
-        let a = &cfg.accounting;
-        let mut sender = crate::acct::Sender::new(a.window, a.retry, a.max_retry);
-        // what an earlier run journaled and could not deliver goes first
-        let undelivered = store.undelivered().context("reading the undelivered journal")?;
-        if !undelivered.is_empty() {
-            info!(records = undelivered.len(), "accounting records from before the start to deliver");
-        }
-        for (seq, key) in undelivered {
-            sender.enqueue(seq, key);
-        }
-        let rtt = vec![Default::default(); acct_sockets.len()];
-        Some(acct::Delivery { client: Client::new(Instant::now(), loaded.radius_config(), acct_servers), sender, rtt })
-    };
-    let vendor_id = cfg.multicast.as_ref().map_or(32473, |m| m.vendor_id);
-    let nas_ports = (0..cfg.ports.len()).map(|i| loaded.nas_port(i)).collect();
-    let accounting =
-        acct::Accounting::new(&cfg.accounting, cfg.switch.nas_identifier.clone(), vendor_id, nas_ports, delivery);
-
+    let acct_sockets = udp_sockets(true, &loaded.acct_servers(), &tx)?;
     let mut das_socket = None;
     let das = match &cfg.dynamic_authorization {
         Some(da) => {
@@ -242,47 +211,18 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let mut d = Daemon {
-        auth: Authenticator::new(loaded.auth_config(), port_configs),
-        radius: Client::new(Instant::now(), loaded.radius_config(), servers),
-        radius_rtt: vec![Default::default(); radius_sockets.len()],
-        net: Box::new(net::Sockets {
-            ports: port_sockets.clone(),
-            uplinks: uplink_sockets,
-            radius: radius_sockets,
-            accounting: acct_sockets,
-            das: das_socket,
-            nl,
-        }),
-        dataplane,
-        store,
-        ports,
-        sessions: HashMap::new(),
-        mcast,
-        acct: accounting,
-        das,
-        policy_dir: loaded.policy_dir.clone(),
-        io: IoStats::default(),
-        started: Instant::now(),
-        kernel: kernel::Kernel {
-            schedule: kernel::Schedule::new(Instant::now(), cfg.switch.reconcile_interval),
-            stats: Default::default(),
-        },
-        audit_mode: cfg.switch.audit,
-    };
-    let cold = d.cold_start(kernel_state_gone);
-    if cold && kernel_state_gone {
+    let net = Box::new(net::Sockets {
+        ports: port_sockets.clone(),
+        uplinks: uplink_sockets,
+        radius: radius_sockets,
+        accounting: acct_sockets,
+        das: das_socket,
+        nl,
+    });
+    let mut d = Daemon::new(&loaded, ports, dataplane, store, net, mcast, das)?;
+    d.start(Instant::now(), kernel_state_gone, run_id);
+    if kernel_state_gone {
         info!(ports = ?unlocked, "ports were not locked: nothing of an earlier run continues");
-    }
-    d.restore(Instant::now(), cold);
-    d.mcast_restore(Instant::now(), cold);
-    if cold {
-        d.acct.record(crate::acct::Record::new(
-            crate::acct::Kind::Nas,
-            crate::acct::Status::AccountingOn,
-            unix_now(),
-            format!("{run_id:08X}-on"),
-        ));
     }
     for (i, (p, socket)) in d.ports.iter().zip(port_sockets).enumerate() {
         spawn_capture(i, p, socket, loaded.limits(), tx.clone());
@@ -384,6 +324,95 @@ impl Daemon {
 
     /// True when nothing of a previous run continues: first start, a start after a
     /// reboot or a teardown, or with the kernel state gone otherwise (ports not locked).
+    /// The core, from the configuration and what the set-up made of the kernel and the
+    /// sockets (fakes in unit tests). Nothing is sent or changed until [`Daemon::start`].
+    fn new(
+        loaded: &Loaded,
+        ports: Vec<Port>,
+        dataplane: Box<dyn Dataplane + Send>,
+        store: Store,
+        net: Box<dyn net::Net>,
+        mcast: Option<mcast::McastState>,
+        das: Option<das::Das>,
+    ) -> anyhow::Result<Self> {
+        let cfg = &loaded.config;
+        let port_configs = (ports.iter().zip(&cfg.ports).enumerate())
+            .map(|(i, (p, c))| PortConfig {
+                name: p.name.clone(),
+                mode: c.mode,
+                nas_port: loaded.nas_port(i),
+                mac: p.mac,
+            })
+            .collect();
+        let acct_servers = loaded.acct_servers();
+        let delivery = if acct_servers.is_empty() {
+            None
+        } else {
+            let a = &cfg.accounting;
+            let mut sender = crate::acct::Sender::new(a.window, a.retry, a.max_retry);
+            // what an earlier run journaled and could not deliver goes first
+            let undelivered = store.undelivered().context("reading the undelivered journal")?;
+            if !undelivered.is_empty() {
+                info!(records = undelivered.len(), "accounting records from before the start to deliver");
+            }
+            for (seq, key) in undelivered {
+                sender.enqueue(seq, key);
+            }
+            let rtt = vec![Default::default(); acct_servers.len()];
+            Some(acct::Delivery {
+                client: Client::new(Instant::now(), loaded.radius_config(), acct_servers),
+                sender,
+                rtt,
+            })
+        };
+        let vendor_id = cfg.multicast.as_ref().map_or(32473, |m| m.vendor_id);
+        let nas_ports = (0..cfg.ports.len()).map(|i| loaded.nas_port(i)).collect();
+        let servers = loaded.radius_servers();
+        Ok(Daemon {
+            auth: Authenticator::new(loaded.auth_config(), port_configs),
+            radius_rtt: vec![Default::default(); servers.len()],
+            radius: Client::new(Instant::now(), loaded.radius_config(), servers),
+            net,
+            dataplane,
+            store,
+            ports,
+            sessions: HashMap::new(),
+            mcast,
+            acct: acct::Accounting::new(
+                &cfg.accounting,
+                cfg.switch.nas_identifier.clone(),
+                vendor_id,
+                nas_ports,
+                delivery,
+            ),
+            das,
+            policy_dir: loaded.policy_dir.clone(),
+            io: IoStats::default(),
+            started: Instant::now(),
+            kernel: kernel::Kernel {
+                schedule: kernel::Schedule::new(Instant::now(), cfg.switch.reconcile_interval),
+                stats: Default::default(),
+            },
+            audit_mode: cfg.switch.audit,
+        })
+    }
+
+    /// Continues what the store holds (or ends it, after a reboot: `kernel_state_gone`)
+    /// and makes the kernel agree; an Accounting-On on a cold start.
+    fn start(&mut self, now: Instant, kernel_state_gone: bool, run_id: u32) {
+        let cold = self.cold_start(kernel_state_gone);
+        self.restore(now, cold);
+        self.mcast_restore(now, cold);
+        if cold {
+            self.acct.record(crate::acct::Record::new(
+                crate::acct::Kind::Nas,
+                crate::acct::Status::AccountingOn,
+                unix_now(),
+                format!("{run_id:08X}-on"),
+            ));
+        }
+    }
+
     fn cold_start(&mut self, kernel_state_gone: bool) -> bool {
         let now = boot_id();
         let stored = self.store.boot_id().unwrap_or_else(|e| {
