@@ -95,7 +95,6 @@ impl McastState {
             let link = links.iter().find(|l| l.name == *name).ok_or_else(|| anyhow!("uplink {name} not found"))?;
             uplink_sockets.push(Arc::new(PortSocket::open_tx_only(link.index)?));
         }
-        let uplinks = uplink_names.iter().map(|n| n.to_string()).collect();
         let addrs = nl.addresses(bridge.index)?;
         let bridge_v4 = addrs.iter().find_map(|(a, _)| if let IpAddr::V4(a) = a { Some(*a) } else { None });
         if bridge_v4.is_none() {
@@ -109,6 +108,24 @@ impl McastState {
         if bridge_ll6.is_none() {
             warn!(bridge = cfg.switch.bridge, "the bridge has no IPv6 link-local address yet: its MLD querier counts only from its next startup query, and IPv6 snooping floods until then");
         }
+        let bridge_mac = bridge.mac.unwrap_or_default();
+        let gate = McastState::new(cfg, mc, policy, access, bridge_mac, bridge_v4, bridge_ll6, run_id);
+        Ok((gate, uplink_sockets))
+    }
+
+    /// The gate's state: the tracker configured from `[multicast]`, the policy, and the
+    /// bridge's addresses its queries and reports go out from.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        cfg: &Config,
+        mc: &Multicast,
+        policy: &Policy,
+        access: &[&str],
+        bridge_mac: MacAddr,
+        bridge_v4: Option<Ipv4Addr>,
+        bridge_ll6: Option<Ipv6Addr>,
+        run_id: u32,
+    ) -> Self {
         let tracker_config = mcast::Config {
             group_membership_interval: mc.group_membership_interval,
             last_member_query_time: mc.last_member_query_time,
@@ -124,22 +141,19 @@ impl McastState {
             ..Default::default()
         };
         info!(policy = policy.version, packages = policy.packages.len(), "multicast gate on");
-        Ok((
-            McastState {
-                tracker: Tracker::new(tracker_config, cfg.ports.iter().map(|p| p.single_host).collect()),
-                policy: policy.clone(),
-                vendor_id: mc.vendor_id,
-                bridge: cfg.switch.bridge.clone(),
-                bridge_mac: bridge.mac.unwrap_or_default(),
-                bridge_v4: bridge_v4.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                bridge_ll6: bridge_ll6.unwrap_or(Ipv6Addr::UNSPECIFIED),
-                uplinks,
-                hosts: HashMap::new(),
-                port_names: access.iter().map(|p| Arc::from(*p)).collect(),
-                stats: Default::default(),
-            },
-            uplink_sockets,
-        ))
+        McastState {
+            tracker: Tracker::new(tracker_config, cfg.ports.iter().map(|p| p.single_host).collect()),
+            policy: policy.clone(),
+            vendor_id: mc.vendor_id,
+            bridge: cfg.switch.bridge.clone(),
+            bridge_mac,
+            bridge_v4: bridge_v4.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            bridge_ll6: bridge_ll6.unwrap_or(Ipv6Addr::UNSPECIFIED),
+            uplinks: mc.uplinks.iter().map(|u| u.get_ref().clone()).collect(),
+            hosts: HashMap::new(),
+            port_names: access.iter().map(|p| Arc::from(*p)).collect(),
+            stats: Default::default(),
+        }
     }
 }
 

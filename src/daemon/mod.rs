@@ -11,6 +11,8 @@ mod listen;
 mod mcast;
 mod metrics;
 mod net;
+#[cfg(test)]
+mod tests;
 
 use crate::auth::{self, Authenticator, EndCause, Input, Method, PortConfig, PortId};
 use crate::capture::{limit, PortSocket};

@@ -91,6 +91,9 @@ pub struct Store {
     /// `None` between a failed reopen and the next.
     db: Option<Database>,
     path: std::path::PathBuf,
+    /// Unit tests of the daemon's core: every commit fails while set (a full disk).
+    #[cfg(test)]
+    pub fail_commits: bool,
 }
 
 type Table = TableDefinition<'static, &'static str, &'static [u8]>;
@@ -104,7 +107,12 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(dberr)?;
         }
-        Ok(Store { db: Some(Self::create(path)?), path: path.to_path_buf() })
+        Ok(Store {
+            db: Some(Self::create(path)?),
+            path: path.to_path_buf(),
+            #[cfg(test)]
+            fail_commits: false,
+        })
     }
 
     fn create(path: &Path) -> Result<Database, Error> {
@@ -117,6 +125,12 @@ impl Store {
         tx.open_table(META).map_err(dberr)?;
         tx.commit().map_err(dberr)?;
         Ok(db)
+    }
+
+    /// Closes the database (a unit test's daemon stopping, so that the next may open it).
+    #[cfg(test)]
+    pub fn close(&mut self) {
+        self.db = None;
     }
 
     /// Closes and opens the database again: after an I/O error (a full disk) redb
@@ -134,6 +148,10 @@ impl Store {
     /// Makes `batch` durable in one transaction: on return every part of it is on disk,
     /// or (error) none is. Returns the sequence numbers given to its records.
     pub fn commit(&self, batch: &Batch) -> Result<Vec<u64>, Error> {
+        #[cfg(test)]
+        if self.fail_commits {
+            return Err(Error::Db("injected: no space left on device".into()));
+        }
         let tx = self.db()?.begin_write().map_err(dberr)?;
         let mut seqs = Vec::with_capacity(batch.records.len());
         {
