@@ -50,6 +50,11 @@ impl<K: Hash + Eq> LogLimit<K> {
         LogLimit { every, capacity, last: HashMap::new(), suppressed: 0 }
     }
 
+    /// One line per key a minute: what the logs say of everything a stranger can repeat.
+    pub fn per_minute(capacity: usize) -> Self {
+        Self::new(Duration::from_secs(60), capacity)
+    }
+
     /// Whether a line about `key` may be written now.
     pub fn allow(&mut self, now: Instant, key: K) -> bool {
         let every = self.every;

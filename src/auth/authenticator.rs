@@ -133,6 +133,9 @@ pub struct Stats {
     pub identity_held_off: u64,
 }
 
+/// A re-authentication no server answered is tried again after this.
+const REAUTH_RETRY: Duration = Duration::from_secs(60);
+
 /// After link-up: group Identity requests at +0, +50, +150, +350, +750, +1550 ms, then
 /// every `tx_period`.
 const FAST_REQUESTS: u32 = 5;
@@ -231,7 +234,7 @@ impl Authenticator {
             tokens: HashMap::new(),
             next_token: 1,
             outputs: VecDeque::new(),
-            log_limit: LogLimit::new(Duration::from_secs(60), 4096),
+            log_limit: LogLimit::per_minute(4096),
             restarts: HashMap::new(),
             stats: Stats::default(),
         }
@@ -734,7 +737,7 @@ impl Authenticator {
                 // (the host was entitled a moment ago); retry at the next period.
                 let s = self.host_entry(port, mac);
                 s.state = State::Authenticated;
-                s.reauth_at = Some(now + Duration::from_secs(60));
+                s.reauth_at = Some(now + REAUTH_RETRY);
                 return;
             }
         }

@@ -194,7 +194,7 @@ fn default_port_max_groups() -> u32 {
 }
 
 fn default_vendor_id() -> u32 {
-    32473
+    crate::policy::DEFAULT_VENDOR_ID
 }
 fn default_gmi() -> Duration {
     crate::mcast::Config::default().group_membership_interval

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tracing::{debug, info, warn};
 
 /// Requests remembered, with their answers (within the timestamp window).
@@ -72,7 +72,7 @@ pub(super) fn spawn_reader(
         let mut buf = vec![0u8; crate::radius::MAX_LEN + 1];
         let now = Instant::now();
         let mut buckets: Vec<Bucket> = clients.iter().map(|_| Bucket::new(now, CLIENT_BURST)).collect();
-        let mut log = LogLimit::new(Duration::from_secs(60), 1024);
+        let mut log = LogLimit::per_minute(1024);
         loop {
             let (n, from) = match sock.recv_from(&mut buf).await {
                 Ok(r) => r,
@@ -123,7 +123,7 @@ impl Das {
     pub fn new(reader: Arc<ReaderStats>, clients: Vec<(IpAddr, crate::radius::Secret)>, window: u64) -> Self {
         Das {
             reader,
-            log: LogLimit::new(Duration::from_secs(60), 1024),
+            log: LogLimit::per_minute(1024),
             clients,
             window,
             seen: VecDeque::new(),

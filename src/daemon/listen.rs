@@ -36,7 +36,7 @@ pub(super) fn accept_loop<C, A, AF, S, SF>(
     let permits = Arc::new(Semaphore::new(limit));
     tokio::spawn(async move {
         let mut pause = FIRST_PAUSE;
-        let mut log = LogLimit::new(Duration::from_secs(60), 1);
+        let mut log = LogLimit::per_minute(1);
         loop {
             let conn = match accept().await {
                 Ok(c) => {

@@ -48,6 +48,8 @@ pub(super) struct McastState {
     pub hosts: HashMap<(PortId, MacAddr), HostInfo>,
     pub port_names: Vec<Arc<str>>,
     pub stats: McastIoStats,
+    /// Spoofed reports are logged once a minute per MAC (each is counted).
+    spoof_log: crate::rate::LogLimit<MacAddr>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -153,6 +155,7 @@ impl McastState {
             hosts: HashMap::new(),
             port_names: access.iter().map(|p| Arc::from(*p)).collect(),
             stats: Default::default(),
+            spoof_log: crate::rate::LogLimit::per_minute(1024),
         }
     }
 }
@@ -175,7 +178,9 @@ impl Daemon {
         let Some(session) = self.sessions.get(&(port, src)) else {
             if self.sessions.keys().any(|(_, mac)| *mac == src) {
                 m.stats.dropped_spoofed_mac += 1;
-                warn!(port = self.ports[port].name, mac = %src, "report with a MAC authorized on another port dropped");
+                if m.spoof_log.allow(now, src) {
+                    warn!(port = self.ports[port].name, mac = %src, "report with a MAC authorized on another port dropped (logged once a minute per MAC)");
+                }
             } else {
                 m.stats.dropped_unauthenticated += 1;
                 debug!(port = self.ports[port].name, mac = %src, "report from an unauthenticated host dropped");
@@ -459,6 +464,11 @@ fn fitting<T>(items: &[T], budget: usize, size: impl Fn(&T) -> usize) -> Vec<&[T
 }
 
 /// A group-specific query (IGMPv3 / MLDv2) to `group` from the bridge.
+/// The robustness variable and query interval (seconds) a query announces: RFC 9776
+/// 8.1 and 8.2's defaults, as the bridge's own querier uses them.
+const QRV: u8 = 2;
+const QQIC: u8 = 125;
+
 fn query_frame(m: &McastState, group: IpAddr, max_resp_code: u8) -> Vec<u8> {
     match group {
         IpAddr::V4(g) => {
@@ -467,14 +477,14 @@ fn query_frame(m: &McastState, group: IpAddr, max_resp_code: u8) -> Vec<u8> {
                 g,
                 ip::PROTO_IGMP,
                 0xc0,
-                &igmp::emit_query_v3(max_resp_code, g, 2, 125, &[]),
+                &igmp::emit_query_v3(max_resp_code, g, QRV, QQIC, &[]),
             );
             ethernet::emit_frame(MacAddr::for_group(group), m.bridge_mac, ethernet::ETHERTYPE_IPV4, &pkt)
         }
         IpAddr::V6(g) => {
             // MLDv2 Maximum Response Code is in milliseconds; ours is in tenths of a second.
             let code = max_resp_code as u16 * 100;
-            let body = mld::emit_query_v2(m.bridge_ll6, g, code, g, 2, 125);
+            let body = mld::emit_query_v2(m.bridge_ll6, g, code, g, QRV, QQIC);
             let pkt = ip::emit_ipv6_mld(m.bridge_ll6, g, &body);
             ethernet::emit_frame(MacAddr::for_group(group), m.bridge_mac, ethernet::ETHERTYPE_IPV6, &pkt)
         }

@@ -367,7 +367,7 @@ impl Daemon {
                 rtt,
             })
         };
-        let vendor_id = cfg.multicast.as_ref().map_or(32473, |m| m.vendor_id);
+        let vendor_id = cfg.multicast.as_ref().map_or(crate::policy::DEFAULT_VENDOR_ID, |m| m.vendor_id);
         let nas_ports = (0..cfg.ports.len()).map(|i| loaded.nas_port(i)).collect();
         let servers = loaded.radius_servers();
         Ok(Daemon {
@@ -841,7 +841,7 @@ fn spawn_capture(port: PortId, p: &Port, socket: Arc<PortSocket>, limits: limit:
     tokio::spawn(async move {
         let mut buf = vec![0u8; 2048];
         let mut limiter = limit::PortLimiter::new(limits, Instant::now());
-        let mut tagged_log = crate::rate::LogLimit::new(Duration::from_secs(60), 256);
+        let mut tagged_log = crate::rate::LogLimit::per_minute(256);
         loop {
             let (n, info) = match socket.recv(&mut buf).await {
                 Ok(r) => r,

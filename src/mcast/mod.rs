@@ -287,6 +287,8 @@ struct Cached {
 
 /// How long an expired per-join answer is kept for `radius_unreachable = "stale"`.
 const STALE_KEEP: Duration = Duration::from_secs(24 * 3600);
+/// A preview's views are counted over this many seconds.
+const DAY: u64 = 86_400;
 /// How often the cache is swept of what is older than that.
 const CACHE_SWEEP: Duration = Duration::from_secs(60);
 
@@ -459,7 +461,7 @@ impl Tracker {
         records: &[GroupRecord],
     ) {
         if unix >= self.next_preview_sweep {
-            self.previews.retain(|_, starts| starts.last().is_some_and(|t| unix.saturating_sub(*t) < 86_400));
+            self.previews.retain(|_, starts| starts.last().is_some_and(|t| unix.saturating_sub(*t) < DAY));
             self.next_preview_sweep = unix + CACHE_SWEEP.as_secs();
         }
         let mut upstream = vec![];
@@ -637,7 +639,7 @@ impl Tracker {
         upstream: &mut Vec<GroupRecord>,
     ) {
         let starts = self.previews.entry((who.account.clone(), ch)).or_default();
-        starts.retain(|t| unix.saturating_sub(*t) < 86_400);
+        starts.retain(|t| unix.saturating_sub(*t) < DAY);
         let too_soon = starts.last().is_some_and(|t| unix.saturating_sub(*t) < preview.min_gap.as_secs());
         if starts.len() as u32 >= preview.views_per_day || too_soon {
             return self.deny(who, ch, DenyReason::PreviewExhausted);

@@ -187,6 +187,10 @@ pub enum Decision {
     AskRadius,
 }
 
+/// The vendor id of mcgate's own RADIUS attributes by default: RFC 5612's number for
+/// documentation (an operator sets their own).
+pub const DEFAULT_VENDOR_ID: u32 = 32473;
+
 /// Why a join was denied; named in snake_case alike in the status, the metrics, the logs
 /// and the README.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
