@@ -20,4 +20,5 @@ pub mod rate;
 pub mod store;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod teardown;
 pub mod wire;

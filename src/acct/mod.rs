@@ -102,6 +102,11 @@ impl From<crate::mcast::EndCause> for TerminateCause {
     }
 }
 
+/// The time records carry: Unix seconds (0 on a clock before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 /// What a record is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -163,6 +168,33 @@ pub struct Record {
 }
 
 impl Record {
+    /// A session's Start (or Interim-Update, Stop) record, but for its NAS-Port.
+    pub fn of_session(s: &crate::store::Session, status: Status, time: u64) -> Record {
+        Record {
+            user_name: Some(s.account.clone()),
+            mac: Some(s.mac),
+            port: Some(s.port.clone()),
+            session_time: (status != Status::Start).then(|| time.saturating_sub(s.since)),
+            class: s.attrs.class.clone(),
+            ..Record::new(Kind::Session, status, time, s.session_id.clone())
+        }
+    }
+
+    /// A membership's record, but for its NAS-Port and its session's Class.
+    pub fn of_membership(m: &crate::mcast::Membership, status: Status, time: u64) -> Record {
+        Record {
+            multi_session_id: Some(m.session_id.to_string()),
+            user_name: Some(m.account.to_string()),
+            mac: Some(m.mac),
+            port: Some(m.port.to_string()),
+            group: Some(m.group),
+            source: m.source,
+            package: Some(m.by.to_string()),
+            session_time: (status != Status::Start).then(|| time.saturating_sub(m.since)),
+            ..Record::new(Kind::Membership, status, time, m.acct_session_id.to_string())
+        }
+    }
+
     /// A record of `kind` with only the fields every record has.
     pub fn new(kind: Kind, status: Status, time: u64, session_id: impl Into<String>) -> Self {
         Record {

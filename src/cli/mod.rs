@@ -178,7 +178,7 @@ impl Journal {
                     other => Err(anyhow!("unexpected answer: {other:?}")),
                 }
             }
-            Journal::Store(store) => Ok(daemon::export(store, since, limit, mark)?),
+            Journal::Store(store) => Ok(store.export(since, limit, mark)?),
         }
     }
 
@@ -189,7 +189,7 @@ impl Journal {
                 control::Response::Error { message } => Err(anyhow!(message)),
                 other => Err(anyhow!("unexpected answer: {other:?}")),
             },
-            Journal::Store(store) => Ok(daemon::purge(store, before)?),
+            Journal::Store(store) => Ok(store.purge_exported(before)?),
         }
     }
 }
@@ -403,7 +403,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Teardown { config } => {
             let loaded = load(&config)?;
-            daemon::teardown(&loaded).context("teardown")?;
+            crate::teardown::teardown(&loaded).context("teardown")?;
             println!("authorizations and mcgate's MDB entries removed, port flags and bridge options as found before mcgate, stored sessions ended (Stop records journaled)");
             Ok(())
         }

@@ -4,7 +4,7 @@
 //! and the journal's delivery to the accounting servers.
 
 use super::{unix_now, Daemon};
-use crate::acct::{Kind, Record, Sender, Status, TerminateCause};
+use crate::acct::{Record, Sender, Status, TerminateCause};
 use crate::auth::PortId;
 use crate::mcast::{AcctId, Channel, Membership};
 use crate::radius::client::{self as rc, Client};
@@ -154,7 +154,7 @@ impl Accounting {
     }
 
     fn session_record(&self, s: &Session, port: PortId, status: Status, time: u64) -> Record {
-        Record { nas_port: self.nas_ports.get(port).copied(), ..session_record(s, status, time) }
+        Record { nas_port: self.nas_ports.get(port).copied(), ..Record::of_session(s, status, time) }
     }
 
     /// `class` echoes the session's Access-Accept.
@@ -162,7 +162,7 @@ impl Accounting {
         Record {
             nas_port: self.nas_ports.get(port).copied(),
             class: class.to_vec(),
-            ..membership_record(m, status, time)
+            ..Record::of_membership(m, status, time)
         }
     }
 
@@ -183,33 +183,6 @@ impl Accounting {
     /// Interim-Updates waiting (for the status).
     pub fn interims_queued(&self) -> usize {
         self.interims.len()
-    }
-}
-
-/// A session's Start (or Interim-Update, Stop) record, but for its NAS-Port.
-pub(super) fn session_record(s: &Session, status: Status, time: u64) -> Record {
-    Record {
-        user_name: Some(s.account.clone()),
-        mac: Some(s.mac),
-        port: Some(s.port.clone()),
-        session_time: (status != Status::Start).then(|| time.saturating_sub(s.since)),
-        class: s.attrs.class.clone(),
-        ..Record::new(Kind::Session, status, time, s.session_id.clone())
-    }
-}
-
-/// A membership's record, but for its NAS-Port and its session's Class.
-pub(super) fn membership_record(m: &Membership, status: Status, time: u64) -> Record {
-    Record {
-        multi_session_id: Some(m.session_id.to_string()),
-        user_name: Some(m.account.to_string()),
-        mac: Some(m.mac),
-        port: Some(m.port.to_string()),
-        group: Some(m.group),
-        source: m.source,
-        package: Some(m.by.to_string()),
-        session_time: (status != Status::Start).then(|| time.saturating_sub(m.since)),
-        ..Record::new(Kind::Membership, status, time, m.acct_session_id.to_string())
     }
 }
 
@@ -249,7 +222,7 @@ impl Daemon {
                 self.acct.unschedule(&Subject::Session { port, mac: s.mac, id: s.session_id.as_str().into() });
                 self.acct.session_record(s, port, Status::Stop, time)
             }
-            None => session_record(s, Status::Stop, time),
+            None => Record::of_session(s, Status::Stop, time),
         };
         r.terminate_cause = Some(cause);
         self.acct.record(r);
@@ -312,7 +285,7 @@ impl Daemon {
         }
         let mut r = match port {
             Some(port) => self.acct.membership_record(m, port, &self.class_of(port, m.mac), Status::Stop, time),
-            None => membership_record(m, Status::Stop, time),
+            None => Record::of_membership(m, Status::Stop, time),
         };
         r.terminate_cause = Some(cause);
         if counted {

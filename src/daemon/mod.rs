@@ -28,7 +28,7 @@ use control::{Request, Response, SessionRow};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
@@ -127,9 +127,7 @@ enum RadiusFor {
 /// Events handled before one commit, at most.
 const BATCH_EVENTS: usize = 256;
 
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
+use crate::acct::unix_now;
 
 /// Runs the daemon until SIGTERM or SIGINT. Kernel state (locked ports, authorized
 /// MACs) stays in place on exit: while mcgate is down nothing new gets in and what
@@ -769,14 +767,16 @@ impl Daemon {
                     .sort_by(|a, b| (&a.port, &a.mac, a.group, a.source).cmp(&(&b.port, &b.mac, b.group, b.source)));
                 Response::Memberships { memberships }
             }
-            Request::AcctExport { since, limit, mark } => match export(&self.store, since, limit, mark) {
+            Request::AcctExport { since, limit, mark } => match self.store.export(since, limit, mark) {
                 Ok((records, next)) => Response::Records { records, next },
                 Err(e) => Response::Error { message: e.to_string() },
             },
-            Request::AcctPurge { before } => match self.acct_commit_marks().and_then(|_| purge(&self.store, before)) {
-                Ok(purged) => Response::Purged { purged },
-                Err(e) => Response::Error { message: e.to_string() },
-            },
+            Request::AcctPurge { before } => {
+                match self.acct_commit_marks().and_then(|_| self.store.purge_exported(before)) {
+                    Ok(purged) => Response::Purged { purged },
+                    Err(e) => Response::Error { message: e.to_string() },
+                }
+            }
             Request::PolicyReload => match self.policy_reload(Instant::now()) {
                 Ok(message) => Response::Done { message },
                 Err(message) => Response::Error { message: format!("policy not reloaded, nothing changed: {message}") },
@@ -938,44 +938,6 @@ fn spawn_radius_reader(acct: bool, server: usize, sock: Arc<UdpSocket>, tx: mpsc
     });
 }
 
-/// Journal records from `since` on (at most `limit`) and the cursor after them; a
-/// record that does not decode is logged and skipped, never silently.
-pub fn export(
-    store: &Store,
-    since: u64,
-    limit: usize,
-    mark: bool,
-) -> Result<(Vec<crate::acct::Record>, u64), crate::store::Error> {
-    let mut next = since.min(store.next_seq()?);
-    let mut records = Vec::new();
-    for r in store.records(since, limit)? {
-        match r {
-            Ok(r) => {
-                next = r.seq + 1;
-                records.push(r);
-            }
-            Err(e) => error!("export: {e}"),
-        }
-    }
-    if mark {
-        store.set_exported(next)?;
-    }
-    Ok((records, next))
-}
-
-/// Forgets delivered records below `before`, or below the export mark.
-pub fn purge(store: &Store, before: Option<u64>) -> Result<usize, crate::store::Error> {
-    let upto = match before {
-        Some(b) => b.min(store.exported()?),
-        None => store.exported()?,
-    };
-    store.purge(upto)
-}
-
-/// Undoes mcgate's set-up on the configured ports: removes the authorized MACs,
-/// unlocks the ports. Explicit, never a side effect of stopping: it ends every stored
-/// session and membership with a Stop record (Admin-Reset), then Accounting-Off; the
-/// next `mcgate run` delivers them.
 /// Keeps what the set-up is about to change, as the kernel has it now, for `mcgate
 /// teardown`. What is stored stays while mcgate's set-up is in place (the kernel then
 /// holds mcgate's values); it is read again for a port found unlocked (new in the
@@ -1004,57 +966,6 @@ fn remember_found(
     }
     found.ports.extend(now.ports);
     store.set_found(Some(&found))?;
-    Ok(())
-}
-
-pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
-    // first: it fails while the daemon runs (the database is its), before anything changed
-    let store = Store::open(&loaded.config.switch.database)?;
-    let mut dp = dataplane::linux::LinuxBridge::new()?;
-    let bridge = &loaded.config.switch.bridge;
-    if loaded.config.multicast.is_some() {
-        dp.teardown_multicast(bridge).context("multicast")?;
-    }
-    for p in &loaded.config.ports {
-        dp.teardown_port(p.name.get_ref()).with_context(|| format!("port {}", p.name.get_ref()))?;
-    }
-    // what was found goes back; a port of which nothing was kept gets a new port's flags
-    let mut found = store.found()?.unwrap_or_default();
-    for p in &loaded.config.ports {
-        found.ports.entry(p.name.get_ref().clone()).or_insert_with(dataplane::Found::new_port);
-    }
-    dp.restore(bridge, &found).context("restoring the port flags and bridge options found")?;
-    store.set_found(None)?;
-    let (now, cause) = (unix_now(), Some(crate::acct::TerminateCause::AdminReset));
-    let mut batch = crate::store::Batch { deliver: !loaded.config.accounting.servers.is_empty(), ..Default::default() };
-    let sessions: Vec<Session> = store.sessions()?.into_iter().flatten().collect();
-    for m in store.memberships()?.into_iter().flatten() {
-        let s = sessions.iter().find(|s| *s.port == *m.port && s.mac == m.mac);
-        if !m.is_link_local() {
-            let port = loaded.config.ports.iter().position(|p| **p.name.get_ref() == *m.port);
-            batch.records.push(crate::acct::Record {
-                nas_port: port.map(|i| loaded.nas_port(i)),
-                class: s.map(|s| s.attrs.class.clone()).unwrap_or_default(),
-                terminate_cause: cause,
-                ..acct::membership_record(&m, crate::acct::Status::Stop, now)
-            });
-        }
-        batch.ops.push(Op::DelMembership(m));
-    }
-    for s in sessions {
-        let port = loaded.config.ports.iter().position(|p| *p.name.get_ref() == s.port);
-        batch.records.push(crate::acct::Record {
-            nas_port: port.map(|i| loaded.nas_port(i)),
-            terminate_cause: cause,
-            ..acct::session_record(&s, crate::acct::Status::Stop, now)
-        });
-        batch.ops.push(Op::DelSession(s.port.clone(), s.mac));
-    }
-    let off = format!("{:08X}-off", rand::random::<u32>());
-    batch.records.push(crate::acct::Record::new(crate::acct::Kind::Nas, crate::acct::Status::AccountingOff, now, off));
-    store.commit(&batch)?;
-    // the next start continues nothing: Accounting-On
-    store.set_boot_id("")?;
     Ok(())
 }
 

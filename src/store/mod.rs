@@ -345,6 +345,37 @@ impl Store {
         tx.commit().map_err(dberr)
     }
 
+    /// Journal records from `since` on (at most `limit`) and the cursor after them; a
+    /// record that does not decode is logged and skipped, never silently. `mark`:
+    /// remember them as exported.
+    pub fn export(&self, since: u64, limit: usize, mark: bool) -> Result<(Vec<Record>, u64), Error> {
+        let mut next = since.min(self.next_seq()?);
+        let mut records = Vec::new();
+        for r in self.records(since, limit)? {
+            match r {
+                Ok(r) => {
+                    next = r.seq + 1;
+                    records.push(r);
+                }
+                Err(e) => tracing::error!("export: {e}"),
+            }
+        }
+        if mark {
+            self.set_exported(next)?;
+        }
+        Ok((records, next))
+    }
+
+    /// Forgets delivered records below `before`, or below the export mark (never what
+    /// was not exported); returns how many.
+    pub fn purge_exported(&self, before: Option<u64>) -> Result<usize, Error> {
+        let upto = match before {
+            Some(b) => b.min(self.exported()?),
+            None => self.exported()?,
+        };
+        self.purge(upto)
+    }
+
     /// Forgets the journal records below `upto` that were delivered; returns how many.
     pub fn purge(&self, upto: u64) -> Result<usize, Error> {
         let tx = self.db()?.begin_write().map_err(dberr)?;

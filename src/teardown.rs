@@ -1,0 +1,63 @@
+//! `mcgate teardown`: undoing mcgate's set-up with the daemon stopped. Explicit, never a
+//! side effect of stopping (that fails closed and leaves the kernel state in place): it
+//! removes the MACs and MDB entries mcgate installed, puts the port flags and bridge
+//! options back as mcgate found them, and ends every stored session and membership with
+//! a Stop record (Admin-Reset), then Accounting-Off; the next `mcgate run` delivers them.
+
+use crate::acct::{Kind, Record, Status, TerminateCause};
+use crate::daemon::config::Loaded;
+use crate::dataplane::linux::LinuxBridge;
+use crate::dataplane::{Dataplane, Found};
+use crate::store::{Batch, Op, Session, Store};
+use anyhow::Context as _;
+
+pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
+    // first: it fails while the daemon runs (the database is its), before anything changed
+    let store = Store::open(&loaded.config.switch.database)?;
+    let mut dp = LinuxBridge::new()?;
+    let bridge = &loaded.config.switch.bridge;
+    if loaded.config.multicast.is_some() {
+        dp.teardown_multicast(bridge).context("multicast")?;
+    }
+    for p in &loaded.config.ports {
+        dp.teardown_port(p.name.get_ref()).with_context(|| format!("port {}", p.name.get_ref()))?;
+    }
+    // what was found goes back; a port of which nothing was kept gets a new port's flags
+    let mut found = store.found()?.unwrap_or_default();
+    for p in &loaded.config.ports {
+        found.ports.entry(p.name.get_ref().clone()).or_insert_with(Found::new_port);
+    }
+    dp.restore(bridge, &found).context("restoring the port flags and bridge options found")?;
+    store.set_found(None)?;
+    let (now, cause) = (crate::acct::unix_now(), Some(TerminateCause::AdminReset));
+    let mut batch = Batch { deliver: !loaded.config.accounting.servers.is_empty(), ..Default::default() };
+    let sessions: Vec<Session> = store.sessions()?.into_iter().flatten().collect();
+    for m in store.memberships()?.into_iter().flatten() {
+        let s = sessions.iter().find(|s| *s.port == *m.port && s.mac == m.mac);
+        if !m.is_link_local() {
+            let port = loaded.config.ports.iter().position(|p| **p.name.get_ref() == *m.port);
+            batch.records.push(Record {
+                nas_port: port.map(|i| loaded.nas_port(i)),
+                class: s.map(|s| s.attrs.class.clone()).unwrap_or_default(),
+                terminate_cause: cause,
+                ..Record::of_membership(&m, Status::Stop, now)
+            });
+        }
+        batch.ops.push(Op::DelMembership(m));
+    }
+    for s in sessions {
+        let port = loaded.config.ports.iter().position(|p| *p.name.get_ref() == s.port);
+        batch.records.push(Record {
+            nas_port: port.map(|i| loaded.nas_port(i)),
+            terminate_cause: cause,
+            ..Record::of_session(&s, Status::Stop, now)
+        });
+        batch.ops.push(Op::DelSession(s.port.clone(), s.mac));
+    }
+    let off = format!("{:08X}-off", rand::random::<u32>());
+    batch.records.push(Record::new(Kind::Nas, Status::AccountingOff, now, off));
+    store.commit(&batch)?;
+    // the next start continues nothing: Accounting-On
+    store.set_boot_id("")?;
+    Ok(())
+}
