@@ -8,10 +8,12 @@
 //! checked (SO_PEERCRED), so the file mode is not the only guard.
 
 use super::Event;
+use crate::auth::{Input, Method};
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
+use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
@@ -87,6 +89,117 @@ pub enum Response {
     Error {
         message: String,
     },
+}
+
+impl super::Daemon {
+    pub(super) fn control(&mut self, req: Request) -> Response {
+        match req {
+            Request::Sessions => {
+                let mut sessions: Vec<SessionRow> = self
+                    .sessions
+                    .values()
+                    .map(|s| SessionRow {
+                        port: s.port.clone(),
+                        mac: s.mac.to_string(),
+                        account: s.account.clone(),
+                        method: match s.method {
+                            Method::Dot1x => "dot1x".into(),
+                            Method::Mab => "mab".into(),
+                        },
+                        state: "authorized".into(),
+                        session_id: s.session_id.clone(),
+                        since: s.since,
+                    })
+                    .collect();
+                sessions.sort_by(|a, b| (&a.port, &a.mac).cmp(&(&b.port, &b.mac)));
+                Response::Sessions { sessions }
+            }
+            Request::Memberships => {
+                let mut memberships: Vec<crate::mcast::Membership> =
+                    self.mcast.iter().flat_map(|m| m.tracker.memberships().cloned()).collect();
+                memberships
+                    .sort_by(|a, b| (&a.port, &a.mac, a.group, a.source).cmp(&(&b.port, &b.mac, b.group, b.source)));
+                Response::Memberships { memberships }
+            }
+            Request::AcctExport { since, limit, mark } => match self.store.export(since, limit, mark) {
+                Ok((records, next)) => Response::Records { records, next },
+                Err(e) => Response::Error { message: e.to_string() },
+            },
+            Request::AcctPurge { before } => {
+                match self.acct_commit_marks().and_then(|_| self.store.purge_exported(before)) {
+                    Ok(purged) => Response::Purged { purged },
+                    Err(e) => Response::Error { message: e.to_string() },
+                }
+            }
+            Request::PolicyReload => match self.policy_reload(Instant::now()) {
+                Ok(message) => Response::Done { message },
+                Err(message) => Response::Error { message: format!("policy not reloaded, nothing changed: {message}") },
+            },
+            Request::SessionKick { port, mac } => {
+                let found = self.sessions.keys().find(|(p, m)| self.ports[*p].name == port && m.to_string() == mac);
+                match found.copied() {
+                    Some((p, m)) => {
+                        self.auth.handle_input(Instant::now(), Input::Kick { port: p, mac: m });
+                        Response::Done { message: format!("session of {mac} on {port} ended") }
+                    }
+                    None => Response::Error { message: format!("no session of {mac} on {port}") },
+                }
+            }
+            Request::Status => {
+                self.fold_capture_drops();
+                self.status()
+            }
+        }
+    }
+
+    pub(super) fn status(&self) -> Response {
+        Response::Status {
+            status: serde_json::json!({
+                "uptime_s": self.started.elapsed().as_secs(),
+                "ports": self.ports.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                "sessions": self.sessions.len(),
+                "authenticator": self.auth.stats,
+                "radius": self.radius.stats,
+                "kernel": self.kernel.stats,
+                "radius_pending": self.radius.pending(),
+                "radius_servers": self.radius.server_addrs().iter().zip(&self.radius.per_server)
+                    .map(|(a, st)| (a.to_string(), st)).collect::<std::collections::BTreeMap<_, _>>(),
+                "io": self.io,
+                "limits": self.ports.iter().map(|p| (p.name.clone(), p.limits.view())).collect::<std::collections::BTreeMap<_, _>>(),
+                "dynamic_authorization": self.das.as_ref().map(|d| d.stats()),
+                "accounting": serde_json::json!({
+                    "backlog": self.acct.backlog(),
+                    "interims_queued": self.acct.interims_queued(),
+                    "journal": self.acct.stats,
+                    "delivery": self.acct.delivery.as_ref().map(|d| serde_json::json!({
+                        "sender": d.sender.stats,
+                        "radius": d.client.stats,
+                    })),
+                }),
+                "multicast": self.mcast.as_ref().map(|m| serde_json::json!({
+                    "policy": m.policy.version,
+                    "memberships": m.tracker.memberships().filter(|m| !m.is_link_local()).count(),
+                    "tracker": m.tracker.stats,
+                    "io": m.stats,
+                })),
+            }),
+        }
+    }
+}
+
+/// Sends one request to a running daemon.
+pub fn client_request(socket: &std::path::Path, req: &Request) -> anyhow::Result<Response> {
+    use anyhow::Context as _;
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .with_context(|| format!("mcgate is not running (no control socket at {})", socket.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    s.write_all(&line)?;
+    let mut resp = String::new();
+    std::io::BufReader::new(s).read_line(&mut resp)?;
+    Ok(serde_json::from_str(&resp)?)
 }
 
 /// Binds the control socket at `path` (see the module's doc for the rules).

@@ -12,7 +12,7 @@
 //! at logoff, an MDB delete at a leave) is made again.
 
 use super::Daemon;
-use crate::auth::Input;
+use crate::auth::{Input, PortId};
 use crate::dataplane::netlink;
 use crate::sys;
 use crate::wire::MacAddr;
@@ -20,7 +20,7 @@ use serde::Serialize;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Kernel events waiting for the daemon: their own queue, so that a burst of them
 /// neither waits behind frames nor holds frames up.
@@ -131,6 +131,35 @@ impl Schedule {
 }
 
 impl Daemon {
+    pub(super) fn port_by_index(&self, ifindex: u32) -> Option<PortId> {
+        self.ports.iter().position(|p| p.ifindex == ifindex)
+    }
+
+    pub(super) fn kernel_event(&mut self, now: Instant, e: netlink::Event) {
+        match e {
+            netlink::Event::Link(l) => {
+                if let Some(port) = self.port_by_index(l.index) {
+                    let input = if l.running { Input::LinkUp { port } } else { Input::LinkDown { port } };
+                    debug!(port = self.ports[port].name, running = l.running, "link state");
+                    self.auth.handle_input(now, input);
+                }
+            }
+            netlink::Event::LinkGone(index) => {
+                if let Some(port) = self.port_by_index(index) {
+                    warn!(port = self.ports[port].name, "port removed");
+                    self.auth.handle_input(now, Input::LinkDown { port });
+                }
+            }
+            netlink::Event::NewFdb(f) if f.locked => {
+                if let Some(port) = self.port_by_index(f.ifindex) {
+                    self.auth.handle_input(now, Input::UnknownMac { port, mac: f.mac });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Carries out everything the state machines want done, until they are quiet.
     pub(super) fn kernel_msg(&mut self, now: Instant, msg: KernelMsg) {
         match msg {
             KernelMsg::Events(events) => {

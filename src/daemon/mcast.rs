@@ -161,6 +161,22 @@ impl McastState {
 }
 
 impl Daemon {
+    /// Reads the policy files again; if they are valid, swaps them in and decides the
+    /// live memberships again (those no longer allowed go). A broken file changes nothing.
+    pub(super) fn policy_reload(&mut self, now: Instant) -> Result<String, String> {
+        let (Some(dir), Some(_)) = (&self.policy_dir, &self.mcast) else {
+            return Err("no [multicast] section: there is no policy".into());
+        };
+        let policy = crate::policy::load_dir(dir).map_err(|e| format!("{}:{}: {}", e.file, e.line, e.message))?;
+        let (version, packages) = (policy.version.clone(), policy.packages.len());
+        if let Some(m) = self.mcast.as_mut() {
+            m.policy = policy;
+        }
+        let hosts: Vec<(PortId, MacAddr)> = self.sessions.keys().copied().collect();
+        let revoked: usize = hosts.into_iter().map(|(p, mac)| self.mcast_reevaluate(now, p, mac)).sum();
+        Ok(format!("policy {version} loaded ({packages} packages); {revoked} memberships no longer allowed"))
+    }
+
     pub(super) fn on_mcast_frame(&mut self, now: Instant, port: PortId, src: MacAddr, ethertype: u16, payload: &[u8]) {
         let Some(m) = self.mcast.as_mut() else {
             self.io.frames_multicast_control += 1;

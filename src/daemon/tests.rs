@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::acct::{Kind, Record, Status, TerminateCause};
+use crate::dataplane::netlink;
 use crate::dataplane::{Error as DpError, Found, MdbEntry};
 use crate::radius::{attr, encode_raw, sign_reply};
 use crate::wire::records::{OwnedRecord, RecordType};

@@ -1,0 +1,232 @@
+//! 802.1X and MAB sessions in the daemon: what the authenticator decides carried out
+//! (EAPOL frames, RADIUS requests, ports opened once the Start is durable, closed at
+//! once), sessions continued or ended at start, MAB learning paused on a full port.
+
+use super::*;
+
+/// This kernel's boot: kernel state stored under another one is gone.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map_or_else(|_| String::new(), |s| s.trim().to_string())
+}
+
+impl Daemon {
+    /// True when nothing of a previous run continues: first start, a start after a
+    /// reboot or a teardown, or with the kernel state gone otherwise (ports not locked).
+    pub(super) fn cold_start(&mut self, kernel_state_gone: bool) -> bool {
+        let now = boot_id();
+        let stored = self.store.boot_id().unwrap_or_else(|e| {
+            error!("reading the boot id: {e}");
+            None
+        });
+        if stored.as_deref() == Some(now.as_str()) && !kernel_state_gone {
+            return false;
+        }
+        if let Err(e) = self.store.set_boot_id(&now) {
+            error!("storing the boot id: {e}");
+        }
+        info!(previous = stored.as_deref().unwrap_or("none"), "cold start: Accounting-On");
+        true
+    }
+
+    /// When the previous run was last known alive: the time of the Stops it could not
+    /// send itself.
+    pub(super) fn last_alive(&self) -> u64 {
+        self.store.alive().unwrap_or(0)
+    }
+
+    /// Restores stored sessions whose kernel state is, or can be made, consistent;
+    /// removes authorizations the store does not justify. After a cold start the
+    /// stored sessions are over: they get their Stop at the time last known alive.
+    pub(super) fn restore(&mut self, now: Instant, cold: bool) {
+        let stored = match self.store.sessions() {
+            Ok(s) => s,
+            Err(e) => {
+                error!("reading sessions: {e}");
+                self.io.store_errors += 1;
+                vec![]
+            }
+        };
+        let unix = unix_now();
+        for s in stored {
+            let s = match s {
+                Ok(s) => s,
+                Err(e) => {
+                    error!("{e}");
+                    self.io.store_errors += 1;
+                    continue;
+                }
+            };
+            let Some(port) = self.ports.iter().position(|p| p.name == s.port) else {
+                info!(port = s.port, mac = %s.mac, "port no longer configured: session ended");
+                self.acct_session_stop(None, &s, crate::acct::TerminateCause::AdminReset, unix);
+                continue;
+            };
+            if cold {
+                info!(port = s.port, mac = %s.mac, session = s.session_id, "session of an earlier boot ended");
+                let time = self.last_alive().max(s.since);
+                self.acct_session_stop(Some(port), &s, crate::acct::TerminateCause::NasReboot, time);
+                continue;
+            }
+            if let Err(e) = self.dataplane.authorize(&s.port, s.mac) {
+                error!(port = s.port, mac = %s.mac, "re-authorizing: {e}");
+                self.io.dataplane_errors += 1;
+            }
+            info!(port = s.port, mac = %s.mac, account = s.account, session = s.session_id, "session restored");
+            self.auth.handle_input(
+                now,
+                Input::Restore {
+                    port,
+                    mac: s.mac,
+                    method: s.method,
+                    account: s.account.clone(),
+                    attrs: s.attrs.clone(),
+                    age: Duration::from_secs(unix.saturating_sub(s.since)),
+                },
+            );
+            self.acct_session_continued(now, port, &s);
+            self.sessions.insert((port, s.mac), s);
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            match self.dataplane.authorized(&p.name) {
+                Ok(macs) => {
+                    for mac in macs.into_iter().filter(|m| !self.sessions.contains_key(&(i, *m))) {
+                        info!(port = p.name, mac = %mac, "authorization without a session removed");
+                        if self.dataplane.deauthorize(&p.name, mac).is_err() {
+                            self.io.dataplane_errors += 1;
+                        }
+                    }
+                }
+                Err(e) => {
+                    error!(port = p.name, "listing authorizations: {e}");
+                    self.io.dataplane_errors += 1;
+                }
+            }
+        }
+    }
+
+    /// Each MAB port learns unknown MACs only while it has room for another host.
+    pub(super) fn sync_mab_learning(&mut self) {
+        for (i, p) in self.ports.iter_mut().enumerate() {
+            let want = self.auth.mab_learning(i);
+            if want == p.mab_learning {
+                continue;
+            }
+            match self.dataplane.set_mab_learning(&p.name, want) {
+                Ok(()) if want => info!(port = p.name, "port has room for a host again: MAC bypass learns again"),
+                Ok(()) => {
+                    self.io.mab_learning_paused += 1;
+                    warn!(
+                        port = p.name,
+                        "port holds its maximum of hosts: MAC bypass stops learning (locked entries flushed)"
+                    );
+                }
+                // counted and logged once, not tried again on every event: the next
+                // change of the port's room tries again
+                Err(e) => {
+                    self.io.dataplane_errors += 1;
+                    warn!(port = p.name, on = want, "MAB learning: {e}");
+                }
+            }
+            p.mab_learning = want;
+        }
+    }
+
+    /// Sends a RADIUS request. One that does not fit RADIUS's bounds is refused by the
+    /// client (and counted there) and answered here as a rejection — for a per-join
+    /// question never as "no server answered", which a fail-open package would admit.
+    pub(super) fn radius_send(&mut self, now: Instant, token: RadiusFor, request: rc::Request) {
+        let Err(e) = self.radius.send(now, token, request) else { return };
+        error!(?token, "RADIUS request refused, not sent: {e}");
+        match token {
+            RadiusFor::PerJoin(t) => self.per_join_decided(now, t, crate::mcast::RadiusAnswer::Reject { ttl: None }),
+            RadiusFor::Auth(token) => self.auth.handle_input(now, Input::RadiusFailed { token }),
+        }
+    }
+
+    pub(super) fn auth_output(&mut self, now: Instant, o: auth::Output) {
+        match o {
+            auth::Output::TxEapol { port, dst, pdu } => {
+                let p = &self.ports[port];
+                let frame = ethernet::emit_frame(dst, p.mac, ethernet::ETHERTYPE_EAPOL, &pdu);
+                match self.net.send_frame(port, &frame) {
+                    Ok(()) => self.io.frames_tx += 1,
+                    Err(e) => {
+                        self.io.frames_tx_errors += 1;
+                        debug!(port = p.name, mac = %dst, "EAPOL send: {e}");
+                    }
+                }
+            }
+            auth::Output::Radius { token, request } => self.radius_send(now, RadiusFor::Auth(token), request),
+            auth::Output::CancelRadius { token } => self.radius.cancel(RadiusFor::Auth(token)),
+            auth::Output::Authorized { port, mac, method, account, attrs } => {
+                let name = self.ports[port].name.clone();
+                self.mcast_forget_entitlement(port, mac);
+                // The port opens once the session (and its Start) is durable.
+                let session = match self.sessions.remove(&(port, mac)) {
+                    // re-authentication: same session, new attributes
+                    Some(mut s) => {
+                        s.account = account;
+                        s.attrs = attrs;
+                        self.acct.op(Op::PutSession(s.clone()));
+                        self.acct.grant(acct::Grant::Authorize { port, mac });
+                        s
+                    }
+                    None => {
+                        let s = Session {
+                            port: name.clone(),
+                            mac,
+                            account,
+                            method,
+                            session_id: format!("{:08X}{:08X}", unix_now() as u32, rand::random::<u32>()),
+                            since: unix_now(),
+                            attrs,
+                        };
+                        if !self.acct_session_start(now, port, &s) {
+                            // no Start, no session: the authenticator forgets the host
+                            self.auth.handle_input(now, Input::Kick { port, mac });
+                            return;
+                        }
+                        s
+                    }
+                };
+                info!(port = name, mac = %mac, account = session.account, session = session.session_id, "port open");
+                self.sessions.insert((port, mac), session);
+            }
+            auth::Output::Deauthorized { port, mac, cause } => self.end_session(now, port, mac, cause),
+            auth::Output::Rejected { port, mac, method, account } => {
+                info!(port = self.ports[port].name, mac = %mac, account, ?method, "rejected");
+            }
+            auth::Output::ForgetLocked { port, mac } => {
+                if self.dataplane.deauthorize(&self.ports[port].name, mac).is_err() {
+                    self.io.dataplane_errors += 1;
+                }
+            }
+        }
+    }
+
+    pub(super) fn end_session(&mut self, now: Instant, port: PortId, mac: MacAddr, cause: EndCause) {
+        let name = self.ports[port].name.clone();
+        // its streams stop with it (the port lock filters ingress only), their Stops
+        // saying why the session ended
+        self.mcast_end_host(now, port, mac, cause);
+        // Fail closed first: the kernel stops the host before the record goes (and an
+        // authorization still waiting for its commit never happens).
+        self.acct.cancel(acct::Grant::Authorize { port, mac });
+        if let Err(e) = self.dataplane.deauthorize(&name, mac) {
+            self.io.dataplane_errors += 1;
+            error!(port = name, mac = %mac, "deauthorizing: {e}");
+        }
+        let s = self.sessions.remove(&(port, mac));
+        if let Some(s) = &s {
+            self.acct_session_stop(Some(port), s, cause.into(), unix_now());
+        }
+        info!(
+            port = name,
+            mac = %mac,
+            account = s.as_ref().map(|s| s.account.as_str()),
+            session = s.as_ref().map(|s| s.session_id.as_str()),
+            ?cause,
+            "port closed"
+        );
+    }
+}
