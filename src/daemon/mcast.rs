@@ -349,7 +349,7 @@ impl Daemon {
                 // Its Start goes into this batch, durable before the MdbAdd that follows
                 // takes effect; a join that cannot be accounted does not (fail closed).
                 let (mac, channel) = (membership.mac, (membership.group, membership.source));
-                if !self.acct_membership_start(now, port, *membership) {
+                if !self.acct_membership_start(now, port, (*membership).clone()) {
                     if let Some(m) = self.mcast.as_mut() {
                         m.tracker.revoke(now, port, mac, channel);
                     }

@@ -197,7 +197,7 @@ pub enum Output {
     /// To be made durable before the MdbAdd that follows it takes effect.
     Admitted {
         port: PortId,
-        membership: Box<Membership>,
+        membership: Arc<Membership>,
     },
     Denied {
         port: PortId,
@@ -207,8 +207,8 @@ pub enum Output {
         reason: DenyReason,
     },
     Ended {
-        /// Boxed: the other outputs, far more frequent, stay small to move.
-        membership: Box<Membership>,
+        /// Shared, not copied: the outputs stay small to move.
+        membership: Arc<Membership>,
         cause: EndCause,
     },
 }
@@ -305,14 +305,15 @@ pub struct Host<'a> {
 
 #[derive(Debug)]
 struct Held {
-    membership: Membership,
+    /// Shared with the `Admitted` output that announced it (no copy per join).
+    membership: Arc<Membership>,
     expires: Instant,
     /// A free preview ends here, reported or not.
     preview_ends: Option<Instant>,
 }
 
 impl Held {
-    fn new(membership: Membership, expires: Instant) -> Self {
+    fn new(membership: Arc<Membership>, expires: Instant) -> Self {
         Held { membership, expires, preview_ends: None }
     }
 
@@ -612,7 +613,8 @@ impl Tracker {
             debug!(port = &**who.port_name, mac = %who.mac, account = &**who.account, %group, source = ?source, by = &*membership.by, "join admitted");
         }
         self.stats.admitted += 1;
-        self.outputs.push_back(Output::Admitted { port: who.port, membership: Box::new(membership.clone()) });
+        let membership = Arc::new(membership);
+        self.outputs.push_back(Output::Admitted { port: who.port, membership: membership.clone() });
         let expires = now + self.config.group_membership_interval;
         self.hosts.entry((who.port, who.mac)).or_default().insert(ch, Held::new(membership, expires));
         self.member_due(expires);
@@ -886,7 +888,7 @@ impl Tracker {
         if !h.membership.is_link_local() {
             debug!(port = &*h.membership.port, mac = %mac, group = %ch.0, source = ?ch.1, ?cause, "membership ended");
         }
-        self.outputs.push_back(Output::Ended { membership: Box::new(h.membership), cause });
+        self.outputs.push_back(Output::Ended { membership: h.membership, cause });
         self.port_release(now, port, ch, cause == EndCause::Leave, upstream);
     }
 
@@ -968,7 +970,7 @@ impl Tracker {
         let expires = now + self.config.group_membership_interval;
         let mut upstream = vec![];
         let held = self.hosts.entry((port, membership.mac)).or_default();
-        if held.insert(ch, Held::new(membership, expires)).is_none() {
+        if held.insert(ch, Held::new(Arc::new(membership), expires)).is_none() {
             self.port_acquire(port, ch, &mut upstream);
         }
         self.member_due(expires);
@@ -1034,17 +1036,17 @@ impl Tracker {
 
     /// The membership an `Admitted` output names.
     pub fn membership(&self, port: PortId, mac: MacAddr, ch: Channel) -> Option<&Membership> {
-        self.hosts.get(&(port, mac))?.get(&ch).map(|h| &h.membership)
+        self.hosts.get(&(port, mac))?.get(&ch).map(|h| &*h.membership)
     }
 
     pub fn set_usage_base(&mut self, port: PortId, mac: MacAddr, ch: Channel, base: Option<(u64, u64)>) {
         if let Some(h) = self.hosts.get_mut(&(port, mac)).and_then(|m| m.get_mut(&ch)) {
-            h.membership.usage_base = base;
+            Arc::make_mut(&mut h.membership).usage_base = base;
         }
     }
 
     pub fn memberships(&self) -> impl Iterator<Item = &Membership> {
-        self.hosts.values().flat_map(|m| m.values().map(|h| &h.membership))
+        self.hosts.values().flat_map(|m| m.values().map(|h| &*h.membership))
     }
 
     /// Channels each port holds in the MDB (members or lingering).
