@@ -59,10 +59,26 @@ fn main() {
     let decision = inside("decision_latency");
     let admission = inside("admission_latency");
 
-    // the same bridge without mcgate: teardown, kernel snooping with fast leave
+    // the same bridge without mcgate: teardown (which puts back the bridge as the testbed
+    // made it, without a querier), then kernel snooping with the querier and query versions
+    // mcgate sets, and fast leave
     tb.stop_mcgate();
     let sw = tb.ns("sw");
     run(Command::new("ip").args(["netns", "exec", &sw, common::MCGATE, "teardown", "-c"]).arg(&cfg));
+    run(Command::new("ip").args(["netns", "exec", &sw, "ip", "link", "set", "br0", "type", "bridge"]).args([
+        "mcast_snooping",
+        "1",
+        "mcast_querier",
+        "1",
+        "mcast_query_use_ifaddr",
+        "1",
+        "mcast_igmp_version",
+        "3",
+        "mcast_mld_version",
+        "2",
+    ]));
+    // the bridge floods for one query response interval after its querier starts (1 s here)
+    std::thread::sleep(Duration::from_millis(1500));
     run(Command::new("ip").args([
         "netns",
         "exec",
