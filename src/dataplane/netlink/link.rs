@@ -1,0 +1,141 @@
+//! Links and bridge options: the link dump (name, MAC, master, running), bridge port
+//! attributes (IFLA_PROTINFO: locked, learning, MAB, flooding, multicast router), bridge
+//! options (IFLA_BR_* in IFLA_LINKINFO), and interface addresses.
+
+use super::*;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub mac: Option<MacAddr>,
+    pub master: Option<u32>,
+    /// Administratively up and carrier present.
+    pub running: bool,
+}
+
+pub(super) fn parse_link(p: &[u8]) -> Option<Link> {
+    let index = u32_of(p.get(4..8)?)?;
+    let flags = u32_of(p.get(8..12)?)?;
+    let mut link = Link {
+        index,
+        name: String::new(),
+        mac: None,
+        master: None,
+        running: flags & IFF_UP != 0 && flags & IFF_LOWER_UP != 0,
+    };
+    for (ty, v) in attrs(p.get(16..)?) {
+        match ty {
+            IFLA_IFNAME => link.name = String::from_utf8_lossy(v.split(|&c| c == 0).next().unwrap_or(&[])).into_owned(),
+            IFLA_ADDRESS => link.mac = mac_of(v),
+            IFLA_MASTER => link.master = u32_of(v),
+            _ => {}
+        }
+    }
+    Some(link)
+}
+
+pub(super) fn parse_port_locked(p: &[u8]) -> Option<(u32, bool)> {
+    let index = u32_of(p.get(4..8)?)?;
+    let (_, protinfo) = attrs(p.get(16..)?).find(|(ty, _)| ty & !NLA_F_NESTED == IFLA_PROTINFO)?;
+    let locked = attrs(protinfo).find(|(ty, _)| *ty == brport::LOCKED).is_some_and(|(_, v)| v.first() == Some(&1));
+    Some((index, locked))
+}
+
+/// The attributes of `b` whose types are in `wanted`, in the order found.
+pub(super) fn picked(b: &[u8], wanted: &[u16]) -> Vec<Attr> {
+    attrs(b)
+        .filter(|(t, _)| wanted.contains(&(t & !NLA_F_NESTED)))
+        .map(|(t, v)| (t & !NLA_F_NESTED, v.to_vec()))
+        .collect()
+}
+
+impl Netlink {
+    /// Sets bridge port attributes: each (IFLA_BRPORT_*, payload); FLUSH has none, the
+    /// flags one octet, MCAST_MAX_GROUPS a u32.
+    pub fn set_port_flags(&mut self, ifindex: u32, flags: &[(u16, &[u8])]) -> Result<(), Error> {
+        let mut nested = Vec::new();
+        for (ty, v) in flags {
+            push_attr(&mut nested, *ty, v);
+        }
+        let mut body = ifinfomsg(AF_BRIDGE, ifindex);
+        push_attr(&mut body, IFLA_PROTINFO | NLA_F_NESTED, &nested);
+        self.request(RTM_SETLINK, NLM_F_ACK, &body)
+    }
+    /// Sets bridge options (IFLA_BR_*, one octet each) on bridge `ifindex`.
+    pub fn set_bridge_options(&mut self, ifindex: u32, opts: &[(u16, u8)]) -> Result<(), Error> {
+        let opts: Vec<(u16, [u8; 1])> = opts.iter().map(|(t, v)| (*t, [*v])).collect();
+        let opts: Vec<(u16, &[u8])> = opts.iter().map(|(t, v)| (*t, &v[..])).collect();
+        self.set_bridge_attrs(ifindex, &opts)
+    }
+    /// Sets bridge attributes (IFLA_BR_*, each its payload) on bridge `ifindex`.
+    pub fn set_bridge_attrs(&mut self, ifindex: u32, opts: &[(u16, &[u8])]) -> Result<(), Error> {
+        let mut data = Vec::new();
+        for (ty, v) in opts {
+            push_attr(&mut data, *ty, v);
+        }
+        let mut info = Vec::new();
+        push_attr(&mut info, IFLA_INFO_KIND, b"bridge");
+        push_attr(&mut info, IFLA_INFO_DATA | NLA_F_NESTED, &data);
+        let mut body = ifinfomsg(AF_UNSPEC, ifindex);
+        push_attr(&mut body, IFLA_LINKINFO | NLA_F_NESTED, &info);
+        self.request(RTM_NEWLINK, NLM_F_ACK, &body)
+    }
+    /// The addresses of interface `ifindex`: (address, scope; 253 = link).
+    pub fn addresses(&mut self, ifindex: u32) -> Result<Vec<(std::net::IpAddr, u8)>, Error> {
+        let body = vec![0u8; 8];
+        let mut out = Vec::new();
+        self.dump(RTM_GETADDR, &body, |ty, p| {
+            if ty != RTM_NEWADDR || p.len() < 8 || u32_of(&p[4..8]) != Some(ifindex) {
+                return;
+            }
+            let (family, scope) = (p[0], p[3]);
+            for (t, v) in attrs(&p[8..]) {
+                // IFA_ADDRESS
+                if t == 1 {
+                    let proto = if family == libc::AF_INET as u8 { 0x0800 } else { 0x86dd };
+                    out.extend(ip_of(v, proto).map(|a| (a, scope)));
+                }
+            }
+        })?;
+        Ok(out)
+    }
+    pub fn links(&mut self) -> Result<Vec<Link>, Error> {
+        self.collect(RTM_GETLINK, &ifinfomsg(AF_UNSPEC, 0), RTM_NEWLINK, parse_link)
+    }
+    /// The bridge port attributes (IFLA_PROTINFO) of port `ifindex` whose types are in
+    /// `wanted`, as the kernel reports them; `None` when it is no bridge port.
+    pub fn port_attrs(&mut self, ifindex: u32, wanted: &[u16]) -> Result<Option<Vec<Attr>>, Error> {
+        let mut out = None;
+        self.dump(RTM_GETLINK, &ifinfomsg(AF_BRIDGE, 0), |ty, p| {
+            if ty == RTM_NEWLINK && p.get(4..8).and_then(u32_of) == Some(ifindex) {
+                let protinfo = p.get(16..).and_then(|a| attrs(a).find(|(t, _)| t & !NLA_F_NESTED == IFLA_PROTINFO));
+                if let Some((_, protinfo)) = protinfo {
+                    out = Some(picked(protinfo, wanted));
+                }
+            }
+        })?;
+        Ok(out)
+    }
+    /// The bridge attributes (IFLA_BR_* in IFLA_LINKINFO's data) of bridge `ifindex`
+    /// whose types are in `wanted`.
+    pub fn bridge_attrs(&mut self, ifindex: u32, wanted: &[u16]) -> Result<Vec<Attr>, Error> {
+        let mut out = Vec::new();
+        self.dump(RTM_GETLINK, &ifinfomsg(AF_UNSPEC, 0), |ty, p| {
+            if ty != RTM_NEWLINK || p.get(4..8).and_then(u32_of) != Some(ifindex) {
+                return;
+            }
+            let find =
+                |b: &'_ [u8], want: u16| attrs(b).find(|(t, _)| t & !NLA_F_NESTED == want).map(|(_, v)| v.to_vec());
+            let data = p.get(16..).and_then(|a| find(a, IFLA_LINKINFO)).and_then(|info| find(&info, IFLA_INFO_DATA));
+            if let Some(data) = data {
+                out = picked(&data, wanted);
+            }
+        })?;
+        Ok(out)
+    }
+    /// Bridge ports and whether each is locked (IFLA_BRPORT_LOCKED), by ifindex.
+    pub fn locked_ports(&mut self) -> Result<Vec<(u32, bool)>, Error> {
+        self.collect(RTM_GETLINK, &ifinfomsg(AF_BRIDGE, 0), RTM_NEWLINK, parse_port_locked)
+    }
+}
