@@ -201,7 +201,7 @@ fn source_specific_ipv6_and_older_protocol_versions() {
     let (v2, v1) = (result(v2), result(v1));
     assert!(packets(&v2) > 150, "IGMPv2: {v2}");
     assert!(packets(&v1) > 150, "MLDv1: {v1}");
-    for v in ["IgmpV3", "MldV2", "IgmpV2", "MldV1"] {
+    for v in ["igmp_v3", "mld_v2", "igmp_v2", "mld_v1"] {
         assert!(stat(&tb, &["multicast", "io", "reports", v]) >= 1, "no {v} report counted: {}", tb.status().unwrap());
     }
     for mut s in streams {

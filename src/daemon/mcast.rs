@@ -54,8 +54,8 @@ pub(super) struct McastState {
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub(super) struct McastIoStats {
-    pub reports: BTreeMap<String, u64>,
-    pub dropped: BTreeMap<String, u64>,
+    pub reports: BTreeMap<membership::Version, u64>,
+    pub dropped: BTreeMap<membership::Drop, u64>,
     /// Reports from a MAC with no session anywhere.
     pub dropped_unauthenticated: u64,
     /// Reports from a MAC whose session is on another port.
@@ -185,12 +185,12 @@ impl Daemon {
         let report = match membership::decode(ethertype, payload) {
             Ok(r) => r,
             Err(d) => {
-                *m.stats.dropped.entry(format!("{d:?}")).or_default() += 1;
-                debug!(port = self.ports[port].name, mac = %src, reason = ?d, "IGMP/MLD frame dropped");
+                *m.stats.dropped.entry(d).or_default() += 1;
+                debug!(port = self.ports[port].name, mac = %src, reason = d.name(), "IGMP/MLD frame dropped");
                 return;
             }
         };
-        *m.stats.reports.entry(format!("{:?}", report.version)).or_default() += 1;
+        *m.stats.reports.entry(report.version).or_default() += 1;
         let Some(session) = self.sessions.get(&(port, src)) else {
             if self.sessions.keys().any(|(_, mac)| *mac == src) {
                 m.stats.dropped_spoofed_mac += 1;

@@ -205,7 +205,7 @@ impl Daemon {
                 s.radius_cache_full,
             );
             let dropped: Vec<(String, f64)> =
-                m.stats.dropped.iter().map(|(r, n)| (format!("reason=\"{}\"", label(r)), *n as f64)).collect();
+                m.stats.dropped.iter().map(|(r, n)| (format!("reason=\"{}\"", r.name()), *n as f64)).collect();
             t.family(
                 "reports_malformed_total",
                 "counter",

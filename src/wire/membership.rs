@@ -8,7 +8,9 @@ use super::{igmp, ip, mld};
 use serde::Serialize;
 use std::net::IpAddr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// Named in snake_case alike in the status and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Version {
     IgmpV1,
     IgmpV2,
@@ -33,8 +35,10 @@ pub struct Report {
     pub records: Vec<GroupRecord>,
 }
 
-/// Why a frame was not taken as a report. Each is counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// Why a frame was not taken as a report. Each is counted, named in snake_case alike in
+/// the status, the metrics and the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Drop {
     Malformed,
     BadIpChecksum,
@@ -46,6 +50,20 @@ pub enum Drop {
     Query,
     /// An ICMPv6 message that is not MLD, or IPv6 without Hop-by-Hop.
     NotMld,
+}
+
+impl Drop {
+    pub fn name(self) -> &'static str {
+        match self {
+            Drop::Malformed => "malformed",
+            Drop::BadIpChecksum => "bad_ip_checksum",
+            Drop::BadChecksum => "bad_checksum",
+            Drop::BadTtl => "bad_ttl",
+            Drop::NoRouterAlert => "no_router_alert",
+            Drop::Query => "query",
+            Drop::NotMld => "not_mld",
+        }
+    }
 }
 
 pub fn decode(ethertype: u16, payload: &[u8]) -> Result<Report, Drop> {
