@@ -137,11 +137,9 @@ impl Das {
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
         let r = &self.reader;
-        for (why, n) in [
-            ("unknown client", &r.unknown_client),
-            ("over the client's rate", &r.over_rate),
-            ("queue full", &r.queue_full),
-        ] {
+        for (why, n) in
+            [("unknown_client", &r.unknown_client), ("over_rate", &r.over_rate), ("queue_full", &r.queue_full)]
+        {
             let n = n.load(Ordering::Relaxed);
             if n > 0 {
                 *s.dropped.entry(why.to_string()).or_default() += n;
@@ -150,10 +148,11 @@ impl Das {
         s
     }
 
-    fn drop(&mut self, from: SocketAddr, why: &str) {
-        *self.stats.dropped.entry(why.to_string()).or_default() += 1;
+    /// Counts a dropped request under `name` (snake_case) and logs `why` for people.
+    fn drop(&mut self, from: SocketAddr, name: &str, why: &dyn std::fmt::Display) {
+        *self.stats.dropped.entry(name.to_string()).or_default() += 1;
         if self.log.allow(Instant::now(), from.ip()) {
-            warn!(%from, "dynamic authorization request dropped: {why} (logged once a minute per source)");
+            warn!(%from, reason = name, "dynamic authorization request dropped: {why} (logged once a minute per source)");
         }
     }
 
@@ -201,11 +200,11 @@ impl Daemon {
         let Some(d) = self.das.as_mut() else { return };
         d.stats.requests += 1;
         let Some(secret) = d.clients.iter().find(|(a, _)| *a == from.ip()).map(|(_, s)| s.clone()) else {
-            return d.drop(from, "unknown client");
+            return d.drop(from, "unknown_client", &"not a configured client");
         };
         let req = match das::verify(bytes, &secret, unix_now(), d.window) {
             Ok(r) => r,
-            Err(e) => return d.drop(from, &e.to_string()),
+            Err(e) => return d.drop(from, e.name(), &e),
         };
         let key = (from.ip(), req.authenticator);
         match d.seen_map.get(&key) {
@@ -219,9 +218,9 @@ impl Daemon {
                 return;
             }
             Some(Seen { from: f, id, answer: None }) if *f == from && *id == req.id => {
-                return d.drop(from, "retransmission before the answer");
+                return d.drop(from, "retransmission_before_answer", &"retransmitted before it was answered");
             }
-            Some(_) => return d.drop(from, "replay"),
+            Some(_) => return d.drop(from, "replay", &"a Request Authenticator seen before (replay)"),
             None => d.remember(key, from, req.id),
         }
         let error = self.das_apply(now, &req);
@@ -233,7 +232,7 @@ impl Daemon {
         info!(%from, kind = ?req.kind, user = req.user_name, session = req.acct_session_id, error_cause = error, "dynamic authorization");
         match das::answer(&req, error, &secret) {
             Ok(answer) => d.answers.push((from, key, answer)),
-            Err(e) => d.drop(from, &format!("answer not encoded: {e}")),
+            Err(e) => d.drop(from, "answer_not_encoded", &format!("answer not encoded: {e}")),
         }
     }
 

@@ -44,6 +44,21 @@ pub enum Drop {
     StaleEventTimestamp,
 }
 
+impl Drop {
+    /// The counter's name (snake_case, as in the status and the metrics).
+    pub fn name(self) -> &'static str {
+        match self {
+            Drop::Malformed => "malformed",
+            Drop::UnexpectedCode => "unexpected_code",
+            Drop::BadAuthenticator => "bad_authenticator",
+            Drop::MissingMessageAuthenticator => "missing_message_authenticator",
+            Drop::BadMessageAuthenticator => "bad_message_authenticator",
+            Drop::MissingEventTimestamp => "missing_event_timestamp",
+            Drop::StaleEventTimestamp => "stale_event_timestamp",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Disconnect,
