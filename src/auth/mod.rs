@@ -50,20 +50,28 @@ pub struct PortConfig {
     pub mac: MacAddr,
 }
 
-#[derive(Debug, Clone)]
+/// The authenticator's settings: the configuration's `[authenticator]` as it is read
+/// (the NAS-Identifier comes from `[switch]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub eapol_version: u8,
+    #[serde(skip)]
     pub nas_identifier: String,
     /// Identity requests while a port has no session, and retransmission of an
     /// unanswered Request/Identity.
+    #[serde(deserialize_with = "crate::duration::duration")]
     pub tx_period: Duration,
     /// Hold-off after a failed authentication (802.1X quietPeriod).
+    #[serde(deserialize_with = "crate::duration::duration")]
     pub quiet_period: Duration,
     /// Wait for the supplicant's answer to a relayed EAP request.
+    #[serde(deserialize_with = "crate::duration::duration")]
     pub supp_timeout: Duration,
     /// Retransmissions of an EAP request to the supplicant (and of Request/Identity).
     pub max_retrans: u32,
     /// Wait for EAPOL before MAC bypass on `dot1x-then-mab` ports.
+    #[serde(deserialize_with = "crate::duration::duration")]
     pub mab_delay: Duration,
     /// Hosts (MACs) tracked per port; frames from more are dropped and counted.
     pub max_hosts_per_port: usize,
@@ -72,6 +80,7 @@ pub struct Config {
     pub account_without_user_name: AccountWithoutUserName,
     /// A host may start [`RESTART_BURST`] EAP conversations (Response/Identity →
     /// Access-Request) at once, then one per `restart_holdoff`; more are dropped.
+    #[serde(deserialize_with = "crate::duration::duration")]
     pub restart_holdoff: Duration,
 }
 

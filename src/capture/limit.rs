@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The flood limits of each access port: the configuration's `[limits]` as it is read.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub reports_per_second: f64,
     pub report_burst: f64,
@@ -20,9 +22,12 @@ pub struct Config {
     pub report_burst_per_mac: f64,
     pub eapol_per_second: f64,
     pub eapol_burst: f64,
+    #[serde(deserialize_with = "crate::duration::duration")]
     pub quarantine_after: Duration,
+    #[serde(deserialize_with = "crate::duration::duration")]
     pub quarantine_time: Duration,
     /// Source MACs with a bucket of their own; reports from more share the port's.
+    #[serde(skip)]
     pub macs_tracked: usize,
 }
 

@@ -17,7 +17,7 @@ pub struct Config {
     #[serde(default)]
     pub switch: Switch,
     #[serde(default)]
-    pub authenticator: Authenticator,
+    pub authenticator: crate::auth::Config,
     pub radius: Radius,
     #[serde(rename = "port", default)]
     pub ports: Vec<Port>,
@@ -29,40 +29,9 @@ pub struct Config {
     pub dynamic_authorization: Option<DynamicAuthorization>,
     /// Present: Prometheus metrics at http://LISTEN/metrics.
     pub metrics: Option<Metrics>,
+    /// Flood isolation per access port.
     #[serde(default)]
-    pub limits: Limits,
-}
-
-/// Flood isolation per access port (capture::limit).
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Limits {
-    pub reports_per_second: f64,
-    pub report_burst: f64,
-    pub reports_per_second_per_mac: f64,
-    pub report_burst_per_mac: f64,
-    pub eapol_per_second: f64,
-    pub eapol_burst: f64,
-    #[serde(deserialize_with = "duration")]
-    pub quarantine_after: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub quarantine_time: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        let d = crate::capture::limit::Config::default();
-        Limits {
-            reports_per_second: d.reports_per_second,
-            report_burst: d.report_burst,
-            reports_per_second_per_mac: d.reports_per_second_per_mac,
-            report_burst_per_mac: d.report_burst_per_mac,
-            eapol_per_second: d.eapol_per_second,
-            eapol_burst: d.eapol_burst,
-            quarantine_after: d.quarantine_after,
-            quarantine_time: d.quarantine_time,
-        }
-    }
+    pub limits: crate::capture::limit::Config,
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,46 +214,6 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Authenticator {
-    pub eapol_version: u8,
-    #[serde(deserialize_with = "duration")]
-    pub tx_period: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub quiet_period: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub supp_timeout: Duration,
-    pub max_retrans: u32,
-    #[serde(deserialize_with = "duration")]
-    pub mab_delay: Duration,
-    pub max_hosts_per_port: usize,
-    pub framed_mtu: u32,
-    /// "refuse-tunnelled" (default), "refuse" or "identity": see auth::AccountWithoutUserName.
-    pub account_without_user_name: crate::auth::AccountWithoutUserName,
-    /// After three EAP conversations back to back, a host may start one per this.
-    #[serde(deserialize_with = "duration")]
-    pub restart_holdoff: Duration,
-}
-
-impl Default for Authenticator {
-    fn default() -> Self {
-        let d = crate::auth::Config::default();
-        Authenticator {
-            eapol_version: d.eapol_version,
-            tx_period: d.tx_period,
-            quiet_period: d.quiet_period,
-            supp_timeout: d.supp_timeout,
-            max_retrans: d.max_retrans,
-            mab_delay: d.mab_delay,
-            max_hosts_per_port: d.max_hosts_per_port,
-            framed_mtu: d.framed_mtu,
-            account_without_user_name: d.account_without_user_name,
-            restart_holdoff: d.restart_holdoff,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Radius {
     #[serde(default = "default_timeout", deserialize_with = "duration")]
@@ -378,19 +307,9 @@ pub struct Loaded {
 
 impl Loaded {
     pub fn auth_config(&self) -> crate::auth::Config {
-        let a = &self.config.authenticator;
         crate::auth::Config {
-            eapol_version: a.eapol_version,
             nas_identifier: self.config.switch.nas_identifier.clone(),
-            tx_period: a.tx_period,
-            quiet_period: a.quiet_period,
-            supp_timeout: a.supp_timeout,
-            max_retrans: a.max_retrans,
-            mab_delay: a.mab_delay,
-            max_hosts_per_port: a.max_hosts_per_port,
-            framed_mtu: a.framed_mtu,
-            account_without_user_name: a.account_without_user_name,
-            restart_holdoff: a.restart_holdoff,
+            ..self.config.authenticator.clone()
         }
     }
 
@@ -420,18 +339,7 @@ impl Loaded {
     }
 
     pub fn limits(&self) -> crate::capture::limit::Config {
-        let l = &self.config.limits;
-        crate::capture::limit::Config {
-            reports_per_second: l.reports_per_second,
-            report_burst: l.report_burst,
-            reports_per_second_per_mac: l.reports_per_second_per_mac,
-            report_burst_per_mac: l.report_burst_per_mac,
-            eapol_per_second: l.eapol_per_second,
-            eapol_burst: l.eapol_burst,
-            quarantine_after: l.quarantine_after,
-            quarantine_time: l.quarantine_time,
-            ..Default::default()
-        }
+        self.config.limits
     }
 
     pub fn nas_port(&self, i: usize) -> u32 {
