@@ -241,16 +241,18 @@ impl Daemon {
     /// memberships say, both ways.
     fn reconcile(&mut self) {
         self.kernel.stats.reconciles += 1;
+        let names: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
+        let all = match self.dataplane.authorized_on(&names) {
+            Ok(all) => all,
+            Err(e) => {
+                self.kernel.stats.errors += 1;
+                error!("reconcile: listing authorizations: {e}");
+                return self.reconcile_mdb();
+            }
+        };
         for port in 0..self.ports.len() {
             let name = self.ports[port].name.clone();
-            let have = match self.dataplane.authorized(&name) {
-                Ok(macs) => macs,
-                Err(e) => {
-                    self.kernel.stats.errors += 1;
-                    error!(port = name, "reconcile: listing authorizations: {e}");
-                    continue;
-                }
-            };
+            let have: Vec<MacAddr> = all.iter().filter(|(p, _)| *p == name).map(|(_, m)| *m).collect();
             let want: Vec<MacAddr> = self.sessions.keys().filter(|(p, _)| *p == port).map(|(_, m)| *m).collect();
             for mac in have.iter().filter(|m| !want.contains(m)) {
                 warn!(port = name, mac = %mac, "reconcile: static FDB entry without a session removed");

@@ -67,8 +67,8 @@ impl Dataplane for FakeKernel {
             Ok(())
         })
     }
-    fn authorized(&mut self, port: &str) -> Result<Vec<MacAddr>, DpError> {
-        Ok(self.with(|k| k.fdb.iter().filter(|(p, _)| p == port).map(|(_, m)| *m).collect()))
+    fn authorized_on(&mut self, ports: &[&str]) -> Result<Vec<(String, MacAddr)>, DpError> {
+        Ok(self.with(|k| k.fdb.iter().filter(|(p, _)| ports.contains(&p.as_str())).cloned().collect()))
     }
     fn is_locked(&mut self, _: &str) -> Result<bool, DpError> {
         Ok(true)

@@ -147,15 +147,14 @@ impl Dataplane for LinuxBridge {
         Ok(self.nl.locked_ports().map_err(Self::at(port))?.into_iter().any(|(i, locked)| i == idx && locked))
     }
 
-    fn authorized(&mut self, port: &str) -> Result<Vec<MacAddr>, Error> {
-        let idx = Self::index(port)?;
+    fn authorized_on(&mut self, ports: &[&str]) -> Result<Vec<(String, MacAddr)>, Error> {
+        let indexes = ports.iter().map(|p| Ok((Self::index(p)?, *p))).collect::<Result<Vec<_>, Error>>()?;
         Ok(self
             .nl
-            .fdb_dump()
-            .map_err(Self::at(port))?
+            .fdb_dump()?
             .into_iter()
-            .filter(|e| e.ifindex == idx && e.master.is_some() && e.is_static() && !e.locked)
-            .map(|e| e.mac)
+            .filter(|e| e.master.is_some() && e.is_static() && !e.locked)
+            .filter_map(|e| indexes.iter().find(|(i, _)| *i == e.ifindex).map(|(_, p)| (p.to_string(), e.mac)))
             .collect())
     }
 

@@ -79,8 +79,13 @@ pub trait Dataplane {
     fn set_mab_learning(&mut self, port: &str, on: bool) -> Result<(), Error>;
     fn authorize(&mut self, port: &str, mac: MacAddr) -> Result<(), Error>;
     fn deauthorize(&mut self, port: &str, mac: MacAddr) -> Result<(), Error>;
-    /// Authorized MACs the kernel holds for `port` (static FDB entries).
-    fn authorized(&mut self, port: &str) -> Result<Vec<MacAddr>, Error>;
+    /// Authorized MACs the kernel holds on each of `ports` (static FDB entries), read
+    /// in one go: (port, MAC).
+    fn authorized_on(&mut self, ports: &[&str]) -> Result<Vec<(String, MacAddr)>, Error>;
+    /// Authorized MACs the kernel holds for `port`.
+    fn authorized(&mut self, port: &str) -> Result<Vec<MacAddr>, Error> {
+        Ok(self.authorized_on(&[port])?.into_iter().map(|(_, mac)| mac).collect())
+    }
     /// Whether the port is locked as mcgate leaves it: false after a reboot or a
     /// rebuilt bridge (the kernel state of an earlier run is gone).
     fn is_locked(&mut self, port: &str) -> Result<bool, Error>;
@@ -139,7 +144,7 @@ impl Dataplane for Audit {
     fn is_locked(&mut self, _: &str) -> Result<bool, Error> {
         Ok(true)
     }
-    fn authorized(&mut self, _: &str) -> Result<Vec<MacAddr>, Error> {
+    fn authorized_on(&mut self, _: &[&str]) -> Result<Vec<(String, MacAddr)>, Error> {
         Ok(vec![])
     }
     fn teardown_port(&mut self, _: &str) -> Result<(), Error> {
