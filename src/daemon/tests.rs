@@ -37,6 +37,7 @@ impl FakeKernel {
     fn with<R>(&self, f: impl FnOnce(&mut KernelState) -> R) -> R {
         f(&mut self.0.lock().unwrap())
     }
+
     fn log(&self) -> Vec<String> {
         self.with(|k| k.log.clone())
     }
@@ -46,9 +47,11 @@ impl Dataplane for FakeKernel {
     fn setup_port(&mut self, _: &str, _: crate::auth::PortMode) -> Result<(), DpError> {
         Ok(())
     }
+
     fn set_mab_learning(&mut self, _: &str, _: bool) -> Result<(), DpError> {
         Ok(())
     }
+
     fn authorize(&mut self, port: &str, mac: MacAddr) -> Result<(), DpError> {
         self.with(|k| {
             k.log.push(format!("authorize {port} {mac}"));
@@ -56,6 +59,7 @@ impl Dataplane for FakeKernel {
         });
         Ok(())
     }
+
     fn deauthorize(&mut self, port: &str, mac: MacAddr) -> Result<(), DpError> {
         self.with(|k| {
             k.log.push(format!("deauthorize {port} {mac}"));
@@ -67,27 +71,35 @@ impl Dataplane for FakeKernel {
             Ok(())
         })
     }
+
     fn authorized_on(&mut self, ports: &[&str]) -> Result<Vec<(String, MacAddr)>, DpError> {
         Ok(self.with(|k| k.fdb.iter().filter(|(p, _)| ports.contains(&p.as_str())).cloned().collect()))
     }
+
     fn is_locked(&mut self, _: &str) -> Result<bool, DpError> {
         Ok(true)
     }
+
     fn teardown_port(&mut self, _: &str) -> Result<(), DpError> {
         Ok(())
     }
+
     fn found(&mut self, _: &str, _: &[&str]) -> Result<Found, DpError> {
         Ok(Found::default())
     }
+
     fn restore(&mut self, _: &str, _: &Found) -> Result<(), DpError> {
         Ok(())
     }
+
     fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32) -> Result<(), DpError> {
         Ok(())
     }
+
     fn teardown_multicast(&mut self, _: &str) -> Result<(), DpError> {
         Ok(())
     }
+
     fn mdb_add(&mut self, _: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), DpError> {
         self.with(|k| {
             k.log.push(format!("mdb_add {port} {group}"));
@@ -95,6 +107,7 @@ impl Dataplane for FakeKernel {
         });
         Ok(())
     }
+
     fn mdb_del(&mut self, _: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), DpError> {
         self.with(|k| {
             k.log.push(format!("mdb_del {port} {group}"));
@@ -102,12 +115,15 @@ impl Dataplane for FakeKernel {
         });
         Ok(())
     }
+
     fn mdb_entries(&mut self, _: &str) -> Result<Vec<MdbEntry>, DpError> {
         Ok(self.with(|k| k.mdb.iter().cloned().collect()))
     }
+
     fn mdb_foreign(&mut self, _: &str, _: &[&str]) -> Result<Vec<MdbEntry>, DpError> {
         Ok(vec![])
     }
+
     fn usage(&mut self, _: &str, _: IpAddr) -> Result<Option<(u64, u64)>, DpError> {
         Ok(None)
     }
@@ -130,6 +146,7 @@ impl FakeNet {
     fn take(&self) -> Vec<Sent> {
         std::mem::take(&mut self.0.lock().unwrap())
     }
+
     fn push(&self, s: Sent) -> std::io::Result<()> {
         self.0.lock().unwrap().push(s);
         Ok(())
@@ -140,24 +157,31 @@ impl net::Net for FakeNet {
     fn send_frame(&mut self, port: PortId, frame: &[u8]) -> std::io::Result<()> {
         self.push(Sent::Frame(port, frame.to_vec()))
     }
+
     fn send_uplink(&mut self, uplink: usize, frame: &[u8]) -> std::io::Result<()> {
         self.push(Sent::Uplink(uplink, frame.to_vec()))
     }
+
     fn send_radius(&mut self, server: usize, datagram: &[u8]) -> std::io::Result<()> {
         self.push(Sent::Radius(server, datagram.to_vec()))
     }
+
     fn send_accounting(&mut self, server: usize, datagram: &[u8]) -> std::io::Result<()> {
         self.push(Sent::Accounting(server, datagram.to_vec()))
     }
+
     fn send_das(&mut self, to: std::net::SocketAddr, datagram: &[u8]) -> std::io::Result<()> {
         self.push(Sent::Das(to, datagram.to_vec()))
     }
+
     fn capture_drops(&mut self) -> u64 {
         0
     }
+
     fn links(&mut self) -> Result<Vec<netlink::Link>, netlink::Error> {
         Ok(vec![])
     }
+
     fn fdb(&mut self) -> Result<Vec<netlink::FdbEntry>, netlink::Error> {
         Ok(vec![])
     }

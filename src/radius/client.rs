@@ -273,24 +273,7 @@ impl<T: Token> Client<T> {
             return true;
         };
         self.per_server[server].requests += 1;
-        let mut authenticator = [0u8; 16];
-        authenticator.copy_from_slice(&bytes[4..20]);
-        self.outputs.push_back(Output::Transmit { server, bytes: bytes.clone() });
-        self.pending.insert(
-            (server, id),
-            Pending {
-                token: Some(token),
-                request,
-                server,
-                id,
-                authenticator,
-                bytes,
-                attempt: 0,
-                servers_tried,
-                deadline: now + self.config.timeout,
-                sent: now,
-            },
-        );
+        self.in_flight(now, server, id, Some(token), request, bytes, servers_tried);
         true
     }
 
@@ -305,19 +288,35 @@ impl<T: Token> Client<T> {
             return; // the configuration bounds the NAS-Identifier: cannot happen
         };
         self.stats.probes += 1;
+        self.in_flight(now, server, id, None, request, bytes, 0);
+    }
+
+    /// Sends an encoded request and waits for its reply (or its timeout).
+    #[allow(clippy::too_many_arguments)]
+    fn in_flight(
+        &mut self,
+        now: Instant,
+        server: usize,
+        id: u8,
+        token: Option<T>,
+        request: Request,
+        bytes: Vec<u8>,
+        servers_tried: usize,
+    ) {
         let mut authenticator = [0u8; 16];
         authenticator.copy_from_slice(&bytes[4..20]);
         self.outputs.push_back(Output::Transmit { server, bytes: bytes.clone() });
+        let deadline = now + self.config.timeout;
         let p = Pending {
-            token: None,
+            token,
             request,
             server,
             id,
             authenticator,
             bytes,
             attempt: 0,
-            servers_tried: 0,
-            deadline: now + self.config.timeout,
+            servers_tried,
+            deadline,
             sent: now,
         };
         self.pending.insert((server, id), p);

@@ -65,6 +65,7 @@ impl Netlink {
         let body = fdb_body(ifindex, mac);
         self.request(RTM_NEWNEIGH, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, &body)
     }
+
     /// Removes the FDB entry for `mac` on `ifindex`; absent is not an error.
     pub fn fdb_del(&mut self, ifindex: u32, mac: MacAddr) -> Result<(), Error> {
         match self.request(RTM_DELNEIGH, NLM_F_ACK, &fdb_body(ifindex, mac)) {
@@ -72,6 +73,7 @@ impl Netlink {
             other => other,
         }
     }
+
     pub fn fdb_dump(&mut self) -> Result<Vec<FdbEntry>, Error> {
         let mut body = vec![0u8; 12];
         body[0] = AF_BRIDGE;

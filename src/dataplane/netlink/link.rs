@@ -62,12 +62,14 @@ impl Netlink {
         push_attr(&mut body, IFLA_PROTINFO | NLA_F_NESTED, &nested);
         self.request(RTM_SETLINK, NLM_F_ACK, &body)
     }
+
     /// Sets bridge options (IFLA_BR_*, one octet each) on bridge `ifindex`.
     pub fn set_bridge_options(&mut self, ifindex: u32, opts: &[(u16, u8)]) -> Result<(), Error> {
         let opts: Vec<(u16, [u8; 1])> = opts.iter().map(|(t, v)| (*t, [*v])).collect();
         let opts: Vec<(u16, &[u8])> = opts.iter().map(|(t, v)| (*t, &v[..])).collect();
         self.set_bridge_attrs(ifindex, &opts)
     }
+
     /// Sets bridge attributes (IFLA_BR_*, each its payload) on bridge `ifindex`.
     pub fn set_bridge_attrs(&mut self, ifindex: u32, opts: &[(u16, &[u8])]) -> Result<(), Error> {
         let mut data = Vec::new();
@@ -81,6 +83,7 @@ impl Netlink {
         push_attr(&mut body, IFLA_LINKINFO | NLA_F_NESTED, &info);
         self.request(RTM_NEWLINK, NLM_F_ACK, &body)
     }
+
     /// The addresses of interface `ifindex`: (address, scope; 253 = link).
     pub fn addresses(&mut self, ifindex: u32) -> Result<Vec<(std::net::IpAddr, u8)>, Error> {
         let body = vec![0u8; 8];
@@ -100,9 +103,11 @@ impl Netlink {
         })?;
         Ok(out)
     }
+
     pub fn links(&mut self) -> Result<Vec<Link>, Error> {
         self.collect(RTM_GETLINK, &ifinfomsg(AF_UNSPEC, 0), RTM_NEWLINK, parse_link)
     }
+
     /// The bridge port attributes (IFLA_PROTINFO) of port `ifindex` whose types are in
     /// `wanted`, as the kernel reports them; `None` when it is no bridge port.
     pub fn port_attrs(&mut self, ifindex: u32, wanted: &[u16]) -> Result<Option<Vec<Attr>>, Error> {
@@ -117,6 +122,7 @@ impl Netlink {
         })?;
         Ok(out)
     }
+
     /// The bridge attributes (IFLA_BR_* in IFLA_LINKINFO's data) of bridge `ifindex`
     /// whose types are in `wanted`.
     pub fn bridge_attrs(&mut self, ifindex: u32, wanted: &[u16]) -> Result<Vec<Attr>, Error> {
@@ -134,6 +140,7 @@ impl Netlink {
         })?;
         Ok(out)
     }
+
     /// Bridge ports and whether each is locked (IFLA_BRPORT_LOCKED), by ifindex.
     pub fn locked_ports(&mut self) -> Result<Vec<(u32, bool)>, Error> {
         self.collect(RTM_GETLINK, &ifinfomsg(AF_BRIDGE, 0), RTM_NEWLINK, parse_port_locked)

@@ -128,6 +128,7 @@ impl Netlink {
         let body = mdb_body(bridge, port, group, source, true);
         self.request(RTM_NEWMDB, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, &body)
     }
+
     /// Removes an MDB entry; absent is not an error.
     pub fn mdb_del(
         &mut self,
@@ -141,6 +142,7 @@ impl Netlink {
             other => other,
         }
     }
+
     /// Every MDB entry of bridge `bridge`.
     pub fn mdb_dump(&mut self, bridge: u32) -> Result<Vec<MdbEntry>, Error> {
         let mut body = vec![0u8; 8];

@@ -46,6 +46,7 @@ impl Netlink {
     pub fn open_netfilter() -> Result<Self, Error> {
         Ok(Netlink { fd: sys::netlink(libc::NETLINK_NETFILTER, 0, false)?, seq: 1, buf: vec![0; 1 << 16] })
     }
+
     /// The counter (packets, bytes) of one element of an nftables set whose elements
     /// carry counters; `None` when the set has no such element. `key` is the element's
     /// key as the kernel stores it (concatenations: each part padded to 4 octets).
