@@ -325,17 +325,11 @@ impl Loaded {
     }
 
     pub fn radius_servers(&self) -> Vec<crate::radius::client::Server> {
-        let servers = self.config.radius.servers.iter().zip(&self.secrets);
-        servers
-            .map(|(s, secret)| crate::radius::client::Server { addr: s.get_ref().address, secret: secret.clone() })
-            .collect()
+        client_servers(&self.config.radius.servers, &self.secrets)
     }
 
     pub fn acct_servers(&self) -> Vec<crate::radius::client::Server> {
-        let servers = self.config.accounting.servers.iter().zip(&self.acct_secrets);
-        servers
-            .map(|(s, secret)| crate::radius::client::Server { addr: s.get_ref().address, secret: secret.clone() })
-            .collect()
+        client_servers(&self.config.accounting.servers, &self.acct_secrets)
     }
 
     pub fn limits(&self) -> crate::capture::limit::Config {
@@ -345,6 +339,15 @@ impl Loaded {
     pub fn nas_port(&self, i: usize) -> u32 {
         self.config.ports[i].nas_port.unwrap_or(i as u32 + 1)
     }
+}
+
+/// A RADIUS client's servers: the configured addresses with the secrets read for them.
+fn client_servers(servers: &[Spanned<Server>], secrets: &[Secret]) -> Vec<crate::radius::client::Server> {
+    servers
+        .iter()
+        .zip(secrets)
+        .map(|(s, secret)| crate::radius::client::Server { addr: s.get_ref().address, secret: secret.clone() })
+        .collect()
 }
 
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
