@@ -13,7 +13,7 @@
 
 use super::Daemon;
 use crate::auth::{Input, PortId};
-use crate::dataplane::netlink;
+use crate::dataplane::{netlink, MdbEntry};
 use crate::sys;
 use crate::wire::MacAddr;
 use serde::Serialize;
@@ -279,21 +279,21 @@ impl Daemon {
         let bridge = m.bridge.clone();
         let want: Vec<(String, IpAddr, Option<IpAddr>)> =
             m.tracker.port_channels().map(|(p, (g, s))| (self.ports[p].name.clone(), g, s)).collect();
-        let access: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
-        let listed = self.dataplane.mdb_entries(&bridge).and_then(|ours| {
-            let foreign = self.dataplane.mdb_foreign(&bridge, &access)?;
-            Ok((ours, foreign))
-        });
-        let (ours, foreign) = match listed {
-            Ok(x) => x,
+        let all = match self.dataplane.mdb_all(&bridge) {
+            Ok(all) => all,
             Err(e) => {
                 self.kernel.stats.errors += 1;
                 error!("reconcile: listing MDB entries: {e}");
                 return;
             }
         };
-        let unjustified = ours.iter().filter(|e| !want.contains(e)).chain(&foreign);
-        for (port, group, source) in unjustified {
+        let access = |port: &str| self.ports.iter().any(|p| p.name == port);
+        let (ours, foreign): (Vec<_>, Vec<_>) =
+            all.into_iter().filter(|(e, ours)| *ours || access(&e.0)).partition(|(_, ours)| *ours);
+        let ours: Vec<MdbEntry> = ours.into_iter().map(|(e, _)| e).collect();
+        let unjustified: Vec<MdbEntry> =
+            ours.iter().filter(|e| !want.contains(e)).cloned().chain(foreign.into_iter().map(|(e, _)| e)).collect();
+        for (port, group, source) in &unjustified {
             warn!(port, %group, ?source, "reconcile: MDB entry without a membership removed");
             self.kernel.stats.mdb_removed += 1;
             if let Err(e) = self.dataplane.mdb_del(&bridge, port, *group, *source) {

@@ -116,12 +116,8 @@ impl Dataplane for FakeKernel {
         Ok(())
     }
 
-    fn mdb_entries(&mut self, _: &str) -> Result<Vec<MdbEntry>, DpError> {
-        Ok(self.with(|k| k.mdb.iter().cloned().collect()))
-    }
-
-    fn mdb_foreign(&mut self, _: &str, _: &[&str]) -> Result<Vec<MdbEntry>, DpError> {
-        Ok(vec![])
+    fn mdb_all(&mut self, _: &str) -> Result<Vec<(MdbEntry, bool)>, DpError> {
+        Ok(self.with(|k| k.mdb.iter().map(|e| (e.clone(), true)).collect()))
     }
 
     fn usage(&mut self, _: &str, _: IpAddr) -> Result<Option<(u64, u64)>, DpError> {

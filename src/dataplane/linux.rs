@@ -27,23 +27,6 @@ impl LinuxBridge {
     fn at(port: &str) -> impl Fn(super::netlink::Error) -> Error + '_ {
         move |source| Error::Port { port: port.to_string(), source }
     }
-
-    /// The MDB entries of `bridge` for which `keep(port name, mcgate's)` holds.
-    fn mdb_where(&mut self, bridge: &str, keep: impl Fn(&str, bool) -> bool) -> Result<Vec<MdbEntry>, Error> {
-        let b = Self::index(bridge)?;
-        let names: std::collections::HashMap<u32, String> =
-            self.nl.links()?.into_iter().map(|l| (l.index, l.name)).collect();
-        Ok(self
-            .nl
-            .mdb_dump(b)
-            .map_err(Self::at(bridge))?
-            .into_iter()
-            .filter_map(|e| {
-                let port = names.get(&e.port)?;
-                keep(port, e.rtprot == Some(RTPROT_MCGATE)).then(|| (port.clone(), e.group, e.source))
-            })
-            .collect())
-    }
 }
 
 /// The nftables table that keeps the hosts' IGMP and MLD away from the bridge's own
@@ -242,12 +225,17 @@ impl Dataplane for LinuxBridge {
         self.nl.mdb_del(b, p, group, source).map_err(Self::at(port))
     }
 
-    fn mdb_entries(&mut self, bridge: &str) -> Result<Vec<MdbEntry>, Error> {
-        self.mdb_where(bridge, |_, ours| ours)
-    }
-
-    fn mdb_foreign(&mut self, bridge: &str, ports: &[&str]) -> Result<Vec<MdbEntry>, Error> {
-        self.mdb_where(bridge, |port, ours| !ours && ports.contains(&port))
+    fn mdb_all(&mut self, bridge: &str) -> Result<Vec<(MdbEntry, bool)>, Error> {
+        let b = Self::index(bridge)?;
+        let names: std::collections::HashMap<u32, String> =
+            self.nl.links()?.into_iter().map(|l| (l.index, l.name)).collect();
+        Ok(self
+            .nl
+            .mdb_dump(b)
+            .map_err(Self::at(bridge))?
+            .into_iter()
+            .filter_map(|e| Some(((names.get(&e.port)?.clone(), e.group, e.source), e.rtprot == Some(RTPROT_MCGATE))))
+            .collect())
     }
 
     fn teardown_port(&mut self, port: &str) -> Result<(), Error> {

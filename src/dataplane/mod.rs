@@ -114,10 +114,17 @@ pub trait Dataplane {
     fn teardown_multicast(&mut self, bridge: &str) -> Result<(), Error>;
     fn mdb_add(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error>;
     fn mdb_del(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error>;
+    /// Every MDB entry of `bridge` on a port, and whether it is mcgate's, read in one go.
+    fn mdb_all(&mut self, bridge: &str) -> Result<Vec<(MdbEntry, bool)>, Error>;
     /// The MDB entries mcgate installed.
-    fn mdb_entries(&mut self, bridge: &str) -> Result<Vec<MdbEntry>, Error>;
+    fn mdb_entries(&mut self, bridge: &str) -> Result<Vec<MdbEntry>, Error> {
+        Ok(self.mdb_all(bridge)?.into_iter().filter(|(_, ours)| *ours).map(|(e, _)| e).collect())
+    }
     /// The MDB entries on `ports` that are not mcgate's (snooped, or added by hand).
-    fn mdb_foreign(&mut self, bridge: &str, ports: &[&str]) -> Result<Vec<MdbEntry>, Error>;
+    fn mdb_foreign(&mut self, bridge: &str, ports: &[&str]) -> Result<Vec<MdbEntry>, Error> {
+        let all = self.mdb_all(bridge)?.into_iter();
+        Ok(all.filter(|(e, ours)| !ours && ports.contains(&e.0.as_str())).map(|(e, _)| e).collect())
+    }
     /// (packets, bytes) the bridge has forwarded to `port` for `group`: a counter that
     /// grows while traffic flows, and starts again from 0 after an hour without.
     /// `None`: this dataplane does not count.
@@ -171,10 +178,7 @@ impl Dataplane for Audit {
     fn usage(&mut self, _: &str, _: IpAddr) -> Result<Option<(u64, u64)>, Error> {
         Ok(None)
     }
-    fn mdb_entries(&mut self, _: &str) -> Result<Vec<MdbEntry>, Error> {
-        Ok(vec![])
-    }
-    fn mdb_foreign(&mut self, _: &str, _: &[&str]) -> Result<Vec<MdbEntry>, Error> {
+    fn mdb_all(&mut self, _: &str) -> Result<Vec<(MdbEntry, bool)>, Error> {
         Ok(vec![])
     }
 }
