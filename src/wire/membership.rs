@@ -227,45 +227,41 @@ mod tests {
 
     use proptest::strategy::Strategy as _;
 
+    type Sent<A> = Vec<(u8, A, Vec<A>)>;
+
+    /// The records to emit, and what they must decode to.
+    fn owned<A: crate::wire::records::Addr + Copy>(recs: &Sent<A>) -> Vec<OwnedRecord<A>> {
+        recs.iter().map(|(t, g, s)| OwnedRecord { record_type: (*t).into(), group: *g, sources: s.clone() }).collect()
+    }
+
+    /// `report`'s records next to those sent, both as (type, group, sources).
+    fn decoded_and_sent<A: Into<IpAddr>>(report: &Report, recs: Sent<A>) -> (Sent<IpAddr>, Sent<IpAddr>) {
+        let back = report.records.iter().map(|r| (r.record_type.into(), r.group, r.sources.clone())).collect();
+        let sent = recs.into_iter().map(|(t, g, s)| (t, g.into(), s.into_iter().map(Into::into).collect())).collect();
+        (back, sent)
+    }
+
     proptest::proptest! {
         /// What the IGMPv3 emitter writes (as an IPv4 packet with Router Alert and TTL 1)
         /// decodes to the same records, in order.
         #[test]
         fn igmpv3_reports_round_trip(recs in records(proptest::num::u32::ANY.prop_map(Ipv4Addr::from))) {
-            let owned: Vec<OwnedRecord<Ipv4Addr>> = recs
-                .iter()
-                .map(|(t, g, s)| OwnedRecord { record_type: (*t).into(), group: *g, sources: s.clone() })
-                .collect();
             let src = Ipv4Addr::new(192, 0, 2, 11);
-            let pkt = ip::emit_ipv4(src, igmp::ALL_V3_ROUTERS, ip::PROTO_IGMP, 0xc0, &igmp::emit_report_v3(&owned));
-            let report = decode(ETHERTYPE_IPV4, &pkt).unwrap();
+            let body = igmp::emit_report_v3(&owned(&recs));
+            let report = decode(ETHERTYPE_IPV4, &ip::emit_ipv4(src, igmp::ALL_V3_ROUTERS, ip::PROTO_IGMP, 0xc0, &body)).unwrap();
             proptest::prop_assert_eq!(report.version, Version::IgmpV3);
-            let back: Vec<(u8, IpAddr, Vec<IpAddr>)> =
-                report.records.iter().map(|r| (r.record_type.into(), r.group, r.sources.clone())).collect();
-            let sent: Vec<(u8, IpAddr, Vec<IpAddr>)> = recs
-                .into_iter()
-                .map(|(t, g, s)| (t, IpAddr::V4(g), s.into_iter().map(IpAddr::V4).collect()))
-                .collect();
+            let (back, sent) = decoded_and_sent(&report, recs);
             proptest::prop_assert_eq!(back, sent);
         }
 
         /// The same for MLDv2 behind its Hop-by-Hop header.
         #[test]
         fn mldv2_reports_round_trip(recs in records(proptest::num::u128::ANY.prop_map(Ipv6Addr::from))) {
-            let owned: Vec<OwnedRecord<Ipv6Addr>> = recs
-                .iter()
-                .map(|(t, g, s)| OwnedRecord { record_type: (*t).into(), group: *g, sources: s.clone() })
-                .collect();
             let src: Ipv6Addr = "fe80::11".parse().unwrap();
-            let pkt = ip::emit_ipv6_mld(src, mld::ALL_V2_ROUTERS, &mld::emit_report_v2(src, &owned));
-            let report = decode(ETHERTYPE_IPV6, &pkt).unwrap();
+            let body = mld::emit_report_v2(src, &owned(&recs));
+            let report = decode(ETHERTYPE_IPV6, &ip::emit_ipv6_mld(src, mld::ALL_V2_ROUTERS, &body)).unwrap();
             proptest::prop_assert_eq!(report.version, Version::MldV2);
-            let back: Vec<(u8, IpAddr, Vec<IpAddr>)> =
-                report.records.iter().map(|r| (r.record_type.into(), r.group, r.sources.clone())).collect();
-            let sent: Vec<(u8, IpAddr, Vec<IpAddr>)> = recs
-                .into_iter()
-                .map(|(t, g, s)| (t, IpAddr::V6(g), s.into_iter().map(IpAddr::V6).collect()))
-                .collect();
+            let (back, sent) = decoded_and_sent(&report, recs);
             proptest::prop_assert_eq!(back, sent);
         }
     }
