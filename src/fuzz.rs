@@ -256,7 +256,7 @@ pub fn radius_client(data: &[u8]) {
         .map(|i| Server { addr: ([127, 0, 0, 1], 1812 + i).into(), secret: crate::radius::Secret(b"s3cret".to_vec()) })
         .collect();
     let config = client::Config { status_server: Some(Duration::from_secs(1)), ..Default::default() };
-    let mut c = Client::new(Instant::now(), config, servers);
+    let mut c = Client::new(Instant::now(), config, servers, rand::SeedableRng::seed_from_u64(0));
     let mut now = Instant::now();
     let mut b = Bytes(data);
     let mut sent = 0u64;

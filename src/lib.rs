@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod duration;
 pub mod fuzz;
+pub mod hash;
 pub mod mcast;
 pub mod policy;
 pub mod radius;

@@ -6,7 +6,7 @@
 //! the caller's time (the state machines are sans-IO and tested on simulated time), and
 //! the log limiter needs a hard bound on the keys it remembers, nothing more.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
@@ -47,7 +47,7 @@ impl<K: Hash + Eq> LogLimit<K> {
     /// One line per key per `every`, remembering at most `capacity` keys: beyond those,
     /// new keys are not logged until old ones are an interval old.
     pub fn new(every: Duration, capacity: usize) -> Self {
-        LogLimit { every, capacity, last: HashMap::new(), suppressed: 0 }
+        LogLimit { every, capacity, last: HashMap::default(), suppressed: 0 }
     }
 
     /// One line per key a minute: what the logs say of everything a stranger can repeat.

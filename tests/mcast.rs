@@ -485,3 +485,93 @@ fn kernel_changes_that_fail_at_a_logoff_are_made_again_soon() {
     assert_eq!(stat(&tb, &["kernel", "fdb_removed"]), 1);
     assert!(stat(&tb, &["kernel", "mdb_removed"]) >= 1);
 }
+
+/// The lines of a recording that are outputs, as JSON values.
+fn outputs_of(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("output").cloned())
+        .collect()
+}
+
+fn replay(tb: &Testbed, file: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(common::MCGATE)
+        .arg("replay")
+        .arg(file)
+        .arg("-c")
+        .arg(tb.dir.join("mcgate.toml"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_recorded_run_replays_to_the_same_outputs() {
+    let mut tb = testbed("rp", 2, &[("p1", "dot1x"), ("p2", "dot1x")], "single_host = true");
+    login(&tb, 1, "alice");
+    let streams = [tb.stream("239.1.1.1", 30), tb.stream("239.1.1.2", 30)];
+    let first = tb.mcast_py("h1", &["recv", "239.1.1.1", "--seconds", "20"]);
+    assert!(wait_until(Duration::from_secs(5), || tb.memberships().len() == 1), "{}", tb.log());
+    // the recorded run starts on what this one stored: a session and a membership
+    tb.stop_mcgate();
+    let cfg = tb.dir.join("mcgate.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap() + "\n[debug]\nrecord = \"run.jsonl\"\n";
+    std::fs::write(&cfg, text).unwrap();
+    tb.start_mcgate();
+    login(&tb, 2, "bob");
+    let second = tb.mcast_py("h2", &["recv", "239.1.1.2", "--seconds", "2"]);
+    let denied = tb.mcast_py("h2", &["recv", "239.1.3.1", "--port", "5000", "--seconds", "2"]);
+    assert!(packets(&result(second)) > 100);
+    assert_eq!(packets(&result(denied)), 0);
+    tb.wpa_cli(1, &["logoff"]);
+    assert!(wait_until(Duration::from_secs(5), || tb.session_of("p1").is_none()), "{}", tb.log());
+    tb.stop_mcgate();
+    let _ = result(first);
+    for mut s in streams {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+
+    let file = tb.dir.join("run.jsonl");
+    // the unit test `daemon::tests::a_run_recorded_against_the_real_peers_replays` replays
+    // a recording of this test kept with MCGATE_KEEP_RECORDING=DIR (tests/data/replay)
+    if let Some(keep) = std::env::var_os("MCGATE_KEEP_RECORDING") {
+        let keep = std::path::Path::new(&keep);
+        std::fs::create_dir_all(keep).unwrap();
+        for f in ["run.jsonl", "run.jsonl.redb", "mcgate.toml"] {
+            std::fs::copy(tb.dir.join(f), keep.join(f)).unwrap();
+        }
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    let recorded = outputs_of(&text);
+    let kinds = |k: &str| recorded.iter().filter(|o| o["kind"] == k).count();
+    // what the run did is in it: RADIUS, EAPOL, the port opened, the join, the logoff
+    for k in ["radius", "frame", "authorize", "mdb_add", "mdb_del", "deauthorize", "commit", "uplink"] {
+        assert!(kinds(k) >= 1, "no {k} output recorded:\n{text}");
+    }
+    let out = replay(&tb, &file);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "replay: {stderr}");
+    assert_eq!(outputs_of(&stdout), recorded, "{stderr}");
+    assert!(stderr.contains(&format!("{} outputs replayed", recorded.len())), "{stderr}");
+
+    // a recording whose first Access-Accept was altered on the way does not replay: its
+    // Response Authenticator no longer verifies, and the port is not opened
+    let accept = text
+        .lines()
+        .find_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            let d = v["step"]["inputs"][0]["datagram"].as_str()?;
+            (v["step"]["inputs"][0]["input"] == "radius" && d.starts_with("02")).then(|| d.to_string())
+        })
+        .expect("an Access-Accept in the recording");
+    let mut altered = accept.clone().into_bytes();
+    let last = altered.len() - 1;
+    altered[last] = if altered[last] == b'0' { b'1' } else { b'0' };
+    let tampered = tb.dir.join("tampered.jsonl");
+    std::fs::write(&tampered, text.replacen(&accept, std::str::from_utf8(&altered).unwrap(), 1)).unwrap();
+    std::fs::copy(tb.dir.join("run.jsonl.redb"), tb.dir.join("tampered.jsonl.redb")).unwrap();
+    let out = replay(&tb, &tampered);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("diverged"), "{stderr}");
+}

@@ -7,8 +7,9 @@
 //! queries do: the Stop's UPDATE finds no row yet, its INSERT then meets the Start's
 //! row and does nothing — seen in the SIGKILL test). Accounting-On/Off go alone.
 
+use crate::hash::HashMap;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// What a record must wait for: earlier records of the same session (`Some(id)`), or
@@ -46,7 +47,7 @@ impl Sender {
     pub fn new(window: usize, retry: Duration, max_retry: Duration) -> Self {
         Sender {
             queue: BTreeMap::new(),
-            in_flight: HashMap::new(),
+            in_flight: HashMap::default(),
             window: window.max(1),
             retry,
             max_retry,

@@ -6,12 +6,13 @@
 //! (with a token the reply comes back with), and authorize/deauthorize decisions.
 
 use super::{AccountWithoutUserName, Config, EndCause, Method, PortConfig, PortId, PortMode, ReplyAttrs};
+use crate::hash::HashMap;
 use crate::radius::client::{eap_message, eap_message_attrs, Attr, Request};
 use crate::radius::{attr, Code, Packet};
 use crate::rate::{Bucket, LogLimit};
 use crate::wire::{eap, eapol, MacAddr};
 use serde::Serialize;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -228,14 +229,14 @@ impl Authenticator {
                     next_eap_id: 1,
                     next_group_request: None,
                     fast_requests: 0,
-                    hosts: HashMap::new(),
+                    hosts: HashMap::default(),
                 })
                 .collect(),
-            tokens: HashMap::new(),
+            tokens: HashMap::default(),
             next_token: 1,
             outputs: VecDeque::new(),
             log_limit: LogLimit::per_minute(4096),
-            restarts: HashMap::new(),
+            restarts: HashMap::default(),
             stats: Stats::default(),
         }
     }

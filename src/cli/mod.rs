@@ -68,6 +68,19 @@ pub enum Command {
         #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
         config: PathBuf,
     },
+    /// Run a recording (`[debug] record`) through the core again and print its outputs
+    /// (JSON Lines, as recorded); exits 1 where the replay does not make what was
+    /// recorded, saying where. Touches no kernel state and sends nothing.
+    Replay {
+        /// The recording.
+        file: PathBuf,
+        /// The configuration the recorded run had (its secrets verify the RADIUS replies).
+        #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
+        config: PathBuf,
+        /// Print the summary only.
+        #[arg(short, long)]
+        quiet: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -406,6 +419,26 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             crate::teardown::teardown(&loaded).context("teardown")?;
             println!("authorizations and mcgate's MDB entries removed, port flags and bridge options as found before mcgate, stored sessions ended (Stop records journaled)");
             Ok(())
+        }
+        Command::Replay { file, config, quiet } => {
+            let loaded = load(&config)?;
+            let scratch = std::env::temp_dir().join(format!("mcgate-replay-{}", std::process::id()));
+            std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let done = daemon::replay(&loaded, &file, &scratch, |o| {
+                if !quiet {
+                    let _ = serde_json::to_writer(&mut out, &daemon::tape::Line::Output(o.clone()));
+                    let _ = std::io::Write::write_all(&mut out, b"\n");
+                }
+            });
+            drop(out);
+            let _ = std::fs::remove_dir_all(&scratch);
+            let done = done?;
+            eprintln!("{}: {} steps, {} outputs replayed", file.display(), done.steps, done.outputs);
+            match done.diverged {
+                None => Ok(()),
+                Some(why) => Err(anyhow!("the replay diverged: {why}")),
+            }
         }
     }
 }

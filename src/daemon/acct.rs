@@ -3,15 +3,16 @@
 //! and no stream flows without its Start on disk), Interim-Updates on their timers,
 //! and the journal's delivery to the accounting servers.
 
-use super::{unix_now, Daemon};
+use super::Daemon;
 use crate::acct::{Record, Sender, Status, TerminateCause};
 use crate::auth::PortId;
+use crate::hash::{HashMap, HashSet};
 use crate::mcast::{AcctId, Channel, Membership};
 use crate::radius::client::{self as rc, Client};
 use crate::store::{Batch, Op, Session};
 use crate::wire::MacAddr;
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
@@ -94,15 +95,16 @@ impl Accounting {
         vendor_id: u32,
         nas_ports: Vec<u32>,
         delivery: Option<Delivery>,
+        now: Instant,
     ) -> Self {
         Accounting {
             batch: Batch::default(),
             grants: vec![],
             admissions: vec![],
             session_starts: vec![],
-            unrecorded: HashSet::new(),
+            unrecorded: HashSet::default(),
             interims: BTreeSet::new(),
-            interim_at: HashMap::new(),
+            interim_at: HashMap::default(),
             interim_default: Some(cfg.interim_interval).filter(|d| !d.is_zero()),
             delivery,
             nas_identifier,
@@ -110,7 +112,7 @@ impl Accounting {
             nas_ports,
             max_backlog: cfg.max_backlog,
             retry_commit_at: None,
-            next_alive: Instant::now(),
+            next_alive: now,
             stats: Stats::default(),
         }
     }
@@ -231,7 +233,7 @@ impl Daemon {
 
     /// A session or membership continued across a restart: one Interim-Update says so.
     pub(super) fn acct_session_continued(&mut self, now: Instant, port: PortId, s: &Session) {
-        let r = self.acct.session_record(s, port, Status::InterimUpdate, unix_now());
+        let r = self.acct.session_record(s, port, Status::InterimUpdate, self.clock.unix);
         self.acct.record(r);
         let subject = Subject::Session { port, mac: s.mac, id: s.session_id.as_str().into() };
         self.acct.schedule(now, interim_of(s), subject);
@@ -322,7 +324,7 @@ impl Daemon {
             return;
         }
         let mut r =
-            self.acct.membership_record(m, port, &self.class_of(port, m.mac), Status::InterimUpdate, unix_now());
+            self.acct.membership_record(m, port, &self.class_of(port, m.mac), Status::InterimUpdate, self.clock.unix);
         self.add_usage(&mut r, m);
         self.acct.record(r);
         let interval = self.sessions.get(&(port, m.mac)).and_then(interim_of);
@@ -343,7 +345,7 @@ impl Daemon {
                     let Some(s) = self.sessions.get(&(port, mac)).filter(|s| *s.session_id == **id).cloned() else {
                         continue;
                     };
-                    let r = self.acct.session_record(&s, port, Status::InterimUpdate, unix_now());
+                    let r = self.acct.session_record(&s, port, Status::InterimUpdate, self.clock.unix);
                     self.acct.record(r);
                     self.acct.schedule(now, interim_of(&s), subject);
                 }
@@ -355,7 +357,7 @@ impl Daemon {
                         continue;
                     }
                     let (m, class) = (m.clone(), self.class_of(port, mac));
-                    let mut r = self.acct.membership_record(&m, port, &class, Status::InterimUpdate, unix_now());
+                    let mut r = self.acct.membership_record(&m, port, &class, Status::InterimUpdate, self.clock.unix);
                     self.add_usage(&mut r, &m);
                     self.acct.record(r);
                     let interval = self.sessions.get(&(port, mac)).and_then(interim_of);
@@ -365,7 +367,7 @@ impl Daemon {
         }
         if self.acct.next_alive <= now {
             self.acct.next_alive = now + ALIVE_EVERY;
-            self.acct.batch.alive = Some(unix_now());
+            self.acct.batch.alive = Some(self.clock.unix);
         }
         if let Some(d) = self.acct.delivery.as_mut() {
             d.client.handle_timeout(now);
@@ -390,7 +392,7 @@ impl Daemon {
             return false;
         }
         a.batch.deliver = a.delivery.is_some();
-        a.batch.alive = Some(unix_now());
+        a.batch.alive = Some(self.clock.unix);
         if a.retry_commit_at.is_some() {
             // redb wants a reopen after an I/O error (the disk was full)
             if let Err(e) = self.store.reopen() {
@@ -398,7 +400,7 @@ impl Daemon {
             }
         }
         let a = &mut self.acct;
-        match self.store.commit(&a.batch) {
+        match self.tape.commit(&self.store, &a.batch) {
             Ok(seqs) => {
                 a.stats.commits += 1;
                 a.stats.records += seqs.len() as u64;
@@ -475,7 +477,7 @@ impl Daemon {
     pub(super) fn acct_commit_marks(&mut self) -> Result<(), crate::store::Error> {
         let delivered = std::mem::take(&mut self.acct.batch.delivered);
         let batch = Batch { delivered, ..Default::default() };
-        self.store.commit(&batch).inspect_err(|_| self.acct.batch.delivered = batch.delivered)?;
+        self.tape.commit(&self.store, &batch).inspect_err(|_| self.acct.batch.delivered = batch.delivered)?;
         Ok(())
     }
 
@@ -531,7 +533,7 @@ impl Daemon {
             match self.store.record(seq) {
                 Ok(Some(r)) => {
                     let sent = r
-                        .to_request(&self.acct.nas_identifier, self.acct.vendor_id, unix_now())
+                        .to_request(&self.acct.nas_identifier, self.acct.vendor_id, self.clock.unix)
                         .and_then(|req| d.client.send(now, seq, req));
                     if let Err(e) = sent {
                         // The fields are bounded where records are made, so this is a

@@ -32,6 +32,19 @@ pub struct Config {
     /// Flood isolation per access port.
     #[serde(default)]
     pub limits: crate::capture::limit::Config,
+    #[serde(default)]
+    pub debug: Debug,
+}
+
+/// For developers and for reporting a problem.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Debug {
+    /// Record every input and output of the core to this file (JSON Lines), for
+    /// `mcgate replay`. It grows without bound and holds the RADIUS traffic: on for
+    /// chasing a problem, not in production. A relative path is the configuration
+    /// file's directory's.
+    pub record: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,7 +392,8 @@ fn error_at(file: &str, text: &str, offset: usize, message: String) -> ConfigErr
 
 /// Parses and checks `text`; relative secret files are taken from `dir`.
 pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> {
-    let config = parse_settings(file, text)?;
+    let mut config = parse_settings(file, text)?;
+    config.debug.record = config.debug.record.map(|r| dir.join(r));
     let err = |offset: usize, message: String| error_at(file, text, offset, message);
     let mut warnings = Vec::new();
     let (_, egid) = crate::sys::euid_egid();

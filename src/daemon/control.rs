@@ -8,7 +8,7 @@
 //! checked (SO_PEERCRED), so the file mode is not the only guard.
 
 use super::Event;
-use crate::auth::{Input, Method};
+use crate::auth::Method;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -26,7 +26,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request line's bound.
 const MAX_REQUEST: u64 = 64 * 1024;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "kebab-case")]
 pub enum Request {
     Sessions,
@@ -92,7 +92,7 @@ pub enum Response {
 }
 
 impl super::Daemon {
-    pub(super) fn control(&mut self, req: Request) -> Response {
+    pub(super) fn control(&mut self, now: Instant, req: Request) -> Response {
         match req {
             Request::Sessions => {
                 let mut sessions: Vec<SessionRow> = self
@@ -131,7 +131,7 @@ impl super::Daemon {
                     Err(e) => Response::Error { message: e.to_string() },
                 }
             }
-            Request::PolicyReload => match self.policy_reload(Instant::now()) {
+            Request::PolicyReload => match self.policy_reload(now) {
                 Ok(message) => Response::Done { message },
                 Err(message) => Response::Error { message: format!("policy not reloaded, nothing changed: {message}") },
             },
@@ -139,7 +139,7 @@ impl super::Daemon {
                 let found = self.sessions.keys().find(|(p, m)| self.ports[*p].name == port && m.to_string() == mac);
                 match found.copied() {
                     Some((p, m)) => {
-                        self.auth.handle_input(Instant::now(), Input::Kick { port: p, mac: m });
+                        self.auth.handle_input(now, crate::auth::Input::Kick { port: p, mac: m });
                         Response::Done { message: format!("session of {mac} on {port} ended") }
                     }
                     None => Response::Error { message: format!("no session of {mac} on {port}") },
@@ -155,7 +155,7 @@ impl super::Daemon {
     pub(super) fn status(&self) -> Response {
         Response::Status {
             status: serde_json::json!({
-                "uptime_s": self.started.elapsed().as_secs(),
+                "uptime_s": self.clock.mono / 1_000_000,
                 "ports": self.ports.iter().map(|p| &p.name).collect::<Vec<_>>(),
                 "sessions": self.sessions.len(),
                 "authenticator": self.auth.stats,

@@ -2,14 +2,15 @@
 //! sessions it names, CoA-Request replaces their packages and takes back the
 //! memberships no longer allowed; both answered with ACK or NAK and an Error-Cause.
 
-use super::{unix_now, Daemon};
+use super::Daemon;
 use crate::auth::{Input, PortId};
+use crate::hash::HashMap;
 use crate::radius::das::{self, cause, Kind};
 use crate::rate::{Bucket, LogLimit};
 use crate::store::{Op, Session};
 use crate::wire::MacAddr;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -65,7 +66,7 @@ pub(super) const QUEUE: usize = 256;
 pub(super) fn spawn_reader(
     sock: tokio::net::UdpSocket,
     clients: Vec<IpAddr>,
-    tx: tokio::sync::mpsc::Sender<super::Event>,
+    tx: tokio::sync::mpsc::Sender<super::Input>,
     stats: Arc<ReaderStats>,
 ) {
     tokio::spawn(async move {
@@ -93,7 +94,7 @@ pub(super) fn spawn_reader(
                 stats.over_rate.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            match tx.try_send(super::Event::Das { from, bytes: buf[..n].to_vec() }) {
+            match tx.try_send(super::Input::Das { from, datagram: buf[..n].to_vec() }) {
                 Ok(()) => {}
                 Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
                     stats.queue_full.fetch_add(1, Ordering::Relaxed);
@@ -127,7 +128,7 @@ impl Das {
             clients,
             window,
             seen: VecDeque::new(),
-            seen_map: HashMap::new(),
+            seen_map: HashMap::default(),
             answers: Vec::new(),
             stats: Stats::default(),
         }
@@ -149,9 +150,9 @@ impl Das {
     }
 
     /// Counts a dropped request under `name` (snake_case) and logs `why` for people.
-    fn drop(&mut self, from: SocketAddr, name: &str, why: &dyn std::fmt::Display) {
+    fn drop(&mut self, now: Instant, from: SocketAddr, name: &str, why: &dyn std::fmt::Display) {
         *self.stats.dropped.entry(name.to_string()).or_default() += 1;
-        if self.log.allow(Instant::now(), from.ip()) {
+        if self.log.allow(now, from.ip()) {
             warn!(%from, reason = name, "dynamic authorization request dropped: {why} (logged once a minute per source)");
         }
     }
@@ -200,11 +201,11 @@ impl Daemon {
         let Some(d) = self.das.as_mut() else { return };
         d.stats.requests += 1;
         let Some(secret) = d.clients.iter().find(|(a, _)| *a == from.ip()).map(|(_, s)| s.clone()) else {
-            return d.drop(from, "unknown_client", &"not a configured client");
+            return d.drop(now, from, "unknown_client", &"not a configured client");
         };
-        let req = match das::verify(bytes, &secret, unix_now(), d.window) {
+        let req = match das::verify(bytes, &secret, self.clock.unix, d.window) {
             Ok(r) => r,
-            Err(e) => return d.drop(from, e.name(), &e),
+            Err(e) => return d.drop(now, from, e.name(), &e),
         };
         let key = (from.ip(), req.authenticator);
         match d.seen_map.get(&key) {
@@ -218,9 +219,9 @@ impl Daemon {
                 return;
             }
             Some(Seen { from: f, id, answer: None }) if *f == from && *id == req.id => {
-                return d.drop(from, "retransmission_before_answer", &"retransmitted before it was answered");
+                return d.drop(now, from, "retransmission_before_answer", &"retransmitted before it was answered");
             }
-            Some(_) => return d.drop(from, "replay", &"a Request Authenticator seen before (replay)"),
+            Some(_) => return d.drop(now, from, "replay", &"a Request Authenticator seen before (replay)"),
             None => d.remember(key, from, req.id),
         }
         let error = self.das_apply(now, &req);
@@ -232,7 +233,7 @@ impl Daemon {
         info!(%from, kind = ?req.kind, user = req.user_name, session = req.acct_session_id, error_cause = error, "dynamic authorization");
         match das::answer(&req, error, &secret) {
             Ok(answer) => d.answers.push((from, key, answer)),
-            Err(e) => d.drop(from, "answer_not_encoded", &format!("answer not encoded: {e}")),
+            Err(e) => d.drop(now, from, "answer_not_encoded", &format!("answer not encoded: {e}")),
         }
     }
 

@@ -11,8 +11,9 @@
 //! entry someone added on an access port goes, and a change that failed (an FDB delete
 //! at logoff, an MDB delete at a leave) is made again.
 
+use super::input::Input;
 use super::Daemon;
-use crate::auth::{Input, PortId};
+use crate::auth::{self, PortId};
 use crate::dataplane::{netlink, MdbEntry};
 use crate::sys;
 use crate::wire::MacAddr;
@@ -28,17 +29,10 @@ pub(super) const QUEUE: usize = 1024;
 /// The first retry after a kernel change failed; doubling up to the interval.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
-/// What the reader hands the daemon.
-pub(super) enum KernelMsg {
-    Events(Vec<netlink::Event>),
-    /// Events were lost (the socket overran, or this queue was full).
-    Overrun,
-}
-
 /// Reads the rtnetlink event socket: only the access ports' link changes and locked FDB
-/// entries (MAC bypass) go on; a lost event becomes one `Overrun`, sent as soon as the
-/// queue has room.
-pub(super) fn spawn_reader(ports: Vec<u32>, tx: mpsc::Sender<KernelMsg>) -> anyhow::Result<()> {
+/// entries (MAC bypass) go on; a lost event (the socket overran, or the queue was full)
+/// becomes one `KernelOverrun`, sent as soon as the queue has room.
+pub(super) fn spawn_reader(ports: Vec<u32>, tx: mpsc::Sender<Input>) -> anyhow::Result<()> {
     let fd = sys::async_fd(sys::netlink_route(netlink::GROUPS_LINK_NEIGH, true)?)?;
     tokio::spawn(async move {
         let mut buf = vec![0u8; 1 << 16];
@@ -59,7 +53,7 @@ pub(super) fn spawn_reader(ports: Vec<u32>, tx: mpsc::Sender<KernelMsg>) -> anyh
             };
             let events: Vec<_> = events.into_iter().filter(|e| concerns(e, &ports)).collect();
             if lost {
-                match tx.try_send(KernelMsg::Overrun) {
+                match tx.try_send(Input::KernelOverrun) {
                     Ok(()) => lost = false,
                     Err(mpsc::error::TrySendError::Full(_)) => continue,
                     Err(mpsc::error::TrySendError::Closed(_)) => return,
@@ -68,7 +62,7 @@ pub(super) fn spawn_reader(ports: Vec<u32>, tx: mpsc::Sender<KernelMsg>) -> anyh
             if events.is_empty() {
                 continue;
             }
-            match tx.try_send(KernelMsg::Events(events)) {
+            match tx.try_send(Input::Kernel { events }) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => lost = true,
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
@@ -139,7 +133,7 @@ impl Daemon {
         match e {
             netlink::Event::Link(l) => {
                 if let Some(port) = self.port_by_index(l.index) {
-                    let input = if l.running { Input::LinkUp { port } } else { Input::LinkDown { port } };
+                    let input = if l.running { auth::Input::LinkUp { port } } else { auth::Input::LinkDown { port } };
                     debug!(port = self.ports[port].name, running = l.running, "link state");
                     self.auth.handle_input(now, input);
                 }
@@ -147,33 +141,21 @@ impl Daemon {
             netlink::Event::LinkGone(index) => {
                 if let Some(port) = self.port_by_index(index) {
                     warn!(port = self.ports[port].name, "port removed");
-                    self.auth.handle_input(now, Input::LinkDown { port });
+                    self.auth.handle_input(now, auth::Input::LinkDown { port });
                 }
             }
             netlink::Event::NewFdb(f) if f.locked => {
                 if let Some(port) = self.port_by_index(f.ifindex) {
-                    self.auth.handle_input(now, Input::UnknownMac { port, mac: f.mac });
+                    self.auth.handle_input(now, auth::Input::UnknownMac { port, mac: f.mac });
                 }
             }
             _ => {}
         }
     }
 
-    /// Carries out everything the state machines want done, until they are quiet.
-    pub(super) fn kernel_msg(&mut self, now: Instant, msg: KernelMsg) {
-        match msg {
-            KernelMsg::Events(events) => {
-                for e in events {
-                    self.kernel_event(now, e);
-                }
-            }
-            KernelMsg::Overrun => self.kernel_overrun(now),
-        }
-    }
-
     /// Events were lost: the links and the FDB are read again and what differs from
     /// what the daemon knows is acted on, then everything is reconciled.
-    fn kernel_overrun(&mut self, now: Instant) {
+    pub(super) fn kernel_overrun(&mut self, now: Instant) {
         self.kernel.stats.overruns += 1;
         warn!("kernel events were lost (the event socket overran): links and FDB read again");
         match self.net.links() {
@@ -185,7 +167,7 @@ impl Daemon {
                     }
                     self.kernel.stats.links_resynced += 1;
                     info!(port = self.ports[port].name, running, "link state found changed after lost events");
-                    let input = if running { Input::LinkUp { port } } else { Input::LinkDown { port } };
+                    let input = if running { auth::Input::LinkUp { port } } else { auth::Input::LinkDown { port } };
                     self.auth.handle_input(now, input);
                 }
             }
@@ -198,7 +180,7 @@ impl Daemon {
             Ok(entries) => {
                 for f in entries.into_iter().filter(|f| f.locked) {
                     if let Some(port) = self.port_by_index(f.ifindex) {
-                        self.auth.handle_input(now, Input::UnknownMac { port, mac: f.mac });
+                        self.auth.handle_input(now, auth::Input::UnknownMac { port, mac: f.mac });
                     }
                 }
             }

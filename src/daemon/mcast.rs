@@ -2,13 +2,15 @@
 //! tracker's outputs to the store, the bridge MDB, the uplinks and the ports.
 
 use super::config::{Config, Multicast};
+use super::input::StartBridge;
 use super::metrics::Histogram;
-use super::{unix_now, Daemon};
+use super::Daemon;
 use crate::acct::TerminateCause;
 use crate::auth::PortId;
 use crate::capture::PortSocket;
 use crate::dataplane::netlink::{Link, Netlink};
 use crate::dataplane::Dataplane;
+use crate::hash::HashMap;
 use crate::mcast::{self, EndCause, Host, RadiusAnswer, Tracker};
 use crate::policy::{entitlement_from_attrs, Entitlement, Policy};
 use crate::radius::client::{Attr, Request};
@@ -18,7 +20,7 @@ use crate::wire::records::OwnedRecord;
 use crate::wire::{ethernet, igmp, ip, mld, MacAddr};
 use anyhow::{anyhow, Context as _};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,48 +75,45 @@ pub(super) struct McastIoStats {
     pub batch_since: Option<Instant>,
 }
 
-impl McastState {
-    /// Sets up the bridge and uplinks for the gate and builds its state; the uplinks'
-    /// sockets (to send reports on) come with it.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn set_up(
-        cfg: &Config,
-        mc: &Multicast,
-        policy: &Policy,
-        access: &[&str],
-        links: &[Link],
-        bridge: &Link,
-        nl: &mut Netlink,
-        dataplane: &mut (dyn Dataplane + Send),
-        run_id: u32,
-    ) -> anyhow::Result<(Self, Vec<Arc<PortSocket>>)> {
-        let uplink_names: Vec<&str> = mc.uplinks.iter().map(|u| u.get_ref().as_str()).collect();
-        dataplane
-            .setup_multicast(&cfg.switch.bridge, access, &uplink_names, mc.port_max_groups)
-            .context("multicast set-up")?;
-        let mut uplink_sockets = Vec::new();
-        for name in &uplink_names {
-            let link = links.iter().find(|l| l.name == *name).ok_or_else(|| anyhow!("uplink {name} not found"))?;
-            uplink_sockets.push(Arc::new(PortSocket::open_tx_only(link.index)?));
-        }
-        let addrs = nl.addresses(bridge.index)?;
-        let bridge_v4 = addrs.iter().find_map(|(a, _)| if let IpAddr::V4(a) = a { Some(*a) } else { None });
-        if bridge_v4.is_none() {
-            warn!(
-                bridge = cfg.switch.bridge,
-                "the bridge has no IPv4 address: its querier stays silent and snooping floods (docs/peers-and-kernel.md)"
-            );
-        }
-        let bridge_ll6 =
-            addrs.iter().find_map(|(a, scope)| if let (IpAddr::V6(a), 253) = (a, scope) { Some(*a) } else { None });
-        if bridge_ll6.is_none() {
-            warn!(bridge = cfg.switch.bridge, "the bridge has no IPv6 link-local address yet: its MLD querier counts only from its next startup query, and IPv6 snooping floods until then");
-        }
-        let bridge_mac = bridge.mac.unwrap_or_default();
-        let gate = McastState::new(cfg, mc, policy, access, bridge_mac, bridge_v4, bridge_ll6, run_id);
-        Ok((gate, uplink_sockets))
+/// Sets up the bridge and uplinks for the gate; what comes back: the bridge's
+/// addresses its queries and reports go out from, and the uplinks' sockets (to send
+/// reports on).
+pub(super) fn set_up(
+    cfg: &Config,
+    mc: &Multicast,
+    access: &[&str],
+    links: &[Link],
+    bridge: &Link,
+    nl: &mut Netlink,
+    dataplane: &mut (dyn Dataplane + Send),
+) -> anyhow::Result<(StartBridge, Vec<Arc<PortSocket>>)> {
+    let uplink_names: Vec<&str> = mc.uplinks.iter().map(|u| u.get_ref().as_str()).collect();
+    dataplane
+        .setup_multicast(&cfg.switch.bridge, access, &uplink_names, mc.port_max_groups)
+        .context("multicast set-up")?;
+    let mut uplink_sockets = Vec::new();
+    for name in &uplink_names {
+        let link = links.iter().find(|l| l.name == *name).ok_or_else(|| anyhow!("uplink {name} not found"))?;
+        uplink_sockets.push(Arc::new(PortSocket::open_tx_only(link.index)?));
     }
+    let addrs = nl.addresses(bridge.index)?;
+    let bridge_v4 = addrs.iter().find_map(|(a, _)| if let IpAddr::V4(a) = a { Some(*a) } else { None });
+    if bridge_v4.is_none() {
+        warn!(
+            bridge = cfg.switch.bridge,
+            "the bridge has no IPv4 address: its querier stays silent and snooping floods (docs/peers-and-kernel.md)"
+        );
+    }
+    let bridge_ll6 =
+        addrs.iter().find_map(|(a, scope)| if let (IpAddr::V6(a), 253) = (a, scope) { Some(*a) } else { None });
+    if bridge_ll6.is_none() {
+        warn!(bridge = cfg.switch.bridge, "the bridge has no IPv6 link-local address yet: its MLD querier counts only from its next startup query, and IPv6 snooping floods until then");
+    }
+    let b = StartBridge { mac: bridge.mac.unwrap_or_default(), v4: bridge_v4, ll6: bridge_ll6 };
+    Ok((b, uplink_sockets))
+}
 
+impl McastState {
     /// The gate's state: the tracker configured from `[multicast]`, the policy, and the
     /// bridge's addresses its queries and reports go out from.
     #[allow(clippy::too_many_arguments)]
@@ -152,7 +151,7 @@ impl McastState {
             bridge_v4: bridge_v4.unwrap_or(Ipv4Addr::UNSPECIFIED),
             bridge_ll6: bridge_ll6.unwrap_or(Ipv6Addr::UNSPECIFIED),
             uplinks: mc.uplinks.iter().map(|u| u.get_ref().clone()).collect(),
-            hosts: HashMap::new(),
+            hosts: HashMap::default(),
             port_names: access.iter().map(|p| Arc::from(*p)).collect(),
             stats: Default::default(),
             spoof_log: crate::rate::LogLimit::per_minute(1024),
@@ -217,7 +216,7 @@ impl Daemon {
             session_id: &info.session_id,
             entitlement: &info.entitlement,
         };
-        m.tracker.handle_report(now, unix_now(), &m.policy, &host, &report.records);
+        m.tracker.handle_report(now, self.clock.unix, &m.policy, &host, &report.records);
     }
 
     /// A per-join answer (`None`: no server answered).
@@ -234,7 +233,7 @@ impl Daemon {
 
     pub(super) fn per_join_decided(&mut self, now: Instant, token: u64, answer: RadiusAnswer) {
         let Some(m) = self.mcast.as_mut() else { return };
-        m.tracker.radius_answer(now, unix_now(), &m.policy, token, answer);
+        m.tracker.radius_answer(now, self.clock.unix, &m.policy, token, answer);
     }
 
     /// Every membership of a session that ended goes with it, at once: their Stops
@@ -358,7 +357,7 @@ impl Daemon {
             mcast::Output::Ended { membership, cause } => {
                 debug!(port = &*membership.port, mac = %membership.mac, group = %membership.group, ?cause, "membership ended");
                 let port = self.ports.iter().position(|p| *p.name == *membership.port);
-                self.acct_membership_stop(port, &membership, cause.into(), unix_now(), true);
+                self.acct_membership_stop(port, &membership, cause.into(), self.clock.unix, true);
             }
             mcast::Output::Denied { .. } => {}
             mcast::Output::AskRadius { token, port, mac, account, group, source } => {

@@ -13,6 +13,7 @@ mod acct;
 pub mod config;
 pub mod control;
 mod das;
+pub mod input;
 mod kernel;
 mod listen;
 mod mcast;
@@ -20,17 +21,19 @@ mod metrics;
 mod net;
 mod run;
 mod sessions;
+pub mod tape;
 #[cfg(test)]
 mod tests;
 
 pub use control::client_request;
 pub use run::run;
+pub use tape::replay;
 
-use crate::acct::unix_now;
-use crate::auth::{self, Authenticator, EndCause, Input, PortConfig, PortId};
+use crate::auth::{self, Authenticator, EndCause, PortConfig, PortId};
 use crate::capture::{limit, PortSocket};
 use crate::dataplane::netlink::Netlink;
 use crate::dataplane::{self, Dataplane};
+use crate::hash::HashMap;
 use crate::radius::client::{self as rc, Client};
 use crate::store::{Op, Session, Store};
 use crate::sys;
@@ -38,45 +41,17 @@ use crate::wire::{ethernet, MacAddr};
 use anyhow::{anyhow, Context as _};
 use config::Loaded;
 use control::{Request, Response};
+use input::{Input, Now, Start};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use run::Event;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tape::Tape;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
-
-enum Event {
-    Eapol {
-        port: PortId,
-        src: MacAddr,
-        pdu: Vec<u8>,
-    },
-    /// An IPv4 (IGMP) or IPv6 (Hop-by-Hop: MLD) frame the capture filter passed.
-    Mcast {
-        port: PortId,
-        src: MacAddr,
-        ethertype: u16,
-        payload: Vec<u8>,
-        /// When the capture task read it (decision latency is measured from here).
-        at: Instant,
-    },
-    /// A datagram from a RADIUS server: an authentication (or per-join) one, or an
-    /// accounting one.
-    Radius {
-        acct: bool,
-        server: usize,
-        bytes: Vec<u8>,
-    },
-    /// A datagram on the dynamic authorization (RFC 5176) socket.
-    Das {
-        from: std::net::SocketAddr,
-        bytes: Vec<u8>,
-    },
-    Control(Request, oneshot::Sender<Response>),
-    /// A Prometheus scrape: the metrics as text.
-    Metrics(oneshot::Sender<String>),
-}
 
 /// Counters of the I/O around the state machines.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -122,10 +97,17 @@ struct Daemon {
     das: Option<das::Das>,
     policy_dir: Option<std::path::PathBuf>,
     io: IoStats,
-    started: Instant,
     kernel: kernel::Kernel,
     /// `[switch] audit`: nothing is enforced, so nothing is reconciled.
     audit_mode: bool,
+    /// The monotonic clock's zero: `Now::mono` counts from here.
+    epoch: Instant,
+    /// The time of the step being handled.
+    clock: Now,
+    /// Session ids; seeded from the start's seed.
+    rng: StdRng,
+    /// Journal commits go through here (recorded, or checked against a recording).
+    tape: Tape,
 }
 
 /// What a request of the daemon's RADIUS client asks for: its answer goes back there.
@@ -143,16 +125,22 @@ const BATCH_EVENTS: usize = 256;
 impl Daemon {
     /// The core, from the configuration and what the set-up made of the kernel and the
     /// sockets (fakes in unit tests). Nothing is sent or changed until [`Daemon::start`].
-    pub(super) fn new(
+    #[allow(clippy::too_many_arguments)]
+    fn new(
         loaded: &Loaded,
+        start: &Start,
+        epoch: Instant,
+        mut rng: StdRng,
         ports: Vec<Port>,
         dataplane: Box<dyn Dataplane + Send>,
         store: Store,
         net: Box<dyn net::Net>,
         mcast: Option<mcast::McastState>,
         das: Option<das::Das>,
+        tape: Tape,
     ) -> anyhow::Result<Self> {
         let cfg = &loaded.config;
+        let now = start.at.instant(epoch);
         let port_configs = (ports.iter().zip(&cfg.ports).enumerate())
             .map(|(i, (p, c))| PortConfig {
                 name: p.name.clone(),
@@ -177,7 +165,7 @@ impl Daemon {
             }
             let rtt = vec![Default::default(); acct_servers.len()];
             Some(acct::Delivery {
-                client: Client::new(Instant::now(), loaded.radius_config(), acct_servers),
+                client: Client::new(now, loaded.radius_config(), acct_servers, StdRng::from_seed(rng.gen())),
                 sender,
                 rtt,
             })
@@ -188,12 +176,12 @@ impl Daemon {
         Ok(Daemon {
             auth: Authenticator::new(loaded.auth_config(), port_configs),
             radius_rtt: vec![Default::default(); servers.len()],
-            radius: Client::new(Instant::now(), loaded.radius_config(), servers),
+            radius: Client::new(now, loaded.radius_config(), servers, StdRng::from_seed(rng.gen())),
             net,
             dataplane,
             store,
             ports,
-            sessions: HashMap::new(),
+            sessions: HashMap::default(),
             mcast,
             acct: acct::Accounting::new(
                 &cfg.accounting,
@@ -201,60 +189,146 @@ impl Daemon {
                 vendor_id,
                 nas_ports,
                 delivery,
+                now,
             ),
             das,
             policy_dir: loaded.policy_dir.clone(),
             io: IoStats::default(),
-            started: Instant::now(),
             kernel: kernel::Kernel {
-                schedule: kernel::Schedule::new(Instant::now(), cfg.switch.reconcile_interval),
+                schedule: kernel::Schedule::new(now, cfg.switch.reconcile_interval),
                 stats: Default::default(),
             },
             audit_mode: cfg.switch.audit,
+            epoch,
+            clock: start.at,
+            rng,
+            tape,
         })
     }
 
-    /// Continues what the store holds (or ends it, after a reboot: `kernel_state_gone`)
-    /// and makes the kernel agree; an Accounting-On on a cold start.
-    pub(super) fn start(&mut self, now: Instant, kernel_state_gone: bool, run_id: u32) {
-        let cold = self.cold_start(kernel_state_gone);
-        self.restore(now, cold);
-        self.mcast_restore(now, cold);
+    /// The core as `start` describes it, started: what the store holds continued (or
+    /// ended, after a reboot), the kernel made to agree, an Accounting-On on a cold
+    /// start, and the ports that are up asked for their identity. `das_reader`: the
+    /// counters of the CoA socket's reader task, when there is one.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn build(
+        loaded: &Loaded,
+        start: &Start,
+        epoch: Instant,
+        dataplane: Box<dyn Dataplane + Send>,
+        store: Store,
+        net: Box<dyn net::Net>,
+        tape: Tape,
+        das_reader: Option<Arc<das::ReaderStats>>,
+    ) -> anyhow::Result<Self> {
+        // the hash tables made from here on iterate as the recorded run's did
+        let mut rng = StdRng::from_seed(start.seed);
+        crate::hash::seed_thread(rng.gen());
+        let cfg = &loaded.config;
+        if start.ports.len() != cfg.ports.len() {
+            return Err(anyhow!("{} ports started, {} configured", start.ports.len(), cfg.ports.len()));
+        }
+        let ports = (start.ports.iter().zip(&cfg.ports))
+            .map(|(p, c)| Port {
+                name: p.name.clone(),
+                ifindex: p.ifindex,
+                mac: p.mac,
+                limits: Default::default(),
+                mab_learning: c.mode.uses_mab(),
+            })
+            .collect::<Vec<_>>();
+        let mcast = match (&cfg.multicast, &loaded.policy) {
+            (Some(mc), Some(policy)) => {
+                let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+                let b = start.bridge.as_ref().ok_or_else(|| anyhow!("the multicast gate without its bridge"))?;
+                Some(mcast::McastState::new(cfg, mc, policy, &names, b.mac, b.v4, b.ll6, start.run_id))
+            }
+            _ => None,
+        };
+        let das = cfg.dynamic_authorization.as_ref().map(|da| {
+            let addresses = da.clients.iter().map(|c| c.get_ref().address);
+            let clients = addresses.zip(loaded.das_secrets.iter().cloned()).collect();
+            das::Das::new(das_reader.unwrap_or_default(), clients, da.event_timestamp_window.as_secs())
+        });
+        tape.start(start);
+        let mut d = Daemon::new(loaded, start, epoch, rng, ports, dataplane, store, net, mcast, das, tape)?;
+        let now = start.at.instant(epoch);
+        let cold = d.cold_start(start.kernel_state_gone, &start.boot_id);
+        d.restore(now, cold);
+        d.mcast_restore(now, cold);
         if cold {
-            self.acct.record(crate::acct::Record::new(
+            d.acct.record(crate::acct::Record::new(
                 crate::acct::Kind::Nas,
                 crate::acct::Status::AccountingOn,
-                unix_now(),
-                format!("{run_id:08X}-on"),
+                start.at.unix,
+                format!("{:08X}-on", start.run_id),
             ));
         }
+        // link state last: a port that is up gets its first Request/Identity now
+        for (port, p) in start.ports.iter().enumerate() {
+            let input = if p.running { auth::Input::LinkUp { port } } else { auth::Input::LinkDown { port } };
+            d.auth.handle_input(now, input);
+        }
+        d.drain(now);
+        Ok(d)
     }
 
-    pub(super) fn handle_event(&mut self, now: Instant, ev: Event) {
-        match ev {
-            Event::Eapol { port, src, pdu } => self.auth.handle_input(now, Input::Eapol { port, src, pdu: &pdu }),
-            Event::Mcast { port, src, ethertype, payload, at } => {
+    /// One step: `inputs` handled at `at`, then everything they ask for carried out
+    /// (one journal commit for all of them). The responses of control requests, in order.
+    pub(super) fn step(&mut self, at: Now, inputs: Vec<Input>) -> Vec<Response> {
+        self.tape.step(at, &inputs);
+        self.clock = at;
+        let now = at.instant(self.epoch);
+        let responses = inputs.into_iter().filter_map(|i| self.handle(now, i)).collect();
+        self.drain(now);
+        if let Some(m) = self.mcast.as_mut() {
+            m.stats.batch_since = None;
+        }
+        responses
+    }
+
+    fn handle(&mut self, now: Instant, input: Input) -> Option<Response> {
+        match input {
+            Input::Eapol { port, src, pdu } => self.auth.handle_input(now, auth::Input::Eapol { port, src, pdu: &pdu }),
+            Input::Mcast { port, src, ethertype, payload, read } => {
                 self.on_mcast_frame(now, port, src, ethertype, &payload);
                 if let Some(m) = self.mcast.as_mut() {
-                    m.stats.decision_latency.record(at.elapsed());
-                    m.stats.batch_since = Some(m.stats.batch_since.map_or(at, |t| t.min(at)));
+                    let read = Now { mono: read, unix: 0 }.instant(self.epoch);
+                    m.stats.decision_latency.record(Instant::now().saturating_duration_since(read));
+                    m.stats.batch_since = Some(m.stats.batch_since.map_or(read, |t| t.min(read)));
                 }
             }
-            Event::Radius { acct: true, server, bytes } => self.acct_datagram(now, server, &bytes),
-            Event::Radius { acct: false, server, bytes } => {
-                if let Err(e) = self.radius.handle_datagram(now, server, &bytes) {
+            Input::Radius { acct: true, server, datagram } => self.acct_datagram(now, server, &datagram),
+            Input::Radius { acct: false, server, datagram } => {
+                if let Err(e) = self.radius.handle_datagram(now, server, &datagram) {
                     warn!(server = %self.radius.server_addrs()[server], "RADIUS reply dropped: {e}");
                 }
             }
-            Event::Das { from, bytes } => self.das_datagram(now, from, &bytes),
-            Event::Control(req, reply) => {
-                let _ = reply.send(self.control(req));
-            }
-            Event::Metrics(reply) => {
-                self.fold_capture_drops();
-                let _ = reply.send(self.metrics());
+            Input::Das { from, datagram } => self.das_datagram(now, from, &datagram),
+            Input::Kernel { events } => events.into_iter().for_each(|e| self.kernel_event(now, e)),
+            Input::KernelOverrun => self.kernel_overrun(now),
+            Input::Control { request } => return Some(self.control(now, request)),
+            Input::Timeout => {
+                self.radius.handle_timeout(now);
+                self.auth.handle_timeout(now);
+                if let Some(m) = self.mcast.as_mut() {
+                    m.tracker.handle_timeout(now);
+                }
+                self.acct_timeout(now);
+                self.reconcile_timeout(now);
             }
         }
+        None
+    }
+
+    /// The earliest timer of the core, when it has one.
+    pub(super) fn poll_timeout(&mut self) -> Option<Instant> {
+        let mcast = self.mcast.as_ref().and_then(|m| m.tracker.poll_timeout());
+        let reconcile = self.reconcile_due(self.clock.instant(self.epoch));
+        [self.auth.poll_timeout(), self.radius.poll_timeout(), mcast, self.acct.poll_timeout(), reconcile]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub(super) fn drain(&mut self, now: Instant) {
@@ -275,13 +349,13 @@ impl Daemon {
                         match token {
                             RadiusFor::PerJoin(t) => self.per_join_answer(now, t, Some(&packet)),
                             RadiusFor::Auth(token) => {
-                                self.auth.handle_input(now, Input::RadiusReply { token, packet: &packet })
+                                self.auth.handle_input(now, auth::Input::RadiusReply { token, packet: &packet })
                             }
                         }
                     }
                     rc::Output::Failed { token: RadiusFor::PerJoin(t) } => self.per_join_answer(now, t, None),
                     rc::Output::Failed { token: RadiusFor::Auth(token) } => {
-                        self.auth.handle_input(now, Input::RadiusFailed { token })
+                        self.auth.handle_input(now, auth::Input::RadiusFailed { token })
                     }
                 }
             }

@@ -4,11 +4,23 @@
 
 use super::*;
 
+/// What the reader tasks hand the event loop.
+pub(super) enum Event {
+    Input(Input),
+    /// A CLI request, and where its response goes.
+    Control(Request, oneshot::Sender<Response>),
+    /// A Prometheus scrape: the metrics as text.
+    Metrics(oneshot::Sender<String>),
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. Kernel state (locked ports, authorized
 /// MACs) stays in place on exit: while mcgate is down nothing new gets in and what
 /// was admitted keeps working.
 pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let cfg = &loaded.config;
+    // a recording starts with a copy of the database as this run finds it
+    let recorder =
+        (cfg.debug.record.as_ref()).map(|path| tape::Recorder::create(path, &cfg.switch.database)).transpose()?;
     let store = Store::open(&cfg.switch.database)
         .with_context(|| format!("opening database {}", cfg.switch.database.display()))?;
 
@@ -20,7 +32,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow!("bridge {} not found", cfg.switch.bridge))?;
     let (tx, mut rx) = mpsc::channel::<Event>(4096);
     // CoA/Disconnect requests wait in a queue of their own (see das::spawn_reader)
-    let (das_tx, mut das_rx) = mpsc::channel::<Event>(das::QUEUE);
+    let (das_tx, mut das_rx) = mpsc::channel::<Input>(das::QUEUE);
 
     let mut ports = Vec::new();
     let mut port_sockets = Vec::new();
@@ -32,8 +44,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         }
         let mac = link.mac.ok_or_else(|| anyhow!("port {name} has no MAC address"))?;
         port_sockets.push(Arc::new(PortSocket::open(link.index).with_context(|| format!("capture on {name}"))?));
-        let mab_learning = p.mode.uses_mab();
-        ports.push(Port { name, ifindex: link.index, mac, limits: Default::default(), mab_learning });
+        ports.push(input::StartPort { name, ifindex: link.index, mac, running: link.running });
     }
 
     let mut dataplane: Box<dyn Dataplane + Send> =
@@ -46,23 +57,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     for (p, c) in ports.iter().zip(&cfg.ports) {
         dataplane.setup_port(&p.name, c.mode).with_context(|| format!("locking port {}", p.name))?;
     }
-    // Acct-Session-Ids of memberships: unique across runs
-    let run_id = rand::random::<u32>();
-    let (mcast, uplink_sockets) = match (&cfg.multicast, &loaded.policy) {
-        (Some(mc), Some(policy)) => {
+    let seed: [u8; 32] = rand::random();
+    let (bridge_addrs, uplink_sockets) = match &cfg.multicast {
+        Some(mc) if loaded.policy.is_some() => {
             let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
-            let (m, uplinks) = mcast::McastState::set_up(
-                cfg,
-                mc,
-                policy,
-                &names,
-                &links,
-                bridge,
-                &mut nl,
-                dataplane.as_mut(),
-                run_id,
-            )?;
-            (Some(m), uplinks)
+            let (b, uplinks) = mcast::set_up(cfg, mc, &names, &links, bridge, &mut nl, dataplane.as_mut())?;
+            (Some(b), uplinks)
         }
         _ => (None, vec![]),
     };
@@ -71,22 +71,19 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let radius_sockets = udp_sockets(false, &servers, &tx)?;
     let acct_sockets = udp_sockets(true, &loaded.acct_servers(), &tx)?;
     let mut das_socket = None;
-    let das = match &cfg.dynamic_authorization {
-        Some(da) => {
-            let sock = std::net::UdpSocket::bind(da.listen)
-                .with_context(|| format!("dynamic authorization socket {}", da.listen))?;
-            sock.set_nonblocking(true)?;
-            let addresses: Vec<_> = da.clients.iter().map(|c| c.get_ref().address).collect();
-            let reader = Arc::new(das::ReaderStats::default());
-            das::spawn_reader(UdpSocket::from_std(sock.try_clone()?)?, addresses.clone(), das_tx, reader.clone());
-            let clients = addresses.into_iter().zip(loaded.das_secrets.iter().cloned()).collect();
-            info!(listen = %da.listen, "dynamic authorization (RFC 5176) on");
-            das_socket = Some(sock);
-            Some(das::Das::new(reader, clients, da.event_timestamp_window.as_secs()))
-        }
-        None => None,
-    };
-    let net = Box::new(net::Sockets {
+    let mut das_reader = None;
+    if let Some(da) = &cfg.dynamic_authorization {
+        let sock = std::net::UdpSocket::bind(da.listen)
+            .with_context(|| format!("dynamic authorization socket {}", da.listen))?;
+        sock.set_nonblocking(true)?;
+        let addresses: Vec<_> = da.clients.iter().map(|c| c.get_ref().address).collect();
+        let reader = Arc::new(das::ReaderStats::default());
+        das::spawn_reader(UdpSocket::from_std(sock.try_clone()?)?, addresses, das_tx, reader.clone());
+        info!(listen = %da.listen, "dynamic authorization (RFC 5176) on");
+        das_socket = Some(sock);
+        das_reader = Some(reader);
+    }
+    let mut net: Box<dyn net::Net> = Box::new(net::Sockets {
         ports: port_sockets.clone(),
         uplinks: uplink_sockets,
         radius: radius_sockets,
@@ -94,13 +91,31 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         das: das_socket,
         nl,
     });
-    let mut d = Daemon::new(&loaded, ports, dataplane, store, net, mcast, das)?;
-    d.start(Instant::now(), kernel_state_gone, run_id);
+    let epoch = Instant::now();
+    let start = Start {
+        at: input::now(epoch),
+        seed,
+        run_id: rand::random(),
+        kernel_state_gone,
+        boot_id: sessions::boot_id(),
+        ports,
+        bridge: bridge_addrs,
+    };
+    let tape = match recorder {
+        Some(rec) => {
+            info!(file = %cfg.debug.record.as_ref().map_or(String::new(), |p| p.display().to_string()), "recording every input and output");
+            net = Box::new(tape::RecordNet { inner: net, rec: rec.clone() });
+            dataplane = Box::new(tape::RecordDataplane { inner: dataplane, rec: rec.clone() });
+            Tape::Record(rec)
+        }
+        None => Tape::Off,
+    };
+    let mut d = Daemon::build(&loaded, &start, epoch, dataplane, store, net, tape, das_reader)?;
     if kernel_state_gone {
         info!(ports = ?unlocked, "ports were not locked: nothing of an earlier run continues");
     }
     for (i, (p, socket)) in d.ports.iter().zip(port_sockets).enumerate() {
-        spawn_capture(i, p, socket, loaded.limits(), tx.clone());
+        spawn_capture(i, p, socket, loaded.limits(), epoch, tx.clone());
     }
     let (kernel_tx, mut kernel_rx) = mpsc::channel(kernel::QUEUE);
     kernel::spawn_reader(d.ports.iter().map(|p| p.ifindex).collect(), kernel_tx)?;
@@ -108,69 +123,68 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         metrics::serve(metrics::bind(m.listen).await.with_context(|| format!("metrics on {}", m.listen))?, tx.clone());
     }
     control::serve(control::bind(&cfg.switch.control_socket)?, tx.clone());
-
-    // Link state last: a port that is up gets its first Request/Identity now.
-    let now = Instant::now();
-    for (i, p) in d.ports.iter().enumerate() {
-        let running = links.iter().any(|l| l.index == p.ifindex && l.running);
-        let input = if running { Input::LinkUp { port: i } } else { Input::LinkDown { port: i } };
-        d.auth.handle_input(now, input);
-    }
-    d.drain(now);
     info!(ports = d.ports.len(), sessions = d.sessions.len(), "mcgate running");
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    // a step: what is waiting (up to BATCH_EVENTS) handled at one time, one commit
+    let mut inputs = Vec::new();
+    let mut replies = Vec::new();
     loop {
-        let mcast_deadline = d.mcast.as_ref().and_then(|m| m.tracker.poll_timeout());
-        let reconcile = d.reconcile_due(Instant::now());
-        let deadline =
-            [d.auth.poll_timeout(), d.radius.poll_timeout(), mcast_deadline, d.acct.poll_timeout(), reconcile]
-                .into_iter()
-                .flatten()
-                .min();
+        let deadline = d.poll_timeout();
         let sleep = tokio::time::sleep_until(
             deadline.map_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600), Into::into),
         );
+        let (mut stop, mut signalled) = (false, false);
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
-                let now = Instant::now();
-                d.handle_event(now, ev);
+                let mut ev = Some(ev);
                 // what else is waiting goes into the same commit (group commit)
                 for _ in 0..BATCH_EVENTS {
-                    let Ok(ev) = rx.try_recv() else { break };
-                    d.handle_event(now, ev);
+                    let Some(e) = ev.take().or_else(|| rx.try_recv().ok()) else { break };
+                    match e {
+                        Event::Input(i) => inputs.push(i),
+                        Event::Control(request, reply) => {
+                            inputs.push(Input::Control { request });
+                            replies.push(reply);
+                        }
+                        Event::Metrics(reply) => {
+                            d.fold_capture_drops();
+                            let _ = reply.send(d.metrics());
+                        }
+                    }
                 }
             }
-            Some(ev) = das_rx.recv() => d.handle_event(Instant::now(), ev),
-            Some(msg) = kernel_rx.recv() => d.kernel_msg(Instant::now(), msg),
-            _ = sleep => {
-                let now = Instant::now();
-                d.radius.handle_timeout(now);
-                d.auth.handle_timeout(now);
-                if let Some(m) = d.mcast.as_mut() {
-                    m.tracker.handle_timeout(now);
-                }
-                d.acct_timeout(now);
-                d.reconcile_timeout(now);
-            }
+            Some(i) = das_rx.recv() => inputs.push(i),
+            Some(msg) = kernel_rx.recv() => inputs.push(msg),
+            _ = sleep => inputs.push(Input::Timeout),
             _ = sighup.recv() => {
-                match d.policy_reload(Instant::now()) {
-                    Ok(done) => info!("SIGHUP: {done}"),
-                    Err(e) => error!("SIGHUP: policy not reloaded, nothing changed: {e}"),
-                }
+                inputs.push(Input::Control { request: Request::PolicyReload });
+                signalled = true;
             }
-            _ = sigterm.recv() => { info!("SIGTERM: stopping; kernel state left in place"); break }
-            _ = tokio::signal::ctrl_c() => { info!("SIGINT: stopping; kernel state left in place"); break }
+            _ = sigterm.recv() => { info!("SIGTERM: stopping; kernel state left in place"); stop = true }
+            _ = tokio::signal::ctrl_c() => { info!("SIGINT: stopping; kernel state left in place"); stop = true }
         }
-        d.drain(Instant::now());
-        if let Some(m) = d.mcast.as_mut() {
-            m.stats.batch_since = None;
+        let responses = d.step(input::now(epoch), std::mem::take(&mut inputs));
+        // control responses come in the order of their requests; SIGHUP's has no caller
+        let mut responses = responses.into_iter();
+        for reply in replies.drain(..) {
+            if let Some(r) = responses.next() {
+                let _ = reply.send(r);
+            }
+        }
+        if signalled {
+            match responses.next() {
+                Some(Response::Done { message }) => info!("SIGHUP: {message}"),
+                Some(Response::Error { message }) => error!("SIGHUP: {message}"),
+                _ => {}
+            }
+        }
+        if stop {
+            break;
         }
     }
-    // what the last events did is committed before the process goes (its grants too)
-    d.drain(Instant::now());
     let _ = std::fs::remove_file(&cfg.switch.control_socket);
     Ok(())
 }
@@ -178,7 +192,14 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
 /// The port's capture task: frames the kernel filter passed, through the port's flood
 /// limiter (here, so that a flooding port's excess never reaches the shared queue), to
 /// the actor.
-fn spawn_capture(port: PortId, p: &Port, socket: Arc<PortSocket>, limits: limit::Config, tx: mpsc::Sender<Event>) {
+fn spawn_capture(
+    port: PortId,
+    p: &Port,
+    socket: Arc<PortSocket>,
+    limits: limit::Config,
+    epoch: Instant,
+    tx: mpsc::Sender<Event>,
+) {
     let (stats, name) = (p.limits.clone(), p.name.clone());
     tokio::spawn(async move {
         let mut buf = vec![0u8; 2048];
@@ -226,13 +247,12 @@ fn spawn_capture(port: PortId, p: &Port, socket: Arc<PortSocket>, limits: limit:
             if verdict != limit::Verdict::Pass {
                 continue;
             }
-            let ev = match frame.ethertype() {
-                ethernet::ETHERTYPE_EAPOL => Event::Eapol { port, src: frame.src(), pdu: frame.payload().to_vec() },
-                ethertype => {
-                    Event::Mcast { port, src: frame.src(), ethertype, payload: frame.payload().to_vec(), at: now }
-                }
+            let (src, payload) = (frame.src(), frame.payload().to_vec());
+            let input = match frame.ethertype() {
+                ethernet::ETHERTYPE_EAPOL => Input::Eapol { port, src, pdu: payload },
+                ethertype => Input::Mcast { port, src, ethertype, payload, read: input::mono(epoch, now) },
             };
-            if tx.send(ev).await.is_err() {
+            if tx.send(Event::Input(input)).await.is_err() {
                 return;
             }
         }
@@ -268,7 +288,8 @@ fn spawn_radius_reader(acct: bool, server: usize, sock: Arc<UdpSocket>, tx: mpsc
         loop {
             match sock.recv(&mut buf).await {
                 Ok(n) => {
-                    if tx.send(Event::Radius { acct, server, bytes: buf[..n].to_vec() }).await.is_err() {
+                    let input = Input::Radius { acct, server, datagram: buf[..n].to_vec() };
+                    if tx.send(Event::Input(input)).await.is_err() {
                         return;
                     }
                 }

@@ -5,23 +5,23 @@
 use super::*;
 
 /// This kernel's boot: kernel state stored under another one is gone.
-fn boot_id() -> String {
+pub(super) fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map_or_else(|_| String::new(), |s| s.trim().to_string())
 }
 
 impl Daemon {
     /// True when nothing of a previous run continues: first start, a start after a
     /// reboot or a teardown, or with the kernel state gone otherwise (ports not locked).
-    pub(super) fn cold_start(&mut self, kernel_state_gone: bool) -> bool {
-        let now = boot_id();
+    pub(super) fn cold_start(&mut self, kernel_state_gone: bool, boot_id: &str) -> bool {
+        let now = boot_id;
         let stored = self.store.boot_id().unwrap_or_else(|e| {
             error!("reading the boot id: {e}");
             None
         });
-        if stored.as_deref() == Some(now.as_str()) && !kernel_state_gone {
+        if stored.as_deref() == Some(now) && !kernel_state_gone {
             return false;
         }
-        if let Err(e) = self.store.set_boot_id(&now) {
+        if let Err(e) = self.store.set_boot_id(now) {
             error!("storing the boot id: {e}");
         }
         info!(previous = stored.as_deref().unwrap_or("none"), "cold start: Accounting-On");
@@ -46,7 +46,7 @@ impl Daemon {
                 vec![]
             }
         };
-        let unix = unix_now();
+        let unix = self.clock.unix;
         for s in stored {
             let s = match s {
                 Ok(s) => s,
@@ -74,7 +74,7 @@ impl Daemon {
             info!(port = s.port, mac = %s.mac, account = s.account, session = s.session_id, "session restored");
             self.auth.handle_input(
                 now,
-                Input::Restore {
+                auth::Input::Restore {
                     port,
                     mac: s.mac,
                     method: s.method,
@@ -139,7 +139,7 @@ impl Daemon {
         error!(?token, "RADIUS request refused, not sent: {e}");
         match token {
             RadiusFor::PerJoin(t) => self.per_join_decided(now, t, crate::mcast::RadiusAnswer::Reject { ttl: None }),
-            RadiusFor::Auth(token) => self.auth.handle_input(now, Input::RadiusFailed { token }),
+            RadiusFor::Auth(token) => self.auth.handle_input(now, auth::Input::RadiusFailed { token }),
         }
     }
 
@@ -177,13 +177,13 @@ impl Daemon {
                             mac,
                             account,
                             method,
-                            session_id: format!("{:08X}{:08X}", unix_now() as u32, rand::random::<u32>()),
-                            since: unix_now(),
+                            session_id: format!("{:08X}{:08X}", self.clock.unix as u32, self.rng.gen::<u32>()),
+                            since: self.clock.unix,
                             attrs,
                         };
                         if !self.acct_session_start(now, port, &s) {
                             // no Start, no session: the authenticator forgets the host
-                            self.auth.handle_input(now, Input::Kick { port, mac });
+                            self.auth.handle_input(now, auth::Input::Kick { port, mac });
                             return;
                         }
                         s
@@ -218,7 +218,7 @@ impl Daemon {
         }
         let s = self.sessions.remove(&(port, mac));
         if let Some(s) = &s {
-            self.acct_session_stop(Some(port), s, cause.into(), unix_now());
+            self.acct_session_stop(Some(port), s, cause.into(), self.clock.unix);
         }
         info!(
             port = name,

@@ -191,6 +191,7 @@ struct Switch {
     kernel: FakeKernel,
     net: FakeNet,
     d: Daemon,
+    epoch: Instant,
     now: Instant,
 }
 
@@ -210,63 +211,88 @@ impl Switch {
         );
         let loaded = config::parse("test.toml", &text, &dir).unwrap();
         let (kernel, net) = (FakeKernel::default(), FakeNet::default());
-        let d = Self::daemon(&loaded, &kernel, &net);
-        let mut s = Switch { dir, loaded, kernel, net, d, now: Instant::now() };
-        s.d.start(s.now, false, 1);
-        s.settle();
-        s
+        let epoch = Instant::now();
+        let d = Self::daemon(&loaded, &kernel, &net, epoch, Now { mono: 0, unix: 1_700_000_000 }, 1);
+        Switch { dir, loaded, kernel, net, d, epoch, now: epoch }
     }
 
-    fn daemon(loaded: &Loaded, kernel: &FakeKernel, net: &FakeNet) -> Daemon {
+    fn daemon(loaded: &Loaded, kernel: &FakeKernel, net: &FakeNet, epoch: Instant, at: Now, run_id: u32) -> Daemon {
+        Self::daemon_taped(loaded, kernel, net, epoch, at, run_id, None)
+    }
+
+    /// ... recorded to `record`, when given.
+    fn daemon_taped(
+        loaded: &Loaded,
+        kernel: &FakeKernel,
+        net: &FakeNet,
+        epoch: Instant,
+        at: Now,
+        run_id: u32,
+        record: Option<&std::path::Path>,
+    ) -> Daemon {
         let cfg = &loaded.config;
         let ports = (cfg.ports.iter().enumerate())
-            .map(|(i, p)| Port {
+            .map(|(i, p)| input::StartPort {
                 name: p.name.get_ref().clone(),
                 ifindex: i as u32 + 10,
                 mac: MacAddr([2, 0, 0, 0, 1, i as u8]),
-                limits: Default::default(),
-                mab_learning: true,
+                running: true,
             })
             .collect();
-        let (mc, policy) = (cfg.multicast.as_ref().unwrap(), loaded.policy.as_ref().unwrap());
-        let bridge_mac = MacAddr([2, 0, 0, 0, 1, 0xff]);
-        let v4 = Some(Ipv4Addr::new(192, 0, 2, 1));
-        let mcast = mcast::McastState::new(cfg, mc, policy, &["p1", "p2"], bridge_mac, v4, None, 1);
+        let start = Start {
+            at,
+            seed: [7; 32],
+            run_id,
+            kernel_state_gone: false,
+            boot_id: "boot".into(),
+            ports,
+            bridge: Some(input::StartBridge {
+                mac: MacAddr([2, 0, 0, 0, 1, 0xff]),
+                v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
+                ll6: None,
+            }),
+        };
+        let rec = record.map(|path| tape::Recorder::create(path, &cfg.switch.database).unwrap());
         let store = Store::open(&cfg.switch.database).unwrap();
-        Daemon::new(loaded, ports, Box::new(kernel.clone()), store, Box::new(net.clone()), Some(mcast), None).unwrap()
+        let (mut dp, mut nt): (Box<dyn Dataplane + Send>, Box<dyn net::Net>) =
+            (Box::new(kernel.clone()), Box::new(net.clone()));
+        let mut tape = Tape::Off;
+        if let Some(rec) = rec {
+            dp = Box::new(tape::RecordDataplane { inner: dp, rec: rec.clone() });
+            nt = Box::new(tape::RecordNet { inner: nt, rec: rec.clone() });
+            tape = Tape::Record(rec);
+        }
+        Daemon::build(loaded, &start, epoch, dp, store, nt, tape, None).unwrap()
     }
 
-    /// Carries out everything pending, as the event loop does after each event.
-    fn settle(&mut self) {
-        self.d.drain(self.now);
+    fn at(&self) -> Now {
+        Now {
+            mono: input::mono(self.epoch, self.now),
+            unix: 1_700_000_000 + self.now.duration_since(self.epoch).as_secs(),
+        }
+    }
+
+    fn step(&mut self, inputs: Vec<Input>) -> Vec<Response> {
+        let at = self.at();
+        self.d.step(at, inputs)
     }
 
     fn later(&mut self, by: Duration) {
         self.now += by;
-        let now = self.now;
-        self.d.radius.handle_timeout(now);
-        self.d.auth.handle_timeout(now);
-        if let Some(m) = self.d.mcast.as_mut() {
-            m.tracker.handle_timeout(now);
-        }
-        self.d.acct_timeout(now);
-        self.d.reconcile_timeout(now);
-        self.settle();
+        self.step(vec![Input::Timeout]);
     }
 
     /// A host MAC bypass admits: the kernel reports it, RADIUS accepts it.
     fn mab_login(&mut self, port: PortId, mac: MacAddr) {
         let ifindex = self.d.ports[port].ifindex;
         let f = netlink::FdbEntry { ifindex, mac, state: 0, master: Some(1), locked: true };
-        self.d.kernel_event(self.now, netlink::Event::NewFdb(f));
-        self.settle();
+        self.step(vec![Input::Kernel { events: vec![netlink::Event::NewFdb(f)] }]);
         let request = self.net.take().into_iter().find_map(|s| match s {
             Sent::Radius(0, bytes) => Some(bytes),
             _ => None,
         });
         let request = request.expect("an Access-Request");
-        self.d.handle_event(self.now, Event::Radius { acct: false, server: 0, bytes: accept(&request) });
-        self.settle();
+        self.step(vec![Input::Radius { acct: false, server: 0, datagram: accept(&request) }]);
     }
 
     /// The host's IGMPv3 report joining `group`.
@@ -279,14 +305,12 @@ impl Switch {
             0xc0,
             &igmp::emit_report_v3(&[record]),
         );
-        let ev = Event::Mcast { port, src: mac, ethertype: ethernet::ETHERTYPE_IPV4, payload, at: self.now };
-        self.d.handle_event(self.now, ev);
-        self.settle();
+        let read = input::mono(self.epoch, self.now);
+        self.step(vec![Input::Mcast { port, src: mac, ethertype: ethernet::ETHERTYPE_IPV4, payload, read }]);
     }
 
     fn kick(&mut self, port: &str, mac: MacAddr) {
-        self.d.control(Request::SessionKick { port: port.into(), mac: mac.to_string() });
-        self.settle();
+        self.step(vec![Input::Control { request: Request::SessionKick { port: port.into(), mac: mac.to_string() } }]);
     }
 
     fn journal(&self) -> Vec<Record> {
@@ -395,13 +419,81 @@ fn a_restart_reconciles_the_kernel_both_ways() {
     });
     // mcgate stops (its database closed) and starts again on the same database
     s.d.store.close();
-    s.d = Switch::daemon(&s.loaded, &s.kernel, &s.net);
-    s.d.start(s.now, false, 2);
-    s.settle();
+    s.d = Switch::daemon(&s.loaded, &s.kernel, &s.net, s.epoch, s.at(), 2);
     let (fdb, mdb) = s.kernel.with(|k| (k.fdb.clone(), k.mdb.clone()));
     assert_eq!(fdb, BTreeSet::from([("p1".to_string(), A)]), "{:?}", s.kernel.log());
     assert_eq!(mdb, BTreeSet::from([("p1".to_string(), IpAddr::V4(g("239.1.1.1")), None)]), "{:?}", s.kernel.log());
     // continued, not restarted: no new Start for either
     let starts = s.journal().into_iter().filter(|r| r.status == Status::Start).count();
     assert_eq!(starts, 2);
+}
+
+/// The outputs of a recording, as recorded.
+fn recorded_outputs(path: &std::path::Path) -> Vec<tape::Output> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines = text.lines().map(|l| serde_json::from_str::<tape::Line>(l).unwrap());
+    lines.filter_map(|l| if let tape::Line::Output(o) = l { Some(o) } else { None }).collect()
+}
+
+#[test]
+fn a_recording_replays_to_the_same_outputs_failures_included() {
+    let mut s = Switch::new("record");
+    // a session and a membership in the store before the recorded run
+    s.mab_login(0, A);
+    s.join(0, A, g("239.1.1.1"));
+    s.d.store.close();
+    let file = s.dir.join("run.jsonl");
+    s.d = Switch::daemon_taped(&s.loaded, &s.kernel, &s.net, s.epoch, s.at(), 2, Some(&file));
+    // a commit that fails (B's session is refused), a kernel change that fails, and
+    // what works: the recording has the failures with the rest
+    s.d.store.fail_commits = true;
+    s.mab_login(1, B);
+    s.d.store.fail_commits = false;
+    s.later(Duration::from_secs(2));
+    s.join(0, A, g("239.1.1.2"));
+    s.kernel.with(|k| k.fail_deauthorize = 1);
+    s.kick("p1", A);
+    s.later(Duration::from_secs(1));
+    s.d.store.close();
+
+    let recorded = recorded_outputs(&file);
+    let failed = |o: &tape::Output| serde_json::to_value(o).unwrap()["error"].is_string();
+    assert!(recorded.iter().any(|o| matches!(o, tape::Output::Commit { .. }) && failed(o)), "{recorded:?}");
+    assert!(recorded.iter().any(|o| matches!(o, tape::Output::Deauthorize { .. }) && failed(o)), "{recorded:?}");
+    let mut made = vec![];
+    let scratch = s.dir.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let done = replay(&s.loaded, &file, &scratch, |o| made.push(o.clone())).unwrap();
+    assert_eq!(done.diverged, None);
+    assert_eq!(made, recorded);
+    assert_eq!(done.outputs, recorded.len());
+
+    // the same recording with one input changed does not replay
+    let text = std::fs::read_to_string(&file).unwrap();
+    let changed = text.replacen("\"timeout\"", "\"kernel_overrun\"", 1);
+    assert_ne!(changed, text);
+    let other = s.dir.join("changed.jsonl");
+    std::fs::write(&other, changed).unwrap();
+    std::fs::copy(tape::store_copy(&file), tape::store_copy(&other)).unwrap();
+    let done = replay(&s.loaded, &other, &scratch, |_| {}).unwrap();
+    assert!(done.diverged.is_some());
+}
+
+#[test]
+fn a_run_recorded_against_the_real_peers_replays() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/replay");
+    let loaded = config::load(&dir.join("mcgate.toml")).unwrap();
+    let scratch = std::env::temp_dir().join(format!("mcgate-replay-test-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut made = vec![];
+    let done = replay(&loaded, &dir.join("run.jsonl"), &scratch, |o| made.push(o.clone()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let done = done.unwrap();
+    assert_eq!(done.diverged, None);
+    let recorded = recorded_outputs(&dir.join("run.jsonl"));
+    assert_eq!(made, recorded);
+    // bob's login through FreeRADIUS, his join, alice's logoff
+    assert!(made.iter().any(|o| matches!(o, tape::Output::Authorize { port, .. } if port == "p2")));
+    assert!(made.iter().any(|o| matches!(o, tape::Output::MdbAdd { group, .. } if group.to_string() == "239.1.1.2")));
+    assert!(made.iter().any(|o| matches!(o, tape::Output::Deauthorize { port, .. } if port == "p1")));
 }

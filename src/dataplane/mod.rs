@@ -67,6 +67,9 @@ pub enum Error {
     Netlink(#[from] netlink::Error),
     #[error("nft: {0}")]
     Nft(String),
+    /// A replay's kernel: what the recorded call returned, or that the replay diverged.
+    #[error("{0}")]
+    Replayed(String),
 }
 
 pub trait Dataplane {

@@ -31,9 +31,7 @@ mod radius;
 #[cfg(test)]
 mod tests;
 
-/// The tracker's maps: keys come from the network (groups, sources, MACs), so the
-/// hash is seeded per process (foldhash), but much cheaper than SipHash.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use crate::hash::HashMap;
 use tracing::{debug, info};
 
 /// (group, source); `None` is any source.

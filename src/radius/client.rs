@@ -14,8 +14,11 @@ use super::{
     attr, encode_raw, md5_parts, sign_request, verify_accounting_response, verify_reply, Code, EncodeError, Packet,
     ReplyError,
 };
+use crate::hash::HashMap;
+use rand::rngs::StdRng;
+use rand::Rng as _;
 use serde::Serialize;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -198,25 +201,30 @@ pub struct Client<T> {
     pub stats: Stats,
     /// By server, in configured order.
     pub per_server: Vec<ServerStats>,
+    /// Identifiers and Request Authenticators: unpredictable (RFC 2865 3), and drawn
+    /// from the caller's seed so that a replay draws the same.
+    rng: StdRng,
 }
 
 impl<T: Token> Client<T> {
     /// `now`: the first probes (with `status_server`) go out at once, so that a server
-    /// that is down is known before a subscriber waits on it.
-    pub fn new(now: Instant, config: Config, servers: Vec<Server>) -> Self {
+    /// that is down is known before a subscriber waits on it. `rng`: a CSPRNG seeded
+    /// from the system's randomness (or from a recording's seed, in a replay).
+    pub fn new(now: Instant, config: Config, servers: Vec<Server>, mut rng: StdRng) -> Self {
         let per_server = vec![ServerStats::default(); servers.len()];
         let next_probe = config.status_server.map(|_| now);
         Client {
             config,
             servers: servers
                 .into_iter()
-                .map(|server| ServerState { server, next_id: rand::random(), dead_until: None, next_probe })
+                .map(|server| ServerState { server, next_id: rng.gen(), dead_until: None, next_probe })
                 .collect(),
-            pending: HashMap::new(),
+            pending: HashMap::default(),
             backlog: VecDeque::new(),
             outputs: VecDeque::new(),
             stats: Stats::default(),
             per_server,
+            rng,
         }
     }
 
@@ -266,7 +274,7 @@ impl<T: Token> Client<T> {
             return false;
         };
         let secret = &self.servers[server].server.secret;
-        let Ok(bytes) = encode_request(&request, id, &rand::random(), secret) else {
+        let Ok(bytes) = encode_request(&request, id, &self.rng.gen(), secret) else {
             // `send` checked the bounds, which do not depend on the server
             self.stats.requests_unencodable += 1;
             self.outputs.push_back(Output::Failed { token });
@@ -284,7 +292,7 @@ impl<T: Token> Client<T> {
             code: Code::StatusServer,
             attrs: vec![Attr::Bytes(attr::NAS_IDENTIFIER, self.config.nas_identifier.clone().into_bytes())],
         };
-        let Ok(bytes) = encode_request(&request, id, &rand::random(), &self.servers[server].server.secret) else {
+        let Ok(bytes) = encode_request(&request, id, &self.rng.gen(), &self.servers[server].server.secret) else {
             return; // the configuration bounds the NAS-Identifier: cannot happen
         };
         self.stats.probes += 1;
@@ -555,7 +563,7 @@ mod tests {
                 secret: crate::radius::Secret(b"s3cret".to_vec()),
             })
             .collect();
-        Client::new(Instant::now(), Config::default(), servers)
+        Client::new(Instant::now(), Config::default(), servers, rand::SeedableRng::from_entropy())
     }
 
     fn request() -> Request {

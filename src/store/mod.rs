@@ -65,7 +65,8 @@ fn dberr<E: std::fmt::Display>(e: E) -> Error {
 }
 
 /// A change to the state tables, applied in order within a [`Batch`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Op {
     PutSession(Session),
     DelSession(String, MacAddr),

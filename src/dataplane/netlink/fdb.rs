@@ -11,7 +11,7 @@ pub const NUD_PERMANENT: u16 = 0x80;
 const NTF_MASTER: u8 = 0x04;
 pub const NTF_EXT_LOCKED: u32 = 1 << 1;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FdbEntry {
     pub ifindex: u32,
     pub mac: MacAddr,

@@ -91,7 +91,8 @@ pub mod brport {
 /// An attribute as read: its type (without NLA_F_NESTED) and payload.
 pub type Attr = (u16, Vec<u8>);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Event {
     Link(Link),
     LinkGone(u32),
@@ -112,6 +113,9 @@ pub enum Error {
     Io(#[from] io::Error),
     #[error("netlink: malformed reply")]
     Malformed,
+    /// A replay's kernel: what the recorded call returned, or that the replay diverged.
+    #[error("{0}")]
+    Replayed(String),
 }
 
 impl Netlink {
