@@ -9,7 +9,7 @@ use mcgate::mcast::{Config, Host, Tracker};
 use mcgate::policy::{Entitlement, Package, Policy};
 use mcgate::wire::membership::decode;
 use mcgate::wire::records::{OwnedRecord, RecordType};
-use mcgate::wire::{ethernet, igmp, ip, MacAddr};
+use mcgate::wire::{ethernet, igmp, MacAddr};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::net::Ipv4Addr;
@@ -24,7 +24,7 @@ fn report(src: Ipv4Addr, join: Ipv4Addr, leave: Ipv4Addr) -> Vec<u8> {
         OwnedRecord { record_type: RecordType::ToEx, group: join, sources: vec![] },
         OwnedRecord { record_type: RecordType::ToIn, group: leave, sources: vec![] },
     ];
-    ip::emit_ipv4(src, igmp::ALL_V3_ROUTERS, ip::PROTO_IGMP, 0xc0, &igmp::emit_report_v3(&recs))
+    igmp::Repr::ReportV3 { records: &recs }.to_ipv4(src, igmp::ALL_V3_ROUTERS, 0xc0).unwrap()
 }
 
 fn rate(n: u64, d: Duration) -> String {

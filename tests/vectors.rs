@@ -115,12 +115,12 @@ mod kernel_joins {
                 let owned: Vec<OwnedRecord<Ipv4Addr>> = records
                     .map(|r| OwnedRecord { record_type: r.record_type, group: r.group, sources: r.sources().collect() })
                     .collect();
-                ip::emit_ipv4(s, h.dst, ip::PROTO_IGMP, payload[1], &igmp::emit_report_v3(&owned))
+                igmp::Repr::ReportV3 { records: &owned }.to_ipv4(s, h.dst, payload[1]).unwrap()
             }
             (Version::IgmpV1 | Version::IgmpV2, IpAddr::V4(s)) => {
                 let (h, body) = ip::parse_ipv4(payload).unwrap();
                 let group = Ipv4Addr::new(body[4], body[5], body[6], body[7]);
-                ip::emit_ipv4(s, h.dst, ip::PROTO_IGMP, payload[1], &igmp::emit_v2(body[0], group))
+                igmp::Repr::V2 { ty: body[0], group }.to_ipv4(s, h.dst, payload[1]).unwrap()
             }
             (Version::MldV2, IpAddr::V6(s)) => {
                 let (_, body) = ip::parse_ipv6(payload).unwrap();
@@ -128,7 +128,7 @@ mod kernel_joins {
                 let owned: Vec<OwnedRecord<Ipv6Addr>> = records
                     .map(|r| OwnedRecord { record_type: r.record_type, group: r.group, sources: r.sources().collect() })
                     .collect();
-                ip::emit_ipv6_mld(s, mld::ALL_V2_ROUTERS, &mld::emit_report_v2(s, &owned))
+                mld::Repr::ReportV2 { records: &owned }.to_ipv6(s, mld::ALL_V2_ROUTERS).unwrap()
             }
             // MLDv1 is decoded but never emitted by mcgate
             _ => payload.to_vec(),

@@ -17,7 +17,7 @@ use crate::radius::client::{Attr, Request};
 use crate::radius::{attr, mcgate_attr, vendor_attr, Code, Packet};
 use crate::wire::membership::{self, GroupRecord};
 use crate::wire::records::OwnedRecord;
-use crate::wire::{ethernet, igmp, ip, mld, MacAddr};
+use crate::wire::{ethernet, igmp, mld, EncodeError, MacAddr};
 use anyhow::{anyhow, Context as _};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -386,6 +386,14 @@ impl Daemon {
             }
             mcast::Output::Upstream { records } => {
                 for frame in upstream_frames(m, &records) {
+                    let frame = match frame {
+                        Ok(f) => f,
+                        Err(e) => {
+                            m.stats.tx_errors += 1;
+                            error!("upstream report not encoded: {e}");
+                            continue;
+                        }
+                    };
                     for (i, name) in m.uplinks.iter().enumerate() {
                         match self.net.send_uplink(i, &frame) {
                             Ok(()) => m.stats.upstream_reports_tx += 1,
@@ -398,8 +406,10 @@ impl Daemon {
                 }
             }
             mcast::Output::Query { port, group, max_resp_code } => {
-                let frame = query_frame(m, group, max_resp_code);
-                match self.net.send_frame(port, &frame) {
+                match query_frame(m, group, max_resp_code)
+                    .map_err(|e| e.to_string())
+                    .and_then(|frame| self.net.send_frame(port, &frame).map_err(|e| e.to_string()))
+                {
                     Ok(()) => m.stats.queries_tx += 1,
                     Err(e) => {
                         m.stats.tx_errors += 1;
@@ -415,7 +425,7 @@ impl Daemon {
 /// it takes for each to fit an Ethernet frame (a batch under load holds hundreds of first
 /// joins: one report of them all would be refused by the kernel, EMSGSIZE, and the
 /// upstream router would hear none of them).
-fn upstream_frames(m: &McastState, records: &[GroupRecord]) -> Vec<Vec<u8>> {
+fn upstream_frames(m: &McastState, records: &[GroupRecord]) -> Vec<Result<Vec<u8>, EncodeError>> {
     let mut v4: Vec<OwnedRecord<Ipv4Addr>> = vec![];
     let mut v6: Vec<OwnedRecord<Ipv6Addr>> = vec![];
     for r in records {
@@ -434,24 +444,16 @@ fn upstream_frames(m: &McastState, records: &[GroupRecord]) -> Vec<Vec<u8>> {
     }
     let mut out = vec![];
     // IPv4 header with Router Alert (24) and the report's own header (8)
-    for chunk in fitting(&v4, MTU - 24 - 8, |r| 8 + 4 * r.sources.len()) {
-        let pkt = ip::emit_ipv4(m.bridge_v4, igmp::ALL_V3_ROUTERS, ip::PROTO_IGMP, 0xc0, &igmp::emit_report_v3(chunk));
-        out.push(ethernet::emit_frame(
-            MacAddr::for_group(igmp::ALL_V3_ROUTERS.into()),
-            m.bridge_mac,
-            ethernet::ETHERTYPE_IPV4,
-            &pkt,
-        ));
+    for chunk in fitting(&v4, MTU - 24 - 8, OwnedRecord::buffer_len) {
+        let pkt = igmp::Repr::ReportV3 { records: chunk }.to_ipv4(m.bridge_v4, igmp::ALL_V3_ROUTERS, 0xc0);
+        let dst = MacAddr::for_group(igmp::ALL_V3_ROUTERS.into());
+        out.push(pkt.map(|p| ethernet::emit_frame(dst, m.bridge_mac, ethernet::ETHERTYPE_IPV4, &p)));
     }
     // IPv6 header (40), Hop-by-Hop with Router Alert (8), the report's header (8)
-    for chunk in fitting(&v6, MTU - 40 - 8 - 8, |r| 20 + 16 * r.sources.len()) {
-        let pkt = ip::emit_ipv6_mld(m.bridge_ll6, mld::ALL_V2_ROUTERS, &mld::emit_report_v2(m.bridge_ll6, chunk));
-        out.push(ethernet::emit_frame(
-            MacAddr::for_group(mld::ALL_V2_ROUTERS.into()),
-            m.bridge_mac,
-            ethernet::ETHERTYPE_IPV6,
-            &pkt,
-        ));
+    for chunk in fitting(&v6, MTU - 40 - 8 - 8, OwnedRecord::buffer_len) {
+        let pkt = mld::Repr::ReportV2 { records: chunk }.to_ipv6(m.bridge_ll6, mld::ALL_V2_ROUTERS);
+        let dst = MacAddr::for_group(mld::ALL_V2_ROUTERS.into());
+        out.push(pkt.map(|p| ethernet::emit_frame(dst, m.bridge_mac, ethernet::ETHERTYPE_IPV6, &p)));
     }
     out
 }
@@ -484,26 +486,20 @@ fn fitting<T>(items: &[T], budget: usize, size: impl Fn(&T) -> usize) -> Vec<&[T
 const QRV: u8 = 2;
 const QQIC: u8 = 125;
 
-fn query_frame(m: &McastState, group: IpAddr, max_resp_code: u8) -> Vec<u8> {
-    match group {
+fn query_frame(m: &McastState, group: IpAddr, max_resp_code: u8) -> Result<Vec<u8>, EncodeError> {
+    let (ethertype, pkt) = match group {
         IpAddr::V4(g) => {
-            let pkt = ip::emit_ipv4(
-                m.bridge_v4,
-                g,
-                ip::PROTO_IGMP,
-                0xc0,
-                &igmp::emit_query_v3(max_resp_code, g, QRV, QQIC, &[]),
-            );
-            ethernet::emit_frame(MacAddr::for_group(group), m.bridge_mac, ethernet::ETHERTYPE_IPV4, &pkt)
+            let query = igmp::Repr::QueryV3 { max_resp_code, group: g, qrv: QRV, qqic: QQIC, sources: &[] };
+            (ethernet::ETHERTYPE_IPV4, query.to_ipv4(m.bridge_v4, g, 0xc0)?)
         }
         IpAddr::V6(g) => {
             // MLDv2 Maximum Response Code is in milliseconds; ours is in tenths of a second.
-            let code = max_resp_code as u16 * 100;
-            let body = mld::emit_query_v2(m.bridge_ll6, g, code, g, QRV, QQIC);
-            let pkt = ip::emit_ipv6_mld(m.bridge_ll6, g, &body);
-            ethernet::emit_frame(MacAddr::for_group(group), m.bridge_mac, ethernet::ETHERTYPE_IPV6, &pkt)
+            let query =
+                mld::Repr::QueryV2 { max_resp_code: max_resp_code as u16 * 100, group: g, qrv: QRV, qqic: QQIC };
+            (ethernet::ETHERTYPE_IPV6, query.to_ipv6(m.bridge_ll6, g)?)
         }
-    }
+    };
+    Ok(ethernet::emit_frame(MacAddr::for_group(group), m.bridge_mac, ethertype, &pkt))
 }
 
 #[cfg(test)]

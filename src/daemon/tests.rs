@@ -8,8 +8,8 @@ use crate::acct::{Kind, Record, Status, TerminateCause};
 use crate::dataplane::netlink;
 use crate::dataplane::{Error as DpError, Found, MdbEntry};
 use crate::radius::{attr, encode_raw, sign_reply};
+use crate::wire::igmp;
 use crate::wire::records::{OwnedRecord, RecordType};
-use crate::wire::{igmp, ip};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
@@ -298,13 +298,8 @@ impl Switch {
     /// The host's IGMPv3 report joining `group`.
     fn join(&mut self, port: PortId, mac: MacAddr, group: Ipv4Addr) {
         let record = OwnedRecord { record_type: RecordType::ToEx, group, sources: vec![] };
-        let payload = ip::emit_ipv4(
-            Ipv4Addr::new(192, 0, 2, 11),
-            igmp::ALL_V3_ROUTERS,
-            ip::PROTO_IGMP,
-            0xc0,
-            &igmp::emit_report_v3(&[record]),
-        );
+        let report = igmp::Repr::ReportV3 { records: &[record] };
+        let payload = report.to_ipv4(Ipv4Addr::new(192, 0, 2, 11), igmp::ALL_V3_ROUTERS, 0xc0).unwrap();
         let read = input::mono(self.epoch, self.now);
         self.step(vec![Input::Mcast { port, src: mac, ethertype: ethernet::ETHERTYPE_IPV4, payload, read }]);
     }

@@ -8,9 +8,9 @@
 //!                  | Group Record [M] |
 //! ```
 
-use super::ip::checksum;
-use super::records::{emit_records, OwnedRecord, Records};
-use super::{be16, DecodeError};
+use super::ip::{checksum, Ipv4Repr, PROTO_IGMP};
+use super::records::{emit_records, records_len, OwnedRecord, Records};
+use super::{be16, room, u16_field, DecodeError, EncodeError};
 use std::net::Ipv4Addr;
 
 pub const QUERY: u8 = 0x11;
@@ -95,38 +95,82 @@ pub fn verify_checksum(b: &[u8]) -> bool {
     checksum(b) == 0
 }
 
-fn finish(mut m: Vec<u8>) -> Vec<u8> {
-    let c = checksum(&m);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
-    m
+/// An IGMP message to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repr<'a> {
+    ReportV3 {
+        records: &'a [OwnedRecord<Ipv4Addr>],
+    },
+    /// A v2 report or leave (`REPORT_V2`, `LEAVE_V2`) for `group`.
+    V2 {
+        ty: u8,
+        group: Ipv4Addr,
+    },
+    /// A v3 query: general when `group` is unspecified.
+    QueryV3 {
+        max_resp_code: u8,
+        group: Ipv4Addr,
+        qrv: u8,
+        qqic: u8,
+        sources: &'a [Ipv4Addr],
+    },
 }
 
-/// An IGMPv3 report with `records`.
-pub fn emit_report_v3(records: &[OwnedRecord<Ipv4Addr>]) -> Vec<u8> {
-    let mut m = vec![REPORT_V3, 0, 0, 0, 0, 0];
-    m.extend_from_slice(&(records.len() as u16).to_be_bytes());
-    emit_records(records, &mut m);
-    finish(m)
-}
-
-/// An IGMPv2 message (report or leave) for `group`.
-pub fn emit_v2(ty: u8, group: Ipv4Addr) -> Vec<u8> {
-    let mut m = vec![ty, 0, 0, 0];
-    m.extend_from_slice(&group.octets());
-    finish(m)
-}
-
-/// An IGMPv3 query (general when `group` is unspecified).
-pub fn emit_query_v3(max_resp_code: u8, group: Ipv4Addr, qrv: u8, qqic: u8, sources: &[Ipv4Addr]) -> Vec<u8> {
-    let mut m = vec![QUERY, max_resp_code, 0, 0];
-    m.extend_from_slice(&group.octets());
-    m.push(qrv & 7);
-    m.push(qqic);
-    m.extend_from_slice(&(sources.len() as u16).to_be_bytes());
-    for s in sources {
-        m.extend_from_slice(&s.octets());
+impl Repr<'_> {
+    pub fn buffer_len(&self) -> usize {
+        match self {
+            Repr::ReportV3 { records } => 8 + records_len(records),
+            Repr::V2 { .. } => 8,
+            Repr::QueryV3 { sources, .. } => 12 + 4 * sources.len(),
+        }
     }
-    finish(m)
+
+    /// Writes the message, checksum included, into `buf[..buffer_len()]`.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<(), EncodeError> {
+        let b = room(buf, self.buffer_len())?;
+        b.fill(0);
+        match *self {
+            Repr::ReportV3 { records } => {
+                b[0] = REPORT_V3;
+                b[6..8].copy_from_slice(&u16_field("group records of a report", records.len())?);
+                emit_records(records, &mut b[8..])?;
+            }
+            Repr::V2 { ty, group } => {
+                b[0] = ty;
+                b[4..8].copy_from_slice(&group.octets());
+            }
+            Repr::QueryV3 { max_resp_code, group, qrv, qqic, sources } => {
+                b[0] = QUERY;
+                b[1] = max_resp_code;
+                b[4..8].copy_from_slice(&group.octets());
+                b[8] = qrv & 7;
+                b[9] = qqic;
+                b[10..12].copy_from_slice(&u16_field("sources of a query", sources.len())?);
+                for (i, s) in sources.iter().enumerate() {
+                    b[12 + 4 * i..16 + 4 * i].copy_from_slice(&s.octets());
+                }
+            }
+        }
+        let c = checksum(b);
+        b[2..4].copy_from_slice(&c.to_be_bytes());
+        Ok(())
+    }
+
+    pub fn to_vec(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut v = vec![0; self.buffer_len()];
+        self.emit(&mut v)?;
+        Ok(v)
+    }
+
+    /// The message in an IPv4 packet from `src` to `dst` (TTL 1, Router Alert).
+    pub fn to_ipv4(&self, src: Ipv4Addr, dst: Ipv4Addr, tos: u8) -> Result<Vec<u8>, EncodeError> {
+        let ip = Ipv4Repr { src, dst, protocol: PROTO_IGMP, tos, payload_len: self.buffer_len() };
+        let mut packet = vec![0; ip.buffer_len()];
+        let (header, payload) = packet.split_at_mut(Ipv4Repr::HEADER_LEN);
+        ip.emit(header)?;
+        self.emit(payload)?;
+        Ok(packet)
+    }
 }
 
 /// Max Resp Code / QQIC floating-point decoding (RFC 9776 4.1.1, 4.1.7), in units of
@@ -169,7 +213,7 @@ mod tests {
                 sources: vec![Ipv4Addr::new(192, 0, 2, 254), Ipv4Addr::new(192, 0, 2, 253)],
             },
         ];
-        let m = emit_report_v3(&recs);
+        let m = Repr::ReportV3 { records: &recs }.to_vec().unwrap();
         assert!(verify_checksum(&m));
         let Message::ReportV3 { records } = parse(&m).unwrap() else { panic!() };
         let back: Vec<OwnedRecord<Ipv4Addr>> = records
@@ -186,10 +230,27 @@ mod tests {
     }
 
     #[test]
+    fn counts_their_fields_cannot_hold_are_refused() {
+        let g = Ipv4Addr::new(239, 1, 1, 1);
+        let one = OwnedRecord { record_type: RecordType::ToEx, group: g, sources: vec![] };
+        let many = vec![one.clone(); 65_536];
+        let e = Repr::ReportV3 { records: &many }.to_vec().unwrap_err();
+        assert_eq!(e, EncodeError::TooMany { what: "group records of a report", n: 65_536 });
+        let wide = [OwnedRecord { sources: vec![g; 65_536], ..one }];
+        assert!(matches!(Repr::ReportV3 { records: &wide }.to_vec(), Err(EncodeError::TooMany { n: 65_536, .. })));
+        let sources = vec![g; 65_536];
+        let query = Repr::QueryV3 { max_resp_code: 100, group: g, qrv: 2, qqic: 125, sources: &sources };
+        assert!(matches!(query.to_vec(), Err(EncodeError::TooMany { what: "sources of a query", .. })));
+        let leave = Repr::V2 { ty: LEAVE_V2, group: g };
+        assert_eq!(leave.emit(&mut [0; 7]), Err(EncodeError::Buffer { need: 8, have: 7 }));
+    }
+
+    #[test]
     fn v2_and_queries() {
         let g = Ipv4Addr::new(239, 1, 1, 1);
-        assert_eq!(parse(&emit_v2(LEAVE_V2, g)).unwrap(), Message::LeaveV2 { group: g });
-        let q = emit_query_v3(100, g, 2, 125, &[]);
+        let leave = Repr::V2 { ty: LEAVE_V2, group: g }.to_vec().unwrap();
+        assert_eq!(parse(&leave).unwrap(), Message::LeaveV2 { group: g });
+        let q = Repr::QueryV3 { max_resp_code: 100, group: g, qrv: 2, qqic: 125, sources: &[] }.to_vec().unwrap();
         assert!(verify_checksum(&q));
         match parse(&q).unwrap() {
             Message::Query { max_resp_code: 100, group, v3: Some(v3) } => {

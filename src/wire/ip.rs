@@ -2,7 +2,7 @@
 //! (Router Alert, RFC 2113), IPv6 with a Hop-by-Hop header carrying Router Alert
 //! (RFC 2711) in front of ICMPv6, and the Internet checksum (RFC 1071).
 
-use super::{be16, DecodeError};
+use super::{be16, room, u16_field, DecodeError, EncodeError};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub const PROTO_HOPOPT: u8 = 0;
@@ -97,18 +97,36 @@ pub fn parse_ipv4(b: &[u8]) -> Result<(Ipv4Info, &[u8]), DecodeError> {
     Ok((info, &b[ihl..total]))
 }
 
-/// An IPv4 header with Router Alert (24 octets) in front of `payload`, TTL 1.
-pub fn emit_ipv4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, tos: u8, payload: &[u8]) -> Vec<u8> {
-    let total = 24 + payload.len();
-    let mut h = vec![0x46, tos, 0, 0, 0, 0, 0x40, 0, 1, protocol, 0, 0];
-    h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    h.extend_from_slice(&src.octets());
-    h.extend_from_slice(&dst.octets());
-    h.extend_from_slice(&[0x94, 0x04, 0, 0]);
-    let c = checksum(&h);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
-    h.extend_from_slice(payload);
-    h
+/// The IPv4 header IGMP goes out with: Router Alert (RFC 2113), TTL 1, Don't Fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Repr {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub protocol: u8,
+    pub tos: u8,
+    pub payload_len: usize,
+}
+
+impl Ipv4Repr {
+    pub const HEADER_LEN: usize = 24;
+
+    /// The whole packet's length.
+    pub fn buffer_len(&self) -> usize {
+        Self::HEADER_LEN + self.payload_len
+    }
+
+    /// Writes the header into `buf[..HEADER_LEN]`; the payload goes after it.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<(), EncodeError> {
+        let total = u16_field("IPv4 total length", self.buffer_len())?;
+        let h = room(buf, Self::HEADER_LEN)?;
+        h[..12].copy_from_slice(&[0x46, self.tos, total[0], total[1], 0, 0, 0x40, 0, 1, self.protocol, 0, 0]);
+        h[12..16].copy_from_slice(&self.src.octets());
+        h[16..20].copy_from_slice(&self.dst.octets());
+        h[20..24].copy_from_slice(&[0x94, 0x04, 0, 0]);
+        let c = checksum(h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,28 +187,52 @@ pub fn parse_ipv6(b: &[u8]) -> Result<(Ipv6Info, &[u8]), DecodeError> {
     Ok((info, payload))
 }
 
-/// An IPv6 header and a Hop-by-Hop header with Router Alert (MLD) in front of an
-/// ICMPv6 `payload`, hop limit 1.
-pub fn emit_ipv6_mld(src: Ipv6Addr, dst: Ipv6Addr, payload: &[u8]) -> Vec<u8> {
-    let mut h = vec![0x60, 0, 0, 0];
-    h.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    h.push(PROTO_HOPOPT);
-    h.push(1);
-    h.extend_from_slice(&src.octets());
-    h.extend_from_slice(&dst.octets());
-    // Next Header ICMPv6, length 0 (8 octets): Router Alert (MLD), PadN
-    h.extend_from_slice(&[PROTO_ICMPV6, 0, 5, 2, 0, 0, 1, 0]);
-    h.extend_from_slice(payload);
-    h
+/// The IPv6 header MLD goes out with: hop limit 1 and a Hop-by-Hop header with Router
+/// Alert (RFC 2711), in front of ICMPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6MldRepr {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub payload_len: usize,
+}
+
+impl Ipv6MldRepr {
+    /// The fixed header (40) and the Hop-by-Hop header (8).
+    pub const HEADER_LEN: usize = 48;
+
+    pub fn buffer_len(&self) -> usize {
+        Self::HEADER_LEN + self.payload_len
+    }
+
+    /// Writes both headers into `buf[..HEADER_LEN]`; the ICMPv6 message goes after them.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<(), EncodeError> {
+        let len = u16_field("IPv6 payload length", 8 + self.payload_len)?;
+        let h = room(buf, Self::HEADER_LEN)?;
+        h[..8].copy_from_slice(&[0x60, 0, 0, 0, len[0], len[1], PROTO_HOPOPT, 1]);
+        h[8..24].copy_from_slice(&self.src.octets());
+        h[24..40].copy_from_slice(&self.dst.octets());
+        // Next Header ICMPv6, length 0 (8 octets): Router Alert (MLD), PadN
+        h[40..48].copy_from_slice(&[PROTO_ICMPV6, 0, 5, 2, 0, 0, 1, 0]);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn ipv4(payload: &[u8]) -> Vec<u8> {
+        let (src, dst) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(224, 0, 0, 22));
+        let r = Ipv4Repr { src, dst, protocol: PROTO_IGMP, tos: 0xc0, payload_len: payload.len() };
+        let mut p = vec![0; r.buffer_len()];
+        r.emit(&mut p).unwrap();
+        p[Ipv4Repr::HEADER_LEN..].copy_from_slice(payload);
+        p
+    }
+
     #[test]
     fn ipv4_round_trip_with_router_alert() {
-        let p = emit_ipv4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(224, 0, 0, 22), PROTO_IGMP, 0xc0, &[1, 2, 3, 4]);
+        let p = ipv4(&[1, 2, 3, 4]);
         let (info, payload) = parse_ipv4(&p).unwrap();
         assert!(info.router_alert && info.checksum_ok);
         assert_eq!((info.ttl, info.protocol), (1, PROTO_IGMP));
@@ -207,7 +249,10 @@ mod tests {
     fn ipv6_hop_by_hop_router_alert() {
         let src: Ipv6Addr = "fe80::1".parse().unwrap();
         let dst: Ipv6Addr = "ff02::16".parse().unwrap();
-        let p = emit_ipv6_mld(src, dst, &[143, 0, 0, 0]);
+        let r = Ipv6MldRepr { src, dst, payload_len: 4 };
+        let mut p = vec![0; r.buffer_len()];
+        r.emit(&mut p).unwrap();
+        p[Ipv6MldRepr::HEADER_LEN..].copy_from_slice(&[143, 0, 0, 0]);
         let (info, payload) = parse_ipv6(&p).unwrap();
         assert!(info.router_alert);
         assert_eq!((info.next_header, info.hop_limit), (PROTO_ICMPV6, 1));
@@ -215,6 +260,17 @@ mod tests {
         for n in 0..p.len() {
             let _ = parse_ipv6(&p[..n]);
         }
+    }
+
+    #[test]
+    fn lengths_the_header_cannot_hold_and_short_buffers_are_refused() {
+        let (src, dst) = (Ipv4Addr::LOCALHOST, Ipv4Addr::BROADCAST);
+        let r = Ipv4Repr { src, dst, protocol: PROTO_IGMP, tos: 0, payload_len: 65_535 - 24 + 1 };
+        assert_eq!(r.emit(&mut [0; 24]), Err(EncodeError::TooMany { what: "IPv4 total length", n: 65_536 }));
+        let r = Ipv4Repr { payload_len: 0, ..r };
+        assert_eq!(r.emit(&mut [0; 23]), Err(EncodeError::Buffer { need: 24, have: 23 }));
+        let r = Ipv6MldRepr { src: Ipv6Addr::LOCALHOST, dst: Ipv6Addr::LOCALHOST, payload_len: 65_535 - 8 + 1 };
+        assert!(matches!(r.emit(&mut [0; 48]), Err(EncodeError::TooMany { .. })));
     }
 
     #[test]

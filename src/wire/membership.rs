@@ -153,13 +153,9 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn v3(recs: &[OwnedRecord<Ipv4Addr>]) -> Vec<u8> {
-        ip::emit_ipv4(
-            Ipv4Addr::new(192, 0, 2, 11),
-            igmp::ALL_V3_ROUTERS,
-            ip::PROTO_IGMP,
-            0xc0,
-            &igmp::emit_report_v3(recs),
-        )
+        igmp::Repr::ReportV3 { records: recs }
+            .to_ipv4(Ipv4Addr::new(192, 0, 2, 11), igmp::ALL_V3_ROUTERS, 0xc0)
+            .unwrap()
     }
 
     #[test]
@@ -176,21 +172,12 @@ mod tests {
         let last = body.len() - 1;
         body[last] ^= 1;
         assert_eq!(decode(ETHERTYPE_IPV4, &body), Err(Drop::BadChecksum));
-        let leave = ip::emit_ipv4(
-            Ipv4Addr::new(192, 0, 2, 11),
-            igmp::ALL_ROUTERS,
-            ip::PROTO_IGMP,
-            0,
-            &igmp::emit_v2(igmp::LEAVE_V2, g),
-        );
+        let host = Ipv4Addr::new(192, 0, 2, 11);
+        let leave = igmp::Repr::V2 { ty: igmp::LEAVE_V2, group: g }.to_ipv4(host, igmp::ALL_ROUTERS, 0).unwrap();
         assert_eq!(decode(ETHERTYPE_IPV4, &leave).unwrap().records, single(RecordType::ToIn, g.into()));
-        let query = ip::emit_ipv4(
-            Ipv4Addr::new(192, 0, 2, 11),
-            igmp::ALL_SYSTEMS,
-            ip::PROTO_IGMP,
-            0,
-            &igmp::emit_query_v3(100, Ipv4Addr::UNSPECIFIED, 2, 125, &[]),
-        );
+        let general =
+            igmp::Repr::QueryV3 { max_resp_code: 100, group: Ipv4Addr::UNSPECIFIED, qrv: 2, qqic: 125, sources: &[] };
+        let query = general.to_ipv4(host, igmp::ALL_SYSTEMS, 0).unwrap();
         assert_eq!(decode(ETHERTYPE_IPV4, &query), Err(Drop::Query));
         for n in 0..good.len() {
             let _ = decode(ETHERTYPE_IPV4, &good[..n]);
@@ -201,9 +188,8 @@ mod tests {
     fn mld_validation() {
         let src: Ipv6Addr = "fe80::11".parse().unwrap();
         let g: Ipv6Addr = "ff3e::8000:1".parse().unwrap();
-        let body =
-            mld::emit_report_v2(src, &[OwnedRecord { record_type: RecordType::ToEx, group: g, sources: vec![] }]);
-        let pkt = ip::emit_ipv6_mld(src, mld::ALL_V2_ROUTERS, &body);
+        let records = [OwnedRecord { record_type: RecordType::ToEx, group: g, sources: vec![] }];
+        let pkt = mld::Repr::ReportV2 { records: &records }.to_ipv6(src, mld::ALL_V2_ROUTERS).unwrap();
         let r = decode(ETHERTYPE_IPV6, &pkt).unwrap();
         assert_eq!(r.version, Version::MldV2);
         assert_eq!(r.records, single(RecordType::ToEx, g.into()));
@@ -247,8 +233,9 @@ mod tests {
         #[test]
         fn igmpv3_reports_round_trip(recs in records(proptest::num::u32::ANY.prop_map(Ipv4Addr::from))) {
             let src = Ipv4Addr::new(192, 0, 2, 11);
-            let body = igmp::emit_report_v3(&owned(&recs));
-            let report = decode(ETHERTYPE_IPV4, &ip::emit_ipv4(src, igmp::ALL_V3_ROUTERS, ip::PROTO_IGMP, 0xc0, &body)).unwrap();
+            let records = owned(&recs);
+            let packet = igmp::Repr::ReportV3 { records: &records }.to_ipv4(src, igmp::ALL_V3_ROUTERS, 0xc0).unwrap();
+            let report = decode(ETHERTYPE_IPV4, &packet).unwrap();
             proptest::prop_assert_eq!(report.version, Version::IgmpV3);
             let (back, sent) = decoded_and_sent(&report, recs);
             proptest::prop_assert_eq!(back, sent);
@@ -258,8 +245,9 @@ mod tests {
         #[test]
         fn mldv2_reports_round_trip(recs in records(proptest::num::u128::ANY.prop_map(Ipv6Addr::from))) {
             let src: Ipv6Addr = "fe80::11".parse().unwrap();
-            let body = mld::emit_report_v2(src, &owned(&recs));
-            let report = decode(ETHERTYPE_IPV6, &ip::emit_ipv6_mld(src, mld::ALL_V2_ROUTERS, &body)).unwrap();
+            let records = owned(&recs);
+            let packet = mld::Repr::ReportV2 { records: &records }.to_ipv6(src, mld::ALL_V2_ROUTERS).unwrap();
+            let report = decode(ETHERTYPE_IPV6, &packet).unwrap();
             proptest::prop_assert_eq!(report.version, Version::MldV2);
             let (back, sent) = decoded_and_sent(&report, recs);
             proptest::prop_assert_eq!(back, sent);

@@ -9,9 +9,9 @@
 //!                  | Multicast Address Record [M] |
 //! ```
 
-use super::ip::icmpv6_checksum;
-use super::records::{emit_records, OwnedRecord, Records};
-use super::{be16, DecodeError};
+use super::ip::{icmpv6_checksum, Ipv6MldRepr};
+use super::records::{emit_records, records_len, OwnedRecord, Records};
+use super::{be16, room, u16_field, DecodeError, EncodeError};
 use std::net::Ipv6Addr;
 
 pub const QUERY: u8 = 130;
@@ -73,28 +73,57 @@ pub fn verify_checksum(src: Ipv6Addr, dst: Ipv6Addr, b: &[u8]) -> bool {
     icmpv6_checksum(src, dst, b) == 0
 }
 
-fn finish(src: Ipv6Addr, dst: Ipv6Addr, mut m: Vec<u8>) -> Vec<u8> {
-    let c = icmpv6_checksum(src, dst, &m);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
-    m
+/// An MLD message to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repr<'a> {
+    /// An MLDv2 report (to `ALL_V2_ROUTERS`).
+    ReportV2 { records: &'a [OwnedRecord<Ipv6Addr>] },
+    /// An MLDv2 multicast-address-specific query; Maximum Response Code in milliseconds.
+    QueryV2 { max_resp_code: u16, group: Ipv6Addr, qrv: u8, qqic: u8 },
 }
 
-/// An MLDv2 report from `src` to ff02::16.
-pub fn emit_report_v2(src: Ipv6Addr, records: &[OwnedRecord<Ipv6Addr>]) -> Vec<u8> {
-    let mut m = vec![REPORT_V2, 0, 0, 0, 0, 0];
-    m.extend_from_slice(&(records.len() as u16).to_be_bytes());
-    emit_records(records, &mut m);
-    finish(src, ALL_V2_ROUTERS, m)
-}
+impl Repr<'_> {
+    pub fn buffer_len(&self) -> usize {
+        match self {
+            Repr::ReportV2 { records } => 8 + records_len(records),
+            Repr::QueryV2 { .. } => 28,
+        }
+    }
 
-/// An MLDv2 multicast-address-specific query.
-pub fn emit_query_v2(src: Ipv6Addr, dst: Ipv6Addr, max_resp_code: u16, group: Ipv6Addr, qrv: u8, qqic: u8) -> Vec<u8> {
-    let mut m = vec![QUERY, 0, 0, 0];
-    m.extend_from_slice(&max_resp_code.to_be_bytes());
-    m.extend_from_slice(&[0, 0]);
-    m.extend_from_slice(&group.octets());
-    m.extend_from_slice(&[qrv & 7, qqic, 0, 0]);
-    finish(src, dst, m)
+    /// Writes the message into `buf[..buffer_len()]`, its checksum over the pseudo-header
+    /// of `src` → `dst`.
+    pub fn emit(&self, src: Ipv6Addr, dst: Ipv6Addr, buf: &mut [u8]) -> Result<(), EncodeError> {
+        let b = room(buf, self.buffer_len())?;
+        b.fill(0);
+        match *self {
+            Repr::ReportV2 { records } => {
+                b[0] = REPORT_V2;
+                b[6..8].copy_from_slice(&u16_field("address records of a report", records.len())?);
+                emit_records(records, &mut b[8..])?;
+            }
+            Repr::QueryV2 { max_resp_code, group, qrv, qqic } => {
+                b[0] = QUERY;
+                b[4..6].copy_from_slice(&max_resp_code.to_be_bytes());
+                b[8..24].copy_from_slice(&group.octets());
+                b[24] = qrv & 7;
+                b[25] = qqic;
+            }
+        }
+        let c = icmpv6_checksum(src, dst, b);
+        b[2..4].copy_from_slice(&c.to_be_bytes());
+        Ok(())
+    }
+
+    /// The message in an IPv6 packet from `src` to `dst` (hop limit 1, Hop-by-Hop
+    /// header with Router Alert).
+    pub fn to_ipv6(&self, src: Ipv6Addr, dst: Ipv6Addr) -> Result<Vec<u8>, EncodeError> {
+        let ip = Ipv6MldRepr { src, dst, payload_len: self.buffer_len() };
+        let mut packet = vec![0; ip.buffer_len()];
+        let (header, payload) = packet.split_at_mut(Ipv6MldRepr::HEADER_LEN);
+        ip.emit(header)?;
+        self.emit(src, dst, payload)?;
+        Ok(packet)
+    }
 }
 
 #[cfg(test)]
@@ -110,7 +139,7 @@ mod tests {
             group: "ff3e::8000:1".parse().unwrap(),
             sources: vec!["2001:db8::1".parse().unwrap()],
         }];
-        let m = emit_report_v2(src, &recs);
+        let m = Repr::ReportV2 { records: &recs }.to_ipv6(src, ALL_V2_ROUTERS).unwrap()[48..].to_vec();
         assert!(verify_checksum(src, ALL_V2_ROUTERS, &m));
         assert!(!verify_checksum(src, "ff02::1".parse().unwrap(), &m));
         let Message::ReportV2 { records } = parse(&m).unwrap() else { panic!() };
@@ -127,7 +156,8 @@ mod tests {
     fn query() {
         let src: Ipv6Addr = "fe80::1".parse().unwrap();
         let g: Ipv6Addr = "ff3e::1".parse().unwrap();
-        let q = emit_query_v2(src, g, 1000, g, 2, 125);
+        let q =
+            Repr::QueryV2 { max_resp_code: 1000, group: g, qrv: 2, qqic: 125 }.to_ipv6(src, g).unwrap()[48..].to_vec();
         assert!(verify_checksum(src, g, &q));
         assert_eq!(parse(&q).unwrap(), Message::Query { max_resp_code: 1000, group: g, v2: true });
     }

@@ -1,5 +1,7 @@
 //! Bytes ↔ types. No I/O, no tokio: every decoder here takes untrusted input and
-//! returns a `DecodeError` instead of panicking.
+//! returns a `DecodeError` instead of panicking. Messages are sent from a `Repr` (what
+//! the message says) that knows its `buffer_len` and emits into the caller's buffer,
+//! refusing with an `EncodeError` a count its field cannot hold (smoltcp's layout).
 
 pub mod eap;
 pub mod eapol;
@@ -23,6 +25,27 @@ pub enum DecodeError {
     BadLength { field: usize, available: usize },
     #[error("unknown code point {0}")]
     Unknown(u8),
+}
+
+/// Why a message could not be encoded: a count or a length its field cannot hold, or
+/// a buffer shorter than the message's `buffer_len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("{what}: {n} does not fit its 16-bit field")]
+    TooMany { what: &'static str, n: usize },
+    #[error("buffer of {have} octets for {need}")]
+    Buffer { need: usize, have: usize },
+}
+
+/// `n` as a 16-bit field, or the error naming `what` it counts.
+pub(crate) fn u16_field(what: &'static str, n: usize) -> Result<[u8; 2], EncodeError> {
+    u16::try_from(n).map(u16::to_be_bytes).map_err(|_| EncodeError::TooMany { what, n })
+}
+
+/// `buf` if it holds `need` octets.
+pub(crate) fn room(buf: &mut [u8], need: usize) -> Result<&mut [u8], EncodeError> {
+    let have = buf.len();
+    buf.get_mut(..need).ok_or(EncodeError::Buffer { need, have })
 }
 
 /// Lower-case hex, as attribute values are kept in the store and the export.

@@ -9,13 +9,14 @@
 //! |            Auxiliary Data (Aux Data Len 32-bit words)         |
 //! ```
 
-use super::{be16, DecodeError};
+use super::{be16, u16_field, DecodeError, EncodeError};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub trait Addr: Copy + std::fmt::Debug + PartialEq + Eq + std::hash::Hash + Ord + 'static {
     const LEN: usize;
     fn from_octets(b: &[u8]) -> Self;
-    fn push_octets(&self, out: &mut Vec<u8>);
+    /// Writes the address into `out[..LEN]`.
+    fn write_octets(&self, out: &mut [u8]);
 }
 
 impl Addr for Ipv4Addr {
@@ -23,8 +24,8 @@ impl Addr for Ipv4Addr {
     fn from_octets(b: &[u8]) -> Self {
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
     }
-    fn push_octets(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.octets())
+    fn write_octets(&self, out: &mut [u8]) {
+        out[..4].copy_from_slice(&self.octets())
     }
 }
 
@@ -35,8 +36,8 @@ impl Addr for Ipv6Addr {
         o.copy_from_slice(&b[..16]);
         o.into()
     }
-    fn push_octets(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.octets())
+    fn write_octets(&self, out: &mut [u8]) {
+        out[..16].copy_from_slice(&self.octets())
     }
 }
 
@@ -168,14 +169,31 @@ pub struct OwnedRecord<A: Addr> {
     pub sources: Vec<A>,
 }
 
-pub fn emit_records<A: Addr>(records: &[OwnedRecord<A>], out: &mut Vec<u8>) {
-    for r in records {
-        out.push(r.record_type.into());
-        out.push(0);
-        out.extend_from_slice(&(r.sources.len() as u16).to_be_bytes());
-        r.group.push_octets(out);
-        for s in &r.sources {
-            s.push_octets(out);
-        }
+impl<A: Addr> OwnedRecord<A> {
+    /// Octets of the record: header, group, sources (no auxiliary data).
+    pub fn buffer_len(&self) -> usize {
+        4 + A::LEN * (1 + self.sources.len())
     }
+}
+
+/// Octets of `records` emitted one after another.
+pub fn records_len<A: Addr>(records: &[OwnedRecord<A>]) -> usize {
+    records.iter().map(OwnedRecord::buffer_len).sum()
+}
+
+/// Writes `records` into `buf`, which holds [`records_len`] octets (the caller checked).
+pub fn emit_records<A: Addr>(records: &[OwnedRecord<A>], buf: &mut [u8]) -> Result<(), EncodeError> {
+    let mut at = 0;
+    for r in records {
+        let b = &mut buf[at..at + r.buffer_len()];
+        b[0] = r.record_type.into();
+        b[1] = 0;
+        b[2..4].copy_from_slice(&u16_field("sources of a group record", r.sources.len())?);
+        r.group.write_octets(&mut b[4..]);
+        for (i, s) in r.sources.iter().enumerate() {
+            s.write_octets(&mut b[4 + A::LEN * (1 + i)..]);
+        }
+        at += r.buffer_len();
+    }
+    Ok(())
 }
