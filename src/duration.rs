@@ -31,6 +31,11 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
+/// A duration where `"0s"` means off (`None`).
+pub fn duration_or_off<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    Ok(Some(duration(d)?).filter(|d| !d.is_zero()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 use crate::auth::PortMode;
 use crate::radius::Secret;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -111,8 +112,8 @@ impl Default for Accounting {
     }
 }
 
+/// `[multicast]`: unknown keys refused as `[radius]`'s are.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Multicast {
     /// Directory of policy files (`*.toml`); relative to the configuration file.
     pub policies: PathBuf,
@@ -124,51 +125,22 @@ pub struct Multicast {
     /// of RFC 5612: set your own).
     #[serde(default = "default_vendor_id")]
     pub vendor_id: u32,
-    #[serde(default = "default_gmi", deserialize_with = "duration")]
-    pub group_membership_interval: Duration,
-    #[serde(default = "default_lmqt", deserialize_with = "duration")]
-    pub last_member_query_time: Duration,
     /// The kernel's own limit of groups per access port (`mcast_max_groups`), a backstop
     /// under the policy's limits; 0 for none.
     #[serde(default = "default_port_max_groups")]
     pub port_max_groups: u32,
-    /// Bounds on the tracker's state, whatever the policy allows (joins beyond them are
-    /// denied and counted): memberships per host, channels per port, per-join RADIUS
-    /// questions in flight, per-join answers cached.
-    #[serde(default = "default_max_memberships_per_host")]
-    pub max_memberships_per_host: usize,
-    #[serde(default = "default_max_channels_per_port")]
-    pub max_channels_per_port: usize,
-    #[serde(default = "default_max_pending_radius")]
-    pub max_pending_radius: usize,
-    #[serde(default = "default_max_cached_decisions")]
-    pub max_cached_decisions: usize,
-    /// Group records read of one report (the rest are dropped and counted).
-    #[serde(default = "default_max_records_per_report")]
-    pub max_records_per_report: usize,
-    /// New memberships a host may get per second, twice as many at once (joins beyond
-    /// are denied and counted, before any policy, journal or RADIUS work).
-    #[serde(default = "default_max_admissions_per_second")]
-    pub max_admissions_per_second: f64,
-}
-
-fn default_max_memberships_per_host() -> usize {
-    crate::mcast::Bounds::default().memberships_per_host
-}
-fn default_max_channels_per_port() -> usize {
-    crate::mcast::Bounds::default().channels_per_port
-}
-fn default_max_pending_radius() -> usize {
-    crate::mcast::Bounds::default().pending_radius
-}
-fn default_max_cached_decisions() -> usize {
-    crate::mcast::Bounds::default().cached_decisions
-}
-fn default_max_records_per_report() -> usize {
-    crate::mcast::Bounds::default().records_per_report
-}
-fn default_max_admissions_per_second() -> f64 {
-    crate::mcast::Bounds::default().admissions_per_second
+    /// The tracker's timers, as `mcast::Config` reads them.
+    #[serde(flatten)]
+    pub tracker: crate::mcast::Config,
+    /// The bounds on what hosts can make the tracker hold (`max_*`), as `mcast::Bounds`
+    /// reads them. (Flattened side by side: serde hands a flattened part that has a
+    /// flattened part of its own every key, and `unknown` would get them all again.)
+    #[serde(flatten)]
+    pub bounds: crate::mcast::Bounds,
+    /// What neither takes: refused by `parse_settings` (serde cannot refuse unknown keys
+    /// of a table with a flattened part).
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
 }
 
 fn default_port_max_groups() -> u32 {
@@ -178,13 +150,6 @@ fn default_port_max_groups() -> u32 {
 fn default_vendor_id() -> u32 {
     crate::policy::DEFAULT_VENDOR_ID
 }
-fn default_gmi() -> Duration {
-    crate::mcast::Config::default().group_membership_interval
-}
-fn default_lmqt() -> Duration {
-    crate::mcast::Config::default().last_member_query_time
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Switch {
@@ -226,32 +191,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// `[radius]`: serde cannot refuse unknown keys of a table with a flattened part, so
+/// `parse_settings` does (`unknown`), and finds the line of a bad value (`culprit`).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Radius {
-    #[serde(default = "default_timeout", deserialize_with = "duration")]
-    pub timeout: Duration,
-    #[serde(default = "default_retries")]
-    pub retries: u32,
-    #[serde(default = "default_dead_time", deserialize_with = "duration")]
-    pub dead_time: Duration,
-    /// Status-Server probes (RFC 5997) of the authentication and accounting servers:
-    /// to a dead one and to one not heard from for this long. "0s" (the default): none
-    /// (a server that does not answer Status-Server would be marked dead by them).
-    #[serde(default, deserialize_with = "duration")]
-    pub status_server: Duration,
+    /// The client's keys (timeout, retries, dead_time, status_server), as
+    /// `radius::client::Config` reads them.
+    #[serde(flatten)]
+    pub client: crate::radius::client::Config,
     #[serde(rename = "server")]
     pub servers: Vec<Spanned<Server>>,
-}
-
-fn default_timeout() -> Duration {
-    crate::radius::client::Config::default().timeout
-}
-fn default_retries() -> u32 {
-    crate::radius::client::Config::default().retries
-}
-fn default_dead_time() -> Duration {
-    crate::radius::client::Config::default().dead_time
+    /// What neither takes: refused by `parse_settings`.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -326,15 +278,10 @@ impl Loaded {
         }
     }
 
+    /// The RADIUS clients' settings (authentication and accounting alike).
     pub fn radius_config(&self) -> crate::radius::client::Config {
-        let r = &self.config.radius;
-        crate::radius::client::Config {
-            timeout: r.timeout,
-            retries: r.retries,
-            dead_time: r.dead_time,
-            status_server: Some(r.status_server).filter(|d| !d.is_zero()),
-            nas_identifier: self.config.switch.nas_identifier.clone(),
-        }
+        let nas_identifier = self.config.switch.nas_identifier.clone();
+        crate::radius::client::Config { nas_identifier, ..self.config.radius.client.clone() }
     }
 
     pub fn radius_servers(&self) -> Vec<crate::radius::client::Server> {
@@ -383,6 +330,42 @@ fn read(path: &Path) -> Result<(String, String), ConfigError> {
         message: format!("cannot read: {e}"),
     })?;
     Ok((file, text))
+}
+
+/// A value that does not deserialize in a flattened part of `[radius]` or `[multicast]`
+/// is reported at the section's header (`offset`): the key whose value is at fault, found
+/// by deserializing the section's keys one at a time.
+fn culprit(text: &str, offset: usize) -> Option<usize> {
+    fn fails<T: serde::de::DeserializeOwned>(key: &str, value: &toml::Value) -> bool {
+        T::deserialize(toml::Value::Table(toml::Table::from_iter([(key.to_string(), value.clone())]))).is_err()
+    }
+    let header = text.get(offset..)?;
+    let (section, is_bad): (&str, fn(&str, &toml::Value) -> bool) = if header.starts_with("[radius]") {
+        ("radius", fails::<crate::radius::client::Config>)
+    } else if header.starts_with("[multicast]") {
+        ("multicast", |k, v| fails::<crate::mcast::Config>(k, v) || fails::<crate::mcast::Bounds>(k, v))
+    } else {
+        return None;
+    };
+    let table: toml::Table = text.parse().ok()?;
+    let keys = table.get(section)?.as_table()?;
+    let (key, _) = keys.iter().find(|(k, v)| is_bad(k, v))?;
+    Some(key_offset(text, section, key))
+}
+
+/// Where `key` is set in `[section]` (its first line starting with it after the
+/// section's header), for an error's line number; 0 when not found.
+fn key_offset(text: &str, section: &str, key: &str) -> usize {
+    let from = text.find(&format!("[{section}]")).unwrap_or(0);
+    let mut at = from;
+    for line in text[from..].split_inclusive('\n') {
+        let rest = line.trim_start();
+        if rest.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('=') || r.starts_with('.')) {
+            return at + (line.len() - rest.len());
+        }
+        at += line.len();
+    }
+    0
 }
 
 fn error_at(file: &str, text: &str, offset: usize, message: String) -> ConfigError {
@@ -458,8 +441,16 @@ fn parse_settings(file: &str, text: &str) -> Result<Config, ConfigError> {
     let err = |offset: usize, message: String| error_at(file, text, offset, message);
     let config: Config = toml::from_str(text).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
-        err(offset, e.message().to_string())
+        err(culprit(text, offset).unwrap_or(offset), e.message().to_string())
     })?;
+    // keys of a section with a flattened part that nothing took
+    let sections =
+        [("radius", Some(&config.radius.unknown)), ("multicast", config.multicast.as_ref().map(|m| &m.unknown))];
+    for (section, unknown) in sections {
+        if let Some(key) = unknown.and_then(|u| u.keys().next()) {
+            return Err(err(key_offset(text, section, key), format!("unknown field `{key}` in [{section}]")));
+        }
+    }
     if config.radius.servers.is_empty() {
         return Err(err(text.find("[radius]").unwrap_or(0), "at least one [[radius.server]] is needed".into()));
     }
@@ -586,7 +577,7 @@ name = "p2"
     fn good_config() {
         let l = parse("t.toml", GOOD, &dir_with_secret()).unwrap();
         assert_eq!(l.secrets, vec![Secret(b"testing123".to_vec())]);
-        assert_eq!(l.config.radius.timeout, Duration::from_millis(500));
+        assert_eq!(l.config.radius.client.timeout, Duration::from_millis(500));
         assert_eq!(l.config.ports[0].mode, PortMode::Dot1xThenMab);
         assert_eq!(l.config.ports[1].mode, PortMode::Dot1x);
         assert_eq!(l.nas_port(1), 2);
@@ -608,5 +599,35 @@ name = "p2"
         assert_eq!(e.line, 9, "{e}");
         let e = parse("t.toml", &GOOD.replace("dot1x-then-mab", "sometimes"), &dir).unwrap_err();
         assert_eq!(e.line, 13, "{e}");
+        // [radius] and [multicast] read into the core's types (flattened): their unknown
+        // keys are refused all the same, and a bad value is found on its own line
+        let e = parse("t.toml", &GOOD.replace("timeout = \"500ms\"", "timeout = \"500ms\"\ntimout = \"1s\""), &dir);
+        let e = e.unwrap_err();
+        assert_eq!((e.line, e.message.as_str()), (7, "unknown field `timout` in [radius]"), "{e}");
+        let mc = "\n[multicast]\npolicies = \"p\"\nmax_memberships_per_host = 8\nmax_groups = 4\n";
+        let e = parse_settings("t.toml", &format!("{GOOD}{mc}")).unwrap_err();
+        assert_eq!((e.line, e.message.as_str()), (21, "unknown field `max_groups` in [multicast]"), "{e}");
+        let mc = "\n[multicast]\npolicies = \"p\"\nlast_member_query_time = \"2s\"\nmax_pending_radius = -1\n";
+        let e = parse_settings("t.toml", &format!("{GOOD}{mc}")).unwrap_err();
+        assert_eq!(e.line, 21, "{e}");
+    }
+
+    #[test]
+    fn radius_and_multicast_keys_reach_the_core_types() {
+        let mc = "\n[multicast]\npolicies = \"p\"\nmax_memberships_per_host = 8\nlast_member_query_time = \"3s\"\n";
+        let c =
+            parse_settings("t.toml", &format!("{}{mc}", GOOD.replace("timeout", "status_server = \"10s\"\ntimeout")))
+                .unwrap();
+        let m = c.multicast.unwrap();
+        assert_eq!(m.bounds.memberships_per_host, 8);
+        assert_eq!(m.tracker.last_member_query_time, Duration::from_secs(3));
+        // what the file does not set keeps the core's defaults, unset keys too
+        let d = crate::mcast::Config::default();
+        assert_eq!(m.bounds.channels_per_port, d.bounds.channels_per_port);
+        assert_eq!(m.tracker.last_member_query_interval_code, d.last_member_query_interval_code);
+        assert_eq!(c.radius.client.status_server, Some(Duration::from_secs(10)));
+        assert_eq!(c.radius.client.retries, crate::radius::client::Config::default().retries);
+        let c = parse_settings("t.toml", &GOOD.replace("timeout", "status_server = \"0s\"\ntimeout")).unwrap();
+        assert_eq!(c.radius.client.status_server, None);
     }
 }

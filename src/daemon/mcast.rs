@@ -127,20 +127,7 @@ impl McastState {
         bridge_ll6: Option<Ipv6Addr>,
         run_id: u32,
     ) -> Self {
-        let tracker_config = mcast::Config {
-            group_membership_interval: mc.group_membership_interval,
-            last_member_query_time: mc.last_member_query_time,
-            run_id,
-            bounds: mcast::Bounds {
-                memberships_per_host: mc.max_memberships_per_host,
-                channels_per_port: mc.max_channels_per_port,
-                pending_radius: mc.max_pending_radius,
-                cached_decisions: mc.max_cached_decisions,
-                records_per_report: mc.max_records_per_report,
-                admissions_per_second: mc.max_admissions_per_second,
-            },
-            ..Default::default()
-        };
+        let tracker_config = mcast::Config { run_id, bounds: mc.bounds, ..mc.tracker.clone() };
         info!(policy = policy.version, packages = policy.packages.len(), "multicast gate on");
         McastState {
             tracker: Tracker::new(tracker_config, cfg.ports.iter().map(|p| p.single_host).collect()),

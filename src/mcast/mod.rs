@@ -37,38 +37,55 @@ use tracing::{debug, info};
 /// (group, source); `None` is any source.
 pub type Channel = (IpAddr, Option<IpAddr>);
 
-#[derive(Debug, Clone)]
+/// As `[multicast]` writes it (its tracker keys; the daemon's configuration adds the
+/// policies and the uplinks).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct Config {
     /// RFC 9776 8.4: robustness × query interval + query response interval (260 s).
+    #[serde(deserialize_with = "crate::duration::duration")]
     pub group_membership_interval: Duration,
     /// RFC 9776 8.8: last member query count × interval (2 × 1 s).
+    #[serde(deserialize_with = "crate::duration::duration")]
     pub last_member_query_time: Duration,
     /// Max Resp Code of the group-specific query, tenths of a second.
+    #[serde(skip)]
     pub last_member_query_interval_code: u8,
     /// Makes membership Acct-Session-Ids unique across runs (the daemon draws it).
+    #[serde(skip)]
     pub run_id: u32,
     /// Bounds on what hosts can make the tracker hold, whatever the policy allows: a join
-    /// beyond one is denied and counted by its reason.
+    /// beyond one is denied and counted by its reason. (Read from the file beside the
+    /// rest, not through this struct: see `daemon::config::Multicast`.)
+    #[serde(skip)]
     pub bounds: Bounds,
 }
 
 /// Resource bounds of the tracker (the policy's max groups and bandwidth are billing
 /// limits; these hold however a policy is written, link-scope groups included).
-#[derive(Debug, Clone, Copy)]
+/// `[multicast] max_*` in the configuration.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default)]
 pub struct Bounds {
     /// Memberships per host (port, MAC).
+    #[serde(rename = "max_memberships_per_host")]
     pub memberships_per_host: usize,
     /// Channels per access port (its MDB entries).
+    #[serde(rename = "max_channels_per_port")]
     pub channels_per_port: usize,
     /// Per-join RADIUS questions in flight.
+    #[serde(rename = "max_pending_radius")]
     pub pending_radius: usize,
     /// Per-join RADIUS answers cached.
+    #[serde(rename = "max_cached_decisions")]
     pub cached_decisions: usize,
     /// Group records read of one report; the rest are dropped and counted (an IGMPv3
     /// report in one frame holds up to ~180).
+    #[serde(rename = "max_records_per_report")]
     pub records_per_report: usize,
     /// New memberships a host may get per second (twice as many at once); joins beyond
     /// are denied (`AdmissionRate`) before any policy, journal or RADIUS work.
+    #[serde(rename = "max_admissions_per_second")]
     pub admissions_per_second: f64,
 }
 

@@ -28,18 +28,24 @@ pub struct Server {
     pub secret: super::Secret,
 }
 
-#[derive(Debug, Clone)]
+/// As `[radius]` writes it (its keys; the daemon's configuration adds the servers).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default)]
 pub struct Config {
     /// Wait for the first reply; doubled on each retransmission (capped at 8x).
+    #[serde(deserialize_with = "crate::duration::duration")]
     pub timeout: Duration,
     /// Retransmissions to one server before failing over to the next.
     pub retries: u32,
     /// How long a server that did not answer is skipped while others remain.
+    #[serde(deserialize_with = "crate::duration::duration")]
     pub dead_time: Duration,
     /// Status-Server probes (RFC 5997): to a dead server and to one not heard from for
-    /// this long, once per this. None: no probes (the server may not answer them).
+    /// this long, once per this. None ("0s"): no probes (the server may not answer them).
+    #[serde(deserialize_with = "crate::duration::duration_or_off")]
     pub status_server: Option<Duration>,
-    /// The NAS-Identifier the probes carry.
+    /// The NAS-Identifier the probes carry (`[switch] nas_identifier`).
+    #[serde(skip)]
     pub nas_identifier: String,
 }
 
