@@ -32,8 +32,19 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// Reads the rtnetlink event socket: only the access ports' link changes and locked FDB
 /// entries (MAC bypass) go on; a lost event (the socket overran, or the queue was full)
 /// becomes one `KernelOverrun`, sent as soon as the queue has room.
-pub(super) fn spawn_reader(ports: Vec<u32>, tx: mpsc::Sender<Input>) -> anyhow::Result<()> {
-    let fd = sys::async_fd(sys::netlink_route(netlink::GROUPS_LINK_NEIGH, true)?)?;
+/// The event socket, opened before the daemon reads the links and locks the ports: what
+/// happens from then on is queued in it (a locked FDB entry made in between would
+/// otherwise never be reported, and its host wait for the entry to age out).
+pub(super) fn subscribe() -> std::io::Result<std::os::fd::OwnedFd> {
+    sys::netlink_route(netlink::GROUPS_LINK_NEIGH, true)
+}
+
+pub(super) fn spawn_reader(
+    socket: std::os::fd::OwnedFd,
+    ports: Vec<u32>,
+    tx: mpsc::Sender<Input>,
+) -> anyhow::Result<()> {
+    let fd = sys::async_fd(socket)?;
     tokio::spawn(async move {
         let mut buf = vec![0u8; 1 << 16];
         let mut lost = false;

@@ -24,6 +24,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let store = Store::open(&cfg.switch.database)
         .with_context(|| format!("opening database {}", cfg.switch.database.display()))?;
 
+    let events = kernel::subscribe().context("subscribing to kernel events")?;
     let mut nl = Netlink::open()?;
     let links = nl.links()?;
     let bridge = links
@@ -118,7 +119,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         spawn_capture(i, p, socket, loaded.limits(), epoch, tx.clone());
     }
     let (kernel_tx, mut kernel_rx) = mpsc::channel(kernel::QUEUE);
-    kernel::spawn_reader(d.ports.iter().map(|p| p.ifindex).collect(), kernel_tx)?;
+    kernel::spawn_reader(events, d.ports.iter().map(|p| p.ifindex).collect(), kernel_tx)?;
     if let Some(m) = &cfg.metrics {
         metrics::serve(metrics::bind(m.listen).await.with_context(|| format!("metrics on {}", m.listen))?, tx.clone());
     }

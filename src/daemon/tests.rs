@@ -285,7 +285,7 @@ impl Switch {
     /// A host MAC bypass admits: the kernel reports it, RADIUS accepts it.
     fn mab_login(&mut self, port: PortId, mac: MacAddr) {
         let ifindex = self.d.ports[port].ifindex;
-        let f = netlink::FdbEntry { ifindex, mac, state: 0, master: Some(1), locked: true };
+        let f = netlink::FdbEntry { ifindex, mac, state: 0, master: Some(1), locked: true, vlan: None };
         self.step(vec![Input::Kernel { events: vec![netlink::Event::NewFdb(f)] }]);
         let request = self.net.take().into_iter().find_map(|s| match s {
             Sent::Radius(0, bytes) => Some(bytes),

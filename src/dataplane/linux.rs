@@ -13,11 +13,37 @@ pub struct LinuxBridge {
     nl: Netlink,
     /// nf_tables, for the usage counters (opened with the multicast set-up).
     nf: Option<Netlink>,
+    /// The VLAN of each port's untagged hosts (its PVID) on a VLAN-filtering bridge,
+    /// `None` on any other, as read at the port's set-up (or first use).
+    vlans: std::collections::HashMap<String, Option<u16>>,
 }
 
 impl LinuxBridge {
     pub fn new() -> Result<Self, Error> {
-        Ok(LinuxBridge { nl: Netlink::open()?, nf: None })
+        Ok(LinuxBridge { nl: Netlink::open()?, nf: None, vlans: Default::default() })
+    }
+
+    /// The VLAN `port`'s FDB and MDB entries go in: its PVID when its bridge filters by
+    /// VLAN (a static entry without one would match no frame, and the locked port
+    /// would drop the host's), none otherwise.
+    fn vlan(&mut self, port: &str) -> Result<Option<u16>, Error> {
+        if let Some(v) = self.vlans.get(port) {
+            return Ok(*v);
+        }
+        let idx = Self::index(port)?;
+        let master = self.nl.links()?.into_iter().find(|l| l.index == idx).and_then(|l| l.master);
+        let filtering = match master {
+            Some(b) => self
+                .nl
+                .bridge_attrs(b, &[br::VLAN_FILTERING])
+                .map_err(Self::at(port))?
+                .first()
+                .is_some_and(|(_, v)| v.first() == Some(&1)),
+            None => false,
+        };
+        let vlan = if filtering { self.nl.port_pvid(idx).map_err(Self::at(port))? } else { None };
+        self.vlans.insert(port.to_string(), vlan);
+        Ok(vlan)
     }
 
     fn index(port: &str) -> Result<u32, Error> {
@@ -98,6 +124,9 @@ impl Dataplane for LinuxBridge {
             .map_err(Self::at(port))?;
         self.nl.set_port_flags(idx, &[(brport::MAB, &[mab as u8])]).map_err(Self::at(port))?;
         self.nl.set_port_flags(idx, &[(brport::FLUSH, &[])]).map_err(Self::at(port))?;
+        // the port's VLAN as it is now: what its hosts' entries carry from here on
+        self.vlans.remove(port);
+        self.vlan(port)?;
         Ok(())
     }
 
@@ -116,13 +145,13 @@ impl Dataplane for LinuxBridge {
     }
 
     fn authorize(&mut self, port: &str, mac: MacAddr) -> Result<(), Error> {
-        let idx = Self::index(port)?;
-        self.nl.fdb_replace(idx, mac).map_err(Self::at(port))
+        let (idx, vlan) = (Self::index(port)?, self.vlan(port)?);
+        self.nl.fdb_replace(idx, mac, vlan).map_err(Self::at(port))
     }
 
     fn deauthorize(&mut self, port: &str, mac: MacAddr) -> Result<(), Error> {
-        let idx = Self::index(port)?;
-        self.nl.fdb_del(idx, mac).map_err(Self::at(port))
+        let (idx, vlan) = (Self::index(port)?, self.vlan(port)?);
+        self.nl.fdb_del(idx, mac, vlan).map_err(Self::at(port))
     }
 
     fn is_locked(&mut self, port: &str) -> Result<bool, Error> {
@@ -131,13 +160,18 @@ impl Dataplane for LinuxBridge {
     }
 
     fn authorized_on(&mut self, ports: &[&str]) -> Result<Vec<(String, MacAddr)>, Error> {
-        let indexes = ports.iter().map(|p| Ok((Self::index(p)?, *p))).collect::<Result<Vec<_>, Error>>()?;
+        let ports =
+            ports.iter().map(|p| Ok((Self::index(p)?, *p, self.vlan(p)?))).collect::<Result<Vec<_>, Error>>()?;
+        // an entry in another VLAN than the port's is none of mcgate's business
         Ok(self
             .nl
             .fdb_dump()?
             .into_iter()
             .filter(|e| e.master.is_some() && e.is_static() && !e.locked)
-            .filter_map(|e| indexes.iter().find(|(i, _)| *i == e.ifindex).map(|(_, p)| (p.to_string(), e.mac)))
+            .filter_map(|e| {
+                let (_, p, _) = ports.iter().find(|(i, _, vlan)| *i == e.ifindex && *vlan == e.vlan)?;
+                Some((p.to_string(), e.mac))
+            })
             .collect())
     }
 
@@ -216,32 +250,36 @@ impl Dataplane for LinuxBridge {
     }
 
     fn mdb_add(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {
-        let (b, p) = (Self::index(bridge)?, Self::index(port)?);
-        self.nl.mdb_add(b, p, group, source).map_err(Self::at(port))
+        let (b, p, vid) = (Self::index(bridge)?, Self::index(port)?, self.vlan(port)?.unwrap_or(0));
+        self.nl.mdb_add(b, p, group, source, vid).map_err(Self::at(port))
     }
 
     fn mdb_del(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {
-        let (b, p) = (Self::index(bridge)?, Self::index(port)?);
-        self.nl.mdb_del(b, p, group, source).map_err(Self::at(port))
+        let (b, p, vid) = (Self::index(bridge)?, Self::index(port)?, self.vlan(port)?.unwrap_or(0));
+        self.nl.mdb_del(b, p, group, source, vid).map_err(Self::at(port))
     }
 
     fn mdb_all(&mut self, bridge: &str) -> Result<Vec<(MdbEntry, bool)>, Error> {
         let b = Self::index(bridge)?;
         let names: std::collections::HashMap<u32, String> =
             self.nl.links()?.into_iter().map(|l| (l.index, l.name)).collect();
-        Ok(self
-            .nl
-            .mdb_dump(b)
-            .map_err(Self::at(bridge))?
-            .into_iter()
-            .filter_map(|e| Some(((names.get(&e.port)?.clone(), e.group, e.source), e.rtprot == Some(RTPROT_MCGATE))))
-            .collect())
+        let mut out = vec![];
+        for e in self.nl.mdb_dump(b).map_err(Self::at(bridge))? {
+            let Some(name) = names.get(&e.port) else { continue };
+            // on a VLAN-filtering bridge: the entries in the VLAN mcgate installs in
+            if self.vlans.contains_key(name) && self.vlan(name)?.unwrap_or(0) != e.vid {
+                continue;
+            }
+            out.push(((name.clone(), e.group, e.source), e.rtprot == Some(RTPROT_MCGATE)));
+        }
+        Ok(out)
     }
 
     fn teardown_port(&mut self, port: &str) -> Result<(), Error> {
         let idx = Self::index(port)?;
+        let vlan = self.vlan(port)?;
         for mac in self.authorized(port)? {
-            self.nl.fdb_del(idx, mac).map_err(Self::at(port))?;
+            self.nl.fdb_del(idx, mac, vlan).map_err(Self::at(port))?;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 use super::*;
 
 const NDA_LLADDR: u16 = 2;
+const NDA_VLAN: u16 = 5;
 const NDA_MASTER: u16 = 9;
 const NDA_FLAGS_EXT: u16 = 15;
 pub const NUD_NOARP: u16 = 0x40;
@@ -18,6 +19,9 @@ pub struct FdbEntry {
     pub state: u16,
     pub master: Option<u32>,
     pub locked: bool,
+    /// The VLAN of the entry (NDA_VLAN), on a VLAN-filtering bridge.
+    #[serde(default)]
+    pub vlan: Option<u16>,
 }
 
 impl FdbEntry {
@@ -28,7 +32,7 @@ impl FdbEntry {
     }
 }
 
-pub(super) fn fdb_body(ifindex: u32, mac: MacAddr) -> Vec<u8> {
+pub(super) fn fdb_body(ifindex: u32, mac: MacAddr, vlan: Option<u16>) -> Vec<u8> {
     // struct ndmsg { family, pad1, pad2(2), ifindex(4), state(2), flags, type }
     let mut b = vec![0u8; 12];
     b[0] = AF_BRIDGE;
@@ -36,6 +40,9 @@ pub(super) fn fdb_body(ifindex: u32, mac: MacAddr) -> Vec<u8> {
     b[8..10].copy_from_slice(&NUD_NOARP.to_ne_bytes());
     b[10] = NTF_MASTER;
     push_attr(&mut b, NDA_LLADDR, &mac.0);
+    if let Some(vid) = vlan {
+        push_attr(&mut b, NDA_VLAN, &vid.to_ne_bytes());
+    }
     b
 }
 
@@ -48,27 +55,30 @@ pub(super) fn parse_neigh(p: &[u8]) -> Option<FdbEntry> {
     let mut mac = None;
     let mut master = None;
     let mut locked = false;
+    let mut vlan = None;
     for (ty, v) in attrs(p.get(12..)?) {
         match ty {
             NDA_LLADDR => mac = mac_of(v),
+            NDA_VLAN => vlan = v.get(..2).map(|b| u16::from_ne_bytes([b[0], b[1]])),
             NDA_MASTER => master = u32_of(v),
             NDA_FLAGS_EXT => locked = u32_of(v).is_some_and(|f| f & NTF_EXT_LOCKED != 0),
             _ => {}
         }
     }
-    Some(FdbEntry { ifindex, mac: mac?, state, master, locked })
+    Some(FdbEntry { ifindex, mac: mac?, state, master, locked, vlan })
 }
 
 impl Netlink {
-    /// Adds or replaces a static FDB entry for `mac` on bridge port `ifindex`.
-    pub fn fdb_replace(&mut self, ifindex: u32, mac: MacAddr) -> Result<(), Error> {
-        let body = fdb_body(ifindex, mac);
+    /// Adds or replaces a static FDB entry for `mac` on bridge port `ifindex`, in `vlan`
+    /// on a VLAN-filtering bridge.
+    pub fn fdb_replace(&mut self, ifindex: u32, mac: MacAddr, vlan: Option<u16>) -> Result<(), Error> {
+        let body = fdb_body(ifindex, mac, vlan);
         self.request(RTM_NEWNEIGH, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, &body)
     }
 
-    /// Removes the FDB entry for `mac` on `ifindex`; absent is not an error.
-    pub fn fdb_del(&mut self, ifindex: u32, mac: MacAddr) -> Result<(), Error> {
-        match self.request(RTM_DELNEIGH, NLM_F_ACK, &fdb_body(ifindex, mac)) {
+    /// Removes the FDB entry for `mac` (in `vlan`) on `ifindex`; absent is not an error.
+    pub fn fdb_del(&mut self, ifindex: u32, mac: MacAddr, vlan: Option<u16>) -> Result<(), Error> {
+        match self.request(RTM_DELNEIGH, NLM_F_ACK, &fdb_body(ifindex, mac, vlan)) {
             Err(Error::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
             other => other,
         }

@@ -141,6 +141,31 @@ impl Netlink {
         Ok(out)
     }
 
+    /// The PVID of bridge port `ifindex` (the VLAN its untagged frames belong to), read
+    /// with the bridge's VLAN information (RTEXT_FILTER_BRVLAN); `None` when the port
+    /// has none (a kernel without VLAN filtering).
+    pub fn port_pvid(&mut self, ifindex: u32) -> Result<Option<u16>, Error> {
+        let mut body = ifinfomsg(AF_BRIDGE, 0);
+        push_attr(&mut body, IFLA_EXT_MASK, &RTEXT_FILTER_BRVLAN.to_ne_bytes());
+        let mut pvid = None;
+        self.dump(RTM_GETLINK, &body, |ty, p| {
+            if ty != RTM_NEWLINK || p.get(4..8).and_then(u32_of) != Some(ifindex) {
+                return;
+            }
+            let spec = p.get(16..).and_then(|a| attrs(a).find(|(t, _)| t & !NLA_F_NESTED == IFLA_AF_SPEC));
+            for (ty, info) in spec.map(|(_, v)| attrs(v).collect::<Vec<_>>()).unwrap_or_default() {
+                // struct bridge_vlan_info { u16 flags; u16 vid; }
+                if ty == IFLA_BRIDGE_VLAN_INFO && info.len() >= 4 {
+                    let flags = u16::from_ne_bytes([info[0], info[1]]);
+                    if flags & BRIDGE_VLAN_INFO_PVID != 0 {
+                        pvid = Some(u16::from_ne_bytes([info[2], info[3]]));
+                    }
+                }
+            }
+        })?;
+        Ok(pvid)
+    }
+
     /// Bridge ports and whether each is locked (IFLA_BRPORT_LOCKED), by ifindex.
     pub fn locked_ports(&mut self) -> Result<Vec<(u32, bool)>, Error> {
         self.collect(RTM_GETLINK, &ifinfomsg(AF_BRIDGE, 0), RTM_NEWLINK, parse_port_locked)

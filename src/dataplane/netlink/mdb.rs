@@ -24,6 +24,8 @@ pub struct MdbEntry {
     pub source: Option<std::net::IpAddr>,
     pub permanent: bool,
     pub rtprot: Option<u8>,
+    /// The VLAN (br_mdb_entry's vid; 0: none).
+    pub vid: u16,
 }
 
 /// struct br_port_msg (8 octets) + MDBA_SET_ENTRY (struct br_mdb_entry, 28 octets)
@@ -33,6 +35,7 @@ pub(super) fn mdb_body(
     port: u32,
     group: std::net::IpAddr,
     source: Option<std::net::IpAddr>,
+    vid: u16,
     add: bool,
 ) -> Vec<u8> {
     let mut b = vec![0u8; 8];
@@ -41,6 +44,7 @@ pub(super) fn mdb_body(
     let mut e = vec![0u8; 28];
     e[0..4].copy_from_slice(&port.to_ne_bytes());
     e[4] = MDB_PERMANENT;
+    e[6..8].copy_from_slice(&vid.to_ne_bytes());
     let proto: u16 = match group {
         std::net::IpAddr::V4(g) => {
             e[8..12].copy_from_slice(&g.octets());
@@ -102,6 +106,7 @@ pub(super) fn parse_mdb(payload: &[u8], out: &mut Vec<MdbEntry>) {
                     source: None,
                     permanent: info[4] == MDB_PERMANENT,
                     rtprot: None,
+                    vid: u16::from_ne_bytes([info[6], info[7]]),
                 };
                 for (ty, v) in attrs(&info[28..]) {
                     match ty {
@@ -117,15 +122,17 @@ pub(super) fn parse_mdb(payload: &[u8], out: &mut Vec<MdbEntry>) {
 }
 
 impl Netlink {
-    /// Adds (or replaces) a permanent MDB entry marked as mcgate's.
+    /// Adds (or replaces) a permanent MDB entry marked as mcgate's, in VLAN `vid` (0:
+    /// none).
     pub fn mdb_add(
         &mut self,
         bridge: u32,
         port: u32,
         group: std::net::IpAddr,
         source: Option<std::net::IpAddr>,
+        vid: u16,
     ) -> Result<(), Error> {
-        let body = mdb_body(bridge, port, group, source, true);
+        let body = mdb_body(bridge, port, group, source, vid, true);
         self.request(RTM_NEWMDB, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, &body)
     }
 
@@ -136,8 +143,9 @@ impl Netlink {
         port: u32,
         group: std::net::IpAddr,
         source: Option<std::net::IpAddr>,
+        vid: u16,
     ) -> Result<(), Error> {
-        match self.request(RTM_DELMDB, NLM_F_ACK, &mdb_body(bridge, port, group, source, false)) {
+        match self.request(RTM_DELMDB, NLM_F_ACK, &mdb_body(bridge, port, group, source, vid, false)) {
             Err(Error::Io(e)) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EINVAL)) => Ok(()),
             other => other,
         }

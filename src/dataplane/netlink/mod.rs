@@ -58,11 +58,18 @@ const IFLA_IFNAME: u16 = 3;
 const IFLA_MASTER: u16 = 10;
 const IFLA_PROTINFO: u16 = 12;
 const IFLA_LINKINFO: u16 = 18;
+const IFLA_AF_SPEC: u16 = 26;
+const IFLA_EXT_MASK: u16 = 29;
+const RTEXT_FILTER_BRVLAN: u32 = 1 << 1;
+const IFLA_BRIDGE_VLAN_INFO: u16 = 2;
+const BRIDGE_VLAN_INFO_PVID: u16 = 1 << 1;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 
 /// Bridge attributes (IFLA_BR_*) inside IFLA_INFO_DATA.
 pub mod br {
+    /// u8; VLAN-aware forwarding: FDB and MDB entries then carry a VLAN.
+    pub const VLAN_FILTERING: u16 = 7;
     pub const MCAST_SNOOPING: u16 = 23;
     pub const MCAST_QUERY_USE_IFADDR: u16 = 24;
     pub const MCAST_QUERIER: u16 = 25;
@@ -299,7 +306,7 @@ mod tests {
 
     #[test]
     fn fdb_message_layout() {
-        let m = message(RTM_NEWNEIGH, NLM_F_REQUEST, 7, &fdb_body(5, MacAddr([2, 0, 0, 0, 0, 9])));
+        let m = message(RTM_NEWNEIGH, NLM_F_REQUEST, 7, &fdb_body(5, MacAddr([2, 0, 0, 0, 0, 9]), None));
         assert_eq!(m.len(), 16 + 12 + 12);
         let (ty, _, seq, payload) = Messages::new(&m).next().unwrap();
         assert_eq!((ty, seq), (RTM_NEWNEIGH, 7));
@@ -308,6 +315,12 @@ mod tests {
         assert_eq!(e.mac, MacAddr([2, 0, 0, 0, 0, 9]));
         assert!(e.is_static());
         assert!(!e.locked);
+        assert_eq!(e.vlan, None);
+        // on a VLAN-filtering bridge the entry carries its VLAN (NDA_VLAN, 2 octets + pad)
+        let m = message(RTM_NEWNEIGH, NLM_F_REQUEST, 8, &fdb_body(5, MacAddr([2, 0, 0, 0, 0, 9]), Some(10)));
+        assert_eq!(m.len(), 16 + 12 + 12 + 8);
+        let (_, _, _, payload) = Messages::new(&m).next().unwrap();
+        assert_eq!(parse_neigh(payload).unwrap().vlan, Some(10));
     }
 
     #[test]

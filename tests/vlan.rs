@@ -1,0 +1,124 @@
+//! mcgate on a VLAN-filtering bridge. This machine's kernel has no VLAN filtering and no
+//! 802.1Q devices: each test boots Debian's own kernel in a VM (`testbed/tb vm`, on this
+//! root filesystem) and runs itself again inside it, where the namespaces, FreeRADIUS,
+//! wpa_supplicant, the streams and mcgate run as in the other tests. The VM is emulated
+//! (no KVM): timings inside mean nothing, so these tests check outcomes only.
+
+mod common;
+
+use common::{result, run, wait_until, Testbed, TB};
+use serde_json::Value;
+use std::process::Command;
+use std::time::Duration;
+
+const SERVER: &str = "127.0.0.1:1812";
+const FAST: &str = "tx_period = \"1s\"\nquiet_period = \"3s\"";
+const POLICY: &str = "[defaults]\nunknown = \"deny\"\n[[package]]\nname = \"basic\"\ngroups = [\"239.1.1.0/24\"]\n";
+
+/// Outside the VM: runs the test `name` of this file in it and returns false (the caller
+/// returns: the VM's run was the test). Inside: true, the test goes on.
+fn in_vm(name: &str) -> bool {
+    if std::env::var_os("MCGATE_IN_VM").is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let cmd = format!("MCGATE_IN_VM=1 {} --exact {name} --nocapture --test-threads 1", exe.display());
+    let status = Command::new(TB).args(["vm", &cmd]).status().unwrap();
+    assert!(status.success(), "{name} failed in the VM (its output is above)");
+    false
+}
+
+fn sw(tb: &Testbed, args: &[&str]) -> String {
+    run(Command::new("ip").args(["netns", "exec", &tb.ns("sw")]).args(args))
+}
+
+fn pings(tb: &Testbed, host: usize, addr: &str) -> bool {
+    let ns = tb.ns(&format!("h{host}"));
+    Command::new("ip").args(["netns", "exec", &ns, "ping", "-c1", "-W2", addr]).status().is_ok_and(|s| s.success())
+}
+
+fn packets(v: &Value) -> u64 {
+    v["packets"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn untagged_hosts_in_their_ports_vlans_log_in_join_and_continue_across_a_restart() {
+    if !in_vm("untagged_hosts_in_their_ports_vlans_log_in_join_and_continue_across_a_restart") {
+        return;
+    }
+    // p1 untagged in VLAN 10 (802.1X) and tagged in VLAN 40, p2 in VLAN 20 (802.1X,
+    // nobody logs in), p3 in VLAN 30 (MAB: host 3 is the testbed's known set-top box);
+    // the uplink tagged in all of them
+    let mut tb = Testbed::new("vl", 3);
+    run(Command::new(TB).args(["vlan", &tb.prefix, "10+40", "20", "30"]));
+    tb.radius(1812);
+    let cfg = tb.config(&[("p1", "dot1x"), ("p2", "dot1x"), ("p3", "mab")], &[SERVER], FAST, "");
+    // the kernel compared with the sessions every 2 s: entries it did not recognise as
+    // mcgate's (another VLAN than the one it installs in) would be repaired, and counted
+    let text =
+        std::fs::read_to_string(&cfg).unwrap().replacen("[switch]\n", "[switch]\nreconcile_interval = \"2s\"\n", 1);
+    std::fs::write(&cfg, text).unwrap();
+    tb.multicast(POLICY, "");
+    tb.start_mcgate();
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    assert!(wait_until(Duration::from_secs(60), || tb.session_of("p1").is_some()), "{}", tb.log());
+    // traffic from the set-top box makes its locked port report its MAC (in VLAN 30)
+    let mab = || pings(&tb, 3, "198.51.103.254") || tb.session_of("p3").is_some();
+    assert!(wait_until(Duration::from_secs(60), mab), "{}", tb.log());
+    assert!(wait_until(Duration::from_secs(30), || tb.session_of("p3").is_some()), "{}", tb.log());
+
+    // the authorized MACs are static entries in their ports' VLANs, and they pass
+    let fdb = sw(&tb, &["bridge", "fdb", "show", "br", "br0"]);
+    assert!(fdb.contains("02:00:00:00:00:11 dev p1 vlan 10 master br0 static"), "{fdb}");
+    assert!(fdb.contains("02:00:00:00:00:13 dev p3 vlan 30 master br0 static"), "{fdb}");
+    assert!(pings(&tb, 1, "192.0.2.254"), "alice's host does not reach VLAN 10 upstream\n{fdb}");
+    assert!(pings(&tb, 3, "198.51.103.254"), "the set-top box does not reach VLAN 30 upstream\n{fdb}");
+    // the host in VLAN 20 without a session does not
+    assert!(!pings(&tb, 2, "198.51.102.254"), "an unauthenticated host got through");
+    // alice is authorized in her VLAN only: frames she tags with the port's other VLAN
+    // stay out (given no VLAN, the kernel would put the entry in every VLAN of the port)
+    assert!(!fdb.contains("02:00:00:00:00:11 dev p1 vlan 40"), "{fdb}");
+    let h1 = tb.ns("h1");
+    for cmd in [
+        "ip link add link eth0 name eth0.40 type vlan id 40",
+        "ip addr add 203.0.113.11/24 dev eth0.40",
+        "ip link set eth0.40 up",
+    ] {
+        run(Command::new("ip").args(["netns", "exec", &h1]).args(cmd.split(' ')));
+    }
+    assert!(!pings(&tb, 1, "203.0.113.254"), "alice's host got into VLAN 40, tagged\n{fdb}");
+
+    // a join: the MDB entry is in VLAN 10, and only alice's port gets the stream
+    let stream = tb.mcast_py("up", &["send", "239.1.1.1", "--iface", "eth0.10", "--pps", "200", "--seconds", "40"]);
+    let joined = tb.mcast_py("h1", &["recv", "239.1.1.1", "--seconds", "8"]);
+    let other = tb.mcast_py("h2", &["sniff", "239.1.1.1", "--seconds", "8"]);
+    let (joined, other) = (result(joined), result(other));
+    let mdb = tb.mdb();
+    assert!(mdb.contains("port p1 grp 239.1.1.1 permanent vid 10"), "{mdb}");
+    assert!(packets(&joined) > 100, "alice's join: {joined}\n{mdb}\n{}", tb.log());
+    assert_eq!(packets(&other), 0, "a port without the join got the stream: {other}");
+
+    // a restart continues both sessions, and the reconciliations find the entries in
+    // their VLANs as the sessions want them: nothing repaired
+    tb.stop_mcgate();
+    tb.start_mcgate();
+    assert!(wait_until(Duration::from_secs(30), || tb.sessions().len() == 2), "{}", tb.log());
+    let kernel = || tb.status().map(|s| s["kernel"].clone()).unwrap_or_default();
+    assert!(wait_until(Duration::from_secs(30), || kernel()["reconciles"].as_u64() >= Some(2)), "{}", kernel());
+    for repair in ["fdb_restored", "fdb_removed", "mdb_restored", "mdb_removed", "errors"] {
+        assert_eq!(kernel()[repair], 0, "{repair}: {}\n{}", kernel(), tb.log());
+    }
+    assert!(!tb.log().contains("authorization without a session removed"), "{}", tb.log());
+    assert!(pings(&tb, 1, "192.0.2.254"), "alice's host no longer passes after the restart");
+
+    // logoff: the entry in VLAN 10 goes, and the host no longer passes
+    tb.wpa_cli(1, &["logoff"]);
+    assert!(wait_until(Duration::from_secs(30), || tb.session_of("p1").is_none()), "{}", tb.log());
+    let fdb = sw(&tb, &["bridge", "fdb", "show", "br", "br0"]);
+    assert!(!fdb.contains("02:00:00:00:00:11 dev p1"), "{fdb}");
+    assert!(!tb.mdb().contains("port p1 grp 239.1.1.1"), "{}", tb.mdb());
+    assert!(!pings(&tb, 1, "192.0.2.254"));
+    let mut stream = stream;
+    let _ = stream.kill();
+    let _ = stream.wait();
+}
