@@ -133,6 +133,7 @@ pub fn authenticator(data: &[u8]) {
             mode: if i == 0 { PortMode::Dot1x } else { PortMode::Dot1xThenMab },
             nas_port: i + 1,
             mac: MacAddr([2, 0xaa, 0, 0, 0, i as u8]),
+            vlan: None,
         })
         .collect();
     let mut a = Authenticator::new(auth::Config::default(), ports);

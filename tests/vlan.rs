@@ -51,7 +51,7 @@ fn untagged_hosts_in_their_ports_vlans_log_in_join_and_continue_across_a_restart
     // the uplink tagged in all of them
     let mut tb = Testbed::new("vl", 3);
     run(Command::new(TB).args(["vlan", &tb.prefix, "10+40", "20", "30"]));
-    tb.radius(1812);
+    tb.radius_detail(1812);
     let cfg = tb.config(&[("p1", "dot1x"), ("p2", "dot1x"), ("p3", "mab")], &[SERVER], FAST, "");
     // the kernel compared with the sessions every 2 s: entries it did not recognise as
     // mcgate's (another VLAN than the one it installs in) would be repaired, and counted
@@ -66,6 +66,19 @@ fn untagged_hosts_in_their_ports_vlans_log_in_join_and_continue_across_a_restart
     let mab = || pings(&tb, 3, "198.51.103.254") || tb.session_of("p3").is_some();
     assert!(wait_until(Duration::from_secs(60), mab), "{}", tb.log());
     assert!(wait_until(Duration::from_secs(30), || tb.session_of("p3").is_some()), "{}", tb.log());
+
+    // what operators and FreeRADIUS see: the VLAN in the sessions, in NAS-Port-Id, in the
+    // journal's records
+    let vlan_of = |port: &str| tb.session_of(port).map(|s| s["vlan"].clone()).unwrap_or_default();
+    assert_eq!((vlan_of("p1"), vlan_of("p3")), (Value::from(10), Value::from(30)));
+    let requests = tb.radius_requests(1812);
+    assert!(requests.contains("NAS-Port-Id = \"p1:10\""), "{requests}");
+    assert!(requests.contains("NAS-Port-Id = \"p3:30\""), "{requests}");
+    let (export, _) = tb.mcgate(&["acct", "export"]);
+    let starts: Vec<Value> = export.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let start_of = |port: &str| starts.iter().find(|r| r["status"] == "start" && r["port"] == port).cloned();
+    assert_eq!(start_of("p1").map(|r| r["vlan"].clone()), Some(Value::from(10)), "{export}");
+    assert_eq!(start_of("p3").map(|r| r["vlan"].clone()), Some(Value::from(30)), "{export}");
 
     // the authorized MACs are static entries in their ports' VLANs, and they pass
     let fdb = sw(&tb, &["bridge", "fdb", "show", "br", "br0"]);

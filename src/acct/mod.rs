@@ -165,6 +165,9 @@ pub struct Record {
     pub output_octets: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_packets: Option<u64>,
+    /// The VLAN of the port's hosts, on a VLAN-filtering bridge (NAS-Port-Id `port:vlan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
 }
 
 impl Record {
@@ -216,6 +219,7 @@ impl Record {
             class: vec![],
             output_octets: None,
             output_packets: None,
+            vlan: None,
         }
     }
 
@@ -248,7 +252,7 @@ impl Record {
             attrs.push(Attr::U32(attr::NAS_PORT, p));
         }
         if let Some(p) = &self.port {
-            attrs.push(text(attr::NAS_PORT_ID, p));
+            attrs.push(text(attr::NAS_PORT_ID, &crate::auth::nas_port_id(p, self.vlan)));
             attrs.push(Attr::U32(attr::NAS_PORT_TYPE, attr::NAS_PORT_TYPE_ETHERNET));
         }
         for c in &self.class {
@@ -311,12 +315,13 @@ impl Record {
             self.class.join(" "),
             opt(self.output_octets.map(|o| o.to_string())),
             opt(self.output_packets.map(|p| p.to_string())),
+            opt(self.vlan.map(|v| v.to_string())),
         ];
         fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(",")
     }
 }
 
-pub const CSV_HEADER: &str = "seq,kind,status,time,session_id,multi_session_id,user_name,mac,port,nas_port,group,source,package,session_time,terminate_cause,class,output_octets,output_packets";
+pub const CSV_HEADER: &str = "seq,kind,status,time,session_id,multi_session_id,user_name,mac,port,nas_port,group,source,package,session_time,terminate_cause,class,output_octets,output_packets,vlan";
 
 /// RFC 4180: quoted when it holds a comma, a quote or a line break.
 fn csv_field(f: &str) -> String {
@@ -380,6 +385,18 @@ mod tests {
         let vsas: Vec<Vec<u8>> = p.lookup_all(attr::VENDOR_SPECIFIC).iter().map(|a| a.encode_bytes()).collect();
         assert!(vsas.iter().any(|v| v[4] == mcgate_attr::GROUP && &v[6..] == b"232.1.1.1"));
         assert!(vsas.iter().any(|v| v[4] == mcgate_attr::SOURCE && &v[6..] == b"192.0.2.254"));
+    }
+
+    #[test]
+    fn on_a_vlan_the_nas_port_id_and_the_export_carry_it() {
+        let r = Record { vlan: Some(10), ..stop() };
+        let req = r.to_request("sw1", 32473, 1_700_000_000).unwrap();
+        assert!(req.attrs.contains(&Attr::Bytes(attr::NAS_PORT_ID, b"p1:10".to_vec())));
+        assert_eq!(serde_json::to_value(&r).unwrap()["vlan"], 10);
+        assert!(r.csv_row().ends_with(",10"));
+        // without one: no field, an empty column
+        assert!(serde_json::to_value(stop()).unwrap().get("vlan").is_none());
+        assert!(stop().csv_row().ends_with(','));
     }
 
     #[test]

@@ -489,7 +489,7 @@ impl Authenticator {
         let p = &self.ports[port].config;
         vec![
             Attr::U32(attr::NAS_PORT, p.nas_port),
-            Attr::Bytes(attr::NAS_PORT_ID, p.name.clone().into_bytes()),
+            Attr::Bytes(attr::NAS_PORT_ID, super::nas_port_id(&p.name, p.vlan).into_bytes()),
             Attr::U32(attr::NAS_PORT_TYPE, attr::NAS_PORT_TYPE_ETHERNET),
             Attr::Bytes(attr::CALLING_STATION_ID, mac.radius().into_bytes()),
             Attr::Bytes(attr::CALLED_STATION_ID, p.mac.radius().into_bytes()),
@@ -927,7 +927,7 @@ mod tests {
     const PORT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
 
     fn auth(mode: PortMode) -> (Authenticator, Instant) {
-        let port = PortConfig { name: "p1".into(), mode, nas_port: 1, mac: PORT_MAC };
+        let port = PortConfig { name: "p1".into(), mode, nas_port: 1, mac: PORT_MAC, vlan: None };
         let mut a = Authenticator::new(Config::default(), vec![port]);
         let t0 = Instant::now();
         a.handle_input(t0, Input::LinkUp { port: 0 });

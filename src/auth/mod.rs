@@ -48,6 +48,17 @@ pub struct PortConfig {
     pub nas_port: u32,
     /// The port's own MAC: source of EAPOL frames and Called-Station-Id.
     pub mac: MacAddr,
+    /// The VLAN of its hosts on a VLAN-filtering bridge (its PVID).
+    pub vlan: Option<u16>,
+}
+
+/// NAS-Port-Id: the port's name, and `:VLAN` on a VLAN-filtering bridge (`p1:10`); at
+/// most 15 + 6 octets (an interface name and a VLAN id).
+pub fn nas_port_id(port: &str, vlan: Option<u16>) -> String {
+    match vlan {
+        Some(vid) => format!("{port}:{vid}"),
+        None => port.to_string(),
+    }
 }
 
 /// The authenticator's settings: the configuration's `[authenticator]` as it is read

@@ -74,6 +74,8 @@ pub(super) struct Accounting {
     pub nas_identifier: String,
     pub vendor_id: u32,
     nas_ports: Vec<u32>,
+    /// By port: the VLAN of its hosts (records carry it), on a VLAN-filtering bridge.
+    vlans: Vec<Option<u16>>,
     max_backlog: usize,
     /// The last commit failed: new joins are refused until one succeeds.
     retry_commit_at: Option<Instant>,
@@ -94,6 +96,7 @@ impl Accounting {
         nas_identifier: String,
         vendor_id: u32,
         nas_ports: Vec<u32>,
+        vlans: Vec<Option<u16>>,
         delivery: Option<Delivery>,
         now: Instant,
     ) -> Self {
@@ -110,6 +113,7 @@ impl Accounting {
             nas_identifier,
             vendor_id,
             nas_ports,
+            vlans,
             max_backlog: cfg.max_backlog,
             retry_commit_at: None,
             next_alive: now,
@@ -156,13 +160,15 @@ impl Accounting {
     }
 
     fn session_record(&self, s: &Session, port: PortId, status: Status, time: u64) -> Record {
-        Record { nas_port: self.nas_ports.get(port).copied(), ..Record::of_session(s, status, time) }
+        let (nas_port, vlan) = (self.nas_ports.get(port).copied(), self.vlans.get(port).copied().flatten());
+        Record { nas_port, vlan, ..Record::of_session(s, status, time) }
     }
 
     /// `class` echoes the session's Access-Accept.
     fn membership_record(&self, m: &Membership, port: PortId, class: &[String], status: Status, time: u64) -> Record {
         Record {
             nas_port: self.nas_ports.get(port).copied(),
+            vlan: self.vlans.get(port).copied().flatten(),
             class: class.to_vec(),
             ..Record::of_membership(m, status, time)
         }

@@ -61,6 +61,9 @@ pub struct SessionRow {
     pub session_id: String,
     /// Unix seconds.
     pub since: u64,
+    /// The VLAN, on a VLAN-filtering bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,6 +112,7 @@ impl super::Daemon {
                         state: "authorized".into(),
                         session_id: s.session_id.clone(),
                         since: s.since,
+                        vlan: self.ports.iter().find(|p| p.name == s.port).and_then(|p| p.vlan),
                     })
                     .collect();
                 sessions.sort_by(|a, b| (&a.port, &a.mac).cmp(&(&b.port, &b.mac)));

@@ -188,12 +188,13 @@ fn same_mac(station: &str, mac: MacAddr) -> bool {
     hex.eq_ignore_ascii_case(&mac.bare())
 }
 
-/// Every identifying attribute the request carries must match the session.
-fn names(req: &das::Request, s: &Session) -> bool {
+/// Every identifying attribute the request carries must match the session (on a port
+/// in `vlan`: its NAS-Port-Id `port:vlan`, as the Access-Request had it, or the name).
+fn names(req: &das::Request, s: &Session, vlan: Option<u16>) -> bool {
     req.user_name.as_ref().is_none_or(|u| *u == s.account)
         && req.acct_session_id.as_ref().is_none_or(|id| *id == s.session_id)
         && req.calling_station_id.as_ref().is_none_or(|c| same_mac(c, s.mac))
-        && req.nas_port_id.as_ref().is_none_or(|p| *p == s.port)
+        && req.nas_port_id.as_ref().is_none_or(|p| *p == s.port || *p == crate::auth::nas_port_id(&s.port, vlan))
 }
 
 impl Daemon {
@@ -249,7 +250,7 @@ impl Daemon {
             return Some(cause::MISSING_ATTRIBUTE);
         }
         let named: Vec<(PortId, MacAddr)> =
-            self.sessions.iter().filter(|(_, s)| names(req, s)).map(|(k, _)| *k).collect();
+            self.sessions.iter().filter(|((p, _), s)| names(req, s, self.ports[*p].vlan)).map(|(k, _)| *k).collect();
         if named.is_empty() {
             return Some(cause::SESSION_CONTEXT_NOT_FOUND);
         }

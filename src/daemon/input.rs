@@ -66,6 +66,9 @@ pub struct StartPort {
     pub mac: MacAddr,
     /// Link up (administratively and carrier) at start.
     pub running: bool,
+    /// The VLAN of its hosts on a VLAN-filtering bridge (its PVID).
+    #[serde(default)]
+    pub vlan: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

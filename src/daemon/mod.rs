@@ -71,6 +71,8 @@ struct IoStats {
 
 struct Port {
     name: String,
+    /// The VLAN of its hosts on a VLAN-filtering bridge (its PVID at set-up).
+    vlan: Option<u16>,
     ifindex: u32,
     mac: MacAddr,
     /// Its flood limiter's counters (the capture task keeps the limiter).
@@ -147,6 +149,7 @@ impl Daemon {
                 mode: c.mode,
                 nas_port: loaded.nas_port(i),
                 mac: p.mac,
+                vlan: p.vlan,
             })
             .collect();
         let acct_servers = loaded.acct_servers();
@@ -172,6 +175,7 @@ impl Daemon {
         };
         let vendor_id = cfg.multicast.as_ref().map_or(crate::policy::DEFAULT_VENDOR_ID, |m| m.vendor_id);
         let nas_ports = (0..cfg.ports.len()).map(|i| loaded.nas_port(i)).collect();
+        let vlans = ports.iter().map(|p| p.vlan).collect();
         let servers = loaded.radius_servers();
         Ok(Daemon {
             auth: Authenticator::new(loaded.auth_config(), port_configs),
@@ -188,6 +192,7 @@ impl Daemon {
                 cfg.switch.nas_identifier.clone(),
                 vendor_id,
                 nas_ports,
+                vlans,
                 delivery,
                 now,
             ),
@@ -231,6 +236,7 @@ impl Daemon {
         let ports = (start.ports.iter().zip(&cfg.ports))
             .map(|(p, c)| Port {
                 name: p.name.clone(),
+                vlan: p.vlan,
                 ifindex: p.ifindex,
                 mac: p.mac,
                 limits: Default::default(),

@@ -45,7 +45,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         }
         let mac = link.mac.ok_or_else(|| anyhow!("port {name} has no MAC address"))?;
         port_sockets.push(Arc::new(PortSocket::open(link.index).with_context(|| format!("capture on {name}"))?));
-        ports.push(input::StartPort { name, ifindex: link.index, mac, running: link.running });
+        ports.push(input::StartPort { name, ifindex: link.index, mac, running: link.running, vlan: None });
     }
 
     let mut dataplane: Box<dyn Dataplane + Send> =
@@ -55,8 +55,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         ports.iter().filter(|p| !dataplane.is_locked(&p.name).unwrap_or(false)).map(|p| p.name.clone()).collect();
     let kernel_state_gone = !unlocked.is_empty();
     remember_found(&store, dataplane.as_mut(), cfg, &unlocked).context("reading the kernel state before set-up")?;
-    for (p, c) in ports.iter().zip(&cfg.ports) {
+    for (p, c) in ports.iter_mut().zip(&cfg.ports) {
         dataplane.setup_port(&p.name, c.mode).with_context(|| format!("locking port {}", p.name))?;
+        p.vlan = dataplane.port_vlan(&p.name).with_context(|| format!("reading the VLAN of port {}", p.name))?;
     }
     let seed: [u8; 32] = rand::random();
     let (bridge_addrs, uplink_sockets) = match &cfg.multicast {

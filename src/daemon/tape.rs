@@ -346,6 +346,10 @@ impl Dataplane for RecordDataplane {
         self.inner.is_locked(port)
     }
 
+    fn port_vlan(&mut self, port: &str) -> Result<Option<u16>, DpError> {
+        self.inner.port_vlan(port)
+    }
+
     fn teardown_port(&mut self, port: &str) -> Result<(), DpError> {
         self.inner.teardown_port(port)
     }

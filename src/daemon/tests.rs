@@ -237,6 +237,7 @@ impl Switch {
                 ifindex: i as u32 + 10,
                 mac: MacAddr([2, 0, 0, 0, 1, i as u8]),
                 running: true,
+                vlan: None,
             })
             .collect();
         let start = Start {

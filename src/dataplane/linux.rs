@@ -130,6 +130,10 @@ impl Dataplane for LinuxBridge {
         Ok(())
     }
 
+    fn port_vlan(&mut self, port: &str) -> Result<Option<u16>, Error> {
+        self.vlan(port)
+    }
+
     fn set_mab_learning(&mut self, port: &str, on: bool) -> Result<(), Error> {
         let idx = Self::index(port)?;
         let v = on as u8;

@@ -92,6 +92,11 @@ pub trait Dataplane {
     /// Whether the port is locked as mcgate leaves it: false after a reboot or a
     /// rebuilt bridge (the kernel state of an earlier run is gone).
     fn is_locked(&mut self, port: &str) -> Result<bool, Error>;
+    /// The VLAN the port's hosts are authorized in: its PVID on a VLAN-filtering bridge,
+    /// `None` on any other.
+    fn port_vlan(&mut self, _port: &str) -> Result<Option<u16>, Error> {
+        Ok(None)
+    }
     /// Removes the port's static entries (its flags go back with [`Dataplane::restore`]).
     fn teardown_port(&mut self, port: &str) -> Result<(), Error>;
     /// Reads what the set-up of `bridge` and `ports` would change, as it is now.
