@@ -350,7 +350,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             for s in sessions {
                 println!(
                     "{:<10} {:<17} {:<20} {:<6} {:<10} {:<16} {}",
-                    s.port,
+                    crate::auth::nas_port_id(&s.port, s.vlan),
                     s.mac,
                     printable(&s.account),
                     s.method,

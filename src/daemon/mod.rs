@@ -1,9 +1,10 @@
-//! The daemon: one actor owns the state machines; thin tasks read the sockets and
-//! send it events, and it carries their outputs out (EAPOL frames, RADIUS datagrams,
+//! The daemon: one actor, the core, owns the state machines; thin tasks read the sockets
+//! and hand it inputs, and it carries their outputs out (EAPOL frames, RADIUS datagrams,
 //! kernel changes, database writes).
 //!
-//! Where to read what: this file is the core's state and its drain (the order in which
-//! outputs are carried out); `run` the process (set-up, reader tasks, event loop);
+//! Where to read what: this file is the core's state, its steps and its drain (the order
+//! in which outputs are carried out); `input` what drives it; `tape` record and replay;
+//! `run` the process (set-up, reader tasks, event loop);
 //! `sessions` logins and logoffs; `mcast` joins and leaves; `acct` the journal, its
 //! commits and delivery; `das` CoA/Disconnect; `kernel` lost events and the
 //! reconciliation; `control` the CLI's requests; `net` the sockets the core sends on;
@@ -126,7 +127,8 @@ const BATCH_EVENTS: usize = 256;
 
 impl Daemon {
     /// The core, from the configuration and what the set-up made of the kernel and the
-    /// sockets (fakes in unit tests). Nothing is sent or changed until [`Daemon::start`].
+    /// sockets (fakes in unit tests). Nothing is sent or changed here: [`Daemon::build`]
+    /// starts it.
     #[allow(clippy::too_many_arguments)]
     fn new(
         loaded: &Loaded,
