@@ -21,6 +21,9 @@ fn in_vm(name: &str) -> bool {
     if std::env::var_os("MCGATE_IN_VM").is_some() {
         return true;
     }
+    // one VM at a time: each takes both cores
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     let exe = std::env::current_exe().unwrap();
     let cmd = format!("MCGATE_IN_VM=1 {} --exact {name} --nocapture --test-threads 1", exe.display());
     let status = Command::new(TB).args(["vm", &cmd]).status().unwrap();
@@ -131,6 +134,90 @@ fn untagged_hosts_in_their_ports_vlans_log_in_join_and_continue_across_a_restart
     assert!(!fdb.contains("02:00:00:00:00:11 dev p1"), "{fdb}");
     assert!(!tb.mdb().contains("port p1 grp 239.1.1.1"), "{}", tb.mdb());
     assert!(!pings(&tb, 1, "192.0.2.254"));
+    let mut stream = stream;
+    let _ = stream.kill();
+    let _ = stream.wait();
+}
+
+#[test]
+fn a_multicast_vlan_carries_the_streams_to_subscribers_in_their_own_vlans() {
+    if !in_vm("a_multicast_vlan_carries_the_streams_to_subscribers_in_their_own_vlans") {
+        return;
+    }
+    // alice on p1 in VLAN 10, bob on p2 in VLAN 20; the channels come in VLAN 100
+    let mut tb = Testbed::new("mv", 2);
+    run(Command::new(TB).args(["vlan", &tb.prefix, "10", "20"]));
+    run(Command::new(TB).args(["mvr", &tb.prefix, "100"]));
+    tb.radius(1812);
+    tb.config(&[("p1", "dot1x"), ("p2", "dot1x")], &[SERVER], FAST, "");
+    tb.multicast(POLICY, "vlan = 100");
+    tb.start_mcgate();
+    for (h, user) in [(1, "alice"), (2, "bob")] {
+        tb.supplicant(h, user, &format!("{user}pass"), "md5");
+        let port = format!("p{h}");
+        assert!(wait_until(Duration::from_secs(60), || tb.session_of(&port).is_some()), "{}", tb.log());
+    }
+    let vlans = |port: &str| sw(&tb, &["bridge", "vlan", "show", "dev", port]);
+    assert!(!vlans("p1").contains("100"), "a port without a channel is in the multicast VLAN: {}", vlans("p1"));
+    assert!(vlans("up0").contains("100"), "{}", vlans("up0"));
+
+    // what the uplink hears: the report tagged in VLAN 100
+    let upstream = Command::new("ip")
+        .args(["netns", "exec", &tb.ns("up"), "timeout", "12", "tcpdump", "-i", "eth0", "-n", "-e", "-v", "-l", "igmp"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let stream = tb.mcast_py("up", &["send", "239.1.1.1", "--iface", "eth0.100", "--pps", "200", "--seconds", "40"]);
+    let joined = tb.mcast_py("h1", &["recv", "239.1.1.1", "--seconds", "8"]);
+    // ... and stays joined after that, for what follows
+    let holding = tb.mcast_py("h1", &["recv", "239.1.1.1", "--seconds", "60"]);
+    let other = tb.mcast_py("h2", &["sniff", "239.1.1.1", "--seconds", "8"]);
+    let (joined, other) = (result(joined), result(other));
+    let mdb = tb.mdb();
+    assert!(mdb.contains("port p1 grp 239.1.1.1 permanent vid 100"), "{mdb}");
+    assert!(packets(&joined) > 100, "alice's join: {joined}\n{mdb}\n{}", tb.log());
+    assert_eq!(packets(&other), 0, "bob's port got the stream: {other}");
+    assert!(vlans("p1").contains("100"), "{}", vlans("p1"));
+    let heard = String::from_utf8_lossy(&upstream.wait_with_output().unwrap().stdout).into_owned();
+    // tcpdump -e -v: a frame's first line has its tag, the indented ones the report
+    let mut frames: Vec<String> = vec![];
+    for line in heard.lines() {
+        match frames.last_mut() {
+            Some(f) if line.starts_with(char::is_whitespace) => f.push_str(line),
+            _ => frames.push(line.to_string()),
+        }
+    }
+    let reports: Vec<&String> = frames.iter().filter(|f| f.contains("igmp v3 report")).collect();
+    assert!(reports.iter().any(|f| f.contains("gaddr 239.1.1.1")), "no report of the channel upstream: {heard}");
+    assert!(reports.iter().all(|f| f.contains("vlan 100")), "a report upstream not tagged in VLAN 100: {heard}");
+
+    // alice cannot send into the multicast VLAN, though her port is a member of it
+    // while she watches: mcgate's rule drops her frames tagged 100 (counted), and behind
+    // it the locked port would, her authorization being in VLAN 10 only
+    let h1 = tb.ns("h1");
+    for cmd in [
+        "ip link add link eth0 name eth0.100 type vlan id 100",
+        "ip addr add 10.100.0.21/24 dev eth0.100",
+        "ip link set eth0.100 up",
+    ] {
+        run(Command::new("ip").args(["netns", "exec", &h1]).args(cmd.split(' ')));
+    }
+    assert!(vlans("p1").contains("100"), "{}", vlans("p1"));
+    assert!(!pings(&tb, 1, "10.100.0.1"), "alice's host got into the multicast VLAN");
+    let rules = sw(&tb, &["nft", "list", "table", "bridge", "mcgate"]);
+    let rule = rules.lines().find(|l| l.contains("multicast vlan from hosts")).unwrap_or_default();
+    assert!(rule.contains("vlan id 100") && rule.contains("drop"), "{rules}");
+    assert!(!rule.contains("packets 0 "), "the rule dropped nothing: {rules}");
+    let mut holding = holding;
+    let _ = holding.kill();
+    let _ = holding.wait();
+
+    // alice logs off: her channel ends and her port leaves the multicast VLAN
+    tb.wpa_cli(1, &["logoff"]);
+    assert!(wait_until(Duration::from_secs(30), || !tb.mdb().contains("port p1 grp 239.1.1.1")), "{}", tb.mdb());
+    assert!(wait_until(Duration::from_secs(10), || !vlans("p1").contains("100")), "{}", vlans("p1"));
     let mut stream = stream;
     let _ = stream.kill();
     let _ = stream.wait();

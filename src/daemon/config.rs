@@ -129,6 +129,10 @@ pub struct Multicast {
     /// under the policy's limits; 0 for none.
     #[serde(default = "default_port_max_groups")]
     pub port_max_groups: u32,
+    /// Multicast VLAN registration (TR-101's N:1 multicast VLAN): the streams come in
+    /// this VLAN, tagged on the uplinks, and reach the access ports untagged; the reports
+    /// go upstream tagged in it. The bridge must have `vlan_filtering 1`.
+    pub vlan: Option<Spanned<u16>>,
     /// The tracker's timers, as `mcast::Config` reads them.
     #[serde(flatten)]
     pub tracker: crate::mcast::Config,
@@ -451,6 +455,11 @@ fn parse_settings(file: &str, text: &str) -> Result<Config, ConfigError> {
             return Err(err(key_offset(text, section, key), format!("unknown field `{key}` in [{section}]")));
         }
     }
+    if let Some(v) = config.multicast.as_ref().and_then(|m| m.vlan.as_ref()) {
+        if !(1..=4094).contains(v.get_ref()) {
+            return Err(err(v.span().start, format!("{} is no VLAN id (1 to 4094)", v.get_ref())));
+        }
+    }
     if config.radius.servers.is_empty() {
         return Err(err(text.find("[radius]").unwrap_or(0), "at least one [[radius.server]] is needed".into()));
     }
@@ -610,6 +619,9 @@ name = "p2"
         let mc = "\n[multicast]\npolicies = \"p\"\nlast_member_query_time = \"2s\"\nmax_pending_radius = -1\n";
         let e = parse_settings("t.toml", &format!("{GOOD}{mc}")).unwrap_err();
         assert_eq!(e.line, 21, "{e}");
+        let mc = "\n[multicast]\npolicies = \"p\"\nvlan = 4095\n";
+        let e = parse_settings("t.toml", &format!("{GOOD}{mc}")).unwrap_err();
+        assert_eq!((e.line, e.message.as_str()), (20, "4095 is no VLAN id (1 to 4094)"), "{e}");
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub(super) struct McastState {
     pub bridge_ll6: Ipv6Addr,
     /// Uplink names, in the order `Net::send_uplink` numbers them.
     pub uplinks: Vec<String>,
+    /// The multicast VLAN the reports go upstream in (tagged), when there is one.
+    pub uplink_vlan: Option<u16>,
     /// What the gate needs of each session: packages and limits from its Access-Accept,
     /// and the names its memberships carry (shared, not copied per join).
     pub hosts: HashMap<(PortId, MacAddr), HostInfo>,
@@ -91,6 +93,12 @@ pub(super) fn set_up(
     dataplane
         .setup_multicast(&cfg.switch.bridge, access, &uplink_names, mc.port_max_groups)
         .context("multicast set-up")?;
+    if let Some(vid) = mc.vlan.as_ref().map(|v| *v.get_ref()) {
+        dataplane
+            .setup_multicast_vlan(&cfg.switch.bridge, vid, access, &uplink_names)
+            .with_context(|| format!("multicast VLAN {vid}"))?;
+        info!(vlan = vid, "multicast VLAN registration on");
+    }
     let mut uplink_sockets = Vec::new();
     for name in &uplink_names {
         let link = links.iter().find(|l| l.name == *name).ok_or_else(|| anyhow!("uplink {name} not found"))?;
@@ -138,6 +146,7 @@ impl McastState {
             bridge_v4: bridge_v4.unwrap_or(Ipv4Addr::UNSPECIFIED),
             bridge_ll6: bridge_ll6.unwrap_or(Ipv6Addr::UNSPECIFIED),
             uplinks: mc.uplinks.iter().map(|u| u.get_ref().clone()).collect(),
+            uplink_vlan: mc.vlan.as_ref().map(|v| *v.get_ref()),
             hosts: HashMap::default(),
             port_names: access.iter().map(|p| Arc::from(*p)).collect(),
             stats: Default::default(),
@@ -434,13 +443,13 @@ fn upstream_frames(m: &McastState, records: &[GroupRecord]) -> Vec<Result<Vec<u8
     for chunk in fitting(&v4, MTU - 24 - 8, OwnedRecord::buffer_len) {
         let pkt = igmp::Repr::ReportV3 { records: chunk }.to_ipv4(m.bridge_v4, igmp::ALL_V3_ROUTERS, 0xc0);
         let dst = MacAddr::for_group(igmp::ALL_V3_ROUTERS.into());
-        out.push(pkt.map(|p| ethernet::emit_frame(dst, m.bridge_mac, ethernet::ETHERTYPE_IPV4, &p)));
+        out.push(pkt.map(|p| ethernet::emit_frame_in(m.uplink_vlan, dst, m.bridge_mac, ethernet::ETHERTYPE_IPV4, &p)));
     }
     // IPv6 header (40), Hop-by-Hop with Router Alert (8), the report's header (8)
     for chunk in fitting(&v6, MTU - 40 - 8 - 8, OwnedRecord::buffer_len) {
         let pkt = mld::Repr::ReportV2 { records: chunk }.to_ipv6(m.bridge_ll6, mld::ALL_V2_ROUTERS);
         let dst = MacAddr::for_group(mld::ALL_V2_ROUTERS.into());
-        out.push(pkt.map(|p| ethernet::emit_frame(dst, m.bridge_mac, ethernet::ETHERTYPE_IPV6, &p)));
+        out.push(pkt.map(|p| ethernet::emit_frame_in(m.uplink_vlan, dst, m.bridge_mac, ethernet::ETHERTYPE_IPV6, &p)));
     }
     out
 }

@@ -366,6 +366,16 @@ impl Dataplane for RecordDataplane {
         self.inner.setup_multicast(bridge, access, uplinks, max)
     }
 
+    fn setup_multicast_vlan(
+        &mut self,
+        bridge: &str,
+        vid: u16,
+        access: &[&str],
+        uplinks: &[&str],
+    ) -> Result<(), DpError> {
+        self.inner.setup_multicast_vlan(bridge, vid, access, uplinks)
+    }
+
     fn teardown_multicast(&mut self, bridge: &str) -> Result<(), DpError> {
         self.inner.teardown_multicast(bridge)
     }

@@ -16,11 +16,31 @@ pub struct LinuxBridge {
     /// The VLAN of each port's untagged hosts (its PVID) on a VLAN-filtering bridge,
     /// `None` on any other, as read at the port's set-up (or first use).
     vlans: std::collections::HashMap<String, Option<u16>>,
+    /// Multicast VLAN registration: the VLAN each access port's streams come in, and the
+    /// channels the port has there (it is a member of the VLAN while it has one).
+    mvr: std::collections::HashMap<String, (u16, Channels)>,
 }
+
+/// A port's channels in the multicast VLAN: (group, source).
+type Channels = std::collections::HashSet<(IpAddr, Option<IpAddr>)>;
 
 impl LinuxBridge {
     pub fn new() -> Result<Self, Error> {
-        Ok(LinuxBridge { nl: Netlink::open()?, nf: None, vlans: Default::default() })
+        Ok(LinuxBridge { nl: Netlink::open()?, nf: None, vlans: Default::default(), mvr: Default::default() })
+    }
+
+    /// Whether bridge `bridge` forwards by VLAN (`vlan_filtering 1`).
+    fn filters_vlans(&mut self, bridge: u32) -> Result<bool, super::netlink::Error> {
+        let attrs = self.nl.bridge_attrs(bridge, &[br::VLAN_FILTERING])?;
+        Ok(attrs.first().is_some_and(|(_, v)| v.first() == Some(&1)))
+    }
+
+    /// The VLAN `port`'s MDB entries go in: the multicast VLAN, when it has one.
+    fn mdb_vlan(&mut self, port: &str) -> Result<u16, Error> {
+        match self.mvr.get(port) {
+            Some((vid, _)) => Ok(*vid),
+            None => Ok(self.vlan(port)?.unwrap_or(0)),
+        }
     }
 
     /// The VLAN `port`'s FDB and MDB entries go in: its PVID when its bridge filters by
@@ -33,12 +53,7 @@ impl LinuxBridge {
         let idx = Self::index(port)?;
         let master = self.nl.links()?.into_iter().find(|l| l.index == idx).and_then(|l| l.master);
         let filtering = match master {
-            Some(b) => self
-                .nl
-                .bridge_attrs(b, &[br::VLAN_FILTERING])
-                .map_err(Self::at(port))?
-                .first()
-                .is_some_and(|(_, v)| v.first() == Some(&1)),
+            Some(b) => self.filters_vlans(b).map_err(Self::at(port))?,
             None => false,
         };
         let vlan = if filtering { self.nl.port_pvid(idx).map_err(Self::at(port))? } else { None };
@@ -224,6 +239,36 @@ impl Dataplane for LinuxBridge {
         Ok(())
     }
 
+    fn setup_multicast_vlan(&mut self, bridge: &str, vid: u16, access: &[&str], uplinks: &[&str]) -> Result<(), Error> {
+        let b = Self::index(bridge)?;
+        if !self.filters_vlans(b).map_err(Self::at(bridge))? {
+            return Err(Error::Unsupported(format!("a multicast VLAN needs vlan_filtering 1 on bridge {bridge}")));
+        }
+        // each VLAN its own snooping context; the multicast VLAN's querier keeps the
+        // hosts reporting (its queries reach them untagged, the ports being members)
+        self.nl.set_vlan_snooping(b, true).map_err(Self::at(bridge))?;
+        for port in uplinks {
+            self.nl.vlan_add(Self::index(port)?, vid, false).map_err(Self::at(port))?;
+        }
+        self.nl.set_vlan_querier(b, vid).map_err(Self::at(bridge))?;
+        let ports = access.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
+        nft(&format!(
+            "add rule bridge mcgate prerouting iifname {{ {ports} }} vlan id {vid} counter drop comment \"multicast vlan from hosts\"\n"
+        ))?;
+        // the ports' entries there now (a restart): each port a member while it has one
+        let entries = self.nl.mdb_dump(b).map_err(Self::at(bridge))?;
+        for port in access {
+            let idx = Self::index(port)?;
+            let held: std::collections::HashSet<_> =
+                entries.iter().filter(|e| e.port == idx && e.vid == vid).map(|e| (e.group, e.source)).collect();
+            if held.is_empty() {
+                self.nl.vlan_del(idx, vid).map_err(Self::at(port))?;
+            }
+            self.mvr.insert(port.to_string(), (vid, held));
+        }
+        Ok(())
+    }
+
     fn teardown_multicast(&mut self, bridge: &str) -> Result<(), Error> {
         for (port, group, source) in self.mdb_entries(bridge)? {
             self.mdb_del(bridge, &port, group, source)?;
@@ -254,13 +299,28 @@ impl Dataplane for LinuxBridge {
     }
 
     fn mdb_add(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {
-        let (b, p, vid) = (Self::index(bridge)?, Self::index(port)?, self.vlan(port)?.unwrap_or(0));
-        self.nl.mdb_add(b, p, group, source, vid).map_err(Self::at(port))
+        let (b, p, vid) = (Self::index(bridge)?, Self::index(port)?, self.mdb_vlan(port)?);
+        if self.mvr.get(port).is_some_and(|(_, held)| held.is_empty()) {
+            // the port's first channel: it joins the multicast VLAN, egress untagged
+            self.nl.vlan_add(p, vid, true).map_err(Self::at(port))?;
+        }
+        self.nl.mdb_add(b, p, group, source, vid).map_err(Self::at(port))?;
+        if let Some((_, held)) = self.mvr.get_mut(port) {
+            held.insert((group, source));
+        }
+        Ok(())
     }
 
     fn mdb_del(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {
-        let (b, p, vid) = (Self::index(bridge)?, Self::index(port)?, self.vlan(port)?.unwrap_or(0));
-        self.nl.mdb_del(b, p, group, source, vid).map_err(Self::at(port))
+        let (b, p, vid) = (Self::index(bridge)?, Self::index(port)?, self.mdb_vlan(port)?);
+        self.nl.mdb_del(b, p, group, source, vid).map_err(Self::at(port))?;
+        if let Some((_, held)) = self.mvr.get_mut(port) {
+            if held.remove(&(group, source)) && held.is_empty() {
+                // its last channel: out of the multicast VLAN again
+                self.nl.vlan_del(p, vid).map_err(Self::at(port))?;
+            }
+        }
+        Ok(())
     }
 
     fn mdb_all(&mut self, bridge: &str) -> Result<Vec<(MdbEntry, bool)>, Error> {
@@ -271,7 +331,7 @@ impl Dataplane for LinuxBridge {
         for e in self.nl.mdb_dump(b).map_err(Self::at(bridge))? {
             let Some(name) = names.get(&e.port) else { continue };
             // on a VLAN-filtering bridge: the entries in the VLAN mcgate installs in
-            if self.vlans.contains_key(name) && self.vlan(name)?.unwrap_or(0) != e.vid {
+            if self.vlans.contains_key(name) && self.mdb_vlan(name)? != e.vid {
                 continue;
             }
             out.push(((name.clone(), e.group, e.source), e.rtprot == Some(RTPROT_MCGATE)));

@@ -70,6 +70,9 @@ pub enum Error {
     /// A replay's kernel: what the recorded call returned, or that the replay diverged.
     #[error("{0}")]
     Replayed(String),
+    /// What this bridge (or dataplane) cannot do as configured.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 pub trait Dataplane {
@@ -117,6 +120,19 @@ pub trait Dataplane {
         uplinks: &[&str],
         port_max_groups: u32,
     ) -> Result<(), Error>;
+    /// Multicast VLAN registration: the streams of `access` ports come in VLAN `vid`
+    /// (their MDB entries go there, each port an egress-untagged member of it while it
+    /// has a channel), with snooping and a querier of its own, the uplinks tagged in it,
+    /// and frames tagged with it from the access ports dropped.
+    fn setup_multicast_vlan(
+        &mut self,
+        _bridge: &str,
+        _vid: u16,
+        _access: &[&str],
+        _uplinks: &[&str],
+    ) -> Result<(), Error> {
+        Err(Error::Unsupported("a multicast VLAN needs the Linux bridge".into()))
+    }
     /// Removes mcgate's nft tables and MDB entries (the options and flags go back with
     /// [`Dataplane::restore`]).
     fn teardown_multicast(&mut self, bridge: &str) -> Result<(), Error>;

@@ -159,6 +159,22 @@ pub fn emit_frame(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) ->
     out
 }
 
+pub const ETHERTYPE_VLAN: u16 = 0x8100;
+
+/// An Ethernet II frame around `payload`, with an 802.1Q tag of VLAN `vlan` (priority 0)
+/// when given.
+pub fn emit_frame_in(vlan: Option<u16>, dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let Some(vid) = vlan else { return emit_frame(dst, src, ethertype, payload) };
+    let mut out = Vec::with_capacity(field::PAYLOAD + 4 + payload.len());
+    out.extend_from_slice(&dst.0);
+    out.extend_from_slice(&src.0);
+    out.extend_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
+    out.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
+    out.extend_from_slice(&ethertype.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +192,13 @@ mod tests {
         assert_eq!(MacAddr::for_group("224.0.0.22".parse().unwrap()).to_string(), "01:00:5e:00:00:16");
         assert_eq!(MacAddr::for_group("239.129.1.2".parse().unwrap()).to_string(), "01:00:5e:01:01:02");
         assert_eq!(MacAddr::for_group("ff02::16".parse().unwrap()).to_string(), "33:33:00:00:00:16");
+    }
+
+    #[test]
+    fn a_tagged_frame_carries_its_vlan() {
+        let f = emit_frame_in(Some(100), MacAddr::PAE_GROUP, MacAddr([2, 0, 0, 0, 0, 1]), ETHERTYPE_IPV4, &[1]);
+        assert_eq!(&f[12..18], &[0x81, 0x00, 0x00, 100, 0x08, 0x00]);
+        assert_eq!(emit_frame_in(None, MacAddr::PAE_GROUP, MacAddr::PAE_GROUP, 1, &[]).len(), 14);
     }
 
     #[test]

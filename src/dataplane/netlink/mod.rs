@@ -15,6 +15,7 @@ mod fdb;
 mod link;
 mod mdb;
 mod nft;
+mod vlan;
 
 use fdb::parse_neigh;
 pub use fdb::{FdbEntry, NTF_EXT_LOCKED, NUD_NOARP, NUD_PERMANENT};
