@@ -35,6 +35,10 @@ fn sw(tb: &Testbed, args: &[&str]) -> String {
     run(Command::new("ip").args(["netns", "exec", &tb.ns("sw")]).args(args))
 }
 
+fn port_vlans(tb: &Testbed, port: &str) -> String {
+    sw(tb, &["bridge", "vlan", "show", "dev", port])
+}
+
 fn pings(tb: &Testbed, host: usize, addr: &str) -> bool {
     let ns = tb.ns(&format!("h{host}"));
     Command::new("ip").args(["netns", "exec", &ns, "ping", "-c1", "-W2", addr]).status().is_ok_and(|s| s.success())
@@ -157,9 +161,12 @@ fn a_multicast_vlan_carries_the_streams_to_subscribers_in_their_own_vlans() {
         let port = format!("p{h}");
         assert!(wait_until(Duration::from_secs(60), || tb.session_of(&port).is_some()), "{}", tb.log());
     }
-    let vlans = |port: &str| sw(&tb, &["bridge", "vlan", "show", "dev", port]);
-    assert!(!vlans("p1").contains("100"), "a port without a channel is in the multicast VLAN: {}", vlans("p1"));
-    assert!(vlans("up0").contains("100"), "{}", vlans("up0"));
+    assert!(
+        !port_vlans(&tb, "p1").contains("100"),
+        "a port without a channel is in the multicast VLAN: {}",
+        port_vlans(&tb, "p1")
+    );
+    assert!(port_vlans(&tb, "up0").contains("100"), "{}", port_vlans(&tb, "up0"));
 
     // what the uplink hears: the report tagged in VLAN 100
     let upstream = Command::new("ip")
@@ -179,7 +186,7 @@ fn a_multicast_vlan_carries_the_streams_to_subscribers_in_their_own_vlans() {
     assert!(mdb.contains("port p1 grp 239.1.1.1 permanent vid 100"), "{mdb}");
     assert!(packets(&joined) > 100, "alice's join: {joined}\n{mdb}\n{}", tb.log());
     assert_eq!(packets(&other), 0, "bob's port got the stream: {other}");
-    assert!(vlans("p1").contains("100"), "{}", vlans("p1"));
+    assert!(port_vlans(&tb, "p1").contains("100"), "{}", port_vlans(&tb, "p1"));
     let heard = String::from_utf8_lossy(&upstream.wait_with_output().unwrap().stdout).into_owned();
     // tcpdump -e -v: a frame's first line has its tag, the indented ones the report
     let mut frames: Vec<String> = vec![];
@@ -204,7 +211,7 @@ fn a_multicast_vlan_carries_the_streams_to_subscribers_in_their_own_vlans() {
     ] {
         run(Command::new("ip").args(["netns", "exec", &h1]).args(cmd.split(' ')));
     }
-    assert!(vlans("p1").contains("100"), "{}", vlans("p1"));
+    assert!(port_vlans(&tb, "p1").contains("100"), "{}", port_vlans(&tb, "p1"));
     assert!(!pings(&tb, 1, "10.100.0.1"), "alice's host got into the multicast VLAN");
     let rules = sw(&tb, &["nft", "list", "table", "bridge", "mcgate"]);
     let rule = rules.lines().find(|l| l.contains("multicast vlan from hosts")).unwrap_or_default();
@@ -217,7 +224,26 @@ fn a_multicast_vlan_carries_the_streams_to_subscribers_in_their_own_vlans() {
     // alice logs off: her channel ends and her port leaves the multicast VLAN
     tb.wpa_cli(1, &["logoff"]);
     assert!(wait_until(Duration::from_secs(30), || !tb.mdb().contains("port p1 grp 239.1.1.1")), "{}", tb.mdb());
-    assert!(wait_until(Duration::from_secs(10), || !vlans("p1").contains("100")), "{}", vlans("p1"));
+    assert!(
+        wait_until(Duration::from_secs(10), || !port_vlans(&tb, "p1").contains("100")),
+        "{}",
+        port_vlans(&tb, "p1")
+    );
+
+    // teardown with a channel admitted: its entry in VLAN 100 goes, and the port's
+    // membership of VLAN 100 with it
+    tb.wpa_cli(1, &["logon"]);
+    assert!(wait_until(Duration::from_secs(30), || tb.session_of("p1").is_some()), "{}", tb.log());
+    let again = tb.mcast_py("h1", &["recv", "239.1.1.1", "--seconds", "60"]);
+    assert!(wait_until(Duration::from_secs(20), || tb.mdb().contains("port p1 grp 239.1.1.1 permanent vid 100")));
+    tb.stop_mcgate();
+    let config = tb.dir.join("mcgate.toml");
+    sw(&tb, &[common::MCGATE, "teardown", "-c", config.to_str().unwrap()]);
+    assert!(!tb.mdb().contains("grp 239.1.1.1"), "{}", tb.mdb());
+    assert!(!port_vlans(&tb, "p1").contains("100"), "{}", port_vlans(&tb, "p1"));
+    let mut again = again;
+    let _ = again.kill();
+    let _ = again.wait();
     let mut stream = stream;
     let _ = stream.kill();
     let _ = stream.wait();

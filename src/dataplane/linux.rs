@@ -270,8 +270,17 @@ impl Dataplane for LinuxBridge {
     }
 
     fn teardown_multicast(&mut self, bridge: &str) -> Result<(), Error> {
-        for (port, group, source) in self.mdb_entries(bridge)? {
-            self.mdb_del(bridge, &port, group, source)?;
+        // every entry of mcgate's in the VLAN it is in; one outside its port's own VLAN
+        // is a multicast VLAN's, and the port's membership of that VLAN was mcgate's too
+        let b = Self::index(bridge)?;
+        let names: std::collections::HashMap<u32, String> =
+            self.nl.links()?.into_iter().map(|l| (l.index, l.name)).collect();
+        for e in self.nl.mdb_dump(b).map_err(Self::at(bridge))? {
+            let Some(port) = names.get(&e.port).filter(|_| e.rtprot == Some(RTPROT_MCGATE)) else { continue };
+            self.nl.mdb_del(b, e.port, e.group, e.source, e.vid).map_err(Self::at(port))?;
+            if e.vid != 0 && self.vlan(port)? != Some(e.vid) {
+                self.nl.vlan_del(e.port, e.vid).map_err(Self::at(port))?;
+            }
         }
         nft(&format!(
             "table bridge mcgate\ndelete table bridge mcgate\ntable bridge {USAGE_TABLE}\ndelete table bridge {USAGE_TABLE}\n"
