@@ -309,8 +309,10 @@ impl Dataplane for LinuxBridge {
 
     fn mdb_add(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {
         let (b, p, vid) = (Self::index(bridge)?, Self::index(port)?, self.mdb_vlan(port)?);
-        if self.mvr.get(port).is_some_and(|(_, held)| held.is_empty()) {
-            // the port's first channel: it joins the multicast VLAN, egress untagged
+        if self.mvr.contains_key(port) {
+            // the port is in the multicast VLAN, egress untagged, from its first channel
+            // on; asked every time, for an entry put back after the membership was
+            // removed by hand (which takes the port's entries in the VLAN with it)
             self.nl.vlan_add(p, vid, true).map_err(Self::at(port))?;
         }
         self.nl.mdb_add(b, p, group, source, vid).map_err(Self::at(port))?;
@@ -336,11 +338,23 @@ impl Dataplane for LinuxBridge {
         let b = Self::index(bridge)?;
         let names: std::collections::HashMap<u32, String> =
             self.nl.links()?.into_iter().map(|l| (l.index, l.name)).collect();
+        // ports taken out of the multicast VLAN (by hand): their entries there forward
+        // nothing, and count as absent (adding one puts the port back)
+        let mut outside = std::collections::HashSet::new();
+        if !self.mvr.is_empty() {
+            let members = self.nl.port_vlans().map_err(Self::at(bridge))?;
+            for (port, (vid, _)) in &self.mvr {
+                let idx = Self::index(port)?;
+                if !members.get(&idx).is_some_and(|vlans| vlans.iter().any(|(v, _)| v == vid)) {
+                    outside.insert(idx);
+                }
+            }
+        }
         let mut out = vec![];
         for e in self.nl.mdb_dump(b).map_err(Self::at(bridge))? {
             let Some(name) = names.get(&e.port) else { continue };
             // on a VLAN-filtering bridge: the entries in the VLAN mcgate installs in
-            if self.vlans.contains_key(name) && self.mdb_vlan(name)? != e.vid {
+            if self.vlans.contains_key(name) && (self.mdb_vlan(name)? != e.vid || outside.contains(&e.port)) {
                 continue;
             }
             out.push(((name.clone(), e.group, e.source), e.rtprot == Some(RTPROT_MCGATE)));

@@ -141,29 +141,33 @@ impl Netlink {
         Ok(out)
     }
 
-    /// The PVID of bridge port `ifindex` (the VLAN its untagged frames belong to), read
-    /// with the bridge's VLAN information (RTEXT_FILTER_BRVLAN); `None` when the port
-    /// has none (a kernel without VLAN filtering).
+    /// The PVID of bridge port `ifindex` (the VLAN its untagged frames belong to);
+    /// `None` when the port has none (a kernel without VLAN filtering).
     pub fn port_pvid(&mut self, ifindex: u32) -> Result<Option<u16>, Error> {
+        let vlans = self.port_vlans()?.remove(&ifindex).unwrap_or_default();
+        Ok(vlans.into_iter().find(|(_, flags)| flags & BRIDGE_VLAN_INFO_PVID != 0).map(|(v, _)| v))
+    }
+
+    /// The VLANs each bridge port is a member of (by ifindex), with their
+    /// BRIDGE_VLAN_INFO_* flags, in one dump with the bridge's VLAN information
+    /// (RTEXT_FILTER_BRVLAN, uncompressed: one entry per VLAN).
+    pub fn port_vlans(&mut self) -> Result<std::collections::HashMap<u32, Vec<(u16, u16)>>, Error> {
         let mut body = ifinfomsg(AF_BRIDGE, 0);
         push_attr(&mut body, IFLA_EXT_MASK, &RTEXT_FILTER_BRVLAN.to_ne_bytes());
-        let mut pvid = None;
+        let mut all = std::collections::HashMap::new();
         self.dump(RTM_GETLINK, &body, |ty, p| {
-            if ty != RTM_NEWLINK || p.get(4..8).and_then(u32_of) != Some(ifindex) {
-                return;
-            }
+            let Some(ifindex) = p.get(4..8).and_then(u32_of).filter(|_| ty == RTM_NEWLINK) else { return };
+            let vlans: &mut Vec<(u16, u16)> = all.entry(ifindex).or_default();
             let spec = p.get(16..).and_then(|a| attrs(a).find(|(t, _)| t & !NLA_F_NESTED == IFLA_AF_SPEC));
             for (ty, info) in spec.map(|(_, v)| attrs(v).collect::<Vec<_>>()).unwrap_or_default() {
                 // struct bridge_vlan_info { u16 flags; u16 vid; }
                 if ty == IFLA_BRIDGE_VLAN_INFO && info.len() >= 4 {
                     let flags = u16::from_ne_bytes([info[0], info[1]]);
-                    if flags & BRIDGE_VLAN_INFO_PVID != 0 {
-                        pvid = Some(u16::from_ne_bytes([info[2], info[3]]));
-                    }
+                    vlans.push((u16::from_ne_bytes([info[2], info[3]]), flags));
                 }
             }
         })?;
-        Ok(pvid)
+        Ok(all)
     }
 
     /// Bridge ports and whether each is locked (IFLA_BRPORT_LOCKED), by ifindex.
