@@ -248,7 +248,9 @@ fn a_multicast_vlan_carries_the_streams_to_subscribers_in_their_own_vlans() {
     tb.stop_mcgate();
     let config = tb.dir.join("mcgate.toml");
     sw(&tb, &[common::MCGATE, "teardown", "-c", config.to_str().unwrap()]);
-    assert!(!tb.mdb().contains("grp 239.1.1.1"), "{}", tb.mdb());
+    // (the host still joined, the bridge's own snooping may learn it in VLAN 10 now that
+    // mcgate's gate is gone: a temporary entry, not mcgate's)
+    assert!(!tb.mdb().contains("grp 239.1.1.1 permanent"), "{}", tb.mdb());
     assert!(!port_vlans(&tb, "p1").contains("100"), "{}", port_vlans(&tb, "p1"));
     let mut again = again;
     let _ = again.kill();
