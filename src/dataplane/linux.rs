@@ -44,8 +44,8 @@ impl LinuxBridge {
     }
 
     /// The VLAN `port`'s FDB and MDB entries go in: its PVID when its bridge filters by
-    /// VLAN (a static entry without one would match no frame, and the locked port
-    /// would drop the host's), none otherwise.
+    /// VLAN (an entry given without one goes into every VLAN of the port, and would let
+    /// the host through the lock in the port's other VLANs too), none otherwise.
     fn vlan(&mut self, port: &str) -> Result<Option<u16>, Error> {
         if let Some(v) = self.vlans.get(port) {
             return Ok(*v);
@@ -59,6 +59,11 @@ impl LinuxBridge {
         let vlan = if filtering { self.nl.port_pvid(idx).map_err(Self::at(port))? } else { None };
         self.vlans.insert(port.to_string(), vlan);
         Ok(vlan)
+    }
+
+    /// Every interface's name, by index.
+    fn names(&mut self) -> Result<std::collections::HashMap<u32, String>, Error> {
+        Ok(self.nl.links()?.into_iter().map(|l| (l.index, l.name)).collect())
     }
 
     fn index(port: &str) -> Result<u32, Error> {
@@ -273,8 +278,7 @@ impl Dataplane for LinuxBridge {
         // every entry of mcgate's in the VLAN it is in; one outside its port's own VLAN
         // is a multicast VLAN's, and the port's membership of that VLAN was mcgate's too
         let b = Self::index(bridge)?;
-        let names: std::collections::HashMap<u32, String> =
-            self.nl.links()?.into_iter().map(|l| (l.index, l.name)).collect();
+        let names = self.names()?;
         for e in self.nl.mdb_dump(b).map_err(Self::at(bridge))? {
             let Some(port) = names.get(&e.port).filter(|_| e.rtprot == Some(RTPROT_MCGATE)) else { continue };
             self.nl.mdb_del(b, e.port, e.group, e.source, e.vid).map_err(Self::at(port))?;
@@ -336,8 +340,7 @@ impl Dataplane for LinuxBridge {
 
     fn mdb_all(&mut self, bridge: &str) -> Result<Vec<(MdbEntry, bool)>, Error> {
         let b = Self::index(bridge)?;
-        let names: std::collections::HashMap<u32, String> =
-            self.nl.links()?.into_iter().map(|l| (l.index, l.name)).collect();
+        let names = self.names()?;
         // ports taken out of the multicast VLAN (by hand): their entries there forward
         // nothing, and count as absent (adding one puts the port back)
         let mut outside = std::collections::HashSet::new();
