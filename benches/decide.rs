@@ -82,8 +82,15 @@ fn main() {
             let report = decode(ethernet::ETHERTYPE_IPV4, f).unwrap();
             let mac = MacAddr([2, 0, 0, 0, (h >> 8) as u8, h as u8]);
             let account = &sessions[&(h, mac)];
-            let host =
-                Host { port: h, port_name: &port_name, mac, account, session_id: &session_id, entitlement: &ent };
+            let host = Host {
+                port: h,
+                port_name: &port_name,
+                vlan: None,
+                mac,
+                account,
+                session_id: &session_id,
+                entitlement: &ent,
+            };
             // time moves on so lingering entries expire as on a switch
             let now = start + Duration::from_millis((round * frames.len() + k) as u64);
             tracker.handle_report(now, 0, &policy, &host, &report.records);

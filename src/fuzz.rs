@@ -207,6 +207,7 @@ pub fn tracker(data: &[u8]) {
         let host = Host {
             port,
             port_name: &names[port],
+            vlan: None,
             mac: mac(b.u8()),
             account: &names[2],
             session_id: &names[3],

@@ -7,7 +7,7 @@
 use crate::acct::{Kind, Record, Status, TerminateCause};
 use crate::daemon::config::Loaded;
 use crate::dataplane::linux::LinuxBridge;
-use crate::dataplane::{Dataplane, Found};
+use crate::dataplane::{Dataplane, Found, PortVlan};
 use crate::store::{Batch, Op, Session, Store};
 use anyhow::Context as _;
 
@@ -16,11 +16,16 @@ pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
     let store = Store::open(&loaded.config.switch.database)?;
     let mut dp = LinuxBridge::new()?;
     let bridge = &loaded.config.switch.bridge;
-    if loaded.config.multicast.is_some() {
-        dp.teardown_multicast(bridge).context("multicast")?;
+    if let Some(m) = &loaded.config.multicast {
+        dp.teardown_multicast(bridge, m.vlan.as_ref().map(|v| *v.get_ref())).context("multicast")?;
     }
     for p in &loaded.config.ports {
-        dp.teardown_port(p.name.get_ref()).with_context(|| format!("port {}", p.name.get_ref()))?;
+        let name = p.name.get_ref();
+        let vlan = match &p.vlan {
+            Some(tag) => Some(*tag.get_ref()),
+            None => dp.port_vlan(name).with_context(|| format!("port {name}"))?,
+        };
+        dp.teardown_port(&PortVlan::new(name, vlan)).with_context(|| format!("port {name}"))?;
     }
     // what was found goes back; a port of which nothing was kept gets a new port's flags
     let mut found = store.found()?.unwrap_or_default();
@@ -35,9 +40,8 @@ pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
     for m in store.memberships()?.into_iter().flatten() {
         let s = sessions.iter().find(|s| *s.port == *m.port && s.mac == m.mac);
         if !m.is_link_local() {
-            let port = loaded.config.ports.iter().position(|p| **p.name.get_ref() == *m.port);
             batch.records.push(Record {
-                nas_port: port.map(|i| loaded.nas_port(i)),
+                nas_port: loaded.nas_port_of(&m.port, m.vlan),
                 class: s.map(|s| s.attrs.class.clone()).unwrap_or_default(),
                 terminate_cause: cause,
                 ..Record::of_membership(&m, Status::Stop, now)
@@ -46,13 +50,12 @@ pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
         batch.ops.push(Op::DelMembership(m));
     }
     for s in sessions {
-        let port = loaded.config.ports.iter().position(|p| *p.name.get_ref() == s.port);
         batch.records.push(Record {
-            nas_port: port.map(|i| loaded.nas_port(i)),
+            nas_port: loaded.nas_port_of(&s.port, s.vlan),
             terminate_cause: cause,
             ..Record::of_session(&s, Status::Stop, now)
         });
-        batch.ops.push(Op::DelSession(s.port.clone(), s.mac));
+        batch.ops.push(Op::DelSession(s.at(), s.mac));
     }
     let off = format!("{:08X}-off", rand::random::<u32>());
     batch.records.push(Record::new(Kind::Nas, Status::AccountingOff, now, off));

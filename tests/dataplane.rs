@@ -5,7 +5,7 @@
 mod common;
 
 use common::{run, Testbed};
-use mcgate::auth::PortMode;
+use mcgate::dataplane::PortVlan;
 use mcgate::dataplane::{linux::LinuxBridge, Dataplane};
 use mcgate::wire::MacAddr;
 use std::net::IpAddr;
@@ -39,11 +39,11 @@ fn ports_fdb_and_mdb_on_the_real_bridge() {
     let mac: MacAddr = "02:00:00:00:00:11".parse().unwrap();
     in_netns(&tb.ns("sw"), || {
         let mut dp = LinuxBridge::new().unwrap();
-        dp.setup_port("p1", PortMode::Dot1x).unwrap();
-        dp.setup_port("p2", PortMode::Mab).unwrap();
-        dp.authorize("p1", mac).unwrap();
-        dp.authorize("p1", mac).unwrap(); // idempotent
-        assert_eq!(dp.authorized("p1").unwrap(), vec![mac]);
+        dp.setup_port("p1", false).unwrap();
+        dp.setup_port("p2", true).unwrap();
+        dp.authorize(&at("p1"), mac).unwrap();
+        dp.authorize(&at("p1"), mac).unwrap(); // idempotent
+        assert_eq!(dp.authorized(&at("p1")).unwrap(), vec![mac]);
         // an entry the kernel would have snooped before mcgate: not justified, removed
         let pre = Command::new("bridge")
             .args(["mdb", "add", "dev", "br0", "port", "p2", "grp", "239.9.9.9", "temp"])
@@ -51,22 +51,22 @@ fn ports_fdb_and_mdb_on_the_real_bridge() {
             .unwrap();
         assert!(pre.success());
         dp.setup_multicast("br0", &["p1", "p2"], &["up0"], 3).unwrap();
-        dp.mdb_add("br0", "p1", ip("239.1.1.1"), None).unwrap();
-        dp.mdb_add("br0", "p1", ip("239.1.1.1"), None).unwrap(); // idempotent
-        dp.mdb_add("br0", "p2", ip("232.1.1.1"), Some(ip("192.0.2.254"))).unwrap();
-        dp.mdb_add("br0", "p2", ip("ff3e::8000:1"), None).unwrap();
+        dp.mdb_add("br0", &at("p1"), ip("239.1.1.1"), None).unwrap();
+        dp.mdb_add("br0", &at("p1"), ip("239.1.1.1"), None).unwrap(); // idempotent
+        dp.mdb_add("br0", &at("p2"), ip("232.1.1.1"), Some(ip("192.0.2.254"))).unwrap();
+        dp.mdb_add("br0", &at("p2"), ip("ff3e::8000:1"), None).unwrap();
         // the kernel's backstop: p2 holds 2 groups, takes a third, refuses a fourth
-        dp.mdb_add("br0", "p2", ip("239.2.2.3"), None).unwrap();
-        assert!(dp.mdb_add("br0", "p2", ip("239.2.2.4"), None).is_err(), "mcast_max_groups not applied");
-        dp.mdb_del("br0", "p2", ip("239.2.2.3"), None).unwrap();
+        dp.mdb_add("br0", &at("p2"), ip("239.2.2.3"), None).unwrap();
+        assert!(dp.mdb_add("br0", &at("p2"), ip("239.2.2.4"), None).is_err(), "mcast_max_groups not applied");
+        dp.mdb_del("br0", &at("p2"), ip("239.2.2.3"), None).unwrap();
         let mut e = dp.mdb_entries("br0").unwrap();
         e.sort();
         assert_eq!(
             e,
             vec![
-                ("p1".to_string(), ip("239.1.1.1"), None),
-                ("p2".to_string(), ip("232.1.1.1"), Some(ip("192.0.2.254"))),
-                ("p2".to_string(), ip("ff3e::8000:1"), None),
+                (at("p1"), ip("239.1.1.1"), None),
+                (at("p2"), ip("232.1.1.1"), Some(ip("192.0.2.254"))),
+                (at("p2"), ip("ff3e::8000:1"), None),
             ]
         );
     });
@@ -98,13 +98,13 @@ fn ports_fdb_and_mdb_on_the_real_bridge() {
 
     in_netns(&tb.ns("sw"), || {
         let mut dp = LinuxBridge::new().unwrap();
-        dp.mdb_del("br0", "p2", ip("232.1.1.1"), Some(ip("192.0.2.254"))).unwrap();
-        dp.mdb_del("br0", "p2", ip("232.1.1.1"), Some(ip("192.0.2.254"))).unwrap(); // absent: fine
+        dp.mdb_del("br0", &at("p2"), ip("232.1.1.1"), Some(ip("192.0.2.254"))).unwrap();
+        dp.mdb_del("br0", &at("p2"), ip("232.1.1.1"), Some(ip("192.0.2.254"))).unwrap(); // absent: fine
         assert_eq!(dp.mdb_entries("br0").unwrap().len(), 2);
-        dp.teardown_multicast("br0").unwrap();
+        dp.teardown_multicast("br0", None).unwrap();
         assert!(dp.mdb_entries("br0").unwrap().is_empty());
-        dp.teardown_port("p1").unwrap();
-        assert!(dp.authorized("p1").unwrap().is_empty());
+        dp.teardown_port(&at("p1")).unwrap();
+        assert!(dp.authorized(&at("p1")).unwrap().is_empty());
     });
     let out = Command::new("ip")
         .args(["netns", "exec", &tb.ns("sw"), "nft", "list", "table", "bridge", "mcgate"])
@@ -121,8 +121,8 @@ fn usage_counters_count_what_each_port_was_sent() {
     in_netns(&tb.ns("sw"), || {
         let mut dp = LinuxBridge::new().unwrap();
         dp.setup_multicast("br0", &["p1", "p2"], &["up0"], 0).unwrap();
-        dp.mdb_add("br0", "p1", g4, None).unwrap();
-        dp.mdb_add("br0", "p1", g6, None).unwrap();
+        dp.mdb_add("br0", &at("p1"), g4, None).unwrap();
+        dp.mdb_add("br0", &at("p1"), g6, None).unwrap();
         assert_eq!(dp.usage("p1", g4).unwrap(), Some((0, 0)));
     });
     // past the bridge's flood window after its querier starts (1 s in the testbed)
@@ -142,7 +142,7 @@ fn usage_counters_count_what_each_port_was_sent() {
         // the neighbour's port was sent nothing
         assert_eq!(dp.usage("p2", g4).unwrap(), Some((0, 0)));
         assert_eq!(dp.usage("p2", g6).unwrap(), Some((0, 0)));
-        dp.teardown_multicast("br0").unwrap();
+        dp.teardown_multicast("br0", None).unwrap();
     });
     // a new set-up (a restart) keeps the counters; the teardown above removed them
     let out = Command::new("ip")
@@ -150,4 +150,9 @@ fn usage_counters_count_what_each_port_was_sent() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "usage table left after teardown");
+}
+
+/// A port without a VLAN (the bridge here does not filter by VLAN).
+fn at(port: &str) -> PortVlan {
+    PortVlan::new(port, None)
 }

@@ -259,3 +259,104 @@ fn a_multicast_vlan_carries_the_streams_to_subscribers_in_their_own_vlans() {
     let _ = stream.kill();
     let _ = stream.wait();
 }
+
+#[test]
+fn a_tagged_set_top_box_beside_an_untagged_pc_on_one_port_is_its_own_session() {
+    if !in_vm("a_tagged_set_top_box_beside_an_untagged_pc_on_one_port_is_its_own_session") {
+        return;
+    }
+    // behind p1: alice's PC untagged (PVID 10, 802.1X) and a set-top box tagged in VLAN
+    // 40 (MAB; the MAC FreeRADIUS knows as one), each with its own package
+    let mut tb = Testbed::new("tg", 1);
+    run(Command::new(TB).args(["vlan", &tb.prefix, "10+40"]));
+    tb.radius_detail(1812);
+    let cfg = tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
+    let text =
+        std::fs::read_to_string(&cfg).unwrap().replacen("[switch]\n", "[switch]\nreconcile_interval = \"2s\"\n", 1)
+            + "[[port]]\nname = \"p1\"\nvlan = 40\nmode = \"mab\"\n";
+    std::fs::write(&cfg, text).unwrap();
+    let stb_package = "[[package]]\nname = \"stb\"\ngroups = [\"239.1.2.0/24\"]\n";
+    tb.multicast(&format!("{POLICY}{stb_package}"), "");
+    let h1 = tb.ns("h1");
+    for cmd in [
+        "ip link add link eth0 name eth0.40 address 02:00:00:00:00:13 type vlan id 40",
+        "ip addr add 203.0.113.13/24 dev eth0.40",
+        "ip link set eth0.40 up",
+    ] {
+        run(Command::new("ip").args(["netns", "exec", &h1]).args(cmd.split(' ')));
+    }
+    tb.start_mcgate();
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    let stb = || tb.sessions().into_iter().find(|s| s["method"] == "mab");
+    let pc = || tb.sessions().into_iter().find(|s| s["method"] == "dot1x");
+    assert!(wait_until(Duration::from_secs(60), || pc().is_some()), "{}", tb.log());
+    // the box's traffic makes the locked port report its MAC, in VLAN 40
+    let mab = || pings(&tb, 1, "203.0.113.254") || stb().is_some();
+    assert!(wait_until(Duration::from_secs(60), mab), "{}", tb.log());
+    assert!(wait_until(Duration::from_secs(30), || stb().is_some()), "{}", tb.log());
+    let (pc, stb) = (pc().unwrap(), stb().unwrap());
+    assert_eq!(
+        (&pc["port"], &pc["vlan"], &pc["mac"]),
+        (&Value::from("p1"), &Value::from(10), &Value::from("02:00:00:00:00:11"))
+    );
+    assert_eq!(
+        (&stb["port"], &stb["vlan"], &stb["mac"]),
+        (&Value::from("p1"), &Value::from(40), &Value::from("02:00:00:00:00:13"))
+    );
+    let requests = tb.radius_requests(1812);
+    assert!(requests.contains("NAS-Port-Id = \"p1:40\"") && requests.contains("NAS-Port-Id = \"p1:10\""), "{requests}");
+
+    // each authorized in its own VLAN, and each reaches that VLAN's upstream
+    let fdb = sw(&tb, &["bridge", "fdb", "show", "br", "br0"]);
+    assert!(fdb.contains("02:00:00:00:00:11 dev p1 vlan 10 master br0 static"), "{fdb}");
+    assert!(fdb.contains("02:00:00:00:00:13 dev p1 vlan 40 master br0 static"), "{fdb}");
+    assert!(!fdb.contains("02:00:00:00:00:13 dev p1 vlan 10 master br0 static"), "{fdb}");
+    assert!(pings(&tb, 1, "192.0.2.254"), "the PC does not reach VLAN 10 upstream\n{fdb}");
+    assert!(pings(&tb, 1, "203.0.113.254"), "the set-top box does not reach VLAN 40 upstream\n{fdb}");
+
+    // joins, each decided by its host's own package, each entry in its host's VLAN
+    let pc_stream = tb.mcast_py("up", &["send", "239.1.1.1", "--iface", "eth0.10", "--pps", "200", "--seconds", "40"]);
+    let stb_stream = tb.mcast_py("up", &["send", "239.1.2.1", "--iface", "eth0.40", "--pps", "200", "--seconds", "40"]);
+    let pc_joined = tb.mcast_py("h1", &["recv", "239.1.1.1", "--seconds", "8"]);
+    let stb_joined = tb.mcast_py("h1", &["recv", "239.1.2.1", "--iface", "eth0.40", "--seconds", "8"]);
+    // the box asks for the PC's channel: not in its package
+    let stb_denied = tb.mcast_py("h1", &["recv", "239.1.1.2", "--iface", "eth0.40", "--seconds", "4"]);
+    let (pc_joined, stb_joined, _) = (result(pc_joined), result(stb_joined), result(stb_denied));
+    let mdb = tb.mdb();
+    assert!(mdb.contains("port p1 grp 239.1.1.1 permanent vid 10"), "{mdb}");
+    assert!(mdb.contains("port p1 grp 239.1.2.1 permanent vid 40"), "{mdb}");
+    assert!(!mdb.contains("239.1.1.2"), "the box's join outside its package was admitted: {mdb}");
+    assert!(packets(&pc_joined) > 100, "the PC's join: {pc_joined}\n{mdb}\n{}", tb.log());
+    assert!(packets(&stb_joined) > 100, "the box's join: {stb_joined}\n{mdb}\n{}", tb.log());
+    // (the receivers have left again) the journal's records say in which VLAN each was
+    let (export, _) = tb.mcgate(&["acct", "export"]);
+    let records: Vec<Value> = export.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let started = |group: &str, vlan: u64| {
+        records
+            .iter()
+            .any(|r| r["kind"] == "membership" && r["status"] == "start" && r["group"] == group && r["vlan"] == vlan)
+    };
+    assert!(started("239.1.1.1", 10) && started("239.1.2.1", 40), "{export}");
+
+    // a restart continues both, and the reconciliations find nothing to repair
+    tb.stop_mcgate();
+    tb.start_mcgate();
+    assert!(wait_until(Duration::from_secs(30), || tb.sessions().len() == 2), "{}", tb.log());
+    let kernel = || tb.status().map(|s| s["kernel"].clone()).unwrap_or_default();
+    assert!(wait_until(Duration::from_secs(30), || kernel()["reconciles"].as_u64() >= Some(2)), "{}", kernel());
+    for repair in ["fdb_restored", "fdb_removed", "mdb_restored", "mdb_removed", "errors"] {
+        assert_eq!(kernel()[repair], 0, "{repair}: {}\n{}", kernel(), tb.log());
+    }
+
+    // the PC logs off: its entries go, the box's stay
+    tb.wpa_cli(1, &["logoff"]);
+    assert!(wait_until(Duration::from_secs(30), || tb.sessions().len() == 1), "{}", tb.log());
+    let fdb = sw(&tb, &["bridge", "fdb", "show", "br", "br0"]);
+    assert!(!fdb.contains("02:00:00:00:00:11 dev p1 vlan 10 master br0 static"), "{fdb}");
+    assert!(fdb.contains("02:00:00:00:00:13 dev p1 vlan 40 master br0 static"), "{fdb}");
+    assert!(pings(&tb, 1, "203.0.113.254"), "the box lost its access with the PC's logoff");
+    for mut p in [pc_stream, stb_stream] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+}

@@ -65,9 +65,10 @@ pub struct Stats {
     pub dropped_mac_rate: AtomicU64,
     pub dropped_quarantined: AtomicU64,
     pub dropped_eapol_rate: AtomicU64,
-    /// EAPOL, IGMP and MLD frames that came with an 802.1Q tag (VID 0 included): this
-    /// build knows no VLANs, and a tagged frame is nothing it may act on.
-    pub dropped_tagged: AtomicU64,
+    /// EAPOL, IGMP and MLD frames in a VLAN the port has no `[[port]]` entry for: tagged
+    /// with another VLAN (VID 0, priority tags, included), or untagged on a port
+    /// configured for tagged hosts only. Nothing mcgate may act on.
+    pub dropped_vlan: AtomicU64,
     pub quarantines: AtomicU64,
     pub quarantined: AtomicBool,
 }
@@ -78,7 +79,7 @@ pub struct StatsView {
     pub dropped_mac_rate: u64,
     pub dropped_quarantined: u64,
     pub dropped_eapol_rate: u64,
-    pub dropped_tagged: u64,
+    pub dropped_vlan: u64,
     pub quarantines: u64,
     pub quarantined: bool,
 }
@@ -90,7 +91,7 @@ impl Stats {
             dropped_mac_rate: self.dropped_mac_rate.load(Relaxed),
             dropped_quarantined: self.dropped_quarantined.load(Relaxed),
             dropped_eapol_rate: self.dropped_eapol_rate.load(Relaxed),
-            dropped_tagged: self.dropped_tagged.load(Relaxed),
+            dropped_vlan: self.dropped_vlan.load(Relaxed),
             quarantines: self.quarantines.load(Relaxed),
             quarantined: self.quarantined.load(Relaxed),
         }

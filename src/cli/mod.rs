@@ -484,7 +484,7 @@ fn status_summary(s: &serde_json::Value) -> String {
             ),
         ),
         ("capture drops (kernel)", n(&["io", "capture_drops"])),
-        ("tagged EAPOL/IGMP/MLD dropped", ports("dropped_tagged").to_string()),
+        ("EAPOL/IGMP/MLD in an unconfigured VLAN dropped", ports("dropped_vlan").to_string()),
         ("flood: ports quarantined now / quarantines", format!("{} / {}", ports("quarantined"), ports("quarantines"))),
         (
             "flood: frames dropped over rate / quarantined",

@@ -234,7 +234,7 @@ impl Daemon {
         };
         r.terminate_cause = Some(cause);
         self.acct.record(r);
-        self.acct.op(Op::DelSession(s.port.clone(), s.mac));
+        self.acct.op(Op::DelSession(s.at(), s.mac));
     }
 
     /// A session or membership continued across a restart: one Interim-Update says so.
@@ -491,18 +491,18 @@ impl Daemon {
         for g in grants {
             match g {
                 Grant::Authorize { port, mac } => {
-                    let name = &self.ports[port].name;
-                    if let Err(e) = self.dataplane.authorize(name, mac) {
+                    let at = self.ports[port].at();
+                    if let Err(e) = self.dataplane.authorize(&at, mac) {
                         self.io.dataplane_errors += 1;
-                        error!(port = name, mac = %mac, "authorizing: {e}");
+                        error!(port = %at, mac = %mac, "authorizing: {e}");
                     }
                 }
                 Grant::Mdb { port, channel: (group, source) } => {
+                    let at = self.mdb_at(port);
                     let Some(m) = self.mcast.as_mut() else { continue };
-                    let name = &self.ports[port].name;
-                    if let Err(e) = self.dataplane.mdb_add(&m.bridge, name, group, source) {
+                    if let Err(e) = self.dataplane.mdb_add(&m.bridge, &at, group, source) {
                         self.io.dataplane_errors += 1;
-                        error!(port = name, %group, "MDB add: {e}");
+                        error!(port = %at, %group, "MDB add: {e}");
                     }
                     if let Some(t) = m.stats.batch_since {
                         m.stats.admission_latency.record(t.elapsed());

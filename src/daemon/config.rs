@@ -222,6 +222,10 @@ pub struct Server {
 #[serde(deny_unknown_fields)]
 pub struct Port {
     pub name: Spanned<String>,
+    /// The hosts whose frames come tagged with this VLAN (802.1Q), on a VLAN-filtering
+    /// bridge; without it, the port's untagged hosts (in its PVID). A port may be listed
+    /// once untagged and once per tagged VLAN, each its own mode, sessions and policy.
+    pub vlan: Option<Spanned<u16>>,
     #[serde(default = "default_mode")]
     pub mode: PortMode,
     /// NAS-Port; defaults to the port's position in this file, from 1.
@@ -302,6 +306,14 @@ impl Loaded {
 
     pub fn nas_port(&self, i: usize) -> u32 {
         self.config.ports[i].nas_port.unwrap_or(i as u32 + 1)
+    }
+
+    /// The NAS-Port of a stored host's port entry: the one tagged with its VLAN, or the
+    /// port's untagged one.
+    pub fn nas_port_of(&self, port: &str, vlan: Option<u16>) -> Option<u32> {
+        let ports = || self.config.ports.iter().enumerate().filter(|(_, p)| *p.name.get_ref() == port);
+        let tagged = ports().find(|(_, p)| vlan.is_some() && p.vlan.as_ref().map(|v| *v.get_ref()) == vlan);
+        tagged.or_else(|| ports().find(|(_, p)| p.vlan.is_none())).map(|(i, _)| self.nas_port(i))
     }
 }
 
@@ -455,9 +467,16 @@ fn parse_settings(file: &str, text: &str) -> Result<Config, ConfigError> {
             return Err(err(key_offset(text, section, key), format!("unknown field `{key}` in [{section}]")));
         }
     }
-    if let Some(v) = config.multicast.as_ref().and_then(|m| m.vlan.as_ref()) {
+    let multicast_vlan = config.multicast.as_ref().and_then(|m| m.vlan.as_ref());
+    for v in multicast_vlan.into_iter().chain(config.ports.iter().filter_map(|p| p.vlan.as_ref())) {
         if !(1..=4094).contains(v.get_ref()) {
             return Err(err(v.span().start, format!("{} is no VLAN id (1 to 4094)", v.get_ref())));
+        }
+        if multicast_vlan.is_some_and(|m| m.get_ref() == v.get_ref() && m.span() != v.span()) {
+            return Err(err(
+                v.span().start,
+                format!("VLAN {} is the multicast VLAN; hosts cannot be in it", v.get_ref()),
+            ));
         }
     }
     if config.radius.servers.is_empty() {
@@ -490,8 +509,10 @@ fn parse_settings(file: &str, text: &str) -> Result<Config, ConfigError> {
         if !is_interface_name(name) {
             return Err(err(p.name.span().start, format!("{name:?} is not an interface name")));
         }
-        if !names.insert(name.clone()) {
-            return Err(err(p.name.span().start, format!("port {name} is listed twice")));
+        let vlan = p.vlan.as_ref().map(|v| *v.get_ref());
+        if !names.insert((name.clone(), vlan)) {
+            let which = vlan.map_or("untagged".to_string(), |v| format!("with VLAN {v}"));
+            return Err(err(p.name.span().start, format!("port {name} is listed twice {which}")));
         }
     }
     if config.switch.reconcile_interval < Duration::from_secs(1) {
@@ -502,7 +523,7 @@ fn parse_settings(file: &str, text: &str) -> Result<Config, ConfigError> {
     }
     if let Some(m) = &config.multicast {
         for u in &m.uplinks {
-            if names.contains(u.get_ref()) {
+            if names.iter().any(|(n, _)| n == u.get_ref()) {
                 return Err(err(u.span().start, format!("{} is an access port; an uplink cannot be one", u.get_ref())));
             }
         }
@@ -622,6 +643,15 @@ name = "p2"
         let mc = "\n[multicast]\npolicies = \"p\"\nvlan = 4095\n";
         let e = parse_settings("t.toml", &format!("{GOOD}{mc}")).unwrap_err();
         assert_eq!((e.line, e.message.as_str()), (20, "4095 is no VLAN id (1 to 4094)"), "{e}");
+        // a port listed again for its hosts tagged in a VLAN; not twice the same way,
+        // and never for the multicast VLAN
+        let tagged = GOOD.replace("name = \"p2\"", "name = \"p1\"\nvlan = 20");
+        let c = parse_settings("t.toml", &tagged).unwrap();
+        assert_eq!(c.ports[1].vlan.as_ref().map(|v| *v.get_ref()), Some(20));
+        let e = parse_settings("t.toml", &format!("{tagged}[[port]]\nname = \"p1\"\nvlan = 20\n")).unwrap_err();
+        assert!(e.message.contains("port p1 is listed twice with VLAN 20"), "{e}");
+        let e = parse_settings("t.toml", &format!("{tagged}\n[multicast]\npolicies = \"p\"\nvlan = 20\n")).unwrap_err();
+        assert!(e.message.contains("VLAN 20 is the multicast VLAN"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use super::Event;
 use crate::auth::Method;
+use crate::dataplane::PortVlan;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -100,8 +101,8 @@ impl super::Daemon {
             Request::Sessions => {
                 let mut sessions: Vec<SessionRow> = self
                     .sessions
-                    .values()
-                    .map(|s| SessionRow {
+                    .iter()
+                    .map(|((port, _), s)| SessionRow {
                         port: s.port.clone(),
                         mac: s.mac.to_string(),
                         account: s.account.clone(),
@@ -112,17 +113,18 @@ impl super::Daemon {
                         state: "authorized".into(),
                         session_id: s.session_id.clone(),
                         since: s.since,
-                        vlan: self.ports.iter().find(|p| p.name == s.port).and_then(|p| p.vlan),
+                        vlan: self.ports[*port].vlan,
                     })
                     .collect();
-                sessions.sort_by(|a, b| (&a.port, &a.mac).cmp(&(&b.port, &b.mac)));
+                sessions.sort_by(|a, b| (&a.port, a.vlan, &a.mac).cmp(&(&b.port, b.vlan, &b.mac)));
                 Response::Sessions { sessions }
             }
             Request::Memberships => {
                 let mut memberships: Vec<crate::mcast::Membership> =
                     self.mcast.iter().flat_map(|m| m.tracker.memberships().cloned()).collect();
-                memberships
-                    .sort_by(|a, b| (&a.port, &a.mac, a.group, a.source).cmp(&(&b.port, &b.mac, b.group, b.source)));
+                memberships.sort_by(|a, b| {
+                    (&a.port, a.vlan, &a.mac, a.group, a.source).cmp(&(&b.port, b.vlan, &b.mac, b.group, b.source))
+                });
                 Response::Memberships { memberships }
             }
             Request::AcctExport { since, limit, mark } => match self.store.export(since, limit, mark) {
@@ -140,7 +142,9 @@ impl super::Daemon {
                 Err(message) => Response::Error { message: format!("policy not reloaded, nothing changed: {message}") },
             },
             Request::SessionKick { port, mac } => {
-                let found = self.sessions.keys().find(|(p, m)| self.ports[*p].name == port && m.to_string() == mac);
+                // `port` or `port:vlan`, as `mcgate sessions` shows it
+                let named = |p: &super::Port| p.name == port || p.at().to_string() == port;
+                let found = self.sessions.keys().find(|(p, m)| named(&self.ports[*p]) && m.to_string() == mac);
                 match found.copied() {
                     Some((p, m)) => {
                         self.auth.handle_input(now, crate::auth::Input::Kick { port: p, mac: m });
@@ -160,7 +164,7 @@ impl super::Daemon {
         Response::Status {
             status: serde_json::json!({
                 "uptime_s": self.clock.mono / 1_000_000,
-                "ports": self.ports.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                "ports": self.ports.iter().map(|p| PortVlan::new(&p.name, p.tag).to_string()).collect::<Vec<_>>(),
                 "sessions": self.sessions.len(),
                 "authenticator": self.auth.stats,
                 "radius": self.radius.stats,
@@ -169,7 +173,7 @@ impl super::Daemon {
                 "radius_servers": self.radius.server_addrs().iter().zip(&self.radius.per_server)
                     .map(|(a, st)| (a.to_string(), st)).collect::<std::collections::BTreeMap<_, _>>(),
                 "io": self.io,
-                "limits": self.ports.iter().map(|p| (p.name.clone(), p.limits.view())).collect::<std::collections::BTreeMap<_, _>>(),
+                "limits": self.interfaces().map(|p| (p.name.clone(), p.limits.view())).collect::<std::collections::BTreeMap<_, _>>(),
                 "dynamic_authorization": self.das.as_ref().map(|d| d.stats()),
                 "accounting": serde_json::json!({
                     "backlog": self.acct.backlog(),

@@ -66,7 +66,10 @@ pub struct StartPort {
     pub mac: MacAddr,
     /// Link up (administratively and carrier) at start.
     pub running: bool,
-    /// The VLAN of its hosts on a VLAN-filtering bridge (its PVID).
+    /// The VLAN its hosts' frames are tagged with (`[[port]] vlan`); none: untagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<u16>,
+    /// The VLAN of its hosts on a VLAN-filtering bridge (the tag, or the port's PVID).
     #[serde(default)]
     pub vlan: Option<u16>,
 }

@@ -12,13 +12,12 @@
 //! at logoff, an MDB delete at a leave) is made again.
 
 use super::input::Input;
-use super::Daemon;
+use super::{Daemon, Port};
 use crate::auth::{self, PortId};
-use crate::dataplane::{netlink, MdbEntry};
+use crate::dataplane::{netlink, MdbEntry, PortVlan};
 use crate::sys;
 use crate::wire::MacAddr;
 use serde::Serialize;
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
@@ -136,27 +135,33 @@ impl Schedule {
 }
 
 impl Daemon {
-    pub(super) fn port_by_index(&self, ifindex: u32) -> Option<PortId> {
-        self.ports.iter().position(|p| p.ifindex == ifindex)
+    /// The entries of interface `ifindex`: its link is theirs.
+    fn ports_on(&self, ifindex: u32) -> Vec<PortId> {
+        (0..self.ports.len()).filter(|i| self.ports[*i].ifindex == ifindex).collect()
+    }
+
+    /// The entry of interface `ifindex` whose hosts are in `vlan` (a locked FDB entry's).
+    fn port_in(&self, ifindex: u32, vlan: Option<u16>) -> Option<PortId> {
+        self.ports.iter().position(|p| p.ifindex == ifindex && p.vlan == vlan)
     }
 
     pub(super) fn kernel_event(&mut self, now: Instant, e: netlink::Event) {
         match e {
             netlink::Event::Link(l) => {
-                if let Some(port) = self.port_by_index(l.index) {
+                for port in self.ports_on(l.index) {
                     let input = if l.running { auth::Input::LinkUp { port } } else { auth::Input::LinkDown { port } };
-                    debug!(port = self.ports[port].name, running = l.running, "link state");
+                    debug!(port = %self.ports[port].at(), running = l.running, "link state");
                     self.auth.handle_input(now, input);
                 }
             }
             netlink::Event::LinkGone(index) => {
-                if let Some(port) = self.port_by_index(index) {
-                    warn!(port = self.ports[port].name, "port removed");
+                for port in self.ports_on(index) {
+                    warn!(port = %self.ports[port].at(), "port removed");
                     self.auth.handle_input(now, auth::Input::LinkDown { port });
                 }
             }
             netlink::Event::NewFdb(f) if f.locked => {
-                if let Some(port) = self.port_by_index(f.ifindex) {
+                if let Some(port) = self.port_in(f.ifindex, f.vlan) {
                     self.auth.handle_input(now, auth::Input::UnknownMac { port, mac: f.mac });
                 }
             }
@@ -190,7 +195,7 @@ impl Daemon {
         match self.net.fdb() {
             Ok(entries) => {
                 for f in entries.into_iter().filter(|f| f.locked) {
-                    if let Some(port) = self.port_by_index(f.ifindex) {
+                    if let Some(port) = self.port_in(f.ifindex, f.vlan) {
                         self.auth.handle_input(now, auth::Input::UnknownMac { port, mac: f.mac });
                     }
                 }
@@ -234,8 +239,8 @@ impl Daemon {
     /// memberships say, both ways.
     fn reconcile(&mut self) {
         self.kernel.stats.reconciles += 1;
-        let names: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
-        let all = match self.dataplane.authorized_on(&names) {
+        let ats: Vec<PortVlan> = self.ports.iter().map(Port::at).collect();
+        let all = match self.dataplane.authorized_on(&ats) {
             Ok(all) => all,
             Err(e) => {
                 self.kernel.stats.errors += 1;
@@ -243,24 +248,23 @@ impl Daemon {
                 return self.reconcile_mdb();
             }
         };
-        for port in 0..self.ports.len() {
-            let name = self.ports[port].name.clone();
-            let have: Vec<MacAddr> = all.iter().filter(|(p, _)| *p == name).map(|(_, m)| *m).collect();
+        for (port, at) in ats.iter().enumerate() {
+            let have: Vec<MacAddr> = all.iter().filter(|(p, _)| p == at).map(|(_, m)| *m).collect();
             let want: Vec<MacAddr> = self.sessions.keys().filter(|(p, _)| *p == port).map(|(_, m)| *m).collect();
             for mac in have.iter().filter(|m| !want.contains(m)) {
-                warn!(port = name, mac = %mac, "reconcile: static FDB entry without a session removed");
+                warn!(port = %at, mac = %mac, "reconcile: static FDB entry without a session removed");
                 self.kernel.stats.fdb_removed += 1;
-                if let Err(e) = self.dataplane.deauthorize(&name, *mac) {
+                if let Err(e) = self.dataplane.deauthorize(at, *mac) {
                     self.io.dataplane_errors += 1;
-                    error!(port = name, mac = %mac, "reconcile: {e}");
+                    error!(port = %at, mac = %mac, "reconcile: {e}");
                 }
             }
             for mac in want.iter().filter(|m| !have.contains(m)) {
-                warn!(port = name, mac = %mac, "reconcile: authorized host's FDB entry was gone; put back");
+                warn!(port = %at, mac = %mac, "reconcile: authorized host's FDB entry was gone; put back");
                 self.kernel.stats.fdb_restored += 1;
-                if let Err(e) = self.dataplane.authorize(&name, *mac) {
+                if let Err(e) = self.dataplane.authorize(at, *mac) {
                     self.io.dataplane_errors += 1;
-                    error!(port = name, mac = %mac, "reconcile: {e}");
+                    error!(port = %at, mac = %mac, "reconcile: {e}");
                 }
             }
         }
@@ -270,8 +274,9 @@ impl Daemon {
     fn reconcile_mdb(&mut self) {
         let Some(m) = self.mcast.as_ref() else { return };
         let bridge = m.bridge.clone();
-        let want: Vec<(String, IpAddr, Option<IpAddr>)> =
-            m.tracker.port_channels().map(|(p, (g, s))| (self.ports[p].name.clone(), g, s)).collect();
+        // two entries of one port in the multicast VLAN share its MDB entries there
+        let want: std::collections::BTreeSet<MdbEntry> =
+            m.tracker.port_channels().map(|(p, (g, s))| (self.mdb_at(p), g, s)).collect();
         let all = match self.dataplane.mdb_all(&bridge) {
             Ok(all) => all,
             Err(e) => {
@@ -280,26 +285,28 @@ impl Daemon {
                 return;
             }
         };
-        let access = |port: &str| self.ports.iter().any(|p| p.name == port);
+        // others' entries count where mcgate installs (a VLAN-filtering bridge's other
+        // VLANs of the ports are none of its business); its own count everywhere
+        let targets: std::collections::BTreeSet<PortVlan> = (0..self.ports.len()).map(|p| self.mdb_at(p)).collect();
         let (ours, foreign): (Vec<_>, Vec<_>) =
-            all.into_iter().filter(|(e, ours)| *ours || access(&e.0)).partition(|(_, ours)| *ours);
-        let ours: Vec<MdbEntry> = ours.into_iter().map(|(e, _)| e).collect();
+            all.into_iter().filter(|(e, ours)| *ours || targets.contains(&e.0)).partition(|(_, ours)| *ours);
+        let ours: std::collections::BTreeSet<MdbEntry> = ours.into_iter().map(|(e, _)| e).collect();
         let unjustified: Vec<MdbEntry> =
             ours.iter().filter(|e| !want.contains(e)).cloned().chain(foreign.into_iter().map(|(e, _)| e)).collect();
         for (port, group, source) in &unjustified {
-            warn!(port, %group, ?source, "reconcile: MDB entry without a membership removed");
+            warn!(%port, %group, ?source, "reconcile: MDB entry without a membership removed");
             self.kernel.stats.mdb_removed += 1;
             if let Err(e) = self.dataplane.mdb_del(&bridge, port, *group, *source) {
                 self.io.dataplane_errors += 1;
-                error!(port, %group, "reconcile: {e}");
+                error!(%port, %group, "reconcile: {e}");
             }
         }
         for (port, group, source) in want.iter().filter(|e| !ours.contains(e)) {
-            warn!(port, %group, ?source, "reconcile: a membership's MDB entry was gone; put back");
+            warn!(%port, %group, ?source, "reconcile: a membership's MDB entry was gone; put back");
             self.kernel.stats.mdb_restored += 1;
             if let Err(e) = self.dataplane.mdb_add(&bridge, port, *group, *source) {
                 self.io.dataplane_errors += 1;
-                error!(port, %group, "reconcile: {e}");
+                error!(%port, %group, "reconcile: {e}");
             }
         }
     }

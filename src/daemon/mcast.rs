@@ -9,7 +9,7 @@ use crate::acct::TerminateCause;
 use crate::auth::PortId;
 use crate::capture::PortSocket;
 use crate::dataplane::netlink::{Link, Netlink};
-use crate::dataplane::Dataplane;
+use crate::dataplane::{Dataplane, MdbEntry, PortVlan};
 use crate::hash::HashMap;
 use crate::mcast::{self, EndCause, Host, RadiusAnswer, Tracker};
 use crate::policy::{entitlement_from_attrs, Entitlement, Policy};
@@ -46,7 +46,7 @@ pub(super) struct McastState {
     /// Uplink names, in the order `Net::send_uplink` numbers them.
     pub uplinks: Vec<String>,
     /// The multicast VLAN the reports go upstream in (tagged), when there is one.
-    pub uplink_vlan: Option<u16>,
+    pub multicast_vlan: Option<u16>,
     /// What the gate needs of each session: packages and limits from its Access-Accept,
     /// and the names its memberships carry (shared, not copied per join).
     pub hosts: HashMap<(PortId, MacAddr), HostInfo>,
@@ -146,7 +146,7 @@ impl McastState {
             bridge_v4: bridge_v4.unwrap_or(Ipv4Addr::UNSPECIFIED),
             bridge_ll6: bridge_ll6.unwrap_or(Ipv6Addr::UNSPECIFIED),
             uplinks: mc.uplinks.iter().map(|u| u.get_ref().clone()).collect(),
-            uplink_vlan: mc.vlan.as_ref().map(|v| *v.get_ref()),
+            multicast_vlan: mc.vlan.as_ref().map(|v| *v.get_ref()),
             hosts: HashMap::default(),
             port_names: access.iter().map(|p| Arc::from(*p)).collect(),
             stats: Default::default(),
@@ -207,6 +207,7 @@ impl Daemon {
         let host = Host {
             port,
             port_name: &m.port_names[port],
+            vlan: self.ports[port].vlan,
             mac: src,
             account: &info.account,
             session_id: &info.session_id,
@@ -255,6 +256,7 @@ impl Daemon {
         let host = Host {
             port,
             port_name: &m.port_names[port],
+            vlan: self.ports[port].vlan,
             mac,
             account: &info.account,
             session_id: &info.session_id,
@@ -291,7 +293,7 @@ impl Daemon {
                     continue;
                 }
             };
-            let port = self.ports.iter().position(|p| *p.name == *membership.port);
+            let port = self.port_of(&membership.port, membership.vlan);
             match port.filter(|p| self.sessions.contains_key(&(*p, membership.mac))) {
                 Some(port) => {
                     info!(port = &*membership.port, mac = %membership.mac, group = %membership.group, "membership restored");
@@ -308,13 +310,13 @@ impl Daemon {
                 }
             }
         }
-        let Some(m) = self.mcast.as_mut() else { return };
-        let justified: Vec<(String, IpAddr, Option<IpAddr>)> =
-            m.tracker.port_channels().map(|(p, (g, s))| (self.ports[p].name.clone(), g, s)).collect();
+        let Some(m) = self.mcast.as_ref() else { return };
+        let justified: std::collections::BTreeSet<MdbEntry> =
+            m.tracker.port_channels().map(|(p, (g, s))| (self.mdb_at(p), g, s)).collect();
         match self.dataplane.mdb_entries(&m.bridge) {
             Ok(entries) => {
                 for (port, g, s) in entries.into_iter().filter(|e| !justified.contains(e)) {
-                    info!(port, group = %g, source = ?s, "MDB entry without a membership removed");
+                    info!(%port, group = %g, source = ?s, "MDB entry without a membership removed");
                     if self.dataplane.mdb_del(&m.bridge, &port, g, s).is_err() {
                         self.io.dataplane_errors += 1;
                     }
@@ -328,6 +330,14 @@ impl Daemon {
     }
 
     /// Carries out the tracker's outputs; true when there were any.
+    /// Where `port`'s MDB entries go.
+    pub(super) fn mdb_at(&self, port: PortId) -> PortVlan {
+        match &self.mcast {
+            Some(m) => mdb_at(m, &self.ports, port),
+            None => self.ports[port].at(),
+        }
+    }
+
     pub(super) fn drain_mcast(&mut self, now: Instant) -> bool {
         let mut progressed = false;
         while let Some(o) = self.mcast.as_mut().and_then(|m| m.tracker.poll_output()) {
@@ -352,7 +362,7 @@ impl Daemon {
             }
             mcast::Output::Ended { membership, cause } => {
                 debug!(port = &*membership.port, mac = %membership.mac, group = %membership.group, ?cause, "membership ended");
-                let port = self.ports.iter().position(|p| *p.name == *membership.port);
+                let port = self.port_of(&membership.port, membership.vlan);
                 self.acct_membership_stop(port, &membership, cause.into(), self.clock.unix, true);
             }
             mcast::Output::Denied { .. } => {}
@@ -375,9 +385,17 @@ impl Daemon {
             }
             mcast::Output::MdbDel { port, group, source } => {
                 self.acct.cancel(super::acct::Grant::Mdb { port, channel: (group, source) });
-                if let Err(e) = self.dataplane.mdb_del(&m.bridge, &self.ports[port].name, group, source) {
+                // an entry in the multicast VLAN stays while another of the port's
+                // entries (its hosts in another VLAN) holds the channel
+                let at = mdb_at(m, &self.ports, port);
+                let shared = (0..self.ports.len())
+                    .any(|p| p != port && mdb_at(m, &self.ports, p) == at && m.tracker.holds(p, (group, source)));
+                if shared {
+                    return;
+                }
+                if let Err(e) = self.dataplane.mdb_del(&m.bridge, &at, group, source) {
                     self.io.dataplane_errors += 1;
-                    error!(port = self.ports[port].name, %group, "MDB del: {e}");
+                    error!(port = %at, %group, "MDB del: {e}");
                 }
             }
             mcast::Output::Upstream { records } => {
@@ -402,14 +420,14 @@ impl Daemon {
                 }
             }
             mcast::Output::Query { port, group, max_resp_code } => {
-                match query_frame(m, group, max_resp_code)
+                match query_frame(m, self.ports[port].tag, group, max_resp_code)
                     .map_err(|e| e.to_string())
                     .and_then(|frame| self.net.send_frame(port, &frame).map_err(|e| e.to_string()))
                 {
                     Ok(()) => m.stats.queries_tx += 1,
                     Err(e) => {
                         m.stats.tx_errors += 1;
-                        warn!(port = self.ports[port].name, "group-specific query: {e}");
+                        warn!(port = %self.ports[port].at(), "group-specific query: {e}");
                     }
                 }
             }
@@ -443,13 +461,17 @@ fn upstream_frames(m: &McastState, records: &[GroupRecord]) -> Vec<Result<Vec<u8
     for chunk in fitting(&v4, MTU - 24 - 8, OwnedRecord::buffer_len) {
         let pkt = igmp::Repr::ReportV3 { records: chunk }.to_ipv4(m.bridge_v4, igmp::ALL_V3_ROUTERS, 0xc0);
         let dst = MacAddr::for_group(igmp::ALL_V3_ROUTERS.into());
-        out.push(pkt.map(|p| ethernet::emit_frame_in(m.uplink_vlan, dst, m.bridge_mac, ethernet::ETHERTYPE_IPV4, &p)));
+        out.push(
+            pkt.map(|p| ethernet::emit_frame_in(m.multicast_vlan, dst, m.bridge_mac, ethernet::ETHERTYPE_IPV4, &p)),
+        );
     }
     // IPv6 header (40), Hop-by-Hop with Router Alert (8), the report's header (8)
     for chunk in fitting(&v6, MTU - 40 - 8 - 8, OwnedRecord::buffer_len) {
         let pkt = mld::Repr::ReportV2 { records: chunk }.to_ipv6(m.bridge_ll6, mld::ALL_V2_ROUTERS);
         let dst = MacAddr::for_group(mld::ALL_V2_ROUTERS.into());
-        out.push(pkt.map(|p| ethernet::emit_frame_in(m.uplink_vlan, dst, m.bridge_mac, ethernet::ETHERTYPE_IPV6, &p)));
+        out.push(
+            pkt.map(|p| ethernet::emit_frame_in(m.multicast_vlan, dst, m.bridge_mac, ethernet::ETHERTYPE_IPV6, &p)),
+        );
     }
     out
 }
@@ -482,7 +504,8 @@ fn fitting<T>(items: &[T], budget: usize, size: impl Fn(&T) -> usize) -> Vec<&[T
 const QRV: u8 = 2;
 const QQIC: u8 = 125;
 
-fn query_frame(m: &McastState, group: IpAddr, max_resp_code: u8) -> Result<Vec<u8>, EncodeError> {
+/// A group-specific query to a port's hosts, tagged as theirs (`tag`).
+fn query_frame(m: &McastState, tag: Option<u16>, group: IpAddr, max_resp_code: u8) -> Result<Vec<u8>, EncodeError> {
     let (ethertype, pkt) = match group {
         IpAddr::V4(g) => {
             let query = igmp::Repr::QueryV3 { max_resp_code, group: g, qrv: QRV, qqic: QQIC, sources: &[] };
@@ -495,7 +518,14 @@ fn query_frame(m: &McastState, group: IpAddr, max_resp_code: u8) -> Result<Vec<u
             (ethernet::ETHERTYPE_IPV6, query.to_ipv6(m.bridge_ll6, g)?)
         }
     };
-    Ok(ethernet::emit_frame(MacAddr::for_group(group), m.bridge_mac, ethertype, &pkt))
+    Ok(ethernet::emit_frame_in(tag, MacAddr::for_group(group), m.bridge_mac, ethertype, &pkt))
+}
+
+/// Where `port`'s MDB entries go: on its interface, in the multicast VLAN when there is
+/// one, else in its hosts' VLAN.
+fn mdb_at(m: &McastState, ports: &[super::Port], port: PortId) -> PortVlan {
+    let p = &ports[port];
+    PortVlan::new(&p.name, m.multicast_vlan.or(p.vlan))
 }
 
 #[cfg(test)]

@@ -122,7 +122,7 @@ impl Daemon {
         );
 
         let views: Vec<(String, crate::capture::limit::StatsView)> =
-            self.ports.iter().map(|p| (label(&p.name), p.limits.view())).collect();
+            self.interfaces().map(|p| (label(&p.name), p.limits.view())).collect();
         let mut limited = vec![];
         for (port, v) in &views {
             for (reason, n) in [
@@ -144,10 +144,10 @@ impl Daemon {
             views.iter().map(|(p, v)| (format!("port=\"{p}\""), f(v) as f64)).collect()
         };
         t.family(
-            "frames_tagged_dropped_total",
+            "frames_vlan_dropped_total",
             "counter",
-            "EAPOL, IGMP and MLD frames dropped for carrying an 802.1Q tag (VID 0 too), by port.",
-            &by_port(&|v| v.dropped_tagged),
+            "EAPOL, IGMP and MLD frames dropped for coming in a VLAN the port has no entry for (VID 0 too), by port.",
+            &by_port(&|v| v.dropped_vlan),
         );
         let k = &self.kernel.stats;
         t.one("kernel_event_overruns_total", "counter", "Times rtnetlink events were lost and read again.", k.overruns);

@@ -33,7 +33,7 @@ pub use tape::replay;
 use crate::auth::{self, Authenticator, EndCause, PortConfig, PortId};
 use crate::capture::{limit, PortSocket};
 use crate::dataplane::netlink::Netlink;
-use crate::dataplane::{self, Dataplane};
+use crate::dataplane::{self, Dataplane, PortVlan};
 use crate::hash::HashMap;
 use crate::radius::client::{self as rc, Client};
 use crate::store::{Op, Session, Store};
@@ -70,16 +70,45 @@ struct IoStats {
     mab_learning_paused: u64,
 }
 
+/// An access port's hosts: its untagged ones, or those tagged with one VLAN (a port
+/// listed more than once in the configuration is several of these, on one interface).
 struct Port {
     name: String,
-    /// The VLAN of its hosts on a VLAN-filtering bridge (its PVID at set-up).
+    /// The VLAN its hosts' frames come tagged with; none: its untagged hosts.
+    tag: Option<u16>,
+    /// The VLAN of its hosts on a VLAN-filtering bridge (the tag, or the port's PVID at
+    /// set-up): where their FDB entries and sessions are.
     vlan: Option<u16>,
     ifindex: u32,
     mac: MacAddr,
     /// Its flood limiter's counters (the capture task keeps the limiter).
     limits: Arc<limit::Stats>,
+    /// The entry that stands for the interface (the first of its name): the one whose
+    /// flood limiter, capture drops and MAB learning are the interface's.
+    interface: PortId,
     /// MAB learning as the kernel has it (`setup_port` turns it on for MAB ports).
     mab_learning: bool,
+}
+
+impl Daemon {
+    /// The port entry of a stored session or membership: a stored VLAN is the one its
+    /// host was in, none (a store from before VLANs) the port's untagged hosts.
+    fn port_of(&self, name: &str, vlan: Option<u16>) -> Option<PortId> {
+        let of = |p: &Port| p.name == name && (p.vlan == vlan || (vlan.is_none() && p.tag.is_none()));
+        self.ports.iter().position(of)
+    }
+
+    /// The access ports, each once (its first entry stands for it).
+    fn interfaces(&self) -> impl Iterator<Item = &Port> {
+        self.ports.iter().enumerate().filter(|(i, p)| p.interface == *i).map(|(_, p)| p)
+    }
+}
+
+impl Port {
+    /// Where its hosts' FDB entries go.
+    fn at(&self) -> PortVlan {
+        PortVlan::new(&self.name, self.vlan)
+    }
 }
 
 struct Daemon {
@@ -235,16 +264,23 @@ impl Daemon {
         if start.ports.len() != cfg.ports.len() {
             return Err(anyhow!("{} ports started, {} configured", start.ports.len(), cfg.ports.len()));
         }
-        let ports = (start.ports.iter().zip(&cfg.ports))
-            .map(|(p, c)| Port {
+        let mut ports: Vec<Port> = Vec::with_capacity(start.ports.len());
+        for (p, c) in start.ports.iter().zip(&cfg.ports) {
+            let interface = ports.iter().position(|q| q.name == p.name).unwrap_or(ports.len());
+            let limits = ports.get(interface).map_or_else(Default::default, |q| q.limits.clone());
+            ports.push(Port {
                 name: p.name.clone(),
+                tag: p.tag,
                 vlan: p.vlan,
                 ifindex: p.ifindex,
                 mac: p.mac,
-                limits: Default::default(),
-                mab_learning: c.mode.uses_mab(),
-            })
-            .collect::<Vec<_>>();
+                limits,
+                interface,
+                mab_learning: false,
+            });
+            // the set-up turned MAB learning on where one of the port's entries uses MAB
+            ports[interface].mab_learning |= c.mode.uses_mab();
+        }
         let mcast = match (&cfg.multicast, &loaded.policy) {
             (Some(mc), Some(policy)) => {
                 let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();

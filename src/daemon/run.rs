@@ -36,7 +36,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let (das_tx, mut das_rx) = mpsc::channel::<Input>(das::QUEUE);
 
     let mut ports = Vec::new();
-    let mut port_sockets = Vec::new();
+    // one capture socket per interface, shared by its entries (untagged, tagged)
+    let mut port_sockets: Vec<Arc<PortSocket>> = Vec::new();
     for p in &cfg.ports {
         let name = p.name.get_ref().clone();
         let link = links.iter().find(|l| l.name == name).ok_or_else(|| anyhow!("port {name} not found"))?;
@@ -44,20 +45,47 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             return Err(anyhow!("port {name} is not a member of bridge {}", cfg.switch.bridge));
         }
         let mac = link.mac.ok_or_else(|| anyhow!("port {name} has no MAC address"))?;
-        port_sockets.push(Arc::new(PortSocket::open(link.index).with_context(|| format!("capture on {name}"))?));
-        ports.push(input::StartPort { name, ifindex: link.index, mac, running: link.running, vlan: None });
+        let shared = ports.iter().zip(&port_sockets).find(|(q, _): &(&input::StartPort, _)| q.ifindex == link.index);
+        let socket = match shared {
+            Some((_, s)) => s.clone(),
+            None => Arc::new(PortSocket::open(link.index).with_context(|| format!("capture on {name}"))?),
+        };
+        port_sockets.push(socket);
+        let tag = p.vlan.as_ref().map(|v| *v.get_ref());
+        ports.push(input::StartPort { name, tag, ifindex: link.index, mac, running: link.running, vlan: tag });
     }
 
     let mut dataplane: Box<dyn Dataplane + Send> =
         if cfg.switch.audit { Box::new(dataplane::Audit) } else { Box::new(dataplane::linux::LinuxBridge::new()?) };
     // an unlocked port: what an earlier run left in the kernel is gone (reboot, rebuilt bridge)
-    let unlocked: Vec<String> =
+    let mut unlocked: Vec<String> =
         ports.iter().filter(|p| !dataplane.is_locked(&p.name).unwrap_or(false)).map(|p| p.name.clone()).collect();
+    unlocked.dedup();
     let kernel_state_gone = !unlocked.is_empty();
     remember_found(&store, dataplane.as_mut(), cfg, &unlocked).context("reading the kernel state before set-up")?;
-    for (p, c) in ports.iter_mut().zip(&cfg.ports) {
-        dataplane.setup_port(&p.name, c.mode).with_context(|| format!("locking port {}", p.name))?;
-        p.vlan = dataplane.port_vlan(&p.name).with_context(|| format!("reading the VLAN of port {}", p.name))?;
+    for i in 0..ports.len() {
+        let name = ports[i].name.clone();
+        let first = ports.iter().position(|q| q.name == name) == Some(i);
+        if first {
+            // the kernel's lock, learning and MAB are the interface's: MAB is on where
+            // one of its entries uses it
+            let mab = cfg.ports.iter().filter(|c| *c.name.get_ref() == name).any(|c| c.mode.uses_mab());
+            dataplane.setup_port(&name, mab).with_context(|| format!("locking port {name}"))?;
+        }
+        let pvid = dataplane.port_vlan(&name).with_context(|| format!("reading the VLAN of port {name}"))?;
+        let p = &mut ports[i];
+        match (p.tag, pvid) {
+            (None, _) => p.vlan = pvid,
+            (Some(tag), None) => {
+                return Err(anyhow!("port {name} VLAN {tag}: tagged hosts need a bridge with vlan_filtering 1"))
+            }
+            (Some(tag), Some(pvid)) if tag == pvid => {
+                return Err(anyhow!(
+                    "port {name} VLAN {tag}: it is the port's PVID, where its untagged hosts are; list the port without `vlan`"
+                ))
+            }
+            (Some(_), Some(_)) => {}
+        }
     }
     let seed: [u8; 32] = rand::random();
     let (bridge_addrs, uplink_sockets) = match &cfg.multicast {
@@ -116,8 +144,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     if kernel_state_gone {
         info!(ports = ?unlocked, "ports were not locked: nothing of an earlier run continues");
     }
-    for (i, (p, socket)) in d.ports.iter().zip(port_sockets).enumerate() {
-        spawn_capture(i, p, socket, loaded.limits(), epoch, tx.clone());
+    for (i, (p, socket)) in d.ports.iter().zip(port_sockets).enumerate().filter(|(i, (p, _))| p.interface == *i) {
+        // the interface's entries, by the VLAN tag their hosts' frames carry
+        let entries = d.ports.iter().enumerate().filter(|(_, q)| q.interface == i).map(|(j, q)| (q.tag, j)).collect();
+        spawn_capture(entries, p, socket, loaded.limits(), epoch, tx.clone());
     }
     let (kernel_tx, mut kernel_rx) = mpsc::channel(kernel::QUEUE);
     kernel::spawn_reader(events, d.ports.iter().map(|p| p.ifindex).collect(), kernel_tx)?;
@@ -193,9 +223,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
 
 /// The port's capture task: frames the kernel filter passed, through the port's flood
 /// limiter (here, so that a flooding port's excess never reaches the shared queue), to
-/// the actor.
+/// the actor as its entry's (`entries`: by the frames' VLAN tag, none for untagged).
 fn spawn_capture(
-    port: PortId,
+    entries: Vec<(Option<u16>, PortId)>,
     p: &Port,
     socket: Arc<PortSocket>,
     limits: limit::Config,
@@ -206,12 +236,12 @@ fn spawn_capture(
     tokio::spawn(async move {
         let mut buf = vec![0u8; 2048];
         let mut limiter = limit::PortLimiter::new(limits, Instant::now());
-        let mut tagged_log = crate::rate::LogLimit::per_minute(256);
+        let mut vlan_log = crate::rate::LogLimit::per_minute(256);
         loop {
             let (n, info) = match socket.recv(&mut buf).await {
                 Ok(r) => r,
                 Err(e) => {
-                    error!(port, "capture: {e}");
+                    error!(port = name, "capture: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -224,14 +254,15 @@ fn spawn_capture(
             };
             let now = Instant::now();
             // The kernel takes an 802.1Q tag off before the tap (it comes as auxdata):
-            // without this a tagged EAPOL-Start or report would pass for an untagged one.
-            if let Some(vid) = info.vlan {
-                stats.dropped_tagged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if tagged_log.allow(now, frame.src()) {
-                    warn!(port = name, mac = %frame.src(), vid, ethertype = format!("{:#06x}", frame.ethertype()), "tagged frame dropped: VLANs are not configured (logged once a minute per host)");
+            // a frame is its VLAN's entry's, and one of a VLAN without an entry (VID 0
+            // too) is nothing mcgate may act on.
+            let Some(port) = entries.iter().find(|(tag, _)| *tag == info.vlan).map(|(_, i)| *i) else {
+                stats.dropped_vlan.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if vlan_log.allow(now, frame.src()) {
+                    warn!(port = name, mac = %frame.src(), vid = info.vlan, ethertype = format!("{:#06x}", frame.ethertype()), "frame in an unconfigured VLAN dropped (logged once a minute per host)");
                 }
                 continue;
-            }
+            };
 
             let verdict = match frame.ethertype() {
                 ethernet::ETHERTYPE_EAPOL => limiter.eapol(now, &stats),

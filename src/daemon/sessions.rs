@@ -56,7 +56,7 @@ impl Daemon {
                     continue;
                 }
             };
-            let Some(port) = self.ports.iter().position(|p| p.name == s.port) else {
+            let Some(port) = self.port_of(&s.port, s.vlan) else {
                 info!(port = s.port, mac = %s.mac, "port no longer configured: session ended");
                 self.acct_session_stop(None, &s, crate::acct::TerminateCause::AdminReset, unix);
                 continue;
@@ -67,7 +67,7 @@ impl Daemon {
                 self.acct_session_stop(Some(port), &s, crate::acct::TerminateCause::NasReboot, time);
                 continue;
             }
-            if let Err(e) = self.dataplane.authorize(&s.port, s.mac) {
+            if let Err(e) = self.dataplane.authorize(&self.ports[port].at(), s.mac) {
                 error!(port = s.port, mac = %s.mac, "re-authorizing: {e}");
                 self.io.dataplane_errors += 1;
             }
@@ -87,11 +87,11 @@ impl Daemon {
             self.sessions.insert((port, s.mac), s);
         }
         for (i, p) in self.ports.iter().enumerate() {
-            match self.dataplane.authorized(&p.name) {
+            match self.dataplane.authorized(&p.at()) {
                 Ok(macs) => {
                     for mac in macs.into_iter().filter(|m| !self.sessions.contains_key(&(i, *m))) {
-                        info!(port = p.name, mac = %mac, "authorization without a session removed");
-                        if self.dataplane.deauthorize(&p.name, mac).is_err() {
+                        info!(port = %p.at(), mac = %mac, "authorization without a session removed");
+                        if self.dataplane.deauthorize(&p.at(), mac).is_err() {
                             self.io.dataplane_errors += 1;
                         }
                     }
@@ -104,11 +104,16 @@ impl Daemon {
         }
     }
 
-    /// Each MAB port learns unknown MACs only while it has room for another host.
+    /// Each MAB port learns unknown MACs only while it has room for another host (a
+    /// port with MAB in several VLANs: while one of them has room; the kernel's switch
+    /// is the port's).
     pub(super) fn sync_mab_learning(&mut self) {
-        for (i, p) in self.ports.iter_mut().enumerate() {
-            let want = self.auth.mab_learning(i);
-            if want == p.mab_learning {
+        let mut wanted = vec![false; self.ports.len()];
+        for i in 0..self.ports.len() {
+            wanted[self.ports[i].interface] |= self.auth.mab_learning(i);
+        }
+        for (i, (p, want)) in self.ports.iter_mut().zip(wanted).enumerate() {
+            if p.interface != i || want == p.mab_learning {
                 continue;
             }
             match self.dataplane.set_mab_learning(&p.name, want) {
@@ -147,7 +152,7 @@ impl Daemon {
         match o {
             auth::Output::TxEapol { port, dst, pdu } => {
                 let p = &self.ports[port];
-                let frame = ethernet::emit_frame(dst, p.mac, ethernet::ETHERTYPE_EAPOL, &pdu);
+                let frame = ethernet::emit_frame_in(p.tag, dst, p.mac, ethernet::ETHERTYPE_EAPOL, &pdu);
                 match self.net.send_frame(port, &frame) {
                     Ok(()) => self.io.frames_tx += 1,
                     Err(e) => {
@@ -174,6 +179,7 @@ impl Daemon {
                     None => {
                         let s = Session {
                             port: name.clone(),
+                            vlan: self.ports[port].vlan,
                             mac,
                             account,
                             method,
@@ -197,7 +203,7 @@ impl Daemon {
                 info!(port = self.ports[port].name, mac = %mac, account, ?method, "rejected");
             }
             auth::Output::ForgetLocked { port, mac } => {
-                if self.dataplane.deauthorize(&self.ports[port].name, mac).is_err() {
+                if self.dataplane.deauthorize(&self.ports[port].at(), mac).is_err() {
                     self.io.dataplane_errors += 1;
                 }
             }
@@ -205,23 +211,23 @@ impl Daemon {
     }
 
     pub(super) fn end_session(&mut self, now: Instant, port: PortId, mac: MacAddr, cause: EndCause) {
-        let name = self.ports[port].name.clone();
+        let at = self.ports[port].at();
         // its streams stop with it (the port lock filters ingress only), their Stops
         // saying why the session ended
         self.mcast_end_host(now, port, mac, cause);
         // Fail closed first: the kernel stops the host before the record goes (and an
         // authorization still waiting for its commit never happens).
         self.acct.cancel(acct::Grant::Authorize { port, mac });
-        if let Err(e) = self.dataplane.deauthorize(&name, mac) {
+        if let Err(e) = self.dataplane.deauthorize(&at, mac) {
             self.io.dataplane_errors += 1;
-            error!(port = name, mac = %mac, "deauthorizing: {e}");
+            error!(port = %at, mac = %mac, "deauthorizing: {e}");
         }
         let s = self.sessions.remove(&(port, mac));
         if let Some(s) = &s {
             self.acct_session_stop(Some(port), s, cause.into(), self.clock.unix);
         }
         info!(
-            port = name,
+            port = %at,
             mac = %mac,
             account = s.as_ref().map(|s| s.account.as_str()),
             session = s.as_ref().map(|s| s.session_id.as_str()),

@@ -13,9 +13,9 @@
 
 use super::input::{Input, Now, Start};
 use super::net::Net;
-use crate::auth::{PortId, PortMode};
+use crate::auth::PortId;
 use crate::dataplane::netlink::{self, FdbEntry, Link};
-use crate::dataplane::{Dataplane, Error as DpError, Found, MdbEntry};
+use crate::dataplane::{Dataplane, Error as DpError, Found, MdbEntry, PortVlan};
 use crate::store::{Batch, Op, Store};
 use crate::wire::MacAddr;
 use serde::de::DeserializeOwned;
@@ -71,12 +71,12 @@ pub enum Output {
         error: Option<String>,
     },
     Authorize {
-        port: String,
+        port: PortVlan,
         mac: MacAddr,
         error: Option<String>,
     },
     Deauthorize {
-        port: String,
+        port: PortVlan,
         mac: MacAddr,
         error: Option<String>,
     },
@@ -86,13 +86,13 @@ pub enum Output {
         error: Option<String>,
     },
     MdbAdd {
-        port: String,
+        port: PortVlan,
         group: IpAddr,
         source: Option<IpAddr>,
         error: Option<String>,
     },
     MdbDel {
-        port: String,
+        port: PortVlan,
         group: IpAddr,
         source: Option<IpAddr>,
         error: Option<String>,
@@ -111,8 +111,8 @@ pub enum Output {
         result: Result<Vec<FdbEntry>, String>,
     },
     ReadAuthorized {
-        ports: Vec<String>,
-        result: Result<Vec<(String, MacAddr)>, String>,
+        ports: Vec<PortVlan>,
+        result: Result<Vec<(PortVlan, MacAddr)>, String>,
     },
     ReadMdb {
         result: Result<Vec<(MdbEntry, bool)>, String>,
@@ -310,8 +310,8 @@ pub(super) struct RecordDataplane {
 }
 
 impl Dataplane for RecordDataplane {
-    fn setup_port(&mut self, port: &str, mode: PortMode) -> Result<(), DpError> {
-        self.inner.setup_port(port, mode)
+    fn setup_port(&mut self, port: &str, mab: bool) -> Result<(), DpError> {
+        self.inner.setup_port(port, mab)
     }
 
     fn set_mab_learning(&mut self, port: &str, on: bool) -> Result<(), DpError> {
@@ -320,23 +320,22 @@ impl Dataplane for RecordDataplane {
         done
     }
 
-    fn authorize(&mut self, port: &str, mac: MacAddr) -> Result<(), DpError> {
-        let done = self.inner.authorize(port, mac);
-        self.rec.output(Output::Authorize { port: port.into(), mac, error: error_text(&done) });
+    fn authorize(&mut self, at: &PortVlan, mac: MacAddr) -> Result<(), DpError> {
+        let done = self.inner.authorize(at, mac);
+        self.rec.output(Output::Authorize { port: at.clone(), mac, error: error_text(&done) });
         done
     }
 
-    fn deauthorize(&mut self, port: &str, mac: MacAddr) -> Result<(), DpError> {
-        let done = self.inner.deauthorize(port, mac);
-        self.rec.output(Output::Deauthorize { port: port.into(), mac, error: error_text(&done) });
+    fn deauthorize(&mut self, at: &PortVlan, mac: MacAddr) -> Result<(), DpError> {
+        let done = self.inner.deauthorize(at, mac);
+        self.rec.output(Output::Deauthorize { port: at.clone(), mac, error: error_text(&done) });
         done
     }
 
-    fn authorized_on(&mut self, ports: &[&str]) -> Result<Vec<(String, MacAddr)>, DpError> {
-        let done = self.inner.authorized_on(ports);
-        let ports = ports.iter().map(|p| p.to_string()).collect();
+    fn authorized_on(&mut self, ats: &[PortVlan]) -> Result<Vec<(PortVlan, MacAddr)>, DpError> {
+        let done = self.inner.authorized_on(ats);
         self.rec.output(Output::ReadAuthorized {
-            ports,
+            ports: ats.to_vec(),
             result: done.as_ref().map(Clone::clone).map_err(ToString::to_string),
         });
         done
@@ -350,8 +349,8 @@ impl Dataplane for RecordDataplane {
         self.inner.port_vlan(port)
     }
 
-    fn teardown_port(&mut self, port: &str) -> Result<(), DpError> {
-        self.inner.teardown_port(port)
+    fn teardown_port(&mut self, at: &PortVlan) -> Result<(), DpError> {
+        self.inner.teardown_port(at)
     }
 
     fn found(&mut self, bridge: &str, ports: &[&str]) -> Result<Found, DpError> {
@@ -376,19 +375,19 @@ impl Dataplane for RecordDataplane {
         self.inner.setup_multicast_vlan(bridge, vid, access, uplinks)
     }
 
-    fn teardown_multicast(&mut self, bridge: &str) -> Result<(), DpError> {
-        self.inner.teardown_multicast(bridge)
+    fn teardown_multicast(&mut self, bridge: &str, multicast_vlan: Option<u16>) -> Result<(), DpError> {
+        self.inner.teardown_multicast(bridge, multicast_vlan)
     }
 
-    fn mdb_add(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), DpError> {
-        let done = self.inner.mdb_add(bridge, port, group, source);
-        self.rec.output(Output::MdbAdd { port: port.into(), group, source, error: error_text(&done) });
+    fn mdb_add(&mut self, bridge: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), DpError> {
+        let done = self.inner.mdb_add(bridge, at, group, source);
+        self.rec.output(Output::MdbAdd { port: at.clone(), group, source, error: error_text(&done) });
         done
     }
 
-    fn mdb_del(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), DpError> {
-        let done = self.inner.mdb_del(bridge, port, group, source);
-        self.rec.output(Output::MdbDel { port: port.into(), group, source, error: error_text(&done) });
+    fn mdb_del(&mut self, bridge: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), DpError> {
+        let done = self.inner.mdb_del(bridge, at, group, source);
+        self.rec.output(Output::MdbDel { port: at.clone(), group, source, error: error_text(&done) });
         done
     }
 
@@ -522,7 +521,7 @@ impl Net for Replayer {
 }
 
 impl Dataplane for Replayer {
-    fn setup_port(&mut self, _: &str, _: PortMode) -> Result<(), DpError> {
+    fn setup_port(&mut self, _: &str, _: bool) -> Result<(), DpError> {
         Err(DpError::Replayed("set-up is not replayed".into()))
     }
 
@@ -530,24 +529,23 @@ impl Dataplane for Replayer {
         self.change(Output::MabLearning { port: port.into(), on, error: None })
     }
 
-    fn authorize(&mut self, port: &str, mac: MacAddr) -> Result<(), DpError> {
-        self.change(Output::Authorize { port: port.into(), mac, error: None })
+    fn authorize(&mut self, at: &PortVlan, mac: MacAddr) -> Result<(), DpError> {
+        self.change(Output::Authorize { port: at.clone(), mac, error: None })
     }
 
-    fn deauthorize(&mut self, port: &str, mac: MacAddr) -> Result<(), DpError> {
-        self.change(Output::Deauthorize { port: port.into(), mac, error: None })
+    fn deauthorize(&mut self, at: &PortVlan, mac: MacAddr) -> Result<(), DpError> {
+        self.change(Output::Deauthorize { port: at.clone(), mac, error: None })
     }
 
-    fn authorized_on(&mut self, ports: &[&str]) -> Result<Vec<(String, MacAddr)>, DpError> {
-        let ports = ports.iter().map(|p| p.to_string()).collect();
-        self.read(Output::ReadAuthorized { ports, result: Ok(vec![]) }).map_err(DpError::Replayed)
+    fn authorized_on(&mut self, ats: &[PortVlan]) -> Result<Vec<(PortVlan, MacAddr)>, DpError> {
+        self.read(Output::ReadAuthorized { ports: ats.to_vec(), result: Ok(vec![]) }).map_err(DpError::Replayed)
     }
 
     fn is_locked(&mut self, _: &str) -> Result<bool, DpError> {
         Err(DpError::Replayed("set-up is not replayed".into()))
     }
 
-    fn teardown_port(&mut self, _: &str) -> Result<(), DpError> {
+    fn teardown_port(&mut self, _: &PortVlan) -> Result<(), DpError> {
         Err(DpError::Replayed("teardown is not replayed".into()))
     }
 
@@ -563,16 +561,16 @@ impl Dataplane for Replayer {
         Err(DpError::Replayed("set-up is not replayed".into()))
     }
 
-    fn teardown_multicast(&mut self, _: &str) -> Result<(), DpError> {
+    fn teardown_multicast(&mut self, _: &str, _: Option<u16>) -> Result<(), DpError> {
         Err(DpError::Replayed("teardown is not replayed".into()))
     }
 
-    fn mdb_add(&mut self, _: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), DpError> {
-        self.change(Output::MdbAdd { port: port.into(), group, source, error: None })
+    fn mdb_add(&mut self, _: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), DpError> {
+        self.change(Output::MdbAdd { port: at.clone(), group, source, error: None })
     }
 
-    fn mdb_del(&mut self, _: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), DpError> {
-        self.change(Output::MdbDel { port: port.into(), group, source, error: None })
+    fn mdb_del(&mut self, _: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), DpError> {
+        self.change(Output::MdbDel { port: at.clone(), group, source, error: None })
     }
 
     fn mdb_all(&mut self, _: &str) -> Result<Vec<(MdbEntry, bool)>, DpError> {

@@ -6,7 +6,7 @@
 use super::*;
 use crate::acct::{Kind, Record, Status, TerminateCause};
 use crate::dataplane::netlink;
-use crate::dataplane::{Error as DpError, Found, MdbEntry};
+use crate::dataplane::{Error as DpError, Found, MdbEntry, PortVlan};
 use crate::radius::{attr, encode_raw, sign_reply};
 use crate::wire::igmp;
 use crate::wire::records::{OwnedRecord, RecordType};
@@ -19,10 +19,15 @@ const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x11]);
 const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x12]);
 const STRANGER: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x99]);
 
+/// `port` or `port:vlan`.
+fn at(s: &str) -> PortVlan {
+    s.parse().unwrap()
+}
+
 /// The kernel as the fake keeps it.
 #[derive(Default)]
 struct KernelState {
-    fdb: BTreeSet<(String, MacAddr)>,
+    fdb: BTreeSet<(PortVlan, MacAddr)>,
     mdb: BTreeSet<MdbEntry>,
     /// Every change asked for, in order (`authorize p1 02:..`, `mdb_add p1 239.1.1.1`).
     log: Vec<String>,
@@ -44,7 +49,7 @@ impl FakeKernel {
 }
 
 impl Dataplane for FakeKernel {
-    fn setup_port(&mut self, _: &str, _: crate::auth::PortMode) -> Result<(), DpError> {
+    fn setup_port(&mut self, _: &str, _: bool) -> Result<(), DpError> {
         Ok(())
     }
 
@@ -52,35 +57,35 @@ impl Dataplane for FakeKernel {
         Ok(())
     }
 
-    fn authorize(&mut self, port: &str, mac: MacAddr) -> Result<(), DpError> {
+    fn authorize(&mut self, at: &PortVlan, mac: MacAddr) -> Result<(), DpError> {
         self.with(|k| {
-            k.log.push(format!("authorize {port} {mac}"));
-            k.fdb.insert((port.into(), mac));
+            k.log.push(format!("authorize {at} {mac}"));
+            k.fdb.insert((at.clone(), mac));
         });
         Ok(())
     }
 
-    fn deauthorize(&mut self, port: &str, mac: MacAddr) -> Result<(), DpError> {
+    fn deauthorize(&mut self, at: &PortVlan, mac: MacAddr) -> Result<(), DpError> {
         self.with(|k| {
-            k.log.push(format!("deauthorize {port} {mac}"));
+            k.log.push(format!("deauthorize {at} {mac}"));
             if k.fail_deauthorize > 0 {
                 k.fail_deauthorize -= 1;
-                return Err(DpError::NoSuchPort(format!("{port} (injected)")));
+                return Err(DpError::NoSuchPort(format!("{at} (injected)")));
             }
-            k.fdb.remove(&(port.into(), mac));
+            k.fdb.remove(&(at.clone(), mac));
             Ok(())
         })
     }
 
-    fn authorized_on(&mut self, ports: &[&str]) -> Result<Vec<(String, MacAddr)>, DpError> {
-        Ok(self.with(|k| k.fdb.iter().filter(|(p, _)| ports.contains(&p.as_str())).cloned().collect()))
+    fn authorized_on(&mut self, ats: &[PortVlan]) -> Result<Vec<(PortVlan, MacAddr)>, DpError> {
+        Ok(self.with(|k| k.fdb.iter().filter(|(at, _)| ats.contains(at)).cloned().collect()))
     }
 
     fn is_locked(&mut self, _: &str) -> Result<bool, DpError> {
         Ok(true)
     }
 
-    fn teardown_port(&mut self, _: &str) -> Result<(), DpError> {
+    fn teardown_port(&mut self, _: &PortVlan) -> Result<(), DpError> {
         Ok(())
     }
 
@@ -96,22 +101,22 @@ impl Dataplane for FakeKernel {
         Ok(())
     }
 
-    fn teardown_multicast(&mut self, _: &str) -> Result<(), DpError> {
+    fn teardown_multicast(&mut self, _: &str, _: Option<u16>) -> Result<(), DpError> {
         Ok(())
     }
 
-    fn mdb_add(&mut self, _: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), DpError> {
+    fn mdb_add(&mut self, _: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), DpError> {
         self.with(|k| {
-            k.log.push(format!("mdb_add {port} {group}"));
-            k.mdb.insert((port.into(), group, source));
+            k.log.push(format!("mdb_add {at} {group}"));
+            k.mdb.insert((at.clone(), group, source));
         });
         Ok(())
     }
 
-    fn mdb_del(&mut self, _: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), DpError> {
+    fn mdb_del(&mut self, _: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), DpError> {
         self.with(|k| {
-            k.log.push(format!("mdb_del {port} {group}"));
-            k.mdb.remove(&(port.into(), group, source));
+            k.log.push(format!("mdb_del {at} {group}"));
+            k.mdb.remove(&(at.clone(), group, source));
         });
         Ok(())
     }
@@ -195,8 +200,17 @@ struct Switch {
     now: Instant,
 }
 
+/// Two MAB ports.
+const TWO_PORTS: &str = "[[port]]\nname = \"p1\"\nmode = \"mab\"\n[[port]]\nname = \"p2\"\nmode = \"mab\"\n";
+
 impl Switch {
     fn new(name: &str) -> Self {
+        Self::with(name, TWO_PORTS, "")
+    }
+
+    /// A switch with the `[[port]]`s of `ports`, and `multicast` added to its gate's
+    /// section.
+    fn with(name: &str, ports: &str, multicast: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("mcgate-core-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("policies")).unwrap();
@@ -205,8 +219,7 @@ impl Switch {
         let text = format!(
             "[switch]\nbridge = \"br0\"\ndatabase = \"{d}/mcgate.redb\"\ncontrol_socket = \"{d}/c.sock\"\n\
              [radius]\n[[radius.server]]\naddress = \"127.0.0.1:1812\"\nsecret_file = \"secret\"\n\
-             [[port]]\nname = \"p1\"\nmode = \"mab\"\n[[port]]\nname = \"p2\"\nmode = \"mab\"\n\
-             [multicast]\npolicies = \"policies\"\nuplinks = [\"up0\"]\n",
+             {ports}[multicast]\npolicies = \"policies\"\nuplinks = [\"up0\"]\n{multicast}",
             d = dir.display()
         );
         let loaded = config::parse("test.toml", &text, &dir).unwrap();
@@ -231,13 +244,20 @@ impl Switch {
         record: Option<&std::path::Path>,
     ) -> Daemon {
         let cfg = &loaded.config;
-        let ports = (cfg.ports.iter().enumerate())
-            .map(|(i, p)| input::StartPort {
-                name: p.name.get_ref().clone(),
-                ifindex: i as u32 + 10,
-                mac: MacAddr([2, 0, 0, 0, 1, i as u8]),
-                running: true,
-                vlan: None,
+        // with a tagged port entry the bridge filters by VLAN, every PVID 1
+        let filtering = cfg.ports.iter().any(|p| p.vlan.is_some());
+        let ports = (cfg.ports.iter())
+            .map(|p| {
+                let i = cfg.ports.iter().position(|q| q.name.get_ref() == p.name.get_ref()).unwrap_or(0);
+                let tag = p.vlan.as_ref().map(|v| *v.get_ref());
+                input::StartPort {
+                    name: p.name.get_ref().clone(),
+                    tag,
+                    ifindex: i as u32 + 10,
+                    mac: MacAddr([2, 0, 0, 0, 1, i as u8]),
+                    running: true,
+                    vlan: tag.or(filtering.then_some(1)),
+                }
             })
             .collect();
         let start = Start {
@@ -285,8 +305,8 @@ impl Switch {
 
     /// A host MAC bypass admits: the kernel reports it, RADIUS accepts it.
     fn mab_login(&mut self, port: PortId, mac: MacAddr) {
-        let ifindex = self.d.ports[port].ifindex;
-        let f = netlink::FdbEntry { ifindex, mac, state: 0, master: Some(1), locked: true, vlan: None };
+        let (ifindex, vlan) = (self.d.ports[port].ifindex, self.d.ports[port].vlan);
+        let f = netlink::FdbEntry { ifindex, mac, state: 0, master: Some(1), locked: true, vlan };
         self.step(vec![Input::Kernel { events: vec![netlink::Event::NewFdb(f)] }]);
         let request = self.net.take().into_iter().find_map(|s| match s {
             Sent::Radius(0, bytes) => Some(bytes),
@@ -392,7 +412,7 @@ fn a_failed_kernel_change_is_made_again_a_second_later() {
     s.mab_login(0, A);
     s.kernel.with(|k| k.fail_deauthorize = 1);
     s.kick("p1", A);
-    assert!(s.kernel.with(|k| k.fdb.contains(&("p1".into(), A))), "the first delete was to fail");
+    assert!(s.kernel.with(|k| k.fdb.contains(&(at("p1"), A))), "the first delete was to fail");
     let due = s.d.reconcile_due(s.now).unwrap();
     assert!(due <= s.now + Duration::from_secs(1), "the reconciliation was not brought forward");
     s.later(Duration::from_secs(1));
@@ -408,20 +428,63 @@ fn a_restart_reconciles_the_kernel_both_ways() {
     // while mcgate is down, A's FDB and MDB entries go and a stranger's appear
     s.kernel.with(|k| {
         k.fdb.clear();
-        k.fdb.insert(("p1".into(), STRANGER));
+        k.fdb.insert((at("p1"), STRANGER));
         k.mdb.clear();
-        k.mdb.insert(("p2".into(), IpAddr::V4(g("239.9.9.9")), None));
+        k.mdb.insert((at("p2"), IpAddr::V4(g("239.9.9.9")), None));
         k.log.clear();
     });
     // mcgate stops (its database closed) and starts again on the same database
     s.d.store.close();
     s.d = Switch::daemon(&s.loaded, &s.kernel, &s.net, s.epoch, s.at(), 2);
     let (fdb, mdb) = s.kernel.with(|k| (k.fdb.clone(), k.mdb.clone()));
-    assert_eq!(fdb, BTreeSet::from([("p1".to_string(), A)]), "{:?}", s.kernel.log());
-    assert_eq!(mdb, BTreeSet::from([("p1".to_string(), IpAddr::V4(g("239.1.1.1")), None)]), "{:?}", s.kernel.log());
+    assert_eq!(fdb, BTreeSet::from([(at("p1"), A)]), "{:?}", s.kernel.log());
+    assert_eq!(mdb, BTreeSet::from([(at("p1"), IpAddr::V4(g("239.1.1.1")), None)]), "{:?}", s.kernel.log());
     // continued, not restarted: no new Start for either
     let starts = s.journal().into_iter().filter(|r| r.status == Status::Start).count();
     assert_eq!(starts, 2);
+}
+
+#[test]
+fn an_untagged_and_a_tagged_host_on_one_port_are_each_their_own_session() {
+    // p1's untagged hosts (its PVID, 1 here) and those tagged in VLAN 20, both MAB, their
+    // streams in multicast VLAN 100
+    let ports = "[[port]]\nname = \"p1\"\nmode = \"mab\"\n[[port]]\nname = \"p1\"\nvlan = 20\nmode = \"mab\"\n";
+    let mut s = Switch::with("tagged", ports, "vlan = 100\n");
+    s.mab_login(0, A);
+    s.mab_login(1, B);
+    let fdb = s.kernel.with(|k| k.fdb.clone());
+    assert_eq!(fdb, BTreeSet::from([(at("p1:1"), A), (at("p1:20"), B)]), "{:?}", s.kernel.log());
+    let vlans: BTreeSet<_> = s.d.store.sessions().unwrap().into_iter().map(|r| r.unwrap().vlan).collect();
+    assert_eq!(vlans, BTreeSet::from([Some(1), Some(20)]));
+    // one channel joined from both VLANs: one entry, in the multicast VLAN
+    s.join(0, A, g("239.1.1.1"));
+    s.join(1, B, g("239.1.1.1"));
+    let mdb = s.kernel.with(|k| k.mdb.clone());
+    assert_eq!(mdb, BTreeSet::from([(at("p1:100"), IpAddr::V4(g("239.1.1.1")), None)]));
+    let held: BTreeSet<_> = s.d.mcast.as_ref().unwrap().tracker.memberships().map(|m| (m.mac, m.vlan)).collect();
+    assert_eq!(held, BTreeSet::from([(A, Some(1)), (B, Some(20))]));
+
+    // a restart finds each host in its own entry again, and removes nothing
+    s.d.store.close();
+    s.kernel.with(|k| k.log.clear());
+    s.d = Switch::daemon(&s.loaded, &s.kernel, &s.net, s.epoch, s.at(), 2);
+    assert!(s.d.sessions.contains_key(&(0, A)) && s.d.sessions.contains_key(&(1, B)), "{:?}", s.d.sessions.keys());
+    assert_eq!(s.kernel.with(|k| (k.fdb.clone(), k.mdb.clone())), (fdb, mdb), "{:?}", s.kernel.log());
+    assert!(!s.kernel.log().iter().any(|l| l.contains("del")), "{:?}", s.kernel.log());
+
+    // A's session ends: the entry stays for B; B's ends too: it goes
+    s.kick("p1:1", A);
+    let (fdb, mdb) = s.kernel.with(|k| (k.fdb.clone(), k.mdb.clone()));
+    assert_eq!(fdb, BTreeSet::from([(at("p1:20"), B)]));
+    assert_eq!(mdb.len(), 1, "B's channel went with A's session: {:?}", s.kernel.log());
+    s.kick("p1:20", B);
+    assert!(s.kernel.with(|k| k.mdb.is_empty() && k.fdb.is_empty()), "{:?}", s.kernel.log());
+    // each record says where its host was
+    let stops: BTreeSet<_> = (s.journal().into_iter())
+        .filter(|r| r.kind == Kind::Session && r.status == Status::Stop)
+        .map(|r| (r.mac, r.vlan, r.nas_port))
+        .collect();
+    assert_eq!(stops, BTreeSet::from([(Some(A), Some(1), Some(1)), (Some(B), Some(20), Some(2))]));
 }
 
 /// The outputs of a recording, as recorded.
@@ -489,7 +552,7 @@ fn a_run_recorded_against_the_real_peers_replays() {
     let recorded = recorded_outputs(&dir.join("run.jsonl"));
     assert_eq!(made, recorded);
     // bob's login through FreeRADIUS, his join, alice's logoff
-    assert!(made.iter().any(|o| matches!(o, tape::Output::Authorize { port, .. } if port == "p2")));
+    assert!(made.iter().any(|o| matches!(o, tape::Output::Authorize { port, .. } if port.to_string() == "p2")));
     assert!(made.iter().any(|o| matches!(o, tape::Output::MdbAdd { group, .. } if group.to_string() == "239.1.1.2")));
-    assert!(made.iter().any(|o| matches!(o, tape::Output::Deauthorize { port, .. } if port == "p1")));
+    assert!(made.iter().any(|o| matches!(o, tape::Output::Deauthorize { port, .. } if port.to_string() == "p1")));
 }

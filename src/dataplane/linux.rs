@@ -2,8 +2,7 @@
 //! the kernel behaviour each step relies on).
 
 use super::netlink::{br, brport, Netlink, RTPROT_MCGATE};
-use super::{Dataplane, Error, Found, MdbEntry, BRIDGE_OPTIONS, PORT_FLAGS};
-use crate::auth::PortMode;
+use super::{Dataplane, Error, Found, MdbEntry, PortVlan, BRIDGE_OPTIONS, PORT_FLAGS};
 use crate::sys;
 use crate::wire::MacAddr;
 use std::net::IpAddr;
@@ -13,9 +12,6 @@ pub struct LinuxBridge {
     nl: Netlink,
     /// nf_tables, for the usage counters (opened with the multicast set-up).
     nf: Option<Netlink>,
-    /// The VLAN of each port's untagged hosts (its PVID) on a VLAN-filtering bridge,
-    /// `None` on any other, as read at the port's set-up (or first use).
-    vlans: std::collections::HashMap<String, Option<u16>>,
     /// Multicast VLAN registration: the VLAN each access port's streams come in, and the
     /// channels the port has there (it is a member of the VLAN while it has one).
     mvr: std::collections::HashMap<String, (u16, Channels)>,
@@ -26,39 +22,13 @@ type Channels = std::collections::HashSet<(IpAddr, Option<IpAddr>)>;
 
 impl LinuxBridge {
     pub fn new() -> Result<Self, Error> {
-        Ok(LinuxBridge { nl: Netlink::open()?, nf: None, vlans: Default::default(), mvr: Default::default() })
+        Ok(LinuxBridge { nl: Netlink::open()?, nf: None, mvr: Default::default() })
     }
 
     /// Whether bridge `bridge` forwards by VLAN (`vlan_filtering 1`).
     fn filters_vlans(&mut self, bridge: u32) -> Result<bool, super::netlink::Error> {
         let attrs = self.nl.bridge_attrs(bridge, &[br::VLAN_FILTERING])?;
         Ok(attrs.first().is_some_and(|(_, v)| v.first() == Some(&1)))
-    }
-
-    /// The VLAN `port`'s MDB entries go in: the multicast VLAN, when it has one.
-    fn mdb_vlan(&mut self, port: &str) -> Result<u16, Error> {
-        match self.mvr.get(port) {
-            Some((vid, _)) => Ok(*vid),
-            None => Ok(self.vlan(port)?.unwrap_or(0)),
-        }
-    }
-
-    /// The VLAN `port`'s FDB and MDB entries go in: its PVID when its bridge filters by
-    /// VLAN (an entry given without one goes into every VLAN of the port, and would let
-    /// the host through the lock in the port's other VLANs too), none otherwise.
-    fn vlan(&mut self, port: &str) -> Result<Option<u16>, Error> {
-        if let Some(v) = self.vlans.get(port) {
-            return Ok(*v);
-        }
-        let idx = Self::index(port)?;
-        let master = self.nl.links()?.into_iter().find(|l| l.index == idx).and_then(|l| l.master);
-        let filtering = match master {
-            Some(b) => self.filters_vlans(b).map_err(Self::at(port))?,
-            None => false,
-        };
-        let vlan = if filtering { self.nl.port_pvid(idx).map_err(Self::at(port))? } else { None };
-        self.vlans.insert(port.to_string(), vlan);
-        Ok(vlan)
     }
 
     /// Every interface's name, by index.
@@ -134,24 +104,29 @@ fn nft(script: &str) -> Result<(), Error> {
 }
 
 impl Dataplane for LinuxBridge {
-    fn setup_port(&mut self, port: &str, mode: PortMode) -> Result<(), Error> {
+    fn setup_port(&mut self, port: &str, mab: bool) -> Result<(), Error> {
         let idx = Self::index(port)?;
-        let mab = mode.uses_mab();
         // The kernel accepts `mab on` only on a port that is locked AND learning, so
         // lock and learning go first, then MAB, then the flush of what was learned.
         self.nl
             .set_port_flags(idx, &[(brport::LOCKED, &[1]), (brport::LEARNING, &[mab as u8])])
             .map_err(Self::at(port))?;
         self.nl.set_port_flags(idx, &[(brport::MAB, &[mab as u8])]).map_err(Self::at(port))?;
-        self.nl.set_port_flags(idx, &[(brport::FLUSH, &[])]).map_err(Self::at(port))?;
-        // the port's VLAN as it is now: what its hosts' entries carry from here on
-        self.vlans.remove(port);
-        self.vlan(port)?;
-        Ok(())
+        self.nl.set_port_flags(idx, &[(brport::FLUSH, &[])]).map_err(Self::at(port))
     }
 
+    /// The port's PVID when its bridge filters by VLAN, none otherwise.
     fn port_vlan(&mut self, port: &str) -> Result<Option<u16>, Error> {
-        self.vlan(port)
+        let idx = Self::index(port)?;
+        let master = self.nl.links()?.into_iter().find(|l| l.index == idx).and_then(|l| l.master);
+        let filtering = match master {
+            Some(b) => self.filters_vlans(b).map_err(Self::at(port))?,
+            None => false,
+        };
+        if !filtering {
+            return Ok(None);
+        }
+        self.nl.port_pvid(idx).map_err(Self::at(port))
     }
 
     fn set_mab_learning(&mut self, port: &str, on: bool) -> Result<(), Error> {
@@ -168,14 +143,14 @@ impl Dataplane for LinuxBridge {
         }
     }
 
-    fn authorize(&mut self, port: &str, mac: MacAddr) -> Result<(), Error> {
-        let (idx, vlan) = (Self::index(port)?, self.vlan(port)?);
-        self.nl.fdb_replace(idx, mac, vlan).map_err(Self::at(port))
+    fn authorize(&mut self, at: &PortVlan, mac: MacAddr) -> Result<(), Error> {
+        let idx = Self::index(&at.port)?;
+        self.nl.fdb_replace(idx, mac, at.vlan).map_err(Self::at(&at.port))
     }
 
-    fn deauthorize(&mut self, port: &str, mac: MacAddr) -> Result<(), Error> {
-        let (idx, vlan) = (Self::index(port)?, self.vlan(port)?);
-        self.nl.fdb_del(idx, mac, vlan).map_err(Self::at(port))
+    fn deauthorize(&mut self, at: &PortVlan, mac: MacAddr) -> Result<(), Error> {
+        let idx = Self::index(&at.port)?;
+        self.nl.fdb_del(idx, mac, at.vlan).map_err(Self::at(&at.port))
     }
 
     fn is_locked(&mut self, port: &str) -> Result<bool, Error> {
@@ -183,18 +158,17 @@ impl Dataplane for LinuxBridge {
         Ok(self.nl.locked_ports().map_err(Self::at(port))?.into_iter().any(|(i, locked)| i == idx && locked))
     }
 
-    fn authorized_on(&mut self, ports: &[&str]) -> Result<Vec<(String, MacAddr)>, Error> {
-        let ports =
-            ports.iter().map(|p| Ok((Self::index(p)?, *p, self.vlan(p)?))).collect::<Result<Vec<_>, Error>>()?;
-        // an entry in another VLAN than the port's is none of mcgate's business
+    fn authorized_on(&mut self, ats: &[PortVlan]) -> Result<Vec<(PortVlan, MacAddr)>, Error> {
+        let ats = ats.iter().map(|at| Ok((Self::index(&at.port)?, at))).collect::<Result<Vec<_>, Error>>()?;
+        // an entry in a VLAN of the port that is not asked for is none of mcgate's business
         Ok(self
             .nl
             .fdb_dump()?
             .into_iter()
             .filter(|e| e.master.is_some() && e.is_static() && !e.locked)
             .filter_map(|e| {
-                let (_, p, _) = ports.iter().find(|(i, _, vlan)| *i == e.ifindex && *vlan == e.vlan)?;
-                Some((p.to_string(), e.mac))
+                let (_, at) = ats.iter().find(|(i, at)| *i == e.ifindex && at.vlan == e.vlan)?;
+                Some(((*at).clone(), e.mac))
             })
             .collect())
     }
@@ -274,15 +248,16 @@ impl Dataplane for LinuxBridge {
         Ok(())
     }
 
-    fn teardown_multicast(&mut self, bridge: &str) -> Result<(), Error> {
-        // every entry of mcgate's in the VLAN it is in; one outside its port's own VLAN
-        // is a multicast VLAN's, and the port's membership of that VLAN was mcgate's too
+    fn teardown_multicast(&mut self, bridge: &str, multicast_vlan: Option<u16>) -> Result<(), Error> {
+        // every entry of mcgate's, in the VLAN it is in; a port's membership of the
+        // multicast VLAN was mcgate's too (it had one while it had an entry there)
         let b = Self::index(bridge)?;
         let names = self.names()?;
+        let mut members = std::collections::HashSet::new();
         for e in self.nl.mdb_dump(b).map_err(Self::at(bridge))? {
             let Some(port) = names.get(&e.port).filter(|_| e.rtprot == Some(RTPROT_MCGATE)) else { continue };
             self.nl.mdb_del(b, e.port, e.group, e.source, e.vid).map_err(Self::at(port))?;
-            if e.vid != 0 && self.vlan(port)? != Some(e.vid) {
+            if multicast_vlan == Some(e.vid) && members.insert(e.port) {
                 self.nl.vlan_del(e.port, e.vid).map_err(Self::at(port))?;
             }
         }
@@ -311,28 +286,29 @@ impl Dataplane for LinuxBridge {
         Ok(Some(nf.set_elem_counter(FAMILY_BRIDGE, USAGE_TABLE, set, &key).map_err(Self::at(port))?.unwrap_or((0, 0))))
     }
 
-    fn mdb_add(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {
-        let (b, p, vid) = (Self::index(bridge)?, Self::index(port)?, self.mdb_vlan(port)?);
-        if self.mvr.contains_key(port) {
+    fn mdb_add(&mut self, bridge: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {
+        let (b, p, vid) = (Self::index(bridge)?, Self::index(&at.port)?, at.vlan.unwrap_or(0));
+        let mvr = self.mvr.get_mut(&at.port).filter(|(v, _)| *v == vid);
+        if mvr.is_some() {
             // the port is in the multicast VLAN, egress untagged, from its first channel
             // on; asked every time, for an entry put back after the membership was
             // removed by hand (which takes the port's entries in the VLAN with it)
-            self.nl.vlan_add(p, vid, true).map_err(Self::at(port))?;
+            self.nl.vlan_add(p, vid, true).map_err(Self::at(&at.port))?;
         }
-        self.nl.mdb_add(b, p, group, source, vid).map_err(Self::at(port))?;
-        if let Some((_, held)) = self.mvr.get_mut(port) {
+        self.nl.mdb_add(b, p, group, source, vid).map_err(Self::at(&at.port))?;
+        if let Some((_, held)) = self.mvr.get_mut(&at.port).filter(|(v, _)| *v == vid) {
             held.insert((group, source));
         }
         Ok(())
     }
 
-    fn mdb_del(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {
-        let (b, p, vid) = (Self::index(bridge)?, Self::index(port)?, self.mdb_vlan(port)?);
-        self.nl.mdb_del(b, p, group, source, vid).map_err(Self::at(port))?;
-        if let Some((_, held)) = self.mvr.get_mut(port) {
+    fn mdb_del(&mut self, bridge: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {
+        let (b, p, vid) = (Self::index(bridge)?, Self::index(&at.port)?, at.vlan.unwrap_or(0));
+        self.nl.mdb_del(b, p, group, source, vid).map_err(Self::at(&at.port))?;
+        if let Some((_, held)) = self.mvr.get_mut(&at.port).filter(|(v, _)| *v == vid) {
             if held.remove(&(group, source)) && held.is_empty() {
                 // its last channel: out of the multicast VLAN again
-                self.nl.vlan_del(p, vid).map_err(Self::at(port))?;
+                self.nl.vlan_del(p, vid).map_err(Self::at(&at.port))?;
             }
         }
         Ok(())
@@ -349,27 +325,26 @@ impl Dataplane for LinuxBridge {
             for (port, (vid, _)) in &self.mvr {
                 let idx = Self::index(port)?;
                 if !members.get(&idx).is_some_and(|vlans| vlans.iter().any(|(v, _)| v == vid)) {
-                    outside.insert(idx);
+                    outside.insert((idx, *vid));
                 }
             }
         }
         let mut out = vec![];
         for e in self.nl.mdb_dump(b).map_err(Self::at(bridge))? {
             let Some(name) = names.get(&e.port) else { continue };
-            // on a VLAN-filtering bridge: the entries in the VLAN mcgate installs in
-            if self.vlans.contains_key(name) && (self.mdb_vlan(name)? != e.vid || outside.contains(&e.port)) {
+            if outside.contains(&(e.port, e.vid)) {
                 continue;
             }
-            out.push(((name.clone(), e.group, e.source), e.rtprot == Some(RTPROT_MCGATE)));
+            let at = PortVlan::new(name, (e.vid != 0).then_some(e.vid));
+            out.push(((at, e.group, e.source), e.rtprot == Some(RTPROT_MCGATE)));
         }
         Ok(out)
     }
 
-    fn teardown_port(&mut self, port: &str) -> Result<(), Error> {
-        let idx = Self::index(port)?;
-        let vlan = self.vlan(port)?;
-        for mac in self.authorized(port)? {
-            self.nl.fdb_del(idx, mac, vlan).map_err(Self::at(port))?;
+    fn teardown_port(&mut self, at: &PortVlan) -> Result<(), Error> {
+        let idx = Self::index(&at.port)?;
+        for mac in self.authorized(at)? {
+            self.nl.fdb_del(idx, mac, at.vlan).map_err(Self::at(&at.port))?;
         }
         Ok(())
     }

@@ -4,13 +4,65 @@
 pub mod linux;
 pub mod netlink;
 
-use crate::auth::PortMode;
 use crate::wire::MacAddr;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-/// An MDB entry as the dataplane reports it: (port, group, source).
-pub type MdbEntry = (String, IpAddr, Option<IpAddr>);
+/// An MDB entry as the dataplane reports it: (where, group, source).
+pub type MdbEntry = (PortVlan, IpAddr, Option<IpAddr>);
+
+/// A bridge port and, on a VLAN-filtering bridge, a VLAN of it: where an FDB entry of
+/// an authorized host goes (the VLAN its frames are in: their tag, or the port's PVID
+/// for untagged ones), or an MDB entry (that VLAN, or the multicast VLAN). Without a
+/// VLAN on a VLAN-filtering bridge an entry would go into every VLAN of the port, and
+/// let the host through the lock in all of them. Written `port` or `port:vlan` (an
+/// interface name holds no `:`), as NAS-Port-Id carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortVlan {
+    pub port: String,
+    pub vlan: Option<u16>,
+}
+
+impl PortVlan {
+    pub fn new(port: &str, vlan: Option<u16>) -> Self {
+        PortVlan { port: port.to_string(), vlan }
+    }
+}
+
+impl std::fmt::Display for PortVlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.vlan {
+            Some(v) => write!(f, "{}:{v}", self.port),
+            None => f.write_str(&self.port),
+        }
+    }
+}
+
+impl std::str::FromStr for PortVlan {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            None => Ok(PortVlan::new(s, None)),
+            Some((port, vlan)) => {
+                let vlan = vlan.parse().map_err(|_| format!("{s:?}: no VLAN after the port's name"))?;
+                Ok(PortVlan::new(port, Some(vlan)))
+            }
+        }
+    }
+}
+
+impl serde::Serialize for PortVlan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PortVlan {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// The bridge options mcgate's multicast set-up changes (IFLA_BR_*).
 pub const BRIDGE_OPTIONS: [u16; 5] = [
@@ -77,20 +129,20 @@ pub enum Error {
 
 pub trait Dataplane {
     /// Locks the port: only MACs with a static FDB entry pass. Learning (and MAB
-    /// reporting of unknown MACs) is on only where the mode needs it. Dynamic entries
+    /// reporting of unknown MACs) is on only with `mab`. Dynamic entries
     /// learned before are flushed, or an already-learned host keeps passing.
-    fn setup_port(&mut self, port: &str, mode: PortMode) -> Result<(), Error>;
+    fn setup_port(&mut self, port: &str, mab: bool) -> Result<(), Error>;
     /// MAB learning on a port set up for MAB: off, the locked port makes no entries
     /// for unknown MACs (and those it made are flushed); on again as `setup_port` left it.
     fn set_mab_learning(&mut self, port: &str, on: bool) -> Result<(), Error>;
-    fn authorize(&mut self, port: &str, mac: MacAddr) -> Result<(), Error>;
-    fn deauthorize(&mut self, port: &str, mac: MacAddr) -> Result<(), Error>;
-    /// Authorized MACs the kernel holds on each of `ports` (static FDB entries), read
-    /// in one go: (port, MAC).
-    fn authorized_on(&mut self, ports: &[&str]) -> Result<Vec<(String, MacAddr)>, Error>;
-    /// Authorized MACs the kernel holds for `port`.
-    fn authorized(&mut self, port: &str) -> Result<Vec<MacAddr>, Error> {
-        Ok(self.authorized_on(&[port])?.into_iter().map(|(_, mac)| mac).collect())
+    fn authorize(&mut self, at: &PortVlan, mac: MacAddr) -> Result<(), Error>;
+    fn deauthorize(&mut self, at: &PortVlan, mac: MacAddr) -> Result<(), Error>;
+    /// Authorized MACs the kernel holds in each of `ats` (static FDB entries), read in
+    /// one go.
+    fn authorized_on(&mut self, ats: &[PortVlan]) -> Result<Vec<(PortVlan, MacAddr)>, Error>;
+    /// Authorized MACs the kernel holds in `at`.
+    fn authorized(&mut self, at: &PortVlan) -> Result<Vec<MacAddr>, Error> {
+        Ok(self.authorized_on(std::slice::from_ref(at))?.into_iter().map(|(_, mac)| mac).collect())
     }
     /// Whether the port is locked as mcgate leaves it: false after a reboot or a
     /// rebuilt bridge (the kernel state of an earlier run is gone).
@@ -100,8 +152,9 @@ pub trait Dataplane {
     fn port_vlan(&mut self, _port: &str) -> Result<Option<u16>, Error> {
         Ok(None)
     }
-    /// Removes the port's static entries (its flags go back with [`Dataplane::restore`]).
-    fn teardown_port(&mut self, port: &str) -> Result<(), Error>;
+    /// Removes the static entries in `at` (the port's flags go back with
+    /// [`Dataplane::restore`]).
+    fn teardown_port(&mut self, at: &PortVlan) -> Result<(), Error>;
     /// Reads what the set-up of `bridge` and `ports` would change, as it is now.
     fn found(&mut self, bridge: &str, ports: &[&str]) -> Result<Found, Error>;
     /// Puts back what [`Dataplane::found`] read; ports that are gone are skipped.
@@ -122,8 +175,8 @@ pub trait Dataplane {
     ) -> Result<(), Error>;
     /// Multicast VLAN registration: the streams of `access` ports come in VLAN `vid`
     /// (their MDB entries go there, each port an egress-untagged member of it while it
-    /// has a channel), with snooping and a querier of its own, the uplinks tagged in it,
-    /// and frames tagged with it from the access ports dropped.
+    /// has an entry there), with snooping and a querier of its own, the uplinks tagged
+    /// in it, and frames tagged with it from the access ports dropped.
     fn setup_multicast_vlan(
         &mut self,
         _bridge: &str,
@@ -133,12 +186,15 @@ pub trait Dataplane {
     ) -> Result<(), Error> {
         Err(Error::Unsupported("a multicast VLAN needs the Linux bridge".into()))
     }
-    /// Removes mcgate's nft tables and MDB entries (the options and flags go back with
+    /// Removes mcgate's nft tables and MDB entries, and the ports' memberships of the
+    /// multicast VLAN `multicast_vlan` (the options and flags go back with
     /// [`Dataplane::restore`]).
-    fn teardown_multicast(&mut self, bridge: &str) -> Result<(), Error>;
-    fn mdb_add(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error>;
-    fn mdb_del(&mut self, bridge: &str, port: &str, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error>;
-    /// Every MDB entry of `bridge` on a port, and whether it is mcgate's, read in one go.
+    fn teardown_multicast(&mut self, bridge: &str, multicast_vlan: Option<u16>) -> Result<(), Error>;
+    fn mdb_add(&mut self, bridge: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error>;
+    fn mdb_del(&mut self, bridge: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error>;
+    /// Every MDB entry of `bridge` on a port, and whether it is mcgate's, read in one go
+    /// (an entry in the multicast VLAN of a port that is no member of it counts as
+    /// absent: it forwards nothing).
     fn mdb_all(&mut self, bridge: &str) -> Result<Vec<(MdbEntry, bool)>, Error>;
     /// The MDB entries mcgate installed.
     fn mdb_entries(&mut self, bridge: &str) -> Result<Vec<MdbEntry>, Error> {
@@ -147,7 +203,7 @@ pub trait Dataplane {
     /// The MDB entries on `ports` that are not mcgate's (snooped, or added by hand).
     fn mdb_foreign(&mut self, bridge: &str, ports: &[&str]) -> Result<Vec<MdbEntry>, Error> {
         let all = self.mdb_all(bridge)?.into_iter();
-        Ok(all.filter(|(e, ours)| !ours && ports.contains(&e.0.as_str())).map(|(e, _)| e).collect())
+        Ok(all.filter(|(e, ours)| !ours && ports.contains(&e.0.port.as_str())).map(|(e, _)| e).collect())
     }
     /// (packets, bytes) the bridge has forwarded to `port` for `group`: a counter that
     /// grows while traffic flows, and starts again from 0 after an hour without.
@@ -160,25 +216,25 @@ pub trait Dataplane {
 pub struct Audit;
 
 impl Dataplane for Audit {
-    fn setup_port(&mut self, _: &str, _: PortMode) -> Result<(), Error> {
+    fn setup_port(&mut self, _: &str, _: bool) -> Result<(), Error> {
         Ok(())
     }
     fn set_mab_learning(&mut self, _: &str, _: bool) -> Result<(), Error> {
         Ok(())
     }
-    fn authorize(&mut self, _: &str, _: MacAddr) -> Result<(), Error> {
+    fn authorize(&mut self, _: &PortVlan, _: MacAddr) -> Result<(), Error> {
         Ok(())
     }
-    fn deauthorize(&mut self, _: &str, _: MacAddr) -> Result<(), Error> {
+    fn deauthorize(&mut self, _: &PortVlan, _: MacAddr) -> Result<(), Error> {
         Ok(())
     }
     fn is_locked(&mut self, _: &str) -> Result<bool, Error> {
         Ok(true)
     }
-    fn authorized_on(&mut self, _: &[&str]) -> Result<Vec<(String, MacAddr)>, Error> {
+    fn authorized_on(&mut self, _: &[PortVlan]) -> Result<Vec<(PortVlan, MacAddr)>, Error> {
         Ok(vec![])
     }
-    fn teardown_port(&mut self, _: &str) -> Result<(), Error> {
+    fn teardown_port(&mut self, _: &PortVlan) -> Result<(), Error> {
         Ok(())
     }
     fn found(&mut self, _: &str, _: &[&str]) -> Result<Found, Error> {
@@ -190,13 +246,13 @@ impl Dataplane for Audit {
     fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32) -> Result<(), Error> {
         Ok(())
     }
-    fn teardown_multicast(&mut self, _: &str) -> Result<(), Error> {
+    fn teardown_multicast(&mut self, _: &str, _: Option<u16>) -> Result<(), Error> {
         Ok(())
     }
-    fn mdb_add(&mut self, _: &str, _: &str, _: IpAddr, _: Option<IpAddr>) -> Result<(), Error> {
+    fn mdb_add(&mut self, _: &str, _: &PortVlan, _: IpAddr, _: Option<IpAddr>) -> Result<(), Error> {
         Ok(())
     }
-    fn mdb_del(&mut self, _: &str, _: &str, _: IpAddr, _: Option<IpAddr>) -> Result<(), Error> {
+    fn mdb_del(&mut self, _: &str, _: &PortVlan, _: IpAddr, _: Option<IpAddr>) -> Result<(), Error> {
         Ok(())
     }
     fn usage(&mut self, _: &str, _: IpAddr) -> Result<Option<(u64, u64)>, Error> {

@@ -169,6 +169,9 @@ impl<'de> Deserialize<'de> for AcctId {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Membership {
     pub port: Arc<str>,
+    /// The VLAN the host is in (see `store::Session::vlan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
     pub mac: MacAddr,
     pub account: Arc<str>,
     pub group: IpAddr,
@@ -282,6 +285,7 @@ pub enum RadiusAnswer {
 struct Who<'a> {
     port: PortId,
     port_name: &'a Arc<str>,
+    vlan: Option<u16>,
     mac: MacAddr,
     account: &'a Arc<str>,
     session_id: &'a Arc<str>,
@@ -292,6 +296,7 @@ struct Who<'a> {
 struct Waiter {
     port: PortId,
     port_name: Arc<str>,
+    vlan: Option<u16>,
     mac: MacAddr,
     account: Arc<str>,
     session_id: Arc<str>,
@@ -322,6 +327,8 @@ const CACHE_SWEEP: Duration = Duration::from_secs(60);
 pub struct Host<'a> {
     pub port: PortId,
     pub port_name: &'a Arc<str>,
+    /// The VLAN the host is in, on a VLAN-filtering bridge.
+    pub vlan: Option<u16>,
     pub mac: MacAddr,
     pub account: &'a Arc<str>,
     pub session_id: &'a Arc<str>,
@@ -407,6 +414,7 @@ impl Host<'_> {
         Who {
             port: self.port,
             port_name: self.port_name,
+            vlan: self.vlan,
             mac: self.mac,
             account: self.account,
             session_id: self.session_id,
@@ -622,6 +630,7 @@ impl Tracker {
         let (group, source) = ch;
         let membership = Membership {
             port: who.port_name.clone(),
+            vlan: who.vlan,
             mac: who.mac,
             account: who.account.clone(),
             group,
@@ -841,6 +850,11 @@ impl Tracker {
     /// Channels each port holds in the MDB (members or lingering).
     pub fn port_channels(&self) -> impl Iterator<Item = (PortId, Channel)> + '_ {
         self.ports.keys().copied()
+    }
+
+    /// Whether `port` has channel `ch` (one of its hosts is a member).
+    pub fn holds(&self, port: PortId, ch: Channel) -> bool {
+        self.ports.contains_key(&(port, ch))
     }
 }
 

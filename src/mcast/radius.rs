@@ -28,6 +28,7 @@ impl Tracker {
         let waiter = Waiter {
             port: host.port,
             port_name: host.port_name.clone(),
+            vlan: host.vlan,
             mac: host.mac,
             account: host.account.clone(),
             session_id: host.session_id.clone(),
@@ -83,6 +84,7 @@ impl Tracker {
             let who = Who {
                 port: w.port,
                 port_name: &w.port_name,
+                vlan: w.vlan,
                 mac: w.mac,
                 account: &w.account,
                 session_id: &w.session_id,

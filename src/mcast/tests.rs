@@ -61,7 +61,7 @@ struct H {
 impl H {
     fn host(&self, port: PortId, mac: MacAddr) -> Host<'_> {
         let [p, a, s] = &self.names;
-        Host { port, port_name: p, mac, account: a, session_id: s, entitlement: &self.ent }
+        Host { port, port_name: p, vlan: None, mac, account: a, session_id: s, entitlement: &self.ent }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::acct::Record;
 use crate::auth::{Method, ReplyAttrs};
+use crate::dataplane::PortVlan;
 use crate::mcast::Membership;
 use crate::wire::MacAddr;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -30,12 +31,16 @@ const FOUND: &str = "found";
 
 fn membership_key(m: &Membership) -> String {
     let src = m.source.map_or("*".to_string(), |s| s.to_string());
-    format!("{}/{}/{}/{}", m.port, m.mac, m.group, src)
+    format!("{}/{}/{}/{}", PortVlan::new(&m.port, m.vlan), m.mac, m.group, src)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub port: String,
+    /// The VLAN the host is in on a VLAN-filtering bridge (its frames' tag, or the
+    /// port's PVID); none on any other bridge, and in sessions stored before VLANs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
     pub mac: MacAddr,
     pub account: String,
     pub method: Method,
@@ -47,8 +52,13 @@ pub struct Session {
 }
 
 impl Session {
-    fn key(port: &str, mac: MacAddr) -> String {
-        format!("{port}/{mac}")
+    /// Where the host is.
+    pub fn at(&self) -> PortVlan {
+        PortVlan::new(&self.port, self.vlan)
+    }
+
+    fn key(at: &PortVlan, mac: MacAddr) -> String {
+        format!("{at}/{mac}")
     }
 }
 
@@ -69,7 +79,7 @@ fn dberr<E: std::fmt::Display>(e: E) -> Error {
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     PutSession(Session),
-    DelSession(String, MacAddr),
+    DelSession(PortVlan, MacAddr),
     PutMembership(Membership),
     DelMembership(Membership),
 }
@@ -162,10 +172,10 @@ impl Store {
                 match op {
                     Op::PutSession(s) => {
                         let v = serde_json::to_vec(s).map_err(dberr)?;
-                        sessions.insert(Session::key(&s.port, s.mac).as_str(), v.as_slice()).map_err(dberr)?;
+                        sessions.insert(Session::key(&s.at(), s.mac).as_str(), v.as_slice()).map_err(dberr)?;
                     }
-                    Op::DelSession(port, mac) => {
-                        sessions.remove(Session::key(port, *mac).as_str()).map_err(dberr)?;
+                    Op::DelSession(at, mac) => {
+                        sessions.remove(Session::key(at, *mac).as_str()).map_err(dberr)?;
                     }
                     Op::PutMembership(m) => {
                         let v = serde_json::to_vec(m).map_err(dberr)?;
@@ -226,8 +236,8 @@ impl Store {
         self.apply(Op::PutSession(s.clone()))
     }
 
-    pub fn remove_session(&self, port: &str, mac: MacAddr) -> Result<(), Error> {
-        self.apply(Op::DelSession(port.to_string(), mac))
+    pub fn remove_session(&self, at: &PortVlan, mac: MacAddr) -> Result<(), Error> {
+        self.apply(Op::DelSession(at.clone(), mac))
     }
 
     pub fn sessions(&self) -> Result<Vec<Result<Session, Error>>, Error> {
@@ -407,6 +417,7 @@ mod tests {
     fn session(port: &str, last: u8) -> Session {
         Session {
             port: port.into(),
+            vlan: None,
             mac: MacAddr([2, 0, 0, 0, 0, last]),
             account: "alice".into(),
             method: Method::Dot1x,
@@ -464,7 +475,7 @@ mod tests {
             let s = Store::open(&path).unwrap();
             s.put_session(&session("p1", 1)).unwrap();
             s.put_session(&session("p2", 2)).unwrap();
-            s.remove_session("p2", MacAddr([2, 0, 0, 0, 0, 2])).unwrap();
+            s.remove_session(&PortVlan::new("p2", None), MacAddr([2, 0, 0, 0, 0, 2])).unwrap();
         }
         let s = Store::open(&path).unwrap();
         let all: Vec<Session> = s.sessions().unwrap().into_iter().map(Result::unwrap).collect();
