@@ -1,7 +1,8 @@
 //! `mcgate teardown`: undoing mcgate's set-up with the daemon stopped. Explicit, never a
 //! side effect of stopping (that fails closed and leaves the kernel state in place): it
 //! removes the MACs and MDB entries mcgate installed, puts the port flags and bridge
-//! options back as mcgate found them, and ends every stored session and membership with
+//! options back as mcgate found them (and a port moved to a RADIUS-assigned VLAN in its
+//! own), and ends every stored session and membership with
 //! a Stop record (Admin-Reset), then Accounting-Off; the next `mcgate run` delivers them.
 
 use crate::acct::{Kind, Record, Status, TerminateCause};
@@ -27,6 +28,16 @@ pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
         };
         dp.teardown_port(&PortVlan::new(name, vlan)).with_context(|| format!("port {name}"))?;
     }
+    // a port moved to a RADIUS-assigned VLAN goes back to its own
+    let homes = store.port_homes()?;
+    for (port, home) in &homes {
+        match dp.port_vlan(port).with_context(|| format!("port {port}"))? {
+            Some(now) if now != *home => {
+                dp.move_untagged(port, now, *home).with_context(|| format!("port {port} back to VLAN {home}"))?
+            }
+            _ => {}
+        }
+    }
     // what was found goes back; a port of which nothing was kept gets a new port's flags
     let mut found = store.found()?.unwrap_or_default();
     for p in &loaded.config.ports {
@@ -36,6 +47,7 @@ pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
     store.set_found(None)?;
     let (now, cause) = (crate::acct::unix_now(), Some(TerminateCause::AdminReset));
     let mut batch = Batch { deliver: !loaded.config.accounting.servers.is_empty(), ..Default::default() };
+    batch.ops.extend(homes.into_keys().map(|port| Op::PortHome(port, None)));
     let sessions: Vec<Session> = store.sessions()?.into_iter().flatten().collect();
     for m in store.memberships()?.into_iter().flatten() {
         let s = sessions.iter().find(|s| *s.port == *m.port && s.mac == m.mac);

@@ -360,3 +360,105 @@ fn a_tagged_set_top_box_beside_an_untagged_pc_on_one_port_is_its_own_session() {
         let _ = p.wait();
     }
 }
+
+/// The PVID of `port` and the VLANs it is in, as `bridge vlan show` has them.
+fn pvid(tb: &Testbed, port: &str) -> Option<String> {
+    let shown = port_vlans(tb, port);
+    let line = shown.lines().find(|l| l.contains("PVID"))?;
+    line.split_whitespace().find(|w| w.chars().all(|c| c.is_ascii_digit())).map(str::to_string)
+}
+
+/// A CoA-Request from radclient in the switch's namespace; radclient's output.
+fn coa(tb: &Testbed, attrs: &str) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let attrs = format!("{attrs}\nEvent-Timestamp = {now}\nMessage-Authenticator = 0x00\n");
+    let mut c = Command::new("ip")
+        .args(["netns", "exec", &tb.ns("sw"), "radclient", "-x", "-t", "2", "-r", "2", "127.0.0.1:3799", "coa"])
+        .arg("testing123")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(attrs.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn a_radius_assigned_vlan_moves_the_port_a_coa_moves_it_again_and_the_logoff_moves_it_back() {
+    if !in_vm("a_radius_assigned_vlan_moves_the_port_a_coa_moves_it_again_and_the_logoff_moves_it_back") {
+        return;
+    }
+    // p1 untagged in VLAN 10, p2 in VLAN 20; vera's Access-Accept assigns VLAN 20
+    let mut tb = Testbed::new("av", 2);
+    run(Command::new(TB).args(["vlan", &tb.prefix, "10", "20"]));
+    tb.radius_detail(1812);
+    let cfg = tb.config(&[("p1", "dot1x"), ("p2", "dot1x")], &[SERVER], FAST, "");
+    let text = std::fs::read_to_string(&cfg).unwrap()
+        + "\n[dynamic_authorization]\nlisten = \"0.0.0.0:3799\"\n\
+           [[dynamic_authorization.client]]\naddress = \"127.0.0.1\"\nsecret_file = \"secret\"\n";
+    std::fs::write(&cfg, text).unwrap();
+    tb.start_mcgate();
+    assert_eq!(pvid(&tb, "p1").as_deref(), Some("10"), "{}", port_vlans(&tb, "p1"));
+    // vera's host has an address in each VLAN's subnet: which upstream answers says
+    // which VLAN her untagged frames are in
+    tb.in_host(1, &["ip", "addr", "add", "198.51.102.50/24", "dev", "eth0"]);
+    tb.supplicant(1, "vera", "verapass", "md5");
+    assert!(wait_until(Duration::from_secs(60), || tb.session_of("p1").is_some()), "{}", tb.log());
+    let vera = tb.session_of("p1").unwrap();
+    assert_eq!(vera["vlan"], 20, "{vera}");
+    assert_eq!(pvid(&tb, "p1").as_deref(), Some("20"), "{}", port_vlans(&tb, "p1"));
+    assert!(!port_vlans(&tb, "p1").contains("10"), "p1 still in VLAN 10: {}", port_vlans(&tb, "p1"));
+    let fdb = sw(&tb, &["bridge", "fdb", "show", "br", "br0"]);
+    assert!(fdb.contains("02:00:00:00:00:11 dev p1 vlan 20 master br0 static"), "{fdb}");
+    assert!(pings(&tb, 1, "198.51.102.254"), "vera does not reach VLAN 20's upstream\n{fdb}");
+    assert!(!pings(&tb, 1, "192.0.2.254"), "vera reaches VLAN 10's upstream");
+    // she asked from VLAN 10; her accounting says where she is
+    assert!(tb.radius_requests(1812).contains("NAS-Port-Id = \"p1:10\""), "{}", tb.radius_requests(1812));
+    let (export, _) = tb.mcgate(&["acct", "export"]);
+    let start: Vec<Value> = export.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(start.iter().any(|r| r["status"] == "start" && r["user_name"] == "vera" && r["vlan"] == 20), "{export}");
+
+    // a CoA moves her (and her port) to VLAN 10; one naming a VLAN by name is refused
+    let out = coa(
+        &tb,
+        "User-Name = vera\nTunnel-Type = VLAN\nTunnel-Medium-Type = IEEE-802\nTunnel-Private-Group-Id = \"10\"",
+    );
+    assert!(out.contains("Received CoA-ACK"), "{out}\n{}", tb.log());
+    assert_eq!(pvid(&tb, "p1").as_deref(), Some("10"), "{}", port_vlans(&tb, "p1"));
+    assert!(wait_until(Duration::from_secs(10), || pings(&tb, 1, "192.0.2.254")), "vera not in VLAN 10 after the CoA");
+    assert!(!pings(&tb, 1, "198.51.102.254"), "vera still reaches VLAN 20");
+    assert_eq!(tb.session_of("p1").unwrap()["vlan"], 10);
+    let out = coa(
+        &tb,
+        "User-Name = vera\nTunnel-Type = VLAN\nTunnel-Medium-Type = IEEE-802\nTunnel-Private-Group-Id = \"video\"",
+    );
+    assert!(out.contains("Received CoA-NAK") && out.contains("Error-Cause = Invalid-Request"), "{out}");
+    assert_eq!(pvid(&tb, "p1").as_deref(), Some("10"));
+
+    // back to 20, then a restart: she continues there
+    let out = coa(
+        &tb,
+        "User-Name = vera\nTunnel-Type = VLAN\nTunnel-Medium-Type = IEEE-802\nTunnel-Private-Group-Id = \"20\"",
+    );
+    assert!(out.contains("Received CoA-ACK"), "{out}");
+    tb.stop_mcgate();
+    tb.start_mcgate();
+    assert!(wait_until(Duration::from_secs(30), || tb.session_of("p1").is_some()), "{}", tb.log());
+    assert_eq!(tb.session_of("p1").unwrap()["vlan"], 20);
+    assert_eq!(pvid(&tb, "p1").as_deref(), Some("20"), "{}", port_vlans(&tb, "p1"));
+    assert!(pings(&tb, 1, "198.51.102.254"), "vera lost VLAN 20 across the restart");
+
+    // her logoff: the port is back in its own VLAN 10, as the operator set it up
+    tb.wpa_cli(1, &["logoff"]);
+    assert!(wait_until(Duration::from_secs(30), || tb.session_of("p1").is_none()), "{}", tb.log());
+    assert!(
+        wait_until(Duration::from_secs(10), || pvid(&tb, "p1").as_deref() == Some("10")),
+        "{}",
+        port_vlans(&tb, "p1")
+    );
+    assert!(!port_vlans(&tb, "p1").contains("20"), "{}", port_vlans(&tb, "p1"));
+    assert!(!pings(&tb, 1, "192.0.2.254") && !pings(&tb, 1, "198.51.102.254"), "the port stayed open");
+}

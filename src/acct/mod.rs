@@ -177,19 +177,22 @@ impl Record {
             user_name: Some(s.account.clone()),
             mac: Some(s.mac),
             port: Some(s.port.clone()),
+            vlan: s.vlan,
             session_time: (status != Status::Start).then(|| time.saturating_sub(s.since)),
             class: s.attrs.class.clone(),
             ..Record::new(Kind::Session, status, time, s.session_id.clone())
         }
     }
 
-    /// A membership's record, but for its NAS-Port and its session's Class.
+    /// A membership's record, but for its NAS-Port and its session's Class (and its VLAN
+    /// when it was stored before VLANs).
     pub fn of_membership(m: &crate::mcast::Membership, status: Status, time: u64) -> Record {
         Record {
             multi_session_id: Some(m.session_id.to_string()),
             user_name: Some(m.account.to_string()),
             mac: Some(m.mac),
             port: Some(m.port.to_string()),
+            vlan: m.vlan,
             group: Some(m.group),
             source: m.source,
             package: Some(m.by.to_string()),

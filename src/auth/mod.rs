@@ -148,6 +148,72 @@ pub struct ReplyAttrs {
     pub class: Vec<String>,
     /// Vendor-Specific attributes, raw value (vendor id + vendor TLVs), hex encoded.
     pub vendor: Vec<String>,
+    /// A VLAN assigned with the Tunnel attributes (RFC 3580 3.31).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<VlanAssignment>,
+}
+
+/// What an Access-Accept (or CoA-Request) says of the host's VLAN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VlanAssignment {
+    Vlan(u16),
+    /// Tunnel attributes that assign a VLAN mcgate cannot apply (a name, an id out of
+    /// range, a Tunnel-Medium-Type other than 802): RFC 3580 has the NAS treat the
+    /// Accept as a Reject. Why, for the log.
+    Unusable(String),
+}
+
+/// RFC 2868 3.1/3.2: a tagged integer attribute is a tag octet (0x00 to 0x1f) and a
+/// 24-bit value.
+fn tagged_u32(v: &[u8]) -> Option<(u8, u32)> {
+    let v: [u8; 4] = v.try_into().ok()?;
+    (v[0] <= 0x1f).then_some((v[0], u32::from_be_bytes([0, v[1], v[2], v[3]])))
+}
+
+/// RFC 2868 3.6: a string attribute's first octet is a tag when it is 0x01 to 0x1f.
+fn tagged_str(v: &[u8]) -> (u8, &[u8]) {
+    match v.first() {
+        Some(&t) if (0x01..=0x1f).contains(&t) => (t, &v[1..]),
+        _ => (0, v),
+    }
+}
+
+/// The VLAN the Tunnel attributes of `p` assign (see [`vlan_assignment_in`]).
+pub fn vlan_assignment(p: &crate::radius::Packet) -> Option<VlanAssignment> {
+    use crate::radius::attr;
+    let types = [attr::TUNNEL_TYPE, attr::TUNNEL_MEDIUM_TYPE, attr::TUNNEL_PRIVATE_GROUP_ID];
+    let tunnel: Vec<(u8, Vec<u8>)> =
+        types.iter().flat_map(|t| p.lookup_all(*t).into_iter().map(|a| (*t, a.encode_bytes()))).collect();
+    vlan_assignment_in(&tunnel)
+}
+
+/// The VLAN the Tunnel attributes among `attrs` (type, value) assign: none when no
+/// Tunnel-Type says VLAN (tunnels of other kinds are not mcgate's business).
+pub fn vlan_assignment_in(attrs: &[(u8, Vec<u8>)]) -> Option<VlanAssignment> {
+    use crate::radius::attr;
+    let values = |t: u8| attrs.iter().filter(move |(ty, _)| *ty == t).map(|(_, v)| v.as_slice());
+    let tag = values(attr::TUNNEL_TYPE).filter_map(tagged_u32).find(|(_, ty)| *ty == attr::TUNNEL_TYPE_VLAN)?.0;
+    let unusable = |why: String| Some(VlanAssignment::Unusable(why));
+    match values(attr::TUNNEL_MEDIUM_TYPE).filter_map(tagged_u32).find(|(t, _)| *t == tag) {
+        Some((_, attr::TUNNEL_MEDIUM_IEEE_802)) => {}
+        Some((_, m)) => return unusable(format!("Tunnel-Medium-Type {m}, not IEEE-802 (6)")),
+        None => return unusable(format!("no Tunnel-Medium-Type of tag {tag}")),
+    }
+    let Some(id) = values(attr::TUNNEL_PRIVATE_GROUP_ID).map(tagged_str).find(|(t, _)| *t == tag).map(|(_, id)| id)
+    else {
+        return unusable(format!("no Tunnel-Private-Group-Id of tag {tag}"));
+    };
+    // a VLAN by number; a name (RFC 4675 allows them) is nothing the bridge knows
+    let digits =
+        std::str::from_utf8(id).ok().filter(|s| (1..=4).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()));
+    match digits.and_then(|s| s.parse::<u16>().ok()).filter(|v| (1..=4094).contains(v)) {
+        Some(v) => Some(VlanAssignment::Vlan(v)),
+        None => {
+            let shown = String::from_utf8_lossy(&id[..id.len().min(16)]).into_owned();
+            unusable(format!("Tunnel-Private-Group-Id {shown:?} is no VLAN id (1 to 4094)"))
+        }
+    }
 }
 
 /// Class attributes kept from an Access-Accept (each up to 253 octets), so that every
@@ -186,6 +252,7 @@ impl ReplyAttrs {
                 .map(|a| crate::wire::hex(&a.encode_bytes()))
                 .collect(),
             vendor: p.lookup_all(attr::VENDOR_SPECIFIC).iter().map(|a| crate::wire::hex(&a.encode_bytes())).collect(),
+            vlan: vlan_assignment(p),
         }
     }
 }
@@ -200,4 +267,43 @@ pub enum EndCause {
     ReauthFailure,
     SupplicantTimeout,
     AdminReset,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::radius::attr::{TUNNEL_MEDIUM_TYPE as MEDIUM, TUNNEL_PRIVATE_GROUP_ID as ID, TUNNEL_TYPE as TYPE};
+
+    fn assign(attrs: &[(u8, &[u8])]) -> Option<VlanAssignment> {
+        vlan_assignment_in(&attrs.iter().map(|(t, v)| (*t, v.to_vec())).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn tunnel_attributes_assign_a_vlan_by_number_only() {
+        let vlan = |tag: u8| [tag, 0, 0, 13];
+        let ieee802 = |tag: u8| [tag, 0, 0, 6];
+        // untagged and tagged (FreeRADIUS's `Tunnel-Type:1`), the id with or without its tag
+        assert_eq!(assign(&[(TYPE, &vlan(0)), (MEDIUM, &ieee802(0)), (ID, b"40")]), Some(VlanAssignment::Vlan(40)));
+        assert_eq!(
+            assign(&[(TYPE, &vlan(1)), (MEDIUM, &ieee802(1)), (ID, b"\x01100")]),
+            Some(VlanAssignment::Vlan(100))
+        );
+        // another tunnel, or none: no assignment
+        assert_eq!(assign(&[(TYPE, &[0, 0, 0, 3]), (MEDIUM, &ieee802(0)), (ID, b"40")]), None);
+        assert_eq!(assign(&[]), None);
+        // a VLAN mcgate cannot apply: named, out of range, another medium, a missing part,
+        // the parts under different tags
+        for bad in [
+            &[(TYPE, &vlan(0)[..]), (MEDIUM, &ieee802(0)[..]), (ID, &b"video"[..])][..],
+            &[(TYPE, &vlan(0)[..]), (MEDIUM, &ieee802(0)[..]), (ID, &b"4095"[..])],
+            &[(TYPE, &vlan(0)[..]), (MEDIUM, &ieee802(0)[..]), (ID, &b"0"[..])],
+            &[(TYPE, &vlan(0)[..]), (MEDIUM, &ieee802(0)[..]), (ID, &b"00040"[..])],
+            &[(TYPE, &vlan(0)[..]), (MEDIUM, &[0, 0, 0, 1][..]), (ID, &b"40"[..])],
+            &[(TYPE, &vlan(0)[..]), (ID, &b"40"[..])],
+            &[(TYPE, &vlan(0)[..]), (MEDIUM, &ieee802(0)[..])],
+            &[(TYPE, &vlan(1)[..]), (MEDIUM, &ieee802(2)[..]), (ID, &b"\x0140"[..])],
+        ] {
+            assert!(matches!(assign(bad), Some(VlanAssignment::Unusable(_))), "{bad:?}: {:?}", assign(bad));
+        }
+    }
 }

@@ -159,16 +159,22 @@ impl Accounting {
             .min()
     }
 
+    /// The record's VLAN is the one its host is in (a session or membership stored
+    /// before VLANs has none: its port's at the start).
     fn session_record(&self, s: &Session, port: PortId, status: Status, time: u64) -> Record {
-        let (nas_port, vlan) = (self.nas_ports.get(port).copied(), self.vlans.get(port).copied().flatten());
-        Record { nas_port, vlan, ..Record::of_session(s, status, time) }
+        let r = Record::of_session(s, status, time);
+        Record {
+            nas_port: self.nas_ports.get(port).copied(),
+            vlan: r.vlan.or(self.vlans.get(port).copied().flatten()),
+            ..r
+        }
     }
 
     /// `class` echoes the session's Access-Accept.
     fn membership_record(&self, m: &Membership, port: PortId, class: &[String], status: Status, time: u64) -> Record {
         Record {
             nas_port: self.nas_ports.get(port).copied(),
-            vlan: self.vlans.get(port).copied().flatten(),
+            vlan: m.vlan.or(self.vlans.get(port).copied().flatten()),
             class: class.to_vec(),
             ..Record::of_membership(m, status, time)
         }

@@ -256,11 +256,31 @@ impl Daemon {
         }
         match req.kind {
             Some(Kind::Coa) => {
-                if req.filter_ids.is_empty() && req.vendor.is_empty() {
+                let vlan = crate::auth::vlan_assignment_in(&req.tunnel);
+                let packages = !req.filter_ids.is_empty() || !req.vendor.is_empty();
+                if !packages && vlan.is_none() {
                     return Some(cause::MISSING_ATTRIBUTE);
                 }
-                for (port, mac) in named {
-                    self.change_packages(now, port, mac, &req.filter_ids, &req.vendor);
+                if let Some(vlan) = &vlan {
+                    // a new VLAN is one host's (its port's untagged hosts move with it):
+                    // placed, or NAKed with nothing changed
+                    let &[(port, mac)] = named.as_slice() else {
+                        return Some(cause::MULTIPLE_SESSION_SELECTION_UNSUPPORTED);
+                    };
+                    if let Err(why) = self.place_host(now, port, mac, Some(vlan)) {
+                        self.io.vlan_refused += 1;
+                        warn!(port = %self.ports[port].at(), mac = %mac, "CoA: VLAN assignment refused: {why}");
+                        return Some(match vlan {
+                            crate::auth::VlanAssignment::Unusable(_) => cause::INVALID_REQUEST,
+                            crate::auth::VlanAssignment::Vlan(_) => cause::RESOURCES_UNAVAILABLE,
+                        });
+                    }
+                    self.moved_session(port, mac, vlan);
+                }
+                if packages {
+                    for (port, mac) in named {
+                        self.change_packages(now, port, mac, &req.filter_ids, &req.vendor);
+                    }
                 }
             }
             _ => {
@@ -273,6 +293,23 @@ impl Daemon {
             }
         }
         None
+    }
+
+    /// A CoA moved the host's port: its session is in the port's VLAN now, its
+    /// authorization there, and the assignment is kept with it.
+    fn moved_session(&mut self, port: PortId, mac: MacAddr, vlan: &crate::auth::VlanAssignment) {
+        let at = self.ports[port].at();
+        let Some(s) = self.sessions.get_mut(&(port, mac)) else { return };
+        s.attrs.vlan = Some(vlan.clone());
+        if s.vlan != at.vlan {
+            self.acct.op(Op::DelSession(s.at(), mac));
+            s.vlan = at.vlan;
+            if let Err(e) = self.dataplane.authorize(&at, mac) {
+                self.io.dataplane_errors += 1;
+                warn!(port = %at, mac = %mac, "authorizing: {e}");
+            }
+        }
+        self.acct.op(Op::PutSession(s.clone()));
     }
 
     /// A CoA's packages replace the session's; memberships they no longer allow go.

@@ -207,7 +207,7 @@ impl Daemon {
         }
         // what the link changes end is carried out first, then the rest is compared
         self.drain(now);
-        self.reconcile();
+        self.reconcile(now);
     }
 
     /// When the next reconciliation is due (a failed change brings it closer).
@@ -226,7 +226,7 @@ impl Daemon {
         // what the timers just did is carried out (and committed) first
         self.drain(now);
         let errors = self.io.dataplane_errors;
-        self.reconcile();
+        self.reconcile(now);
         let s = &mut self.kernel.schedule;
         if self.io.dataplane_errors == errors {
             s.retry = FIRST_RETRY;
@@ -237,8 +237,11 @@ impl Daemon {
 
     /// Makes the access ports' static FDB entries and MDB entries what the sessions and
     /// memberships say, both ways.
-    fn reconcile(&mut self) {
+    fn reconcile(&mut self, now: Instant) {
         self.kernel.stats.reconciles += 1;
+        for port in 0..self.ports.len() {
+            self.release_vlan(now, port);
+        }
         let ats: Vec<PortVlan> = self.ports.iter().map(Port::at).collect();
         let all = match self.dataplane.authorized_on(&ats) {
             Ok(all) => all,

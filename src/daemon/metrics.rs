@@ -121,6 +121,14 @@ impl Daemon {
             self.io.capture_drops,
         );
 
+        t.one(
+            "vlan_assignments_refused_total",
+            "counter",
+            "Hosts RADIUS accepted (or a CoA moved) whose assigned VLAN could not be applied.",
+            self.io.vlan_refused,
+        );
+        t.one("vlan_moves_total", "counter", "Ports moved to a RADIUS-assigned VLAN, or back.", self.io.vlan_moves);
+
         let views: Vec<(String, crate::capture::limit::StatsView)> =
             self.interfaces().map(|p| (label(&p.name), p.limits.view())).collect();
         let mut limited = vec![];

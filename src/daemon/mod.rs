@@ -25,6 +25,7 @@ mod sessions;
 pub mod tape;
 #[cfg(test)]
 mod tests;
+mod vlan;
 
 pub use control::client_request;
 pub use run::run;
@@ -68,6 +69,11 @@ struct IoStats {
     store_errors: u64,
     /// Times a MAB port stopped learning because it held its maximum of hosts.
     mab_learning_paused: u64,
+    /// Hosts RADIUS accepted that were not authorized: their assigned VLAN could not be
+    /// applied (RFC 3580: an Accept as a Reject).
+    vlan_refused: u64,
+    /// Ports moved to a RADIUS-assigned VLAN, or back.
+    vlan_moves: u64,
 }
 
 /// An access port's hosts: its untagged ones, or those tagged with one VLAN (a port
@@ -77,8 +83,10 @@ struct Port {
     /// The VLAN its hosts' frames come tagged with; none: its untagged hosts.
     tag: Option<u16>,
     /// The VLAN of its hosts on a VLAN-filtering bridge (the tag, or the port's PVID at
-    /// set-up): where their FDB entries and sessions are.
+    /// set-up, or the VLAN RADIUS assigned): where their FDB entries and sessions are.
     vlan: Option<u16>,
+    /// Its own VLAN: where its untagged hosts go back to from an assigned one.
+    home: Option<u16>,
     ifindex: u32,
     mac: MacAddr,
     /// Its flood limiter's counters (the capture task keeps the limiter).
@@ -264,6 +272,8 @@ impl Daemon {
         if start.ports.len() != cfg.ports.len() {
             return Err(anyhow!("{} ports started, {} configured", start.ports.len(), cfg.ports.len()));
         }
+        // ports still in a RADIUS-assigned VLAN when the last run stopped, and their own
+        let homes = store.port_homes().context("reading the ports' own VLANs")?;
         let mut ports: Vec<Port> = Vec::with_capacity(start.ports.len());
         for (p, c) in start.ports.iter().zip(&cfg.ports) {
             let interface = ports.iter().position(|q| q.name == p.name).unwrap_or(ports.len());
@@ -272,6 +282,7 @@ impl Daemon {
                 name: p.name.clone(),
                 tag: p.tag,
                 vlan: p.vlan,
+                home: if p.tag.is_some() { p.vlan } else { homes.get(&p.name).copied().or(p.vlan) },
                 ifindex: p.ifindex,
                 mac: p.mac,
                 limits,
@@ -300,6 +311,15 @@ impl Daemon {
         let cold = d.cold_start(start.kernel_state_gone, &start.boot_id);
         d.restore(now, cold);
         d.mcast_restore(now, cold);
+        // a port left in an assigned VLAN without hosts goes back; one found back already
+        // (its bridge rebuilt) keeps no record of being away
+        for port in 0..d.ports.len() {
+            d.release_vlan(now, port);
+            let p = &d.ports[port];
+            if p.tag.is_none() && p.vlan == p.home && homes.contains_key(&p.name) {
+                d.acct.op(Op::PortHome(p.name.clone(), None));
+            }
+        }
         if cold {
             d.acct.record(crate::acct::Record::new(
                 crate::acct::Kind::Nas,

@@ -85,6 +85,12 @@ pub enum Output {
         on: bool,
         error: Option<String>,
     },
+    MoveUntagged {
+        port: String,
+        from: u16,
+        to: u16,
+        error: Option<String>,
+    },
     MdbAdd {
         port: PortVlan,
         group: IpAddr,
@@ -349,6 +355,12 @@ impl Dataplane for RecordDataplane {
         self.inner.port_vlan(port)
     }
 
+    fn move_untagged(&mut self, port: &str, from: u16, to: u16) -> Result<(), DpError> {
+        let done = self.inner.move_untagged(port, from, to);
+        self.rec.output(Output::MoveUntagged { port: port.into(), from, to, error: error_text(&done) });
+        done
+    }
+
     fn teardown_port(&mut self, at: &PortVlan) -> Result<(), DpError> {
         self.inner.teardown_port(at)
     }
@@ -543,6 +555,10 @@ impl Dataplane for Replayer {
 
     fn is_locked(&mut self, _: &str) -> Result<bool, DpError> {
         Err(DpError::Replayed("set-up is not replayed".into()))
+    }
+
+    fn move_untagged(&mut self, port: &str, from: u16, to: u16) -> Result<(), DpError> {
+        self.change(Output::MoveUntagged { port: port.into(), from, to, error: None })
     }
 
     fn teardown_port(&mut self, _: &PortVlan) -> Result<(), DpError> {

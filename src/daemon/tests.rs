@@ -85,6 +85,11 @@ impl Dataplane for FakeKernel {
         Ok(true)
     }
 
+    fn move_untagged(&mut self, port: &str, from: u16, to: u16) -> Result<(), DpError> {
+        self.with(|k| k.log.push(format!("move_untagged {port} {from} {to}")));
+        Ok(())
+    }
+
     fn teardown_port(&mut self, _: &PortVlan) -> Result<(), DpError> {
         Ok(())
     }
@@ -305,6 +310,11 @@ impl Switch {
 
     /// A host MAC bypass admits: the kernel reports it, RADIUS accepts it.
     fn mab_login(&mut self, port: PortId, mac: MacAddr) {
+        self.mab_login_with(port, mac, &[]);
+    }
+
+    /// ... with `attrs` in the Access-Accept.
+    fn mab_login_with(&mut self, port: PortId, mac: MacAddr, attrs: &[(u8, &[u8])]) {
         let (ifindex, vlan) = (self.d.ports[port].ifindex, self.d.ports[port].vlan);
         let f = netlink::FdbEntry { ifindex, mac, state: 0, master: Some(1), locked: true, vlan };
         self.step(vec![Input::Kernel { events: vec![netlink::Event::NewFdb(f)] }]);
@@ -313,7 +323,7 @@ impl Switch {
             _ => None,
         });
         let request = request.expect("an Access-Request");
-        self.step(vec![Input::Radius { acct: false, server: 0, datagram: accept(&request) }]);
+        self.step(vec![Input::Radius { acct: false, server: 0, datagram: accept_with(&request, attrs) }]);
     }
 
     /// The host's IGMPv3 report joining `group`.
@@ -340,9 +350,11 @@ impl Drop for Switch {
     }
 }
 
-/// An Access-Accept for `request`, signed as FreeRADIUS signs it.
-fn accept(request: &[u8]) -> Vec<u8> {
-    let mut pkt = encode_raw(2, request[1], &[0; 16], &[(attr::MESSAGE_AUTHENTICATOR, &[0; 16])]).unwrap();
+/// An Access-Accept for `request` carrying `attrs`, signed as FreeRADIUS signs it.
+fn accept_with(request: &[u8], attrs: &[(u8, &[u8])]) -> Vec<u8> {
+    let mut all = vec![(attr::MESSAGE_AUTHENTICATOR, &[0u8; 16][..])];
+    all.extend_from_slice(attrs);
+    let mut pkt = encode_raw(2, request[1], &[0; 16], &all).unwrap();
     sign_reply(&mut pkt, request[4..20].try_into().unwrap(), SECRET);
     pkt
 }
@@ -485,6 +497,50 @@ fn an_untagged_and_a_tagged_host_on_one_port_are_each_their_own_session() {
         .map(|r| (r.mac, r.vlan, r.nas_port))
         .collect();
     assert_eq!(stops, BTreeSet::from([(Some(A), Some(1), Some(1)), (Some(B), Some(20), Some(2))]));
+}
+
+/// RFC 3580's Tunnel attributes assigning VLAN `vid` (tag 1, as FreeRADIUS writes `:1`).
+fn tunnel(vid: &str) -> [(u8, Vec<u8>); 3] {
+    [
+        (attr::TUNNEL_TYPE, vec![1, 0, 0, 13]),
+        (attr::TUNNEL_MEDIUM_TYPE, vec![1, 0, 0, 6]),
+        (attr::TUNNEL_PRIVATE_GROUP_ID, [&[1u8][..], vid.as_bytes()].concat()),
+    ]
+}
+
+#[test]
+fn a_radius_assigned_vlan_moves_the_port_and_its_end_moves_it_back() {
+    // p1's untagged hosts (PVID 1 here: a tagged listing makes the fake bridge filter)
+    let ports = "[[port]]\nname = \"p1\"\nmode = \"mab\"\n[[port]]\nname = \"p2\"\nvlan = 30\nmode = \"mab\"\n";
+    let mut s = Switch::with("assigned", ports, "");
+    let vlan40 = tunnel("40");
+    let refs: Vec<(u8, &[u8])> = vlan40.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+    s.mab_login_with(0, A, &refs);
+    assert!(s.kernel.log().contains(&"move_untagged p1 1 40".to_string()), "{:?}", s.kernel.log());
+    assert_eq!(s.kernel.with(|k| k.fdb.clone()), BTreeSet::from([(at("p1:40"), A)]));
+    assert_eq!(s.d.sessions[&(0, A)].vlan, Some(40));
+    assert_eq!(s.d.store.port_homes().unwrap(), std::collections::BTreeMap::from([("p1".to_string(), 1)]));
+    // the port's hosts share its VLAN: another assigned elsewhere, or to none, is refused
+    let vlan50 = tunnel("50");
+    let refs50: Vec<(u8, &[u8])> = vlan50.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+    s.mab_login_with(0, B, &refs50);
+    s.later(Duration::from_secs(5));
+    s.mab_login(0, STRANGER);
+    assert_eq!(s.d.io.vlan_refused, 2);
+    assert_eq!(s.kernel.with(|k| k.fdb.clone()), BTreeSet::from([(at("p1:40"), A)]), "{:?}", s.kernel.log());
+    // one the bridge cannot place (a VLAN by name) is a Reject
+    let named = tunnel("video");
+    let refs_named: Vec<(u8, &[u8])> = named.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+    s.mab_login_with(1, B, &refs_named);
+    assert_eq!(s.d.io.vlan_refused, 3);
+    assert!(s.d.sessions.len() == 1, "{:?}", s.d.sessions.keys());
+    // the last host gone, the port is back in its own VLAN, and nothing is kept of it
+    s.kick("p1:40", A);
+    assert!(s.kernel.log().contains(&"move_untagged p1 40 1".to_string()), "{:?}", s.kernel.log());
+    assert!(s.d.store.port_homes().unwrap().is_empty());
+    assert_eq!(s.d.ports[0].vlan, Some(1));
+    let stop = s.journal().into_iter().find(|r| r.kind == Kind::Session && r.status == Status::Stop).unwrap();
+    assert_eq!((stop.vlan, stop.mac), (Some(40), Some(A)), "{stop:?}");
 }
 
 /// The outputs of a recording, as recorded.

@@ -341,6 +341,20 @@ impl Dataplane for LinuxBridge {
         Ok(out)
     }
 
+    fn move_untagged(&mut self, port: &str, from: u16, to: u16) -> Result<(), Error> {
+        let idx = Self::index(port)?;
+        // a VLAN the port is in already (tagged, set up by the operator) would lose what
+        // it was when the port moves back: not mcgate's to change
+        let vlans = self.nl.port_vlans().map_err(Self::at(port))?;
+        if vlans.get(&idx).is_some_and(|v| v.iter().any(|(vid, _)| *vid == to)) {
+            return Err(Error::Unsupported(format!("port {port} is in VLAN {to} already")));
+        }
+        // the new VLAN first: the port is never without a PVID (its untagged frames
+        // would be dropped, or with a default PVID go somewhere else)
+        self.nl.vlan_set_pvid(idx, to).map_err(Self::at(port))?;
+        self.nl.vlan_del(idx, from).map_err(Self::at(port))
+    }
+
     fn teardown_port(&mut self, at: &PortVlan) -> Result<(), Error> {
         let idx = Self::index(&at.port)?;
         for mac in self.authorized(at)? {

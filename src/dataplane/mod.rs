@@ -152,6 +152,11 @@ pub trait Dataplane {
     fn port_vlan(&mut self, _port: &str) -> Result<Option<u16>, Error> {
         Ok(None)
     }
+    /// Moves the port's untagged hosts from VLAN `from` to VLAN `to` (a RADIUS-assigned
+    /// VLAN, or back): `to` becomes its PVID, egress untagged, and it leaves `from`.
+    fn move_untagged(&mut self, _port: &str, _from: u16, _to: u16) -> Result<(), Error> {
+        Err(Error::Unsupported("a VLAN assignment needs the Linux bridge".into()))
+    }
     /// Removes the static entries in `at` (the port's flags go back with
     /// [`Dataplane::restore`]).
     fn teardown_port(&mut self, at: &PortVlan) -> Result<(), Error>;
@@ -235,6 +240,9 @@ impl Dataplane for Audit {
         Ok(vec![])
     }
     fn teardown_port(&mut self, _: &PortVlan) -> Result<(), Error> {
+        Ok(())
+    }
+    fn move_untagged(&mut self, _: &str, _: u16, _: u16) -> Result<(), Error> {
         Ok(())
     }
     fn found(&mut self, _: &str, _: &[&str]) -> Result<Found, Error> {

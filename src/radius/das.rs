@@ -22,6 +22,8 @@ pub mod cause {
     pub const MISSING_ATTRIBUTE: u32 = 402;
     pub const NAS_IDENTIFICATION_MISMATCH: u32 = 403;
     pub const INVALID_REQUEST: u32 = 404;
+    pub const RESOURCES_UNAVAILABLE: u32 = 506;
+    pub const MULTIPLE_SESSION_SELECTION_UNSUPPORTED: u32 = 508;
     pub const SESSION_CONTEXT_NOT_FOUND: u32 = 503;
 }
 
@@ -81,6 +83,8 @@ pub struct Request {
     pub filter_ids: Vec<String>,
     /// CoA: Vendor-Specific attributes, raw value hex encoded (as `ReplyAttrs` keeps them).
     pub vendor: Vec<String>,
+    /// CoA: the Tunnel attributes (type, value) that may assign a VLAN (RFC 3580 3.31).
+    pub tunnel: Vec<(u8, Vec<u8>)>,
     /// Proxy-State values, echoed in the answer in order (RFC 5176 3.1, RFC 2865 5.33).
     pub proxy_state: Vec<Vec<u8>>,
     /// Attribute types this NAS does not act on.
@@ -122,6 +126,9 @@ pub fn verify(bytes: &[u8], secret: &[u8], now: u64, window: u64) -> Result<Requ
             }
             attr::FILTER_ID if kind == Kind::Coa => req.filter_ids.push(String::from_utf8_lossy(v).into_owned()),
             attr::VENDOR_SPECIFIC if kind == Kind::Coa => req.vendor.push(crate::wire::hex(v)),
+            attr::TUNNEL_TYPE | attr::TUNNEL_MEDIUM_TYPE | attr::TUNNEL_PRIVATE_GROUP_ID if kind == Kind::Coa => {
+                req.tunnel.push((ty, v.to_vec()))
+            }
             attr::PROXY_STATE => req.proxy_state.push(v.to_vec()),
             // identification a NAS may ignore (RFC 5176 3): its own address, the port type
             attr::NAS_IP_ADDRESS | attr::NAS_PORT | attr::NAS_PORT_TYPE | attr::CALLED_STATION_ID => {}

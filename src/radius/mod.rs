@@ -60,6 +60,12 @@ pub mod attr {
     pub const ACCT_OUTPUT_GIGAWORDS: u8 = 53;
     pub const EVENT_TIMESTAMP: u8 = 55;
     pub const NAS_PORT_TYPE: u8 = 61;
+    /// RFC 2868 (tagged): VLAN assignment as RFC 3580 3.31 uses them.
+    pub const TUNNEL_TYPE: u8 = 64;
+    pub const TUNNEL_MEDIUM_TYPE: u8 = 65;
+    pub const TUNNEL_PRIVATE_GROUP_ID: u8 = 81;
+    pub const TUNNEL_TYPE_VLAN: u32 = 13;
+    pub const TUNNEL_MEDIUM_IEEE_802: u32 = 6;
     pub const EAP_MESSAGE: u8 = 79;
     pub const MESSAGE_AUTHENTICATOR: u8 = 80;
     pub const ACCT_INTERIM_INTERVAL: u8 = 85;

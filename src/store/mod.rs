@@ -28,6 +28,8 @@ const ALIVE: &str = "alive";
 const EXPORTED: &str = "exported";
 const BOOT_ID: &str = "boot_id";
 const FOUND: &str = "found";
+/// `home/PORT`: the VLAN of a port moved to an assigned one.
+const HOME: &str = "home/";
 
 fn membership_key(m: &Membership) -> String {
     let src = m.source.map_or("*".to_string(), |s| s.to_string());
@@ -82,6 +84,9 @@ pub enum Op {
     DelSession(PortVlan, MacAddr),
     PutMembership(Membership),
     DelMembership(Membership),
+    /// A port whose untagged hosts were moved to a RADIUS-assigned VLAN: its own VLAN,
+    /// to go back to (none: back in it).
+    PortHome(String, Option<u16>),
 }
 
 /// Everything one commit makes durable at once: state changes, new journal records,
@@ -184,9 +189,21 @@ impl Store {
                     Op::DelMembership(m) => {
                         memberships.remove(membership_key(m).as_str()).map_err(dberr)?;
                     }
+                    Op::PortHome(..) => {}
                 }
             }
             let mut meta = tx.open_table(META).map_err(dberr)?;
+            for op in &batch.ops {
+                match op {
+                    Op::PortHome(port, Some(home)) => {
+                        meta.insert(format!("{HOME}{port}").as_str(), home.to_be_bytes().as_slice()).map_err(dberr)?;
+                    }
+                    Op::PortHome(port, None) => {
+                        meta.remove(format!("{HOME}{port}").as_str()).map_err(dberr)?;
+                    }
+                    _ => {}
+                }
+            }
             let mut journal = tx.open_table(JOURNAL).map_err(dberr)?;
             let mut undelivered = tx.open_table(UNDELIVERED).map_err(dberr)?;
             if !batch.records.is_empty() {
@@ -326,6 +343,22 @@ impl Store {
 
     pub fn set_boot_id(&self, id: &str) -> Result<(), Error> {
         self.set_meta(BOOT_ID, id.as_bytes())
+    }
+
+    /// The ports moved to a RADIUS-assigned VLAN, and their own VLANs.
+    pub fn port_homes(&self) -> Result<std::collections::BTreeMap<String, u16>, Error> {
+        let tx = self.db()?.begin_read().map_err(dberr)?;
+        let t = tx.open_table(META).map_err(dberr)?;
+        let mut out = std::collections::BTreeMap::new();
+        // "home0" is the first key after every "home/..."
+        for entry in t.range::<&str>(HOME.."home0").map_err(dberr)? {
+            let (k, v) = entry.map_err(dberr)?;
+            let Ok(vid) = <[u8; 2]>::try_from(v.value()) else {
+                return Err(Error::Corrupt { key: k.value().into(), reason: "not a VLAN id".into() });
+            };
+            out.insert(k.value()[HOME.len()..].to_string(), u16::from_be_bytes(vid));
+        }
+        Ok(out)
     }
 
     /// What the set-up found in the kernel before changing it (JSON).

@@ -36,6 +36,12 @@ impl Netlink {
         self.request(RTM_SETLINK, NLM_F_ACK, &vlan_info(port, vid, flags))
     }
 
+    /// Makes VLAN `vid` port `port`'s PVID, egress untagged: where its untagged frames go.
+    pub fn vlan_set_pvid(&mut self, port: u32, vid: u16) -> Result<(), Error> {
+        let flags = BRIDGE_VLAN_INFO_PVID | BRIDGE_VLAN_INFO_UNTAGGED;
+        self.request(RTM_SETLINK, NLM_F_ACK, &vlan_info(port, vid, flags))
+    }
+
     /// Ends port `port`'s membership of VLAN `vid`; not a member is not an error.
     pub fn vlan_del(&mut self, port: u32, vid: u16) -> Result<(), Error> {
         match self.request(RTM_DELLINK, NLM_F_ACK, &vlan_info(port, vid, 0)) {
