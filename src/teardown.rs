@@ -17,8 +17,10 @@ pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
     let store = Store::open(&loaded.config.switch.database)?;
     let mut dp = LinuxBridge::new()?;
     let bridge = &loaded.config.switch.bridge;
-    if let Some(m) = &loaded.config.multicast {
-        dp.teardown_multicast(bridge, m.vlan.as_ref().map(|v| *v.get_ref())).context("multicast")?;
+    if loaded.config.multicast.is_some() {
+        let vids: std::collections::BTreeSet<u16> =
+            (0..loaded.config.ports.len()).filter_map(|i| loaded.multicast_vlan(i)).collect();
+        dp.teardown_multicast(bridge, &vids.into_iter().collect::<Vec<_>>()).context("multicast")?;
     }
     for p in &loaded.config.ports {
         let name = p.name.get_ref();

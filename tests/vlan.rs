@@ -148,16 +148,21 @@ fn a_multicast_vlan_carries_the_streams_to_subscribers_in_their_own_vlans() {
     if !in_vm("a_multicast_vlan_carries_the_streams_to_subscribers_in_their_own_vlans") {
         return;
     }
-    // alice on p1 in VLAN 10, bob on p2 in VLAN 20; the channels come in VLAN 100
+    // alice on p1 in VLAN 10, bob on p2 in VLAN 20; the channels come in VLAN 100, and
+    // bob's port has its own multicast VLAN, 200
     let mut tb = Testbed::new("mv", 2);
     run(Command::new(TB).args(["vlan", &tb.prefix, "10", "20"]));
     run(Command::new(TB).args(["mvr", &tb.prefix, "100"]));
+    run(Command::new(TB).args(["mvr", &tb.prefix, "200"]));
     tb.radius(1812);
     let cfg = tb.config(&[("p1", "dot1x"), ("p2", "dot1x")], &[SERVER], FAST, "");
-    let text =
-        std::fs::read_to_string(&cfg).unwrap().replacen("[switch]\n", "[switch]\nreconcile_interval = \"2s\"\n", 1);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replacen("[switch]\n", "[switch]\nreconcile_interval = \"2s\"\n", 1)
+        .replacen("name = \"p2\"\n", "name = \"p2\"\nmulticast_vlan = 200\n", 1);
     std::fs::write(&cfg, text).unwrap();
-    tb.multicast(POLICY, "vlan = 100");
+    let premium = "[[package]]\nname = \"premium\"\ngroups = [\"239.1.2.0/24\"]\n";
+    tb.multicast(&format!("{POLICY}{premium}"), "vlan = 100");
     tb.start_mcgate();
     for (h, user) in [(1, "alice"), (2, "bob")] {
         tb.supplicant(h, user, &format!("{user}pass"), "md5");
@@ -202,6 +207,41 @@ fn a_multicast_vlan_carries_the_streams_to_subscribers_in_their_own_vlans() {
     let reports: Vec<&String> = frames.iter().filter(|f| f.contains("igmp v3 report")).collect();
     assert!(reports.iter().any(|f| f.contains("gaddr 239.1.1.1")), "no report of the channel upstream: {heard}");
     assert!(reports.iter().all(|f| f.contains("vlan 100")), "a report upstream not tagged in VLAN 100: {heard}");
+
+    // bob's join (premium): his entry and his port's membership in VLAN 200, his stream from there,
+    // his report upstream tagged 200 (alice's port stays out of 200)
+    let upstream = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &tb.ns("up"),
+            "timeout",
+            "20",
+            "tcpdump",
+            "-i",
+            "eth0",
+            "-n",
+            "-e",
+            "-l",
+            "vlan 200 and igmp",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let bobs_stream =
+        tb.mcast_py("up", &["send", "239.1.2.1", "--iface", "eth0.200", "--pps", "200", "--seconds", "12"]);
+    let bobs = result(tb.mcast_py("h2", &["recv", "239.1.2.1", "--seconds", "6"]));
+    let mdb = tb.mdb();
+    assert!(mdb.contains("port p2 grp 239.1.2.1 permanent vid 200"), "{mdb}\n{bobs}");
+    assert!(packets(&bobs) > 100, "bob's join in VLAN 200: {bobs}\n{mdb}\n{}", tb.log());
+    assert!(!port_vlans(&tb, "p1").contains("200"), "{}", port_vlans(&tb, "p1"));
+    let heard = String::from_utf8_lossy(&upstream.wait_with_output().unwrap().stdout).into_owned();
+    assert!(heard.contains("vlan 200") && heard.contains("igmp v3 report"), "no report tagged 200 upstream: {heard}");
+    let mut bobs_stream = bobs_stream;
+    let _ = bobs_stream.kill();
+    let _ = bobs_stream.wait();
 
     // alice cannot send into the multicast VLAN, though her port is a member of it
     // while she watches: mcgate's rule drops her frames tagged 100 (counted), and behind

@@ -234,6 +234,8 @@ pub struct Port {
     /// group-specific query first).
     #[serde(default)]
     pub single_host: bool,
+    /// The multicast VLAN of this port's streams, instead of `[multicast] vlan`.
+    pub multicast_vlan: Option<Spanned<u16>>,
 }
 
 fn default_mode() -> PortMode {
@@ -306,6 +308,12 @@ impl Loaded {
 
     pub fn nas_port(&self, i: usize) -> u32 {
         self.config.ports[i].nas_port.unwrap_or(i as u32 + 1)
+    }
+
+    /// The multicast VLAN of port listing `i`'s streams: its own, or `[multicast] vlan`.
+    pub fn multicast_vlan(&self, i: usize) -> Option<u16> {
+        let port = self.config.ports[i].multicast_vlan.as_ref().map(|v| *v.get_ref());
+        port.or(self.config.multicast.as_ref().and_then(|m| m.vlan.as_ref()).map(|v| *v.get_ref()))
     }
 
     /// The NAS-Port of a stored host's port entry: the one tagged with its VLAN, or the
@@ -467,15 +475,24 @@ fn parse_settings(file: &str, text: &str) -> Result<Config, ConfigError> {
             return Err(err(key_offset(text, section, key), format!("unknown field `{key}` in [{section}]")));
         }
     }
-    let multicast_vlan = config.multicast.as_ref().and_then(|m| m.vlan.as_ref());
-    for v in multicast_vlan.into_iter().chain(config.ports.iter().filter_map(|p| p.vlan.as_ref())) {
+    let multicast_vlans: Vec<&Spanned<u16>> = (config.multicast.as_ref().and_then(|m| m.vlan.as_ref()).into_iter())
+        .chain(config.ports.iter().filter_map(|p| p.multicast_vlan.as_ref()))
+        .collect();
+    if let Some(v) = config.ports.iter().find_map(|p| p.multicast_vlan.as_ref()).filter(|_| config.multicast.is_none())
+    {
+        return Err(err(v.span().start, "multicast_vlan without a [multicast] section".into()));
+    }
+    let host_vlans = config.ports.iter().filter_map(|p| p.vlan.as_ref());
+    for v in multicast_vlans.iter().copied().chain(host_vlans.clone()) {
         if !(1..=4094).contains(v.get_ref()) {
             return Err(err(v.span().start, format!("{} is no VLAN id (1 to 4094)", v.get_ref())));
         }
-        if multicast_vlan.is_some_and(|m| m.get_ref() == v.get_ref() && m.span() != v.span()) {
+    }
+    for v in host_vlans {
+        if multicast_vlans.iter().any(|m| m.get_ref() == v.get_ref()) {
             return Err(err(
                 v.span().start,
-                format!("VLAN {} is the multicast VLAN; hosts cannot be in it", v.get_ref()),
+                format!("VLAN {} is a multicast VLAN; hosts cannot be in it", v.get_ref()),
             ));
         }
     }
@@ -651,7 +668,15 @@ name = "p2"
         let e = parse_settings("t.toml", &format!("{tagged}[[port]]\nname = \"p1\"\nvlan = 20\n")).unwrap_err();
         assert!(e.message.contains("port p1 is listed twice with VLAN 20"), "{e}");
         let e = parse_settings("t.toml", &format!("{tagged}\n[multicast]\npolicies = \"p\"\nvlan = 20\n")).unwrap_err();
-        assert!(e.message.contains("VLAN 20 is the multicast VLAN"), "{e}");
+        assert!(e.message.contains("VLAN 20 is a multicast VLAN"), "{e}");
+        // a port's own multicast VLAN: bounded, needs the gate, not a host VLAN either
+        let own = GOOD.replace("name = \"p2\"", "name = \"p2\"\nmulticast_vlan = 200");
+        let e = parse_settings("t.toml", &own).unwrap_err();
+        assert!(e.message.contains("multicast_vlan without a [multicast] section"), "{e}");
+        let mc = "\n[multicast]\npolicies = \"p\"\n";
+        assert!(parse_settings("t.toml", &format!("{own}{mc}")).is_ok());
+        let e = parse_settings("t.toml", &format!("{}{mc}", own.replace("= 200", "= 0"))).unwrap_err();
+        assert!(e.message.contains("0 is no VLAN id"), "{e}");
     }
 
     #[test]

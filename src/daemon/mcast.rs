@@ -45,8 +45,9 @@ pub(super) struct McastState {
     pub bridge_ll6: Ipv6Addr,
     /// Uplink names, in the order `Net::send_uplink` numbers them.
     pub uplinks: Vec<String>,
-    /// The multicast VLAN the reports go upstream in (tagged), when there is one.
-    pub multicast_vlan: Option<u16>,
+    /// Each port listing's multicast VLAN, where there is one: its streams' MDB entries
+    /// go there, and the reports for them go upstream tagged in it.
+    pub mvr: Vec<Option<u16>>,
     /// What the gate needs of each session: packages and limits from its Access-Accept,
     /// and the names its memberships carry (shared, not copied per join).
     pub hosts: HashMap<(PortId, MacAddr), HostInfo>,
@@ -79,25 +80,31 @@ pub(super) struct McastIoStats {
 
 /// Sets up the bridge and uplinks for the gate; what comes back: the bridge's
 /// addresses its queries and reports go out from, and the uplinks' sockets (to send
-/// reports on).
+/// reports on). `access`: each port listing's port and multicast VLAN.
 pub(super) fn set_up(
     cfg: &Config,
     mc: &Multicast,
-    access: &[&str],
+    access: &[(&str, Option<u16>)],
     links: &[Link],
     bridge: &Link,
     nl: &mut Netlink,
     dataplane: &mut (dyn Dataplane + Send),
 ) -> anyhow::Result<(StartBridge, Vec<Arc<PortSocket>>)> {
     let uplink_names: Vec<&str> = mc.uplinks.iter().map(|u| u.get_ref().as_str()).collect();
+    let mut ports: Vec<&str> = access.iter().map(|(p, _)| *p).collect();
+    ports.dedup();
     dataplane
-        .setup_multicast(&cfg.switch.bridge, access, &uplink_names, mc.port_max_groups)
+        .setup_multicast(&cfg.switch.bridge, &ports, &uplink_names, mc.port_max_groups)
         .context("multicast set-up")?;
-    if let Some(vid) = mc.vlan.as_ref().map(|v| *v.get_ref()) {
+    // each multicast VLAN with the ports whose streams come in it
+    let vids: std::collections::BTreeSet<u16> = access.iter().filter_map(|(_, v)| *v).collect();
+    for vid in vids {
+        let mut ports: Vec<&str> = access.iter().filter(|(_, v)| *v == Some(vid)).map(|(p, _)| *p).collect();
+        ports.dedup();
         dataplane
-            .setup_multicast_vlan(&cfg.switch.bridge, vid, access, &uplink_names)
+            .setup_multicast_vlan(&cfg.switch.bridge, vid, &ports, &uplink_names)
             .with_context(|| format!("multicast VLAN {vid}"))?;
-        info!(vlan = vid, "multicast VLAN registration on");
+        info!(vlan = vid, ?ports, "multicast VLAN registration on");
     }
     let mut uplink_sockets = Vec::new();
     for name in &uplink_names {
@@ -130,6 +137,7 @@ impl McastState {
         mc: &Multicast,
         policy: &Policy,
         access: &[&str],
+        mvr: Vec<Option<u16>>,
         bridge_mac: MacAddr,
         bridge_v4: Option<Ipv4Addr>,
         bridge_ll6: Option<Ipv6Addr>,
@@ -138,7 +146,8 @@ impl McastState {
         let tracker_config = mcast::Config { run_id, bounds: mc.bounds, ..mc.tracker.clone() };
         info!(policy = policy.version, packages = policy.packages.len(), "multicast gate on");
         McastState {
-            tracker: Tracker::new(tracker_config, cfg.ports.iter().map(|p| p.single_host).collect()),
+            tracker: Tracker::new(tracker_config, cfg.ports.iter().map(|p| p.single_host).collect())
+                .with_upstream_vlans(mvr.clone()),
             policy: policy.clone(),
             vendor_id: mc.vendor_id,
             bridge: cfg.switch.bridge.clone(),
@@ -146,7 +155,7 @@ impl McastState {
             bridge_v4: bridge_v4.unwrap_or(Ipv4Addr::UNSPECIFIED),
             bridge_ll6: bridge_ll6.unwrap_or(Ipv6Addr::UNSPECIFIED),
             uplinks: mc.uplinks.iter().map(|u| u.get_ref().clone()).collect(),
-            multicast_vlan: mc.vlan.as_ref().map(|v| *v.get_ref()),
+            mvr,
             hosts: HashMap::default(),
             port_names: access.iter().map(|p| Arc::from(*p)).collect(),
             stats: Default::default(),
@@ -399,7 +408,15 @@ impl Daemon {
                 }
             }
             mcast::Output::Upstream { records } => {
-                for frame in upstream_frames(m, &records) {
+                // a report per multicast VLAN (none: untagged), in the order they came
+                let mut vlans: Vec<Option<u16>> = records.iter().map(|(v, _)| *v).collect();
+                vlans.dedup();
+                let frames = vlans.into_iter().flat_map(|vlan| {
+                    let these: Vec<GroupRecord> =
+                        records.iter().filter(|(v, _)| *v == vlan).map(|(_, r)| r.clone()).collect();
+                    upstream_frames(m, vlan, &these)
+                });
+                for frame in frames.collect::<Vec<_>>() {
                     let frame = match frame {
                         Ok(f) => f,
                         Err(e) => {
@@ -439,7 +456,7 @@ impl Daemon {
 /// it takes for each to fit an Ethernet frame (a batch under load holds hundreds of first
 /// joins: one report of them all would be refused by the kernel, EMSGSIZE, and the
 /// upstream router would hear none of them).
-fn upstream_frames(m: &McastState, records: &[GroupRecord]) -> Vec<Result<Vec<u8>, EncodeError>> {
+fn upstream_frames(m: &McastState, vlan: Option<u16>, records: &[GroupRecord]) -> Vec<Result<Vec<u8>, EncodeError>> {
     let mut v4: Vec<OwnedRecord<Ipv4Addr>> = vec![];
     let mut v6: Vec<OwnedRecord<Ipv6Addr>> = vec![];
     for r in records {
@@ -461,17 +478,13 @@ fn upstream_frames(m: &McastState, records: &[GroupRecord]) -> Vec<Result<Vec<u8
     for chunk in fitting(&v4, MTU - 24 - 8, OwnedRecord::buffer_len) {
         let pkt = igmp::Repr::ReportV3 { records: chunk }.to_ipv4(m.bridge_v4, igmp::ALL_V3_ROUTERS, 0xc0);
         let dst = MacAddr::for_group(igmp::ALL_V3_ROUTERS.into());
-        out.push(
-            pkt.map(|p| ethernet::emit_frame_in(m.multicast_vlan, dst, m.bridge_mac, ethernet::ETHERTYPE_IPV4, &p)),
-        );
+        out.push(pkt.map(|p| ethernet::emit_frame_in(vlan, dst, m.bridge_mac, ethernet::ETHERTYPE_IPV4, &p)));
     }
     // IPv6 header (40), Hop-by-Hop with Router Alert (8), the report's header (8)
     for chunk in fitting(&v6, MTU - 40 - 8 - 8, OwnedRecord::buffer_len) {
         let pkt = mld::Repr::ReportV2 { records: chunk }.to_ipv6(m.bridge_ll6, mld::ALL_V2_ROUTERS);
         let dst = MacAddr::for_group(mld::ALL_V2_ROUTERS.into());
-        out.push(
-            pkt.map(|p| ethernet::emit_frame_in(m.multicast_vlan, dst, m.bridge_mac, ethernet::ETHERTYPE_IPV6, &p)),
-        );
+        out.push(pkt.map(|p| ethernet::emit_frame_in(vlan, dst, m.bridge_mac, ethernet::ETHERTYPE_IPV6, &p)));
     }
     out
 }
@@ -525,7 +538,7 @@ fn query_frame(m: &McastState, tag: Option<u16>, group: IpAddr, max_resp_code: u
 /// one, else in its hosts' VLAN.
 fn mdb_at(m: &McastState, ports: &[super::Port], port: PortId) -> PortVlan {
     let p = &ports[port];
-    PortVlan::new(&p.name, m.multicast_vlan.or(p.vlan))
+    PortVlan::new(&p.name, m.mvr.get(port).copied().flatten().or(p.vlan))
 }
 
 #[cfg(test)]

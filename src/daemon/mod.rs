@@ -296,7 +296,8 @@ impl Daemon {
             (Some(mc), Some(policy)) => {
                 let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
                 let b = start.bridge.as_ref().ok_or_else(|| anyhow!("the multicast gate without its bridge"))?;
-                Some(mcast::McastState::new(cfg, mc, policy, &names, b.mac, b.v4, b.ll6, start.run_id))
+                let mvr = (0..ports.len()).map(|i| loaded.multicast_vlan(i)).collect();
+                Some(mcast::McastState::new(cfg, mc, policy, &names, mvr, b.mac, b.v4, b.ll6, start.run_id))
             }
             _ => None,
         };

@@ -90,8 +90,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let seed: [u8; 32] = rand::random();
     let (bridge_addrs, uplink_sockets) = match &cfg.multicast {
         Some(mc) if loaded.policy.is_some() => {
-            let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
-            let (b, uplinks) = mcast::set_up(cfg, mc, &names, &links, bridge, &mut nl, dataplane.as_mut())?;
+            let access: Vec<(&str, Option<u16>)> =
+                ports.iter().enumerate().map(|(i, p)| (p.name.as_str(), loaded.multicast_vlan(i))).collect();
+            let (b, uplinks) = mcast::set_up(cfg, mc, &access, &links, bridge, &mut nl, dataplane.as_mut())?;
             (Some(b), uplinks)
         }
         _ => (None, vec![]),

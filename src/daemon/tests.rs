@@ -106,7 +106,7 @@ impl Dataplane for FakeKernel {
         Ok(())
     }
 
-    fn teardown_multicast(&mut self, _: &str, _: Option<u16>) -> Result<(), DpError> {
+    fn teardown_multicast(&mut self, _: &str, _: &[u16]) -> Result<(), DpError> {
         Ok(())
     }
 
@@ -497,6 +497,31 @@ fn an_untagged_and_a_tagged_host_on_one_port_are_each_their_own_session() {
         .map(|r| (r.mac, r.vlan, r.nas_port))
         .collect();
     assert_eq!(stops, BTreeSet::from([(Some(A), Some(1), Some(1)), (Some(B), Some(20), Some(2))]));
+}
+
+#[test]
+fn a_port_with_its_own_multicast_vlan_gets_its_streams_there_and_asks_for_them_there() {
+    // p1's streams come in VLAN 200, p2's in the switch's multicast VLAN 100
+    let ports =
+        "[[port]]\nname = \"p1\"\nmode = \"mab\"\nmulticast_vlan = 200\n[[port]]\nname = \"p2\"\nmode = \"mab\"\n";
+    let mut s = Switch::with("mvr-port", ports, "vlan = 100\n");
+    s.mab_login(0, A);
+    s.mab_login(1, B);
+    s.net.take();
+    s.join(0, A, g("239.1.1.1"));
+    s.join(1, B, g("239.1.1.1"));
+    let mdb = s.kernel.with(|k| k.mdb.clone());
+    let ch = IpAddr::V4(g("239.1.1.1"));
+    assert_eq!(mdb, BTreeSet::from([(at("p1:200"), ch, None), (at("p2:100"), ch, None)]));
+    // the first join in each multicast VLAN goes upstream tagged in it
+    let tags: Vec<u16> = (s.net.take().into_iter())
+        .filter_map(|o| match o {
+            Sent::Uplink(0, f) if f[12..14] == [0x81, 0x00] => Some(u16::from_be_bytes([f[14], f[15]]) & 0x0fff),
+            Sent::Uplink(0, f) => panic!("an untagged report upstream: {f:02x?}"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tags, vec![200, 100]);
 }
 
 /// RFC 3580's Tunnel attributes assigning VLAN `vid` (tag 1, as FreeRADIUS writes `:1`).

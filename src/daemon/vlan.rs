@@ -46,7 +46,7 @@ impl Daemon {
         if self.ports.iter().any(|q| q.name == p.name && q.tag == Some(to)) {
             return Err(format!("VLAN {to} is the port's tagged hosts' VLAN"));
         }
-        if self.mcast.as_ref().and_then(|m| m.multicast_vlan) == Some(to) {
+        if self.mcast.as_ref().is_some_and(|m| m.mvr.contains(&Some(to))) {
             return Err(format!("VLAN {to} is the multicast VLAN"));
         }
         self.move_port(now, port, from, to).map_err(|e| format!("moving the port to VLAN {to}: {e}"))?;

@@ -248,7 +248,7 @@ impl Dataplane for LinuxBridge {
         Ok(())
     }
 
-    fn teardown_multicast(&mut self, bridge: &str, multicast_vlan: Option<u16>) -> Result<(), Error> {
+    fn teardown_multicast(&mut self, bridge: &str, multicast_vlans: &[u16]) -> Result<(), Error> {
         // every entry of mcgate's, in the VLAN it is in; a port's membership of the
         // multicast VLAN was mcgate's too (it had one while it had an entry there)
         let b = Self::index(bridge)?;
@@ -257,7 +257,7 @@ impl Dataplane for LinuxBridge {
         for e in self.nl.mdb_dump(b).map_err(Self::at(bridge))? {
             let Some(port) = names.get(&e.port).filter(|_| e.rtprot == Some(RTPROT_MCGATE)) else { continue };
             self.nl.mdb_del(b, e.port, e.group, e.source, e.vid).map_err(Self::at(port))?;
-            if multicast_vlan == Some(e.vid) && members.insert(e.port) {
+            if multicast_vlans.contains(&e.vid) && members.insert((e.port, e.vid)) {
                 self.nl.vlan_del(e.port, e.vid).map_err(Self::at(port))?;
             }
         }

@@ -192,9 +192,9 @@ pub trait Dataplane {
         Err(Error::Unsupported("a multicast VLAN needs the Linux bridge".into()))
     }
     /// Removes mcgate's nft tables and MDB entries, and the ports' memberships of the
-    /// multicast VLAN `multicast_vlan` (the options and flags go back with
+    /// multicast VLANs (the options and flags go back with
     /// [`Dataplane::restore`]).
-    fn teardown_multicast(&mut self, bridge: &str, multicast_vlan: Option<u16>) -> Result<(), Error>;
+    fn teardown_multicast(&mut self, bridge: &str, multicast_vlans: &[u16]) -> Result<(), Error>;
     fn mdb_add(&mut self, bridge: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error>;
     fn mdb_del(&mut self, bridge: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error>;
     /// Every MDB entry of `bridge` on a port, and whether it is mcgate's, read in one go
@@ -254,7 +254,7 @@ impl Dataplane for Audit {
     fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32) -> Result<(), Error> {
         Ok(())
     }
-    fn teardown_multicast(&mut self, _: &str, _: Option<u16>) -> Result<(), Error> {
+    fn teardown_multicast(&mut self, _: &str, _: &[u16]) -> Result<(), Error> {
         Ok(())
     }
     fn mdb_add(&mut self, _: &str, _: &PortVlan, _: IpAddr, _: Option<IpAddr>) -> Result<(), Error> {

@@ -165,6 +165,10 @@ impl<'de> Deserialize<'de> for AcctId {
     }
 }
 
+/// Upstream records, each with the VLAN its report goes in on the uplinks (a multicast
+/// VLAN's; none: untagged).
+pub type Upstream = Vec<(Option<u16>, GroupRecord)>;
+
 /// A host's membership, as stored and listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Membership {
@@ -212,9 +216,10 @@ pub enum Output {
         group: IpAddr,
         source: Option<IpAddr>,
     },
-    /// Records for the multicast-router ports: first join / last leave on the switch.
+    /// Records for the multicast-router ports: first join / last leave on the switch (in
+    /// each multicast VLAN).
     Upstream {
-        records: Vec<GroupRecord>,
+        records: Upstream,
     },
     /// A group-specific query on a shared port after a leave.
     Query {
@@ -378,8 +383,11 @@ pub struct Tracker {
     next_full_sweep: Option<Instant>,
     /// Entries of `ports` per port.
     port_channels: HashMap<PortId, usize>,
-    /// Ports holding each channel, for first-join / last-leave upstream.
-    switch: HashMap<Channel, u32>,
+    /// Ports holding each channel, by the VLAN their reports go upstream in, for
+    /// first-join / last-leave upstream.
+    switch: HashMap<(Option<u16>, Channel), u32>,
+    /// The VLAN each port's channels are asked for upstream in (see `with_upstream_vlans`).
+    upstream_vlans: Vec<Option<u16>>,
     /// Per-join questions in flight, by token, and their tokens by (account, channel).
     pending: HashMap<u64, Pending>,
     asking: HashMap<(Arc<str>, Channel), u64>,
@@ -466,6 +474,7 @@ impl Tracker {
             next_full_sweep: None,
             port_channels: HashMap::default(),
             switch: HashMap::default(),
+            upstream_vlans: vec![],
             pending: HashMap::default(),
             asking: HashMap::default(),
             cache: HashMap::default(),
@@ -478,6 +487,17 @@ impl Tracker {
             outputs: VecDeque::new(),
             stats: Stats::default(),
         }
+    }
+
+    /// Each port's channels go upstream in its VLAN of `vlans` (a multicast VLAN): the
+    /// first join and last leave are counted per VLAN. Without: all untagged.
+    pub fn with_upstream_vlans(mut self, vlans: Vec<Option<u16>>) -> Self {
+        self.upstream_vlans = vlans;
+        self
+    }
+
+    fn upstream_vlan(&self, port: PortId) -> Option<u16> {
+        self.upstream_vlans.get(port).copied().flatten()
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -549,7 +569,7 @@ impl Tracker {
         host: &Host<'_>,
         g: IpAddr,
         keep: impl Fn(&Channel) -> bool,
-        upstream: &mut Vec<GroupRecord>,
+        upstream: &mut Upstream,
     ) {
         // one at a time: a host holds a few channels, and a leave is no allocation
         while let Some(ch) =
@@ -566,7 +586,7 @@ impl Tracker {
         policy: &Policy,
         host: &Host<'_>,
         ch: Channel,
-        upstream: &mut Vec<GroupRecord>,
+        upstream: &mut Upstream,
     ) {
         let expires = now + self.config.group_membership_interval;
         let held = self.hosts.entry((host.port, host.mac)).or_default();
@@ -625,7 +645,7 @@ impl Tracker {
         ch: Channel,
         by: Arc<str>,
         kbps: u32,
-        upstream: &mut Vec<GroupRecord>,
+        upstream: &mut Upstream,
     ) {
         let (group, source) = ch;
         let membership = Membership {
@@ -668,7 +688,7 @@ impl Tracker {
         mac: MacAddr,
         ch: Channel,
         cause: EndCause,
-        upstream: &mut Vec<GroupRecord>,
+        upstream: &mut Upstream,
     ) {
         let Some(held) = self.hosts.get_mut(&(port, mac)) else {
             return;

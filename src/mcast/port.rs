@@ -5,7 +5,7 @@
 use super::*;
 
 impl Tracker {
-    pub(super) fn port_acquire(&mut self, port: PortId, ch: Channel, upstream: &mut Vec<GroupRecord>) {
+    pub(super) fn port_acquire(&mut self, port: PortId, ch: Channel, upstream: &mut Upstream) {
         let e = self.ports.entry((port, ch)).or_insert_with(|| {
             *self.port_channels.entry(port).or_default() += 1;
             PortEntry::default()
@@ -18,10 +18,11 @@ impl Tracker {
             return; // still in the MDB: a member answered the group-specific query
         }
         self.outputs.push_back(Output::MdbAdd { port, group: ch.0, source: ch.1 });
-        let n = self.switch.entry(ch).or_default();
+        let vlan = self.upstream_vlan(port);
+        let n = self.switch.entry((vlan, ch)).or_default();
         *n += 1;
         if *n == 1 {
-            upstream.push(upstream_record(ch, true));
+            upstream.push((vlan, upstream_record(ch, true)));
         }
     }
 
@@ -31,7 +32,7 @@ impl Tracker {
         port: PortId,
         ch: Channel,
         linger: bool,
-        upstream: &mut Vec<GroupRecord>,
+        upstream: &mut Upstream,
     ) {
         let Some(e) = self.ports.get_mut(&(port, ch)) else {
             return;
@@ -53,7 +54,7 @@ impl Tracker {
     }
 
     /// The port's entry for the channel goes, and its MDB entry.
-    pub(super) fn mdb_remove(&mut self, port: PortId, ch: Channel, upstream: &mut Vec<GroupRecord>) {
+    pub(super) fn mdb_remove(&mut self, port: PortId, ch: Channel, upstream: &mut Upstream) {
         if self.ports.remove(&(port, ch)).is_some() {
             if let Some(n) = self.port_channels.get_mut(&port) {
                 *n -= 1;
@@ -63,11 +64,12 @@ impl Tracker {
             }
         }
         self.outputs.push_back(Output::MdbDel { port, group: ch.0, source: ch.1 });
-        if let Some(n) = self.switch.get_mut(&ch) {
+        let vlan = self.upstream_vlan(port);
+        if let Some(n) = self.switch.get_mut(&(vlan, ch)) {
             *n -= 1;
             if *n == 0 {
-                self.switch.remove(&ch);
-                upstream.push(upstream_record(ch, false));
+                self.switch.remove(&(vlan, ch));
+                upstream.push((vlan, upstream_record(ch, false)));
             }
         }
     }

@@ -15,7 +15,7 @@ impl Tracker {
         package: &str,
         kbps: u32,
         preview: Preview,
-        upstream: &mut Vec<GroupRecord>,
+        upstream: &mut Upstream,
     ) {
         let starts = self.previews.entry((who.account.clone(), ch)).or_default();
         starts.retain(|t| unix.saturating_sub(*t) < DAY);

@@ -14,7 +14,7 @@ impl Tracker {
         policy: &Policy,
         host: &Host<'_>,
         ch: Channel,
-        upstream: &mut Vec<GroupRecord>,
+        upstream: &mut Upstream,
     ) {
         let key = (host.account.clone(), ch);
         if let Some(c) = self.cache.get(&key).filter(|c| c.fresh_until > now) {
@@ -138,7 +138,7 @@ impl Tracker {
         ch: Channel,
         admit: bool,
         by: Arc<str>,
-        upstream: &mut Vec<GroupRecord>,
+        upstream: &mut Upstream,
     ) {
         if self.hosts.get(&(who.port, who.mac)).is_some_and(|h| h.contains_key(&ch)) {
             return; // admitted meanwhile

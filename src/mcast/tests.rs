@@ -51,6 +51,7 @@ fn upstream(o: &[Output]) -> Vec<GroupRecord> {
     o.iter()
         .filter_map(|o| if let Output::Upstream { records } = o { Some(records.clone()) } else { None })
         .flatten()
+        .map(|(_, r)| r)
         .collect()
 }
 
