@@ -17,10 +17,11 @@ pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
     let store = Store::open(&loaded.config.switch.database)?;
     let mut dp = LinuxBridge::new()?;
     let bridge = &loaded.config.switch.bridge;
+    let found = store.found()?.unwrap_or_default();
     if loaded.config.multicast.is_some() {
         let vids: std::collections::BTreeSet<u16> =
             (0..loaded.config.ports.len()).filter_map(|i| loaded.multicast_vlan(i)).collect();
-        dp.teardown_multicast(bridge, &vids.into_iter().collect::<Vec<_>>()).context("multicast")?;
+        dp.teardown_multicast(bridge, &vids.into_iter().collect::<Vec<_>>(), &found).context("multicast")?;
     }
     for p in &loaded.config.ports {
         let name = p.name.get_ref();
@@ -41,7 +42,7 @@ pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
         }
     }
     // what was found goes back; a port of which nothing was kept gets a new port's flags
-    let mut found = store.found()?.unwrap_or_default();
+    let mut found = found;
     for p in &loaded.config.ports {
         found.ports.entry(p.name.get_ref().clone()).or_insert_with(Found::new_port);
     }

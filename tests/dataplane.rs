@@ -101,7 +101,7 @@ fn ports_fdb_and_mdb_on_the_real_bridge() {
         dp.mdb_del("br0", &at("p2"), ip("232.1.1.1"), Some(ip("192.0.2.254"))).unwrap();
         dp.mdb_del("br0", &at("p2"), ip("232.1.1.1"), Some(ip("192.0.2.254"))).unwrap(); // absent: fine
         assert_eq!(dp.mdb_entries("br0").unwrap().len(), 2);
-        dp.teardown_multicast("br0", &[]).unwrap();
+        dp.teardown_multicast("br0", &[], &Default::default()).unwrap();
         assert!(dp.mdb_entries("br0").unwrap().is_empty());
         dp.teardown_port(&at("p1")).unwrap();
         assert!(dp.authorized(&at("p1")).unwrap().is_empty());
@@ -142,7 +142,7 @@ fn usage_counters_count_what_each_port_was_sent() {
         // the neighbour's port was sent nothing
         assert_eq!(dp.usage("p2", g4).unwrap(), Some((0, 0)));
         assert_eq!(dp.usage("p2", g6).unwrap(), Some((0, 0)));
-        dp.teardown_multicast("br0", &[]).unwrap();
+        dp.teardown_multicast("br0", &[], &Default::default()).unwrap();
     });
     // a new set-up (a restart) keeps the counters; the teardown above removed them
     let out = Command::new("ip")

@@ -292,6 +292,12 @@ fn a_multicast_vlan_carries_the_streams_to_subscribers_in_their_own_vlans() {
     // mcgate's gate is gone: a temporary entry, not mcgate's)
     assert!(!tb.mdb().contains("grp 239.1.1.1 permanent"), "{}", tb.mdb());
     assert!(!port_vlans(&tb, "p1").contains("100"), "{}", port_vlans(&tb, "p1"));
+    // the uplink leaves the multicast VLANs mcgate put it in (its own 10 and 20 stay), and
+    // the bridge snoops bridge-wide again, as it did before mcgate
+    let up = port_vlans(&tb, "up0");
+    assert!(!up.contains("100") && !up.contains("200") && up.contains("10") && up.contains("20"), "{up}");
+    let br = sw(&tb, &["ip", "-d", "link", "show", "br0"]);
+    assert!(br.contains("mcast_vlan_snooping 0"), "{br}");
     let mut again = again;
     let _ = again.kill();
     let _ = again.wait();

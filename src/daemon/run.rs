@@ -362,6 +362,10 @@ fn remember_found(
         found.bridge = now.bridge;
     }
     found.ports.extend(now.ports);
+    found.vlans.extend(now.vlans);
+    if fresh || found.vlan_snooping.is_none() {
+        found.vlan_snooping = now.vlan_snooping;
+    }
     store.set_found(Some(&found))?;
     Ok(())
 }

@@ -387,8 +387,8 @@ impl Dataplane for RecordDataplane {
         self.inner.setup_multicast_vlan(bridge, vid, access, uplinks)
     }
 
-    fn teardown_multicast(&mut self, bridge: &str, multicast_vlans: &[u16]) -> Result<(), DpError> {
-        self.inner.teardown_multicast(bridge, multicast_vlans)
+    fn teardown_multicast(&mut self, bridge: &str, multicast_vlans: &[u16], found: &Found) -> Result<(), DpError> {
+        self.inner.teardown_multicast(bridge, multicast_vlans, found)
     }
 
     fn mdb_add(&mut self, bridge: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), DpError> {
@@ -577,7 +577,7 @@ impl Dataplane for Replayer {
         Err(DpError::Replayed("set-up is not replayed".into()))
     }
 
-    fn teardown_multicast(&mut self, _: &str, _: &[u16]) -> Result<(), DpError> {
+    fn teardown_multicast(&mut self, _: &str, _: &[u16], _: &Found) -> Result<(), DpError> {
         Err(DpError::Replayed("teardown is not replayed".into()))
     }
 

@@ -106,7 +106,7 @@ impl Dataplane for FakeKernel {
         Ok(())
     }
 
-    fn teardown_multicast(&mut self, _: &str, _: &[u16]) -> Result<(), DpError> {
+    fn teardown_multicast(&mut self, _: &str, _: &[u16], _: &Found) -> Result<(), DpError> {
         Ok(())
     }
 

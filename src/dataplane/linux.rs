@@ -248,7 +248,7 @@ impl Dataplane for LinuxBridge {
         Ok(())
     }
 
-    fn teardown_multicast(&mut self, bridge: &str, multicast_vlans: &[u16]) -> Result<(), Error> {
+    fn teardown_multicast(&mut self, bridge: &str, multicast_vlans: &[u16], found: &Found) -> Result<(), Error> {
         // every entry of mcgate's, in the VLAN it is in; a port's membership of the
         // multicast VLAN was mcgate's too (it had one while it had an entry there)
         let b = Self::index(bridge)?;
@@ -260,6 +260,16 @@ impl Dataplane for LinuxBridge {
             if multicast_vlans.contains(&e.vid) && members.insert((e.port, e.vid)) {
                 self.nl.vlan_del(e.port, e.vid).map_err(Self::at(port))?;
             }
+        }
+        // the uplinks leave the multicast VLANs mcgate put them in
+        for (port, was_in) in &found.vlans {
+            let Ok(idx) = Self::index(port) else { continue };
+            for vid in multicast_vlans.iter().filter(|v| !was_in.contains(v)) {
+                self.nl.vlan_del(idx, *vid).map_err(Self::at(port))?;
+            }
+        }
+        if found.vlan_snooping == Some(false) {
+            self.nl.set_vlan_snooping(b, false).map_err(Self::at(bridge))?;
         }
         nft(&format!(
             "table bridge mcgate\ndelete table bridge mcgate\ntable bridge {USAGE_TABLE}\ndelete table bridge {USAGE_TABLE}\n"
@@ -369,10 +379,18 @@ impl Dataplane for LinuxBridge {
             bridge: self.nl.bridge_attrs(b, &BRIDGE_OPTIONS).map_err(Self::at(bridge))?.into_iter().collect(),
             ..Default::default()
         };
+        let vlans = self.nl.port_vlans().map_err(Self::at(bridge))?;
         for port in ports {
-            let attrs = self.nl.port_attrs(Self::index(port)?, &PORT_FLAGS).map_err(Self::at(port))?;
+            let idx = Self::index(port)?;
+            let attrs = self.nl.port_attrs(idx, &PORT_FLAGS).map_err(Self::at(port))?;
             let attrs = attrs.ok_or_else(|| Error::NoSuchPort(port.to_string()))?;
             found.ports.insert(port.to_string(), attrs.into_iter().collect());
+            if let Some(v) = vlans.get(&idx) {
+                found.vlans.insert(port.to_string(), v.iter().map(|(vid, _)| *vid).collect());
+            }
+        }
+        if self.filters_vlans(b).map_err(Self::at(bridge))? {
+            found.vlan_snooping = Some(self.nl.vlan_snooping(b).map_err(Self::at(bridge))?);
         }
         Ok(found)
     }

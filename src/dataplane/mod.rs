@@ -90,6 +90,13 @@ pub struct Found {
     pub bridge: BTreeMap<u16, Vec<u8>>,
     /// Port name → (IFLA_BRPORT_* → payload), of [`PORT_FLAGS`].
     pub ports: BTreeMap<String, BTreeMap<u16, Vec<u8>>>,
+    /// Port name → the VLANs it was in (on a VLAN-filtering bridge): an uplink not in a
+    /// multicast VLAN before mcgate put it there leaves it again at teardown.
+    #[serde(default)]
+    pub vlans: BTreeMap<String, Vec<u16>>,
+    /// The bridge's per-VLAN multicast snooping (MCAST_VLAN_SNOOPING), where it was read.
+    #[serde(default)]
+    pub vlan_snooping: Option<bool>,
 }
 
 impl Found {
@@ -192,9 +199,10 @@ pub trait Dataplane {
         Err(Error::Unsupported("a multicast VLAN needs the Linux bridge".into()))
     }
     /// Removes mcgate's nft tables and MDB entries, and the ports' memberships of the
-    /// multicast VLANs (the options and flags go back with
-    /// [`Dataplane::restore`]).
-    fn teardown_multicast(&mut self, bridge: &str, multicast_vlans: &[u16]) -> Result<(), Error>;
+    /// multicast VLANs; the uplinks leave the multicast VLANs they were not in as `found`
+    /// (a VLAN left without members goes, its querier with it) and per-VLAN snooping is
+    /// as found (the options and flags go back with [`Dataplane::restore`]).
+    fn teardown_multicast(&mut self, bridge: &str, multicast_vlans: &[u16], found: &Found) -> Result<(), Error>;
     fn mdb_add(&mut self, bridge: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error>;
     fn mdb_del(&mut self, bridge: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error>;
     /// Every MDB entry of `bridge` on a port, and whether it is mcgate's, read in one go
@@ -254,7 +262,7 @@ impl Dataplane for Audit {
     fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32) -> Result<(), Error> {
         Ok(())
     }
-    fn teardown_multicast(&mut self, _: &str, _: &[u16]) -> Result<(), Error> {
+    fn teardown_multicast(&mut self, _: &str, _: &[u16], _: &Found) -> Result<(), Error> {
         Ok(())
     }
     fn mdb_add(&mut self, _: &str, _: &PortVlan, _: IpAddr, _: Option<IpAddr>) -> Result<(), Error> {

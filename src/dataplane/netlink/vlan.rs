@@ -58,6 +58,13 @@ impl Netlink {
         self.set_bridge_attrs(bridge, &[(IFLA_BR_MULTI_BOOLOPT, &opt)])
     }
 
+    /// Whether bridge `bridge` snoops per VLAN.
+    pub fn vlan_snooping(&mut self, bridge: u32) -> Result<bool, Error> {
+        let attrs = self.bridge_attrs(bridge, &[IFLA_BR_MULTI_BOOLOPT])?;
+        let optval = attrs.first().and_then(|(_, v)| v.get(..4)).and_then(|b| <[u8; 4]>::try_from(b).ok());
+        Ok(optval.is_some_and(|v| u32::from_ne_bytes(v) & BR_BOOLOPT_MCAST_VLAN_SNOOPING != 0))
+    }
+
     /// VLAN `vid`'s multicast context on bridge `bridge`: snooping on, the bridge's own
     /// querier on, IGMPv3 and MLDv2 queries (as the bridge-wide set-up does).
     pub fn set_vlan_querier(&mut self, bridge: u32, vid: u16) -> Result<(), Error> {
