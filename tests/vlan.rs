@@ -508,3 +508,68 @@ fn a_radius_assigned_vlan_moves_the_port_a_coa_moves_it_again_and_the_logoff_mov
     assert!(!port_vlans(&tb, "p1").contains("20"), "{}", port_vlans(&tb, "p1"));
     assert!(!pings(&tb, 1, "192.0.2.254") && !pings(&tb, 1, "198.51.102.254"), "the port stayed open");
 }
+
+#[test]
+fn a_q_in_q_uplink_carries_the_multicast_vlan_with_service_tags() {
+    if !in_vm("a_q_in_q_uplink_carries_the_multicast_vlan_with_service_tags") {
+        return;
+    }
+    // an 802.1ad bridge: its VLAN tags are service tags (0x88a8); alice on p1 in VLAN 10,
+    // the channels in VLAN 100, S-tagged on the uplink
+    let mut tb = Testbed::new("qq", 1);
+    run(Command::new(TB).args(["vlan", &tb.prefix, "10"]));
+    sw(&tb, &["ip", "link", "set", "br0", "type", "bridge", "vlan_protocol", "802.1ad"]);
+    run(Command::new(TB).args(["mvr", &tb.prefix, "100", "802.1ad"]));
+    tb.radius(1812);
+    tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
+    tb.multicast(POLICY, "vlan = 100");
+    tb.start_mcgate();
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    assert!(wait_until(Duration::from_secs(60), || tb.session_of("p1").is_some()), "{}", tb.log());
+
+    let upstream = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &tb.ns("up"),
+            "timeout",
+            "20",
+            "tcpdump",
+            "-i",
+            "eth0",
+            "-n",
+            "-e",
+            "-l",
+            "vlan 100 and igmp",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let stream = tb.mcast_py("up", &["send", "239.1.1.1", "--iface", "eth0.100", "--pps", "200", "--seconds", "20"]);
+    let joined = result(tb.mcast_py("h1", &["recv", "239.1.1.1", "--seconds", "8"]));
+    let mdb = tb.mdb();
+    assert!(packets(&joined) > 100, "alice's join over the Q-in-Q uplink: {joined}\n{mdb}\n{}", tb.log());
+    let heard = String::from_utf8_lossy(&upstream.wait_with_output().unwrap().stdout).into_owned();
+    let reports: Vec<&str> = heard.lines().filter(|l| l.contains("igmp v3 report")).collect();
+    assert!(!reports.is_empty(), "no report upstream: {heard}");
+    assert!(reports.iter().all(|l| l.contains("0x88a8") && l.contains("vlan 100")), "not S-tagged in 100: {heard}");
+
+    // alice S-tags frames with the multicast VLAN: mcgate's 802.1ad rule drops them
+    let h1 = tb.ns("h1");
+    for cmd in [
+        "ip link add link eth0 name eth0.100 type vlan proto 802.1ad id 100",
+        "ip addr add 10.100.0.21/24 dev eth0.100",
+        "ip link set eth0.100 up",
+    ] {
+        run(Command::new("ip").args(["netns", "exec", &h1]).args(cmd.split(' ')));
+    }
+    assert!(!pings(&tb, 1, "10.100.0.1"), "alice's host got into the multicast VLAN");
+    let rules = sw(&tb, &["nft", "list", "table", "bridge", "mcgate"]);
+    let rule = rules.lines().find(|l| l.contains("multicast vlan from hosts, 802.1ad")).unwrap_or_default();
+    assert!(rule.contains("8021ad") && !rule.contains("packets 0 "), "the 802.1ad rule dropped nothing: {rules}");
+    let mut stream = stream;
+    let _ = stream.kill();
+    let _ = stream.wait();
+}

@@ -79,6 +79,14 @@ pub struct StartBridge {
     pub mac: MacAddr,
     pub v4: Option<Ipv4Addr>,
     pub ll6: Option<Ipv6Addr>,
+    /// The bridge's VLAN protocol: 802.1Q (0x8100) or 802.1ad (0x88a8, Q-in-Q), the tag
+    /// of what mcgate sends upstream in a multicast VLAN.
+    #[serde(default = "dot1q")]
+    pub vlan_protocol: u16,
+}
+
+fn dot1q() -> u16 {
+    crate::wire::ethernet::ETHERTYPE_VLAN
 }
 
 /// One input of a step. Frames and datagrams are as read (after the capture's flood

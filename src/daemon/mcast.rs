@@ -48,6 +48,9 @@ pub(super) struct McastState {
     /// Each port listing's multicast VLAN, where there is one: its streams' MDB entries
     /// go there, and the reports for them go upstream tagged in it.
     pub mvr: Vec<Option<u16>>,
+    /// The tag protocol of the bridge's VLANs (0x88a8 on a Q-in-Q bridge): upstream
+    /// reports in a multicast VLAN carry it.
+    pub vlan_protocol: u16,
     /// What the gate needs of each session: packages and limits from its Access-Accept,
     /// and the names its memberships carry (shared, not copied per join).
     pub hosts: HashMap<(PortId, MacAddr), HostInfo>,
@@ -124,7 +127,8 @@ pub(super) fn set_up(
     if bridge_ll6.is_none() {
         warn!(bridge = cfg.switch.bridge, "the bridge has no IPv6 link-local address yet: its MLD querier counts only from its next startup query, and IPv6 snooping floods until then");
     }
-    let b = StartBridge { mac: bridge.mac.unwrap_or_default(), v4: bridge_v4, ll6: bridge_ll6 };
+    let vlan_protocol = dataplane.vlan_protocol(&cfg.switch.bridge).context("reading the bridge's VLAN protocol")?;
+    let b = StartBridge { mac: bridge.mac.unwrap_or_default(), v4: bridge_v4, ll6: bridge_ll6, vlan_protocol };
     Ok((b, uplink_sockets))
 }
 
@@ -141,6 +145,7 @@ impl McastState {
         bridge_mac: MacAddr,
         bridge_v4: Option<Ipv4Addr>,
         bridge_ll6: Option<Ipv6Addr>,
+        vlan_protocol: u16,
         run_id: u32,
     ) -> Self {
         let tracker_config = mcast::Config { run_id, bounds: mc.bounds, ..mc.tracker.clone() };
@@ -156,6 +161,7 @@ impl McastState {
             bridge_ll6: bridge_ll6.unwrap_or(Ipv6Addr::UNSPECIFIED),
             uplinks: mc.uplinks.iter().map(|u| u.get_ref().clone()).collect(),
             mvr,
+            vlan_protocol,
             hosts: HashMap::default(),
             port_names: access.iter().map(|p| Arc::from(*p)).collect(),
             stats: Default::default(),
@@ -478,13 +484,17 @@ fn upstream_frames(m: &McastState, vlan: Option<u16>, records: &[GroupRecord]) -
     for chunk in fitting(&v4, MTU - 24 - 8, OwnedRecord::buffer_len) {
         let pkt = igmp::Repr::ReportV3 { records: chunk }.to_ipv4(m.bridge_v4, igmp::ALL_V3_ROUTERS, 0xc0);
         let dst = MacAddr::for_group(igmp::ALL_V3_ROUTERS.into());
-        out.push(pkt.map(|p| ethernet::emit_frame_in(vlan, dst, m.bridge_mac, ethernet::ETHERTYPE_IPV4, &p)));
+        out.push(pkt.map(|p| {
+            ethernet::emit_frame_tagged(m.vlan_protocol, vlan, dst, m.bridge_mac, ethernet::ETHERTYPE_IPV4, &p)
+        }));
     }
     // IPv6 header (40), Hop-by-Hop with Router Alert (8), the report's header (8)
     for chunk in fitting(&v6, MTU - 40 - 8 - 8, OwnedRecord::buffer_len) {
         let pkt = mld::Repr::ReportV2 { records: chunk }.to_ipv6(m.bridge_ll6, mld::ALL_V2_ROUTERS);
         let dst = MacAddr::for_group(mld::ALL_V2_ROUTERS.into());
-        out.push(pkt.map(|p| ethernet::emit_frame_in(vlan, dst, m.bridge_mac, ethernet::ETHERTYPE_IPV6, &p)));
+        out.push(pkt.map(|p| {
+            ethernet::emit_frame_tagged(m.vlan_protocol, vlan, dst, m.bridge_mac, ethernet::ETHERTYPE_IPV6, &p)
+        }));
     }
     out
 }

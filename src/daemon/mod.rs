@@ -297,7 +297,18 @@ impl Daemon {
                 let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
                 let b = start.bridge.as_ref().ok_or_else(|| anyhow!("the multicast gate without its bridge"))?;
                 let mvr = (0..ports.len()).map(|i| loaded.multicast_vlan(i)).collect();
-                Some(mcast::McastState::new(cfg, mc, policy, &names, mvr, b.mac, b.v4, b.ll6, start.run_id))
+                Some(mcast::McastState::new(
+                    cfg,
+                    mc,
+                    policy,
+                    &names,
+                    mvr,
+                    b.mac,
+                    b.v4,
+                    b.ll6,
+                    b.vlan_protocol,
+                    start.run_id,
+                ))
             }
             _ => None,
         };

@@ -63,6 +63,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     unlocked.dedup();
     let kernel_state_gone = !unlocked.is_empty();
     remember_found(&store, dataplane.as_mut(), cfg, &unlocked).context("reading the kernel state before set-up")?;
+    // a host's own 802.1Q tag on a Q-in-Q bridge is payload to it: the frames would go
+    // into the port's PVID, not the listing's VLAN
+    if ports.iter().any(|p| p.tag.is_some()) && dataplane.vlan_protocol(&cfg.switch.bridge)? != ethernet::ETHERTYPE_VLAN
+    {
+        return Err(anyhow!("tagged hosts ([[port]] vlan) need a bridge with vlan_protocol 802.1Q"));
+    }
     for i in 0..ports.len() {
         let name = ports[i].name.clone();
         let first = ports.iter().position(|q| q.name == name) == Some(i);

@@ -351,6 +351,10 @@ impl Dataplane for RecordDataplane {
         self.inner.is_locked(port)
     }
 
+    fn vlan_protocol(&mut self, bridge: &str) -> Result<u16, DpError> {
+        self.inner.vlan_protocol(bridge)
+    }
+
     fn port_vlan(&mut self, port: &str) -> Result<Option<u16>, DpError> {
         self.inner.port_vlan(port)
     }

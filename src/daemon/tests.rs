@@ -276,6 +276,7 @@ impl Switch {
                 mac: MacAddr([2, 0, 0, 0, 1, 0xff]),
                 v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
                 ll6: None,
+                vlan_protocol: ethernet::ETHERTYPE_VLAN,
             }),
         };
         let rec = record.map(|path| tape::Recorder::create(path, &cfg.switch.database).unwrap());

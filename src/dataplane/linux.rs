@@ -115,6 +115,13 @@ impl Dataplane for LinuxBridge {
         self.nl.set_port_flags(idx, &[(brport::FLUSH, &[])]).map_err(Self::at(port))
     }
 
+    fn vlan_protocol(&mut self, bridge: &str) -> Result<u16, Error> {
+        let attrs = self.nl.bridge_attrs(Self::index(bridge)?, &[br::VLAN_PROTOCOL]).map_err(Self::at(bridge))?;
+        // big-endian, as it goes on the wire
+        let v = attrs.first().and_then(|(_, v)| <[u8; 2]>::try_from(v.as_slice()).ok());
+        Ok(v.map_or(crate::wire::ethernet::ETHERTYPE_VLAN, u16::from_be_bytes))
+    }
+
     /// The port's PVID when its bridge filters by VLAN, none otherwise.
     fn port_vlan(&mut self, port: &str) -> Result<Option<u16>, Error> {
         let idx = Self::index(port)?;
@@ -231,8 +238,11 @@ impl Dataplane for LinuxBridge {
         }
         self.nl.set_vlan_querier(b, vid).map_err(Self::at(bridge))?;
         let ports = access.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
+        // tagged 802.1Q or, on a Q-in-Q bridge, 802.1ad (a rule each: `vlan id` alone
+        // means an 802.1Q tag)
         nft(&format!(
-            "add rule bridge mcgate prerouting iifname {{ {ports} }} vlan id {vid} counter drop comment \"multicast vlan from hosts\"\n"
+            "add rule bridge mcgate prerouting iifname {{ {ports} }} vlan id {vid} counter drop comment \"multicast vlan from hosts\"\n\
+             add rule bridge mcgate prerouting iifname {{ {ports} }} ether type 8021ad vlan id {vid} counter drop comment \"multicast vlan from hosts, 802.1ad\"\n"
         ))?;
         // the ports' entries there now (a restart): each port a member while it has one
         let entries = self.nl.mdb_dump(b).map_err(Self::at(bridge))?;

@@ -154,6 +154,10 @@ pub trait Dataplane {
     /// Whether the port is locked as mcgate leaves it: false after a reboot or a
     /// rebuilt bridge (the kernel state of an earlier run is gone).
     fn is_locked(&mut self, port: &str) -> Result<bool, Error>;
+    /// The tag protocol of the bridge's VLANs: 802.1Q's 0x8100, or 802.1ad's 0x88a8.
+    fn vlan_protocol(&mut self, _bridge: &str) -> Result<u16, Error> {
+        Ok(crate::wire::ethernet::ETHERTYPE_VLAN)
+    }
     /// The VLAN the port's hosts are authorized in: its PVID on a VLAN-filtering bridge,
     /// `None` on any other.
     fn port_vlan(&mut self, _port: &str) -> Result<Option<u16>, Error> {

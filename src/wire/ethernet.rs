@@ -160,15 +160,29 @@ pub fn emit_frame(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) ->
 }
 
 pub const ETHERTYPE_VLAN: u16 = 0x8100;
+/// 802.1ad (Q-in-Q): a service tag.
+pub const ETHERTYPE_QINQ: u16 = 0x88a8;
 
 /// An Ethernet II frame around `payload`, with an 802.1Q tag of VLAN `vlan` (priority 0)
 /// when given.
 pub fn emit_frame_in(vlan: Option<u16>, dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    emit_frame_tagged(ETHERTYPE_VLAN, vlan, dst, src, ethertype, payload)
+}
+
+/// ... with a tag of protocol `tpid` (802.1Q's 0x8100 or 802.1ad's 0x88a8).
+pub fn emit_frame_tagged(
+    tpid: u16,
+    vlan: Option<u16>,
+    dst: MacAddr,
+    src: MacAddr,
+    ethertype: u16,
+    payload: &[u8],
+) -> Vec<u8> {
     let Some(vid) = vlan else { return emit_frame(dst, src, ethertype, payload) };
     let mut out = Vec::with_capacity(field::PAYLOAD + 4 + payload.len());
     out.extend_from_slice(&dst.0);
     out.extend_from_slice(&src.0);
-    out.extend_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
+    out.extend_from_slice(&tpid.to_be_bytes());
     out.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
     out.extend_from_slice(&ethertype.to_be_bytes());
     out.extend_from_slice(payload);
@@ -198,6 +212,9 @@ mod tests {
     fn a_tagged_frame_carries_its_vlan() {
         let f = emit_frame_in(Some(100), MacAddr::PAE_GROUP, MacAddr([2, 0, 0, 0, 0, 1]), ETHERTYPE_IPV4, &[1]);
         assert_eq!(&f[12..18], &[0x81, 0x00, 0x00, 100, 0x08, 0x00]);
+        let f =
+            emit_frame_tagged(ETHERTYPE_QINQ, Some(100), MacAddr::PAE_GROUP, MacAddr([2, 0, 0, 0, 0, 1]), 0x0800, &[1]);
+        assert_eq!(&f[12..18], &[0x88, 0xa8, 0x00, 100, 0x08, 0x00]);
         assert_eq!(emit_frame_in(None, MacAddr::PAE_GROUP, MacAddr::PAE_GROUP, 1, &[]).len(), 14);
     }
 

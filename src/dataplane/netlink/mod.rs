@@ -71,6 +71,7 @@ const IFLA_INFO_DATA: u16 = 2;
 pub mod br {
     /// u8; VLAN-aware forwarding: FDB and MDB entries then carry a VLAN.
     pub const VLAN_FILTERING: u16 = 7;
+    pub const VLAN_PROTOCOL: u16 = 8;
     pub const MCAST_SNOOPING: u16 = 23;
     pub const MCAST_QUERY_USE_IFADDR: u16 = 24;
     pub const MCAST_QUERIER: u16 = 25;
