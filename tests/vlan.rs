@@ -112,7 +112,9 @@ fn untagged_hosts_in_their_ports_vlans_log_in_join_and_continue_across_a_restart
     let stream = tb.mcast_py("up", &["send", "239.1.1.1", "--iface", "eth0.10", "--pps", "200", "--seconds", "40"]);
     let joined = tb.mcast_py("h1", &["recv", "239.1.1.1", "--seconds", "8"]);
     let other = tb.mcast_py("h2", &["sniff", "239.1.1.1", "--seconds", "8"]);
-    let (joined, other) = (result(joined), result(other));
+    let stranger = tb.mcast_py("h3", &["sniff", "239.1.1.1", "--seconds", "8"]);
+    let (joined, other, stranger) = (result(joined), result(other), result(stranger));
+    assert_eq!(packets(&stranger), 0, "an unauthenticated host got the stream: {stranger}");
     let mdb = tb.mdb();
     assert!(mdb.contains("port p1 grp 239.1.1.1 permanent vid 10"), "{mdb}");
     assert!(packets(&joined) > 100, "alice's join: {joined}\n{mdb}\n{}", tb.log());
@@ -130,6 +132,17 @@ fn untagged_hosts_in_their_ports_vlans_log_in_join_and_continue_across_a_restart
     }
     assert!(!tb.log().contains("authorization without a session removed"), "{}", tb.log());
     assert!(pings(&tb, 1, "192.0.2.254"), "alice's host no longer passes after the restart");
+    // drift made by hand in VLAN 10 is repaired both ways: alice's entry deleted comes
+    // back, a stranger's static entry goes (VLAN-keyed, as mcgate installs them)
+    sw(&tb, &["bridge", "fdb", "del", "02:00:00:00:00:11", "dev", "p1", "vlan", "10", "master", "static"]);
+    sw(&tb, &["bridge", "fdb", "add", "02:00:00:00:00:99", "dev", "p1", "vlan", "10", "master", "static"]);
+    let fdb = || sw(&tb, &["bridge", "fdb", "show", "br", "br0"]);
+    let repaired = || {
+        let f = fdb();
+        f.contains("02:00:00:00:00:11 dev p1 vlan 10 master br0 static") && !f.contains("02:00:00:00:00:99")
+    };
+    assert!(wait_until(Duration::from_secs(20), repaired), "{}\n{}", fdb(), tb.log());
+    assert_eq!((kernel()["fdb_restored"].clone(), kernel()["fdb_removed"].clone()), (Value::from(1), Value::from(1)));
 
     // logoff: the entry in VLAN 10 goes, and the host no longer passes
     tb.wpa_cli(1, &["logoff"]);
@@ -150,12 +163,13 @@ fn a_multicast_vlan_carries_the_streams_to_subscribers_in_their_own_vlans() {
     }
     // alice on p1 in VLAN 10, bob on p2 in VLAN 20; the channels come in VLAN 100, and
     // bob's port has its own multicast VLAN, 200
-    let mut tb = Testbed::new("mv", 2);
-    run(Command::new(TB).args(["vlan", &tb.prefix, "10", "20"]));
+    let mut tb = Testbed::new("mv", 3);
+    run(Command::new(TB).args(["vlan", &tb.prefix, "10", "20", "30"]));
     run(Command::new(TB).args(["mvr", &tb.prefix, "100"]));
     run(Command::new(TB).args(["mvr", &tb.prefix, "200"]));
     tb.radius(1812);
-    let cfg = tb.config(&[("p1", "dot1x"), ("p2", "dot1x")], &[SERVER], FAST, "");
+    // (host 3 on p3, in VLAN 30, never authenticates)
+    let cfg = tb.config(&[("p1", "dot1x"), ("p2", "dot1x"), ("p3", "dot1x")], &[SERVER], FAST, "");
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
         .replacen("[switch]\n", "[switch]\nreconcile_interval = \"2s\"\n", 1)
@@ -239,6 +253,10 @@ fn a_multicast_vlan_carries_the_streams_to_subscribers_in_their_own_vlans() {
     assert!(!port_vlans(&tb, "p1").contains("200"), "{}", port_vlans(&tb, "p1"));
     let heard = String::from_utf8_lossy(&upstream.wait_with_output().unwrap().stdout).into_owned();
     assert!(heard.contains("vlan 200") && heard.contains("igmp v3 report"), "no report tagged 200 upstream: {heard}");
+    // his receiver gone (a leave): the entry goes, and with his port's last channel its
+    // membership of VLAN 200
+    let left = || !tb.mdb().contains("port p2 grp 239.1.2.1") && !port_vlans(&tb, "p2").contains("200");
+    assert!(wait_until(Duration::from_secs(20), left), "{}\n{}", tb.mdb(), port_vlans(&tb, "p2"));
     let mut bobs_stream = bobs_stream;
     let _ = bobs_stream.kill();
     let _ = bobs_stream.wait();

@@ -504,7 +504,7 @@ impl Daemon {
                     }
                 }
                 Grant::Mdb { port, channel: (group, source) } => {
-                    let at = self.mdb_at(port);
+                    let at = self.mdb_at(port, group);
                     let Some(m) = self.mcast.as_mut() else { continue };
                     if let Err(e) = self.dataplane.mdb_add(&m.bridge, &at, group, source) {
                         self.io.dataplane_errors += 1;

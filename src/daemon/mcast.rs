@@ -327,7 +327,7 @@ impl Daemon {
         }
         let Some(m) = self.mcast.as_ref() else { return };
         let justified: std::collections::BTreeSet<MdbEntry> =
-            m.tracker.port_channels().map(|(p, (g, s))| (self.mdb_at(p), g, s)).collect();
+            m.tracker.port_channels().map(|(p, (g, s))| (self.mdb_at(p, g), g, s)).collect();
         match self.dataplane.mdb_entries(&m.bridge) {
             Ok(entries) => {
                 for (port, g, s) in entries.into_iter().filter(|e| !justified.contains(e)) {
@@ -345,10 +345,10 @@ impl Daemon {
     }
 
     /// Carries out the tracker's outputs; true when there were any.
-    /// Where `port`'s MDB entries go.
-    pub(super) fn mdb_at(&self, port: PortId) -> PortVlan {
+    /// Where `port`'s MDB entry for `group` goes.
+    pub(super) fn mdb_at(&self, port: PortId, group: IpAddr) -> PortVlan {
         match &self.mcast {
-            Some(m) => mdb_at(m, &self.ports, port),
+            Some(m) => mdb_at(m, &self.ports, port, group),
             None => self.ports[port].at(),
         }
     }
@@ -402,9 +402,10 @@ impl Daemon {
                 self.acct.cancel(super::acct::Grant::Mdb { port, channel: (group, source) });
                 // an entry in the multicast VLAN stays while another of the port's
                 // entries (its hosts in another VLAN) holds the channel
-                let at = mdb_at(m, &self.ports, port);
-                let shared = (0..self.ports.len())
-                    .any(|p| p != port && mdb_at(m, &self.ports, p) == at && m.tracker.holds(p, (group, source)));
+                let at = mdb_at(m, &self.ports, port, group);
+                let shared = (0..self.ports.len()).any(|p| {
+                    p != port && mdb_at(m, &self.ports, p, group) == at && m.tracker.holds(p, (group, source))
+                });
                 if shared {
                     return;
                 }
@@ -544,11 +545,13 @@ fn query_frame(m: &McastState, tag: Option<u16>, group: IpAddr, max_resp_code: u
     Ok(ethernet::emit_frame_in(tag, MacAddr::for_group(group), m.bridge_mac, ethertype, &pkt))
 }
 
-/// Where `port`'s MDB entries go: on its interface, in the multicast VLAN when there is
-/// one, else in its hosts' VLAN.
-fn mdb_at(m: &McastState, ports: &[super::Port], port: PortId) -> PortVlan {
+/// Where `port`'s MDB entry for `group` goes: on its interface, in the multicast VLAN
+/// when there is one, else in its hosts' VLAN. A link-scope IPv6 group (neighbour
+/// discovery's) is the hosts' own VLAN's business, never the multicast VLAN's.
+fn mdb_at(m: &McastState, ports: &[super::Port], port: PortId, group: IpAddr) -> PortVlan {
     let p = &ports[port];
-    PortVlan::new(&p.name, m.mvr.get(port).copied().flatten().or(p.vlan))
+    let mvr = m.mvr.get(port).copied().flatten().filter(|_| !mcast::is_v6_link_scope(group));
+    PortVlan::new(&p.name, mvr.or(p.vlan))
 }
 
 #[cfg(test)]

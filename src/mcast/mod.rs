@@ -413,7 +413,7 @@ fn is_v4_link_local(g: IpAddr) -> bool {
 
 /// ff01::/16, ff02::/16: interface- and link-local scope (solicited-node groups among
 /// them: IPv6 neighbour discovery needs them delivered). Admitted without policy.
-fn is_v6_link_scope(g: IpAddr) -> bool {
+pub(crate) fn is_v6_link_scope(g: IpAddr) -> bool {
     matches!(g, IpAddr::V6(a) if a.segments()[0] & 0xff0f <= 0xff02 && a.segments()[0] >> 8 == 0xff)
 }
 
