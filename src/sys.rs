@@ -152,11 +152,15 @@ pub struct PacketInfo {
     pub pkttype: u8,
     /// The VLAN id from PACKET_AUXDATA, if the frame was tagged.
     pub vlan: Option<u16>,
+    /// The tag's protocol (0x8100 802.1Q, 0x88a8 802.1ad), as the kernel reports it.
+    pub tpid: u16,
     /// Octets the frame had on the wire (larger than returned if truncated).
     pub len: usize,
 }
 
 pub const PACKET_OUTGOING: u8 = 4;
+/// linux/if_packet.h: `tp_vlan_tpid` is set.
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
 
 /// Receives one frame with its packet type and VLAN tag.
 pub fn recv_packet(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, PacketInfo)> {
@@ -175,13 +179,15 @@ pub fn recv_packet(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, PacketInf
         msg.msg_control = cmsg_buf.as_mut_ptr() as *mut libc::c_void;
         msg.msg_controllen = std::mem::size_of_val(&cmsg_buf);
         let n = cvt_size(libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC))?;
-        let mut info = PacketInfo { pkttype: addr.sll_pkttype, vlan: None, len: n };
+        let mut info = PacketInfo { pkttype: addr.sll_pkttype, vlan: None, tpid: 0, len: n };
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_PACKET && (*cmsg).cmsg_type == libc::PACKET_AUXDATA {
                 let aux = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::tpacket_auxdata);
                 if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
                     info.vlan = Some(aux.tp_vlan_tci & 0x0fff);
+                    // before the kernel reported the protocol, only 802.1Q tags came so
+                    info.tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 { aux.tp_vlan_tpid } else { 0x8100 };
                 }
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);

@@ -60,6 +60,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     // an unlocked port: what an earlier run left in the kernel is gone (reboot, rebuilt bridge)
     let mut unlocked: Vec<String> =
         ports.iter().filter(|p| !dataplane.is_locked(&p.name).unwrap_or(false)).map(|p| p.name.clone()).collect();
+    // each port once (a port listed for tagged hosts too is one interface)
+    unlocked.sort();
     unlocked.dedup();
     let kernel_state_gone = !unlocked.is_empty();
     remember_found(&store, dataplane.as_mut(), cfg, &unlocked).context("reading the kernel state before set-up")?;
@@ -260,10 +262,16 @@ fn spawn_capture(
                 continue;
             };
             let now = Instant::now();
-            // The kernel takes an 802.1Q tag off before the tap (it comes as auxdata):
-            // a frame is its VLAN's entry's, and one of a VLAN without an entry (VID 0
-            // too) is nothing mcgate may act on.
-            let Some(port) = entries.iter().find(|(tag, _)| *tag == info.vlan).map(|(_, i)| *i) else {
+            // The kernel takes a VLAN tag off before the tap (it comes as auxdata): a frame
+            // is its VLAN's entry's, and one of a VLAN without an entry (VID 0 too), or
+            // with a tag that is not 802.1Q's (a service tag), is nothing mcgate may act on.
+            let tag = match info.vlan {
+                Some(vid) if info.tpid == ethernet::ETHERTYPE_VLAN => Some(Some(vid)),
+                Some(_) => None,
+                None => Some(None),
+            };
+            let listed = tag.and_then(|tag| entries.iter().find(|(t, _)| *t == tag));
+            let Some(&(_, port)) = listed else {
                 stats.dropped_vlan.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if vlan_log.allow(now, frame.src()) {
                     warn!(port = name, mac = %frame.src(), vid = info.vlan, ethertype = format!("{:#06x}", frame.ethertype()), "frame in an unconfigured VLAN dropped (logged once a minute per host)");
@@ -353,10 +361,12 @@ fn remember_found(
     unlocked: &[String],
 ) -> anyhow::Result<()> {
     let mut found = store.found()?.unwrap_or_default();
-    let access = cfg.ports.iter().map(|p| p.name.get_ref().as_str());
+    let mut access: Vec<&str> = cfg.ports.iter().map(|p| p.name.get_ref().as_str()).collect();
+    access.sort();
+    access.dedup();
     let uplinks = cfg.multicast.iter().flat_map(|m| &m.uplinks).map(|u| u.get_ref().as_str());
-    let fresh = unlocked.len() == cfg.ports.len();
-    let stale: Vec<&str> = access
+    let fresh = unlocked.len() == access.len();
+    let stale: Vec<&str> = (access.into_iter())
         .chain(uplinks)
         .filter(|p| fresh || unlocked.iter().any(|u| u == p) || !found.ports.contains_key(*p))
         .collect();
