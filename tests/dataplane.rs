@@ -50,7 +50,7 @@ fn ports_fdb_and_mdb_on_the_real_bridge() {
             .status()
             .unwrap();
         assert!(pre.success());
-        dp.setup_multicast("br0", &["p1", "p2"], &["up0"], 3).unwrap();
+        dp.setup_multicast("br0", &["p1", "p2"], &["up0"], 3, 4096).unwrap();
         dp.mdb_add("br0", &at("p1"), ip("239.1.1.1"), None).unwrap();
         dp.mdb_add("br0", &at("p1"), ip("239.1.1.1"), None).unwrap(); // idempotent
         dp.mdb_add("br0", &at("p2"), ip("232.1.1.1"), Some(ip("192.0.2.254"))).unwrap();
@@ -120,7 +120,7 @@ fn usage_counters_count_what_each_port_was_sent() {
     let (g4, g6) = (ip("239.1.1.1"), ip("ff3e::8000:1"));
     in_netns(&tb.ns("sw"), || {
         let mut dp = LinuxBridge::new().unwrap();
-        dp.setup_multicast("br0", &["p1", "p2"], &["up0"], 0).unwrap();
+        dp.setup_multicast("br0", &["p1", "p2"], &["up0"], 0, 4096).unwrap();
         dp.mdb_add("br0", &at("p1"), g4, None).unwrap();
         dp.mdb_add("br0", &at("p1"), g6, None).unwrap();
         assert_eq!(dp.usage("p1", g4).unwrap(), Some((0, 0)));
@@ -136,7 +136,7 @@ fn usage_counters_count_what_each_port_was_sent() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     in_netns(&tb.ns("sw"), || {
         let mut dp = LinuxBridge::new().unwrap();
-        dp.setup_multicast("br0", &["p1", "p2"], &["up0"], 0).unwrap();
+        dp.setup_multicast("br0", &["p1", "p2"], &["up0"], 0, 4096).unwrap();
         assert_eq!(dp.usage("p1", g4).unwrap(), Some((200, 200 * 140)));
         assert_eq!(dp.usage("p1", g6).unwrap(), Some((200, 200 * 160)));
         // the neighbour's port was sent nothing
@@ -150,6 +150,32 @@ fn usage_counters_count_what_each_port_was_sent() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "usage table left after teardown");
+}
+
+#[test]
+fn the_bridge_multicast_table_is_sized_to_what_mcgate_allows_and_put_back() {
+    let tb = Testbed::new("dh", 1);
+    let hash_max = || {
+        let link = sw(&tb, &["ip", "-d", "link", "show", "br0"]);
+        let mut words = link.split_whitespace();
+        words.find(|w| *w == "mcast_hash_max").and_then(|_| words.next()).map(str::to_string)
+    };
+    assert_eq!(hash_max().as_deref(), Some("4096"), "the kernel's default");
+    in_netns(&tb.ns("sw"), || {
+        let mut dp = LinuxBridge::new().unwrap();
+        let found = dp.found("br0", &["p1"]).unwrap();
+        dp.setup_multicast("br0", &["p1"], &["up0"], 0, 5000).unwrap();
+        assert_eq!(hash_max().as_deref(), Some("5000"));
+        // the 4097th channel and more: the default table would refuse them (ENOSPC)
+        for i in 0..4200u32 {
+            let g = IpAddr::from([239, 10, (i >> 8) as u8, i as u8]);
+            dp.mdb_add("br0", &at("p1"), g, None).unwrap_or_else(|e| panic!("entry {i}: {e}"));
+        }
+        assert_eq!(dp.mdb_entries("br0").unwrap().len(), 4200);
+        dp.teardown_multicast("br0", &[], &found).unwrap();
+        dp.restore("br0", &found).unwrap();
+    });
+    assert_eq!(hash_max().as_deref(), Some("4096"), "teardown puts the table's size back");
 }
 
 /// A port without a VLAN (the bridge here does not filter by VLAN).

@@ -26,6 +26,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
+/// Entries of the bridge's multicast table that are not the access ports' (the bridge's
+/// own joins, what it snoops on the uplinks), beyond `max_channels_per_port` per listing.
+const BRIDGE_OWN_ENTRIES: usize = 1024;
+
 /// Service-Type Authorize-Only (RFC 5176 3.1): a question, no credentials.
 const AUTHORIZE_ONLY: u32 = 17;
 
@@ -95,10 +99,16 @@ pub(super) fn set_up(
 ) -> anyhow::Result<(StartBridge, Vec<Arc<PortSocket>>)> {
     let uplink_names: Vec<&str> = mc.uplinks.iter().map(|u| u.get_ref().as_str()).collect();
     let mut ports: Vec<&str> = access.iter().map(|(p, _)| *p).collect();
+    ports.sort();
     ports.dedup();
+    // the bridge's multicast table holds what mcgate's bounds allow (each listing its
+    // channels), and room for what the bridge keeps of its own and the uplinks'
+    let entries = (access.len().saturating_mul(mc.bounds.channels_per_port)).saturating_add(BRIDGE_OWN_ENTRIES);
+    let entries = u32::try_from(entries).unwrap_or(u32::MAX);
     dataplane
-        .setup_multicast(&cfg.switch.bridge, &ports, &uplink_names, mc.port_max_groups)
+        .setup_multicast(&cfg.switch.bridge, &ports, &uplink_names, mc.port_max_groups, entries)
         .context("multicast set-up")?;
+    info!(entries, "the bridge's multicast table holds at least this many entries (mcast_hash_max)");
     // each multicast VLAN with the ports whose streams come in it
     let vids: std::collections::BTreeSet<u16> = access.iter().filter_map(|(_, v)| *v).collect();
     for vid in vids {

@@ -377,8 +377,15 @@ impl Dataplane for RecordDataplane {
         self.inner.restore(bridge, found)
     }
 
-    fn setup_multicast(&mut self, bridge: &str, access: &[&str], uplinks: &[&str], max: u32) -> Result<(), DpError> {
-        self.inner.setup_multicast(bridge, access, uplinks, max)
+    fn setup_multicast(
+        &mut self,
+        bridge: &str,
+        access: &[&str],
+        uplinks: &[&str],
+        max: u32,
+        entries: u32,
+    ) -> Result<(), DpError> {
+        self.inner.setup_multicast(bridge, access, uplinks, max, entries)
     }
 
     fn setup_multicast_vlan(
@@ -577,7 +584,7 @@ impl Dataplane for Replayer {
         Err(DpError::Replayed("teardown is not replayed".into()))
     }
 
-    fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32) -> Result<(), DpError> {
+    fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32, _: u32) -> Result<(), DpError> {
         Err(DpError::Replayed("set-up is not replayed".into()))
     }
 

@@ -186,8 +186,15 @@ impl Dataplane for LinuxBridge {
         access: &[&str],
         uplinks: &[&str],
         port_max_groups: u32,
+        entries: u32,
     ) -> Result<(), Error> {
         let b = Self::index(bridge)?;
+        // a full table refuses the next entry (ENOSPC), whoever's it is
+        let hash_max = self.nl.bridge_attrs(b, &[br::MCAST_HASH_MAX]).map_err(Self::at(bridge))?;
+        let now = hash_max.first().and_then(|(_, v)| <[u8; 4]>::try_from(v.as_slice()).ok()).map(u32::from_ne_bytes);
+        if now.is_some_and(|n| n < entries) {
+            self.nl.set_bridge_attrs(b, &[(br::MCAST_HASH_MAX, &entries.to_ne_bytes())]).map_err(Self::at(bridge))?;
+        }
         // Snooping needs a querier to work (and the bridge an IPv4 address, or it
         // floods); v3/v2 queries keep hosts on IGMPv3/MLDv2 and source-specific joins.
         self.nl

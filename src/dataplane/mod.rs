@@ -65,7 +65,8 @@ impl<'de> serde::Deserialize<'de> for PortVlan {
 }
 
 /// The bridge options mcgate's multicast set-up changes (IFLA_BR_*).
-pub const BRIDGE_OPTIONS: [u16; 5] = [
+pub const BRIDGE_OPTIONS: [u16; 6] = [
+    netlink::br::MCAST_HASH_MAX,
     netlink::br::MCAST_SNOOPING,
     netlink::br::MCAST_QUERIER,
     netlink::br::MCAST_QUERY_USE_IFADDR,
@@ -181,13 +182,15 @@ pub trait Dataplane {
     /// ports, and the nftables table that drops the hosts' IGMP/MLD before the bridge
     /// sees them (the capture tap still does).
     /// `port_max_groups`: the kernel's own per-port group limit, a backstop under the
-    /// policy's limits (0: none).
+    /// policy's limits (0: none). `entries`: what the bridge's multicast table must hold
+    /// (its `mcast_hash_max`, 4096 by default, is raised to it, never lowered).
     fn setup_multicast(
         &mut self,
         bridge: &str,
         access: &[&str],
         uplinks: &[&str],
         port_max_groups: u32,
+        entries: u32,
     ) -> Result<(), Error>;
     /// Multicast VLAN registration: the streams of `access` ports come in VLAN `vid`
     /// (their MDB entries go there, each port an egress-untagged member of it while it
@@ -263,7 +266,7 @@ impl Dataplane for Audit {
     fn restore(&mut self, _: &str, _: &Found) -> Result<(), Error> {
         Ok(())
     }
-    fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32) -> Result<(), Error> {
+    fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32, _: u32) -> Result<(), Error> {
         Ok(())
     }
     fn teardown_multicast(&mut self, _: &str, _: &[u16], _: &Found) -> Result<(), Error> {

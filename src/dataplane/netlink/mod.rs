@@ -75,6 +75,7 @@ pub mod br {
     pub const MCAST_SNOOPING: u16 = 23;
     pub const MCAST_QUERY_USE_IFADDR: u16 = 24;
     pub const MCAST_QUERIER: u16 = 25;
+    pub const MCAST_HASH_MAX: u16 = 27;
     pub const MCAST_IGMP_VERSION: u16 = 43;
     pub const MCAST_MLD_VERSION: u16 = 44;
 }
