@@ -268,7 +268,6 @@ impl Daemon {
                         return Some(cause::MULTIPLE_SESSION_SELECTION_UNSUPPORTED);
                     };
                     if let Err(why) = self.place_host(now, port, mac, Some(vlan)) {
-                        self.io.vlan_refused += 1;
                         warn!(port = %self.ports[port].at(), mac = %mac, "CoA: VLAN assignment refused: {why}");
                         return Some(match vlan {
                             crate::auth::VlanAssignment::Unusable(_) => cause::INVALID_REQUEST,
@@ -295,20 +294,11 @@ impl Daemon {
         None
     }
 
-    /// A CoA moved the host's port: its session is in the port's VLAN now, its
-    /// authorization there, and the assignment is kept with it.
+    /// A CoA placed the host (`place_host` moved its session and entry): the assignment
+    /// is kept with the session, as an Access-Accept's is.
     fn moved_session(&mut self, port: PortId, mac: MacAddr, vlan: &crate::auth::VlanAssignment) {
-        let at = self.ports[port].at();
         let Some(s) = self.sessions.get_mut(&(port, mac)) else { return };
         s.attrs.vlan = Some(vlan.clone());
-        if s.vlan != at.vlan {
-            self.acct.op(Op::DelSession(s.at(), mac));
-            s.vlan = at.vlan;
-            if let Err(e) = self.dataplane.authorize(&at, mac) {
-                self.io.dataplane_errors += 1;
-                warn!(port = %at, mac = %mac, "authorizing: {e}");
-            }
-        }
         self.acct.op(Op::PutSession(s.clone()));
     }
 

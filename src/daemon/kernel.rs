@@ -18,7 +18,6 @@ use crate::dataplane::{netlink, MdbEntry, PortVlan};
 use crate::sys;
 use crate::wire::MacAddr;
 use serde::Serialize;
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
@@ -291,11 +290,10 @@ impl Daemon {
         };
         // others' entries count where mcgate installs (a VLAN-filtering bridge's other
         // VLANs of the ports are none of its business); its own count everywhere
-        // where mcgate installs: a channel's VLAN (the multicast VLAN's, if any) and the
+        // where mcgate installs: the channels' VLAN (the multicast VLAN's, if any) and the
         // hosts' own (link-scope groups)
-        let any_channel = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
         let targets: std::collections::BTreeSet<PortVlan> =
-            (0..self.ports.len()).flat_map(|p| [self.mdb_at(p, any_channel), self.ports[p].at()]).collect();
+            (0..self.ports.len()).flat_map(|p| [self.channels_at(p), self.ports[p].at()]).collect();
         let (ours, foreign): (Vec<_>, Vec<_>) =
             all.into_iter().filter(|(e, ours)| *ours || targets.contains(&e.0)).partition(|(_, ours)| *ours);
         let ours: std::collections::BTreeSet<MdbEntry> = ours.into_iter().map(|(e, _)| e).collect();

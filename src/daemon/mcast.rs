@@ -363,6 +363,14 @@ impl Daemon {
         }
     }
 
+    /// Where `port`'s channels' MDB entries go.
+    pub(super) fn channels_at(&self, port: PortId) -> PortVlan {
+        match &self.mcast {
+            Some(m) => channels_at(m, &self.ports, port),
+            None => self.ports[port].at(),
+        }
+    }
+
     pub(super) fn drain_mcast(&mut self, now: Instant) -> bool {
         let mut progressed = false;
         while let Some(o) = self.mcast.as_mut().and_then(|m| m.tracker.poll_output()) {
@@ -555,13 +563,21 @@ fn query_frame(m: &McastState, tag: Option<u16>, group: IpAddr, max_resp_code: u
     Ok(ethernet::emit_frame_in(tag, MacAddr::for_group(group), m.bridge_mac, ethertype, &pkt))
 }
 
-/// Where `port`'s MDB entry for `group` goes: on its interface, in the multicast VLAN
-/// when there is one, else in its hosts' VLAN. A link-scope IPv6 group (neighbour
-/// discovery's) is the hosts' own VLAN's business, never the multicast VLAN's.
+/// Where `port`'s MDB entry for `group` goes: a channel's where its channels go, a
+/// link-scope IPv6 group (neighbour discovery's) in its hosts' own VLAN, never the
+/// multicast VLAN.
 fn mdb_at(m: &McastState, ports: &[super::Port], port: PortId, group: IpAddr) -> PortVlan {
+    if mcast::is_v6_link_scope(group) {
+        return ports[port].at();
+    }
+    channels_at(m, ports, port)
+}
+
+/// Where `port`'s channels' MDB entries go: on its interface, in the multicast VLAN
+/// when there is one, else in its hosts' VLAN.
+fn channels_at(m: &McastState, ports: &[super::Port], port: PortId) -> PortVlan {
     let p = &ports[port];
-    let mvr = m.mvr.get(port).copied().flatten().filter(|_| !mcast::is_v6_link_scope(group));
-    PortVlan::new(&p.name, mvr.or(p.vlan))
+    PortVlan::new(&p.name, m.mvr.get(port).copied().flatten().or(p.vlan))
 }
 
 #[cfg(test)]

@@ -169,20 +169,15 @@ impl Daemon {
                 // the VLAN RADIUS assigned, or the listing's own: the port is moved there
                 // if it may be, or the host is not authorized (RFC 3580: a Reject)
                 if let Err(why) = self.place_host(now, port, mac, attrs.vlan.as_ref()) {
-                    self.io.vlan_refused += 1;
                     warn!(port = %self.ports[port].at(), mac = %mac, account, "VLAN assignment refused; not authorized: {why}");
                     self.auth.handle_input(now, auth::Input::Kick { port, mac });
                     return;
                 }
                 // The port opens once the session (and its Start) is durable.
                 let session = match self.sessions.remove(&(port, mac)) {
-                    // re-authentication: same session, new attributes (in a new VLAN,
-                    // stored anew)
+                    // re-authentication: same session, new attributes (`place_host`
+                    // moved it to a new VLAN, if any)
                     Some(mut s) => {
-                        if s.vlan != self.ports[port].vlan {
-                            self.acct.op(Op::DelSession(s.at(), mac));
-                            s.vlan = self.ports[port].vlan;
-                        }
                         s.account = account;
                         s.attrs = attrs;
                         self.acct.op(Op::PutSession(s.clone()));

@@ -17,8 +17,23 @@ use tracing::{error, info};
 
 impl Daemon {
     /// Puts the port of `mac`'s listing in the VLAN `assigned` says (none: the
-    /// listing's own), moving it if it must and may; why not, when it may not.
+    /// listing's own), moving it if it must and may; why not, when it may not (counted).
+    /// A host with a session moves with its port: its FDB entry and its stored session.
     pub(super) fn place_host(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        mac: MacAddr,
+        assigned: Option<&VlanAssignment>,
+    ) -> Result<(), String> {
+        let placed = self.try_place(now, port, mac, assigned);
+        if placed.is_err() {
+            self.io.vlan_refused += 1;
+        }
+        placed
+    }
+
+    fn try_place(
         &mut self,
         now: Instant,
         port: PortId,
@@ -50,13 +65,18 @@ impl Daemon {
             return Err(format!("VLAN {to} is the multicast VLAN"));
         }
         self.move_port(now, port, from, to).map_err(|e| format!("moving the port to VLAN {to}: {e}"))?;
-        // a re-authenticated host's entry in the VLAN it leaves
-        if self.sessions.contains_key(&(port, mac)) {
-            let old = PortVlan::new(&self.ports[port].name, Some(from));
-            if let Err(e) = self.dataplane.deauthorize(&old, mac) {
-                self.io.dataplane_errors += 1;
-                error!(port = %old, mac = %mac, "deauthorizing: {e}");
-            }
+        // a host with a session (re-authenticated, or a CoA's): stored anew in the VLAN,
+        // its entry moved
+        let new = self.ports[port].at();
+        let Some(s) = self.sessions.get_mut(&(port, mac)) else { return Ok(()) };
+        self.acct.op(Op::DelSession(s.at(), mac));
+        s.vlan = new.vlan;
+        self.acct.op(Op::PutSession(s.clone()));
+        let old = PortVlan::new(&new.port, Some(from));
+        let moved = self.dataplane.deauthorize(&old, mac).and_then(|()| self.dataplane.authorize(&new, mac));
+        if let Err(e) = moved {
+            self.io.dataplane_errors += 1;
+            error!(port = %new, mac = %mac, "moving the authorization from VLAN {from}: {e}");
         }
         Ok(())
     }

@@ -31,6 +31,12 @@ impl LinuxBridge {
         Ok(attrs.first().is_some_and(|(_, v)| v.first() == Some(&1)))
     }
 
+    /// The channels `at` holds when it is its port's place in the multicast VLAN.
+    fn mvr_channels(&mut self, at: &PortVlan) -> Option<&mut Channels> {
+        let (vid, held) = self.mvr.get_mut(&at.port)?;
+        (Some(*vid) == at.vlan).then_some(held)
+    }
+
     /// Every interface's name, by index.
     fn names(&mut self) -> Result<std::collections::HashMap<u32, String>, Error> {
         Ok(self.nl.links()?.into_iter().map(|l| (l.index, l.name)).collect())
@@ -315,15 +321,14 @@ impl Dataplane for LinuxBridge {
 
     fn mdb_add(&mut self, bridge: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {
         let (b, p, vid) = (Self::index(bridge)?, Self::index(&at.port)?, at.vlan.unwrap_or(0));
-        let mvr = self.mvr.get_mut(&at.port).filter(|(v, _)| *v == vid);
-        if mvr.is_some() {
+        if self.mvr_channels(at).is_some() {
             // the port is in the multicast VLAN, egress untagged, from its first channel
             // on; asked every time, for an entry put back after the membership was
             // removed by hand (which takes the port's entries in the VLAN with it)
             self.nl.vlan_add(p, vid, true).map_err(Self::at(&at.port))?;
         }
         self.nl.mdb_add(b, p, group, source, vid).map_err(Self::at(&at.port))?;
-        if let Some((_, held)) = self.mvr.get_mut(&at.port).filter(|(v, _)| *v == vid) {
+        if let Some(held) = self.mvr_channels(at) {
             held.insert((group, source));
         }
         Ok(())
@@ -332,7 +337,7 @@ impl Dataplane for LinuxBridge {
     fn mdb_del(&mut self, bridge: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {
         let (b, p, vid) = (Self::index(bridge)?, Self::index(&at.port)?, at.vlan.unwrap_or(0));
         self.nl.mdb_del(b, p, group, source, vid).map_err(Self::at(&at.port))?;
-        if let Some((_, held)) = self.mvr.get_mut(&at.port).filter(|(v, _)| *v == vid) {
+        if let Some(held) = self.mvr_channels(at) {
             if held.remove(&(group, source)) && held.is_empty() {
                 // its last channel: out of the multicast VLAN again
                 self.nl.vlan_del(p, vid).map_err(Self::at(&at.port))?;
