@@ -11,13 +11,18 @@
       a stream of numbered datagrams to GROUP, bounded in count and time.
   mcast.py zap GROUP [--count N] [--gap-ms MS] [--iface eth0] [--port 5000]
       N times: join, wait for the first datagram (at most 2 s), leave, pause; prints
-      {"first_ms": [...]} (ms from the join call to the first datagram; null: none came).
+      {"first_ms": [...]} (ms from the join call to the first datagram; null: none came)
+      and {"report_to_first_ms": [...]} (from the host's first report of the join leaving
+      the interface to the first packet of the stream reaching it, kernel timestamps).
   mcast.py sniff GROUP [--iface eth0] [--seconds N]
       count the frames to GROUP that reach the interface, joined or not (AF_PACKET);
       prints {"packets", "first_ms", "last_ms"} (ms since the start) and "last_unix" (wall clock).
   mcast.py flood --src-mac MAC --src-ip IP --count N [--groups N] [--pps R] [--iface eth0]
       send N IGMPv3 reports (TO_EX of 239.2.0.0 + i mod groups), R per second (0: as fast
       as one process can); prints {"sent", "seconds"}.
+  mcast.py query --src-ip IP [--max-resp DS] [--iface eth0]
+      send an IGMPv3 general query from IP and an MLDv2 one from fe80::1, Max Response
+      Time DS tenths of a second (100: 10 s), as a querier upstream does.
   mcast.py inject --src-mac MAC --src-ip IP RECORD... [--iface eth0]
       send one hand-made IGMPv3 report (RECORD = TYPE:GROUP[:SRC,SRC..], TYPE 1-6)
       with any source MAC, as a spoofing host would.
@@ -108,13 +113,70 @@ def send(a):
             time.sleep(delay)
 
 
+SO_TIMESTAMPNS = 35
+ETH_P_ALL = 0x0003
+
+
+def join_report_for(frame, group):
+    """True when `frame` is an IPv4 IGMP report that joins `group` (IGMPv1/v2 report, or
+    an IGMPv3 record IS_EX / TO_EX / ALLOW naming it)."""
+    if len(frame) < 14 + 20 or struct.unpack("!H", frame[12:14])[0] != 0x0800 or frame[14 + 9] != 2:
+        return False
+    igmp = frame[14 + (frame[14] & 0x0f) * 4:]
+    if len(igmp) < 8:
+        return False
+    if igmp[0] in (0x12, 0x16):
+        return igmp[4:8] == group
+    if igmp[0] != 0x22:
+        return False
+    off = 8
+    for _ in range(struct.unpack("!H", igmp[6:8])[0]):
+        if len(igmp) < off + 8:
+            return False
+        rtype, aux, nsrc = igmp[off], igmp[off + 1], struct.unpack("!H", igmp[off + 2:off + 4])[0]
+        if igmp[off + 4:off + 8] == group and rtype in (2, 4, 5):
+            return True
+        off += 8 + 4 * nsrc + 4 * aux
+    return False
+
+
 def zap(a):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((a.group, a.port))
     req = group_req(socket.if_nametoindex(a.iface), a.group)
-    out = []
+    # the wire as the host sees it, with the kernel's timestamps: its own report going
+    # out, and the first packet of the stream coming in
+    wire = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    wire.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    wire.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    wire.bind((a.iface, 0))
+    wire.setblocking(False)
+    group = ipaddress.ip_address(a.group).packed
+
+    def drain_wire():
+        report, first = None, None
+        try:
+            while True:
+                f, anc, _, addr = wire.recvmsg(2048, socket.CMSG_SPACE(16))
+                ts = next((struct.unpack("=qq", d[:16]) for (lvl, t, d) in anc
+                           if lvl == socket.SOL_SOCKET and t == SO_TIMESTAMPNS), None)
+                if ts is None:
+                    continue
+                ts = ts[0] + ts[1] / 1e9
+                if addr[2] == socket.PACKET_OUTGOING:
+                    if report is None and join_report_for(f, group):
+                        report = ts
+                elif first is None and len(f) >= 34 and f[12:14] == b"\x08\x00" and f[14 + 9] == 17 \
+                        and f[30:34] == group:
+                    first = ts
+        except BlockingIOError:
+            pass
+        return report, first
+
+    out, on_wire = [], []
     for _ in range(a.count):
+        drain_wire()
         t0 = time.monotonic()
         s.setsockopt(socket.IPPROTO_IP, MCAST_JOIN_GROUP, req)
         s.settimeout(2.0)
@@ -123,6 +185,8 @@ def zap(a):
             out.append((time.monotonic() - t0) * 1e3)
         except socket.timeout:
             out.append(None)
+        report, first = drain_wire()
+        on_wire.append((first - report) * 1e3 if report is not None and first is not None else None)
         s.setsockopt(socket.IPPROTO_IP, MCAST_LEAVE_GROUP, req)
         # let the leave take effect and the stream stop, then drain what was queued
         time.sleep(a.gap_ms / 1e3)
@@ -132,7 +196,7 @@ def zap(a):
                 s.recv(2048)
         except BlockingIOError:
             pass
-    print(json.dumps({"first_ms": out}), flush=True)
+    print(json.dumps({"first_ms": out, "report_to_first_ms": on_wire}), flush=True)
 
 
 def sniff(a):
@@ -179,6 +243,29 @@ def report_frame(src_mac, src_ip, records):
                       ipaddress.ip_address(src_ip).packed, ipaddress.ip_address("224.0.0.22").packed) + bytes([0x94, 4, 0, 0])
     hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
     return bytes.fromhex("01005e000016") + bytes.fromhex(src_mac.replace(":", "")) + b"\x08\x00" + hdr + igmp
+
+
+def query(a):
+    """One IGMPv3 general query from SRC_IP (an upstream router's), Max Resp Code
+    MAX_RESP (tenths of a second) and an MLDv2 general query from the interface's
+    link-local address, as a querier upstream sends them."""
+    mac = own_mac(a.iface)
+    igmp = struct.pack("!BBH4sBBH", 0x11, a.max_resp, 0, bytes(4), 2, 125, 0)
+    igmp = igmp[:2] + struct.pack("!H", checksum(igmp)) + igmp[4:]
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x46, 0xc0, 24 + len(igmp), 0, 0x4000, 1, 2, 0,
+                      ipaddress.ip_address(a.src_ip).packed, ipaddress.ip_address("224.0.0.1").packed) + bytes([0x94, 4, 0, 0])
+    hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((a.iface, 0))
+    s.send(bytes.fromhex("01005e000001") + mac + b"\x08\x00" + hdr + igmp)
+    # MLDv2: Maximum Response Code in ms, from fe80::1 (lower than any EUI-64 address)
+    src, dst = ipaddress.ip_address("fe80::1").packed, ipaddress.ip_address("ff02::1").packed
+    icmp = struct.pack("!BBHHH16sBBH", 130, 0, 0, a.max_resp * 100, 0, bytes(16), 2, 125, 0)
+    pseudo = src + dst + struct.pack("!I3xB", len(icmp), 58)
+    icmp = icmp[:2] + struct.pack("!H", checksum(pseudo + icmp)) + icmp[4:]
+    hbh = bytes([58, 0, 5, 2, 0, 0, 1, 0])
+    ip6 = struct.pack("!IHBB", 0x60000000, len(hbh) + len(icmp), 0, 1) + src + dst
+    s.send(bytes.fromhex("333300000001") + mac + b"\x86\xdd" + ip6 + hbh + icmp)
 
 
 def mld_frame(src_mac, src_ip, group):
@@ -330,6 +417,9 @@ fl.add_argument("--iface", default="eth0")
 m = sub.add_parser("macflood")
 m.add_argument("--count", type=int, required=True); m.add_argument("--pps", type=int, default=0)
 m.add_argument("--iface", default="eth0")
+q = sub.add_parser("query")
+q.add_argument("--src-ip", required=True); q.add_argument("--max-resp", type=int, default=100)
+q.add_argument("--iface", default="eth0")
 i = sub.add_parser("inject")
 i.add_argument("--src-mac", required=True); i.add_argument("--src-ip", required=True)
 i.add_argument("--iface", default="eth0"); i.add_argument("records", nargs="+")
@@ -349,4 +439,4 @@ t.add_argument("kind", choices=["eapol-start", "igmp", "mld"]); t.add_argument("
 t.add_argument("--group", default="239.1.1.1"); t.add_argument("--src-ip", default="192.0.2.11")
 t.add_argument("--iface", default="eth0")
 a = p.parse_args()
-{"udpflood": udpflood, "churn": churn, "tagged": tagged, "identities": identities, "recv": recv, "send": send, "sniff": sniff, "inject": inject, "zap": zap, "flood": flood, "macflood": macflood}[a.cmd](a)
+{"udpflood": udpflood, "churn": churn, "tagged": tagged, "identities": identities, "recv": recv, "send": send, "sniff": sniff, "inject": inject, "query": query, "zap": zap, "flood": flood, "macflood": macflood}[a.cmd](a)

@@ -290,6 +290,46 @@ fn a_restart_keeps_admitted_streams_flowing() {
     }
 }
 
+/// The bridge ignores its MDB, flooding instead (and access ports take no flood), for a
+/// query response interval after its querier goes on, and for a query's Max Response
+/// Time after another querier appears (docs/peers-and-kernel.md). Neither holds up an
+/// admitted stream: mcgate starts the querier with the hold-off at its least, and drops
+/// queries from upstream.
+#[test]
+fn admitted_streams_flow_right_after_the_start_and_when_a_querier_appears_upstream() {
+    let mut tb = Testbed::new("mq", 1);
+    tb.radius(1812);
+    tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
+    // the kernel's own response interval, 10 s (the testbed shortens it to 1 s)
+    let sw = tb.ns("sw");
+    let bridge = ["netns", "exec", &sw, "ip", "link", "set", "br0", "type", "bridge"];
+    common::run(std::process::Command::new("ip").args(bridge).args(["mcast_query_response_interval", "1000"]));
+    tb.multicast(POLICY, "");
+    let mut stream = tb.stream("239.1.1.1", 30);
+    tb.start_mcgate();
+    login(&tb, 1, "alice");
+    // joined within the 10 s the kernel would otherwise hold off
+    let join = tb.mcast_py("h1", &["recv", "239.1.1.1", "--seconds", "10"]);
+    let flowing = || packets(&result(tb.mcast_py("h1", &["sniff", "239.1.1.1", "--seconds", "1"]))) > 100;
+    assert!(wait_until(Duration::from_secs(4), flowing), "no stream after the start:\n{}", tb.log());
+    // a router upstream with a lower address than the bridge's: it would be the querier
+    let q = tb.mcast_py("up", &["query", "--src-ip", "10.0.0.1"]).wait_with_output().unwrap();
+    assert!(q.status.success());
+    let wire = result(tb.mcast_py("h1", &["sniff", "239.1.1.1", "--seconds", "2"]));
+    assert!(packets(&wire) > 250, "the stream stopped when a querier appeared upstream: {wire}");
+    let rules = common::run(
+        std::process::Command::new("ip").args(["netns", "exec", &sw, "nft", "list", "table", "bridge", "mcgate"]),
+    );
+    for kind in ["igmp", "mld"] {
+        let line = rules.lines().find(|l| l.contains(&format!("{kind} queries from upstream"))).unwrap_or_default();
+        assert!(line.contains("packets 1 "), "{kind} query not dropped: {rules}");
+    }
+    let joined = result(join);
+    assert!(packets(&joined) > 1000, "{joined}");
+    let _ = stream.kill();
+    let _ = stream.wait();
+}
+
 /// Per-join answers come from policies/freeradius/mcgate-joins.example in the testbed's
 /// FreeRADIUS: alice may have 239.1.5.0/24 (Session-Timeout 1: cached for a second),
 /// nothing else.

@@ -21,11 +21,40 @@ pub struct LinuxBridge {
 type Channels = std::collections::HashSet<(IpAddr, Option<IpAddr>)>;
 
 impl LinuxBridge {
+    /// Switches the bridge's querier on without the kernel's hold-off. A bridge whose
+    /// querier is switched on ignores its MDB for one query response interval (10 s by
+    /// default) and floods instead, so that it can learn who listens first; an access
+    /// port with `mcast_flood off` gets no stream at all meanwhile, however admitted.
+    /// mcgate's entries do not wait for learning, so the hold-off is made as short as
+    /// the kernel allows (the interval at its least, one centisecond, while the querier
+    /// goes on) and the interval put back. Nothing is changed when it is on already.
+    fn start_querier(&mut self, bridge: u32) -> Result<(), super::netlink::Error> {
+        let querier = self.nl.bridge_attrs(bridge, &[br::MCAST_QUERIER])?;
+        if querier.first().is_some_and(|(_, v)| v == &[1]) {
+            return Ok(());
+        }
+        let Some(interval) = self.response_interval(bridge)? else {
+            // a kernel that does not tell: the querier as it comes
+            return self.nl.set_bridge_options(bridge, &[(br::MCAST_QUERIER, 1)]);
+        };
+        self.nl.set_bridge_attrs(bridge, &[(br::MCAST_QUERY_RESPONSE_INTVL, &1u64.to_ne_bytes())])?;
+        let on = self.nl.set_bridge_options(bridge, &[(br::MCAST_QUERIER, 1)]);
+        // the interval goes back whatever became of the querier
+        self.nl.set_bridge_attrs(bridge, &[(br::MCAST_QUERY_RESPONSE_INTVL, &interval)])?;
+        on
+    }
+
     pub fn new() -> Result<Self, Error> {
         Ok(LinuxBridge { nl: Netlink::open()?, nf: None, mvr: Default::default() })
     }
 
     /// Whether bridge `bridge` forwards by VLAN (`vlan_filtering 1`).
+    /// The bridge's query response interval (u64 centiseconds, as the kernel keeps it).
+    fn response_interval(&mut self, bridge: u32) -> Result<Option<[u8; 8]>, super::netlink::Error> {
+        let found = self.nl.bridge_attrs(bridge, &[br::MCAST_QUERY_RESPONSE_INTVL])?;
+        Ok(found.first().and_then(|(_, v)| <[u8; 8]>::try_from(v.as_slice()).ok()))
+    }
+
     fn filters_vlans(&mut self, bridge: u32) -> Result<bool, super::netlink::Error> {
         let attrs = self.nl.bridge_attrs(bridge, &[br::VLAN_FILTERING])?;
         Ok(attrs.first().is_some_and(|(_, v)| v.first() == Some(&1)))
@@ -53,15 +82,28 @@ impl LinuxBridge {
 
 /// The nftables table that keeps the hosts' IGMP and MLD away from the bridge's own
 /// snooping (bridge family, prerouting): mcgate decides, the bridge does not learn.
-fn nft_ruleset(access: &[&str]) -> String {
-    let ports = access.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
+fn nft_ruleset(access: &[&str], uplinks: &[&str]) -> String {
+    let list = |names: &[&str]| names.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
+    let ports = list(access);
+    // Another querier's first query makes the bridge ignore its MDB for that query's
+    // Max Response Time (10 s from a router), streams to the access ports stopped: the
+    // bridge is the querier toward the hosts, and queries from upstream stay upstream.
+    let upstream = if uplinks.is_empty() {
+        String::new()
+    } else {
+        let up = list(uplinks);
+        format!(
+            "\t\tiifname {{ {up} }} igmp type membership-query counter drop comment \"igmp queries from upstream\"\n\
+             \t\tiifname {{ {up} }} meta l4proto ipv6-icmp icmpv6 type mld-listener-query counter drop comment \"mld queries from upstream\"\n"
+        )
+    };
     format!(
         "table bridge mcgate\ndelete table bridge mcgate\ntable bridge mcgate {{\n\
          \tchain prerouting {{\n\
          \t\ttype filter hook prerouting priority -300; policy accept;\n\
          \t\tiifname {{ {ports} }} ip protocol igmp counter drop comment \"igmp from hosts\"\n\
          \t\tiifname {{ {ports} }} meta l4proto ipv6-icmp icmpv6 type {{ mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report }} counter drop comment \"mld from hosts\"\n\
-         \t}}\n}}\n"
+         {upstream}\t}}\n}}\n"
     )
 }
 
@@ -208,13 +250,13 @@ impl Dataplane for LinuxBridge {
                 b,
                 &[
                     (br::MCAST_SNOOPING, 1),
-                    (br::MCAST_QUERIER, 1),
                     (br::MCAST_QUERY_USE_IFADDR, 1),
                     (br::MCAST_IGMP_VERSION, 3),
                     (br::MCAST_MLD_VERSION, 2),
                 ],
             )
             .map_err(Self::at(bridge))?;
+        self.start_querier(b).map_err(Self::at(bridge))?;
         for port in access {
             let idx = Self::index(port)?;
             self.nl.set_port_flags(idx, &[(brport::MCAST_FLOOD, &[0])]).map_err(Self::at(port))?;
@@ -227,7 +269,7 @@ impl Dataplane for LinuxBridge {
             // permanent multicast-router port
             self.nl.set_port_flags(idx, &[(brport::MULTICAST_ROUTER, &[2])]).map_err(Self::at(port))?;
         }
-        nft(&nft_ruleset(access))?;
+        nft(&nft_ruleset(access, uplinks))?;
         nft(&nft_usage(access))?;
         self.nf = Some(Netlink::open_netfilter()?);
         // What the kernel snooped on access ports before the drop table existed is not
@@ -249,7 +291,9 @@ impl Dataplane for LinuxBridge {
         for port in uplinks {
             self.nl.vlan_add(Self::index(port)?, vid, false).map_err(Self::at(port))?;
         }
-        self.nl.set_vlan_querier(b, vid).map_err(Self::at(bridge))?;
+        let interval = self.response_interval(b).map_err(Self::at(bridge))?;
+        // the VLAN's queries ask as the bridge's do (10 s when the kernel does not tell)
+        self.nl.set_vlan_querier(b, vid, interval.map_or(1000, u64::from_ne_bytes)).map_err(Self::at(bridge))?;
         let ports = access.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
         // tagged 802.1Q or, on a Q-in-Q bridge, 802.1ad (a rule each: `vlan id` alone
         // means an 802.1Q tag)

@@ -76,6 +76,9 @@ pub mod br {
     pub const MCAST_QUERY_USE_IFADDR: u16 = 24;
     pub const MCAST_QUERIER: u16 = 25;
     pub const MCAST_HASH_MAX: u16 = 27;
+    /// u64, centiseconds (USER_HZ): the Max Response Time of the bridge's queries, and
+    /// how long it ignores its MDB after its querier is switched on.
+    pub const MCAST_QUERY_RESPONSE_INTVL: u16 = 34;
     pub const MCAST_IGMP_VERSION: u16 = 43;
     pub const MCAST_MLD_VERSION: u16 = 44;
 }

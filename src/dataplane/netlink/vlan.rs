@@ -12,6 +12,8 @@ const BRIDGE_VLANDB_GOPTS_ID: u16 = 1;
 const BRIDGE_VLANDB_GOPTS_MCAST_SNOOPING: u16 = 3;
 const BRIDGE_VLANDB_GOPTS_MCAST_IGMP_VERSION: u16 = 4;
 const BRIDGE_VLANDB_GOPTS_MCAST_MLD_VERSION: u16 = 5;
+/// u64, centiseconds.
+const BRIDGE_VLANDB_GOPTS_MCAST_QUERY_RESPONSE_INTVL: u16 = 13;
 const BRIDGE_VLANDB_GOPTS_MCAST_QUERIER: u16 = 15;
 const BRIDGE_VLAN_INFO_UNTAGGED: u16 = 1 << 2;
 /// IFLA_BR_MULTI_BOOLOPT: struct br_boolopt_multi { u32 optval; u32 optmask; }.
@@ -66,14 +68,38 @@ impl Netlink {
     }
 
     /// VLAN `vid`'s multicast context on bridge `bridge`: snooping on, the bridge's own
-    /// querier on, IGMPv3 and MLDv2 queries (as the bridge-wide set-up does).
-    pub fn set_vlan_querier(&mut self, bridge: u32, vid: u16) -> Result<(), Error> {
+    /// querier on, IGMPv3 and MLDv2 queries (as the bridge-wide set-up does). The
+    /// querier goes on with the kernel's hold-off at its least (see
+    /// `LinuxBridge::start_querier`), then the VLAN's query response interval is
+    /// `response_interval` (centiseconds).
+    pub fn set_vlan_querier(&mut self, bridge: u32, vid: u16, response_interval: u64) -> Result<(), Error> {
+        let u64_opt = |ty: u16, v: u64| (ty, v.to_ne_bytes().to_vec());
+        self.set_vlan_options(bridge, vid, &[u64_opt(BRIDGE_VLANDB_GOPTS_MCAST_QUERY_RESPONSE_INTVL, 1)])?;
+        let on = self.set_vlan_options(
+            bridge,
+            vid,
+            &[
+                (BRIDGE_VLANDB_GOPTS_MCAST_SNOOPING, vec![1]),
+                (BRIDGE_VLANDB_GOPTS_MCAST_QUERIER, vec![1]),
+                (BRIDGE_VLANDB_GOPTS_MCAST_IGMP_VERSION, vec![3]),
+                (BRIDGE_VLANDB_GOPTS_MCAST_MLD_VERSION, vec![2]),
+            ],
+        );
+        self.set_vlan_options(
+            bridge,
+            vid,
+            &[u64_opt(BRIDGE_VLANDB_GOPTS_MCAST_QUERY_RESPONSE_INTVL, response_interval)],
+        )?;
+        on
+    }
+
+    /// Global options (BRIDGE_VLANDB_GOPTS_*, each its payload) of VLAN `vid` on `bridge`.
+    fn set_vlan_options(&mut self, bridge: u32, vid: u16, options: &[(u16, Vec<u8>)]) -> Result<(), Error> {
         let mut opts = Vec::new();
         push_attr(&mut opts, BRIDGE_VLANDB_GOPTS_ID, &vid.to_ne_bytes());
-        push_attr(&mut opts, BRIDGE_VLANDB_GOPTS_MCAST_SNOOPING, &[1]);
-        push_attr(&mut opts, BRIDGE_VLANDB_GOPTS_MCAST_QUERIER, &[1]);
-        push_attr(&mut opts, BRIDGE_VLANDB_GOPTS_MCAST_IGMP_VERSION, &[3]);
-        push_attr(&mut opts, BRIDGE_VLANDB_GOPTS_MCAST_MLD_VERSION, &[2]);
+        for (ty, v) in options {
+            push_attr(&mut opts, *ty, v);
+        }
         // struct br_vlan_msg { u8 family; u8 reserved1; u16 reserved2; u32 ifindex; }
         let mut body = vec![AF_BRIDGE, 0, 0, 0];
         body.extend_from_slice(&bridge.to_ne_bytes());
