@@ -1,7 +1,7 @@
 //! The daemon's accounting: billing records from what the state machines did, one
-//! commit per batch of events (durable before any grant takes effect: no port opens
-//! and no stream flows without its Start on disk), Interim-Updates on their timers,
-//! and the journal's delivery to the accounting servers.
+//! commit per batch of events (no port opens without its Start on disk; a stream's
+//! MDB entry goes in while its Start is committed and comes out again if that fails),
+//! Interim-Updates on their timers, and the journal's delivery to the accounting servers.
 
 use super::Daemon;
 use crate::acct::{Record, Sender, Status, TerminateCause};
@@ -17,11 +17,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
-/// A kernel change that waits for the commit of the records that justify it.
+/// A host's port opened to it: waits for the commit of the session's Start. (A
+/// stream's MDB entry does not wait: it goes in as the batch is committed, see
+/// `Daemon::mdb_install`.)
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Grant {
-    Authorize { port: PortId, mac: MacAddr },
-    Mdb { port: PortId, channel: Channel },
+pub(super) struct Grant {
+    pub port: PortId,
+    pub mac: MacAddr,
 }
 
 /// What an Interim-Update is due for; the id tells a later session or membership of
@@ -223,7 +225,7 @@ impl Daemon {
         let r = self.acct.session_record(s, port, Status::Start, s.since);
         self.acct.record(r);
         self.acct.op(Op::PutSession(s.clone()));
-        self.acct.grant(Grant::Authorize { port, mac: s.mac });
+        self.acct.grant(Grant { port, mac: s.mac });
         let subject = Subject::Session { port, mac: s.mac, id: s.session_id.as_str().into() };
         self.acct.schedule(now, interim_of(s), subject);
         true
@@ -400,7 +402,7 @@ impl Daemon {
         if a.retry_commit_at.is_some_and(|t| t > now) {
             // meanwhile ports still open (their records wait here); joins are refused
             let grants = std::mem::take(&mut a.grants);
-            self.carry_out(grants.into_iter().filter(|g| matches!(g, Grant::Authorize { .. })));
+            self.carry_out(grants.into_iter());
             return false;
         }
         a.batch.deliver = a.delivery.is_some();
@@ -439,7 +441,8 @@ impl Daemon {
                     "JOURNAL COMMIT FAILED: {e}; joins are refused until it works again ({} records kept for retry)",
                     a.batch.records.len()
                 );
-                // the joins of this batch never happened: no Start, no Stop, no stream
+                // the joins of this batch never happened: no Start, no Stop, and their
+                // entries go again (their revocations below delete them)
                 let refused = std::mem::take(&mut a.admissions);
                 let refused_ids: HashSet<AcctId> = refused
                     .iter()
@@ -464,9 +467,7 @@ impl Daemon {
                 // re-authentications of open sessions only: those ports are open already
                 let grants = std::mem::take(&mut a.grants);
                 let new = |port: &PortId, mac: &MacAddr| new_sessions.iter().any(|(p, m, _)| (p, m) == (port, mac));
-                self.carry_out(
-                    grants.into_iter().filter(|g| matches!(g, Grant::Authorize { port, mac } if !new(port, mac))),
-                );
+                self.carry_out(grants.into_iter().filter(|g| !new(&g.port, &g.mac)));
                 for (port, mac, id) in &new_sessions {
                     if self.sessions.get(&(*port, *mac)).is_some_and(|s| s.session_id == *id) {
                         self.sessions.remove(&(*port, *mac));
@@ -494,26 +495,11 @@ impl Daemon {
     }
 
     fn carry_out(&mut self, grants: impl Iterator<Item = Grant>) {
-        for g in grants {
-            match g {
-                Grant::Authorize { port, mac } => {
-                    let at = self.ports[port].at();
-                    if let Err(e) = self.dataplane.authorize(&at, mac) {
-                        self.io.dataplane_errors += 1;
-                        error!(port = %at, mac = %mac, "authorizing: {e}");
-                    }
-                }
-                Grant::Mdb { port, channel: (group, source) } => {
-                    let at = self.mdb_at(port, group);
-                    let Some(m) = self.mcast.as_mut() else { continue };
-                    if let Err(e) = self.dataplane.mdb_add(&m.bridge, &at, group, source) {
-                        self.io.dataplane_errors += 1;
-                        error!(port = %at, %group, "MDB add: {e}");
-                    }
-                    if let Some(t) = m.stats.batch_since {
-                        m.stats.admission_latency.record(t.elapsed());
-                    }
-                }
+        for Grant { port, mac } in grants {
+            let at = self.ports[port].at();
+            if let Err(e) = self.dataplane.authorize(&at, mac) {
+                self.io.dataplane_errors += 1;
+                error!(port = %at, mac = %mac, "authorizing: {e}");
             }
         }
     }

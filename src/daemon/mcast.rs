@@ -78,7 +78,7 @@ pub(super) struct McastIoStats {
     /// From the capture task's read to the decision made (queueing in the actor included).
     pub decision_latency: Histogram,
     /// From the capture task's read of the earliest report in the batch to the MDB entry
-    /// of an admission installed (its durable commit included): an upper bound.
+    /// of an admission installed (before its commit): an upper bound.
     pub admission_latency: Histogram,
     /// The earliest capture time of the reports in the batch being handled.
     #[serde(skip)]
@@ -384,8 +384,9 @@ impl Daemon {
         let Some(m) = self.mcast.as_mut() else { return };
         match o {
             mcast::Output::Admitted { port, membership } => {
-                // Its Start goes into this batch, durable before the MdbAdd that follows
-                // takes effect; a join that cannot be accounted does not (fail closed).
+                // Its Start goes into this batch, the MdbAdd that follows in at once
+                // (`mdb_install`); a join that cannot be accounted is refused here
+                // (fail closed).
                 let (mac, channel) = (membership.mac, (membership.group, membership.source));
                 if !self.acct_membership_start(now, port, (*membership).clone()) {
                     if let Some(m) = self.mcast.as_mut() {
@@ -414,10 +415,12 @@ impl Daemon {
                 self.radius_send(now, super::RadiusFor::PerJoin(token), Request { code: Code::AccessRequest, attrs });
             }
             mcast::Output::MdbAdd { port, group, source } => {
-                self.acct.grant(super::acct::Grant::Mdb { port, channel: (group, source) });
+                // not when its admission was refused a moment ago (it cannot be accounted)
+                if m.tracker.holds(port, (group, source)) {
+                    self.mdb_install(port, group, source);
+                }
             }
             mcast::Output::MdbDel { port, group, source } => {
-                self.acct.cancel(super::acct::Grant::Mdb { port, channel: (group, source) });
                 // an entry in the multicast VLAN stays while another of the port's
                 // entries (its hosts in another VLAN) holds the channel
                 let at = mdb_at(m, &self.ports, port, group);
@@ -473,6 +476,26 @@ impl Daemon {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Daemon {
+    /// A stream's MDB entry goes in as soon as its join is admitted, while the batch
+    /// that holds its Start is still to be committed: the commit (an fsync, most of a
+    /// millisecond) does not delay the first packet. If the commit fails, the join is
+    /// revoked and the entry deleted; if mcgate dies before the commit, the entry is
+    /// unjustified at the restart, which deletes it. What flows unbilled is bounded by
+    /// the time mcgate is down (docs/architecture.md, "Durability").
+    fn mdb_install(&mut self, port: PortId, group: IpAddr, source: Option<IpAddr>) {
+        let at = self.mdb_at(port, group);
+        let Some(m) = self.mcast.as_mut() else { return };
+        if let Err(e) = self.dataplane.mdb_add(&m.bridge, &at, group, source) {
+            self.io.dataplane_errors += 1;
+            error!(port = %at, %group, "MDB add: {e}");
+        }
+        if let Some(t) = m.stats.batch_since {
+            m.stats.admission_latency.record(t.elapsed());
         }
     }
 }

@@ -227,7 +227,7 @@ impl Daemon {
             );
             t.histograms(
                 "admission_latency_seconds",
-                "From the capture of a batch's earliest report to an admission's MDB entry, durable commit included.",
+                "From the capture of a batch's earliest report to an admission's MDB entry installed (its Start is committed after).",
                 &[(String::new(), &m.stats.admission_latency)],
             );
         }

@@ -181,7 +181,7 @@ impl Daemon {
                         s.account = account;
                         s.attrs = attrs;
                         self.acct.op(Op::PutSession(s.clone()));
-                        self.acct.grant(acct::Grant::Authorize { port, mac });
+                        self.acct.grant(acct::Grant { port, mac });
                         s
                     }
                     None => {
@@ -225,7 +225,7 @@ impl Daemon {
         self.mcast_end_host(now, port, mac, cause);
         // Fail closed first: the kernel stops the host before the record goes (and an
         // authorization still waiting for its commit never happens).
-        self.acct.cancel(acct::Grant::Authorize { port, mac });
+        self.acct.cancel(acct::Grant { port, mac });
         if let Err(e) = self.dataplane.deauthorize(&at, mac) {
             self.io.dataplane_errors += 1;
             error!(port = %at, mac = %mac, "deauthorizing: {e}");
