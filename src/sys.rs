@@ -92,12 +92,16 @@ pub fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// A raw AF_PACKET socket bound to one interface, all protocols, non-blocking,
-/// with PACKET_AUXDATA on (VLAN tags arrive there, not in the frame).
+/// with PACKET_AUXDATA on (VLAN tags arrive there, not in the frame) and the frames
+/// this host sends left out (PACKET_IGNORE_OUTGOING, Linux 4.20): otherwise every
+/// Request/Identity and query mcgate sends comes back to its own capture, a wake-up
+/// and a read each (an older kernel passes them, and the reader skips them).
 pub fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
     let proto = (libc::ETH_P_ALL as u16).to_be() as libc::c_int;
     let fd = socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, proto)?;
     let on: libc::c_int = 1;
     setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_AUXDATA, &on)?;
+    let _ = setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &on);
     // Room for a burst of joins (a set-top box zapping, a whole port at link-up) while the
     // actor is busy; what still does not fit is counted by the kernel (`packet_drops`).
     let size: libc::c_int = 4 << 20;

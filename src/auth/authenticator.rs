@@ -132,13 +132,16 @@ pub struct Stats {
     /// Response/Identity dropped: the host started EAP conversations faster than
     /// `restart_holdoff` allows (its current one goes on).
     pub identity_held_off: u64,
+    /// Request/Identity sent to a MAC the port had no host for, when it was seen.
+    pub new_mac_requests: u64,
 }
 
 /// A re-authentication no server answered is tried again after this.
 const REAUTH_RETRY: Duration = Duration::from_secs(60);
 
-/// After link-up: group Identity requests at +0, +50, +150, +350, +750, +1550 ms, then
-/// every `tx_period`.
+/// After link-up: group Identity requests at +0, +50, +150 ms, and so on doubling the
+/// wait, each wait at most `idle_period` (then every `idle_period` while the port has no
+/// host).
 const FAST_REQUESTS: u32 = 5;
 const FAST_REQUEST_FIRST: Duration = Duration::from_millis(50);
 
@@ -200,6 +203,8 @@ struct Port {
     next_group_request: Option<Instant>,
     /// Group requests still to send on the fast schedule after link-up.
     fast_requests: u32,
+    /// The next Request/Identity to a new MAC may go then (at most one per `idle_period`).
+    next_mac_request: Option<Instant>,
     hosts: HashMap<MacAddr, Supplicant>,
 }
 
@@ -211,6 +216,8 @@ pub struct Authenticator {
     outputs: VecDeque<Output>,
     /// Refused identities and Access-Accepts: logged once a minute per host.
     log_limit: LogLimit<(PortId, MacAddr)>,
+    /// The grid the idle ports' group requests keep to (see `next_idle_tick`).
+    idle_origin: Option<Instant>,
     /// EAP conversations each host may still start (see `restart_holdoff`); kept apart
     /// from `hosts`, so that a Logoff does not refill it. Bounded: see `may_restart`.
     restarts: HashMap<(PortId, MacAddr), Bucket>,
@@ -229,6 +236,7 @@ impl Authenticator {
                     next_eap_id: 1,
                     next_group_request: None,
                     fast_requests: 0,
+                    next_mac_request: None,
                     hosts: HashMap::default(),
                 })
                 .collect(),
@@ -236,6 +244,7 @@ impl Authenticator {
             next_token: 1,
             outputs: VecDeque::new(),
             log_limit: LogLimit::per_minute(4096),
+            idle_origin: None,
             restarts: HashMap::default(),
             stats: Stats::default(),
         }
@@ -453,9 +462,24 @@ impl Authenticator {
         self.ports[port].hosts.entry(mac).or_insert_with(Supplicant::new)
     }
 
+    /// A MAC the port has no host for sent a frame: the kernel's locked FDB entry on a
+    /// learning port, or a report the multicast gate saw. An 802.1X port asks it for its
+    /// identity at once (a supplicant that starts on a link that is up, or a second host
+    /// behind a port, is otherwise silent for ~2 s), at most one such request per
+    /// `idle_period` per port, whatever a flood of made-up MACs asks for; a MAB port
+    /// starts its bypass.
     fn on_unknown_mac(&mut self, now: Instant, port: PortId, mac: MacAddr) {
         let mode = self.ports[port].config.mode;
-        if !mode.uses_mab() || mac.is_multicast() || self.ports[port].hosts.contains_key(&mac) {
+        if mac.is_multicast() || self.ports[port].hosts.contains_key(&mac) {
+            return;
+        }
+        let p = &mut self.ports[port];
+        if mode.uses_dot1x() && p.up && p.next_mac_request.is_none_or(|t| t <= now) {
+            p.next_mac_request = Some(now + self.config.idle_period);
+            self.stats.new_mac_requests += 1;
+            self.tx_identity_request(port, mac);
+        }
+        if !mode.uses_mab() {
             return;
         }
         if !self.admit_host(port, mac) {
@@ -756,14 +780,24 @@ impl Authenticator {
     }
 
     /// Forgets a host; a port left without hosts goes back to asking the group
-    /// address for identities after `tx_period`.
+    /// address for identities after `idle_period`.
     fn remove_host(&mut self, now: Instant, port: PortId, mac: MacAddr) -> Option<Supplicant> {
         let p = &mut self.ports[port];
         let s = p.hosts.remove(&mac);
         if p.hosts.is_empty() && p.up && p.config.mode.uses_dot1x() {
-            p.next_group_request = Some(now + self.config.tx_period);
+            let at = self.next_idle_tick(now);
+            self.ports[port].next_group_request = Some(at);
         }
         s
+    }
+
+    /// The next instant after `now` on one grid of `idle_period` for every port: the idle
+    /// ports are asked together, one wake-up for all of them rather than one each.
+    fn next_idle_tick(&mut self, now: Instant) -> Instant {
+        let origin = *self.idle_origin.get_or_insert(now);
+        let period = self.config.idle_period.as_nanos().max(1);
+        let ticks = now.saturating_duration_since(origin).as_nanos() / period + 1;
+        origin + Duration::from_nanos(u64::try_from(ticks * period).unwrap_or(u64::MAX))
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -795,13 +829,15 @@ impl Authenticator {
             let p = &mut self.ports[port];
             if p.up && p.config.mode.uses_dot1x() && p.hosts.is_empty() {
                 if p.next_group_request.is_some_and(|t| t <= now) {
-                    let wait = if p.fast_requests > 0 {
+                    let fast = (p.fast_requests > 0).then(|| {
                         p.fast_requests -= 1;
                         FAST_REQUEST_FIRST * 2u32.pow(FAST_REQUESTS - 1 - p.fast_requests)
-                    } else {
-                        self.config.tx_period
+                    });
+                    let next = match fast.filter(|w| *w < self.config.idle_period) {
+                        Some(wait) => now + wait,
+                        None => self.next_idle_tick(now),
                     };
-                    p.next_group_request = Some(now + wait.min(self.config.tx_period));
+                    self.ports[port].next_group_request = Some(next);
                     self.tx_identity_request(port, MacAddr::PAE_GROUP);
                 }
             } else {
@@ -976,7 +1012,7 @@ mod tests {
     }
 
     #[test]
-    fn asks_first_on_link_up_and_again_every_tx_period() {
+    fn asks_first_on_link_up_and_again_every_idle_period() {
         let (mut a, t0) = auth(PortMode::Dot1x);
         assert_eq!(a.poll_timeout(), Some(t0));
         let mut sent = vec![];
@@ -990,8 +1026,34 @@ mod tests {
                 sent.push((t - t0).as_millis());
             }
         }
-        // the fast schedule after link-up, then every tx_period (5 s)
-        assert_eq!(sent, vec![0, 50, 150, 350, 750, 1550, 6550, 11550]);
+        // the fast schedule after link-up (+0, +50 ms, doubling), then every idle_period
+        // (100 ms by default) on a grid common to all ports, whose origin is the first tick
+        // asked for (at 50 ms, the doubled wait being no shorter than the period)
+        assert_eq!(Config::default().idle_period, Duration::from_millis(100));
+        assert_eq!(&sent[..4], [0, 50, 150, 250]);
+        assert!(sent.windows(2).skip(1).all(|w| w[1] - w[0] == 100), "{sent:?}");
+    }
+
+    #[test]
+    fn a_new_mac_is_asked_at_once_and_a_flood_of_them_no_more_than_once_per_idle_period() {
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        a.handle_timeout(t0);
+        outputs(&mut a);
+        // a host appears (a report from it, or its locked FDB entry): asked by its MAC
+        a.handle_input(t0, Input::UnknownMac { port: 0, mac: HOST });
+        assert_eq!(tx_eap_codes(&outputs(&mut a)), vec![(HOST, 1)]);
+        // a thousand made-up MACs within the idle period: none asked
+        for i in 0..1000u32 {
+            let mac = MacAddr([2, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+            a.handle_input(t0 + Duration::from_millis(1), Input::UnknownMac { port: 0, mac });
+        }
+        assert!(tx_eap_codes(&outputs(&mut a)).is_empty());
+        // nothing was kept of them, and the next one after the idle period is asked
+        assert_eq!(a.ports[0].hosts.len(), 0);
+        let later = MacAddr([2, 0, 0, 9, 9, 9]);
+        a.handle_input(t0 + Config::default().idle_period, Input::UnknownMac { port: 0, mac: later });
+        assert_eq!(tx_eap_codes(&outputs(&mut a)), vec![(later, 1)]);
+        assert_eq!(a.stats.new_mac_requests, 2);
     }
 
     #[test]
@@ -1299,8 +1361,9 @@ mod tests {
         let (mut a, t0) = auth(PortMode::Dot1xThenMab);
         a.handle_timeout(t0);
         outputs(&mut a);
+        // a new MAC is asked who it is at once
         a.handle_input(t0, Input::UnknownMac { port: 0, mac: HOST });
-        assert!(outputs(&mut a).is_empty());
+        assert_eq!(tx_eap_codes(&outputs(&mut a)), vec![(HOST, 1)]);
         a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(1, b"alice") });
         let (_, req) = radius_token(&outputs(&mut a));
         assert!(has_attr(&req, &Attr::U32(attr::SERVICE_TYPE, attr::SERVICE_TYPE_FRAMED)));

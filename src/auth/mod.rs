@@ -69,10 +69,16 @@ pub struct Config {
     pub eapol_version: u8,
     #[serde(skip)]
     pub nas_identifier: String,
-    /// Identity requests while a port has no session, and retransmission of an
-    /// unanswered Request/Identity.
+    /// Retransmission of an unanswered Request/Identity to a host.
     #[serde(deserialize_with = "crate::duration::duration")]
     pub tx_period: Duration,
+    /// Request/Identity to the PAE group address while a port has link and no host
+    /// (after the fast schedule of a link-up): a supplicant that starts on a link that
+    /// is already up is asked within this, instead of waiting ~2 s to send its own
+    /// EAPOL-Start. Also the least spacing of the Request/Identity a port sends to a
+    /// new MAC it sees (see `Authenticator::on_unknown_mac`).
+    #[serde(deserialize_with = "crate::duration::duration")]
+    pub idle_period: Duration,
     /// Hold-off after a failed authentication (802.1X quietPeriod).
     #[serde(deserialize_with = "crate::duration::duration")]
     pub quiet_period: Duration,
@@ -121,6 +127,7 @@ impl Default for Config {
             eapol_version: 2,
             nas_identifier: "mcgate".into(),
             tx_period: Duration::from_secs(5),
+            idle_period: Duration::from_millis(100),
             quiet_period: Duration::from_secs(60),
             supp_timeout: Duration::from_secs(30),
             max_retrans: 2,

@@ -470,7 +470,7 @@ impl Daemon {
                 self.carry_out(grants.into_iter().filter(|g| !new(&g.port, &g.mac)));
                 for (port, mac, id) in &new_sessions {
                     if self.sessions.get(&(*port, *mac)).is_some_and(|s| s.session_id == *id) {
-                        self.sessions.remove(&(*port, *mac));
+                        self.close_session(*port, *mac);
                         warn!(port = self.ports[*port].name, mac = %mac, session = id, "session refused: it cannot be accounted");
                         self.auth.handle_input(now, crate::auth::Input::Kick { port: *port, mac: *mac });
                     }

@@ -535,6 +535,9 @@ fn parse_settings(file: &str, text: &str) -> Result<Config, ConfigError> {
     if config.switch.reconcile_interval < Duration::from_secs(1) {
         return Err(err(text.find("reconcile_interval").unwrap_or(0), "reconcile_interval must be 1s or more".into()));
     }
+    if config.authenticator.idle_period < Duration::from_millis(10) {
+        return Err(err(text.find("idle_period").unwrap_or(0), "idle_period must be 10ms or more".into()));
+    }
     if !(1..=3).contains(&config.authenticator.eapol_version) {
         return Err(err(text.find("eapol_version").unwrap_or(0), "eapol_version must be 1, 2 or 3".into()));
     }

@@ -212,7 +212,7 @@ impl Daemon {
         };
         *m.stats.reports.entry(report.version).or_default() += 1;
         let Some(session) = self.sessions.get(&(port, src)) else {
-            if self.sessions.keys().any(|(_, mac)| *mac == src) {
+            if self.session_macs.contains_key(&src) {
                 m.stats.dropped_spoofed_mac += 1;
                 if m.spoof_log.allow(now, src) {
                     warn!(port = self.ports[port].name, mac = %src, "report with a MAC authorized on another port dropped (logged once a minute per MAC)");
@@ -220,6 +220,8 @@ impl Daemon {
             } else {
                 m.stats.dropped_unauthenticated += 1;
                 debug!(port = self.ports[port].name, mac = %src, "report from an unauthenticated host dropped");
+                // a host that speaks: asked who it is (a supplicant may be starting)
+                self.auth.handle_input(now, crate::auth::Input::UnknownMac { port, mac: src });
             }
             return;
         };

@@ -106,6 +106,24 @@ impl Daemon {
         self.ports.iter().position(of)
     }
 
+    fn open_session(&mut self, port: PortId, s: Session) {
+        let mac = s.mac;
+        if self.sessions.insert((port, mac), s).is_none() {
+            *self.session_macs.entry(mac).or_default() += 1;
+        }
+    }
+
+    fn close_session(&mut self, port: PortId, mac: MacAddr) -> Option<Session> {
+        let s = self.sessions.remove(&(port, mac))?;
+        if let Some(n) = self.session_macs.get_mut(&mac) {
+            *n -= 1;
+            if *n == 0 {
+                self.session_macs.remove(&mac);
+            }
+        }
+        Some(s)
+    }
+
     /// The access ports, each once (its first entry stands for it).
     fn interfaces(&self) -> impl Iterator<Item = &Port> {
         self.ports.iter().enumerate().filter(|(i, p)| p.interface == *i).map(|(_, p)| p)
@@ -129,8 +147,13 @@ struct Daemon {
     dataplane: Box<dyn Dataplane + Send>,
     store: Store,
     ports: Vec<Port>,
-    /// Open sessions by (port, MAC), as stored.
+    /// Open sessions by (port, MAC), as stored. Changed through `open_session` and
+    /// `close_session` only, which keep `session_macs`.
     sessions: HashMap<(PortId, MacAddr), Session>,
+    /// How many open sessions each MAC has: whether a report's MAC has a session on
+    /// another port is asked of every report from a host without one, and a scan of
+    /// every session would make a flood of them cost the sessions' number each.
+    session_macs: HashMap<MacAddr, u32>,
     /// The multicast gate, when configured.
     mcast: Option<mcast::McastState>,
     acct: acct::Accounting,
@@ -225,6 +248,7 @@ impl Daemon {
             store,
             ports,
             sessions: HashMap::default(),
+            session_macs: HashMap::default(),
             mcast,
             acct: acct::Accounting::new(
                 &cfg.accounting,

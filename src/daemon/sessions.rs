@@ -84,7 +84,7 @@ impl Daemon {
                 },
             );
             self.acct_session_continued(now, port, &s);
-            self.sessions.insert((port, s.mac), s);
+            self.open_session(port, s);
         }
         for (i, p) in self.ports.iter().enumerate() {
             match self.dataplane.authorized(&p.at()) {
@@ -174,7 +174,7 @@ impl Daemon {
                     return;
                 }
                 // The port opens once the session (and its Start) is durable.
-                let session = match self.sessions.remove(&(port, mac)) {
+                let session = match self.close_session(port, mac) {
                     // re-authentication: same session, new attributes (`place_host`
                     // moved it to a new VLAN, if any)
                     Some(mut s) => {
@@ -204,7 +204,7 @@ impl Daemon {
                     }
                 };
                 info!(port = name, mac = %mac, account = session.account, session = session.session_id, "port open");
-                self.sessions.insert((port, mac), session);
+                self.open_session(port, session);
             }
             auth::Output::Deauthorized { port, mac, cause } => self.end_session(now, port, mac, cause),
             auth::Output::Rejected { port, mac, method, account } => {
@@ -230,7 +230,7 @@ impl Daemon {
             self.io.dataplane_errors += 1;
             error!(port = %at, mac = %mac, "deauthorizing: {e}");
         }
-        let s = self.sessions.remove(&(port, mac));
+        let s = self.close_session(port, mac);
         if let Some(s) = &s {
             self.acct_session_stop(Some(port), s, cause.into(), self.clock.unix);
         }
