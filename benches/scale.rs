@@ -6,15 +6,24 @@
 //! memberships are made). The daemon's own session table, the store and the kernel are
 //! not in this figure; see the README for what is measured where.
 //!
-//!     cargo bench --bench scale
+//! As root it then measures the kernel's side: MDB entries added and deleted through
+//! mcgate's netlink dataplane (one request and its acknowledgement each), beside
+//! iproute2's `bridge -batch` doing the same in one process, in a namespace testbed.
+//!
+//!     cargo bench --bench scale          (ZAPS=200000, MDB_ENTRIES=20000 by default)
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use mcgate::dataplane::{linux::LinuxBridge, Dataplane, PortVlan};
 use mcgate::mcast::{Config, Host, Tracker};
 use mcgate::policy::{Entitlement, Package, Policy};
 use mcgate::wire::membership::decode;
 use mcgate::wire::records::{OwnedRecord, RecordType};
 use mcgate::wire::{ethernet, igmp, MacAddr};
 use std::hint::black_box;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -149,6 +158,45 @@ fn run(hosts: usize, zaps: usize) -> Run {
     }
 }
 
+/// MDB entries added then deleted by mcgate's dataplane, then by `bridge -batch`:
+/// (mcgate add, mcgate delete, bridge add, bridge delete).
+fn kernel(entries: u32) -> [Duration; 4] {
+    let tb = common::Testbed::new("sc", 1);
+    let sw = tb.ns("sw");
+    let groups: Vec<IpAddr> =
+        (0..entries).map(|i| IpAddr::from([239, 10 + (i >> 16) as u8, (i >> 8) as u8, i as u8])).collect();
+    let batch = |verb: &str| {
+        let lines: Vec<String> =
+            groups.iter().map(|g| format!("mdb {verb} dev br0 port p1 grp {g} permanent\n")).collect();
+        let file = tb.dir.join(format!("mdb-{verb}.batch"));
+        std::fs::write(&file, lines.concat()).unwrap();
+        let t = Instant::now();
+        common::run(Command::new("ip").args(["netns", "exec", &sw, "bridge", "-batch"]).arg(&file));
+        t.elapsed()
+    };
+    common::in_netns(&sw, || {
+        let mut dp = LinuxBridge::new().unwrap();
+        let found = dp.found("br0", &["p1"]).unwrap();
+        dp.setup_multicast("br0", &["p1"], &["up0"], 0, entries + 1024).unwrap();
+        let at = PortVlan::new("p1", None);
+        let t = Instant::now();
+        for g in &groups {
+            dp.mdb_add("br0", &at, *g, None).unwrap();
+        }
+        let add = t.elapsed();
+        assert_eq!(dp.mdb_entries("br0").unwrap().len(), groups.len());
+        let t = Instant::now();
+        for g in &groups {
+            dp.mdb_del("br0", &at, *g, None).unwrap();
+        }
+        let del = t.elapsed();
+        let (badd, bdel) = (batch("add"), batch("del"));
+        dp.teardown_multicast("br0", &[], &found).unwrap();
+        dp.restore("br0", &found).unwrap();
+        [add, del, badd, bdel]
+    })
+}
+
 fn main() {
     let zaps: usize = std::env::var("ZAPS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
     // the small one first, in the same process (its memory is given back before the big one)
@@ -175,4 +223,20 @@ fn main() {
         small.hosts,
         big.p99_ns as f64 / small.p99_ns as f64
     );
+    // SAFETY: geteuid has no preconditions.
+    #[allow(unsafe_code)]
+    if unsafe { libc::geteuid() } != 0 {
+        println!("\n(not root: the kernel's side is not measured)");
+        return;
+    }
+    let entries: u32 = std::env::var("MDB_ENTRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let [add, del, badd, bdel] = kernel(entries);
+    let per_s = |d: Duration| {
+        format!("{:.0}/s ({:.1} µs each)", entries as f64 / d.as_secs_f64(), d.as_secs_f64() * 1e6 / entries as f64)
+    };
+    println!("\n{entries} MDB entries on one port of a bridge, added then deleted:");
+    println!("| | add | delete |");
+    println!("| --- | --- | --- |");
+    println!("| mcgate's dataplane (a netlink request and its ACK each) | {} | {} |", per_s(add), per_s(del));
+    println!("| iproute2 `bridge -batch`, one process (baseline) | {} | {} |", per_s(badd), per_s(bdel));
 }

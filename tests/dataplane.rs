@@ -4,29 +4,12 @@
 
 mod common;
 
-use common::{run, Testbed};
+use common::{in_netns, run, Testbed};
 use mcgate::dataplane::PortVlan;
 use mcgate::dataplane::{linux::LinuxBridge, Dataplane};
 use mcgate::wire::MacAddr;
 use std::net::IpAddr;
 use std::process::Command;
-
-/// Runs `f` on a thread that has entered network namespace `ns`.
-fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
-            // SAFETY: setns(2) on a descriptor we hold open; it changes only this thread's
-            // network namespace, and this thread ends with the closure.
-            #[allow(unsafe_code)]
-            let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .unwrap()
-    })
-}
 
 fn sw(tb: &Testbed, args: &[&str]) -> String {
     run(Command::new("ip").args(["netns", "exec", &tb.ns("sw")]).args(args))
@@ -176,6 +159,31 @@ fn the_bridge_multicast_table_is_sized_to_what_mcgate_allows_and_put_back() {
         dp.restore("br0", &found).unwrap();
     });
     assert_eq!(hash_max().as_deref(), Some("4096"), "teardown puts the table's size back");
+}
+
+#[test]
+fn a_port_made_again_under_its_name_gets_its_entries_at_its_new_index() {
+    let tb = Testbed::new("dx", 1);
+    in_netns(&tb.ns("sw"), || {
+        let mut dp = LinuxBridge::new().unwrap();
+        let found = dp.found("br0", &["p1"]).unwrap();
+        dp.setup_multicast("br0", &["p1"], &["up0"], 0, 5000).unwrap();
+        let g = |i: u8| IpAddr::from([239, 10, 0, i]);
+        dp.mdb_add("br0", &at("p1"), g(1), None).unwrap();
+        // the port goes and comes back under its name: a new interface index
+        let before = sw(&tb, &["cat", "/sys/class/net/p1/ifindex"]);
+        sw(&tb, &["ip", "link", "del", "p1"]);
+        sw(&tb, &["ip", "link", "add", "p1", "type", "veth", "peer", "name", "p1peer"]);
+        sw(&tb, &["ip", "link", "set", "p1", "master", "br0", "up"]);
+        sw(&tb, &["ip", "link", "set", "p1peer", "up"]);
+        assert_ne!(sw(&tb, &["cat", "/sys/class/net/p1/ifindex"]), before);
+        dp.mdb_add("br0", &at("p1"), g(2), None).unwrap();
+        let mdb = sw(&tb, &["bridge", "mdb", "show", "dev", "br0"]);
+        assert!(mdb.contains("port p1 grp 239.10.0.2"), "{mdb}");
+        dp.mdb_del("br0", &at("p1"), g(2), None).unwrap();
+        assert!(!sw(&tb, &["bridge", "mdb", "show", "dev", "br0"]).contains("239.10.0.2"));
+        dp.teardown_multicast("br0", &[], &found).unwrap();
+    });
 }
 
 /// A port without a VLAN (the bridge here does not filter by VLAN).

@@ -15,6 +15,11 @@ pub struct LinuxBridge {
     /// Multicast VLAN registration: the VLAN each access port's streams come in, and the
     /// channels the port has there (it is a member of the VLAN while it has one).
     mvr: std::collections::HashMap<String, (u16, Channels)>,
+    /// Interface indexes by name, for the MDB changes of every join and leave (a lookup
+    /// is three system calls, as long as the netlink request itself). A device made
+    /// again under its name has a new index: a change that fails is tried once more
+    /// with the names looked up afresh.
+    indexes: std::collections::HashMap<String, u32>,
 }
 
 /// A port's channels in the multicast VLAN: (group, source).
@@ -45,16 +50,16 @@ impl LinuxBridge {
     }
 
     pub fn new() -> Result<Self, Error> {
-        Ok(LinuxBridge { nl: Netlink::open()?, nf: None, mvr: Default::default() })
+        Ok(LinuxBridge { nl: Netlink::open()?, nf: None, mvr: Default::default(), indexes: Default::default() })
     }
 
-    /// Whether bridge `bridge` forwards by VLAN (`vlan_filtering 1`).
     /// The bridge's query response interval (u64 centiseconds, as the kernel keeps it).
     fn response_interval(&mut self, bridge: u32) -> Result<Option<[u8; 8]>, super::netlink::Error> {
         let found = self.nl.bridge_attrs(bridge, &[br::MCAST_QUERY_RESPONSE_INTVL])?;
         Ok(found.first().and_then(|(_, v)| <[u8; 8]>::try_from(v.as_slice()).ok()))
     }
 
+    /// Whether bridge `bridge` forwards by VLAN (`vlan_filtering 1`).
     fn filters_vlans(&mut self, bridge: u32) -> Result<bool, super::netlink::Error> {
         let attrs = self.nl.bridge_attrs(bridge, &[br::VLAN_FILTERING])?;
         Ok(attrs.first().is_some_and(|(_, v)| v.first() == Some(&1)))
@@ -69,6 +74,29 @@ impl LinuxBridge {
     /// Every interface's name, by index.
     fn names(&mut self) -> Result<std::collections::HashMap<u32, String>, Error> {
         Ok(self.nl.links()?.into_iter().map(|l| (l.index, l.name)).collect())
+    }
+
+    /// `change` with the indexes of `bridge` and `port`, from the cache; once more with
+    /// both looked up again if it fails (see `indexes`).
+    fn with_indexes(
+        &mut self,
+        bridge: &str,
+        port: &str,
+        mut change: impl FnMut(&mut Netlink, u32, u32) -> Result<(), super::netlink::Error>,
+    ) -> Result<(), Error> {
+        let cached = |name: &str, indexes: &mut std::collections::HashMap<String, u32>| match indexes.get(name) {
+            Some(i) => Ok(*i),
+            None => Self::index(name).inspect(|i| {
+                indexes.insert(name.to_string(), *i);
+            }),
+        };
+        let (b, p) = (cached(bridge, &mut self.indexes)?, cached(port, &mut self.indexes)?);
+        if change(&mut self.nl, b, p).is_ok() {
+            return Ok(());
+        }
+        self.indexes.clear();
+        let (b, p) = (cached(bridge, &mut self.indexes)?, cached(port, &mut self.indexes)?);
+        change(&mut self.nl, b, p).map_err(Self::at(port))
     }
 
     fn index(port: &str) -> Result<u32, Error> {
@@ -364,14 +392,15 @@ impl Dataplane for LinuxBridge {
     }
 
     fn mdb_add(&mut self, bridge: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {
-        let (b, p, vid) = (Self::index(bridge)?, Self::index(&at.port)?, at.vlan.unwrap_or(0));
+        let vid = at.vlan.unwrap_or(0);
         if self.mvr_channels(at).is_some() {
             // the port is in the multicast VLAN, egress untagged, from its first channel
             // on; asked every time, for an entry put back after the membership was
             // removed by hand (which takes the port's entries in the VLAN with it)
+            let p = Self::index(&at.port)?;
             self.nl.vlan_add(p, vid, true).map_err(Self::at(&at.port))?;
         }
-        self.nl.mdb_add(b, p, group, source, vid).map_err(Self::at(&at.port))?;
+        self.with_indexes(bridge, &at.port, |nl, b, p| nl.mdb_add(b, p, group, source, vid))?;
         if let Some(held) = self.mvr_channels(at) {
             held.insert((group, source));
         }
@@ -379,11 +408,12 @@ impl Dataplane for LinuxBridge {
     }
 
     fn mdb_del(&mut self, bridge: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {
-        let (b, p, vid) = (Self::index(bridge)?, Self::index(&at.port)?, at.vlan.unwrap_or(0));
-        self.nl.mdb_del(b, p, group, source, vid).map_err(Self::at(&at.port))?;
+        let vid = at.vlan.unwrap_or(0);
+        self.with_indexes(bridge, &at.port, |nl, b, p| nl.mdb_del(b, p, group, source, vid))?;
         if let Some(held) = self.mvr_channels(at) {
             if held.remove(&(group, source)) && held.is_empty() {
                 // its last channel: out of the multicast VLAN again
+                let p = Self::index(&at.port)?;
                 self.nl.vlan_del(p, vid).map_err(Self::at(&at.port))?;
             }
         }

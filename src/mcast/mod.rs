@@ -381,8 +381,8 @@ pub struct Tracker {
     /// full cache of its stale ones no more often than `next_full_sweep`.
     next_cache_sweep: Option<Instant>,
     next_full_sweep: Option<Instant>,
-    /// Entries of `ports` per port.
-    port_channels: HashMap<PortId, usize>,
+    /// Entries of `ports` per port, indexed by port (grown on a port's first entry).
+    channel_counts: Vec<usize>,
     /// Ports holding each channel, by the VLAN their reports go upstream in, for
     /// first-join / last-leave upstream.
     switch: HashMap<(Option<u16>, Channel), u32>,
@@ -472,7 +472,7 @@ impl Tracker {
             lingering: VecDeque::new(),
             next_cache_sweep: None,
             next_full_sweep: None,
-            port_channels: HashMap::default(),
+            channel_counts: Vec::new(),
             switch: HashMap::default(),
             upstream_vlans: vec![],
             pending: HashMap::default(),
@@ -607,7 +607,7 @@ impl Tracker {
             return self.deny(&who, ch, DenyReason::HostMembershipLimit);
         }
         if !self.ports.contains_key(&(host.port, ch))
-            && self.port_channels.get(&host.port).copied().unwrap_or(0) >= bounds.channels_per_port
+            && self.channel_counts.get(host.port).copied().unwrap_or(0) >= bounds.channels_per_port
         {
             return self.deny(&who, ch, DenyReason::PortChannelLimit);
         }

@@ -6,8 +6,12 @@ use super::*;
 
 impl Tracker {
     pub(super) fn port_acquire(&mut self, port: PortId, ch: Channel, upstream: &mut Upstream) {
+        let counts = &mut self.channel_counts;
         let e = self.ports.entry((port, ch)).or_insert_with(|| {
-            *self.port_channels.entry(port).or_default() += 1;
+            if counts.len() <= port {
+                counts.resize(port + 1, 0);
+            }
+            counts[port] += 1;
             PortEntry::default()
         });
         e.members += 1;
@@ -56,11 +60,8 @@ impl Tracker {
     /// The port's entry for the channel goes, and its MDB entry.
     pub(super) fn mdb_remove(&mut self, port: PortId, ch: Channel, upstream: &mut Upstream) {
         if self.ports.remove(&(port, ch)).is_some() {
-            if let Some(n) = self.port_channels.get_mut(&port) {
-                *n -= 1;
-                if *n == 0 {
-                    self.port_channels.remove(&port);
-                }
+            if let Some(n) = self.channel_counts.get_mut(port) {
+                *n = n.saturating_sub(1);
             }
         }
         self.outputs.push_back(Output::MdbDel { port, group: ch.0, source: ch.1 });

@@ -492,3 +492,20 @@ impl Drop for Testbed {
         let _ = Command::new(TB).args(["down", &self.prefix]).status();
     }
 }
+
+/// Runs `f` on a thread that has entered network namespace `ns`.
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
+            // SAFETY: setns(2) on a descriptor we hold open; it changes only this thread's
+            // network namespace, and this thread ends with the closure.
+            #[allow(unsafe_code)]
+            let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
