@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 /// A host's port opened to it: waits for the commit of the session's Start. (A
-/// stream's MDB entry does not wait: it goes in as the batch is committed, see
-/// `Daemon::mdb_install`.)
+/// stream's MDB entry does not wait: it goes in when its join is admitted, before the
+/// batch's commit, see `Daemon::mdb_install`.)
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Grant {
     pub port: PortId,
