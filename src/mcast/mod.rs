@@ -227,7 +227,8 @@ pub enum Output {
         group: IpAddr,
         max_resp_code: u8,
     },
-    /// To be made durable before the MdbAdd that follows it takes effect.
+    /// Its Start goes into the batch; the MdbAdd that follows takes effect at once and the
+    /// batch is committed after it (the daemon revokes the membership if that fails).
     Admitted {
         port: PortId,
         membership: Arc<Membership>,
