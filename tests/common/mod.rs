@@ -123,6 +123,23 @@ pub struct Testbed {
     pub dir: PathBuf,
     pub hosts: usize,
     daemon: Option<Child>,
+    /// The guard that takes the testbed down when this process is gone, however it
+    /// went (see `guard`); `Drop` takes it down itself and ends the guard.
+    guard: Child,
+}
+
+/// A process that waits for the end of a pipe only this process holds, then runs
+/// `tb down PREFIX`: the testbed goes also when the test process is killed (a timeout's
+/// SIGTERM, SIGKILL) and its `Drop` never runs. It ignores the signals a terminal or
+/// `timeout` sends to the whole process group.
+fn guard(prefix: &str) -> Child {
+    Command::new("sh")
+        .args(["-c", "trap '' INT TERM HUP; cat >/dev/null; exec \"$0\" down \"$1\"", TB, prefix])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the testbed's guard process")
 }
 
 impl Testbed {
@@ -134,9 +151,14 @@ impl Testbed {
         tags.push(name.to_string());
         drop(tags);
         let prefix = format!("mg{name}{}", std::process::id());
-        let tb =
-            Testbed { prefix: prefix.clone(), dir: PathBuf::from("/tmp/mcgate-tb").join(&prefix), hosts, daemon: None };
         let _ = Command::new(TB).args(["down", &prefix]).status();
+        let tb = Testbed {
+            prefix: prefix.clone(),
+            dir: PathBuf::from("/tmp/mcgate-tb").join(&prefix),
+            hosts,
+            daemon: None,
+            guard: guard(&prefix),
+        };
         run(Command::new(TB).args(["up", &prefix, &hosts.to_string()]));
         let secret = tb.dir.join("secret");
         std::fs::write(&secret, "testing123\n").unwrap();
@@ -490,6 +512,8 @@ impl Drop for Testbed {
         }
         self.stop_mcgate();
         let _ = Command::new(TB).args(["down", &self.prefix]).status();
+        let _ = self.guard.kill();
+        let _ = self.guard.wait();
     }
 }
 
