@@ -6,7 +6,7 @@
 //!     cargo bench --bench decide
 
 use mcgate::mcast::{Config, Host, Tracker};
-use mcgate::policy::{Entitlement, Package, Policy};
+use mcgate::policy::{parse_file, Entitlement};
 use mcgate::wire::membership::decode;
 use mcgate::wire::records::{OwnedRecord, RecordType};
 use mcgate::wire::{ethernet, igmp, MacAddr};
@@ -15,6 +15,9 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// One package of 65 536 groups, read as a policy file is.
+const POLICY: &str = "[[package]]\nname = \"basic\"\ngroups = [\"239.1.0.0/16\"]\nbandwidth_kbps = 4000\n";
 
 const HOSTS: usize = 1000;
 const CHANNELS: u8 = 200;
@@ -32,17 +35,7 @@ fn rate(n: u64, d: Duration) -> String {
 }
 
 fn main() {
-    let mut policy = Policy::default();
-    policy.packages.insert(
-        "basic".into(),
-        Package {
-            name: "basic".into(),
-            groups: vec!["239.1.0.0/16".parse().unwrap()],
-            channels: vec![],
-            bandwidth_kbps: 4000,
-            preview: None,
-        },
-    );
+    let policy = parse_file("basic.toml", POLICY).unwrap();
     let ent = Entitlement { packages: vec!["basic".into()], max_groups: Some(4) };
     // sessions as the daemon keeps them: (port, MAC) → account
     let sessions: HashMap<(usize, MacAddr), Arc<str>> =

@@ -17,7 +17,7 @@ mod common;
 
 use mcgate::dataplane::{linux::LinuxBridge, Dataplane, PortVlan};
 use mcgate::mcast::{Config, Host, Tracker};
-use mcgate::policy::{Entitlement, Package, Policy};
+use mcgate::policy::{parse_file, Entitlement};
 use mcgate::wire::membership::decode;
 use mcgate::wire::records::{OwnedRecord, RecordType};
 use mcgate::wire::{ethernet, igmp, MacAddr};
@@ -26,6 +26,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// One package of 65 536 groups, read as a policy file is.
+const POLICY: &str = "[[package]]\nname = \"basic\"\ngroups = [\"239.1.0.0/16\"]\nbandwidth_kbps = 4000\n";
 
 const HOSTS_PER_PORT: usize = 64;
 const HELD: usize = 4;
@@ -89,17 +92,7 @@ fn host<'a>(s: &'a Subscriber, names: &'a (Arc<str>, Arc<str>), ent: &'a Entitle
 }
 
 fn run(hosts: usize, zaps: usize) -> Run {
-    let mut policy = Policy::default();
-    policy.packages.insert(
-        "basic".into(),
-        Package {
-            name: "basic".into(),
-            groups: vec!["239.1.0.0/16".parse().unwrap()],
-            channels: vec![],
-            bandwidth_kbps: 4000,
-            preview: None,
-        },
-    );
+    let policy = parse_file("basic.toml", POLICY).unwrap();
     let ent = Entitlement { packages: vec!["basic".into()], max_groups: Some(8) };
     let subs = subscribers(hosts);
     let ports = hosts.div_ceil(HOSTS_PER_PORT);
