@@ -91,27 +91,22 @@ pub fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     cvt_size(unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) })
 }
 
-/// A raw AF_PACKET socket bound to one interface, all protocols, non-blocking,
-/// with PACKET_AUXDATA on (VLAN tags arrive there, not in the frame) and the frames
-/// this host sends left out (PACKET_IGNORE_OUTGOING, Linux 4.20): otherwise every
-/// Request/Identity and query mcgate sends comes back to its own capture, a wake-up
-/// and a read each (an older kernel passes them, and the reader skips them).
-pub fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
+/// A raw AF_PACKET socket bound to one interface, all protocols, non-blocking, with
+/// the frames this host sends left out (PACKET_IGNORE_OUTGOING, Linux 4.20): otherwise
+/// every Request/Identity and query mcgate sends comes back to its own capture, a
+/// wake-up and a read each (an older kernel passes them, and the reader skips them).
+/// `setup` runs before the bind, so that no frame reaches the socket before its filter
+/// and ring are in place.
+pub fn packet_socket<T>(ifindex: u32, setup: impl FnOnce(&OwnedFd) -> io::Result<T>) -> io::Result<(OwnedFd, T)> {
     let proto = (libc::ETH_P_ALL as u16).to_be() as libc::c_int;
-    let fd = socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, proto)?;
+    let fd = socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, 0)?;
     let on: libc::c_int = 1;
-    setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_AUXDATA, &on)?;
     let _ = setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &on);
-    // Room for a burst of joins (a set-top box zapping, a whole port at link-up) while the
-    // actor is busy; what still does not fit is counted by the kernel (`packet_drops`).
-    let size: libc::c_int = 4 << 20;
-    if setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size).is_err() {
-        let _ = setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &size);
-    }
+    let made = setup(&fd)?;
     // SAFETY: sockaddr_ll is plain data; zeroed is valid.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    addr.sll_protocol = proto as u16;
     addr.sll_ifindex = ifindex as i32;
     // SAFETY: `addr` lives across the call and its size is given.
     cvt(unsafe {
@@ -121,7 +116,7 @@ pub fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
             std::mem::size_of::<libc::sockaddr_ll>() as u32,
         )
     })?;
-    Ok(fd)
+    Ok((fd, made))
 }
 
 /// Attaches a classic BPF program (SO_ATTACH_FILTER).
@@ -149,12 +144,12 @@ pub fn packet_drops(fd: &OwnedFd) -> io::Result<u32> {
     }
 }
 
-/// What `recv_packet` tells about a frame besides its bytes.
+/// What the ring tells about a frame besides its bytes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PacketInfo {
     /// PACKET_HOST, PACKET_OUTGOING, ... (linux/if_packet.h).
     pub pkttype: u8,
-    /// The VLAN id from PACKET_AUXDATA, if the frame was tagged.
+    /// The VLAN id the kernel took off the frame, if it was tagged.
     pub vlan: Option<u16>,
     /// The tag's protocol (0x8100 802.1Q, 0x88a8 802.1ad), as the kernel reports it.
     pub tpid: u16,
@@ -166,37 +161,118 @@ pub const PACKET_OUTGOING: u8 = 4;
 /// linux/if_packet.h: `tp_vlan_tpid` is set.
 const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
 
-/// Receives one frame with its packet type and VLAN tag.
-pub fn recv_packet(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, PacketInfo)> {
-    // SAFETY (all of this function): every pointer handed to recvmsg refers to a local
-    // that outlives the call; the cmsg walk uses the libc macros on the buffer the
-    // kernel filled, bounded by msg_controllen.
-    unsafe {
-        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
-        let mut cmsg_buf = [0u64; 16];
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_name = &mut addr as *mut libc::sockaddr_ll as *mut libc::c_void;
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg_buf.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = std::mem::size_of_val(&cmsg_buf);
-        let n = cvt_size(libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC))?;
-        let mut info = PacketInfo { pkttype: addr.sll_pkttype, vlan: None, tpid: 0, len: n };
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_PACKET && (*cmsg).cmsg_type == libc::PACKET_AUXDATA {
-                let aux = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::tpacket_auxdata);
-                if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
-                    info.vlan = Some(aux.tp_vlan_tci & 0x0fff);
-                    // before the kernel reported the protocol, only 802.1Q tags came so
-                    info.tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 { aux.tp_vlan_tpid } else { 0x8100 };
+/// A TPACKET_V2 receive ring (PACKET_RX_RING) mapped from an AF_PACKET socket: the
+/// kernel copies each frame the filter passes into the next free slot as it arrives
+/// and wakes the reader, which takes frames out of the mapping without a system call
+/// each. (TPACKET_V3, the block-based ring, wakes the reader only when a block is full
+/// or its timer runs out, at least a millisecond: a lone join would wait for it.)
+pub struct RxRing {
+    map: std::ptr::NonNull<u8>,
+    len: usize,
+    frame_size: usize,
+    frames: usize,
+    /// The slot the next frame goes into, in the kernel's order.
+    head: usize,
+}
+
+// SAFETY: the mapping belongs to this value alone (it is unmapped on drop) and is only
+// reached through `&mut self`.
+unsafe impl Send for RxRing {}
+
+impl RxRing {
+    /// Sets `fd` (an AF_PACKET socket, not yet receiving into a ring) to TPACKET_V2 and
+    /// maps a ring of `frames` slots of `frame_size` octets (a power of two, at most a
+    /// page), in blocks of `block_size` (a power-of-two multiple of the page size).
+    pub fn new(fd: &OwnedFd, frames: usize, frame_size: usize, block_size: usize) -> io::Result<Self> {
+        let per_block = block_size / frame_size;
+        if frame_size == 0
+            || per_block == 0
+            || !block_size.is_multiple_of(frame_size)
+            || !frames.is_multiple_of(per_block)
+        {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        let len = frames.checked_mul(frame_size).ok_or(io::ErrorKind::InvalidInput)?;
+        let uint = |v: usize| libc::c_uint::try_from(v).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+        let version = libc::tpacket_versions::TPACKET_V2 as libc::c_int;
+        setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_VERSION, &version)?;
+        let req = libc::tpacket_req {
+            tp_block_size: uint(block_size)?,
+            tp_block_nr: uint(frames / per_block)?,
+            tp_frame_size: uint(frame_size)?,
+            tp_frame_nr: uint(frames)?,
+        };
+        setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
+        // SAFETY: a fresh shared mapping of the ring the kernel just set up on `fd`, of
+        // exactly its size; nothing else maps it.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let map = std::ptr::NonNull::new(map as *mut u8).ok_or(io::ErrorKind::Other)?;
+        Ok(RxRing { map, len, frame_size, frames, head: 0 })
+    }
+
+    /// Hands up to `max` frames the kernel has filled to `f`, oldest first, each slot
+    /// going back to the kernel after its call; returns how many were taken (0: the
+    /// ring is empty). A slot whose offsets do not fit in it is given back unread.
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8], PacketInfo)) -> usize {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let status_at = std::mem::offset_of!(libc::tpacket2_hdr, tp_status);
+        let sll_at =
+            (std::mem::size_of::<libc::tpacket2_hdr>() + libc::TPACKET_ALIGNMENT - 1) & !(libc::TPACKET_ALIGNMENT - 1);
+        let mut taken = 0;
+        while taken < max {
+            // SAFETY: `head < frames` and `frames * frame_size == len`: the slot lies in
+            // the mapping, which lives as long as `self`; it is aligned to the frame size
+            // (≥ 16), so its status word is an aligned u32 that the kernel and this
+            // reader hand over with atomic stores and loads.
+            let slot = unsafe { self.map.as_ptr().add(self.head * self.frame_size) };
+            let status = unsafe { &*(slot.add(status_at) as *const AtomicU32) };
+            if status.load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+                break;
+            }
+            // SAFETY: the slot is the reader's until its status is set back (the acquire
+            // load above orders these reads after the kernel's writes); both headers are
+            // plain data read without alignment assumptions, and the frame's bytes are
+            // read only where tp_mac + tp_snaplen lies inside the slot.
+            unsafe {
+                let hdr = std::ptr::read_unaligned(slot as *const libc::tpacket2_hdr);
+                let sll = std::ptr::read_unaligned(slot.add(sll_at) as *const libc::sockaddr_ll);
+                let (mac, snap) = (hdr.tp_mac as usize, hdr.tp_snaplen as usize);
+                if mac >= sll_at && mac + snap <= self.frame_size {
+                    let frame = std::slice::from_raw_parts(slot.add(mac), snap);
+                    let mut info =
+                        PacketInfo { pkttype: sll.sll_pkttype, vlan: None, tpid: 0, len: hdr.tp_len as usize };
+                    if hdr.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
+                        info.vlan = Some(hdr.tp_vlan_tci & 0x0fff);
+                        info.tpid =
+                            if hdr.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 { hdr.tp_vlan_tpid } else { 0x8100 };
+                    }
+                    f(frame, info);
                 }
             }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            status.store(libc::TP_STATUS_KERNEL, Ordering::Release);
+            self.head = (self.head + 1) % self.frames;
+            taken += 1;
         }
-        Ok((n.min(buf.len()), info))
+        taken
+    }
+}
+
+impl Drop for RxRing {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, of its length, unmapped once.
+        unsafe { libc::munmap(self.map.as_ptr() as *mut libc::c_void, self.len) };
     }
 }
 

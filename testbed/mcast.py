@@ -335,6 +335,8 @@ def flood(a):
     frames = [report_frame(a.src_mac, a.src_ip, [(4, "239.2.%d.%d" % (i // 256, i % 256), [])]) for i in range(a.groups)]
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((a.iface, 0))
+    if a.at > time.time():
+        time.sleep(a.at - time.time())
     t0 = time.monotonic()
     send = s.send
     for i in range(a.count):
@@ -414,6 +416,7 @@ fl.add_argument("--src-mac", required=True); fl.add_argument("--src-ip", require
 fl.add_argument("--count", type=int, required=True); fl.add_argument("--groups", type=int, default=1000)
 fl.add_argument("--pps", type=float, default=0)
 fl.add_argument("--iface", default="eth0")
+fl.add_argument("--at", type=float, default=0, help="start at this Unix time (hosts starting together)")
 m = sub.add_parser("macflood")
 m.add_argument("--count", type=int, required=True); m.add_argument("--pps", type=int, default=0)
 m.add_argument("--iface", default="eth0")

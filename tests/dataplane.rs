@@ -186,6 +186,81 @@ fn a_port_made_again_under_its_name_gets_its_entries_at_its_new_index() {
     });
 }
 
+/// An IGMP frame from h1 that carries `i` after its IGMP header, 802.1Q-tagged with
+/// `vid` if given.
+fn numbered_igmp(i: u32, vid: Option<u16>) -> Vec<u8> {
+    let mut f = vec![0x01, 0x00, 0x5e, 0x00, 0x00, 0x16, 0x02, 0, 0, 0, 0, 0x01];
+    if let Some(vid) = vid {
+        f.extend([0x81, 0x00]);
+        f.extend(vid.to_be_bytes());
+    }
+    f.extend([0x08, 0x00, 0x45, 0, 0, 32, 0, 0, 0, 0, 1, 2, 0, 0, 192, 0, 2, 11, 224, 0, 0, 22]);
+    f.extend([0x22, 0, 0, 0, 0, 0, 0, 0]);
+    f.extend(i.to_be_bytes());
+    f.resize(f.len().max(60), 0);
+    f
+}
+
+#[test]
+fn the_capture_ring_keeps_order_and_tags_and_counts_what_does_not_fit() {
+    use mcgate::capture::PortSocket;
+    const RING_FRAMES: usize = 256;
+    let tb = Testbed::new("ring", 1);
+    let sent = RING_FRAMES as u32 + 500;
+    in_netns(&tb.ns("sw"), || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _in_rt = rt.enter();
+        let capture = PortSocket::open(mcgate::sys::if_index("p1").unwrap(), RING_FRAMES).unwrap();
+        in_netns(&tb.ns("h1"), || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let _in_rt = rt.enter();
+            let host = PortSocket::open_tx_only(mcgate::sys::if_index("eth0").unwrap()).unwrap();
+            host.send(&numbered_igmp(0, Some(42))).unwrap();
+            for i in 1..sent {
+                host.send(&numbered_igmp(i, None)).unwrap();
+            }
+        });
+        let dropped = capture.drops();
+        // nothing read yet: the ring holds the first RING_FRAMES, the kernel counted the rest
+        let mut got: Vec<(u32, Option<u16>, u16)> = Vec::new();
+        rt.block_on(async {
+            loop {
+                let batch = capture.recv_batch(256, |frame, info| {
+                    // the host's own reports (its kernel's) are not numbered
+                    if frame.len() >= 46 && frame[6..12] == [2, 0, 0, 0, 0, 1] && frame[34] == 0x22 {
+                        let i = u32::from_be_bytes([frame[42], frame[43], frame[44], frame[45]]);
+                        got.push((i, info.vlan, info.tpid));
+                    }
+                });
+                if tokio::time::timeout(std::time::Duration::from_millis(200), batch).await.is_err() {
+                    break;
+                }
+            }
+        });
+        assert_eq!(got.first(), Some(&(0, Some(42), 0x8100)), "the tag comes in the ring's header, not the frame");
+        assert!(got.windows(2).all(|w| w[1].0 == w[0].0 + 1), "frames out of order or missing in between");
+        assert!(got.iter().skip(1).all(|g| g.1.is_none()), "untagged frames with a tag");
+        // the host's kernel may have sent a report or two of its own into the ring
+        assert!(got.len() <= RING_FRAMES && got.len() + 8 >= RING_FRAMES, "{} numbered frames taken", got.len());
+        assert!(u64::from(dropped) + got.len() as u64 >= u64::from(sent), "{dropped} counted as dropped");
+        // and the ring is in use again from where it stopped
+        in_netns(&tb.ns("h1"), || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let _in_rt = rt.enter();
+            let host = PortSocket::open_tx_only(mcgate::sys::if_index("eth0").unwrap()).unwrap();
+            host.send(&numbered_igmp(sent, None)).unwrap();
+        });
+        let mut again = None;
+        rt.block_on(capture.recv_batch(256, |frame, _| {
+            if frame.len() >= 46 && frame[34] == 0x22 {
+                again = Some(u32::from_be_bytes([frame[42], frame[43], frame[44], frame[45]]));
+            }
+        }))
+        .unwrap();
+        assert_eq!(again, Some(sent));
+    });
+}
+
 /// A port without a VLAN (the bridge here does not filter by VLAN).
 fn at(port: &str) -> PortVlan {
     PortVlan::new(port, None)

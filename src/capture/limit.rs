@@ -26,9 +26,35 @@ pub struct Config {
     pub quarantine_after: Duration,
     #[serde(deserialize_with = "crate::duration::duration")]
     pub quarantine_time: Duration,
+    /// Slots in each port's receive ring (a multiple of 32, 64 to 65 536): frames that
+    /// wait there while mcgate is busy, 2 KiB of kernel memory each, allocated at start.
+    pub capture_ring_frames: usize,
     /// Source MACs with a bucket of their own; reports from more share the port's.
     #[serde(skip)]
     pub macs_tracked: usize,
+}
+
+impl Config {
+    /// The option that is wrong in these limits, with what is wrong with it.
+    pub fn invalid(&self) -> Option<(&'static str, String)> {
+        let rates = [
+            ("reports_per_second", self.reports_per_second),
+            ("report_burst", self.report_burst),
+            ("reports_per_second_per_mac", self.reports_per_second_per_mac),
+            ("report_burst_per_mac", self.report_burst_per_mac),
+            ("eapol_per_second", self.eapol_per_second),
+            ("eapol_burst", self.eapol_burst),
+        ];
+        if let Some((name, _)) = rates.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
+            return Some((name, format!("{name} must be a number above 0")));
+        }
+        let n = self.capture_ring_frames;
+        if !(64..=65536).contains(&n) || !n.is_multiple_of(32) {
+            let why = "capture_ring_frames must be a multiple of 32 from 64 to 65536";
+            return Some(("capture_ring_frames", why.into()));
+        }
+        None
+    }
 }
 
 impl Default for Config {
@@ -42,6 +68,7 @@ impl Default for Config {
             eapol_burst: 100.0,
             quarantine_after: Duration::from_secs(3),
             quarantine_time: Duration::from_secs(60),
+            capture_ring_frames: 1024,
             macs_tracked: 64,
         }
     }

@@ -8,6 +8,7 @@ pub mod limit;
 use crate::sys::{self, PacketInfo};
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::Mutex;
 use tokio::io::unix::AsyncFd;
 
 /// `ldh [12]; jeq 0x888e → accept; jeq 0x0800 → ipv4; jeq 0x86dd → ipv6; drop`
@@ -33,37 +34,62 @@ pub fn filter() -> [libc::sock_filter; 10] {
     ]
 }
 
+/// A ring slot: the ring's headers (the frame starts at octet 66) and a frame of up to
+/// 1 982 octets — an MTU of 1 500 with room to spare; the rest of a larger frame is cut
+/// off, and its decoder finds it short. The ring's length is `[limits]
+/// capture_ring_frames`.
+pub const FRAME_SIZE: usize = 2048;
+/// 32 slots a block: a ring's length is a multiple of 32 slots.
+const BLOCK_SIZE: usize = 64 << 10;
+
+/// A port's capture socket: the BPF filter in front, a receive ring behind it (see
+/// [`sys::RxRing`]), and sending on the same socket.
 pub struct PortSocket {
     fd: AsyncFd<OwnedFd>,
+    /// Only the port's capture task reads; the lock is never contended.
+    ring: Option<Mutex<sys::RxRing>>,
 }
 
 impl PortSocket {
-    pub fn open(ifindex: u32) -> io::Result<Self> {
-        let fd = sys::packet_socket(ifindex)?;
-        sys::attach_filter(&fd, &filter())?;
-        Ok(PortSocket { fd: sys::async_fd(fd)? })
+    /// Capture on `ifindex` into a ring of `frames` slots (a multiple of 32).
+    pub fn open(ifindex: u32, frames: usize) -> io::Result<Self> {
+        let (fd, ring) = sys::packet_socket(ifindex, |fd| {
+            sys::attach_filter(fd, &filter())?;
+            sys::RxRing::new(fd, frames, FRAME_SIZE, BLOCK_SIZE)
+        })?;
+        Ok(PortSocket { fd: sys::async_fd(fd)?, ring: Some(Mutex::new(ring)) })
     }
 
     /// A socket for sending only: a filter that takes nothing keeps its queue empty.
     pub fn open_tx_only(ifindex: u32) -> io::Result<Self> {
-        let fd = sys::packet_socket(ifindex)?;
-        sys::attach_filter(&fd, &[libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 }])?;
-        Ok(PortSocket { fd: sys::async_fd(fd)? })
+        let (fd, ()) = sys::packet_socket(ifindex, |fd| {
+            sys::attach_filter(fd, &[libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 }])
+        })?;
+        Ok(PortSocket { fd: sys::async_fd(fd)?, ring: None })
     }
 
-    /// The next frame; frames this host sent (PACKET_OUTGOING) are returned too, with
-    /// their packet type, for the caller to skip.
-    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, PacketInfo)> {
+    /// Waits until the ring holds frames, then hands up to `max` of them to `f`, oldest
+    /// first; returns how many. Frames this host sent (PACKET_OUTGOING, on kernels
+    /// before 4.20) come too, with their packet type, for the caller to skip.
+    pub async fn recv_batch(&self, max: usize, mut f: impl FnMut(&[u8], PacketInfo)) -> io::Result<usize> {
+        let ring = self.ring.as_ref().ok_or(io::ErrorKind::Unsupported)?;
         loop {
+            let n = ring.lock().unwrap_or_else(|e| e.into_inner()).drain(max, &mut f);
+            if n > 0 {
+                return Ok(n);
+            }
+            // The readiness is cleared first and the ring looked at again after: a frame
+            // that arrived in between has woken the reactor already.
             let mut guard = self.fd.readable().await?;
-            match guard.try_io(|fd| sys::recv_packet(fd.get_ref(), buf)) {
-                Ok(r) => return r,
-                Err(_would_block) => continue,
+            guard.clear_ready();
+            let n = ring.lock().unwrap_or_else(|e| e.into_inner()).drain(max, &mut f);
+            if n > 0 {
+                return Ok(n);
             }
         }
     }
 
-    /// Frames the kernel dropped since the last call (receive buffer full).
+    /// Frames the kernel dropped since the last call (the ring was full).
     pub fn drops(&self) -> u32 {
         sys::packet_drops(self.fd.get_ref()).unwrap_or(0)
     }

@@ -538,6 +538,9 @@ fn parse_settings(file: &str, text: &str) -> Result<Config, ConfigError> {
     if config.authenticator.idle_period < Duration::from_millis(10) {
         return Err(err(text.find("idle_period").unwrap_or(0), "idle_period must be 10ms or more".into()));
     }
+    if let Some((key, why)) = config.limits.invalid() {
+        return Err(err(text.find(key).unwrap_or(0), why));
+    }
     if !(1..=3).contains(&config.authenticator.eapol_version) {
         return Err(err(text.find("eapol_version").unwrap_or(0), "eapol_version must be 1, 2 or 3".into()));
     }
@@ -680,6 +683,15 @@ name = "p2"
         assert!(parse_settings("t.toml", &format!("{own}{mc}")).is_ok());
         let e = parse_settings("t.toml", &format!("{}{mc}", own.replace("= 200", "= 0"))).unwrap_err();
         assert!(e.message.contains("0 is no VLAN id"), "{e}");
+        // flood limits that would let everything or nothing through, and a ring the kernel
+        // cannot lay out, are refused at their line
+        let limits = |l: &str| parse_settings("t.toml", &format!("{GOOD}\n[limits]\n{l}\n"));
+        let e = limits("reports_per_second = -1").unwrap_err();
+        assert_eq!((e.line, e.message.as_str()), (19, "reports_per_second must be a number above 0"), "{e}");
+        assert!(limits("eapol_burst = nan").unwrap_err().message.contains("eapol_burst"));
+        assert!(limits("capture_ring_frames = 100").unwrap_err().message.contains("multiple of 32"));
+        assert!(limits("capture_ring_frames = 131072").is_err());
+        assert_eq!(limits("capture_ring_frames = 4096").unwrap().limits.capture_ring_frames, 4096);
     }
 
     #[test]

@@ -60,7 +60,7 @@ use tracing::{debug, error, info, warn};
 struct IoStats {
     /// IGMP/MLD frames: seen, not acted on until the multicast gate is enabled.
     frames_multicast_control: u64,
-    /// Frames the kernel dropped on the capture sockets (their buffers were full).
+    /// Frames the kernel dropped on the capture sockets (their rings were full).
     capture_drops: u64,
     frames_tx: u64,
     frames_tx_errors: u64,

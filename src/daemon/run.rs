@@ -48,7 +48,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         let shared = ports.iter().zip(&port_sockets).find(|(q, _): &(&input::StartPort, _)| q.ifindex == link.index);
         let socket = match shared {
             Some((_, s)) => s.clone(),
-            None => Arc::new(PortSocket::open(link.index).with_context(|| format!("capture on {name}"))?),
+            None => Arc::new(
+                PortSocket::open(link.index, cfg.limits.capture_ring_frames)
+                    .with_context(|| format!("capture on {name}"))?,
+            ),
         };
         port_sockets.push(socket);
         let tag = p.vlan.as_ref().map(|v| *v.get_ref());
@@ -241,70 +244,96 @@ fn spawn_capture(
     epoch: Instant,
     tx: mpsc::Sender<Event>,
 ) {
-    let (stats, name) = (p.limits.clone(), p.name.clone());
+    let mut capture = Capture {
+        entries,
+        limiter: limit::PortLimiter::new(limits, Instant::now()),
+        limits,
+        vlan_log: crate::rate::LogLimit::per_minute(256),
+        stats: p.limits.clone(),
+        name: p.name.clone(),
+        epoch,
+    };
     tokio::spawn(async move {
-        let mut buf = vec![0u8; 2048];
-        let mut limiter = limit::PortLimiter::new(limits, Instant::now());
-        let mut vlan_log = crate::rate::LogLimit::per_minute(256);
+        let mut inputs = Vec::with_capacity(CAPTURE_BATCH);
         loop {
-            let (n, info) = match socket.recv(&mut buf).await {
-                Ok(r) => r,
-                Err(e) => {
-                    error!(port = name, "capture: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            if info.pkttype == sys::PACKET_OUTGOING {
+            let read = socket.recv_batch(CAPTURE_BATCH, |frame, info| inputs.extend(capture.admit(frame, info)));
+            if let Err(e) = read.await {
+                error!(port = capture.name, "capture: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            let Ok(frame) = ethernet::Frame::new_checked(&buf[..n]) else {
-                continue;
-            };
-            let now = Instant::now();
-            // The kernel takes a VLAN tag off before the tap (it comes as auxdata): a frame
-            // is its VLAN's entry's, and one of a VLAN without an entry (VID 0 too), or
-            // with a tag that is not 802.1Q's (a service tag), is nothing mcgate may act on.
-            let tag = match info.vlan {
-                Some(vid) if info.tpid == ethernet::ETHERTYPE_VLAN => Some(Some(vid)),
-                Some(_) => None,
-                None => Some(None),
-            };
-            let listed = tag.and_then(|tag| entries.iter().find(|(t, _)| *t == tag));
-            let Some(&(_, port)) = listed else {
-                stats.dropped_vlan.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if vlan_log.allow(now, frame.src()) {
-                    warn!(port = name, mac = %frame.src(), vid = info.vlan, ethertype = format!("{:#06x}", frame.ethertype()), "frame in an unconfigured VLAN dropped (logged once a minute per host)");
+            for input in inputs.drain(..) {
+                if tx.send(Event::Input(input)).await.is_err() {
+                    return;
                 }
-                continue;
-            };
-
-            let verdict = match frame.ethertype() {
-                ethernet::ETHERTYPE_EAPOL => limiter.eapol(now, &stats),
-                _ => {
-                    let was = stats.quarantined.load(std::sync::atomic::Ordering::Relaxed);
-                    let v = limiter.report(now, frame.src(), &stats);
-                    if v == limit::Verdict::QuarantineStarts {
-                        warn!(port = name, mac = %frame.src(), "port quarantined: IGMP/MLD over its rate for {:?}; new joins dropped for {:?}, admitted streams stay", limits.quarantine_after, limits.quarantine_time);
-                    } else if was && v == limit::Verdict::Pass {
-                        info!(port = name, "port released from quarantine");
-                    }
-                    v
-                }
-            };
-            if verdict != limit::Verdict::Pass {
-                continue;
-            }
-            let (src, payload) = (frame.src(), frame.payload().to_vec());
-            let input = match frame.ethertype() {
-                ethernet::ETHERTYPE_EAPOL => Input::Eapol { port, src, pdu: payload },
-                ethertype => Input::Mcast { port, src, ethertype, payload, read: input::mono(epoch, now) },
-            };
-            if tx.send(Event::Input(input)).await.is_err() {
-                return;
             }
         }
     });
+}
+
+/// Frames a capture task takes from its ring at a time before it hands them on: the
+/// other ports' tasks and the actor get their turn in between.
+const CAPTURE_BATCH: usize = 64;
+
+/// A capture task's state: the interface's entries (by the VLAN tag their hosts' frames
+/// carry, none for untagged) and its flood limiter.
+struct Capture {
+    entries: Vec<(Option<u16>, PortId)>,
+    limiter: limit::PortLimiter,
+    limits: limit::Config,
+    vlan_log: crate::rate::LogLimit<MacAddr>,
+    stats: Arc<limit::Stats>,
+    name: String,
+    epoch: Instant,
+}
+
+impl Capture {
+    /// What becomes of one captured frame: nothing (sent by this host, malformed, in a
+    /// VLAN without an entry, over its flood limit) or the input for its entry.
+    fn admit(&mut self, bytes: &[u8], info: sys::PacketInfo) -> Option<Input> {
+        if info.pkttype == sys::PACKET_OUTGOING {
+            return None;
+        }
+        let frame = ethernet::Frame::new_checked(bytes).ok()?;
+        let now = Instant::now();
+        // The kernel takes a VLAN tag off before the tap (it comes in the ring's header):
+        // a frame is its VLAN's entry's, and one of a VLAN without an entry (VID 0 too),
+        // or with a tag that is not 802.1Q's (a service tag), is nothing mcgate may act on.
+        let tag = match info.vlan {
+            Some(vid) if info.tpid == ethernet::ETHERTYPE_VLAN => Some(Some(vid)),
+            Some(_) => None,
+            None => Some(None),
+        };
+        let listed = tag.and_then(|tag| self.entries.iter().find(|(t, _)| *t == tag));
+        let Some(&(_, port)) = listed else {
+            self.stats.dropped_vlan.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if self.vlan_log.allow(now, frame.src()) {
+                warn!(port = self.name, mac = %frame.src(), vid = info.vlan, ethertype = format!("{:#06x}", frame.ethertype()), "frame in an unconfigured VLAN dropped (logged once a minute per host)");
+            }
+            return None;
+        };
+        let verdict = match frame.ethertype() {
+            ethernet::ETHERTYPE_EAPOL => self.limiter.eapol(now, &self.stats),
+            _ => {
+                let was = self.stats.quarantined.load(std::sync::atomic::Ordering::Relaxed);
+                let v = self.limiter.report(now, frame.src(), &self.stats);
+                if v == limit::Verdict::QuarantineStarts {
+                    warn!(port = self.name, mac = %frame.src(), "port quarantined: IGMP/MLD over its rate for {:?}; new joins dropped for {:?}, admitted streams stay", self.limits.quarantine_after, self.limits.quarantine_time);
+                } else if was && v == limit::Verdict::Pass {
+                    info!(port = self.name, "port released from quarantine");
+                }
+                v
+            }
+        };
+        if verdict != limit::Verdict::Pass {
+            return None;
+        }
+        let (src, payload) = (frame.src(), frame.payload().to_vec());
+        Some(match frame.ethertype() {
+            ethernet::ETHERTYPE_EAPOL => Input::Eapol { port, src, pdu: payload },
+            ethertype => Input::Mcast { port, src, ethertype, payload, read: input::mono(self.epoch, now) },
+        })
+    }
 }
 
 /// A UDP socket per server, connected (datagrams from any other address or port never

@@ -106,7 +106,7 @@ mod field {
 }
 
 /// An Ethernet II frame as read from an AF_PACKET socket (VLAN tags already
-/// stripped by the kernel into PACKET_AUXDATA).
+/// taken off by the kernel and handed over beside the frame).
 ///
 /// ```text
 /// +----------------+----------------+-----------+---------
