@@ -311,7 +311,7 @@ impl Daemon {
     }
 
     /// The port's usage counter for the membership's group, now.
-    fn usage(&mut self, m: &Membership) -> Option<(u64, u64)> {
+    pub(super) fn usage(&mut self, m: &Membership) -> Option<(u64, u64)> {
         match self.dataplane.usage(&m.port, m.group) {
             Ok(u) => u,
             Err(e) => {
@@ -322,24 +322,26 @@ impl Daemon {
         }
     }
 
-    /// What the port received of the group since the membership began (a counter that
-    /// started again from 0 counts from there).
     fn add_usage(&mut self, r: &mut Record, m: &Membership) {
-        let Some((packets, octets)) = self.usage(m) else { return };
-        let (p0, o0) = m.usage_base.unwrap_or((0, 0));
-        let (packets, octets) =
-            if packets >= p0 && octets >= o0 { (packets - p0, octets - o0) } else { (packets, octets) };
-        r.output_packets = Some(packets);
-        r.output_octets = Some(octets);
+        let counter = self.usage(m);
+        with_usage(r, m, counter);
     }
 
-    pub(super) fn acct_membership_continued(&mut self, now: Instant, port: PortId, m: &Membership) {
+    /// A continued membership's Interim-Update, with the port's counter for its group
+    /// (`counter`: read by the caller, once for all the port's members of the group).
+    pub(super) fn acct_membership_continued(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        m: &Membership,
+        counter: Option<(u64, u64)>,
+    ) {
         if m.is_link_local() {
             return;
         }
         let mut r =
             self.acct.membership_record(m, port, &self.class_of(port, m.mac), Status::InterimUpdate, self.clock.unix);
-        self.add_usage(&mut r, m);
+        with_usage(&mut r, m, counter);
         self.acct.record(r);
         let interval = self.sessions.get(&(port, m.mac)).and_then(interim_of);
         let subject = Subject::Membership { port, mac: m.mac, channel: (m.group, m.source), id: m.acct_session_id };
@@ -574,4 +576,15 @@ impl Daemon {
             warn!(server = %d.client.server_addrs()[server], "Accounting-Response dropped: {e}");
         }
     }
+}
+
+/// What the port received of the group since the membership began, from the port's
+/// counter (`counter`) and the membership's base (a counter that started again from 0
+/// counts from there).
+fn with_usage(r: &mut Record, m: &Membership, counter: Option<(u64, u64)>) {
+    let Some((packets, octets)) = counter else { return };
+    let (p0, o0) = m.usage_base.unwrap_or((0, 0));
+    let (packets, octets) = if packets >= p0 && octets >= o0 { (packets - p0, octets - o0) } else { (packets, octets) };
+    r.output_packets = Some(packets);
+    r.output_octets = Some(octets);
 }

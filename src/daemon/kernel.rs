@@ -12,7 +12,7 @@
 //! at logoff, an MDB delete at a leave) is made again.
 
 use super::input::Input;
-use super::{Daemon, Port};
+use super::Daemon;
 use crate::auth::{self, PortId};
 use crate::dataplane::{netlink, MdbEntry, PortVlan};
 use crate::sys;
@@ -242,33 +242,32 @@ impl Daemon {
         for port in 0..self.ports.len() {
             self.release_vlan(now, port);
         }
-        let ats: Vec<PortVlan> = self.ports.iter().map(Port::at).collect();
-        let all = match self.dataplane.authorized_on(&ats) {
-            Ok(all) => all,
+        let mut have = match self.authorized_hosts() {
+            Ok(have) => have,
             Err(e) => {
                 self.kernel.stats.errors += 1;
                 error!("reconcile: listing authorizations: {e}");
                 return self.reconcile_mdb();
             }
         };
-        for (port, at) in ats.iter().enumerate() {
-            let have: Vec<MacAddr> = all.iter().filter(|(p, _)| p == at).map(|(_, m)| *m).collect();
-            let want: Vec<MacAddr> = self.sessions.keys().filter(|(p, _)| *p == port).map(|(_, m)| *m).collect();
-            for mac in have.iter().filter(|m| !want.contains(m)) {
-                warn!(port = %at, mac = %mac, "reconcile: static FDB entry without a session removed");
-                self.kernel.stats.fdb_removed += 1;
-                if let Err(e) = self.dataplane.deauthorize(at, *mac) {
-                    self.io.dataplane_errors += 1;
-                    error!(port = %at, mac = %mac, "reconcile: {e}");
-                }
+        let missing: Vec<(PortId, MacAddr)> = self.sessions.keys().filter(|k| !have.remove(*k)).copied().collect();
+        // what is left of `have` has no session
+        for (port, mac) in have {
+            let at = self.ports[port].at();
+            warn!(port = %at, mac = %mac, "reconcile: static FDB entry without a session removed");
+            self.kernel.stats.fdb_removed += 1;
+            if let Err(e) = self.dataplane.deauthorize(&at, mac) {
+                self.io.dataplane_errors += 1;
+                error!(port = %at, mac = %mac, "reconcile: {e}");
             }
-            for mac in want.iter().filter(|m| !have.contains(m)) {
-                warn!(port = %at, mac = %mac, "reconcile: authorized host's FDB entry was gone; put back");
-                self.kernel.stats.fdb_restored += 1;
-                if let Err(e) = self.dataplane.authorize(at, *mac) {
-                    self.io.dataplane_errors += 1;
-                    error!(port = %at, mac = %mac, "reconcile: {e}");
-                }
+        }
+        for (port, mac) in missing {
+            let at = self.ports[port].at();
+            warn!(port = %at, mac = %mac, "reconcile: authorized host's FDB entry was gone; put back");
+            self.kernel.stats.fdb_restored += 1;
+            if let Err(e) = self.dataplane.authorize(&at, mac) {
+                self.io.dataplane_errors += 1;
+                error!(port = %at, mac = %mac, "reconcile: {e}");
             }
         }
         self.reconcile_mdb();

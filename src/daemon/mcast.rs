@@ -312,6 +312,10 @@ impl Daemon {
             vec![]
         });
         let ended = self.last_alive();
+        let (mut restored, mut stopped) = (0usize, 0usize);
+        // each port's counter of a group read once for all its members (one netlink
+        // request each)
+        let mut counters: HashMap<(Arc<str>, IpAddr), _> = HashMap::default();
         for r in stored {
             let membership = match r {
                 Ok(x) => x,
@@ -323,19 +327,33 @@ impl Daemon {
             let port = self.port_of(&membership.port, membership.vlan);
             match port.filter(|p| self.sessions.contains_key(&(*p, membership.mac))) {
                 Some(port) => {
-                    info!(port = &*membership.port, mac = %membership.mac, group = %membership.group, "membership restored");
-                    self.acct_membership_continued(now, port, &membership);
+                    debug!(port = &*membership.port, mac = %membership.mac, group = %membership.group, "membership restored");
+                    restored += 1;
+                    let key = (membership.port.clone(), membership.group);
+                    let counter = match counters.get(&key) {
+                        Some(c) => *c,
+                        None => {
+                            let c = self.usage(&membership);
+                            counters.insert(key, c);
+                            c
+                        }
+                    };
+                    self.acct_membership_continued(now, port, &membership, counter);
                     if let Some(m) = self.mcast.as_mut() {
                         m.tracker.restore(now, port, membership);
                     }
                 }
                 None => {
                     let cause = if cold { TerminateCause::NasReboot } else { TerminateCause::AdminReset };
-                    info!(port = &*membership.port, mac = %membership.mac, group = %membership.group, ?cause, "membership without a session ended");
+                    debug!(port = &*membership.port, mac = %membership.mac, group = %membership.group, ?cause, "membership without a session ended");
+                    stopped += 1;
                     let time = ended.max(membership.since);
                     self.acct_membership_stop(port, &membership, cause, time, !cold);
                 }
             }
+        }
+        if restored + stopped > 0 {
+            info!(restored, ended = stopped, "memberships of the last run");
         }
         let Some(m) = self.mcast.as_ref() else { return };
         let justified: std::collections::BTreeSet<MdbEntry> =

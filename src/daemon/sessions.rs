@@ -47,6 +47,14 @@ impl Daemon {
             }
         };
         let unix = self.clock.unix;
+        // what the kernel holds, in one dump: a session whose entry is there is not
+        // authorized again, an entry without a session goes
+        let mut found = self.authorized_hosts().unwrap_or_else(|e| {
+            error!("listing authorizations: {e}");
+            self.io.dataplane_errors += 1;
+            Default::default()
+        });
+        let (mut restored, mut ended) = (0usize, 0usize);
         for s in stored {
             let s = match s {
                 Ok(s) => s,
@@ -59,19 +67,23 @@ impl Daemon {
             let Some(port) = self.port_of(&s.port, s.vlan) else {
                 info!(port = s.port, mac = %s.mac, "port no longer configured: session ended");
                 self.acct_session_stop(None, &s, crate::acct::TerminateCause::AdminReset, unix);
+                ended += 1;
                 continue;
             };
             if cold {
-                info!(port = s.port, mac = %s.mac, session = s.session_id, "session of an earlier boot ended");
+                debug!(port = s.port, mac = %s.mac, session = s.session_id, "session of an earlier boot ended");
                 let time = self.last_alive().max(s.since);
                 self.acct_session_stop(Some(port), &s, crate::acct::TerminateCause::NasReboot, time);
+                ended += 1;
                 continue;
             }
-            if let Err(e) = self.dataplane.authorize(&self.ports[port].at(), s.mac) {
-                error!(port = s.port, mac = %s.mac, "re-authorizing: {e}");
-                self.io.dataplane_errors += 1;
+            if !found.remove(&(port, s.mac)) {
+                if let Err(e) = self.dataplane.authorize(&self.ports[port].at(), s.mac) {
+                    error!(port = s.port, mac = %s.mac, "re-authorizing: {e}");
+                    self.io.dataplane_errors += 1;
+                }
             }
-            info!(port = s.port, mac = %s.mac, account = s.account, session = s.session_id, "session restored");
+            debug!(port = s.port, mac = %s.mac, account = s.account, session = s.session_id, "session restored");
             self.auth.handle_input(
                 now,
                 auth::Input::Restore {
@@ -85,23 +97,30 @@ impl Daemon {
             );
             self.acct_session_continued(now, port, &s);
             self.open_session(port, s);
+            restored += 1;
         }
-        for (i, p) in self.ports.iter().enumerate() {
-            match self.dataplane.authorized(&p.at()) {
-                Ok(macs) => {
-                    for mac in macs.into_iter().filter(|m| !self.sessions.contains_key(&(i, *m))) {
-                        info!(port = %p.at(), mac = %mac, "authorization without a session removed");
-                        if self.dataplane.deauthorize(&p.at(), mac).is_err() {
-                            self.io.dataplane_errors += 1;
-                        }
-                    }
-                }
-                Err(e) => {
-                    error!(port = p.name, "listing authorizations: {e}");
-                    self.io.dataplane_errors += 1;
-                }
+        if restored + ended > 0 {
+            info!(restored, ended, "sessions of the last run");
+        }
+        // entries left over: a session of an earlier boot's, or nobody's
+        for (port, mac) in found {
+            let at = self.ports[port].at();
+            info!(port = %at, mac = %mac, "authorization without a session removed");
+            if self.dataplane.deauthorize(&at, mac).is_err() {
+                self.io.dataplane_errors += 1;
             }
         }
+    }
+
+    /// The hosts the kernel lets through the access ports' locks (their static FDB
+    /// entries), read in one dump.
+    pub(super) fn authorized_hosts(
+        &mut self,
+    ) -> Result<std::collections::HashSet<(PortId, MacAddr)>, crate::dataplane::Error> {
+        let ats: Vec<PortVlan> = self.ports.iter().map(Port::at).collect();
+        let index: HashMap<&PortVlan, PortId> = ats.iter().enumerate().map(|(i, at)| (at, i)).collect();
+        let all = self.dataplane.authorized_on(&ats)?;
+        Ok(all.into_iter().filter_map(|(at, mac)| Some((*index.get(&at)?, mac))).collect())
     }
 
     /// Each MAB port learns unknown MACs only while it has room for another host (a

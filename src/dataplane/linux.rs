@@ -15,10 +15,10 @@ pub struct LinuxBridge {
     /// Multicast VLAN registration: the VLAN each access port's streams come in, and the
     /// channels the port has there (it is a member of the VLAN while it has one).
     mvr: std::collections::HashMap<String, (u16, Channels)>,
-    /// Interface indexes by name, for the MDB changes of every join and leave (a lookup
-    /// is three system calls, as long as the netlink request itself). A device made
-    /// again under its name has a new index: a change that fails is tried once more
-    /// with the names looked up afresh.
+    /// Interface indexes by name, for the FDB and MDB changes of every login, join and
+    /// leave (a lookup is three system calls, as long as the netlink request itself). A
+    /// device made again under its name has a new index: a change that fails is tried
+    /// once more with the names looked up afresh.
     indexes: std::collections::HashMap<String, u32>,
 }
 
@@ -97,6 +97,25 @@ impl LinuxBridge {
         self.indexes.clear();
         let (b, p) = (cached(bridge, &mut self.indexes)?, cached(port, &mut self.indexes)?);
         change(&mut self.nl, b, p).map_err(Self::at(port))
+    }
+
+    /// `change` with the index of `port`, from the cache, as `with_indexes`.
+    fn with_index(
+        &mut self,
+        port: &str,
+        mut change: impl FnMut(&mut Netlink, u32) -> Result<(), super::netlink::Error>,
+    ) -> Result<(), Error> {
+        let cached = |indexes: &mut std::collections::HashMap<String, u32>| match indexes.get(port) {
+            Some(i) => Ok(*i),
+            None => Self::index(port).inspect(|i| {
+                indexes.insert(port.to_string(), *i);
+            }),
+        };
+        if change(&mut self.nl, cached(&mut self.indexes)?).is_ok() {
+            return Ok(());
+        }
+        self.indexes.remove(port);
+        change(&mut self.nl, cached(&mut self.indexes)?).map_err(Self::at(port))
     }
 
     fn index(port: &str) -> Result<u32, Error> {
@@ -227,13 +246,11 @@ impl Dataplane for LinuxBridge {
     }
 
     fn authorize(&mut self, at: &PortVlan, mac: MacAddr) -> Result<(), Error> {
-        let idx = Self::index(&at.port)?;
-        self.nl.fdb_replace(idx, mac, at.vlan).map_err(Self::at(&at.port))
+        self.with_index(&at.port, |nl, idx| nl.fdb_replace(idx, mac, at.vlan))
     }
 
     fn deauthorize(&mut self, at: &PortVlan, mac: MacAddr) -> Result<(), Error> {
-        let idx = Self::index(&at.port)?;
-        self.nl.fdb_del(idx, mac, at.vlan).map_err(Self::at(&at.port))
+        self.with_index(&at.port, |nl, idx| nl.fdb_del(idx, mac, at.vlan))
     }
 
     fn is_locked(&mut self, port: &str) -> Result<bool, Error> {

@@ -36,6 +36,11 @@ fn membership_key(m: &Membership) -> String {
     format!("{}/{}/{}/{}", PortVlan::new(&m.port, m.vlan), m.mac, m.group, src)
 }
 
+/// redb's page cache. Its default, 1 GiB, let the process grow with the database: 665 MB
+/// of RSS after a restart with 64 000 sessions and 256 000 memberships (benches/restart.rs).
+/// Reads after the start are of recent journal records and single keys.
+const CACHE_BYTES: usize = 32 << 20;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub port: String,
@@ -132,7 +137,7 @@ impl Store {
     }
 
     fn create(path: &Path) -> Result<Database, Error> {
-        let db = Database::create(path).map_err(dberr)?;
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path).map_err(dberr)?;
         let tx = db.begin_write().map_err(dberr)?;
         tx.open_table(SESSIONS).map_err(dberr)?;
         tx.open_table(MEMBERSHIPS).map_err(dberr)?;

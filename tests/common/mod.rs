@@ -308,6 +308,11 @@ impl Testbed {
     }
 
     pub fn start_mcgate(&mut self) {
+        self.start_mcgate_within(Duration::from_secs(10));
+    }
+
+    /// Starts mcgate and waits up to `limit` for its control socket to answer.
+    pub fn start_mcgate_within(&mut self, limit: Duration) {
         assert!(self.daemon.is_none());
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("mcgate.log")).unwrap();
         let child = Command::new("ip")
@@ -319,11 +324,7 @@ impl Testbed {
             .unwrap();
         self.daemon = Some(child);
         let sock = self.socket();
-        assert!(
-            wait_until(Duration::from_secs(10), || self.status().is_some()),
-            "mcgate did not start:\n{}",
-            self.log()
-        );
+        assert!(wait_until(limit, || self.status().is_some()), "mcgate did not start:\n{}", self.log());
         let _ = sock;
     }
 

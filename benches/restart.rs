@@ -1,0 +1,213 @@
+//! The daemon with an aggregation box's state, against the kernel: 64 000 sessions (16
+//! multi-host ports of 4 000 hosts each, as on a port facing a DSLAM or an OLT) holding 4
+//! channels each, 256 000 memberships. The state goes into the store directly (logging
+//! 64 000 hosts in through wpa_supplicant is not what is measured); mcgate then starts
+//! with it, as after an upgrade. Printed beside the same daemon with the store empty, in
+//! one run:
+//!
+//! - start → deciding: from `mcgate run` to the first answer on the control socket (the
+//!   store read, sessions and memberships restored, the kernel's FDB and MDB made to match),
+//!   once with the kernel empty (its entries all added) and once with them in place;
+//! - RSS of the whole process, and per session and per membership over the empty daemon;
+//! - `mcgate status --json`, `sessions --json` and `memberships --json`: time and size;
+//! - the database file and what each restart adds to the journal.
+//!
+//!     sudo cargo bench --bench restart          (SESSIONS=64000 HELD=4 by default)
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::Testbed;
+use mcgate::auth::{Method, ReplyAttrs};
+use mcgate::mcast::{AcctId, Membership};
+use mcgate::store::{Batch, Op, Session, Store};
+use mcgate::wire::MacAddr;
+use std::net::IpAddr;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PORTS: usize = 16;
+const CHANNELS: usize = 1000;
+const POLICY: &str = "[[package]]\nname = \"basic\"\ngroups = [\"239.1.0.0/16\"]\nbandwidth_kbps = 4000\n";
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// The pid of the `mcgate run` the testbed started (under `ip netns exec`, which execs).
+fn daemon_pid(tb: &Testbed) -> u32 {
+    tb.daemon_pid().expect("mcgate runs")
+}
+
+/// Time and size of one CLI call's answer.
+fn cli(tb: &Testbed, what: &str) -> (Duration, usize) {
+    let t0 = Instant::now();
+    let out = Command::new(common::MCGATE).args([what, "--json", "-s"]).arg(tb.socket()).output().unwrap();
+    assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    (t0.elapsed(), out.stdout.len())
+}
+
+fn journal_records(tb: &Testbed) -> u64 {
+    tb.status().unwrap_or_default()["accounting"]["journal"]["records"].as_u64().unwrap_or(0)
+}
+
+/// `sessions` hosts spread over the ports, each holding `held` of CHANNELS groups.
+fn fill(path: &std::path::Path, sessions: usize, held: usize) {
+    let store = Store::open(path).unwrap();
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 3600;
+    let mut ops = Vec::new();
+    for i in 0..sessions {
+        let port = format!("p{}", 1 + i % PORTS);
+        let mac = MacAddr([0x02, 0x10, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+        let account = format!("sub{i:06}");
+        let session_id = format!("{:08X}-{i:08X}", 0x5EED_u32);
+        let attrs = ReplyAttrs { filter_ids: vec!["basic".into()], ..Default::default() };
+        let (port_arc, account_arc, sid): (Arc<str>, Arc<str>, Arc<str>) =
+            (port.as_str().into(), account.as_str().into(), session_id.as_str().into());
+        for k in 0..held {
+            let c = (i * 7 + k * 251) % CHANNELS;
+            ops.push(Op::PutMembership(Membership {
+                port: port_arc.clone(),
+                vlan: None,
+                mac,
+                account: account_arc.clone(),
+                group: IpAddr::from([239, 1, (c / 256) as u8, (c % 256) as u8]),
+                source: None,
+                since,
+                by: "basic".into(),
+                bandwidth_kbps: 4000,
+                session_id: sid.clone(),
+                acct_session_id: AcctId { run: 0x5EED, n: (i * held + k) as u64 },
+                usage_base: None,
+            }));
+        }
+        ops.push(Op::PutSession(Session {
+            port,
+            vlan: None,
+            mac,
+            account,
+            method: Method::Dot1x,
+            session_id,
+            since,
+            attrs,
+        }));
+        if ops.len() >= 20_000 {
+            store.commit(&Batch { ops: std::mem::take(&mut ops), ..Default::default() }).unwrap();
+        }
+    }
+    store.commit(&Batch { ops, ..Default::default() }).unwrap();
+}
+
+struct Start {
+    to_deciding: Duration,
+    rss_kib: u64,
+    sessions: usize,
+    memberships: usize,
+    fdb: usize,
+    mdb: usize,
+}
+
+/// Starts mcgate and waits until it answers; then reads what it holds.
+fn start(tb: &mut Testbed) -> Start {
+    let t0 = Instant::now();
+    tb.start_mcgate_within(Duration::from_secs(120));
+    let to_deciding = t0.elapsed();
+    let status = tb.status().unwrap_or_default();
+    let count = |cmd: &str, mark: &str| {
+        let out = Command::new("ip").args(["netns", "exec", &tb.ns("sw"), "bridge"]).args(cmd.split(' ')).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains(mark)).count()).unwrap_or(0)
+    };
+    Start {
+        to_deciding,
+        rss_kib: rss_kib(daemon_pid(tb)),
+        sessions: status["sessions"].as_u64().unwrap_or(0) as usize,
+        memberships: status["multicast"]["memberships"].as_u64().unwrap_or(0) as usize,
+        fdb: count("fdb show br br0", "static"),
+        mdb: count("mdb show dev br0", "permanent"),
+    }
+}
+
+fn main() {
+    let sessions: usize = std::env::var("SESSIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(64_000);
+    let held: usize = std::env::var("HELD").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let per_port = sessions.div_ceil(PORTS);
+    let mut tb = Testbed::new("rst", PORTS);
+    let ports: Vec<String> = (1..=PORTS).map(|i| format!("p{i}")).collect();
+    let list: Vec<(&str, &str)> = ports.iter().map(|p| (p.as_str(), "dot1x")).collect();
+    let cfg = tb.config(&list, &["127.0.0.1:1812"], &format!("max_hosts_per_port = {}", per_port + 16), "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("log_level = \"debug\"", "log_level = \"info\"");
+    std::fs::write(&cfg, text).unwrap();
+    tb.multicast(POLICY, &format!("max_channels_per_port = {}\nport_max_groups = 0", CHANNELS + 24));
+
+    // the same daemon with nothing to hold: ports locked, multicast set up
+    let empty = start(&mut tb);
+    let empty_cli: Vec<_> = ["status", "sessions", "memberships"].iter().map(|w| cli(&tb, w)).collect();
+    tb.stop_mcgate();
+
+    let db = tb.dir.join("mcgate.redb");
+    let t0 = Instant::now();
+    fill(&db, sessions, held);
+    let filled_in = t0.elapsed();
+    let db_before = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+
+    // first start with the state: the kernel has none of its entries yet
+    let cold_kernel = start(&mut tb);
+    let journal_1 = journal_records(&tb);
+    let full_cli: Vec<_> = ["status", "sessions", "memberships"].iter().map(|w| cli(&tb, w)).collect();
+    tb.stop_mcgate();
+    let db_after_1 = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    // and again, the kernel's entries in place: an upgrade
+    let warm = start(&mut tb);
+    let journal_2 = journal_records(&tb);
+    tb.stop_mcgate();
+    let db_after_2 = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+
+    println!(
+        "\nmcgate with {sessions} sessions on {PORTS} ports ({per_port} hosts each), {} memberships:",
+        sessions * held
+    );
+    println!("| | start → deciding | sessions | memberships | FDB (static) / MDB (permanent) entries | RSS |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (what, s) in [
+        ("empty store", &empty),
+        ("with the state, kernel entries missing", &cold_kernel),
+        ("with the state, kernel entries in place", &warm),
+    ] {
+        println!(
+            "| {what} | {:.2} s | {} | {} | {} / {} | {:.1} MB |",
+            s.to_deciding.as_secs_f64(),
+            s.sessions,
+            s.memberships,
+            s.fdb,
+            s.mdb,
+            s.rss_kib as f64 / 1024.0
+        );
+    }
+    let grown = warm.rss_kib.saturating_sub(empty.rss_kib) as f64 * 1024.0;
+    println!(
+        "\nRSS over the empty daemon: {:.0} B per session with its {held} memberships (goal: 2 KiB + {held} × 512 B = {} B)",
+        grown / sessions as f64,
+        2048 + held * 512
+    );
+    println!("\n| control socket, --json | empty: time / size | with the state: time / size |");
+    println!("| --- | --- | --- |");
+    for (i, what) in ["status", "sessions", "memberships"].iter().enumerate() {
+        println!(
+            "| {what} | {:.0} ms / {} B | {:.0} ms / {:.1} MB |",
+            empty_cli[i].0.as_secs_f64() * 1e3,
+            empty_cli[i].1,
+            full_cli[i].0.as_secs_f64() * 1e3,
+            full_cli[i].1 as f64 / 1e6
+        );
+    }
+    println!(
+        "\nstore: filled in {:.1} s, {:.1} MB; after the first start {:.1} MB ({journal_1} journal records), after the second {:.1} MB ({journal_2})",
+        filled_in.as_secs_f64(),
+        db_before as f64 / 1e6,
+        db_after_1 as f64 / 1e6,
+        db_after_2 as f64 / 1e6
+    );
+}
