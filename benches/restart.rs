@@ -13,6 +13,8 @@
 //! - the database file and what each restart adds to the journal.
 //!
 //!     sudo cargo bench --bench restart          (SESSIONS=64000 HELD=4 by default)
+//!
+//! `HOLD_SECS=N` keeps the daemon with its state running N seconds, for a profiler.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -35,6 +37,24 @@ fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("");
     line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// CPU time the process has used so far, all its threads (schedstat), ns.
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// What the daemon spends per second with nobody doing anything (its timers: the
+/// Interim-Updates that fall due, the reconciliation), over `secs` seconds.
+fn idle_ms_per_s(tb: &Testbed, secs: u64) -> f64 {
+    let pid = daemon_pid(tb);
+    let (c0, t0) = (cpu_ns(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(secs));
+    (cpu_ns(pid) - c0) as f64 / 1e6 / t0.elapsed().as_secs_f64()
 }
 
 /// The pid of the `mcgate run` the testbed started (under `ip netns exec`, which execs).
@@ -145,6 +165,7 @@ fn main() {
     // the same daemon with nothing to hold: ports locked, multicast set up
     let empty = start(&mut tb);
     let empty_cli: Vec<_> = ["status", "sessions", "memberships"].iter().map(|w| cli(&tb, w)).collect();
+    let empty_idle = idle_ms_per_s(&tb, 5);
     tb.stop_mcgate();
 
     let db = tb.dir.join("mcgate.redb");
@@ -157,6 +178,13 @@ fn main() {
     let cold_kernel = start(&mut tb);
     let journal_1 = journal_records(&tb);
     let full_cli: Vec<_> = ["status", "sessions", "memberships"].iter().map(|w| cli(&tb, w)).collect();
+    let full_idle = idle_ms_per_s(&tb, 10);
+    let interims = journal_records(&tb);
+    if let Some(secs) = std::env::var("HOLD_SECS").ok().and_then(|v| v.parse().ok()) {
+        // for a profiler: the daemon with its state, its control socket's path
+        eprintln!("holding for {secs} s: {}", tb.socket().display());
+        std::thread::sleep(Duration::from_secs(secs));
+    }
     tb.stop_mcgate();
     let db_after_1 = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
     // and again, the kernel's entries in place: an upgrade
@@ -191,6 +219,10 @@ fn main() {
         "\nRSS over the empty daemon: {:.0} B per session with its {held} memberships (goal: 2 KiB + {held} × 512 B = {} B)",
         grown / sessions as f64,
         2048 + held * 512
+    );
+    println!(
+        "\nCPU with nobody doing anything: empty {empty_idle:.2} ms/s, with the state {full_idle:.2} ms/s \
+         ({interims} Interim-Updates journaled since the start)"
     );
     println!("\n| control socket, --json | empty: time / size | with the state: time / size |");
     println!("| --- | --- | --- |");

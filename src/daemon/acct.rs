@@ -11,6 +11,7 @@ use crate::mcast::{AcctId, Channel, Membership};
 use crate::radius::client::{self as rc, Client};
 use crate::store::{Batch, Op, Session};
 use crate::wire::MacAddr;
+use rand::Rng;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -183,10 +184,16 @@ impl Accounting {
     }
 
     fn schedule(&mut self, now: Instant, interval: Option<Duration>, subject: Subject) {
+        self.schedule_within(now, interval, 1.0, subject);
+    }
+
+    /// The next Interim-Update at `fraction` (0 to 1) of the interval from now.
+    fn schedule_within(&mut self, now: Instant, interval: Option<Duration>, fraction: f64, subject: Subject) {
         self.unschedule(&subject);
         if let Some(i) = interval.or(self.interim_default) {
-            self.interim_at.insert(subject.clone(), now + i);
-            self.interims.insert((now + i, subject));
+            let at = now + i.mul_f64(fraction.clamp(0.0, 1.0));
+            self.interim_at.insert(subject.clone(), at);
+            self.interims.insert((at, subject));
         }
     }
 
@@ -245,12 +252,13 @@ impl Daemon {
         self.acct.op(Op::DelSession(s.at(), s.mac));
     }
 
-    /// A session or membership continued across a restart: one Interim-Update says so.
+    /// A session continued across a restart: no record now; its Interim-Updates go on,
+    /// the first at a random point of its interval (one each at once would be a burst of
+    /// as many Accounting-Requests as there are sessions and channels after every upgrade).
     pub(super) fn acct_session_continued(&mut self, now: Instant, port: PortId, s: &Session) {
-        let r = self.acct.session_record(s, port, Status::InterimUpdate, self.clock.unix);
-        self.acct.record(r);
         let subject = Subject::Session { port, mac: s.mac, id: s.session_id.as_str().into() };
-        self.acct.schedule(now, interim_of(s), subject);
+        let fraction = self.rng.gen::<f64>();
+        self.acct.schedule_within(now, interim_of(s), fraction, subject);
     }
 
     /// An admitted join: its Start goes into this batch; with the journal failing or
@@ -311,7 +319,7 @@ impl Daemon {
     }
 
     /// The port's usage counter for the membership's group, now.
-    pub(super) fn usage(&mut self, m: &Membership) -> Option<(u64, u64)> {
+    fn usage(&mut self, m: &Membership) -> Option<(u64, u64)> {
         match self.dataplane.usage(&m.port, m.group) {
             Ok(u) => u,
             Err(e) => {
@@ -322,30 +330,26 @@ impl Daemon {
         }
     }
 
+    /// What the port received of the group since the membership began (a counter that
+    /// started again from 0 counts from there).
     fn add_usage(&mut self, r: &mut Record, m: &Membership) {
-        let counter = self.usage(m);
-        with_usage(r, m, counter);
+        let Some((packets, octets)) = self.usage(m) else { return };
+        let (p0, o0) = m.usage_base.unwrap_or((0, 0));
+        let (packets, octets) =
+            if packets >= p0 && octets >= o0 { (packets - p0, octets - o0) } else { (packets, octets) };
+        r.output_packets = Some(packets);
+        r.output_octets = Some(octets);
     }
 
-    /// A continued membership's Interim-Update, with the port's counter for its group
-    /// (`counter`: read by the caller, once for all the port's members of the group).
-    pub(super) fn acct_membership_continued(
-        &mut self,
-        now: Instant,
-        port: PortId,
-        m: &Membership,
-        counter: Option<(u64, u64)>,
-    ) {
+    /// A membership continued across a restart: as a session (`acct_session_continued`).
+    pub(super) fn acct_membership_continued(&mut self, now: Instant, port: PortId, m: &Membership) {
         if m.is_link_local() {
             return;
         }
-        let mut r =
-            self.acct.membership_record(m, port, &self.class_of(port, m.mac), Status::InterimUpdate, self.clock.unix);
-        with_usage(&mut r, m, counter);
-        self.acct.record(r);
         let interval = self.sessions.get(&(port, m.mac)).and_then(interim_of);
         let subject = Subject::Membership { port, mac: m.mac, channel: (m.group, m.source), id: m.acct_session_id };
-        self.acct.schedule(now, interval, subject);
+        let fraction = self.rng.gen::<f64>();
+        self.acct.schedule_within(now, interval, fraction, subject);
     }
 
     /// Interim-Updates that are due, the alive mark, sending after a pause.
@@ -576,15 +580,4 @@ impl Daemon {
             warn!(server = %d.client.server_addrs()[server], "Accounting-Response dropped: {e}");
         }
     }
-}
-
-/// What the port received of the group since the membership began, from the port's
-/// counter (`counter`) and the membership's base (a counter that started again from 0
-/// counts from there).
-fn with_usage(r: &mut Record, m: &Membership, counter: Option<(u64, u64)>) {
-    let Some((packets, octets)) = counter else { return };
-    let (p0, o0) = m.usage_base.unwrap_or((0, 0));
-    let (packets, octets) = if packets >= p0 && octets >= o0 { (packets - p0, octets - o0) } else { (packets, octets) };
-    r.output_packets = Some(packets);
-    r.output_octets = Some(octets);
 }

@@ -313,9 +313,6 @@ impl Daemon {
         });
         let ended = self.last_alive();
         let (mut restored, mut stopped) = (0usize, 0usize);
-        // each port's counter of a group read once for all its members (one netlink
-        // request each)
-        let mut counters: HashMap<(Arc<str>, IpAddr), _> = HashMap::default();
         for r in stored {
             let membership = match r {
                 Ok(x) => x,
@@ -329,16 +326,7 @@ impl Daemon {
                 Some(port) => {
                     debug!(port = &*membership.port, mac = %membership.mac, group = %membership.group, "membership restored");
                     restored += 1;
-                    let key = (membership.port.clone(), membership.group);
-                    let counter = match counters.get(&key) {
-                        Some(c) => *c,
-                        None => {
-                            let c = self.usage(&membership);
-                            counters.insert(key, c);
-                            c
-                        }
-                    };
-                    self.acct_membership_continued(now, port, &membership, counter);
+                    self.acct_membership_continued(now, port, &membership);
                     if let Some(m) = self.mcast.as_mut() {
                         m.tracker.restore(now, port, membership);
                     }

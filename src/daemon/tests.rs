@@ -460,9 +460,16 @@ fn a_restart_reconciles_the_kernel_both_ways() {
     let (fdb, mdb) = s.kernel.with(|k| (k.fdb.clone(), k.mdb.clone()));
     assert_eq!(fdb, BTreeSet::from([(at("p1"), A)]), "{:?}", s.kernel.log());
     assert_eq!(mdb, BTreeSet::from([(at("p1"), IpAddr::V4(g("239.1.1.1")), None)]), "{:?}", s.kernel.log());
-    // continued, not restarted: no new Start for either
+    // continued, not restarted: no new Start for either, and no record at all yet
     let starts = s.journal().into_iter().filter(|r| r.status == Status::Start).count();
     assert_eq!(starts, 2);
+    let interims = |s: &Switch| s.journal().into_iter().filter(|r| r.status == Status::InterimUpdate).count();
+    assert_eq!(interims(&s), 0, "a restart is no reason for an Interim-Update");
+    // their Interim-Updates go on: one each within the (default, 600 s) interval
+    for _ in 0..60 {
+        s.later(Duration::from_secs(10));
+    }
+    assert_eq!(interims(&s), 2, "{:?}", s.journal());
 }
 
 #[test]
