@@ -340,7 +340,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                 return Err(anyhow!("unexpected answer: {resp:?}"));
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&sessions)?);
+                print_json(&sessions)?;
                 return Ok(());
             }
             println!(
@@ -367,7 +367,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                 return Err(anyhow!("unexpected answer: {resp:?}"));
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&memberships)?);
+                print_json(&memberships)?;
                 return Ok(());
             }
             println!(
@@ -396,7 +396,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                 return Err(anyhow!("unexpected answer: {resp:?}"));
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
+                print_json(&status)?;
             } else {
                 print!("{}", status_summary(&status));
             }
@@ -557,6 +557,17 @@ fn format_unix(secs: u64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + (m <= 2) as i64;
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// `value` as pretty JSON on stdout, written as it is encoded (a listing of 256 000
+/// memberships is 80 MB).
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
 }
 
 #[cfg(test)]
