@@ -174,17 +174,28 @@ def zap(a):
             pass
         return report, first
 
-    out, on_wire = [], []
+    out, on_wire, held = [], [], []
     for _ in range(a.count):
         drain_wire()
         t0 = time.monotonic()
         s.setsockopt(socket.IPPROTO_IP, MCAST_JOIN_GROUP, req)
         s.settimeout(2.0)
+        packets = 0
         try:
             s.recv(2048)
             out.append((time.monotonic() - t0) * 1e3)
+            packets = 1
+            end = time.monotonic() + a.hold_ms / 1e3
+            while time.monotonic() < end:
+                s.settimeout(max(end - time.monotonic(), 0.001))
+                try:
+                    s.recv(2048)
+                    packets += 1
+                except socket.timeout:
+                    break
         except socket.timeout:
             out.append(None)
+        held.append(packets)
         report, first = drain_wire()
         on_wire.append((first - report) * 1e3 if report is not None and first is not None else None)
         s.setsockopt(socket.IPPROTO_IP, MCAST_LEAVE_GROUP, req)
@@ -196,7 +207,7 @@ def zap(a):
                 s.recv(2048)
         except BlockingIOError:
             pass
-    print(json.dumps({"first_ms": out, "report_to_first_ms": on_wire}), flush=True)
+    print(json.dumps({"first_ms": out, "report_to_first_ms": on_wire, "packets": held}), flush=True)
 
 
 def sniff(a):
@@ -409,6 +420,8 @@ w.add_argument("--iface", default="eth0")
 z = sub.add_parser("zap")
 z.add_argument("group"); z.add_argument("--count", type=int, default=200); z.add_argument("--gap-ms", type=float, default=60)
 z.add_argument("--iface", default="eth0"); z.add_argument("--port", type=int, default=5000)
+z.add_argument("--hold-ms", type=float, default=0,
+               help="after the first packet, count what else arrives this long (a stream that keeps flowing)")
 f = sub.add_parser("sniff")
 f.add_argument("group"); f.add_argument("--iface", default="eth0"); f.add_argument("--seconds", type=float, default=3)
 fl = sub.add_parser("flood")
