@@ -127,7 +127,7 @@ impl super::Daemon {
             Request::Memberships => {
                 let mut memberships: Vec<crate::mcast::Membership> =
                     self.mcast.iter().flat_map(|m| m.tracker.memberships().cloned()).collect();
-                // the tracker's port names are shared: most comparisons are of one name
+                // admitted memberships share their port's name: equal names compare at once
                 let port = |a: &Arc<str>, b: &Arc<str>| if Arc::ptr_eq(a, b) { Ordering::Equal } else { a.cmp(b) };
                 memberships.sort_unstable_by(|a, b| {
                     port(&a.port, &b.port)

@@ -300,7 +300,7 @@ impl Daemon {
     }
 
     /// Memberships of sessions that survived the restart are put back (and their MDB
-    /// entries re-installed, each with an Interim-Update); the rest of the store ends
+    /// entries re-installed, their Interim-Updates going on); the rest of the store ends
     /// with its Stop at the time last known alive, and any MDB entry of mcgate's that
     /// nothing justifies is removed.
     pub(super) fn mcast_restore(&mut self, now: Instant, cold: bool) {
