@@ -160,6 +160,11 @@ impl PortLimiter {
         }
     }
 
+    /// The limits it keeps.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
     /// Whether an IGMP/MLD frame from `mac` goes on to be decided; counted in `stats`.
     pub fn report(&mut self, now: Instant, mac: MacAddr, stats: &Stats) -> Verdict {
         let v = self.judge(now, mac);

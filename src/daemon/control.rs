@@ -11,10 +11,8 @@ use super::Event;
 use crate::auth::Method;
 use crate::dataplane::PortVlan;
 use serde::{Deserialize, Serialize};
-use std::cmp::Ordering;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -127,11 +125,8 @@ impl super::Daemon {
             Request::Memberships => {
                 let mut memberships: Vec<crate::mcast::Membership> =
                     self.mcast.iter().flat_map(|m| m.tracker.memberships().cloned()).collect();
-                // admitted memberships share their port's name: equal names compare at once
-                let port = |a: &Arc<str>, b: &Arc<str>| if Arc::ptr_eq(a, b) { Ordering::Equal } else { a.cmp(b) };
                 memberships.sort_unstable_by(|a, b| {
-                    port(&a.port, &b.port)
-                        .then_with(|| (a.vlan, a.mac, a.group, a.source).cmp(&(b.vlan, b.mac, b.group, b.source)))
+                    (&a.port, a.vlan, &a.mac, a.group, a.source).cmp(&(&b.port, b.vlan, &b.mac, b.group, b.source))
                 });
                 Response::Memberships { memberships }
             }

@@ -247,7 +247,6 @@ fn spawn_capture(
     let mut capture = Capture {
         entries,
         limiter: limit::PortLimiter::new(limits, Instant::now()),
-        limits,
         vlan_log: crate::rate::LogLimit::per_minute(256),
         stats: p.limits.clone(),
         name: p.name.clone(),
@@ -280,7 +279,6 @@ const CAPTURE_BATCH: usize = 64;
 struct Capture {
     entries: Vec<(Option<u16>, PortId)>,
     limiter: limit::PortLimiter,
-    limits: limit::Config,
     vlan_log: crate::rate::LogLimit<MacAddr>,
     stats: Arc<limit::Stats>,
     name: String,
@@ -318,7 +316,8 @@ impl Capture {
                 let was = self.stats.quarantined.load(std::sync::atomic::Ordering::Relaxed);
                 let v = self.limiter.report(now, frame.src(), &self.stats);
                 if v == limit::Verdict::QuarantineStarts {
-                    warn!(port = self.name, mac = %frame.src(), "port quarantined: IGMP/MLD over its rate for {:?}; new joins dropped for {:?}, admitted streams stay", self.limits.quarantine_after, self.limits.quarantine_time);
+                    let limits = self.limiter.config();
+                    warn!(port = self.name, mac = %frame.src(), "port quarantined: IGMP/MLD over its rate for {:?}; new joins dropped for {:?}, admitted streams stay", limits.quarantine_after, limits.quarantine_time);
                 } else if was && v == limit::Verdict::Pass {
                     info!(port = self.name, "port released from quarantine");
                 }

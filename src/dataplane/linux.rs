@@ -84,18 +84,12 @@ impl LinuxBridge {
         port: &str,
         mut change: impl FnMut(&mut Netlink, u32, u32) -> Result<(), super::netlink::Error>,
     ) -> Result<(), Error> {
-        let cached = |name: &str, indexes: &mut std::collections::HashMap<String, u32>| match indexes.get(name) {
-            Some(i) => Ok(*i),
-            None => Self::index(name).inspect(|i| {
-                indexes.insert(name.to_string(), *i);
-            }),
-        };
-        let (b, p) = (cached(bridge, &mut self.indexes)?, cached(port, &mut self.indexes)?);
+        let (b, p) = (self.cached_index(bridge)?, self.cached_index(port)?);
         if change(&mut self.nl, b, p).is_ok() {
             return Ok(());
         }
         self.indexes.clear();
-        let (b, p) = (cached(bridge, &mut self.indexes)?, cached(port, &mut self.indexes)?);
+        let (b, p) = (self.cached_index(bridge)?, self.cached_index(port)?);
         change(&mut self.nl, b, p).map_err(Self::at(port))
     }
 
@@ -105,17 +99,23 @@ impl LinuxBridge {
         port: &str,
         mut change: impl FnMut(&mut Netlink, u32) -> Result<(), super::netlink::Error>,
     ) -> Result<(), Error> {
-        let cached = |indexes: &mut std::collections::HashMap<String, u32>| match indexes.get(port) {
-            Some(i) => Ok(*i),
-            None => Self::index(port).inspect(|i| {
-                indexes.insert(port.to_string(), *i);
-            }),
-        };
-        if change(&mut self.nl, cached(&mut self.indexes)?).is_ok() {
+        let p = self.cached_index(port)?;
+        if change(&mut self.nl, p).is_ok() {
             return Ok(());
         }
         self.indexes.remove(port);
-        change(&mut self.nl, cached(&mut self.indexes)?).map_err(Self::at(port))
+        let p = self.cached_index(port)?;
+        change(&mut self.nl, p).map_err(Self::at(port))
+    }
+
+    /// The index of `name` from the cache, looked up and kept there if it is not in it.
+    fn cached_index(&mut self, name: &str) -> Result<u32, Error> {
+        if let Some(i) = self.indexes.get(name) {
+            return Ok(*i);
+        }
+        let i = Self::index(name)?;
+        self.indexes.insert(name.to_string(), i);
+        Ok(i)
     }
 
     fn index(port: &str) -> Result<u32, Error> {
