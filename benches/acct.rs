@@ -1,4 +1,4 @@
-//! Accounting, two figures in one run:
+//! Accounting, three figures in one run:
 //!
 //! 1. The journal: membership Start records made durable (redb, fsync'd commit) one
 //!    per commit — what a commit per admission costs — against batches of 8, 64 and 256
@@ -6,6 +6,11 @@
 //! 2. Delivery: a backlog of journaled records sent by mcgate to FreeRADIUS writing
 //!    into PostgreSQL (radacct), against radclient sending the same number of
 //!    Accounting-Requests to the same server with the same parallelism.
+//!
+//! 3. Growth: what a membership's records take in the journal file (an Interim-Update
+//!    with its usage counters, as the daemon writes one every `interim_interval` per live
+//!    membership), what `acct purge` gives back, and a day of an aggregation switch
+//!    worked out from it.
 //!
 //!     sudo cargo bench --bench acct          (RECORDS=4000 by default)
 
@@ -51,6 +56,70 @@ fn journal() {
         println!("  {batch:>8} {total:>9} {:>14.0} {med:>16.2} {p99:>16.2}", total as f64 / secs);
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An Interim-Update of membership `i` as the daemon journals one: its session's
+/// identifiers, the group, the package and the bridge's counters.
+fn interim(i: u64) -> Record {
+    Record {
+        session_time: Some(600 + i % 86_400),
+        output_octets: Some(4_000_000_000 + i * 1_316),
+        output_packets: Some(3_000_000 + i),
+        multi_session_id: Some(format!("5EED0000-{:08X}", i / 4)),
+        session_id: format!("5EED{:012X}", i),
+        user_name: Some(format!("sub{:06}", i / 4 % 64_000)),
+        port: Some(format!("p{}", 1 + i % 16)),
+        nas_port: Some(1 + (i % 16) as u32),
+        status: Status::InterimUpdate,
+        ..record(i)
+    }
+}
+
+fn growth() {
+    const N: u64 = 200_000;
+    let dir = std::env::temp_dir().join(format!("mcgate-bench-growth-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("growth.redb");
+    let store = Store::open(&path).unwrap();
+    let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let empty = size();
+    // written as the group commit writes them under load, 256 a commit, delivered
+    let write = |from: u64| {
+        for b in (from..from + N).step_by(256) {
+            let records = (b..(b + 256).min(from + N)).map(interim).collect();
+            store.commit(&Batch { records, deliver: false, ..Default::default() }).unwrap();
+        }
+    };
+    write(0);
+    let full = size();
+    let per_record = (full - empty) as f64 / N as f64;
+    let json = serde_json::to_vec(&interim(N / 2)).unwrap().len();
+    store.set_exported(store.next_seq().unwrap()).unwrap();
+    let t0 = Instant::now();
+    let purged = store.purge_exported(None).unwrap();
+    let purge_s = t0.elapsed().as_secs_f64();
+    let after_purge = size();
+    // the next day's records go into the pages the purge freed
+    write(N);
+    let refilled = size();
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!("\njournal growth, {N} membership Interim-Updates (256 a commit, delivered):");
+    println!("  file: {:.1} MB empty, {:.1} MB with them: {per_record:.0} B per record ({json} B of it the record itself, JSON)", empty as f64 / 1e6, full as f64 / 1e6);
+    println!("  acct purge (all exported): {purged} records in {purge_s:.2} s; file {:.1} MB after it, {:.1} MB after {N} more", after_purge as f64 / 1e6, refilled as f64 / 1e6);
+    // a day of the aggregation switch of benches/restart.rs: 64 000 sessions with 4
+    // channels each, an Interim-Update per session and membership every 10 minutes (the
+    // default), and 20 zaps per subscriber (a Stop and a Start each)
+    let per_day = 64_000.0 * (5.0 * 144.0 + 20.0 * 2.0);
+    println!(
+        "  a day of 64 000 subscribers holding 4 channels, interim_interval 10 min, 20 zaps each: {:.1} M records, {:.1} GB \
+         unpurged; purged hourly, the file stays near {:.1} GB",
+        per_day / 1e6,
+        per_day * per_record / 1e9,
+        per_day / 24.0 * per_record / 1e9
+    );
 }
 
 fn delivery(records: u64) {
@@ -131,5 +200,6 @@ fn delivery(records: u64) {
 fn main() {
     let records: u64 = std::env::var("RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(4000).min(50_000);
     journal();
+    growth();
     delivery(records);
 }

@@ -10,7 +10,11 @@
 //!   once with the kernel empty (its entries all added) and once with them in place;
 //! - RSS of the whole process, and per session and per membership over the empty daemon;
 //! - `mcgate status --json`, `sessions --json` and `memberships --json`: time and size;
-//! - the database file and what each restart adds to the journal.
+//! - the database file and what each restart adds to the journal;
+//! - a join's decision latency (capture → decided, mcgate's own histogram) with that state,
+//!   beside the same with 1 000 sessions (`SMALL`): 4 real hosts, whose sessions are in the
+//!   store too, send IGMPv3 joins at 500/s each for 4 s (50 groups each, all admitted: the
+//!   first of each a durable record and an MDB entry, the rest refreshes).
 //!
 //!     sudo cargo bench --bench restart          (SESSIONS=64000 HELD=4 by default)
 //!
@@ -19,7 +23,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::Testbed;
+use common::{bucket_quantile, histogram, Testbed};
 use mcgate::auth::{Method, ReplyAttrs};
 use mcgate::mcast::{AcctId, Membership};
 use mcgate::store::{Batch, Op, Session, Store};
@@ -31,7 +35,12 @@ use std::time::{Duration, Instant};
 
 const PORTS: usize = 16;
 const CHANNELS: usize = 1000;
-const POLICY: &str = "[[package]]\nname = \"basic\"\ngroups = [\"239.1.0.0/16\"]\nbandwidth_kbps = 4000\n";
+/// 239.1/16: the channels the stored memberships hold; 239.2/16: the joining hosts' (the
+/// `mcast.py flood` range).
+const POLICY: &str =
+    "[[package]]\nname = \"basic\"\ngroups = [\"239.1.0.0/16\", \"239.2.0.0/16\"]\nbandwidth_kbps = 4000\n";
+/// Hosts that send joins while the state is held (their sessions are in the store).
+const JOINING: usize = 4;
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -118,7 +127,61 @@ fn fill(path: &std::path::Path, sessions: usize, held: usize) {
             store.commit(&Batch { ops: std::mem::take(&mut ops), ..Default::default() }).unwrap();
         }
     }
+    // the hosts that join during the measurement, each on its own port
+    for h in 1..=JOINING {
+        ops.push(Op::PutSession(Session {
+            port: format!("p{h}"),
+            vlan: None,
+            mac: Testbed::host_mac(h).parse().unwrap(),
+            account: format!("joiner{h}"),
+            method: Method::Dot1x,
+            session_id: format!("{:08X}-J{h:07}", 0x5EED_u32),
+            since,
+            attrs: ReplyAttrs { filter_ids: vec!["basic".into()], ..Default::default() },
+        }));
+    }
     store.commit(&Batch { ops, ..Default::default() }).unwrap();
+}
+
+/// Decision latency of joins sent while the daemon holds its state: JOINING hosts at
+/// 500/s each for 4 s (50 groups each); p50 / p99 (bucket bounds, µs), the mean, and how
+/// many were decided of those sent.
+fn joins(tb: &Testbed) -> String {
+    let decided = |tb: &Testbed| -> u64 {
+        let t = tb.status().unwrap_or_default()["multicast"]["tracker"].clone();
+        let denied: u64 = t["denied"].as_object().map_or(0, |m| m.values().filter_map(serde_json::Value::as_u64).sum());
+        t["admitted"].as_u64().unwrap_or(0) + t["refreshed"].as_u64().unwrap_or(0) + denied
+    };
+    let sum = |tb: &Testbed| -> (u64, u64) {
+        let h = &tb.status().unwrap_or_default()["multicast"]["io"]["decision_latency"];
+        (h["sum_us"].as_u64().unwrap_or(0), h["count"].as_u64().unwrap_or(0))
+    };
+    let (n0, (s0, c0)) = (decided(tb), sum(tb));
+    let (bounds, before) = histogram(&tb.status().unwrap_or_default(), "decision_latency");
+    let floods: Vec<_> = (1..=JOINING)
+        .map(|h| {
+            let (mac, ip) = (Testbed::host_mac(h), format!("192.0.2.{}", 10 + h));
+            let args =
+                ["flood", "--src-mac", &mac, "--src-ip", &ip, "--count", "2000", "--pps", "500", "--groups", "50"];
+            tb.mcast_py(&format!("h{h}"), &args)
+        })
+        .collect();
+    for f in floods {
+        common::result(f);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, after) = histogram(&tb.status().unwrap_or_default(), "decision_latency");
+    let delta: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    let (s1, c1) = sum(tb);
+    let q = |q| bucket_quantile(&bounds, &delta, q, |b| format!("≤ {b}"));
+    format!(
+        "{} / {} µs, mean {:.0} µs ({} of {} decided)",
+        q(0.5),
+        q(0.99),
+        (s1 - s0) as f64 / (c1 - c0).max(1) as f64,
+        decided(tb) - n0,
+        JOINING * 2000
+    )
 }
 
 struct Start {
@@ -160,7 +223,17 @@ fn main() {
     let cfg = tb.config(&list, &["127.0.0.1:1812"], &format!("max_hosts_per_port = {}", per_port + 16), "");
     let text = std::fs::read_to_string(&cfg).unwrap().replace("log_level = \"debug\"", "log_level = \"info\"");
     std::fs::write(&cfg, text).unwrap();
-    tb.multicast(POLICY, &format!("max_channels_per_port = {}\nport_max_groups = 0", CHANNELS + 24));
+    // the joining hosts' 50 groups admitted at their pace
+    tb.multicast(
+        POLICY,
+        &format!("max_channels_per_port = {}\nport_max_groups = 0\nmax_admissions_per_second = 1e4", CHANNELS + 24),
+    );
+    // the decision path is measured, not the flood limits (benches/flood.rs)
+    let unlimited = "\n[limits]\nreports_per_second = 1e9\nreport_burst = 1e9\nreports_per_second_per_mac = 1e9\n\
+                     report_burst_per_mac = 1e9\n";
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let (head, multicast) = text.split_once("\n[multicast]").unwrap();
+    std::fs::write(&cfg, format!("{head}{unlimited}\n[multicast]{multicast}")).unwrap();
 
     // the same daemon with nothing to hold: ports locked, multicast set up
     let empty = start(&mut tb);
@@ -169,6 +242,10 @@ fn main() {
     tb.stop_mcgate();
 
     let db = tb.dir.join("mcgate.redb");
+    // the store as this run left it (its run's identity, what it found in the kernel), to
+    // fill again for the small switch below
+    let template = tb.dir.join("template.redb");
+    std::fs::copy(&db, &template).unwrap();
     let t0 = Instant::now();
     fill(&db, sessions, held);
     let filled_in = t0.elapsed();
@@ -190,8 +267,18 @@ fn main() {
     // and again, the kernel's entries in place: an upgrade
     let warm = start(&mut tb);
     let journal_2 = journal_records(&tb);
+    let joins_full = joins(&tb);
     tb.stop_mcgate();
     let db_after_2 = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+
+    // the baseline for the decisions: a small switch's state (the kernel's entries of the
+    // big one go at this start, as unjustified)
+    let small: usize = std::env::var("SMALL").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    std::fs::copy(&template, &db).unwrap();
+    fill(&db, small, held);
+    start(&mut tb);
+    let joins_small = joins(&tb);
+    tb.stop_mcgate();
 
     println!(
         "\nmcgate with {sessions} sessions on {PORTS} ports ({per_port} hosts each), {} memberships:",
@@ -235,6 +322,11 @@ fn main() {
             full_cli[i].1 as f64 / 1e6
         );
     }
+    println!(
+        "\n| a join's decision (capture → decided), p50 / p99 | with {small} sessions | with {sessions} sessions |"
+    );
+    println!("| --- | --- | --- |");
+    println!("| {JOINING} hosts × 500 joins/s, 4 s | {joins_small} | {joins_full} |");
     println!(
         "\nstore: filled in {:.1} s, {:.1} MB; after the first start {:.1} MB ({journal_1} journal records), after the second {:.1} MB ({journal_2})",
         filled_in.as_secs_f64(),

@@ -319,7 +319,11 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                 tracing::warn!("{w}");
             }
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(daemon::run(loaded))
+            // The daemon runs as a task, not as the runtime's root future: a task woken by
+            // another task (a capture or RADIUS reader handing it an input) goes on the
+            // scheduler's queue, while waking the root future writes to the runtime's
+            // eventfd and costs a system call and an extra epoll round each time.
+            rt.block_on(async { tokio::spawn(daemon::run(loaded)).await? })
         }
         Command::Check { config } => {
             let loaded = load(&config)?;

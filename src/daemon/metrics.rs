@@ -14,8 +14,10 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
 /// Bucket upper bounds of [`Histogram`], microseconds.
-const LATENCY_BOUNDS_US: [u64; 14] =
-    [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000];
+/// Finer below a millisecond, where the decision and admission paths are compared.
+const LATENCY_BOUNDS_US: [u64; 19] = [
+    10, 25, 50, 75, 100, 150, 200, 250, 350, 500, 750, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000,
+];
 
 /// A latency histogram with fixed buckets (Prometheus-style: `counts[i]` is how many
 /// took at most `le_us[i]`, non-cumulative here; the last bucket is everything longer).
@@ -381,8 +383,8 @@ mod tests {
         }
         assert_eq!(h.counts[0], 2, "0 and 10 µs: at most 10");
         assert_eq!(h.counts[1], 1, "11 µs: at most 25");
-        assert_eq!(h.counts[6], 2, "999 and 1000 µs: at most 1 ms");
-        assert_eq!(h.counts[7], 1);
+        assert_eq!(h.counts[11], 2, "999 and 1000 µs: at most 1 ms");
+        assert_eq!(h.counts[12], 1, "1001 µs: at most 2.5 ms");
         assert_eq!(h.counts[LATENCY_BOUNDS_US.len()], 1, "beyond the last bound");
         assert_eq!((h.count, h.sum_us), (7, 2_003_021));
     }

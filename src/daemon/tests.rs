@@ -473,6 +473,25 @@ fn a_restart_reconciles_the_kernel_both_ways() {
 }
 
 #[test]
+fn interim_updates_due_within_a_second_are_journaled_together() {
+    let mut s = Switch::new("gather");
+    // the session's first Interim-Update is due at 600 s, the membership's at 600.5 s
+    s.mab_login(0, A);
+    s.later(Duration::from_millis(500));
+    s.join(0, A, g("239.1.1.1"));
+    let interims = |s: &Switch| s.journal().into_iter().filter(|r| r.status == Status::InterimUpdate).count();
+    // the host keeps reporting (its membership would time out otherwise)
+    for _ in 0..5 {
+        s.later(Duration::from_secs(100));
+        s.join(0, A, g("239.1.1.1"));
+    }
+    s.later(Duration::from_millis(99_600));
+    assert_eq!(interims(&s), 0, "at 600.1 s the first has not waited its second");
+    s.later(Duration::from_millis(900));
+    assert_eq!(interims(&s), 2, "at 601 s both, in one step and one commit: {:?}", s.journal());
+}
+
+#[test]
 fn an_untagged_and_a_tagged_host_on_one_port_are_each_their_own_session() {
     // p1's untagged hosts (its PVID, 1 here) and those tagged in VLAN 20, both MAB, their
     // streams in multicast VLAN 100
