@@ -482,10 +482,109 @@ fn it_runs_as_an_unprivileged_user_with_only_net_raw_and_net_admin() {
     assert!(serde_json::from_str::<Value>(&first).is_ok(), "not JSON: {first}");
 }
 
+/// What mcgate sent to the service manager's socket within `limit`, one datagram a string.
+fn notifications(sock: &std::os::unix::net::UnixDatagram, limit: Duration) -> Vec<String> {
+    let (t0, mut out, mut buf) = (std::time::Instant::now(), Vec::new(), [0u8; 4096]);
+    while t0.elapsed() < limit {
+        if let Ok(n) = sock.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn systemd_hears_ready_once_the_ports_are_locked_and_the_watchdog_from_the_loop() {
+    use std::os::unix::fs::MetadataExt;
+    let tb = Testbed::new("sd", 1);
+    tb.radius(1812);
+    let cfg = tb.config(&[("p1", "dot1x")], &["127.0.0.1:1812"], "", "");
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg).unwrap().replace("log_level = \"debug\"", "log_level = \"info\""),
+    )
+    .unwrap();
+    tb.multicast(POLICY, "");
+    // the service manager's end, as systemd makes it for Type=notify with WatchdogSec=
+    let path = tb.dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    // stdout is "the journal's stream": JOURNAL_STREAM names its device and inode
+    let log = std::fs::File::create(tb.dir.join("svc.log")).unwrap();
+    let stream = format!("{}:{}", log.metadata().unwrap().dev(), log.metadata().unwrap().ino());
+    // WATCHDOG_PID is the daemon's own (the shell's, which execs it, as `ip netns` does)
+    let daemon = Daemon(
+        Command::new("sh")
+            .args(["-c", "WATCHDOG_PID=$$ exec ip netns exec \"$0\" \"$1\" run -c \"$2\"", &tb.ns("sw"), common::MCGATE])
+            .arg(&cfg)
+            .env("NOTIFY_SOCKET", &path)
+            .env("WATCHDOG_USEC", "400000")
+            .env("JOURNAL_STREAM", &stream)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let svc_log = || std::fs::read_to_string(tb.dir.join("svc.log")).unwrap_or_default();
+    let locked = || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &tb.ns("sw"), "bridge", "-d", "link", "show", "dev", "p1"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("locked on")
+    };
+    // READY=1, and by then the port is locked and the control socket answers
+    let t0 = std::time::Instant::now();
+    let mut ready = None;
+    while ready.is_none() && t0.elapsed() < Duration::from_secs(15) {
+        ready = notifications(&sock, Duration::from_millis(20)).into_iter().find(|m| m.lines().any(|l| l == "READY=1"));
+    }
+    let ready = ready.unwrap_or_else(|| panic!("no READY=1\n{}", svc_log()));
+    assert!(locked(), "READY=1 before p1 was locked");
+    assert!(tb.status().is_some(), "READY=1 before the control socket answers");
+    assert!(ready.contains("STATUS=1 ports, 0 sessions, 0 memberships"), "{ready}");
+    // WATCHDOG=1 every 200 ms (half of WATCHDOG_USEC), with the status
+    let pings = notifications(&sock, Duration::from_millis(1500));
+    let n = pings.iter().filter(|m| m.lines().any(|l| l == "WATCHDOG=1")).count();
+    assert!((5..=9).contains(&n), "{n} pings in 1.5 s: {pings:?}");
+    // the status follows what the daemon holds
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    let mut seen = vec![];
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            seen = notifications(&sock, Duration::from_millis(250));
+            seen.iter().any(|m| m.contains("STATUS=1 ports, 1 sessions"))
+        }),
+        "{seen:?}\n{}",
+        svc_log()
+    );
+    // a reload that fails: the status says so, the log line is an error for the journal
+    std::fs::write(tb.dir.join("policies/test.toml"), "[[package]]\nname = 1\n").unwrap();
+    common::run(Command::new("kill").args(["-HUP", &daemon.0.id().to_string()]));
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            seen = notifications(&sock, Duration::from_millis(100));
+            seen.iter().any(|m| m.contains("reload refused"))
+        }),
+        "{seen:?}"
+    );
+    // SIGTERM: STOPPING=1
+    common::run(Command::new("kill").args(["-TERM", &daemon.0.id().to_string()]));
+    let last = notifications(&sock, Duration::from_secs(2));
+    assert!(last.iter().any(|m| m.lines().any(|l| l == "STOPPING=1")), "{last:?}");
+    // every line with its priority in front, no time of its own (the journal keeps it)
+    let text = svc_log();
+    assert!(text.lines().all(|l| l.starts_with('<')), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("<6>") && l.contains("mcgate running")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("<3>") && l.contains("SIGHUP")), "{text}");
+    assert!(!text.contains("Z "), "a timestamp in a journal line: {text}");
+}
+
 #[test]
 fn the_systemd_unit_verifies() {
     let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/mcgate.service")).unwrap();
     assert!(unit.contains("CapabilityBoundingSet=CAP_NET_RAW CAP_NET_ADMIN\n"));
+    assert!(unit.contains("Type=notify\n") && unit.contains("WatchdogSec="), "{unit}");
     let dir = std::env::temp_dir().join(format!("mcgate-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("mcgate.service");

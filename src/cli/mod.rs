@@ -301,12 +301,61 @@ fn settings(path: &Path) -> anyhow::Result<config::Config> {
 fn init_logging(level: &str, format: config::LogFormat) {
     let level = level.parse().unwrap_or(tracing::Level::INFO);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let fmt = tracing_subscriber::fmt().with_max_level(level).with_target(false).with_ansi(ansi);
-    match (format, journald) {
+    match (format, stdout_is_journal()) {
         (config::LogFormat::Json, _) => fmt.json().init(),
-        (config::LogFormat::Text, true) => fmt.without_time().init(),
+        // the journal keeps the time; each line's priority goes in front as `<N>`, which
+        // journald takes off and keeps as the entry's (SyslogLevelPrefix=, on by default)
+        (config::LogFormat::Text, true) => fmt
+            .with_ansi(false)
+            .event_format(Prioritized(
+                tracing_subscriber::fmt::format().without_time().with_target(false).with_ansi(false),
+            ))
+            .init(),
         (config::LogFormat::Text, false) => fmt.init(),
+    }
+}
+
+/// Whether stdout is the journal's stream: systemd says so in `JOURNAL_STREAM` (the
+/// stream's device and inode, sd_journal_stream_fd(3)), which must match stdout itself
+/// (a child that inherited the variable may write elsewhere).
+fn stdout_is_journal() -> bool {
+    let Some((dev, ino)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
+        let (d, i) = v.split_once(':')?;
+        Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?))
+    }) else {
+        return false;
+    };
+    let out = std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned().map(std::fs::File::from);
+    out.and_then(|f| f.metadata())
+        .is_ok_and(|m| std::os::unix::fs::MetadataExt::dev(&m) == dev && std::os::unix::fs::MetadataExt::ino(&m) == ino)
+}
+
+/// Log lines for the journal: the syslog priority of the event's level in front
+/// (sd-daemon(3): `<3>` error, `<4>` warning, `<6>` info, `<7>` debug), so that
+/// `journalctl -p err` finds `JOURNAL COMMIT FAILED`.
+struct Prioritized<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for Prioritized<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
     }
 }
 

@@ -20,6 +20,7 @@ mod listen;
 mod mcast;
 mod metrics;
 mod net;
+mod notify;
 mod run;
 mod sessions;
 pub mod tape;
@@ -422,6 +423,18 @@ impl Daemon {
     }
 
     /// The earliest timer of the core, when it has one.
+    /// One line of what the daemon holds, for the service manager's status.
+    pub(super) fn summary(&self) -> String {
+        let memberships =
+            self.mcast.as_ref().map_or(0, |m| m.tracker.memberships().filter(|m| !m.is_link_local()).count());
+        format!(
+            "{} ports, {} sessions, {memberships} memberships, accounting backlog {}",
+            self.ports.len(),
+            self.sessions.len(),
+            self.acct.backlog()
+        )
+    }
+
     pub(super) fn poll_timeout(&mut self) -> Option<Instant> {
         let mcast = self.mcast.as_ref().and_then(|m| m.tracker.poll_timeout());
         let reconcile = self.reconcile_due(self.clock.instant(self.epoch));

@@ -168,6 +168,11 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     }
     control::serve(control::bind(&cfg.switch.control_socket)?, tx.clone());
     info!(ports = d.ports.len(), sessions = d.sessions.len(), "mcgate running");
+    let mut notifier = notify::Notifier::from_env();
+    notifier.ready(&d.summary());
+    // the watchdog's pings come from this loop: a step that never ends stops them
+    let mut tick = tokio::time::interval(notifier.every().unwrap_or(Duration::from_secs(3600)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -213,6 +218,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                 inputs.push(Input::Timeout);
                 armed = None;
             }
+            _ = tick.tick(), if notifier.every().is_some() => notifier.tick(&d.summary()),
             _ = sighup.recv() => {
                 inputs.push(Input::Control { request: Request::PolicyReload });
                 signalled = true;
@@ -230,12 +236,19 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         }
         if signalled {
             match responses.next() {
-                Some(Response::Done { message }) => info!("SIGHUP: {message}"),
-                Some(Response::Error { message }) => error!("SIGHUP: {message}"),
+                Some(Response::Done { message }) => {
+                    info!("SIGHUP: {message}");
+                    notifier.status(&format!("{}; {message}", d.summary()));
+                }
+                Some(Response::Error { message }) => {
+                    error!("SIGHUP: {message}");
+                    notifier.status(&format!("{}; reload refused: {message}", d.summary()));
+                }
                 _ => {}
             }
         }
         if stop {
+            notifier.stopping();
             break;
         }
     }
