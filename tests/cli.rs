@@ -42,9 +42,38 @@ fn check_rejects_an_unknown_key_with_file_and_line() {
 }
 
 #[test]
-fn the_cli_says_when_the_daemon_is_not_running() {
-    let out = Command::new(MCGATE).args(["sessions", "-s", "/nonexistent/mcgate.sock"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+fn the_cli_says_when_the_daemon_is_not_running_and_exits_3() {
+    // no socket at all, and a socket file nothing listens on (left by a killed daemon)
+    let dir = std::env::temp_dir().join(format!("mcgate-cli-exit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let stale = dir.join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    for socket in [std::path::Path::new("/nonexistent/mcgate.sock"), &stale] {
+        for cmd in ["sessions", "memberships", "status"] {
+            let out = Command::new(MCGATE).args([cmd, "-s"]).arg(socket).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(3), "{cmd} {}: {err}", socket.display());
+            assert!(err.contains("mcgate is not running"), "{err}");
+        }
+    }
+    // a socket this user may not reach is an error (1), not "not running"
+    let private = dir.join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let live = std::os::unix::net::UnixListener::bind(private.join("control.sock")).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", MCGATE, "status", "-s"])
+        .arg(private.join("control.sock"))
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("mcgate is not running"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Permission denied") && !err.contains("not running"), "{err}");
+    drop(live);
+    // a usage error is clap's 2
+    let out = Command::new(MCGATE).args(["sessions", "--no-such-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
 }

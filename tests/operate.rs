@@ -515,7 +515,12 @@ fn systemd_hears_ready_once_the_ports_are_locked_and_the_watchdog_from_the_loop(
     // WATCHDOG_PID is the daemon's own (the shell's, which execs it, as `ip netns` does)
     let daemon = Daemon(
         Command::new("sh")
-            .args(["-c", "WATCHDOG_PID=$$ exec ip netns exec \"$0\" \"$1\" run -c \"$2\"", &tb.ns("sw"), common::MCGATE])
+            .args([
+                "-c",
+                "WATCHDOG_PID=$$ exec ip netns exec \"$0\" \"$1\" run -c \"$2\"",
+                &tb.ns("sw"),
+                common::MCGATE,
+            ])
             .arg(&cfg)
             .env("NOTIFY_SOCKET", &path)
             .env("WATCHDOG_USEC", "400000")

@@ -198,12 +198,22 @@ impl super::Daemon {
     }
 }
 
+/// Nothing listens on the control socket: the daemon is not running. The CLI exits 3
+/// for it, as an LSB init script's `status` does for a stopped service.
+#[derive(Debug, thiserror::Error)]
+#[error("mcgate is not running (nothing listens on {})", .0.display())]
+pub struct NotRunning(pub std::path::PathBuf);
+
 /// Sends one request to a running daemon.
 pub fn client_request(socket: &std::path::Path, req: &Request) -> anyhow::Result<Response> {
-    use anyhow::Context as _;
+    use std::io::ErrorKind::{ConnectionRefused, NotFound};
     use std::io::{BufRead, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(socket)
-        .with_context(|| format!("mcgate is not running (no control socket at {})", socket.display()))?;
+    let mut s = match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e) if matches!(e.kind(), NotFound | ConnectionRefused) => return Err(NotRunning(socket.into()).into()),
+        // a socket there that this user may not use, say: not "not running"
+        Err(e) => return Err(anyhow::anyhow!("control socket {}: {e}", socket.display())),
+    };
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');
