@@ -1,4 +1,5 @@
-//! Durations as configuration and policy files write them: `"500ms"`, `"30s"`, `"5m"`, `"1h"`.
+//! Durations as configuration and policy files write them, in humantime's syntax:
+//! `"500ms"`, `"30s"`, `"5m"`, `"1h30m"`, `"2days"` (a number and a unit, repeated).
 
 use serde::{Deserialize, Deserializer};
 use std::time::Duration;
@@ -7,23 +8,15 @@ use std::time::Duration;
 /// an `Instant` far enough in the future panics; nothing a switch waits for is longer.
 pub const MAX: Duration = Duration::from_secs(366 * 24 * 3600);
 
-/// `"30s"`, `"500ms"`, `"5m"`, `"1h"`, at most [`MAX`].
+/// `"30s"`, `"500ms"`, `"1h30m"`, ... (humantime, checked arithmetic), at most [`MAX`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("expected a duration like \"30s\", found {s:?}"))?;
-    let ms_per_unit: u64 = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(format!("expected a duration unit ms, s, m or h in {s:?}")),
-    };
-    n.checked_mul(ms_per_unit)
-        .map(Duration::from_millis)
-        .filter(|d| *d <= MAX)
-        .ok_or_else(|| format!("{s:?} is longer than a year, the longest duration mcgate takes"))
+    let d =
+        humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like \"30s\" or \"1h30m\": {e}"))?;
+    if d > MAX {
+        return Err(format!("{s:?} is longer than a year, the longest duration mcgate takes"));
+    }
+    Ok(d)
 }
 
 pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -52,6 +45,10 @@ mod tests {
         assert!(parse_duration("18446744073709551615h").is_err());
         assert!(parse_duration("5124095576030431m").is_err());
         assert!(parse_duration("367d").is_err());
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2days"), Ok(Duration::from_secs(2 * 86_400)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-5s").is_err());
         assert_eq!(parse_duration("8784h"), Ok(MAX));
         assert!(parse_duration("8785h").is_err());
     }

@@ -113,7 +113,7 @@ pub fn load_dir(dir: &Path) -> Result<Policy, PolicyError> {
     }
     let refs: Vec<(&str, &str)> = texts.iter().map(|(f, t)| (f.as_str(), t.as_str())).collect();
     let mut p = parse_files(&refs)?;
-    let digest = md5::compute(texts.iter().flat_map(|(_, t)| t.bytes()).collect::<Vec<u8>>());
+    let digest = <md5::Md5 as md5::Digest>::digest(texts.iter().flat_map(|(_, t)| t.bytes()).collect::<Vec<u8>>());
     p.version = format!("{} files, md5 {digest:x}", files.len());
     Ok(p)
 }

@@ -7,7 +7,9 @@
 //! the authenticator field zeroed) verify, and its Event-Timestamp lies within the
 //! window (replay protection, RFC 5176 3.5); everything else is dropped and counted.
 
-use super::{attr, encode_raw, hmac_md5, md5_parts, same, sign_reply, Attributes, EncodeError, HEADER_LEN};
+use super::{
+    attr, encode_raw, hmac_md5, hmac_md5_verify, md5_parts, same, sign_reply, Attributes, EncodeError, HEADER_LEN,
+};
 
 pub const DISCONNECT_REQUEST: u8 = 40;
 pub const DISCONNECT_ACK: u8 = 41;
@@ -141,8 +143,8 @@ pub fn verify(bytes: &[u8], secret: &[u8], now: u64, window: u64) -> Result<Requ
         return Err(Drop::BadAuthenticator);
     }
     let ma_at = ma_at.ok_or(Drop::MissingMessageAuthenticator)?;
-    let mac = hmac_md5(secret, &[&pkt[..4], &zero, &pkt[20..ma_at], &zero, &pkt[ma_at + 16..]]);
-    if !same(&mac, &pkt[ma_at..ma_at + 16]) {
+    let covered = [&pkt[..4], &zero, &pkt[20..ma_at], &zero, &pkt[ma_at + 16..]];
+    if !hmac_md5_verify(secret, &covered, &pkt[ma_at..ma_at + 16]) {
         return Err(Drop::BadMessageAuthenticator);
     }
     let ts = req.event_timestamp.ok_or(Drop::MissingEventTimestamp)? as u64;

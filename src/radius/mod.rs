@@ -136,23 +136,26 @@ pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
-/// HMAC-MD5 (RFC 2104) over `parts`, keyed with `key`.
-pub fn hmac_md5(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..16].copy_from_slice(&md5::compute(key).0);
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = md5::Context::new();
-    inner.consume(k.map(|b| b ^ 0x36));
+/// HMAC-MD5 (RFC 2104, RustCrypto's `hmac` and `md-5`) over `parts`, keyed with `key`.
+fn hmac_md5_over(key: &[u8], parts: &[&[u8]]) -> hmac::Hmac<md5::Md5> {
+    use hmac::Mac;
+    // HMAC takes a key of any length (a long one is hashed first): this never fails
+    let mut mac = <hmac::Hmac<md5::Md5> as Mac>::new_from_slice(key).expect("HMAC keys have no length limit");
     for p in parts {
-        inner.consume(p);
+        mac.update(p);
     }
-    let mut outer = md5::Context::new();
-    outer.consume(k.map(|b| b ^ 0x5c));
-    outer.consume(inner.compute().0);
-    outer.compute().0
+    mac
+}
+
+/// HMAC-MD5 over `parts`, keyed with `key`: a Message-Authenticator to send.
+pub fn hmac_md5(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
+    hmac::Mac::finalize(hmac_md5_over(key, parts)).into_bytes().into()
+}
+
+/// Whether `tag` is the HMAC-MD5 of `parts` (a Message-Authenticator received), compared
+/// in constant time.
+pub fn hmac_md5_verify(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
+    hmac::Mac::verify_slice(hmac_md5_over(key, parts), tag).is_ok()
 }
 
 /// Iterates over the attributes of a packet's attribute area as (type, value),
@@ -260,8 +263,8 @@ fn verify<'a>(
     // RFC 3579 3.2: computed over the reply with the Request Authenticator in place
     // of the Response Authenticator and the Message-Authenticator value zeroed.
     let zero = [0u8; 16];
-    let mac = hmac_md5(secret, &[&pkt[..4], request_authenticator, &pkt[20..ma_at], &zero, &pkt[ma_at + 16..]]);
-    if !same(&mac, &pkt[ma_at..ma_at + 16]) {
+    let covered = [&pkt[..4], request_authenticator, &pkt[20..ma_at], &zero, &pkt[ma_at + 16..]];
+    if !hmac_md5_verify(secret, &covered, &pkt[ma_at..ma_at + 16]) {
         return Err(ReplyError::BadMessageAuthenticator);
     }
     Ok(pkt)
@@ -284,12 +287,14 @@ pub fn find_attr(pkt: &[u8], ty: u8) -> Option<usize> {
         .map(|(off, _, _)| HEADER_LEN + off + 2)
 }
 
+/// MD5 over `parts` (RFC 2865's Request and Response Authenticators).
 pub(crate) fn md5_parts(parts: &[&[u8]]) -> [u8; 16] {
-    let mut c = md5::Context::new();
+    use md5::Digest;
+    let mut h = md5::Md5::new();
     for p in parts {
-        c.consume(p);
+        h.update(p);
     }
-    c.compute().0
+    h.finalize().into()
 }
 
 /// Signs a reply as a server would (Message-Authenticator, then Response
