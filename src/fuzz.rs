@@ -72,7 +72,7 @@ pub fn radius_reply(data: &[u8]) {
         [radius::verify_reply(data, &ra, b"s3cret"), radius::verify_accounting_response(data, &ra, b"s3cret")]
     {
         let Ok(pkt) = verified else { continue };
-        let Ok(packet) = Packet::decode(pkt, b"s3cret") else { continue };
+        let Ok(packet) = Packet::decode(pkt) else { continue };
         let attrs = auth::ReplyAttrs::from_packet(&packet);
         let _ = crate::policy::entitlement_from_attrs(&attrs, 32473);
         let _ = client::eap_message(&packet);
@@ -153,12 +153,13 @@ pub fn authenticator(data: &[u8]) {
             5 if !asked.is_empty() => {
                 let token = asked.swap_remove(b.u8() as usize % asked.len());
                 let code = [Code::AccessAccept, Code::AccessReject, Code::AccessChallenge][b.u8() as usize % 3];
-                let mut p = Packet::new(code, b"s3cret");
                 let eap = b.slice(300);
-                if !eap.is_empty() {
-                    p.add(::radius::core::avp::AVP::from_bytes(radius::attr::EAP_MESSAGE, eap));
+                let attrs: Vec<(u8, &[u8])> =
+                    eap.chunks(radius::MAX_ATTR_VALUE).map(|c| (radius::attr::EAP_MESSAGE, c)).collect();
+                let encoded = radius::encode_raw(code as u8, 0, &[0; 16], &attrs).ok();
+                if let Some(p) = encoded.and_then(|e| Packet::decode(&e).ok()) {
+                    a.handle_input(now, auth::Input::RadiusReply { token, packet: &p });
                 }
-                a.handle_input(now, auth::Input::RadiusReply { token, packet: &p });
             }
             6 if !asked.is_empty() => {
                 let token = asked.swap_remove(b.u8() as usize % asked.len());

@@ -369,9 +369,9 @@ mod tests {
             b"s",
         )
         .unwrap();
-        let p = Packet::decode(&bytes, b"s").unwrap();
-        let u32_of = |t| u32::from_be_bytes(p.lookup(t).unwrap().encode_bytes().try_into().unwrap());
-        let text_of = |t| String::from_utf8(p.lookup(t).unwrap().encode_bytes()).unwrap();
+        let p = Packet::decode(&bytes).unwrap();
+        let u32_of = |t| u32::from_be_bytes(p.lookup(t).unwrap().try_into().unwrap());
+        let text_of = |t| String::from_utf8(p.lookup(t).unwrap().to_vec()).unwrap();
         assert_eq!(u32_of(attr::ACCT_STATUS_TYPE), 2);
         assert_eq!(text_of(attr::ACCT_SESSION_ID), "5F00AA01-1");
         assert_eq!(text_of(attr::ACCT_MULTI_SESSION_ID), "0A0B0C0D00000001");
@@ -382,10 +382,10 @@ mod tests {
         assert_eq!(u32_of(attr::ACCT_TERMINATE_CAUSE), 1);
         assert_eq!(u32_of(attr::EVENT_TIMESTAMP), 1_700_000_000);
         assert_eq!(u32_of(attr::ACCT_DELAY_TIME), 5);
-        assert_eq!(p.lookup(attr::CLASS).unwrap().encode_bytes(), b"long");
+        assert_eq!(p.lookup(attr::CLASS).unwrap(), b"long");
         assert_eq!((u32_of(attr::ACCT_OUTPUT_OCTETS), u32_of(attr::ACCT_OUTPUT_GIGAWORDS)), (7, 5));
         assert_eq!(u32_of(attr::ACCT_OUTPUT_PACKETS), 9);
-        let vsas: Vec<Vec<u8>> = p.lookup_all(attr::VENDOR_SPECIFIC).iter().map(|a| a.encode_bytes()).collect();
+        let vsas: Vec<Vec<u8>> = p.lookup_all(attr::VENDOR_SPECIFIC).map(<[u8]>::to_vec).collect();
         assert!(vsas.iter().any(|v| v[4] == mcgate_attr::GROUP && &v[6..] == b"232.1.1.1"));
         assert!(vsas.iter().any(|v| v[4] == mcgate_attr::SOURCE && &v[6..] == b"192.0.2.254"));
     }

@@ -637,7 +637,7 @@ impl Authenticator {
         };
         let eap = eap_message(packet);
         match std::mem::replace(&mut s.state, State::Authenticated) {
-            State::AwaitServer { token: t, identity, eap_type } if t == token => match packet.get_code() {
+            State::AwaitServer { token: t, identity, eap_type } if t == token => match packet.code() {
                 Code::AccessChallenge => {
                     let Some(eap) = eap else {
                         // A challenge without EAP cannot be relayed: treat as a failure.
@@ -650,7 +650,7 @@ impl Authenticator {
                         (Some(1), Some(&t)) => t,
                         _ => eap_type,
                     };
-                    let state = packet.lookup(attr::STATE).map(|a| a.encode_bytes());
+                    let state = packet.lookup(attr::STATE).map(<[u8]>::to_vec);
                     s.state = State::AwaitSupplicant {
                         identity,
                         eap_type,
@@ -675,7 +675,7 @@ impl Authenticator {
                 _ => self.fail(now, port, mac, Method::Dot1x, identity, eap),
             },
             State::MabAwaitServer { token: t } if t == token => {
-                if packet.get_code() == Code::AccessAccept {
+                if packet.code() == Code::AccessAccept {
                     let attrs = ReplyAttrs::from_packet(packet);
                     let account = attrs.user_name.clone().unwrap_or_else(|| mac.bare());
                     self.succeed(now, port, mac, Method::Mab, account, attrs);
@@ -1016,7 +1016,7 @@ mod tests {
     }
 
     fn reply(code: Code, attrs: &[(u8, &[u8])]) -> Packet {
-        Packet::decode(&encode_raw(code as u8, 1, &[0; 16], attrs).unwrap(), b"x").unwrap()
+        Packet::decode(&encode_raw(code as u8, 1, &[0; 16], attrs).unwrap()).unwrap()
     }
 
     fn radius_token(out: &[Output]) -> (Token, Request) {

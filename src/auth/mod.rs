@@ -190,8 +190,7 @@ fn tagged_str(v: &[u8]) -> (u8, &[u8]) {
 pub fn vlan_assignment(p: &crate::radius::Packet) -> Option<VlanAssignment> {
     use crate::radius::attr;
     let types = [attr::TUNNEL_TYPE, attr::TUNNEL_MEDIUM_TYPE, attr::TUNNEL_PRIVATE_GROUP_ID];
-    let tunnel: Vec<(u8, Vec<u8>)> =
-        types.iter().flat_map(|t| p.lookup_all(*t).into_iter().map(|a| (*t, a.encode_bytes()))).collect();
+    let tunnel: Vec<(u8, Vec<u8>)> = types.iter().flat_map(|t| p.lookup_all(*t).map(|a| (*t, a.to_vec()))).collect();
     vlan_assignment_in(&tunnel)
 }
 
@@ -230,35 +229,21 @@ pub const MAX_CLASSES: usize = 4;
 impl ReplyAttrs {
     pub fn from_packet(p: &crate::radius::Packet) -> Self {
         use crate::radius::attr;
-        let u32_of = |t| {
-            p.lookup(t).and_then(|a| {
-                let b = a.encode_bytes();
-                <[u8; 4]>::try_from(b.as_slice()).ok().map(u32::from_be_bytes)
-            })
-        };
+        let u32_of = |t| p.lookup(t).and_then(|a| <[u8; 4]>::try_from(a).ok().map(u32::from_be_bytes));
         ReplyAttrs {
             // not UTF-8 (RFC 2865 5.1 says it is) or empty: no name at all, rather than a
             // lossy one that could equal somebody else's
             user_name: p
                 .lookup(attr::USER_NAME)
-                .and_then(|a| String::from_utf8(a.encode_bytes()).ok())
+                .and_then(|a| String::from_utf8(a.to_vec()).ok())
                 .filter(|u| !u.is_empty()),
             session_timeout: u32_of(attr::SESSION_TIMEOUT),
             termination_action: u32_of(attr::TERMINATION_ACTION),
             acct_interim_interval: u32_of(attr::ACCT_INTERIM_INTERVAL),
-            filter_ids: p
-                .lookup_all(attr::FILTER_ID)
-                .iter()
-                .map(|a| String::from_utf8_lossy(&a.encode_bytes()).into_owned())
-                .collect(),
+            filter_ids: p.lookup_all(attr::FILTER_ID).map(|a| String::from_utf8_lossy(a).into_owned()).collect(),
             // echoed in every accounting record: a few are all a server needs
-            class: p
-                .lookup_all(attr::CLASS)
-                .iter()
-                .take(MAX_CLASSES)
-                .map(|a| crate::wire::hex(&a.encode_bytes()))
-                .collect(),
-            vendor: p.lookup_all(attr::VENDOR_SPECIFIC).iter().map(|a| crate::wire::hex(&a.encode_bytes())).collect(),
+            class: p.lookup_all(attr::CLASS).take(MAX_CLASSES).map(crate::wire::hex).collect(),
+            vendor: p.lookup_all(attr::VENDOR_SPECIFIC).map(crate::wire::hex).collect(),
             vlan: vlan_assignment(p),
         }
     }

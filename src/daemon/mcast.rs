@@ -248,7 +248,7 @@ impl Daemon {
         let ttl =
             |p: &Packet| crate::auth::ReplyAttrs::from_packet(p).session_timeout.map(|s| Duration::from_secs(s as u64));
         let answer = match reply {
-            Some(p) if p.get_code() == Code::AccessAccept => RadiusAnswer::Accept { ttl: ttl(p) },
+            Some(p) if p.code() == Code::AccessAccept => RadiusAnswer::Accept { ttl: ttl(p) },
             Some(p) => RadiusAnswer::Reject { ttl: ttl(p) },
             None => RadiusAnswer::Unreachable,
         };

@@ -457,7 +457,7 @@ impl Daemon {
                         }
                     }
                     rc::Output::Reply { token, server, packet, rtt } => {
-                        debug!(?token, server, rtt_us = rtt.as_micros() as u64, code = ?packet.get_code(), "RADIUS reply");
+                        debug!(?token, server, rtt_us = rtt.as_micros() as u64, code = ?packet.code(), "RADIUS reply");
                         self.radius_rtt[server].record(rtt);
                         match token {
                             RadiusFor::PerJoin(t) => self.per_join_answer(now, t, Some(&packet)),

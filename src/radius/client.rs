@@ -12,7 +12,7 @@
 
 use super::{
     attr, encode_raw, md5_parts, sign_request, verify_accounting_response, verify_reply, Code, EncodeError, Packet,
-    ReplyError,
+    PacketError, ReplyError,
 };
 use crate::hash::HashMap;
 use rand::rngs::StdRng;
@@ -119,7 +119,7 @@ pub enum Output<T> {
         server: usize,
         bytes: Vec<u8>,
     },
-    /// A verified reply. `packet` is decoded by the `radius` crate.
+    /// A verified reply, decoded.
     Reply {
         token: T,
         server: usize,
@@ -387,13 +387,13 @@ impl<T: Token> Client<T> {
             Code::StatusServer => &[Code::AccessAccept, Code::AccountingResponse],
             _ => &[],
         };
-        let packet = match Packet::decode(pkt, secret) {
-            Ok(packet) if expected.contains(&packet.get_code()) => packet,
-            Ok(_) => {
+        let packet = match Packet::decode(pkt) {
+            Ok(packet) if expected.contains(&packet.code()) => packet,
+            Ok(_) | Err(PacketError::UnknownCode(_)) => {
                 self.stats.replies_unexpected_code += 1;
                 return Err(ReplyError::UnexpectedCode);
             }
-            Err(_) => {
+            Err(PacketError::Malformed) => {
                 self.stats.replies_malformed += 1;
                 return Err(ReplyError::Malformed);
             }
@@ -535,12 +535,22 @@ pub fn encode_request(
     Ok(bytes)
 }
 
-/// RFC 2865 5.2 User-Password hiding, through the `radius` crate's codec, which refuses
-/// an empty password or one over 128 octets.
+/// RFC 2865 5.2 User-Password hiding: the password padded with zeros to a multiple of 16
+/// octets, each 16 XORed with MD5(secret + the previous 16 hidden, the Request
+/// Authenticator for the first). Empty or over 128 octets (the RFC's bound) is refused.
 fn hide_password(pw: &[u8], secret: &[u8], authenticator: &[u8; 16]) -> Result<Vec<u8>, EncodeError> {
-    radius::core::avp::AVP::from_user_password(attr::USER_PASSWORD, pw, secret, authenticator)
-        .map(|a| a.encode_bytes())
-        .map_err(|_| EncodeError::BadPassword { len: pw.len() })
+    if pw.is_empty() || pw.len() > 128 {
+        return Err(EncodeError::BadPassword { len: pw.len() });
+    }
+    let mut hidden = pw.to_vec();
+    hidden.resize(pw.len().div_ceil(16) * 16, 0);
+    let mut previous: [u8; 16] = *authenticator;
+    for block in hidden.chunks_mut(16) {
+        let key = md5_parts(&[secret, &previous]);
+        block.iter_mut().zip(key).for_each(|(b, k)| *b ^= k);
+        previous.copy_from_slice(block);
+    }
+    Ok(hidden)
 }
 
 /// Splits an EAP packet into EAP-Message attributes of at most 253 octets (RFC 3579 3.1).
@@ -550,16 +560,26 @@ pub fn eap_message_attrs(eap: &[u8]) -> impl Iterator<Item = Attr> + '_ {
 
 /// Joins the EAP-Message attributes of a reply, in order.
 pub fn eap_message(packet: &Packet) -> Option<Vec<u8>> {
-    let parts = packet.lookup_all(attr::EAP_MESSAGE);
-    if parts.is_empty() {
-        return None;
-    }
-    Some(parts.iter().flat_map(|a| a.encode_bytes()).collect())
+    packet.lookup(attr::EAP_MESSAGE)?;
+    Some(packet.lookup_all(attr::EAP_MESSAGE).flatten().copied().collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_password_is_hidden_as_rfc_2865_says() {
+        // computed apart, with Python's hashlib, from RFC 2865 5.2's description
+        let ra: [u8; 16] = core::array::from_fn(|i| i as u8);
+        let hex = |b: Vec<u8>| crate::wire::hex(&b).to_lowercase();
+        let one = hide_password(b"0010a42319c0", b"testing123", &ra).unwrap();
+        assert_eq!(hex(one), "a6de38fa15c94829217f64140014828b");
+        // two blocks: the second keyed by the first's hidden octets
+        let two = hide_password(b"a password of 20 oct", b"testing123", &ra).unwrap();
+        assert_eq!(hex(two), "f7ce79ab078e0d756222274b6634b0bba915c018c798bbe691df35b38a7ceab5");
+        assert_eq!(hide_password(b"", b"testing123", &ra), Err(EncodeError::BadPassword { len: 0 }));
+    }
     use crate::radius::{find_attr, sign_reply, verify_reply};
 
     fn client(n: usize) -> Client<u64> {
@@ -714,7 +734,7 @@ mod tests {
             Some(Output::Reply { token: t, rtt, packet, .. }) => {
                 assert_eq!(t, token);
                 assert_eq!(rtt, Duration::from_millis(3));
-                assert_eq!(packet.get_code(), Code::AccessAccept);
+                assert_eq!(packet.code(), Code::AccessAccept);
             }
             other => panic!("{other:?}"),
         }
@@ -848,7 +868,7 @@ mod tests {
         assert_eq!(attrs.len(), 3);
         let req = Request { code: Code::AccessRequest, attrs };
         let bytes = encode_request(&req, 1, &[0; 16], b"x").unwrap();
-        let p = Packet::decode(&bytes, b"x").unwrap();
+        let p = Packet::decode(&bytes).unwrap();
         assert_eq!(eap_message(&p).unwrap(), eap);
     }
 }

@@ -1,7 +1,13 @@
-//! RADIUS: the `radius` crate is the codec; this module adds what it lacks for a NAS
-//! that must survive BlastRADIUS (CVE-2024-3596): Message-Authenticator (RFC 3579 3.2,
-//! HMAC-MD5) on every request and required on every reply, and the Response
-//! Authenticator (RFC 2865 3) checked on the octets received.
+//! RADIUS for a NAS that must survive BlastRADIUS (CVE-2024-3596): Message-Authenticator
+//! (RFC 3579 3.2, HMAC-MD5) on every request and required on every reply, the Response
+//! Authenticator (RFC 2865 3) checked on the octets received, every length bounded where
+//! it is decoded and where it is encoded.
+//!
+//! The codec is mcgate's own: one attribute reader ([`Attributes`]) serves the checks and
+//! the [`Packet`] the rest of mcgate reads, and [`encode_raw`] refuses what does not fit.
+//! The `radius` crate decoded replies a second time after those checks until 2026-12-01;
+//! it bounds nothing it encodes, and it brought tokio with every feature, chrono and an
+//! MD5 of its own for a lookup by attribute type (docs/architecture.md, "Choices and why").
 
 pub mod client;
 pub mod das;
@@ -24,8 +30,95 @@ impl std::ops::Deref for Secret {
     }
 }
 
-pub use radius::core::code::Code;
-pub use radius::core::packet::Packet;
+/// The packet codes mcgate sends or takes (RFC 2865 3, 2866 3, 5997, 5176 3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Code {
+    AccessRequest = 1,
+    AccessAccept = 2,
+    AccessReject = 3,
+    AccountingRequest = 4,
+    AccountingResponse = 5,
+    AccessChallenge = 11,
+    StatusServer = 12,
+    DisconnectRequest = 40,
+    DisconnectAck = 41,
+    DisconnectNak = 42,
+    CoaRequest = 43,
+    CoaAck = 44,
+    CoaNak = 45,
+}
+
+impl Code {
+    pub fn from_u8(v: u8) -> Option<Code> {
+        use Code::*;
+        Some(match v {
+            1 => AccessRequest,
+            2 => AccessAccept,
+            3 => AccessReject,
+            4 => AccountingRequest,
+            5 => AccountingResponse,
+            11 => AccessChallenge,
+            12 => StatusServer,
+            40 => DisconnectRequest,
+            41 => DisconnectAck,
+            42 => DisconnectNak,
+            43 => CoaRequest,
+            44 => CoaAck,
+            45 => CoaNak,
+            _ => return None,
+        })
+    }
+}
+
+/// A packet as received (its authenticators checked before, see [`verify_reply`]): the
+/// code, the identifier and the attributes in order, read by [`Attributes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    code: Code,
+    identifier: u8,
+    attrs: Vec<(u8, Vec<u8>)>,
+}
+
+/// Why octets are not a [`Packet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PacketError {
+    #[error("malformed packet")]
+    Malformed,
+    #[error("unknown code {0}")]
+    UnknownCode(u8),
+}
+
+impl Packet {
+    /// The packet in `bytes` (up to its length field; what follows is ignored, RFC 2865 3).
+    pub fn decode(bytes: &[u8]) -> Result<Packet, PacketError> {
+        let pkt = packet(bytes).ok_or(PacketError::Malformed)?;
+        let code = Code::from_u8(pkt[0]).ok_or(PacketError::UnknownCode(pkt[0]))?;
+        let attrs = Attributes::new(&pkt[HEADER_LEN..])
+            .map(|a| a.map(|(_, ty, value)| (ty, value.to_vec())))
+            .collect::<Result<_, _>>()
+            .map_err(|_| PacketError::Malformed)?;
+        Ok(Packet { code, identifier: pkt[1], attrs })
+    }
+
+    pub fn code(&self) -> Code {
+        self.code
+    }
+
+    pub fn identifier(&self) -> u8 {
+        self.identifier
+    }
+
+    /// The first attribute of type `ty`.
+    pub fn lookup(&self, ty: u8) -> Option<&[u8]> {
+        self.attrs.iter().find(|(t, _)| *t == ty).map(|(_, v)| v.as_slice())
+    }
+
+    /// Every attribute of type `ty`, in order.
+    pub fn lookup_all(&self, ty: u8) -> impl Iterator<Item = &[u8]> + '_ {
+        self.attrs.iter().filter(move |(t, _)| *t == ty).map(|(_, v)| v.as_slice())
+    }
+}
 
 /// Attribute types used by mcgate (RFC 2865, 2869, 3580).
 pub mod attr {
