@@ -77,3 +77,45 @@ fn the_cli_says_when_the_daemon_is_not_running_and_exits_3() {
     assert_eq!(out.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn man_pages_render_and_bash_completes_the_commands() {
+    let dir = std::env::temp_dir().join(format!("mcgate-man-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(MCGATE).arg("manpages").arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for page in ["mcgate.8", "mcgate-run.8", "mcgate-sessions.8", "mcgate-acct-export.8", "mcgate-session-kick.8"] {
+        let path = dir.join(page);
+        let shown = Command::new("man").args(["-l", "-P", "cat"]).arg(&path).env("MANWIDTH", "100").output().unwrap();
+        let text = String::from_utf8_lossy(&shown.stdout);
+        assert!(shown.status.success() && text.contains("SYNOPSIS"), "{page}: {text}");
+    }
+    let top = Command::new("man").args(["-l", "-P", "cat"]).arg(dir.join("mcgate.8")).env("MANWIDTH", "200").output();
+    let top = String::from_utf8_lossy(&top.unwrap().stdout).into_owned();
+    assert!(top.contains("3 the daemon is not running"), "{top}");
+    assert!(top.contains("mcgate-memberships(8)"), "{top}");
+    let _ = std::fs::remove_dir_all(&dir);
+    // bash: the script loads, and `mcgate se<TAB>` offers sessions, session (and nothing else)
+    let script = Command::new(MCGATE).args(["completions", "bash"]).output().unwrap();
+    assert!(script.status.success());
+    let path = std::env::temp_dir().join(format!("mcgate-completion-{}.bash", std::process::id()));
+    std::fs::write(&path, &script.stdout).unwrap();
+    let probe = format!(
+        "source {}; COMP_WORDS=(mcgate se); COMP_CWORD=1; COMP_LINE='mcgate se'; COMP_POINT=9; _mcgate mcgate se mcgate; \
+         printf '%s\\n' \"${{COMPREPLY[@]}}\" | sort",
+        path.display()
+    );
+    let out = Command::new("bash").args(["-c", &probe]).output().unwrap();
+    let offered = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        offered.split_whitespace().collect::<Vec<_>>(),
+        ["session", "sessions"],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_file(path);
+    for shell in ["zsh", "fish"] {
+        let out = Command::new(MCGATE).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("memberships"), "{shell}");
+    }
+}

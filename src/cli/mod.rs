@@ -6,7 +6,13 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "mcgate", version, about = "802.1X-gated multicast access controller for Linux bridges")]
+#[command(
+    name = "mcgate",
+    version,
+    about = "802.1X-gated multicast access controller for Linux bridges",
+    after_long_help = "Exit status: 0 done; 1 an error (the message on stderr); 2 a usage error; \
+                       3 the daemon is not running (nothing listens on its control socket)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -24,17 +30,20 @@ pub enum Command {
         #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
         config: PathBuf,
     },
-    /// List the live sessions of the running daemon.
+    /// List the live sessions of the running daemon: port, MAC, account, method, since.
     Sessions {
         #[command(flatten)]
         target: Target,
+        /// One JSON array with every field of each, instead of the table.
         #[arg(long)]
         json: bool,
     },
-    /// List the admitted multicast memberships of the running daemon.
+    /// List the admitted multicast memberships of the running daemon: port, MAC, group,
+    /// what admitted it, since.
     Memberships {
         #[command(flatten)]
         target: Target,
+        /// One JSON array with every field of each, instead of the table.
         #[arg(long)]
         json: bool,
     },
@@ -81,6 +90,10 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Write the manual pages (section 8: mcgate.8 and one per command) into DIR.
+    Manpages { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -298,6 +311,19 @@ fn settings(path: &Path) -> anyhow::Result<config::Config> {
 
 /// Text for people (colour on a terminal; no timestamps under systemd, whose journal
 /// has its own), or one JSON object per line for log shippers.
+/// `cmd`'s page and its subcommands' (`mcgate-acct-export.8`), section 8.
+fn write_manpages(cmd: &clap::Command, dir: &Path, parent: &str) -> anyhow::Result<()> {
+    let name = if parent.is_empty() { cmd.get_name().to_string() } else { format!("{parent}-{}", cmd.get_name()) };
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone().name(&name)).section("8").render(&mut page)?;
+    let path = dir.join(format!("{name}.8"));
+    std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+        write_manpages(sub, dir, &name)?;
+    }
+    Ok(())
+}
+
 fn init_logging(level: &str, format: config::LogFormat) {
     let level = level.parse().unwrap_or(tracing::Level::INFO);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -472,6 +498,19 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             crate::teardown::teardown(&loaded).context("teardown")?;
             println!("authorizations and mcgate's MDB entries removed, port flags and bridge options as found before mcgate, stored sessions ended (Stop records journaled)");
             Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "mcgate",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Manpages { dir } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            write_manpages(&<Cli as clap::CommandFactory>::command(), &dir, "")
         }
         Command::Replay { file, config, quiet } => {
             let loaded = load(&config)?;
