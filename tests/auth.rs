@@ -45,6 +45,26 @@ fn md5_and_peap_authorize_and_the_hosts_reach_upstream() {
     // the human table names them too
     let table = common::run(Command::new(common::MCGATE).args(["sessions", "-s"]).arg(tb.socket()));
     assert!(table.contains("alice") && table.contains("bob"), "{table}");
+    // columns as wide as their content: the header's ACCOUNT sits right above alice's name
+    let (head, alice) = (table.lines().next().unwrap(), table.lines().find(|l| l.contains("alice")).unwrap());
+    assert_eq!(head.find("ACCOUNT"), alice.find("alice"), "{table}");
+    // filters, the table and --json alike
+    let only = |args: &[&str]| {
+        let out = Command::new(common::MCGATE).arg("sessions").args(args).arg("-s").arg(tb.socket()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let bob = only(&["--account", "bob"]);
+    assert!(bob.contains("bob") && !bob.contains("alice"), "{bob}");
+    let p1 = only(&["--port", "p1", "--json"]);
+    let p1: Vec<serde_json::Value> = serde_json::from_str(&p1).unwrap();
+    assert_eq!(p1.len(), 1);
+    assert_eq!(p1[0]["account"], "alice");
+    let mac = only(&["--mac", &Testbed::host_mac(2).to_uppercase().replace(':', "-"), "--json"]);
+    let mac: Vec<serde_json::Value> = serde_json::from_str(&mac).unwrap();
+    assert_eq!(mac.len(), 1, "{mac:?}");
+    assert_eq!(mac[0]["account"], "bob");
+    assert_eq!(only(&["--account", "nobody", "--json"]).trim(), "[]");
 }
 
 /// An identity of 300 octets: "alice", then (where a length octet of (300 + 2) as u8 = 46
@@ -205,6 +225,50 @@ fn mab_admits_a_known_mac_and_not_an_unknown_one() {
     assert!(!tb.ping(1));
     assert!(tb.session_of("p1").is_none());
     assert_eq!(tb.frames_from(1, "forward"), h1_before);
+}
+
+#[test]
+fn mab_writes_the_mac_in_the_configured_format() {
+    let mut tb = Testbed::new("mf", 3);
+    tb.radius(1812);
+    // FreeRADIUS knows host 2 as 02-00-00-00-00-12 and host 3 as 020000000013
+    tb.config(&[("p2", "mab"), ("p3", "mab")], &[SERVER], &format!("{FAST}\nmab_format = \"hyphen-upper\""), "");
+    tb.start_mcgate();
+    tb.ping(2);
+    tb.ping(3);
+    assert!(authorized(&tb, "p2"), "{}", tb.log());
+    assert_eq!(tb.session_of("p2").unwrap()["account"], "02-00-00-00-00-12");
+    // the bare form is not what this switch sends: host 3 is refused
+    assert!(
+        wait_until(Duration::from_secs(10), || tb
+            .status()
+            .is_some_and(|s| s["authenticator"]["auth_failure"].as_u64() >= Some(1))),
+        "{}",
+        tb.log()
+    );
+    assert!(tb.session_of("p3").is_none());
+}
+
+#[test]
+fn radius_requests_leave_from_the_configured_source_address() {
+    let mut tb = Testbed::new("sa", 1);
+    tb.radius(1812);
+    // 127.0.0.2 is the switch's too (all of 127/8 is the loopback's)
+    tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "source_address = \"127.0.0.2\"");
+    tb.start_mcgate();
+    let pid = tb.daemon_pid().unwrap().to_string();
+    let sockets = common::run(Command::new("ip").args(["netns", "exec", &tb.ns("sw"), "ss", "-uanp"]));
+    let mine: Vec<&str> = sockets.lines().filter(|l| l.contains(&format!("pid={pid},"))).collect();
+    assert!(!mine.is_empty(), "{sockets}");
+    assert!(mine.iter().all(|l| l.contains("127.0.0.2:")), "{sockets}");
+    // a source of the other family than a server's is refused with its line
+    let cfg = tb.dir.join("mcgate.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("127.0.0.2", "::1");
+    std::fs::write(&cfg, &text).unwrap();
+    let out = Command::new(common::MCGATE).arg("check").arg("-c").arg(&cfg).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not the same address family"), "{err}");
 }
 
 #[test]

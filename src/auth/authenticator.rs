@@ -541,7 +541,7 @@ impl Authenticator {
 
     fn send_mab_request(&mut self, port: PortId, mac: MacAddr) {
         self.stats.mab_requests += 1;
-        let name = mac.bare();
+        let name = self.config.mab_format.write(mac);
         let mut attrs = vec![
             Attr::Bytes(attr::USER_NAME, name.clone().into_bytes()),
             Attr::UserPassword(name.into_bytes()),
@@ -677,10 +677,11 @@ impl Authenticator {
             State::MabAwaitServer { token: t } if t == token => {
                 if packet.code() == Code::AccessAccept {
                     let attrs = ReplyAttrs::from_packet(packet);
-                    let account = attrs.user_name.clone().unwrap_or_else(|| mac.bare());
+                    // without a User-Name in the Accept, the name it was asked with
+                    let account = attrs.user_name.clone().unwrap_or_else(|| self.config.mab_format.write(mac));
                     self.succeed(now, port, mac, Method::Mab, account, attrs);
                 } else {
-                    self.fail(now, port, mac, Method::Mab, mac.bare(), None);
+                    self.fail(now, port, mac, Method::Mab, self.config.mab_format.write(mac), None);
                 }
             }
             other => {
@@ -799,7 +800,7 @@ impl Authenticator {
         let method = if matches!(s.state, State::MabAwaitServer { .. }) { Method::Mab } else { Method::Dot1x };
         let account = match &s.state {
             State::AwaitServer { identity, .. } => identity.clone(),
-            _ => mac.bare(),
+            _ => self.config.mab_format.write(mac),
         };
         info!(port = self.port_name(port), mac = %mac, "no RADIUS server answered");
         if let Some(s) = self.ports[port].hosts.get(&mac) {

@@ -99,6 +99,50 @@ pub struct Config {
     /// Access-Request) at once, then one per `restart_holdoff`; more are dropped.
     #[serde(deserialize_with = "crate::duration::duration")]
     pub restart_holdoff: Duration,
+    /// How MAC authentication bypass writes the MAC as User-Name and User-Password.
+    pub mab_format: MabFormat,
+}
+
+/// The MAC as MAC authentication bypass sends it (User-Name and User-Password alike), in
+/// the forms commercial switches offer; for 00:10:a4:23:19:c0:
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MabFormat {
+    /// `0010a42319c0`
+    #[default]
+    Bare,
+    /// `0010A42319C0`
+    BareUpper,
+    /// `00-10-a4-23-19-c0`
+    Hyphen,
+    /// `00-10-A4-23-19-C0` (as RFC 3580 writes a Calling-Station-Id)
+    HyphenUpper,
+    /// `00:10:a4:23:19:c0`
+    Colon,
+    /// `00:10:A4:23:19:C0`
+    ColonUpper,
+    /// `0010.a423.19c0` (groups of four, as Cisco's)
+    Dotted,
+}
+
+impl MabFormat {
+    pub fn write(self, mac: crate::wire::MacAddr) -> String {
+        let b = mac.0;
+        let pairs = |sep: &str, upper: bool| {
+            let pairs: Vec<String> =
+                b.iter().map(|o| if upper { format!("{o:02X}") } else { format!("{o:02x}") }).collect();
+            pairs.join(sep)
+        };
+        match self {
+            MabFormat::Bare => pairs("", false),
+            MabFormat::BareUpper => pairs("", true),
+            MabFormat::Hyphen => pairs("-", false),
+            MabFormat::HyphenUpper => pairs("-", true),
+            MabFormat::Colon => pairs(":", false),
+            MabFormat::ColonUpper => pairs(":", true),
+            MabFormat::Dotted => format!("{:02x}{:02x}.{:02x}{:02x}.{:02x}{:02x}", b[0], b[1], b[2], b[3], b[4], b[5]),
+        }
+    }
 }
 
 /// EAP conversations a host may start back to back before the hold-off applies.
@@ -136,6 +180,7 @@ impl Default for Config {
             framed_mtu: 1400,
             account_without_user_name: AccountWithoutUserName::default(),
             restart_holdoff: Duration::from_secs(5),
+            mab_format: MabFormat::Bare,
         }
     }
 }
@@ -264,6 +309,23 @@ pub enum EndCause {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mab_formats_write_the_mac_as_switches_do() {
+        let mac = crate::wire::MacAddr([0x00, 0x10, 0xa4, 0x23, 0x19, 0xc0]);
+        let all = [
+            (MabFormat::Bare, "0010a42319c0"),
+            (MabFormat::BareUpper, "0010A42319C0"),
+            (MabFormat::Hyphen, "00-10-a4-23-19-c0"),
+            (MabFormat::HyphenUpper, "00-10-A4-23-19-C0"),
+            (MabFormat::Colon, "00:10:a4:23:19:c0"),
+            (MabFormat::ColonUpper, "00:10:A4:23:19:C0"),
+            (MabFormat::Dotted, "0010.a423.19c0"),
+        ];
+        for (f, text) in all {
+            assert_eq!(f.write(mac), text, "{f:?}");
+        }
+    }
     use crate::radius::attr::{TUNNEL_MEDIUM_TYPE as MEDIUM, TUNNEL_PRIVATE_GROUP_ID as ID, TUNNEL_TYPE as TYPE};
 
     fn assign(attrs: &[(u8, &[u8])]) -> Option<VlanAssignment> {

@@ -34,6 +34,8 @@ pub enum Command {
     Sessions {
         #[command(flatten)]
         target: Target,
+        #[command(flatten)]
+        only: Only,
         /// One JSON array with every field of each, instead of the table.
         #[arg(long)]
         json: bool,
@@ -43,6 +45,8 @@ pub enum Command {
     Memberships {
         #[command(flatten)]
         target: Target,
+        #[command(flatten)]
+        only: Only,
         /// One JSON array with every field of each, instead of the table.
         #[arg(long)]
         json: bool,
@@ -282,6 +286,52 @@ fn acct(command: AcctCommand) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct Only {
+    /// Only those on this port (`p1`, or `p1:40` for a port's VLAN).
+    #[arg(long)]
+    port: Option<String>,
+    /// Only those of this MAC address.
+    #[arg(long)]
+    mac: Option<crate::wire::MacAddr>,
+    /// Only those of this account.
+    #[arg(long)]
+    account: Option<String>,
+}
+
+impl Only {
+    fn admits(&self, port: &str, vlan: Option<u16>, mac: crate::wire::MacAddr, account: &str) -> bool {
+        self.port.as_ref().is_none_or(|p| p == port || *p == crate::auth::nas_port_id(port, vlan))
+            && self.mac.is_none_or(|m| m == mac)
+            && self.account.as_ref().is_none_or(|a| a == account)
+    }
+}
+
+/// A table with each column as wide as its widest cell (the last one not padded).
+fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i + 1 == widths.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(&mut headers.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+}
+
+#[derive(clap::Args, Debug)]
 pub struct Target {
     /// The daemon's configuration (to find its control socket).
     #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
@@ -413,60 +463,64 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Sessions { target, json } => {
+        Command::Sessions { target, only, json } => {
             let resp = daemon::client_request(&target.socket()?, &control::Request::Sessions)?;
-            let control::Response::Sessions { sessions } = resp else {
+            let control::Response::Sessions { mut sessions } = resp else {
                 return Err(anyhow!("unexpected answer: {resp:?}"));
             };
+            // a session row's MAC is text; one that does not parse matches no --mac
+            sessions.retain(|s| {
+                let mac = s.mac.parse().unwrap_or(crate::wire::MacAddr([0xff; 6]));
+                only.admits(&s.port, s.vlan, mac, &s.account)
+            });
             if json {
                 print_json(&sessions)?;
                 return Ok(());
             }
-            println!(
-                "{:<10} {:<17} {:<20} {:<6} {:<10} {:<16} SINCE",
-                "PORT", "MAC", "ACCOUNT", "METHOD", "STATE", "SESSION"
-            );
-            for s in sessions {
-                println!(
-                    "{:<10} {:<17} {:<20} {:<6} {:<10} {:<16} {}",
-                    crate::auth::nas_port_id(&s.port, s.vlan),
-                    s.mac,
-                    printable(&s.account),
-                    s.method,
-                    s.state,
-                    s.session_id,
-                    format_unix(s.since)
-                );
-            }
+            let rows: Vec<Vec<String>> = sessions
+                .iter()
+                .map(|s| {
+                    vec![
+                        crate::auth::nas_port_id(&s.port, s.vlan),
+                        s.mac.clone(),
+                        printable(&s.account).into_owned(),
+                        s.method.clone(),
+                        s.state.clone(),
+                        s.session_id.clone(),
+                        format_unix(s.since),
+                    ]
+                })
+                .collect();
+            print_table(&["PORT", "MAC", "ACCOUNT", "METHOD", "STATE", "SESSION", "SINCE"], &rows);
             Ok(())
         }
-        Command::Memberships { target, json } => {
+        Command::Memberships { target, only, json } => {
             let resp = daemon::client_request(&target.socket()?, &control::Request::Memberships)?;
-            let control::Response::Memberships { memberships } = resp else {
+            let control::Response::Memberships { mut memberships } = resp else {
                 return Err(anyhow!("unexpected answer: {resp:?}"));
             };
+            memberships.retain(|m| only.admits(&m.port, m.vlan, m.mac, &m.account));
             if json {
                 print_json(&memberships)?;
                 return Ok(());
             }
-            println!(
-                "{:<10} {:<17} {:<16} {:<24} {:<24} {:<20} {:<16} SINCE",
-                "PORT", "MAC", "ACCOUNT", "GROUP", "SOURCE", "BY", "SESSION"
-            );
-            for m in memberships.iter().filter(|m| !m.is_link_local()) {
-                let source = m.source.map_or("*".to_string(), |s| s.to_string());
-                println!(
-                    "{:<10} {:<17} {:<16} {:<24} {:<24} {:<20} {:<16} {}",
-                    m.port,
-                    m.mac.to_string(),
-                    printable(&m.account),
-                    m.group.to_string(),
-                    source,
-                    printable(&m.by),
-                    m.session_id,
-                    format_unix(m.since)
-                );
-            }
+            let rows: Vec<Vec<String>> = memberships
+                .iter()
+                .filter(|m| !m.is_link_local())
+                .map(|m| {
+                    vec![
+                        crate::auth::nas_port_id(&m.port, m.vlan),
+                        m.mac.to_string(),
+                        printable(&m.account).into_owned(),
+                        m.group.to_string(),
+                        m.source.map_or("*".to_string(), |s| s.to_string()),
+                        printable(&m.by).into_owned(),
+                        m.session_id.to_string(),
+                        format_unix(m.since),
+                    ]
+                })
+                .collect();
+            print_table(&["PORT", "MAC", "ACCOUNT", "GROUP", "SOURCE", "BY", "SESSION", "SINCE"], &rows);
             Ok(())
         }
         Command::Status { target, json } => {

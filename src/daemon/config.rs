@@ -177,7 +177,7 @@ impl Default for Switch {
     fn default() -> Self {
         Switch {
             bridge: "br0".into(),
-            nas_identifier: "mcgate".into(),
+            nas_identifier: host_name(),
             database: "/var/lib/mcgate/mcgate.redb".into(),
             control_socket: "/run/mcgate/control.sock".into(),
             log_level: "info".into(),
@@ -186,6 +186,12 @@ impl Default for Switch {
             reconcile_interval: Duration::from_secs(60),
         }
     }
+}
+
+/// The host name, the NAS-Identifier where the configuration names none: each switch's
+/// own, as RADIUS servers and billing tell switches apart by it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -205,6 +211,11 @@ pub struct Radius {
     pub client: crate::radius::client::Config,
     #[serde(rename = "server")]
     pub servers: Vec<Spanned<Server>>,
+    /// The address RADIUS requests (authentication and accounting) leave from, as
+    /// hostapd's `radius_client_addr`: the one the servers' client lists name, on a
+    /// switch with several. Without it the kernel picks by route.
+    #[serde(default)]
+    pub source_address: Option<Spanned<std::net::IpAddr>>,
     /// What neither takes: refused by `parse_settings`.
     #[serde(flatten)]
     unknown: BTreeMap<String, toml::Value>,
@@ -296,6 +307,11 @@ impl Loaded {
 
     pub fn radius_servers(&self) -> Vec<crate::radius::client::Server> {
         client_servers(&self.config.radius.servers, &self.secrets)
+    }
+
+    /// Where RADIUS requests leave from (`[radius] source_address`).
+    pub fn radius_source(&self) -> Option<std::net::IpAddr> {
+        self.config.radius.source_address.as_ref().map(|s| *s.get_ref())
     }
 
     pub fn acct_servers(&self) -> Vec<crate::radius::client::Server> {
@@ -502,6 +518,15 @@ fn parse_settings(file: &str, text: &str) -> Result<Config, ConfigError> {
     if config.ports.is_empty() {
         return Err(err(0, "no [[port]]: there is nothing to control".into()));
     }
+    if let Some(source) = &config.radius.source_address {
+        let servers = config.radius.servers.iter().chain(&config.accounting.servers);
+        if let Some(other) = servers.map(|s| s.get_ref().address).find(|a| a.is_ipv4() != source.get_ref().is_ipv4()) {
+            return Err(err(
+                source.span().start,
+                format!("source_address {} cannot reach server {other}: not the same address family", source.get_ref()),
+            ));
+        }
+    }
     // Names that go into RADIUS attributes (NAS-Identifier, NAS-Port-Id) and logs:
     // bounded here, where the operator can be told which line.
     let nas_identifier = &config.switch.nas_identifier;
@@ -509,9 +534,13 @@ fn parse_settings(file: &str, text: &str) -> Result<Config, ConfigError> {
         || nas_identifier.len() > MAX_NAS_IDENTIFIER
         || nas_identifier.contains(char::is_control)
     {
+        let what = match text.find("nas_identifier") {
+            Some(_) => "nas_identifier".to_string(),
+            None => format!("nas_identifier is not set, and the host name {nas_identifier:?} that stands in for it"),
+        };
         return Err(err(
             text.find("nas_identifier").unwrap_or(0),
-            format!("nas_identifier must be 1 to {MAX_NAS_IDENTIFIER} octets without control characters"),
+            format!("{what} must be 1 to {MAX_NAS_IDENTIFIER} octets without control characters"),
         ));
     }
     if !is_interface_name(&config.switch.bridge) {
@@ -624,6 +653,17 @@ name = "p2"
         let l = parse("mcgate.example.toml", &text, &dir).unwrap();
         assert!(l.policy.is_some_and(|p| p.packages.contains_key("basic")));
         assert!(!l.config.ports.is_empty());
+    }
+
+    #[test]
+    fn the_nas_identifier_is_the_host_name_unless_set() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+        let l = parse("t.toml", GOOD, &dir_with_secret()).unwrap();
+        assert_eq!(l.config.switch.nas_identifier, host);
+        assert_eq!(l.auth_config().nas_identifier, host);
+        let set = GOOD.replace("bridge = \"br0\"", "bridge = \"br0\"\nnas_identifier = \"agg-7\"");
+        let l = parse("t.toml", &set, &dir_with_secret()).unwrap();
+        assert_eq!(l.config.switch.nas_identifier, "agg-7");
     }
 
     #[test]

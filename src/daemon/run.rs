@@ -110,8 +110,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     };
 
     let servers = loaded.radius_servers();
-    let radius_sockets = udp_sockets(false, &servers, &tx)?;
-    let acct_sockets = udp_sockets(true, &loaded.acct_servers(), &tx)?;
+    let source = loaded.radius_source();
+    let radius_sockets = udp_sockets(false, &servers, source, &tx)?;
+    let acct_sockets = udp_sockets(true, &loaded.acct_servers(), source, &tx)?;
     let mut das_socket = None;
     let mut das_reader = None;
     if let Some(da) = &cfg.dynamic_authorization {
@@ -366,12 +367,16 @@ impl Capture {
 fn udp_sockets(
     acct: bool,
     servers: &[rc::Server],
+    source: Option<std::net::IpAddr>,
     tx: &mpsc::Sender<Event>,
 ) -> anyhow::Result<Vec<std::net::UdpSocket>> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     let mut out = Vec::new();
     for (i, s) in servers.iter().enumerate() {
-        let bind: std::net::SocketAddr = if s.addr.is_ipv4() { "0.0.0.0:0".parse()? } else { "[::]:0".parse()? };
-        let sock = std::net::UdpSocket::bind(bind)?;
+        // the configured source (the configuration checked its family), or any
+        let any = if s.addr.is_ipv4() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
+        let bind = std::net::SocketAddr::new(source.unwrap_or(any), 0);
+        let sock = std::net::UdpSocket::bind(bind).with_context(|| format!("RADIUS socket from {bind}"))?;
         sock.connect(s.addr)?;
         sock.set_nonblocking(true)?;
         let reader = UdpSocket::from_std(sock.try_clone()?)?;
