@@ -593,7 +593,7 @@ fn the_systemd_unit_verifies() {
     let dir = std::env::temp_dir().join(format!("mcgate-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("mcgate.service");
-    std::fs::write(&path, unit.replace("/usr/local/bin/mcgate", common::MCGATE)).unwrap();
+    std::fs::write(&path, unit.replace("/usr/sbin/mcgate", common::MCGATE)).unwrap();
     let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && !err.contains("mcgate.service"), "{err}");
