@@ -1,6 +1,6 @@
 //! Join → first multicast packet at the host: mcgate deciding by package vs the same
 //! bridge with plain kernel snooping and no mcgate, in one run, on the same topology.
-//! Both ports leave fast (mcgate: `single_host`; kernel: `fastleave on`), and neither
+//! Both ports leave fast (mcgate: `fast_leave`; kernel: `fastleave on`), and neither
 //! floods unregistered multicast to the port, so every join is a fresh decision.
 //! The stream runs at 997 packets/s (detuned from the 4 ms timer tick, docs/peers-and-kernel.md).
 //! Two figures per join: from the join call (most of it is the host kernel's report
@@ -55,7 +55,7 @@ fn main() {
     tb.radius(1812);
     let cfg = tb.config(&[("p1", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", "");
     let t =
-        std::fs::read_to_string(&cfg).unwrap().replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nsingle_host = true\n");
+        std::fs::read_to_string(&cfg).unwrap().replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nfast_leave = true\n");
     std::fs::write(&cfg, t.replace("log_level = \"debug\"", "log_level = \"warn\"")).unwrap();
     tb.multicast(POLICY, "");
     // the head-end streams all along

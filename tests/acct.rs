@@ -49,7 +49,7 @@ fn testbed_to(tag: &str, hosts: usize, accounting: &str, server: &str) -> Testbe
     let cfg = tb.config(&ports, &["127.0.0.1:1812"], "tx_period = \"1s\"", RADIUS);
     // one host per port: a leave ends the membership at once
     let t =
-        std::fs::read_to_string(&cfg).unwrap().replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nsingle_host = true\n");
+        std::fs::read_to_string(&cfg).unwrap().replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nfast_leave = true\n");
     let t = t
         + "\n[accounting]\ninterim_interval = \"0s\"\nretry = \"500ms\"\nmax_retry = \"2s\"\n"
         + accounting
@@ -427,7 +427,7 @@ fn a_full_disk_refuses_joins_loudly_and_loses_nothing() {
     let disk = SmallDisk::new(tb.dir.join("small"), "4m");
     let t = std::fs::read_to_string(&cfg).unwrap().replace("mcgate.redb", "small/mcgate.redb").replace(
         "mode = \"dot1x\"\n",
-        "mode = \"dot1x\"\nsingle_host = true\n",
+        "mode = \"dot1x\"\nfast_leave = true\n",
     ) + "\n[accounting]\ninterim_interval = \"0s\"\n[[accounting.server]]\naddress = \"127.0.0.1:1813\"\nsecret_file = \"secret\"\n";
     std::fs::write(&cfg, t).unwrap();
     tb.multicast(POLICY, "");

@@ -227,7 +227,7 @@ fn join_and_leave(tb: &Testbed, host: usize, group: &str, leave_after: Duration)
 #[test]
 fn a_leave_or_a_logoff_stops_the_stream() {
     // p1 has a single host: its leave is immediate; p2 is shared: query, then linger
-    let tb = testbed("lv", 2, &[("p1", "dot1x"), ("p2", "dot1x")], "single_host = true");
+    let tb = testbed("lv", 2, &[("p1", "dot1x"), ("p2", "dot1x")], "fast_leave = true");
     login(&tb, 1, "alice");
     login(&tb, 2, "bob");
     let streams = [tb.stream("239.1.1.1", 20)];
@@ -546,7 +546,7 @@ fn replay(tb: &Testbed, file: &std::path::Path) -> std::process::Output {
 
 #[test]
 fn a_recorded_run_replays_to_the_same_outputs() {
-    let mut tb = testbed("rp", 2, &[("p1", "dot1x"), ("p2", "dot1x")], "single_host = true");
+    let mut tb = testbed("rp", 2, &[("p1", "dot1x"), ("p2", "dot1x")], "fast_leave = true");
     login(&tb, 1, "alice");
     let streams = [tb.stream("239.1.1.1", 30), tb.stream("239.1.1.2", 30)];
     let first = tb.mcast_py("h1", &["recv", "239.1.1.1", "--seconds", "20"]);

@@ -31,7 +31,7 @@ fn testbed_with(tag: &str, policy: &str) -> Testbed {
     tb.radius(1812);
     let cfg = tb.config(&[("p1", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", "");
     let t =
-        std::fs::read_to_string(&cfg).unwrap().replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nsingle_host = true\n")
+        std::fs::read_to_string(&cfg).unwrap().replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nfast_leave = true\n")
             + "\n[metrics]\nlisten = \"127.0.0.1:9470\"\n\
            \n[dynamic_authorization]\nlisten = \"0.0.0.0:3799\"\n\
            [[dynamic_authorization.client]]\naddress = \"127.0.0.1\"\nsecret_file = \"secret\"\n";
@@ -407,6 +407,12 @@ fn the_metrics_endpoint_passes_promtool_and_counts_what_happened() {
             }
         }
     }
+    // and every metric the alert rules watch
+    let rules =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/prometheus/mcgate-alerts.yml")).unwrap();
+    for name in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("mcgate_")) {
+        assert!(body.contains(&format!("# TYPE {name} ")), "an alert rule watches {name}, not exported");
+    }
 }
 
 /// A daemon started by the test itself, killed on drop.
@@ -480,6 +486,17 @@ fn it_runs_as_an_unprivileged_user_with_only_net_raw_and_net_admin() {
     // logs are JSON lines
     let first = svc_log().lines().next().unwrap_or_default().to_string();
     assert!(serde_json::from_str::<Value>(&first).is_ok(), "not JSON: {first}");
+}
+
+#[test]
+fn the_prometheus_alert_rules_check_and_pass_their_tests() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/prometheus");
+    for args in [["check", "rules", "mcgate-alerts.yml"], ["test", "rules", "mcgate-alerts.test.yml"]] {
+        let out = Command::new("promtool").args(args).current_dir(dir).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && text.contains("SUCCESS"), "{args:?}: {text}");
+    }
+    // that every metric they name is exported: the metrics endpoint's test
 }
 
 /// What mcgate sent to the service manager's socket within `limit`, one datagram a string.

@@ -241,10 +241,10 @@ pub struct Port {
     pub mode: PortMode,
     /// NAS-Port; defaults to the port's position in this file, from 1.
     pub nas_port: Option<u32>,
-    /// One host behind the port: a multicast leave takes effect at once (no
-    /// group-specific query first).
-    #[serde(default)]
-    pub single_host: bool,
+    /// IGMP/MLD fast leave, for a port with one host behind it: a leave takes effect at
+    /// once (no group-specific query first). `single_host`, its name before, still works.
+    #[serde(default, alias = "single_host")]
+    pub fast_leave: bool,
     /// The multicast VLAN of this port's streams, instead of `[multicast] vlan`.
     pub multicast_vlan: Option<Spanned<u16>>,
 }
@@ -653,6 +653,16 @@ name = "p2"
         let l = parse("mcgate.example.toml", &text, &dir).unwrap();
         assert!(l.policy.is_some_and(|p| p.packages.contains_key("basic")));
         assert!(!l.config.ports.is_empty());
+    }
+
+    #[test]
+    fn fast_leave_is_also_read_under_its_old_name() {
+        for key in ["fast_leave", "single_host"] {
+            let text = GOOD.replace("mode = \"dot1x-then-mab\"", &format!("mode = \"dot1x-then-mab\"\n{key} = true"));
+            let l = parse("t.toml", &text, &dir_with_secret()).unwrap();
+            assert!(l.config.ports[0].fast_leave, "{key}");
+        }
+        assert!(!parse("t.toml", GOOD, &dir_with_secret()).unwrap().config.ports[0].fast_leave);
     }
 
     #[test]

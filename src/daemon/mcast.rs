@@ -161,7 +161,7 @@ impl McastState {
         let tracker_config = mcast::Config { run_id, bounds: mc.bounds, ..mc.tracker.clone() };
         info!(policy = policy.version, packages = policy.packages.len(), "multicast gate on");
         McastState {
-            tracker: Tracker::new(tracker_config, cfg.ports.iter().map(|p| p.single_host).collect())
+            tracker: Tracker::new(tracker_config, cfg.ports.iter().map(|p| p.fast_leave).collect())
                 .with_upstream_vlans(mvr.clone()),
             policy: policy.clone(),
             vendor_id: mc.vendor_id,

@@ -175,7 +175,7 @@ impl Testbed {
         let cfg = tb.config(&[("p1", "dot1x"), ("p2", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", "");
         let t = std::fs::read_to_string(&cfg)
             .unwrap()
-            .replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nsingle_host = true\n")
+            .replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nfast_leave = true\n")
             .replace("log_level = \"debug\"", &format!("log_level = \"{log_level}\""))
             + extra;
         std::fs::write(&cfg, t).unwrap();
