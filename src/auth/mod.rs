@@ -309,6 +309,7 @@ pub enum EndCause {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::radius::attr::{TUNNEL_MEDIUM_TYPE as MEDIUM, TUNNEL_PRIVATE_GROUP_ID as ID, TUNNEL_TYPE as TYPE};
 
     #[test]
     fn mab_formats_write_the_mac_as_switches_do() {
@@ -326,7 +327,6 @@ mod tests {
             assert_eq!(f.write(mac), text, "{f:?}");
         }
     }
-    use crate::radius::attr::{TUNNEL_MEDIUM_TYPE as MEDIUM, TUNNEL_PRIVATE_GROUP_ID as ID, TUNNEL_TYPE as TYPE};
 
     fn assign(attrs: &[(u8, &[u8])]) -> Option<VlanAssignment> {
         vlan_assignment_in(&attrs.iter().map(|(t, v)| (*t, v.to_vec())).collect::<Vec<_>>())

@@ -299,9 +299,10 @@ pub struct Only {
 }
 
 impl Only {
-    fn admits(&self, port: &str, vlan: Option<u16>, mac: crate::wire::MacAddr, account: &str) -> bool {
+    /// `mac`: none when the row's does not parse (it then matches no `--mac`).
+    fn admits(&self, port: &str, vlan: Option<u16>, mac: Option<crate::wire::MacAddr>, account: &str) -> bool {
         self.port.as_ref().is_none_or(|p| p == port || *p == crate::auth::nas_port_id(port, vlan))
-            && self.mac.is_none_or(|m| m == mac)
+            && self.mac.is_none_or(|m| Some(m) == mac)
             && self.account.as_ref().is_none_or(|a| a == account)
     }
 }
@@ -359,8 +360,6 @@ fn settings(path: &Path) -> anyhow::Result<config::Config> {
     config::load_settings(path).map_err(|e| anyhow!("{e}"))
 }
 
-/// Text for people (colour on a terminal; no timestamps under systemd, whose journal
-/// has its own), or one JSON object per line for log shippers.
 /// `cmd`'s page and its subcommands' (`mcgate-acct-export.8`), section 8.
 fn write_manpages(cmd: &clap::Command, dir: &Path, parent: &str) -> anyhow::Result<()> {
     let name = if parent.is_empty() { cmd.get_name().to_string() } else { format!("{parent}-{}", cmd.get_name()) };
@@ -374,6 +373,8 @@ fn write_manpages(cmd: &clap::Command, dir: &Path, parent: &str) -> anyhow::Resu
     Ok(())
 }
 
+/// Text for people (colour on a terminal; no timestamps under systemd, whose journal
+/// has its own), or one JSON object per line for log shippers.
 fn init_logging(level: &str, format: config::LogFormat) {
     let level = level.parse().unwrap_or(tracing::Level::INFO);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -468,11 +469,8 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             let control::Response::Sessions { mut sessions } = resp else {
                 return Err(anyhow!("unexpected answer: {resp:?}"));
             };
-            // a session row's MAC is text; one that does not parse matches no --mac
-            sessions.retain(|s| {
-                let mac = s.mac.parse().unwrap_or(crate::wire::MacAddr([0xff; 6]));
-                only.admits(&s.port, s.vlan, mac, &s.account)
-            });
+            // a session row's MAC is text
+            sessions.retain(|s| only.admits(&s.port, s.vlan, s.mac.parse().ok(), &s.account));
             if json {
                 print_json(&sessions)?;
                 return Ok(());
@@ -499,7 +497,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             let control::Response::Memberships { mut memberships } = resp else {
                 return Err(anyhow!("unexpected answer: {resp:?}"));
             };
-            memberships.retain(|m| only.admits(&m.port, m.vlan, m.mac, &m.account));
+            memberships.retain(|m| only.admits(&m.port, m.vlan, Some(m.mac), &m.account));
             if json {
                 print_json(&memberships)?;
                 return Ok(());

@@ -534,12 +534,13 @@ fn parse_settings(file: &str, text: &str) -> Result<Config, ConfigError> {
         || nas_identifier.len() > MAX_NAS_IDENTIFIER
         || nas_identifier.contains(char::is_control)
     {
-        let what = match text.find("nas_identifier") {
+        let at = text.find("nas_identifier");
+        let what = match at {
             Some(_) => "nas_identifier".to_string(),
             None => format!("nas_identifier is not set, and the host name {nas_identifier:?} that stands in for it"),
         };
         return Err(err(
-            text.find("nas_identifier").unwrap_or(0),
+            at.unwrap_or(0),
             format!("{what} must be 1 to {MAX_NAS_IDENTIFIER} octets without control characters"),
         ));
     }

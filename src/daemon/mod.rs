@@ -422,7 +422,6 @@ impl Daemon {
         None
     }
 
-    /// The earliest timer of the core, when it has one.
     /// One line of what the daemon holds, for the service manager's status.
     pub(super) fn summary(&self) -> String {
         let memberships =
@@ -435,6 +434,7 @@ impl Daemon {
         )
     }
 
+    /// The earliest timer of the core, when it has one.
     pub(super) fn poll_timeout(&mut self) -> Option<Instant> {
         let mcast = self.mcast.as_ref().and_then(|m| m.tracker.poll_timeout());
         let reconcile = self.reconcile_due(self.clock.instant(self.epoch));

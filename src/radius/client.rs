@@ -567,6 +567,7 @@ pub fn eap_message(packet: &Packet) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::radius::{find_attr, sign_reply, verify_reply};
 
     #[test]
     fn user_password_is_hidden_as_rfc_2865_says() {
@@ -580,7 +581,6 @@ mod tests {
         assert_eq!(hex(two), "f7ce79ab078e0d756222274b6634b0bba915c018c798bbe691df35b38a7ceab5");
         assert_eq!(hide_password(b"", b"testing123", &ra), Err(EncodeError::BadPassword { len: 0 }));
     }
-    use crate::radius::{find_attr, sign_reply, verify_reply};
 
     fn client(n: usize) -> Client<u64> {
         let servers = (0..n)

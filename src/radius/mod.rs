@@ -30,7 +30,8 @@ impl std::ops::Deref for Secret {
     }
 }
 
-/// The packet codes mcgate sends or takes (RFC 2865 3, 2866 3, 5997, 5176 3.5).
+/// The packet codes of mcgate's RADIUS client (RFC 2865 3, 2866 3, 5997); the dynamic
+/// authorization server has its own (`das`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Code {
@@ -41,12 +42,6 @@ pub enum Code {
     AccountingResponse = 5,
     AccessChallenge = 11,
     StatusServer = 12,
-    DisconnectRequest = 40,
-    DisconnectAck = 41,
-    DisconnectNak = 42,
-    CoaRequest = 43,
-    CoaAck = 44,
-    CoaNak = 45,
 }
 
 impl Code {
@@ -60,23 +55,16 @@ impl Code {
             5 => AccountingResponse,
             11 => AccessChallenge,
             12 => StatusServer,
-            40 => DisconnectRequest,
-            41 => DisconnectAck,
-            42 => DisconnectNak,
-            43 => CoaRequest,
-            44 => CoaAck,
-            45 => CoaNak,
             _ => return None,
         })
     }
 }
 
 /// A packet as received (its authenticators checked before, see [`verify_reply`]): the
-/// code, the identifier and the attributes in order, read by [`Attributes`].
+/// code and the attributes in order, read by [`Attributes`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
     code: Code,
-    identifier: u8,
     attrs: Vec<(u8, Vec<u8>)>,
 }
 
@@ -98,15 +86,11 @@ impl Packet {
             .map(|a| a.map(|(_, ty, value)| (ty, value.to_vec())))
             .collect::<Result<_, _>>()
             .map_err(|_| PacketError::Malformed)?;
-        Ok(Packet { code, identifier: pkt[1], attrs })
+        Ok(Packet { code, attrs })
     }
 
     pub fn code(&self) -> Code {
         self.code
-    }
-
-    pub fn identifier(&self) -> u8 {
-        self.identifier
     }
 
     /// The first attribute of type `ty`.
