@@ -144,6 +144,34 @@ pub fn packet_drops(fd: &OwnedFd) -> io::Result<u32> {
     }
 }
 
+/// The supplementary groups of a unix socket's peer, as they were when it connected
+/// (SO_PEERGROUPS, Linux 4.13): SO_PEERCRED tells only the primary group, and asking
+/// the user database for the uid's groups instead would race with changes to it and
+/// may block on a network directory. No crate wraps this option.
+pub fn peer_groups(fd: RawFd) -> io::Result<Vec<u32>> {
+    // the kernel's bound on a process's groups (NGROUPS_MAX)
+    const MAX: usize = 65_536;
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: the buffer is `len` bytes of plain integers; the kernel writes at most
+        // `len` bytes and sets `len` to what it wrote (or, with ERANGE, to what it needs).
+        let r = unsafe {
+            libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERGROUPS, groups.as_mut_ptr().cast(), &mut len)
+        };
+        let n = len as usize / std::mem::size_of::<libc::gid_t>();
+        if r == 0 {
+            groups.truncate(n.min(groups.len()));
+            return Ok(groups);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ERANGE) || n <= groups.len() || n > MAX {
+            return Err(e);
+        }
+        groups.resize(n, 0);
+    }
+}
+
 /// What the ring tells about a frame besides its bytes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PacketInfo {

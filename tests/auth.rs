@@ -67,6 +67,61 @@ fn md5_and_peap_authorize_and_the_hosts_reach_upstream() {
     assert_eq!(only(&["--account", "nobody", "--json"]).trim(), "[]");
 }
 
+/// A member of `control_group` (here Debian's `adm`, as a primary or a supplementary
+/// group of user nobody) lists sessions and reads the status, and is refused every change;
+/// a user outside the group cannot open the socket (mode 0660); root changes.
+#[test]
+fn the_control_group_may_look_and_only_root_may_change() {
+    let mut tb = Testbed::new("cgrp", 1);
+    tb.radius(1812);
+    let config = tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replacen("[switch]\n", "[switch]\ncontrol_group = \"adm\"\n", 1)).unwrap();
+    tb.start_mcgate();
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    assert!(authorized(&tb, "p1"), "not authorized:\n{}", tb.log());
+    // the CLI where user nobody may run it
+    let cli = tb.dir.join("mcgate-cli");
+    std::fs::copy(common::MCGATE, &cli).unwrap();
+    let as_user = |ids: &[&str], args: &[&str]| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534"])
+            .args(ids)
+            .arg(&cli)
+            .args(args)
+            .arg("-s")
+            .arg(tb.socket())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let member = ["--regid=65534", "--groups=4"];
+    let primary = ["--regid=4", "--clear-groups"];
+    let outsider = ["--regid=65534", "--clear-groups"];
+    for ids in [&member, &primary] {
+        let (code, out) = as_user(ids, &["sessions", "--json"]);
+        assert_eq!(code, Some(0), "{ids:?}: {out}");
+        assert!(out.contains("alice"), "{out}");
+        let (code, out) = as_user(ids, &["status"]);
+        assert_eq!(code, Some(0), "{ids:?}: {out}");
+    }
+    let mac = Testbed::host_mac(1);
+    for change in [vec!["session", "kick", "p1", mac.as_str()], vec!["policy", "reload"]] {
+        let (code, out) = as_user(&member, &change);
+        assert_eq!(code, Some(1), "{change:?}: {out}");
+        assert!(out.contains("permission denied: control_group may only look"), "{out}");
+    }
+    let (code, out) = as_user(&outsider, &["sessions"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("permission denied"), "{out}");
+    assert!(tb.session_of("p1").is_some(), "a refused kick ended the session");
+    let log = tb.log();
+    assert!(log.contains("refused a change to a member of control_group"), "{log}");
+    // root may
+    common::run(Command::new(common::MCGATE).args(["session", "kick", "p1", &mac, "-s"]).arg(tb.socket()));
+    assert!(wait_until(Duration::from_secs(5), || tb.session_of("p1").is_none()), "root's kick did nothing");
+}
+
 /// An identity of 300 octets: "alice", then (where a length octet of (300 + 2) as u8 = 46
 /// would have ended the User-Name) a NAS-Identifier "INJECTED" and a Reply-Message filling
 /// the rest, all of it covered by mcgate's Message-Authenticator.

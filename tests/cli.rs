@@ -70,7 +70,7 @@ fn the_cli_says_when_the_daemon_is_not_running_and_exits_3() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("Permission denied") && !err.contains("not running"), "{err}");
+    assert!(err.contains("permission denied") && !err.contains("not running"), "{err}");
     drop(live);
     // a usage error is clap's 2
     let out = Command::new(MCGATE).args(["sessions", "--no-such-flag"]).output().unwrap();

@@ -35,7 +35,7 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
         #[command(flatten)]
-        only: Only,
+        only: control::Filter,
         /// One JSON array with every field of each, instead of the table.
         #[arg(long)]
         json: bool,
@@ -46,7 +46,7 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
         #[command(flatten)]
-        only: Only,
+        only: control::Filter,
         /// One JSON array with every field of each, instead of the table.
         #[arg(long)]
         json: bool,
@@ -285,28 +285,6 @@ fn acct(command: AcctCommand) -> anyhow::Result<()> {
     }
 }
 
-#[derive(clap::Args, Debug)]
-pub struct Only {
-    /// Only those on this port (`p1`, or `p1:40` for a port's VLAN).
-    #[arg(long)]
-    port: Option<String>,
-    /// Only those of this MAC address.
-    #[arg(long)]
-    mac: Option<crate::wire::MacAddr>,
-    /// Only those of this account.
-    #[arg(long)]
-    account: Option<String>,
-}
-
-impl Only {
-    /// `mac`: none when the row's does not parse (it then matches no `--mac`).
-    fn admits(&self, port: &str, vlan: Option<u16>, mac: Option<crate::wire::MacAddr>, account: &str) -> bool {
-        self.port.as_ref().is_none_or(|p| p == port || *p == crate::auth::nas_port_id(port, vlan))
-            && self.mac.is_none_or(|m| Some(m) == mac)
-            && self.account.as_ref().is_none_or(|a| a == account)
-    }
-}
-
 /// A table with each column as wide as its widest cell (the last one not padded).
 fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
@@ -465,12 +443,10 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sessions { target, only, json } => {
-            let resp = daemon::client_request(&target.socket()?, &control::Request::Sessions)?;
-            let control::Response::Sessions { mut sessions } = resp else {
+            let resp = daemon::client_request(&target.socket()?, &control::Request::Sessions { only })?;
+            let control::Response::Sessions { sessions } = resp else {
                 return Err(anyhow!("unexpected answer: {resp:?}"));
             };
-            // a session row's MAC is text
-            sessions.retain(|s| only.admits(&s.port, s.vlan, s.mac.parse().ok(), &s.account));
             if json {
                 print_json(&sessions)?;
                 return Ok(());
@@ -493,11 +469,10 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Memberships { target, only, json } => {
-            let resp = daemon::client_request(&target.socket()?, &control::Request::Memberships)?;
-            let control::Response::Memberships { mut memberships } = resp else {
+            let resp = daemon::client_request(&target.socket()?, &control::Request::Memberships { only })?;
+            let control::Response::Memberships { memberships } = resp else {
                 return Err(anyhow!("unexpected answer: {resp:?}"));
             };
-            memberships.retain(|m| only.admits(&m.port, m.vlan, Some(m.mac), &m.account));
             if json {
                 print_json(&memberships)?;
                 return Ok(());

@@ -162,6 +162,9 @@ pub struct Switch {
     pub nas_identifier: String,
     pub database: PathBuf,
     pub control_socket: PathBuf,
+    /// A group whose members may use the read-only commands (sessions, memberships,
+    /// status, export without marking); changes stay with root and the daemon's user.
+    pub control_group: Option<Spanned<String>>,
     /// error, warn, info, debug, trace
     pub log_level: String,
     pub log_format: LogFormat,
@@ -180,6 +183,7 @@ impl Default for Switch {
             nas_identifier: host_name(),
             database: "/var/lib/mcgate/mcgate.redb".into(),
             control_socket: "/run/mcgate/control.sock".into(),
+            control_group: None,
             log_level: "info".into(),
             log_format: LogFormat::Text,
             audit: false,
@@ -289,6 +293,8 @@ pub struct Loaded {
     pub policy_dir: Option<PathBuf>,
     /// What is allowed but unwise (secret files others may read), for the log.
     pub warnings: Vec<String>,
+    /// `[switch] control_group`, resolved.
+    pub control_gid: Option<u32>,
 }
 
 impl Loaded {
@@ -461,7 +467,33 @@ pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Loaded, ConfigError> 
         policy = Some(p);
         policy_dir = Some(d);
     }
-    Ok(Loaded { config, secrets, acct_secrets, das_secrets, policy, policy_dir, warnings })
+    let control_gid = match &config.switch.control_group {
+        Some(g) => {
+            let gid = group_id(g.get_ref()).map_err(|m| err(g.span().start, m))?;
+            if gid == egid {
+                warnings.push(format!(
+                    "control_group {} is mcgate's own group, which may read the RADIUS secrets; \
+                     give the read-only users a group of their own",
+                    g.get_ref()
+                ));
+            }
+            Some(gid)
+        }
+        None => None,
+    };
+    Ok(Loaded { config, secrets, acct_secrets, das_secrets, policy, policy_dir, warnings, control_gid })
+}
+
+/// A group's id from its name (through the system's user database) or its number.
+fn group_id(name: &str) -> Result<u32, String> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(format!("control_group {name:?}: no such group")),
+        Err(e) => Err(format!("control_group {name:?}: cannot look it up: {e}")),
+    }
 }
 
 /// Who besides the daemon may read a secret file of `mode` and group `gid`, if anybody

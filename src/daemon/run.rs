@@ -167,7 +167,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     if let Some(m) = &cfg.metrics {
         metrics::serve(metrics::bind(m.listen).await.with_context(|| format!("metrics on {}", m.listen))?, tx.clone());
     }
-    control::serve(control::bind(&cfg.switch.control_socket)?, tx.clone());
+    let group = loaded.control_gid;
+    control::serve(control::bind(&cfg.switch.control_socket, group)?, tx.clone(), group);
     info!(ports = d.ports.len(), sessions = d.sessions.len(), "mcgate running");
     let mut notifier = notify::Notifier::from_env();
     notifier.ready(&d.summary());
