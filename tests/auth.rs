@@ -192,6 +192,11 @@ fn an_identity_that_would_inject_radius_attributes_never_reaches_freeradius() {
         let calling = Testbed::host_mac(host).replace(':', "-").to_uppercase();
         assert!(!requests.contains(&calling), "a request of h{host} reached FreeRADIUS:\n{requests}");
     }
+    // NAS-Port: p3's interface index, not its place in the file (the third)
+    let ifindex =
+        common::run(Command::new("ip").args(["netns", "exec", &tb.ns("sw"), "cat", "/sys/class/net/p3/ifindex"]));
+    assert_ne!(ifindex.trim(), "3", "the index cannot tell the two apart here");
+    assert!(requests.contains(&format!("NAS-Port = {}\n", ifindex.trim())), "ifindex {ifindex}: {requests}");
     let log = tb.radius_log(1812);
     assert!(!log.contains("alformed") && !log.contains("nvalid"), "FreeRADIUS saw a malformed packet:\n{log}");
     let status = tb.status().unwrap();

@@ -243,7 +243,8 @@ pub struct Port {
     pub vlan: Option<Spanned<u16>>,
     #[serde(default = "default_mode")]
     pub mode: PortMode,
-    /// NAS-Port; defaults to the port's position in this file, from 1.
+    /// NAS-Port; defaults to the interface's index (ifindex), which does not change when
+    /// ports are reordered or added in this file. A port's VLAN entries share it.
     pub nas_port: Option<u32>,
     /// IGMP/MLD fast leave, for a port with one host behind it: a leave takes effect at
     /// once (no group-specific query first). `single_host`, its name before, still works.
@@ -328,8 +329,9 @@ impl Loaded {
         self.config.limits
     }
 
-    pub fn nas_port(&self, i: usize) -> u32 {
-        self.config.ports[i].nas_port.unwrap_or(i as u32 + 1)
+    /// The NAS-Port of port listing `i`, whose interface has index `ifindex`.
+    pub fn nas_port(&self, i: usize, ifindex: u32) -> u32 {
+        self.config.ports[i].nas_port.unwrap_or(ifindex)
     }
 
     /// The multicast VLAN of port listing `i`'s streams: its own, or `[multicast] vlan`.
@@ -338,12 +340,14 @@ impl Loaded {
         port.or(self.config.multicast.as_ref().and_then(|m| m.vlan.as_ref()).map(|v| *v.get_ref()))
     }
 
-    /// The NAS-Port of a stored host's port entry: the one tagged with its VLAN, or the
-    /// port's untagged one.
+    /// The NAS-Port of a stored host's port entry (the one tagged with its VLAN, or the
+    /// port's untagged one), the interface's index looked up in this network namespace
+    /// where the entry names none; none when neither is known.
     pub fn nas_port_of(&self, port: &str, vlan: Option<u16>) -> Option<u32> {
-        let ports = || self.config.ports.iter().enumerate().filter(|(_, p)| *p.name.get_ref() == port);
-        let tagged = ports().find(|(_, p)| vlan.is_some() && p.vlan.as_ref().map(|v| *v.get_ref()) == vlan);
-        tagged.or_else(|| ports().find(|(_, p)| p.vlan.is_none())).map(|(i, _)| self.nas_port(i))
+        let ports = || self.config.ports.iter().filter(|p| *p.name.get_ref() == port);
+        let tagged = ports().find(|p| vlan.is_some() && p.vlan.as_ref().map(|v| *v.get_ref()) == vlan);
+        let entry = tagged.or_else(|| ports().find(|p| p.vlan.is_none()))?;
+        entry.nas_port.or_else(|| crate::sys::if_index(port).ok())
     }
 }
 
@@ -716,7 +720,10 @@ name = "p2"
         assert_eq!(l.config.radius.client.timeout, Duration::from_millis(500));
         assert_eq!(l.config.ports[0].mode, PortMode::Dot1xThenMab);
         assert_eq!(l.config.ports[1].mode, PortMode::Dot1x);
-        assert_eq!(l.nas_port(1), 2);
+        // the interface's index unless the file gives one
+        assert_eq!((l.nas_port(0, 7), l.nas_port(1, 8)), (7, 8));
+        let numbered = GOOD.replacen("[[port]]\n", "[[port]]\nnas_port = 501\n", 1);
+        assert_eq!(parse("t.toml", &numbered, &dir_with_secret()).unwrap().nas_port(0, 7), 501);
     }
 
     #[test]

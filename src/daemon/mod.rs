@@ -131,6 +131,20 @@ impl Daemon {
     }
 }
 
+/// Warns when two interfaces would send the same NAS-Port (`nas_ports[i]` is entry i's):
+/// accounting by NAS-Port could not tell them apart. A port's VLAN entries share theirs.
+fn warn_shared_nas_ports(ports: &[Port], nas_ports: &[u32]) {
+    let mut seen: HashMap<u32, &str> = HashMap::default();
+    for (p, n) in ports.iter().zip(nas_ports) {
+        match seen.insert(*n, &p.name) {
+            Some(other) if other != p.name => {
+                warn!(nas_port = n, "ports {other} and {} send the same NAS-Port", p.name)
+            }
+            _ => {}
+        }
+    }
+}
+
 impl Port {
     /// Where its hosts' FDB entries go.
     fn at(&self) -> PortVlan {
@@ -210,7 +224,7 @@ impl Daemon {
             .map(|(i, (p, c))| PortConfig {
                 name: p.name.clone(),
                 mode: c.mode,
-                nas_port: loaded.nas_port(i),
+                nas_port: loaded.nas_port(i, p.ifindex),
                 mac: p.mac,
                 vlan: p.vlan,
             })
@@ -237,7 +251,8 @@ impl Daemon {
             })
         };
         let vendor_id = cfg.multicast.as_ref().map_or(crate::policy::DEFAULT_VENDOR_ID, |m| m.vendor_id);
-        let nas_ports = (0..cfg.ports.len()).map(|i| loaded.nas_port(i)).collect();
+        let nas_ports: Vec<u32> = ports.iter().enumerate().map(|(i, p)| loaded.nas_port(i, p.ifindex)).collect();
+        warn_shared_nas_ports(&ports, &nas_ports);
         let vlans = ports.iter().map(|p| p.vlan).collect();
         let servers = loaded.radius_servers();
         Ok(Daemon {
