@@ -27,12 +27,14 @@ pub(super) struct Grant {
     pub mac: MacAddr,
 }
 
-/// What an Interim-Update is due for; the id tells a later session or membership of
-/// the same host and channel from the one the timer was set for.
+/// The session an Interim-Update timer is for; the id tells a later session of the same
+/// host from the one the timer was set for. A session's memberships have no timers of
+/// their own: their Interim-Updates go with the session's (see `acct_timeout`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Subject {
-    Session { port: PortId, mac: MacAddr, id: Arc<str> },
-    Membership { port: PortId, mac: MacAddr, channel: Channel, id: AcctId },
+struct Subject {
+    port: PortId,
+    mac: MacAddr,
+    id: Arc<str>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -69,8 +71,8 @@ pub(super) struct Accounting {
     /// Memberships refused for want of a journal: they get no Stop either.
     unrecorded: HashSet<AcctId>,
     interims: BTreeSet<(Instant, Subject)>,
-    /// When each subject's Interim-Update is due: what ends takes its timer with it (a
-    /// host churning channels would otherwise leave one queued per membership).
+    /// When each session's Interim-Update is due: a session that ends takes its timer
+    /// with it.
     interim_at: HashMap<Subject, Instant>,
     interim_default: Option<Duration>,
     pub delivery: Option<Delivery>,
@@ -90,8 +92,9 @@ pub(super) struct Accounting {
 const ALIVE_EVERY: Duration = Duration::from_secs(10);
 
 /// How long the first Interim-Update that falls due waits for others: those due within
-/// it go into one batch, one commit. An aggregation switch's 256 000 memberships at the
-/// default 10 minutes make about 430 a second, each its own commit (an fsync) otherwise,
+/// it go into one batch, one commit. An aggregation switch's 64 000 sessions with their
+/// 256 000 memberships at the default 10 minutes make about 530 records a second, and
+/// about 110 sessions fall due each second, each its own commit (an fsync) otherwise,
 /// with every join that arrives meanwhile waiting behind them. A second late is nothing
 /// to a 10-minute interval (and RFC 2869 allows none below 60 s).
 const INTERIM_GATHER: Duration = Duration::from_secs(1);
@@ -238,7 +241,7 @@ impl Daemon {
         self.acct.record(r);
         self.acct.op(Op::PutSession(s.clone()));
         self.acct.grant(Grant { port, mac: s.mac });
-        let subject = Subject::Session { port, mac: s.mac, id: s.session_id.as_str().into() };
+        let subject = Subject { port, mac: s.mac, id: s.session_id.as_str().into() };
         self.acct.schedule(now, interim_of(s), subject);
         true
     }
@@ -247,7 +250,7 @@ impl Daemon {
     pub(super) fn acct_session_stop(&mut self, port: Option<PortId>, s: &Session, cause: TerminateCause, time: u64) {
         let mut r = match port {
             Some(port) => {
-                self.acct.unschedule(&Subject::Session { port, mac: s.mac, id: s.session_id.as_str().into() });
+                self.acct.unschedule(&Subject { port, mac: s.mac, id: s.session_id.as_str().into() });
                 self.acct.session_record(s, port, Status::Stop, time)
             }
             None => Record::of_session(s, Status::Stop, time),
@@ -261,14 +264,15 @@ impl Daemon {
     /// the first at a random point of its interval (one each at once would be a burst of
     /// as many Accounting-Requests as there are sessions and channels after every upgrade).
     pub(super) fn acct_session_continued(&mut self, now: Instant, port: PortId, s: &Session) {
-        let subject = Subject::Session { port, mac: s.mac, id: s.session_id.as_str().into() };
+        let subject = Subject { port, mac: s.mac, id: s.session_id.as_str().into() };
         let fraction = self.rng.gen::<f64>();
         self.acct.schedule_within(now, interim_of(s), fraction, subject);
     }
 
     /// An admitted join: its Start goes into this batch; with the journal failing or
-    /// the backlog full it is refused instead (fail closed). False: refused.
-    pub(super) fn acct_membership_start(&mut self, now: Instant, port: PortId, mut m: Membership) -> bool {
+    /// the backlog full it is refused instead (fail closed). False: refused. Its
+    /// Interim-Updates go with its session's.
+    pub(super) fn acct_membership_start(&mut self, port: PortId, mut m: Membership) -> bool {
         if m.is_link_local() {
             self.acct.op(Op::PutMembership(m.clone()));
             return true;
@@ -288,9 +292,6 @@ impl Daemon {
         self.acct.record(r);
         self.acct.op(Op::PutMembership(m.clone()));
         self.acct.admissions.push((port, m.mac, (m.group, m.source)));
-        let interval = self.sessions.get(&(port, m.mac)).and_then(interim_of);
-        let subject = Subject::Membership { port, mac: m.mac, channel: (m.group, m.source), id: m.acct_session_id };
-        self.acct.schedule(now, interval, subject);
         true
     }
 
@@ -305,10 +306,6 @@ impl Daemon {
         counted: bool,
     ) {
         self.acct.op(Op::DelMembership(m.clone()));
-        if let Some(port) = port {
-            let channel = (m.group, m.source);
-            self.acct.unschedule(&Subject::Membership { port, mac: m.mac, channel, id: m.acct_session_id });
-        }
         if m.is_link_local() || self.acct.unrecorded.remove(&m.acct_session_id) {
             return;
         }
@@ -346,17 +343,6 @@ impl Daemon {
         r.output_octets = Some(octets);
     }
 
-    /// A membership continued across a restart: as a session (`acct_session_continued`).
-    pub(super) fn acct_membership_continued(&mut self, now: Instant, port: PortId, m: &Membership) {
-        if m.is_link_local() {
-            return;
-        }
-        let interval = self.sessions.get(&(port, m.mac)).and_then(interim_of);
-        let subject = Subject::Membership { port, mac: m.mac, channel: (m.group, m.source), id: m.acct_session_id };
-        let fraction = self.rng.gen::<f64>();
-        self.acct.schedule_within(now, interval, fraction, subject);
-    }
-
     /// Interim-Updates that are due, the alive mark, sending after a pause.
     pub(super) fn acct_timeout(&mut self, now: Instant) {
         // nothing until the first due has waited INTERIM_GATHER, then everything due
@@ -367,29 +353,29 @@ impl Daemon {
             }
             let Some((_, subject)) = self.acct.interims.pop_first() else { break };
             self.acct.interim_at.remove(&subject);
-            match subject {
-                Subject::Session { port, mac, ref id } => {
-                    let Some(s) = self.sessions.get(&(port, mac)).filter(|s| *s.session_id == **id).cloned() else {
-                        continue;
-                    };
-                    let r = self.acct.session_record(&s, port, Status::InterimUpdate, self.clock.unix);
-                    self.acct.record(r);
-                    self.acct.schedule(now, interim_of(&s), subject);
-                }
-                Subject::Membership { port, mac, channel, ref id } => {
-                    let Some(m) = self.mcast.as_ref().and_then(|mc| mc.tracker.membership(port, mac, channel)) else {
-                        continue;
-                    };
-                    if m.acct_session_id != *id {
-                        continue;
-                    }
-                    let (m, class) = (m.clone(), self.class_of(port, mac));
-                    let mut r = self.acct.membership_record(&m, port, &class, Status::InterimUpdate, self.clock.unix);
-                    self.add_usage(&mut r, &m);
-                    self.acct.record(r);
-                    let interval = self.sessions.get(&(port, mac)).and_then(interim_of);
-                    self.acct.schedule(now, interval, subject);
-                }
+            let (port, mac) = (subject.port, subject.mac);
+            let Some(s) = self.sessions.get(&(port, mac)).filter(|s| *s.session_id == *subject.id).cloned() else {
+                continue;
+            };
+            let r = self.acct.session_record(&s, port, Status::InterimUpdate, self.clock.unix);
+            self.acct.record(r);
+            self.acct.schedule(now, interim_of(&s), subject);
+            // the session's memberships with it: one timer per session, not per channel
+            // (a timer per membership cost about 300 B each at an aggregation switch's
+            // scale); a membership's first comes between 0 and one interval after its
+            // Start, every later one an interval after the one before. Those whose Start
+            // is in this batch have nothing to say yet.
+            let memberships: Vec<Membership> = (self.mcast.iter())
+                .flat_map(|mc| mc.tracker.memberships_of(port, mac))
+                .filter(|m| !m.is_link_local())
+                .filter(|m| !self.acct.admissions.contains(&(port, mac, (m.group, m.source))))
+                .cloned()
+                .collect();
+            let class = self.class_of(port, mac);
+            for m in memberships {
+                let mut r = self.acct.membership_record(&m, port, &class, Status::InterimUpdate, self.clock.unix);
+                self.add_usage(&mut r, &m);
+                self.acct.record(r);
             }
         }
         if self.acct.next_alive <= now {

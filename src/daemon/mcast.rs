@@ -326,7 +326,6 @@ impl Daemon {
                 Some(port) => {
                     debug!(port = &*membership.port, mac = %membership.mac, group = %membership.group, "membership restored");
                     restored += 1;
-                    self.acct_membership_continued(now, port, &membership);
                     if let Some(m) = self.mcast.as_mut() {
                         m.tracker.restore(now, port, membership);
                     }
@@ -396,7 +395,7 @@ impl Daemon {
                 // (`mdb_install`); a join that cannot be accounted is refused here
                 // (fail closed).
                 let (mac, channel) = (membership.mac, (membership.group, membership.source));
-                if !self.acct_membership_start(now, port, (*membership).clone()) {
+                if !self.acct_membership_start(port, (*membership).clone()) {
                     if let Some(m) = self.mcast.as_mut() {
                         m.tracker.revoke(now, port, mac, channel);
                     }

@@ -475,10 +475,12 @@ fn a_restart_reconciles_the_kernel_both_ways() {
 #[test]
 fn interim_updates_due_within_a_second_are_journaled_together() {
     let mut s = Switch::new("gather");
-    // the session's first Interim-Update is due at 600 s, the membership's at 600.5 s
+    // the session's first Interim-Update is due at 600 s (the membership, joined at 0.5 s,
+    // has its with the session's)
     s.mab_login(0, A);
     s.later(Duration::from_millis(500));
     s.join(0, A, g("239.1.1.1"));
+    assert_eq!(s.d.acct.interims_queued(), 1, "one timer: the session's, which its membership's goes with");
     let interims = |s: &Switch| s.journal().into_iter().filter(|r| r.status == Status::InterimUpdate).count();
     // the host keeps reporting (its membership would time out otherwise)
     for _ in 0..5 {

@@ -360,6 +360,60 @@ impl Held {
     }
 }
 
+/// A host's memberships by channel, in a vector rather than a hash map: a host holds a
+/// few channels (at most `max_memberships_per_host`, 64 by default), so a scan costs no
+/// more than hashing, and a hash map's spare buckets and control bytes took about 80 B
+/// per membership at an aggregation switch's 256 000 (the standard library has no small
+/// map, and the crates that offer one are unmaintained).
+#[derive(Default)]
+struct HostChannels(Vec<(Channel, Held)>);
+
+impl HostChannels {
+    fn get(&self, ch: &Channel) -> Option<&Held> {
+        self.0.iter().find(|(c, _)| c == ch).map(|(_, h)| h)
+    }
+
+    fn get_mut(&mut self, ch: &Channel) -> Option<&mut Held> {
+        self.0.iter_mut().find(|(c, _)| c == ch).map(|(_, h)| h)
+    }
+
+    /// Holds `h` for `ch`; the one it held before, if any, is returned.
+    fn insert(&mut self, ch: Channel, h: Held) -> Option<Held> {
+        match self.get_mut(&ch) {
+            Some(old) => Some(std::mem::replace(old, h)),
+            None => {
+                self.0.push((ch, h));
+                None
+            }
+        }
+    }
+
+    fn remove(&mut self, ch: &Channel) -> Option<Held> {
+        let i = self.0.iter().position(|(c, _)| c == ch)?;
+        Some(self.0.swap_remove(i).1)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Channel, &Held)> {
+        self.0.iter().map(|(c, h)| (c, h))
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &Channel> {
+        self.0.iter().map(|(c, _)| c)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Held> {
+        self.0.iter().map(|(_, h)| h)
+    }
+}
+
 #[derive(Debug, Default)]
 struct PortEntry {
     members: u32,
@@ -370,7 +424,7 @@ pub struct Tracker {
     config: Config,
     /// Ports configured single-host: a leave takes effect at once.
     fast_leave: Vec<bool>,
-    hosts: HashMap<(PortId, MacAddr), HashMap<Channel, Held>>,
+    hosts: HashMap<(PortId, MacAddr), HostChannels>,
     ports: HashMap<(PortId, Channel), PortEntry>,
     /// No membership is due before this (a refresh only moves deadlines later, so it
     /// stays true until the memberships are looked through again, when one is due).
@@ -862,6 +916,11 @@ impl Tracker {
         if let Some(h) = self.hosts.get_mut(&(port, mac)).and_then(|m| m.get_mut(&ch)) {
             Arc::make_mut(&mut h.membership).usage_base = base;
         }
+    }
+
+    /// The memberships of the host `mac` on `port`.
+    pub fn memberships_of(&self, port: PortId, mac: MacAddr) -> impl Iterator<Item = &Membership> {
+        self.hosts.get(&(port, mac)).into_iter().flat_map(|m| m.values().map(|h| &*h.membership))
     }
 
     pub fn memberships(&self) -> impl Iterator<Item = &Membership> {

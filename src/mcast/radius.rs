@@ -140,7 +140,7 @@ impl Tracker {
         by: Arc<str>,
         upstream: &mut Upstream,
     ) {
-        if self.hosts.get(&(who.port, who.mac)).is_some_and(|h| h.contains_key(&ch)) {
+        if self.hosts.get(&(who.port, who.mac)).is_some_and(|h| h.get(&ch).is_some()) {
             return; // admitted meanwhile
         }
         if !admit {
