@@ -8,6 +8,7 @@
 pub mod acct;
 pub mod auth;
 pub mod capture;
+pub mod catalogue;
 pub mod cli;
 pub mod daemon;
 pub mod dataplane;

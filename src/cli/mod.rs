@@ -64,6 +64,11 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The policy catalogue in etcd, shared by every switch: push, diff, status.
+    Catalogue {
+        #[command(subcommand)]
+        command: CatalogueCommand,
+    },
     /// Act on a live session.
     Session {
         #[command(subcommand)]
@@ -112,6 +117,34 @@ pub enum PolicyCommand {
     Reload {
         #[command(flatten)]
         target: Target,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CatalogueCommand {
+    /// Validate a policy directory and write it to etcd as the catalogue, in one
+    /// transaction (one key per package; keys the directory no longer has are deleted);
+    /// prints the revision every switch will apply.
+    Push {
+        /// The configuration whose [catalogue] names etcd.
+        #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
+        config: PathBuf,
+        dir: PathBuf,
+    },
+    /// What a push of the directory would change: each key added, changed or removed.
+    Diff {
+        #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
+        config: PathBuf,
+        dir: PathBuf,
+    },
+    /// The catalogue's latest revision and every switch's: the revision it applied,
+    /// marked when it is behind or refused the newest.
+    Status {
+        #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
+        config: PathBuf,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -333,6 +366,62 @@ fn load(path: &Path) -> anyhow::Result<config::Loaded> {
     config::load(path).map_err(|e| anyhow!("{e}"))
 }
 
+fn catalogue(command: CatalogueCommand) -> anyhow::Result<()> {
+    let of = |config: &Path| -> anyhow::Result<crate::catalogue::Config> {
+        settings(config)?.catalogue.ok_or_else(|| anyhow!("{}: no [catalogue] section", config.display()))
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match command {
+        CatalogueCommand::Push { config, dir } => {
+            let cfg = of(&config)?;
+            let keys = crate::catalogue::split_dir(&dir)?;
+            let revision = rt.block_on(crate::catalogue::push(&cfg, &keys))?;
+            println!("catalogue of {} keys pushed: revision {revision}", keys.len());
+        }
+        CatalogueCommand::Diff { config, dir } => {
+            let cfg = of(&config)?;
+            let keys = crate::catalogue::split_dir(&dir)?;
+            for (key, what) in rt.block_on(crate::catalogue::diff(&cfg, &keys))? {
+                println!("{what:<8} {}", printable(&key));
+            }
+        }
+        CatalogueCommand::Status { config, json } => {
+            let cfg = of(&config)?;
+            let (latest, switches) = rt.block_on(crate::catalogue::status(&cfg))?;
+            if json {
+                let rows: Vec<serde_json::Value> = (switches.iter())
+                    .map(|(name, a)| match a {
+                        Ok(a) => serde_json::json!({"switch": name, "applied": a, "behind": a.revision < latest}),
+                        Err(e) => serde_json::json!({"switch": name, "error": e}),
+                    })
+                    .collect();
+                return print_json(&serde_json::json!({"revision": latest, "switches": rows}));
+            }
+            println!("catalogue revision {latest}");
+            let rows: Vec<Vec<String>> = (switches.iter())
+                .map(|(name, a)| {
+                    let (revision, state) = match a {
+                        Ok(a) if a.refused.is_some() => (
+                            a.revision.to_string(),
+                            format!(
+                                "REFUSED revision {}: {}",
+                                a.refused_revision.unwrap_or(0),
+                                printable(a.refused.as_deref().unwrap_or(""))
+                            ),
+                        ),
+                        Ok(a) if a.revision < latest => (a.revision.to_string(), "BEHIND".into()),
+                        Ok(a) => (a.revision.to_string(), "current".into()),
+                        Err(e) => ("-".into(), printable(e).into_owned()),
+                    };
+                    vec![printable(name).into_owned(), revision, state]
+                })
+                .collect();
+            print_table(&["SWITCH", "REVISION", "STATE"], &rows);
+        }
+    }
+    Ok(())
+}
+
 /// The configuration without its secrets or policy: enough to find the daemon.
 fn settings(path: &Path) -> anyhow::Result<config::Config> {
     config::load_settings(path).map_err(|e| anyhow!("{e}"))
@@ -354,11 +443,20 @@ fn write_manpages(cmd: &clap::Command, dir: &Path, parent: &str) -> anyhow::Resu
 /// Text for people (colour on a terminal; no timestamps under systemd, whose journal
 /// has its own), or one JSON object per line for log shippers.
 fn init_logging(level: &str, format: config::LogFormat) {
-    let level = level.parse().unwrap_or(tracing::Level::INFO);
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let level: tracing::Level = level.parse().unwrap_or(tracing::Level::INFO);
+    // mcgate's own lines at `level`, the libraries' at info at most: at debug the gRPC
+    // client's HTTP/2 frames would drown mcgate's
+    let only = || {
+        tracing_subscriber::filter::Targets::new()
+            .with_target("mcgate", level)
+            .with_default(level.min(tracing::Level::INFO))
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let fmt = tracing_subscriber::fmt().with_max_level(level).with_target(false).with_ansi(ansi);
     match (format, stdout_is_journal()) {
-        (config::LogFormat::Json, _) => fmt.json().init(),
+        (config::LogFormat::Json, _) => fmt.json().finish().with(only()).init(),
         // the journal keeps the time; each line's priority goes in front as `<N>`, which
         // journald takes off and keeps as the entry's (SyslogLevelPrefix=, on by default)
         (config::LogFormat::Text, true) => fmt
@@ -366,8 +464,10 @@ fn init_logging(level: &str, format: config::LogFormat) {
             .event_format(Prioritized(
                 tracing_subscriber::fmt::format().without_time().with_target(false).with_ansi(false),
             ))
+            .finish()
+            .with(only())
             .init(),
-        (config::LogFormat::Text, false) => fmt.init(),
+        (config::LogFormat::Text, false) => fmt.finish().with(only()).init(),
     }
 }
 
@@ -516,6 +616,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Policy { command: PolicyCommand::Reload { target } } => ask(&target, control::Request::PolicyReload),
+        Command::Catalogue { command } => catalogue(command),
         Command::Session { command: SessionCommand::Kick { target, port, mac } } => {
             let mac = mac.parse::<crate::wire::MacAddr>().map_err(|e| anyhow!("{mac}: {e}"))?.to_string();
             ask(&target, control::Request::SessionKick { port, mac })

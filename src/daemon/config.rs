@@ -30,6 +30,9 @@ pub struct Config {
     pub dynamic_authorization: Option<DynamicAuthorization>,
     /// Present: Prometheus metrics at http://LISTEN/metrics.
     pub metrics: Option<Metrics>,
+    /// Present: the policy comes from etcd (`policies` is then used only until a
+    /// catalogue has been applied once).
+    pub catalogue: Option<crate::catalogue::Config>,
     /// Flood isolation per access port.
     #[serde(default)]
     pub limits: crate::capture::limit::Config,
@@ -550,6 +553,15 @@ fn parse_settings(file: &str, text: &str) -> Result<Config, ConfigError> {
     }
     if config.radius.servers.is_empty() {
         return Err(err(text.find("[radius]").unwrap_or(0), "at least one [[radius.server]] is needed".into()));
+    }
+    if let Some(c) = &config.catalogue {
+        let at = text.find("[catalogue]").unwrap_or(0);
+        if config.multicast.is_none() {
+            return Err(err(at, "[catalogue] without a [multicast] section: there is no policy to take".into()));
+        }
+        if let Some(problem) = c.problem() {
+            return Err(err(at, format!("[catalogue] {problem}")));
+        }
     }
     if config.ports.is_empty() {
         return Err(err(0, "no [[port]]: there is nothing to control".into()));

@@ -237,6 +237,7 @@ impl super::Daemon {
                 "io": self.io,
                 "limits": self.interfaces().map(|p| (p.name.clone(), p.limits.view())).collect::<std::collections::BTreeMap<_, _>>(),
                 "dynamic_authorization": self.das.as_ref().map(|d| d.stats()),
+                "catalogue": self.catalogue.as_ref().map(|c| &c.stats),
                 "accounting": serde_json::json!({
                     "backlog": self.acct.backlog(),
                     "interims_queued": self.acct.interims_queued(),

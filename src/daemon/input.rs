@@ -130,6 +130,8 @@ pub enum Input {
     KernelOverrun,
     /// A request of the CLI (or SIGHUP's policy reload); its response goes back.
     Control { request: super::control::Request },
+    /// The etcd catalogue, listed or changed (`crate::catalogue`).
+    Catalogue { update: crate::catalogue::Update },
     /// The earliest timer is due.
     Timeout,
 }

@@ -187,6 +187,11 @@ impl Daemon {
         let (Some(dir), Some(_)) = (&self.policy_dir, &self.mcast) else {
             return Err("no [multicast] section: there is no policy".into());
         };
+        if self.catalogue.is_some() {
+            return Err(
+                "the policy comes from the etcd catalogue ([catalogue]): `mcgate catalogue push` changes it".into()
+            );
+        }
         let policy = crate::policy::load_dir(dir).map_err(|e| format!("{}:{}: {}", e.file, e.line, e.message))?;
         let (version, packages) = (policy.version.clone(), policy.packages.len());
         if let Some(m) = self.mcast.as_mut() {

@@ -233,6 +233,23 @@ impl Daemon {
                 &[(String::new(), &m.stats.admission_latency)],
             );
         }
+        if let Some(c) = &self.catalogue {
+            let s = &c.stats;
+            t.one(
+                "catalogue_revision",
+                "gauge",
+                "The etcd revision of the policy catalogue in force.",
+                s.revision.max(0) as u64,
+            );
+            t.one("catalogue_applied_total", "counter", "Catalogues from etcd applied.", s.applied);
+            t.one(
+                "catalogue_refused_total",
+                "counter",
+                "Catalogues from etcd refused (the previous one kept).",
+                s.refused,
+            );
+            t.one("catalogue_resyncs_total", "counter", "Full listings after a compacted watch.", s.resyncs);
+        }
         if let Some(d) = &self.das {
             let s = &d.stats;
             t.one("das_requests_total", "counter", "Dynamic authorization requests received.", s.requests);

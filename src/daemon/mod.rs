@@ -11,6 +11,7 @@
 //! `tests` the core on fakes, without root.
 
 mod acct;
+mod catalogue;
 pub mod config;
 pub mod control;
 mod das;
@@ -174,6 +175,8 @@ struct Daemon {
     acct: acct::Accounting,
     das: Option<das::Das>,
     policy_dir: Option<std::path::PathBuf>,
+    /// `[catalogue]`: the policy comes from etcd.
+    catalogue: Option<catalogue::Catalogue>,
     io: IoStats,
     kernel: kernel::Kernel,
     /// `[switch] audit`: nothing is enforced, so nothing is reconciled.
@@ -277,6 +280,7 @@ impl Daemon {
             ),
             das,
             policy_dir: loaded.policy_dir.clone(),
+            catalogue: cfg.catalogue.as_ref().map(|_| catalogue::Catalogue::new()),
             io: IoStats::default(),
             kernel: kernel::Kernel {
                 schedule: kernel::Schedule::new(now, cfg.switch.reconcile_interval),
@@ -406,6 +410,7 @@ impl Daemon {
     fn handle(&mut self, now: Instant, input: Input) -> Option<Response> {
         match input {
             Input::Eapol { port, src, pdu } => self.auth.handle_input(now, auth::Input::Eapol { port, src, pdu: &pdu }),
+            Input::Catalogue { update } => self.catalogue_update(now, update),
             Input::Mcast { port, src, ethertype, payload, read } => {
                 self.on_mcast_frame(now, port, src, ethertype, &payload);
                 if let Some(m) = self.mcast.as_mut() {

@@ -169,6 +169,21 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     }
     let group = loaded.control_gid;
     control::serve(control::bind(&cfg.switch.control_socket, group)?, tx.clone(), group);
+    // the etcd catalogue: the one applied last (kept in the store) until etcd answers
+    let (catalogue_tx, mut catalogue_rx) = mpsc::channel(4);
+    if let (Some(c), Some(state)) = (&cfg.catalogue, d.catalogue.as_ref()) {
+        let applied = state.applied.subscribe();
+        let stored = d.store.catalogue().unwrap_or_else(|e| {
+            warn!("the stored catalogue is unreadable, the policy files decide until etcd answers: {e}");
+            None
+        });
+        if let Some(snap) = &stored {
+            info!(revision = snap.revision, "catalogue: deciding with the one applied last until etcd answers");
+            let update = crate::catalogue::Update { catalogue: Ok(snap.clone()), resync: false };
+            d.step(input::now(epoch), vec![Input::Catalogue { update }]);
+        }
+        crate::catalogue::spawn(c.clone(), cfg.switch.nas_identifier.clone(), stored, catalogue_tx, applied);
+    }
     info!(ports = d.ports.len(), sessions = d.sessions.len(), "mcgate running");
     let mut notifier = notify::Notifier::from_env();
     notifier.ready(&d.summary());
@@ -216,6 +231,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             }
             Some(i) = das_rx.recv() => inputs.push(i),
             Some(msg) = kernel_rx.recv() => inputs.push(msg),
+            Some(update) = catalogue_rx.recv() => inputs.push(Input::Catalogue { update }),
             _ = &mut sleep, if deadline.is_some() => {
                 inputs.push(Input::Timeout);
                 armed = None;

@@ -123,7 +123,8 @@ pub fn parse_file(name: &str, text: &str) -> Result<Policy, PolicyError> {
     parse_files(&[(name, text)])
 }
 
-fn parse_files(files: &[(&str, &str)]) -> Result<Policy, PolicyError> {
+/// Several texts, each named as a file is (the catalogue's keys), validated as one.
+pub fn parse_files(files: &[(&str, &str)]) -> Result<Policy, PolicyError> {
     let mut policy = Policy::default();
     let mut defaults_seen: Option<String> = None;
     let mut wanted: Vec<(String, usize, String)> = vec![]; // (file, offset, package) to check at the end

@@ -6,7 +6,7 @@ mod attrs;
 mod load;
 
 pub use attrs::entitlement_from_attrs;
-pub use load::{load_dir, parse_file, PolicyError};
+pub use load::{load_dir, parse_file, parse_files, PolicyError};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

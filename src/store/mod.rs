@@ -28,6 +28,7 @@ const ALIVE: &str = "alive";
 const EXPORTED: &str = "exported";
 const BOOT_ID: &str = "boot_id";
 const FOUND: &str = "found";
+const CATALOGUE: &str = "catalogue";
 /// `home/PORT`: the VLAN of a port moved to an assigned one.
 const HOME: &str = "home/";
 
@@ -364,6 +365,21 @@ impl Store {
             out.insert(k.value()[HOME.len()..].to_string(), u16::from_be_bytes(vid));
         }
         Ok(out)
+    }
+
+    /// The last policy catalogue applied from etcd (what a start uses while etcd is
+    /// unreachable).
+    pub fn catalogue(&self) -> Result<Option<crate::catalogue::Snapshot>, Error> {
+        let tx = self.db()?.begin_read().map_err(dberr)?;
+        let t = tx.open_table(META).map_err(dberr)?;
+        let Some(v) = t.get(CATALOGUE).map_err(dberr)? else { return Ok(None) };
+        serde_json::from_slice(v.value())
+            .map(Some)
+            .map_err(|e| Error::Corrupt { key: CATALOGUE.into(), reason: e.to_string() })
+    }
+
+    pub fn set_catalogue(&self, c: &crate::catalogue::Snapshot) -> Result<(), Error> {
+        self.set_meta(CATALOGUE, &serde_json::to_vec(c).map_err(dberr)?)
     }
 
     /// What the set-up found in the kernel before changing it (JSON).
