@@ -34,7 +34,10 @@ fn switch(name: &str, cluster: &str, i: usize) -> Testbed {
     run(Command::new(TB).args(["mgmt", cluster, &tb.ns("sw"), &format!("10.77.0.{}", 11 + i)]));
     tb.radius(1812);
     tb.config(&[("p1", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", "");
-    tb.multicast(LOCAL, &format!("[catalogue]\n{ENDPOINTS}\ntimeout = \"1s\"\n"));
+    tb.multicast(
+        LOCAL,
+        &format!("[catalogue]\n{ENDPOINTS}\ntimeout = \"1s\"\n[metrics]\nlisten = \"127.0.0.1:9470\"\n"),
+    );
     tb.start_mcgate();
     tb.supplicant(1, "alice", "alicepass", "md5");
     assert!(wait_until(Duration::from_secs(15), || tb.session_of("p1").is_some()), "{}", tb.log());
@@ -204,6 +207,18 @@ fn a_catalogue_in_etcd_decides_on_every_switch_and_fails_static() {
     assert!(all_at(&switches, v6), "after the cut: {:?}", switches.iter().map(catalogue_status).collect::<Vec<_>>());
     assert_eq!(catalogue_status(cut)["resyncs"], 1, "{}", cut.log());
     assert!(watch(cut, "239.1.6.1", 2) > 100, "{}", cut.log());
-    let metrics = catalogue_status(&switches[0]);
-    assert!(metrics["applied"].as_u64() >= Some(5), "{metrics}");
+    let counters = catalogue_status(&switches[0]);
+    assert!(counters["applied"].as_u64() >= Some(5), "{counters}");
+    // the applied revision and the refusal in the metrics too
+    let metrics =
+        run(Command::new("ip").args(["netns", "exec", &cut.ns("sw"), "curl", "-s", "http://127.0.0.1:9470/metrics"]));
+    let value = |name: &str| -> Option<i64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+            .map(|v| v as i64)
+    };
+    assert_eq!(value("mcgate_catalogue_revision"), Some(revision(cut)), "{metrics}");
+    assert_eq!(value("mcgate_catalogue_refused_total"), Some(1), "{metrics}");
+    assert_eq!(value("mcgate_catalogue_resyncs_total"), Some(1), "{metrics}");
 }

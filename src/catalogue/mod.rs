@@ -40,6 +40,7 @@ pub const MAX_TOTAL: usize = 64 * 1024 * 1024;
 const LEASE_TTL: i64 = 10;
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
 const CLI_TIMEOUT: Duration = Duration::from_secs(5);
+const PUSH_RETRIES: Duration = Duration::from_secs(15);
 const LAST_PAUSE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Deserialize)]
@@ -233,8 +234,28 @@ async fn list(client: &mut Client, prefix: &str) -> anyhow::Result<Result<Snapsh
     Ok(Ok(snap))
 }
 
-/// Writes `keys` as the whole catalogue in one transaction; returns its revision.
+/// Writes `keys` as the whole catalogue in one transaction; returns its revision. A
+/// failure is tried again (for up to 15 s, the next member first): right after a member
+/// died etcd answers "leader changed" until the election is over. Writing the same keys
+/// twice is harmless, so a transaction that was applied although its answer was lost
+/// does no damage.
 pub async fn push(cfg: &Config, keys: &BTreeMap<String, String>) -> anyhow::Result<i64> {
+    let deadline = tokio::time::Instant::now() + PUSH_RETRIES;
+    let mut cfg = cfg.clone();
+    loop {
+        match push_once(&cfg, keys).await {
+            Ok(revision) => return Ok(revision),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                eprintln!("catalogue push: {e:#}; trying again");
+                cfg.endpoints.rotate_left(1);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn push_once(cfg: &Config, keys: &BTreeMap<String, String>) -> anyhow::Result<i64> {
     let mut client = cfg.connect().await?;
     let current = list(&mut client, &cfg.prefix).await?.unwrap_or_default();
     let mut ops: Vec<TxnOp> = (current.keys.keys())

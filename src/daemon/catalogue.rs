@@ -11,6 +11,9 @@ use tracing::{info, warn};
 
 use super::PortId;
 
+/// Octets of a refusal's reason kept.
+const MAX_REFUSAL: usize = 512;
+
 pub(super) struct Catalogue {
     /// What the watcher writes under the switch's status key.
     pub applied: watch::Sender<Applied>,
@@ -80,8 +83,15 @@ impl super::Daemon {
         );
     }
 
-    fn catalogue_refuse(&mut self, revision: i64, why: String) {
+    fn catalogue_refuse(&mut self, revision: i64, mut why: String) {
         let Some(c) = self.catalogue.as_mut() else { return };
+        // a parser's message may quote what etcd held: bounded for the status, the
+        // metrics' scrape and the switch's status key
+        if why.len() > MAX_REFUSAL {
+            let cut = (0..=MAX_REFUSAL).rev().find(|i| why.is_char_boundary(*i)).unwrap_or(0);
+            why.truncate(cut);
+            why.push_str(" …");
+        }
         c.stats.refused += 1;
         warn!(revision, in_force = c.stats.revision, "catalogue refused, nothing changed: {why}");
         c.applied.send_replace(Applied {
