@@ -727,6 +727,10 @@ fn status_summary(s: &serde_json::Value) -> String {
             "bounds hit: RADIUS questions, cached answers",
             format!("{} / {}", denied("radius_busy"), n(&["multicast", "tracker", "radius_cache_full"])),
         ),
+        (
+            "policy catalogue (etcd): revision / refused",
+            format!("{} / {}", n(&["catalogue", "revision"]), n(&["catalogue", "refused"])),
+        ),
         ("accounting backlog", n(&["accounting", "backlog"])),
         (
             "journal records / commit failures",
