@@ -129,7 +129,11 @@ fn start(tb: &mut Testbed, who: Auth, ports: usize) -> u32 {
             let list: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "dot1x")).collect();
             // tx_period as in the example config; quiet logs (info) as in production
             let cfg = tb.config(&list, &["127.0.0.1:1812"], "", "");
-            let text = std::fs::read_to_string(&cfg).unwrap().replace("log_level = \"debug\"", "log_level = \"info\"");
+            // AUTH_LOG=debug keeps mcgate's debug lines (to see where a slow login waited)
+            let level = std::env::var("AUTH_LOG").unwrap_or_else(|_| "info".into());
+            let text = std::fs::read_to_string(&cfg)
+                .unwrap()
+                .replace("log_level = \"debug\"", &format!("log_level = \"{level}\""));
             std::fs::write(&cfg, text).unwrap();
             tb.start_mcgate();
             tb.daemon_pid().unwrap()
@@ -290,6 +294,24 @@ fn main() {
             });
             let last =
                 (1..=HOSTS).filter_map(|h| wpa_events(&tb, h, "EAP-SUCCESS", t0).first().copied()).fold(t0, f64::max);
+            // a login far behind the others: what its supplicant and mcgate said about it
+            let slowest = (1..=HOSTS)
+                .map(|h| (h, wpa_events(&tb, h, "EAP-SUCCESS", t0).first().copied().unwrap_or(f64::INFINITY)))
+                .fold((0, t0), |a, b| if b.1 > a.1 { b } else { a });
+            if !all || slowest.1 - t0 > 10.0 {
+                let (h, at) = slowest;
+                let mac = format!("02:00:00:{:02x}:00:{h:02x}", 3 + k);
+                let wpa = std::fs::read_to_string(tb.dir.join(format!("h{h}/wpa.log"))).unwrap_or_default();
+                let log = tb.log();
+                let mine: Vec<String> =
+                    log.lines().filter(|l| l.contains(&mac)).map(|l| l.chars().take(300).collect()).collect();
+                eprintln!(
+                    "slow {method} login: h{h} ({mac}) after {:.1} s\n--- its wpa_supplicant log (last 60 lines) ---\n{}\n--- mcgate's lines of its MAC ---\n{}",
+                    at - t0,
+                    wpa.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"),
+                    mine.join("\n")
+                );
+            }
             // what follows the last success (the port opened, the session's Start) included
             std::thread::sleep(Duration::from_millis(300));
             let spent = (cpu_ns(pid) - c0) as f64 / 1e6;
