@@ -3,13 +3,10 @@
 //! again as on a policy reload, or refused whole with the previous catalogue kept.
 
 use crate::catalogue::{Applied, Update};
-use crate::wire::MacAddr;
 use serde::Serialize;
 use std::time::Instant;
 use tokio::sync::watch;
 use tracing::{info, warn};
-
-use super::PortId;
 
 /// Octets of a refusal's reason kept.
 const MAX_REFUSAL: usize = 512;
@@ -60,11 +57,11 @@ impl super::Daemon {
             Ok(p) => p,
             Err(e) => return self.catalogue_refuse(snap.revision, e.to_string()),
         };
-        let Some(m) = self.mcast.as_mut() else { return };
+        if self.mcast.is_none() {
+            return;
+        }
         let packages = policy.packages.len();
-        m.policy = policy;
-        let hosts: Vec<(PortId, MacAddr)> = self.sessions.keys().copied().collect();
-        let revoked: usize = hosts.into_iter().map(|(p, mac)| self.mcast_reevaluate(now, p, mac)).sum();
+        let revoked = self.policy_swap(now, policy);
         let Some(c) = self.catalogue.as_mut() else { return };
         if let Err(e) = self.store.set_catalogue(&snap) {
             c.stats.store_errors += 1;

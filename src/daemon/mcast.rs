@@ -194,12 +194,17 @@ impl Daemon {
         }
         let policy = crate::policy::load_dir(dir).map_err(|e| format!("{}:{}: {}", e.file, e.line, e.message))?;
         let (version, packages) = (policy.version.clone(), policy.packages.len());
-        if let Some(m) = self.mcast.as_mut() {
-            m.policy = policy;
-        }
-        let hosts: Vec<(PortId, MacAddr)> = self.sessions.keys().copied().collect();
-        let revoked: usize = hosts.into_iter().map(|(p, mac)| self.mcast_reevaluate(now, p, mac)).sum();
+        let revoked = self.policy_swap(now, policy);
         Ok(format!("policy {version} loaded ({packages} packages); {revoked} memberships no longer allowed"))
+    }
+
+    /// Puts a validated policy in force (a reload, a catalogue from etcd) and decides the
+    /// live memberships again; returns how many it ended.
+    pub(super) fn policy_swap(&mut self, now: Instant, policy: crate::policy::Policy) -> usize {
+        let Some(m) = self.mcast.as_mut() else { return 0 };
+        m.policy = policy;
+        let hosts: Vec<(PortId, MacAddr)> = self.sessions.keys().copied().collect();
+        hosts.into_iter().map(|(p, mac)| self.mcast_reevaluate(now, p, mac)).sum()
     }
 
     pub(super) fn on_mcast_frame(&mut self, now: Instant, port: PortId, src: MacAddr, ethertype: u16, payload: &[u8]) {

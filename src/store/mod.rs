@@ -370,12 +370,7 @@ impl Store {
     /// The last policy catalogue applied from etcd (what a start uses while etcd is
     /// unreachable).
     pub fn catalogue(&self) -> Result<Option<crate::catalogue::Snapshot>, Error> {
-        let tx = self.db()?.begin_read().map_err(dberr)?;
-        let t = tx.open_table(META).map_err(dberr)?;
-        let Some(v) = t.get(CATALOGUE).map_err(dberr)? else { return Ok(None) };
-        serde_json::from_slice(v.value())
-            .map(Some)
-            .map_err(|e| Error::Corrupt { key: CATALOGUE.into(), reason: e.to_string() })
+        self.meta_json(CATALOGUE)
     }
 
     pub fn set_catalogue(&self, c: &crate::catalogue::Snapshot) -> Result<(), Error> {
@@ -384,12 +379,17 @@ impl Store {
 
     /// What the set-up found in the kernel before changing it (JSON).
     pub fn found(&self) -> Result<Option<crate::dataplane::Found>, Error> {
+        self.meta_json(FOUND)
+    }
+
+    /// A meta value kept as JSON; one that does not decode is corrupt, not absent.
+    fn meta_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         let tx = self.db()?.begin_read().map_err(dberr)?;
         let t = tx.open_table(META).map_err(dberr)?;
-        let Some(v) = t.get(FOUND).map_err(dberr)? else { return Ok(None) };
+        let Some(v) = t.get(key).map_err(dberr)? else { return Ok(None) };
         serde_json::from_slice(v.value())
             .map(Some)
-            .map_err(|e| Error::Corrupt { key: FOUND.into(), reason: e.to_string() })
+            .map_err(|e| Error::Corrupt { key: key.into(), reason: e.to_string() })
     }
 
     /// Remembers `found`; `None` forgets it (after a teardown put it back).
