@@ -257,10 +257,16 @@ pub async fn push(cfg: &Config, keys: &BTreeMap<String, String>) -> anyhow::Resu
 
 async fn push_once(cfg: &Config, keys: &BTreeMap<String, String>) -> anyhow::Result<i64> {
     let mut client = cfg.connect().await?;
-    let current = list(&mut client, &cfg.prefix).await?.unwrap_or_default();
-    let mut ops: Vec<TxnOp> = (current.keys.keys())
-        .filter(|k| !keys.contains_key(*k))
-        .map(|k| TxnOp::delete(format!("{}{k}", cfg.prefix), None))
+    // the names alone, as etcd holds them: a key a switch would refuse (too long, not
+    // UTF-8, a value over the bound) is deleted by the push like any other
+    let current = client.get(cfg.prefix.as_str(), Some(GetOptions::new().with_prefix().with_keys_only())).await?;
+    let mut ops: Vec<TxnOp> = (current.kvs().iter())
+        .map(|kv| kv.key())
+        .filter(|k| {
+            let name = k.strip_prefix(cfg.prefix.as_bytes()).and_then(|n| std::str::from_utf8(n).ok());
+            !name.is_some_and(|n| keys.contains_key(n))
+        })
+        .map(|k| TxnOp::delete(k.to_vec(), None))
         .collect();
     ops.extend(keys.iter().map(|(k, v)| TxnOp::put(format!("{}{k}", cfg.prefix), v.as_str(), None)));
     ops.push(TxnOp::put(cfg.pushed_key(), crate::acct::unix_now().to_string(), None));
@@ -302,7 +308,7 @@ pub struct Applied {
 pub async fn status(cfg: &Config) -> anyhow::Result<(i64, Vec<(String, Result<Applied, String>)>)> {
     let mut client = cfg.connect().await?;
     let pushed = client.get(cfg.pushed_key(), None).await?;
-    let keys = client.get(cfg.prefix.as_str(), Some(GetOptions::new().with_prefix())).await?;
+    let keys = client.get(cfg.prefix.as_str(), Some(GetOptions::new().with_prefix().with_keys_only())).await?;
     let latest = (pushed.kvs().iter().chain(keys.kvs())).map(|kv| kv.mod_revision()).max().unwrap_or(0);
     let r = client.get(cfg.switches.as_str(), Some(GetOptions::new().with_prefix())).await?;
     let switches = (r.kvs().iter().take(MAX_KEYS))
