@@ -292,12 +292,13 @@ fn main() {
             let all = wait_until(Duration::from_secs(60), || {
                 (1..=HOSTS).all(|h| !wpa_events(&tb, h, "EAP-SUCCESS", t0).is_empty())
             });
-            let last =
-                (1..=HOSTS).filter_map(|h| wpa_events(&tb, h, "EAP-SUCCESS", t0).first().copied()).fold(t0, f64::max);
-            // a login far behind the others: what its supplicant and mcgate said about it
-            let slowest = (1..=HOSTS)
+            // each host's first success (none: infinity), read once
+            let firsts: Vec<(usize, f64)> = (1..=HOSTS)
                 .map(|h| (h, wpa_events(&tb, h, "EAP-SUCCESS", t0).first().copied().unwrap_or(f64::INFINITY)))
-                .fold((0, t0), |a, b| if b.1 > a.1 { b } else { a });
+                .collect();
+            let last = firsts.iter().map(|f| f.1).filter(|t| t.is_finite()).fold(t0, f64::max);
+            // a login far behind the others: what its supplicant and mcgate said about it
+            let slowest = firsts.iter().copied().fold((0, t0), |a, b| if b.1 > a.1 { b } else { a });
             if !all || slowest.1 - t0 > 10.0 {
                 let (h, at) = slowest;
                 let mac = format!("02:00:00:{:02x}:00:{h:02x}", 3 + k);
