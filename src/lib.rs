@@ -16,6 +16,7 @@ pub mod duration;
 pub mod fuzz;
 pub mod hash;
 pub mod mcast;
+pub mod mono;
 pub mod policy;
 pub mod radius;
 pub mod rate;

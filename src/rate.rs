@@ -11,9 +11,10 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 /// A token bucket: `rate` per second, at most `burst` at once.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Bucket {
     tokens: f64,
+    #[serde(with = "crate::mono")]
     last: Instant,
 }
 

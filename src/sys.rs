@@ -231,8 +231,42 @@ impl RxRing {
             tp_frame_nr: uint(frames)?,
         };
         setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
-        // SAFETY: a fresh shared mapping of the ring the kernel just set up on `fd`, of
-        // exactly its size; nothing else maps it.
+        Self::map(fd, len, frame_size, frames, 0)
+    }
+
+    /// The ring another process set up on `fd` with [`RxRing::new`] (the same
+    /// `frames` and `frame_size`) and handed over, its reader at slot `head`: the slots
+    /// the kernel filled meanwhile are read from there, in order.
+    pub fn adopt(fd: &OwnedFd, frames: usize, frame_size: usize, head: usize) -> io::Result<Self> {
+        let mut version: libc::c_int = 0;
+        let mut vlen = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `vlen` octets into `version`, which lives
+        // across the call.
+        cvt(unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_VERSION,
+                &mut version as *mut libc::c_int as *mut libc::c_void,
+                &mut vlen,
+            )
+        })?;
+        let len = frames.checked_mul(frame_size).ok_or(io::ErrorKind::InvalidInput)?;
+        if version != libc::tpacket_versions::TPACKET_V2 as libc::c_int || head >= frames || frame_size == 0 {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        Self::map(fd, len, frame_size, frames, head)
+    }
+
+    /// The slot the next frame is read from (for a hand-over).
+    pub fn head(&self) -> usize {
+        self.head
+    }
+
+    fn map(fd: &OwnedFd, len: usize, frame_size: usize, frames: usize, head: usize) -> io::Result<Self> {
+        // SAFETY: a shared mapping of the ring the kernel set up on `fd`, of its size
+        // (mmap fails when the ring is smaller); only this value reads it in this
+        // process (a process that handed it over reads it no more).
         let map = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -247,7 +281,7 @@ impl RxRing {
             return Err(io::Error::last_os_error());
         }
         let map = std::ptr::NonNull::new(map as *mut u8).ok_or(io::ErrorKind::Other)?;
-        Ok(RxRing { map, len, frame_size, frames, head: 0 })
+        Ok(RxRing { map, len, frame_size, frames, head })
     }
 
     /// Hands up to `max` frames the kernel has filled to `f`, oldest first, each slot
@@ -310,4 +344,48 @@ pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // returns the same descriptor; the AsyncFd takes ownership of it.
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
         .map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock `Instant` reads, the same in every process
+/// of the machine (a hand-over carries its timers in it).
+pub fn monotonic_ns() -> u64 {
+    // SAFETY: timespec is plain data; clock_gettime writes it and takes no other pointer.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // CLOCK_MONOTONIC always exists on Linux; a failure would leave zero
+    let _ = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+/// Sends `data` on a unix stream socket with `fds` attached (SCM_RIGHTS): the peer gets
+/// descriptors of the same open sockets. Returns the octets sent (the rest goes by an
+/// ordinary write).
+pub fn send_with_fds(sock: &impl AsRawFd, data: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let cmsgs = if raw.is_empty() { vec![] } else { vec![ControlMessage::ScmRights(&raw)] };
+    let iov = [io::IoSlice::new(data)];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None).map_err(io::Error::from)
+}
+
+/// Receives into `buf` from a unix stream socket with up to `max_fds` descriptors
+/// attached (more, and the kernel cut them off: an error). Returns the octets read and
+/// the descriptors, now this process's.
+pub fn recv_with_fds(sock: &impl AsRawFd, buf: &mut [u8], max_fds: usize) -> io::Result<(usize, Vec<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut space = vec![0u8; nix::sys::socket::cmsg_space::<RawFd>() * max_fds.max(1)];
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(io::Error::from)?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: descriptors the kernel just installed in this process for this
+            // message (SCM_RIGHTS); nothing else knows of them, so each is owned once.
+            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+    }
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+        return Err(io::Error::other(format!("more than {max_fds} descriptors passed")));
+    }
+    Ok((msg.bytes, fds))
 }

@@ -64,6 +64,16 @@ impl Sender {
         }
     }
 
+    /// Records another process had in flight when it handed over: their requests came
+    /// along and are retransmitted as they were, so they are not sent anew.
+    pub fn in_flight_already(&mut self, seqs: impl IntoIterator<Item = u64>) {
+        for seq in seqs {
+            if let Some(key) = self.queue.remove(&seq) {
+                self.in_flight.insert(seq, key);
+            }
+        }
+    }
+
     /// The next record to send now, if the window, the pause and the order allow; the
     /// caller sends it with the sequence number as token.
     pub fn next(&mut self, now: Instant) -> Option<u64> {

@@ -11,7 +11,7 @@ use crate::radius::client::{eap_message, eap_message_attrs, Attr, Request};
 use crate::radius::{attr, Code, Packet};
 use crate::rate::{Bucket, LogLimit};
 use crate::wire::{eap, eapol, MacAddr};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
@@ -145,10 +145,15 @@ const REAUTH_RETRY: Duration = Duration::from_secs(60);
 const FAST_REQUESTS: u32 = 5;
 const FAST_REQUEST_FIRST: Duration = Duration::from_millis(50);
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 enum State {
     /// CONNECTING: Request/Identity sent, waiting for Response/Identity.
-    Connecting { deadline: Instant, retrans: u32 },
+    Connecting {
+        #[serde(with = "crate::mono")]
+        deadline: Instant,
+        retrans: u32,
+    },
     /// AUTHENTICATING, backend RESPONSE: the supplicant's EAP is with the server.
     /// `eap_type`: the method of the server's last request (0 before one).
     AwaitServer { token: Token, identity: String, eap_type: u8 },
@@ -159,6 +164,7 @@ enum State {
         state: Option<Vec<u8>>,
         request: Vec<u8>,
         eap_id: u8,
+        #[serde(with = "crate::mono")]
         deadline: Instant,
         retrans: u32,
     },
@@ -166,25 +172,34 @@ enum State {
     Authenticated,
     /// HELD: quiet period after a failure. After an 802.1X failure EAPOL from the host is
     /// ignored; after a MAC-bypass failure it is not (the host may still do 802.1X).
-    Held { until: Instant, after: Method },
+    Held {
+        #[serde(with = "crate::mono")]
+        until: Instant,
+        after: Method,
+    },
     /// Waiting for EAPOL before MAC bypass.
-    MabWait { until: Instant },
+    MabWait {
+        #[serde(with = "crate::mono")]
+        until: Instant,
+    },
     /// MAC bypass request with the server.
     MabAwaitServer { token: Token },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Session {
     method: Method,
     account: String,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Supplicant {
     state: State,
     /// The open session, kept while re-authenticating.
     session: Option<Session>,
+    #[serde(with = "crate::mono::option")]
     reauth_at: Option<Instant>,
+    #[serde(with = "crate::mono::option")]
     session_end_at: Option<Instant>,
 }
 
@@ -239,6 +254,48 @@ impl Port {
     }
 }
 
+/// What a hand-over carries of the authenticator ([`Authenticator::hand_over`]): every
+/// port's hosts in whatever state they are (an EAP conversation half-way, a hold, a
+/// session with its re-authentication and end timers), the RADIUS tokens they wait on
+/// and the hosts' restart buckets. The configuration is the new process's own.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    ports: Vec<PortSnapshot>,
+    tokens: Vec<(Token, PortId, MacAddr)>,
+    next_token: Token,
+    #[serde(with = "crate::mono::option")]
+    idle_origin: Option<Instant>,
+    restarts: Vec<(PortId, MacAddr, Bucket)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PortSnapshot {
+    up: bool,
+    next_eap_id: u8,
+    #[serde(with = "crate::mono::option")]
+    next_group_request: Option<Instant>,
+    fast_requests: u32,
+    #[serde(with = "crate::mono::option")]
+    next_mac_request: Option<Instant>,
+    hosts: Vec<(MacAddr, Supplicant)>,
+}
+
+impl Snapshot {
+    /// Hosts in the middle of an EAP conversation or a MAC-bypass request.
+    pub fn authenticating(&self) -> usize {
+        let busy = |s: &Supplicant| {
+            matches!(
+                s.state,
+                State::Connecting { .. }
+                    | State::AwaitServer { .. }
+                    | State::AwaitSupplicant { .. }
+                    | State::MabAwaitServer { .. }
+            )
+        };
+        self.ports.iter().flat_map(|p| &p.hosts).filter(|(_, s)| busy(s)).count()
+    }
+}
+
 pub struct Authenticator {
     config: Config,
     ports: Vec<Port>,
@@ -281,6 +338,46 @@ impl Authenticator {
             restarts: HashMap::default(),
             stats: Stats::default(),
         }
+    }
+
+    /// Takes everything out for another process to go on with (see [`Snapshot`]).
+    pub fn hand_over(&mut self) -> Snapshot {
+        Snapshot {
+            ports: (self.ports.iter_mut())
+                .map(|p| PortSnapshot {
+                    up: p.up,
+                    next_eap_id: p.next_eap_id,
+                    next_group_request: p.next_group_request,
+                    fast_requests: p.fast_requests,
+                    next_mac_request: p.next_mac_request,
+                    hosts: std::mem::take(&mut p.hosts).into_iter().collect(),
+                })
+                .collect(),
+            tokens: self.tokens.drain().map(|(t, (port, mac))| (t, port, mac)).collect(),
+            next_token: self.next_token,
+            idle_origin: self.idle_origin,
+            restarts: self.restarts.drain().map(|((port, mac), b)| (port, mac, b)).collect(),
+        }
+    }
+
+    /// Goes on from where another process's authenticator was, with the same ports in
+    /// the same order (the caller checks): its hosts replace those restored from the
+    /// store (the same sessions, and the conversations under way besides).
+    pub fn take_over(&mut self, snap: Snapshot) {
+        let n = self.ports.len();
+        for (p, s) in self.ports.iter_mut().zip(snap.ports) {
+            p.up = s.up;
+            p.next_eap_id = s.next_eap_id;
+            p.next_group_request = s.next_group_request;
+            p.fast_requests = s.fast_requests;
+            p.next_mac_request = s.next_mac_request;
+            p.hosts = s.hosts.into_iter().collect();
+            p.stale = true;
+        }
+        self.tokens = snap.tokens.into_iter().filter(|t| t.1 < n).map(|(t, port, mac)| (t, (port, mac))).collect();
+        self.next_token = self.next_token.max(snap.next_token);
+        self.idle_origin = snap.idle_origin;
+        self.restarts = snap.restarts.into_iter().filter(|r| r.0 < n).map(|(port, mac, b)| ((port, mac), b)).collect();
     }
 
     pub fn port_name(&self, port: PortId) -> &str {

@@ -3,7 +3,7 @@
 
 mod authenticator;
 
-pub use authenticator::{Authenticator, Input, Output, Stats, Token};
+pub use authenticator::{Authenticator, Input, Output, Snapshot, Stats, Token};
 
 use crate::wire::MacAddr;
 use serde::{Deserialize, Serialize};

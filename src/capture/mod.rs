@@ -7,7 +7,7 @@ pub mod limit;
 
 use crate::sys::{self, PacketInfo};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::sync::Mutex;
 use tokio::io::unix::AsyncFd;
 
@@ -58,6 +58,21 @@ impl PortSocket {
             sys::RxRing::new(fd, frames, FRAME_SIZE, BLOCK_SIZE)
         })?;
         Ok(PortSocket { fd: sys::async_fd(fd)?, ring: Some(Mutex::new(ring)) })
+    }
+
+    /// The capture socket of `frames` slots another process opened with [`PortSocket::open`]
+    /// and handed over, its reader at slot `head`: the frames that arrived meanwhile are
+    /// read first.
+    pub fn adopt(fd: OwnedFd, frames: usize, head: usize) -> io::Result<Self> {
+        let ring = sys::RxRing::adopt(&fd, frames, FRAME_SIZE, head)?;
+        Ok(PortSocket { fd: sys::async_fd(fd)?, ring: Some(Mutex::new(ring)) })
+    }
+
+    /// For a hand-over: the socket (another descriptor of it) and the slot its reader
+    /// reads next. Asked once the capture task has stopped.
+    pub fn hand_over(&self) -> io::Result<(OwnedFd, usize)> {
+        let head = self.ring.as_ref().map_or(0, |r| r.lock().unwrap_or_else(|e| e.into_inner()).head());
+        Ok((self.fd.get_ref().as_fd().try_clone_to_owned()?, head))
     }
 
     /// A socket for sending only: a filter that takes nothing keeps its queue empty.

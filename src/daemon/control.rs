@@ -61,6 +61,14 @@ pub enum Request {
         port: String,
         mac: String,
     },
+    /// A new mcgate asks to take over (`version`: the newest hand-over format it reads;
+    /// see `handover`). Answered with a [`Response::HandOver`] and the sockets.
+    HandOver {
+        version: u32,
+        /// The oldest format it reads.
+        #[serde(default)]
+        oldest: u32,
+    },
 }
 
 impl Request {
@@ -70,7 +78,10 @@ impl Request {
         match self {
             Request::Sessions { .. } | Request::Memberships { .. } | Request::Status => false,
             Request::AcctExport { mark, .. } => *mark,
-            Request::AcctPurge { .. } | Request::PolicyReload | Request::SessionKick { .. } => true,
+            Request::AcctPurge { .. }
+            | Request::PolicyReload
+            | Request::SessionKick { .. }
+            | Request::HandOver { .. } => true,
         }
     }
 }
@@ -151,6 +162,13 @@ pub enum Response {
     Error {
         message: String,
     },
+    /// The hand-over's first line, sent with the sockets (SCM_RIGHTS): `fds` of them, and
+    /// the state in the `length` octets after this line, in format `version`.
+    HandOver {
+        version: u32,
+        fds: usize,
+        length: usize,
+    },
 }
 
 impl super::Daemon {
@@ -219,6 +237,8 @@ impl super::Daemon {
                 self.fold_capture_drops();
                 self.status()
             }
+            // the connection's task hands it to the event loop as what it is
+            Request::HandOver { .. } => Response::Error { message: "a hand-over is not a step's request".into() },
         }
     }
 
@@ -372,7 +392,11 @@ fn access(uid: u32, gid: u32, groups: &[u32], me: u32, group: Option<u32>) -> Op
 }
 
 /// Serves the control socket: each request goes to the actor, its answer back.
-pub(super) fn serve(listener: UnixListener, tx: mpsc::Sender<Event>, group: Option<u32>) {
+pub(super) fn serve(
+    listener: UnixListener,
+    tx: mpsc::Sender<Event>,
+    group: Option<u32>,
+) -> tokio::task::JoinHandle<()> {
     let listener = std::sync::Arc::new(listener);
     super::listen::accept_loop(
         "control socket",
@@ -383,7 +407,7 @@ pub(super) fn serve(listener: UnixListener, tx: mpsc::Sender<Event>, group: Opti
         },
         move |stream| answer(stream, tx.clone(), group),
         || warn!("control socket: {MAX_CONNECTIONS} connections open; one more refused"),
-    );
+    )
 }
 
 async fn answer(stream: UnixStream, tx: mpsc::Sender<Event>, group: Option<u32>) {
@@ -403,15 +427,10 @@ async fn answer(stream: UnixStream, tx: mpsc::Sender<Event>, group: Option<u32>)
         }
     };
     let (r, mut w) = stream.into_split();
-    let reply = |resp: Response| async move {
-        let mut out = serde_json::to_vec(&resp).unwrap_or_default();
-        out.push(b'\n');
-        let _ = tokio::time::timeout(READ_TIMEOUT, w.write_all(&out)).await;
-    };
     let Some(access) = access else {
         warn!(uid, pid = ?pid, "control socket: refused a user who is neither root, mcgate's user nor in control_group");
         let message = "permission denied: the control socket is for root, mcgate's user and control_group".into();
-        return reply(Response::Error { message }).await;
+        return reply(&mut w, Response::Error { message }).await;
     };
     let mut line = String::new();
     let mut r = BufReader::new(r.take(MAX_REQUEST));
@@ -423,6 +442,17 @@ async fn answer(stream: UnixStream, tx: mpsc::Sender<Event>, group: Option<u32>)
             warn!(uid, pid = ?pid, "control socket: refused a change to a member of control_group: {req:?}");
             Response::Error { message: "permission denied: control_group may only look; changes need root".into() }
         }
+        Ok(Request::HandOver { version, oldest }) => {
+            let (otx, orx) = oneshot::channel();
+            if tx.send(Event::HandOver(oldest..=version, otx)).await.is_err() {
+                return;
+            }
+            match orx.await {
+                Ok(Ok(out)) => return super::handover::send(&mut r, &mut w, out).await,
+                Ok(Err(message)) => Response::Error { message },
+                Err(_) => Response::Error { message: "daemon stopping".into() },
+            }
+        }
         Ok(req) => {
             let (otx, orx) = oneshot::channel();
             if tx.send(Event::Control(req, otx)).await.is_err() {
@@ -432,7 +462,13 @@ async fn answer(stream: UnixStream, tx: mpsc::Sender<Event>, group: Option<u32>)
         }
         Err(e) => Response::Error { message: format!("bad request: {e}") },
     };
-    reply(resp).await
+    reply(&mut w, resp).await
+}
+
+async fn reply(w: &mut tokio::net::unix::OwnedWriteHalf, resp: Response) {
+    let mut out = serde_json::to_vec(&resp).unwrap_or_default();
+    out.push(b'\n');
+    let _ = tokio::time::timeout(READ_TIMEOUT, w.write_all(&out)).await;
 }
 
 #[cfg(test)]

@@ -68,7 +68,8 @@ pub(super) fn spawn_reader(
     clients: Vec<IpAddr>,
     tx: tokio::sync::mpsc::Sender<super::Input>,
     stats: Arc<ReaderStats>,
-) {
+) -> tokio::task::JoinHandle<()> {
+    // nothing is awaited between a read and its hand-on: abort-safe (a hand-over)
     tokio::spawn(async move {
         let mut buf = vec![0u8; crate::radius::MAX_LEN + 1];
         let now = Instant::now();
@@ -102,7 +103,7 @@ pub(super) fn spawn_reader(
                 Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
             }
         }
-    });
+    })
 }
 
 pub(super) struct Das {

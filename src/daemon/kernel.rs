@@ -42,9 +42,10 @@ pub(super) fn spawn_reader(
     socket: std::os::fd::OwnedFd,
     ports: Vec<u32>,
     tx: mpsc::Sender<Input>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let fd = sys::async_fd(socket)?;
-    tokio::spawn(async move {
+    // nothing is awaited between a read and its hand-on: abort-safe (a hand-over)
+    Ok(tokio::spawn(async move {
         let mut buf = vec![0u8; 1 << 16];
         let mut lost = false;
         loop {
@@ -78,8 +79,7 @@ pub(super) fn spawn_reader(
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
         }
-    });
-    Ok(())
+    }))
 }
 
 /// An event the daemon acts on: an access port's link, or a locked FDB entry on one.

@@ -26,7 +26,8 @@ pub(super) fn accept_loop<C, A, AF, S, SF>(
     mut accept: A,
     serve: S,
     over_limit: impl Fn() + Send + 'static,
-) where
+) -> tokio::task::JoinHandle<()>
+where
     C: Send + 'static,
     A: FnMut() -> AF + Send + 'static,
     AF: Future<Output = std::io::Result<C>> + Send,
@@ -34,6 +35,7 @@ pub(super) fn accept_loop<C, A, AF, S, SF>(
     SF: Future<Output = ()> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(limit));
+    // accepting is cancel-safe: aborted (for a hand-over), a connection waits queued
     tokio::spawn(async move {
         let mut pause = FIRST_PAUSE;
         let mut log = LogLimit::per_minute(1);
@@ -62,5 +64,5 @@ pub(super) fn accept_loop<C, A, AF, S, SF>(
                 drop(permit);
             });
         }
-    });
+    })
 }

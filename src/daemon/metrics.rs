@@ -317,7 +317,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `GET /metrics` on `listener`; the actor renders each scrape. Connections
 /// beyond [`MAX_CONNECTIONS`] are closed at once and counted.
-pub(super) fn serve(listener: TcpListener, tx: mpsc::Sender<Event>) {
+pub(super) fn serve(listener: TcpListener, tx: mpsc::Sender<Event>) -> tokio::task::JoinHandle<()> {
     let listener = Arc::new(listener);
     let refused = Arc::new(AtomicU64::new(0));
     let counted = refused.clone();
@@ -332,7 +332,7 @@ pub(super) fn serve(listener: TcpListener, tx: mpsc::Sender<Event>) {
         move || {
             counted.fetch_add(1, Ordering::Relaxed);
         },
-    );
+    )
 }
 
 async fn scrape(mut stream: TcpStream, peer: SocketAddr, tx: mpsc::Sender<Event>, refused: Arc<AtomicU64>) {

@@ -15,6 +15,7 @@ mod catalogue;
 pub mod config;
 pub mod control;
 mod das;
+mod handover;
 pub mod input;
 mod kernel;
 mod listen;
@@ -192,7 +193,8 @@ struct Daemon {
 }
 
 /// What a request of the daemon's RADIUS client asks for: its answer goes back there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 enum RadiusFor {
     /// An 802.1X or MAB authentication, by the authenticator's token.
     Auth(auth::Token),
@@ -308,6 +310,7 @@ impl Daemon {
         net: Box<dyn net::Net>,
         tape: Tape,
         das_reader: Option<Arc<das::ReaderStats>>,
+        handed: Option<handover::Package>,
     ) -> anyhow::Result<Self> {
         // the hash tables made from here on iterate as the recorded run's did
         let mut rng = StdRng::from_seed(start.seed);
@@ -383,6 +386,10 @@ impl Daemon {
                 start.at.unix,
                 format!("{:08X}-on", start.run_id),
             ));
+        }
+        // what a hand-over carries replaces what was restored, before anything is sent
+        if let Some(p) = handed {
+            d.take_over(p);
         }
         // link state last: a port that is up gets its first Request/Identity now
         for (port, p) in start.ports.iter().enumerate() {

@@ -11,6 +11,45 @@ pub(super) enum Event {
     Control(Request, oneshot::Sender<Response>),
     /// A Prometheus scrape: the metrics as text.
     Metrics(oneshot::Sender<String>),
+    /// A new process asks to take over (the newest format it reads), and where the
+    /// hand-over (or why not) goes.
+    HandOver(std::ops::RangeInclusive<u32>, oneshot::Sender<Result<handover::Outgoing, String>>),
+}
+
+/// The reader tasks, stopped for a hand-over: those that await between reading and
+/// handing on (capture, RADIUS) finish their batch when told; the others are aborted at
+/// their next read (cancel-safe: nothing taken is lost).
+struct Readers {
+    stop: tokio::sync::watch::Sender<bool>,
+    graceful: Vec<tokio::task::JoinHandle<()>>,
+    abortable: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Readers {
+    async fn stop(self) {
+        for h in &self.abortable {
+            h.abort();
+        }
+        let _ = self.stop.send(true);
+        for h in self.graceful.into_iter().chain(self.abortable) {
+            let _ = h.await;
+        }
+    }
+}
+
+/// The sockets a hand-over passes on, kept as set up (another descriptor of each; the
+/// capture sockets' ring positions are read when the readers have stopped).
+#[derive(Default)]
+struct Handing {
+    captures: Vec<(u32, usize, Arc<PortSocket>)>,
+    others: Vec<(handover::Fd, std::os::fd::OwnedFd)>,
+}
+
+impl Handing {
+    fn keep(&mut self, kind: handover::Fd, fd: &impl std::os::fd::AsFd) -> anyhow::Result<()> {
+        self.others.push((kind, fd.as_fd().try_clone_to_owned()?));
+        Ok(())
+    }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Kernel state (locked ports, authorized
@@ -18,13 +57,23 @@ pub(super) enum Event {
 /// was admitted keeps working.
 pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let cfg = &loaded.config;
+    // a running mcgate hands its sockets and state over (a recording starts afresh)
+    let mut taken = match cfg.debug.record {
+        None => handover::request(&cfg.switch.control_socket)?,
+        Some(_) => None,
+    };
+    let mut handing = Handing::default();
     // a recording starts with a copy of the database as this run finds it
     let recorder =
         (cfg.debug.record.as_ref()).map(|path| tape::Recorder::create(path, &cfg.switch.database)).transpose()?;
     let store = Store::open(&cfg.switch.database)
         .with_context(|| format!("opening database {}", cfg.switch.database.display()))?;
 
-    let events = kernel::subscribe().context("subscribing to kernel events")?;
+    let events = match taken.as_mut().and_then(|t| t.take(|f| *f == handover::Fd::Kernel)) {
+        Some((_, fd)) => fd,
+        None => kernel::subscribe().context("subscribing to kernel events")?,
+    };
+    handing.keep(handover::Fd::Kernel, &events)?;
     let mut nl = Netlink::open()?;
     let links = nl.links()?;
     let bridge = links
@@ -46,12 +95,25 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         }
         let mac = link.mac.ok_or_else(|| anyhow!("port {name} has no MAC address"))?;
         let shared = ports.iter().zip(&port_sockets).find(|(q, _): &(&input::StartPort, _)| q.ifindex == link.index);
-        let socket = match shared {
-            Some((_, s)) => s.clone(),
-            None => Arc::new(
-                PortSocket::open(link.index, cfg.limits.capture_ring_frames)
-                    .with_context(|| format!("capture on {name}"))?,
-            ),
+        let ifindex = link.index;
+        let handed = taken
+            .as_mut()
+            .and_then(|t| t.take(|f| matches!(f, handover::Fd::Capture { ifindex: i, .. } if *i == ifindex)));
+        let socket = match (shared, handed) {
+            (Some((_, s)), _) => s.clone(),
+            (None, Some((handover::Fd::Capture { frames, head, .. }, fd))) => {
+                let s = Arc::new(
+                    PortSocket::adopt(fd, frames, head).with_context(|| format!("capture on {name}, handed over"))?,
+                );
+                handing.captures.push((ifindex, frames, s.clone()));
+                s
+            }
+            (None, _) => {
+                let frames = cfg.limits.capture_ring_frames;
+                let s = Arc::new(PortSocket::open(ifindex, frames).with_context(|| format!("capture on {name}"))?);
+                handing.captures.push((ifindex, frames, s.clone()));
+                s
+            }
         };
         port_sockets.push(socket);
         let tag = p.vlan.as_ref().map(|v| *v.get_ref());
@@ -111,17 +173,39 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
 
     let servers = loaded.radius_servers();
     let source = loaded.radius_source();
-    let radius_sockets = udp_sockets(false, &servers, source, &tx)?;
-    let acct_sockets = udp_sockets(true, &loaded.acct_servers(), source, &tx)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut readers = Readers { stop, graceful: vec![], abortable: vec![] };
+    let radius_sockets =
+        udp_sockets(false, &servers, source, &tx, &mut taken, &mut handing, &stopped, &mut readers.graceful)?;
+    let acct_sockets = udp_sockets(
+        true,
+        &loaded.acct_servers(),
+        source,
+        &tx,
+        &mut taken,
+        &mut handing,
+        &stopped,
+        &mut readers.graceful,
+    )?;
     let mut das_socket = None;
     let mut das_reader = None;
     if let Some(da) = &cfg.dynamic_authorization {
-        let sock = std::net::UdpSocket::bind(da.listen)
-            .with_context(|| format!("dynamic authorization socket {}", da.listen))?;
+        let listen = da.listen;
+        let sock = match taken.as_mut().and_then(|t| t.take(|f| *f == handover::Fd::Das { listen })) {
+            Some((_, fd)) => std::net::UdpSocket::from(fd),
+            None => std::net::UdpSocket::bind(da.listen)
+                .with_context(|| format!("dynamic authorization socket {}", da.listen))?,
+        };
         sock.set_nonblocking(true)?;
+        handing.keep(handover::Fd::Das { listen }, &sock)?;
         let addresses: Vec<_> = da.clients.iter().map(|c| c.get_ref().address).collect();
         let reader = Arc::new(das::ReaderStats::default());
-        das::spawn_reader(UdpSocket::from_std(sock.try_clone()?)?, addresses, das_tx, reader.clone());
+        readers.abortable.push(das::spawn_reader(
+            UdpSocket::from_std(sock.try_clone()?)?,
+            addresses,
+            das_tx,
+            reader.clone(),
+        ));
         info!(listen = %da.listen, "dynamic authorization (RFC 5176) on");
         das_socket = Some(sock);
         das_reader = Some(reader);
@@ -153,22 +237,55 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         }
         None => Tape::Off,
     };
-    let mut d = Daemon::build(&loaded, &start, epoch, dataplane, store, net, tape, das_reader)?;
+    let mut d = Daemon::build(
+        &loaded,
+        &start,
+        epoch,
+        dataplane,
+        store,
+        net,
+        tape,
+        das_reader,
+        taken.as_mut().and_then(|t| t.package.take()),
+    )?;
     if kernel_state_gone {
         info!(ports = ?unlocked, "ports were not locked: nothing of an earlier run continues");
     }
     for (i, (p, socket)) in d.ports.iter().zip(port_sockets).enumerate().filter(|(i, (p, _))| p.interface == *i) {
         // the interface's entries, by the VLAN tag their hosts' frames carry
         let entries = d.ports.iter().enumerate().filter(|(_, q)| q.interface == i).map(|(j, q)| (q.tag, j)).collect();
-        spawn_capture(entries, p, socket, loaded.limits(), epoch, tx.clone());
+        readers.graceful.push(spawn_capture(entries, p, socket, loaded.limits(), epoch, tx.clone(), stopped.clone()));
     }
     let (kernel_tx, mut kernel_rx) = mpsc::channel(kernel::QUEUE);
-    kernel::spawn_reader(events, d.ports.iter().map(|p| p.ifindex).collect(), kernel_tx)?;
+    readers.abortable.push(kernel::spawn_reader(events, d.ports.iter().map(|p| p.ifindex).collect(), kernel_tx)?);
     if let Some(m) = &cfg.metrics {
-        metrics::serve(metrics::bind(m.listen).await.with_context(|| format!("metrics on {}", m.listen))?, tx.clone());
+        let listen = m.listen;
+        let listener = match taken.as_mut().and_then(|t| t.take(|f| *f == handover::Fd::Metrics { listen })) {
+            Some((_, fd)) => {
+                let l = std::net::TcpListener::from(fd);
+                l.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(l)?
+            }
+            None => metrics::bind(listen).await.with_context(|| format!("metrics on {listen}"))?,
+        };
+        handing.keep(handover::Fd::Metrics { listen }, &listener)?;
+        readers.abortable.push(metrics::serve(listener, tx.clone()));
     }
     let group = loaded.control_gid;
-    control::serve(control::bind(&cfg.switch.control_socket, group)?, tx.clone(), group);
+    let listener = match taken.as_mut().and_then(|t| t.take(|f| *f == handover::Fd::Control)) {
+        Some((_, fd)) => {
+            let l = std::os::unix::net::UnixListener::from(fd);
+            l.set_nonblocking(true)?;
+            tokio::net::UnixListener::from_std(l)?
+        }
+        None => control::bind(&cfg.switch.control_socket, group)?,
+    };
+    handing.keep(handover::Fd::Control, &listener)?;
+    readers.abortable.push(control::serve(listener, tx.clone(), group));
+    // everything is in place: the old process may go
+    if let Some(t) = taken.take() {
+        t.confirm();
+    }
     // the etcd catalogue: the one applied last (kept in the store) until etcd answers
     let (catalogue_tx, mut catalogue_rx) = mpsc::channel(4);
     if let (Some(c), Some(state)) = (&cfg.catalogue, d.catalogue.as_ref()) {
@@ -202,6 +319,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let sleep = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(sleep);
     let mut armed: Option<Instant> = None;
+    let mut asked = None;
     loop {
         let deadline = d.poll_timeout();
         if let Some(at) = deadline.filter(|at| armed != Some(*at)) {
@@ -226,6 +344,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                             d.fold_capture_drops();
                             let _ = reply.send(d.metrics());
                         }
+                        Event::HandOver(formats, reply) => asked = Some((formats, reply)),
                     }
                 }
             }
@@ -269,9 +388,96 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             notifier.stopping();
             break;
         }
+        if let Some((formats, reply)) = asked.take() {
+            if !formats.contains(&handover::VERSION) {
+                let message = format!(
+                    "this mcgate writes hand-over format {}, the new one reads {formats:?}: stop this one first",
+                    handover::VERSION
+                );
+                warn!("hand-over refused: {message}");
+                let _ = reply.send(Err(message));
+                continue;
+            }
+            info!("a new process takes over: stopping the readers");
+            notifier.status("handing over to a new process");
+            // what the readers took before they stopped is handled here, in a last step
+            let stopping = readers.stop();
+            tokio::pin!(stopping);
+            let mut rest = Vec::new();
+            loop {
+                tokio::select! {
+                    _ = &mut stopping => break,
+                    Some(ev) = rx.recv() => rest.push(ev),
+                }
+            }
+            while let Ok(ev) = rx.try_recv() {
+                rest.push(ev);
+            }
+            for ev in rest {
+                match ev {
+                    Event::Input(i) => inputs.push(i),
+                    Event::Control(request, reply) => {
+                        inputs.push(Input::Control { request });
+                        replies.push(reply);
+                    }
+                    Event::Metrics(reply) => {
+                        d.fold_capture_drops();
+                        let _ = reply.send(d.metrics());
+                    }
+                    Event::HandOver(_, reply) => {
+                        let _ = reply.send(Err("another process is taking over already".into()));
+                    }
+                }
+            }
+            inputs.extend(std::iter::from_fn(|| das_rx.try_recv().ok()));
+            inputs.extend(std::iter::from_fn(|| kernel_rx.try_recv().ok()));
+            let responses = d.step(input::now(epoch), std::mem::take(&mut inputs));
+            for (reply, r) in replies.drain(..).zip(responses) {
+                let _ = reply.send(r);
+            }
+            return hand_over(d, handing, reply).await;
+        }
     }
     let _ = std::fs::remove_file(&cfg.switch.control_socket);
     Ok(())
+}
+
+/// Passes the sockets and the core's state on to the process that asked (`reply`), once
+/// the readers stopped and the last step committed; the store closes before, for the new
+/// process to open. The control socket's file stays: it is the new process's now.
+async fn hand_over(
+    mut d: Daemon,
+    handing: Handing,
+    reply: oneshot::Sender<Result<handover::Outgoing, String>>,
+) -> anyhow::Result<()> {
+    d.fold_capture_drops();
+    let (mut kinds, mut fds) = (Vec::new(), Vec::new());
+    for (ifindex, frames, socket) in &handing.captures {
+        let (fd, head) = socket.hand_over()?;
+        kinds.push(handover::Fd::Capture { ifindex: *ifindex, frames: *frames, head });
+        fds.push(fd);
+    }
+    for (kind, fd) in handing.others {
+        kinds.push(kind);
+        fds.push(fd);
+    }
+    let package = d.hand_over(kinds);
+    let bytes = serde_json::to_vec(&package)?;
+    drop(d);
+    let (done, confirmed) = oneshot::channel();
+    let out = handover::Outgoing { bytes, fds, version: handover::VERSION, done };
+    let length = out.bytes.len();
+    if reply.send(Ok(out)).is_err() {
+        return Err(anyhow!(
+            "hand-over: the new process went away before it got the sockets; stopping, kernel state left in place"
+        ));
+    }
+    if confirmed.await.unwrap_or(false) {
+        info!(state_octets = length, "handed over; exiting");
+        Ok(())
+    } else {
+        Err(anyhow!("hand-over: the new process did not confirm; stopping, kernel state left in place"))
+    }
 }
 
 /// The port's capture task: frames the kernel filter passed, through the port's flood
@@ -284,7 +490,8 @@ fn spawn_capture(
     limits: limit::Config,
     epoch: Instant,
     tx: mpsc::Sender<Event>,
-) {
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     let mut capture = Capture {
         entries,
         limiter: limit::PortLimiter::new(limits, Instant::now()),
@@ -296,8 +503,13 @@ fn spawn_capture(
     tokio::spawn(async move {
         let mut inputs = Vec::with_capacity(CAPTURE_BATCH);
         loop {
-            let read = socket.recv_batch(CAPTURE_BATCH, |frame, info| inputs.extend(capture.admit(frame, info)));
-            if let Err(e) = read.await {
+            // reading is cancel-safe: told to stop, the ring keeps what is not taken
+            let read = tokio::select! {
+                biased;
+                _ = stop.changed() => return,
+                r = socket.recv_batch(CAPTURE_BATCH, |frame, info| inputs.extend(capture.admit(frame, info))) => r,
+            };
+            if let Err(e) = read {
                 error!(port = capture.name, "capture: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
@@ -308,7 +520,7 @@ fn spawn_capture(
                 }
             }
         }
-    });
+    })
 }
 
 /// Frames a capture task takes from its ring at a time before it hands them on: the
@@ -381,33 +593,65 @@ impl Capture {
 /// straight to the (non-blocking) socket: tokio's `try_send` refuses with WouldBlock
 /// until the runtime has polled the socket once, which lost a whole window of
 /// Accounting-Requests sent at start.
+/// One handed over (`taken`) is used as it is: the same source port, so the server's
+/// duplicate cache knows the retransmissions of the requests that came along.
+#[allow(clippy::too_many_arguments)]
 fn udp_sockets(
     acct: bool,
     servers: &[rc::Server],
     source: Option<std::net::IpAddr>,
     tx: &mpsc::Sender<Event>,
+    taken: &mut Option<handover::Taken>,
+    handing: &mut Handing,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    readers: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> anyhow::Result<Vec<std::net::UdpSocket>> {
+    use handover::Fd;
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     let mut out = Vec::new();
     for (i, s) in servers.iter().enumerate() {
-        // the configured source (the configuration checked its family), or any
-        let any = if s.addr.is_ipv4() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
-        let bind = std::net::SocketAddr::new(source.unwrap_or(any), 0);
-        let sock = std::net::UdpSocket::bind(bind).with_context(|| format!("RADIUS socket from {bind}"))?;
-        sock.connect(s.addr)?;
+        let kind = if acct { Fd::Accounting { server: s.addr } } else { Fd::Radius { server: s.addr } };
+        let sock = match taken.as_mut().and_then(|t| t.take(|f| *f == kind)) {
+            Some((_, fd)) => std::net::UdpSocket::from(fd),
+            None => {
+                // the configured source (the configuration checked its family), or any
+                let any = if s.addr.is_ipv4() {
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                } else {
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                };
+                let bind = std::net::SocketAddr::new(source.unwrap_or(any), 0);
+                let sock = std::net::UdpSocket::bind(bind).with_context(|| format!("RADIUS socket from {bind}"))?;
+                sock.connect(s.addr)?;
+                sock
+            }
+        };
         sock.set_nonblocking(true)?;
+        handing.keep(kind, &sock)?;
         let reader = UdpSocket::from_std(sock.try_clone()?)?;
-        spawn_radius_reader(acct, i, Arc::new(reader), tx.clone());
+        readers.push(spawn_radius_reader(acct, i, Arc::new(reader), tx.clone(), stop.clone()));
         out.push(sock);
     }
     Ok(out)
 }
 
-fn spawn_radius_reader(acct: bool, server: usize, sock: Arc<UdpSocket>, tx: mpsc::Sender<Event>) {
+fn spawn_radius_reader(
+    acct: bool,
+    server: usize,
+    sock: Arc<UdpSocket>,
+    tx: mpsc::Sender<Event>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut buf = vec![0u8; crate::radius::MAX_LEN + 1];
         loop {
-            match sock.recv(&mut buf).await {
+            // receiving is cancel-safe: told to stop, the socket keeps what is not read
+            let read = tokio::select! {
+                biased;
+                _ = stop.changed() => return,
+                r = sock.recv(&mut buf) => r,
+            };
+            match read {
                 Ok(n) => {
                     let input = Input::Radius { acct, server, datagram: buf[..n].to_vec() };
                     if tx.send(Event::Input(input)).await.is_err() {
@@ -419,7 +663,7 @@ fn spawn_radius_reader(acct: bool, server: usize, sock: Arc<UdpSocket>, tx: mpsc
                 Err(e) => debug!(server, "RADIUS socket: {e}"),
             }
         }
-    });
+    })
 }
 
 /// Keeps what the set-up is about to change, as the kernel has it now, for `mcgate

@@ -664,6 +664,7 @@ pub fn replay(
         Box::new(replayer.clone()),
         Tape::Replay(replayer.clone()),
         None,
+        None,
     )?;
     let (mut steps, mut outputs) = (0, 0);
     let mut emit = |made: Vec<Output>| {

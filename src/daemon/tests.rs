@@ -289,7 +289,7 @@ impl Switch {
             nt = Box::new(tape::RecordNet { inner: nt, rec: rec.clone() });
             tape = Tape::Record(rec);
         }
-        Daemon::build(loaded, &start, epoch, dp, store, nt, tape, None).unwrap()
+        Daemon::build(loaded, &start, epoch, dp, store, nt, tape, None, None).unwrap()
     }
 
     fn at(&self) -> Now {
@@ -674,4 +674,48 @@ fn a_run_recorded_against_the_real_peers_replays() {
     assert!(made.iter().any(|o| matches!(o, tape::Output::Authorize { port, .. } if port.to_string() == "p2")));
     assert!(made.iter().any(|o| matches!(o, tape::Output::MdbAdd { group, .. } if group.to_string() == "239.1.1.2")));
     assert!(made.iter().any(|o| matches!(o, tape::Output::Deauthorize { port, .. } if port.to_string() == "p1")));
+}
+
+/// A hand-over mid-login: the Access-Request is out when the old process hands over;
+/// the new one gets the server's answer on the same socket and finishes the login with
+/// nothing asked twice, and the session's accounting goes on from the journal.
+#[test]
+fn a_login_under_way_finishes_in_the_process_that_took_over() {
+    let mut s = Switch::new("handover");
+    s.mab_login(0, A);
+    // B's Access-Request goes out; then a new process takes over
+    let (ifindex, vlan) = (s.d.ports[0].ifindex, s.d.ports[0].vlan);
+    let f = netlink::FdbEntry { ifindex, mac: B, state: 0, master: Some(1), locked: true, vlan };
+    s.step(vec![Input::Kernel { events: vec![netlink::Event::NewFdb(f)] }]);
+    let request = s.net.take().into_iter().find_map(|x| match x {
+        Sent::Radius(0, bytes) => Some(bytes),
+        _ => None,
+    });
+    let request = request.expect("B's Access-Request");
+    let package = s.d.hand_over(vec![]);
+    let bytes = serde_json::to_vec(&package).unwrap();
+    if let Some(path) = std::env::var_os("MCGATE_HANDOVER_FIXTURE") {
+        std::fs::write(path, &bytes).unwrap();
+    }
+    let package: handover::Package = serde_json::from_slice(&bytes).unwrap();
+    s.d.store.close();
+    s.kernel.with(|k| k.log.clear());
+    let cfg = &s.loaded.config;
+    assert!(cfg.ports.len() == 2);
+    s.d = {
+        let mut d = Switch::daemon(&s.loaded, &s.kernel, &s.net, s.epoch, s.at(), 2);
+        // as run() does it: the package goes into the build; here into a built core,
+        // whose restored state it replaces
+        d.take_over(package);
+        d
+    };
+    let asked_again = s.net.take().into_iter().filter(|x| matches!(x, Sent::Radius(0, _))).count();
+    assert_eq!(asked_again, 0, "nothing is asked again");
+    // the server's answer to the old process's request reaches the new one
+    s.step(vec![Input::Radius { acct: false, server: 0, datagram: accept_with(&request, &[]) }]);
+    assert!(s.kernel.log().contains(&format!("authorize p1 {B}")), "{:?}", s.kernel.log());
+    let starts: Vec<_> = s.journal().into_iter().filter(|r| r.status == Status::Start).map(|r| r.session_id).collect();
+    assert_eq!(starts.len(), 2, "A's Start once (before), B's now: {starts:?}");
+    // A's session went on (no Stop)
+    assert!(s.journal().iter().all(|r| r.status != Status::Stop), "{:?}", s.journal());
 }

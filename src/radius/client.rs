@@ -17,7 +17,7 @@ use super::{
 use crate::hash::HashMap;
 use rand::rngs::StdRng;
 use rand::Rng as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -63,7 +63,8 @@ impl Default for Config {
 
 /// An attribute of a request to be built; values that depend on the server (its
 /// secret) are encoded per transmission.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Attr {
     Bytes(u8, Vec<u8>),
     U32(u8, u32),
@@ -90,7 +91,7 @@ impl Attr {
 }
 
 /// What the caller wants sent; the client adds Message-Authenticator.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
     pub code: Code,
     pub attrs: Vec<Attr>,
@@ -155,7 +156,7 @@ pub struct Stats {
     pub servers_revived: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Pending<T> {
     /// The caller's; None for a Status-Server probe of the client's own.
     token: Option<T>,
@@ -166,13 +167,47 @@ struct Pending<T> {
     bytes: Vec<u8>,
     attempt: u32,
     servers_tried: usize,
+    #[serde(with = "crate::mono")]
     deadline: Instant,
+    #[serde(with = "crate::mono")]
     sent: Instant,
 }
 
 impl<T> Pending<T> {
     fn is_probe(&self) -> bool {
         self.token.is_none()
+    }
+}
+
+/// What [`Client::hand_over`] passes on (a hand-over's format: fields added later need
+/// a default; see docs/architecture.md "Hand-over").
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Snapshot<T> {
+    servers: Vec<ServerSnapshot>,
+    /// By the server's address: the new process's indexes may differ.
+    pending: Vec<(SocketAddr, Pending<T>)>,
+    backlog: Vec<(T, Request)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ServerSnapshot {
+    addr: SocketAddr,
+    next_id: u8,
+    #[serde(with = "crate::mono::option")]
+    dead_until: Option<Instant>,
+    #[serde(with = "crate::mono::option")]
+    next_probe: Option<Instant>,
+}
+
+impl<T> Snapshot<T> {
+    /// Requests in flight and waiting.
+    pub fn requests(&self) -> usize {
+        self.pending.len() + self.backlog.len()
+    }
+
+    /// The tokens of the requests in flight.
+    pub fn in_flight(&self) -> impl Iterator<Item = &T> {
+        self.pending.iter().filter_map(|(_, p)| p.token.as_ref())
     }
 }
 
@@ -346,6 +381,57 @@ impl<T: Token> Client<T> {
             }
         }
         None
+    }
+
+    /// Everything in flight and waiting, for another process to go on with
+    /// ([`Client::take_over`]): the requests whose token `keep` keeps (the others'
+    /// callers do not come along; the client's own probes neither), each with its
+    /// identifier, octets and timers, and every server's next identifier and health.
+    pub fn hand_over(&mut self, keep: impl Fn(&T) -> bool) -> Snapshot<T> {
+        let addrs = self.server_addrs();
+        let pending = std::mem::take(&mut self.pending)
+            .into_values()
+            .filter(|p| p.token.as_ref().is_some_and(&keep))
+            .map(|p| (addrs[p.server], p))
+            .collect();
+        Snapshot {
+            servers: (self.servers.iter())
+                .map(|s| ServerSnapshot {
+                    addr: s.server.addr,
+                    next_id: s.next_id,
+                    dead_until: s.dead_until,
+                    next_probe: s.next_probe,
+                })
+                .collect(),
+            pending,
+            backlog: std::mem::take(&mut self.backlog).into_iter().filter(|(t, _)| keep(t)).collect(),
+        }
+    }
+
+    /// Goes on with what another process handed over: its requests are retransmitted
+    /// as they were (the same identifier and octets, on the same socket: a server that
+    /// answered already answers again from its duplicate cache), at their deadlines. A
+    /// request to a server this configuration no longer has fails (its caller hears).
+    pub fn take_over(&mut self, snap: Snapshot<T>) {
+        let addrs = self.server_addrs();
+        let index = |addr: SocketAddr| addrs.iter().position(|a| *a == addr);
+        for s in snap.servers {
+            if let Some(i) = index(s.addr) {
+                let mine = &mut self.servers[i];
+                (mine.next_id, mine.dead_until, mine.next_probe) = (s.next_id, s.dead_until, s.next_probe);
+            }
+        }
+        for (addr, mut p) in snap.pending {
+            match (index(addr), p.token) {
+                (Some(i), _) if !self.pending.contains_key(&(i, p.id)) => {
+                    p.server = i;
+                    self.pending.insert((i, p.id), p);
+                }
+                (_, Some(token)) => self.outputs.push_back(Output::Failed { token }),
+                (_, None) => {}
+            }
+        }
+        self.backlog.extend(snap.backlog);
     }
 
     /// A datagram arrived on server `server`'s socket.

@@ -32,7 +32,8 @@ impl std::ops::Deref for Secret {
 
 /// The packet codes of mcgate's RADIUS client (RFC 2865 3, 2866 3, 5997); the dynamic
 /// authorization server has its own (`das`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[repr(u8)]
 pub enum Code {
     AccessRequest = 1,

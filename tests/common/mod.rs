@@ -91,6 +91,11 @@ pub fn bucket_quantile(bounds: &[u64], counts: &[u64], q: f64, show: impl Fn(u64
 }
 
 /// Resident memory of a process, KiB.
+/// The wall clock in seconds.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -326,6 +331,38 @@ impl Testbed {
         let sock = self.socket();
         assert!(wait_until(limit, || self.status().is_some()), "mcgate did not start:\n{}", self.log());
         let _ = sock;
+    }
+
+    /// A second `mcgate run` with the same configuration takes over from the running
+    /// one; returns once the old one exited (its exit status) and the new one answers.
+    pub fn hand_over_mcgate(&mut self) -> std::process::ExitStatus {
+        self.hand_over_mcgate_with(|_, _| {})
+    }
+
+    /// ... with `meanwhile(self, old pid)` run once the new process is started.
+    pub fn hand_over_mcgate_with(&mut self, meanwhile: impl FnOnce(&Self, u32)) -> std::process::ExitStatus {
+        let mut old = self.daemon.take().expect("mcgate running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("mcgate.log")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns("sw"), MCGATE, "run", "-c"])
+            .arg(self.dir.join("mcgate.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+        meanwhile(self, old.id());
+        let mut exited = None;
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                exited = exited.or_else(|| old.try_wait().ok().flatten());
+                exited.is_some()
+            }),
+            "the old mcgate did not exit:\n{}",
+            self.log()
+        );
+        assert!(wait_until(Duration::from_secs(10), || self.status().is_some()), "{}", self.log());
+        exited.unwrap()
     }
 
     /// SIGTERM, as systemd would; kernel state stays.

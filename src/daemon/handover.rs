@@ -1,0 +1,293 @@
+//! Hand-over: a second `mcgate run` with the same configuration takes over from the
+//! running one, and no frame, RADIUS exchange or client connection is lost on the way.
+//!
+//! The new process asks on the control socket (`{"cmd":"hand-over","version":N}`, root or
+//! mcgate's user only). The running one stops its readers (a capture task finishes the
+//! batch it took from its ring; nothing is read after), handles what they had read,
+//! commits, and passes on over that connection:
+//!
+//! - its sockets, as descriptors of the same open sockets (SCM_RIGHTS): the capture
+//!   sockets with their rings (and the slot its reader reads next), the RADIUS and
+//!   accounting client sockets, the CoA socket, the kernel's event socket, and the
+//!   control and metrics listeners. What arrives meanwhile waits in their queues and
+//!   rings and is read by the new process;
+//! - the state that is not in the store ([`Package`], JSON): the authenticator's hosts
+//!   in whatever state they are (an EAP conversation half-way, a hold, re-authentication
+//!   timers), the RADIUS requests in flight with their identifiers and octets (a server
+//!   that answered already answers a retransmission from its duplicate cache), and the
+//!   accounting requests in flight, which the new process does not send again.
+//!
+//! Then it closes its store and exits once the new process says it has everything; the
+//! new one opens the store (sessions, memberships and the journal as committed) and goes
+//! on. The kernel's state is not touched: streams keep flowing throughout.
+//!
+//! Not carried over in format 1 (each starts afresh as on a restart): the multicast
+//! tracker's timers (memberships come from the store with fresh ones), per-join RADIUS
+//! questions in flight (the host's next report asks again), the capture tasks' flood
+//! limiters and CoA's duplicate detection.
+//!
+//! The format is versioned (docs/architecture.md "Hand-over"): a release reads its own
+//! format and the previous release's, and the running process refuses a new process
+//! that cannot read its format (a downgrade is a plain restart).
+
+use super::*;
+use serde::Deserialize;
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+
+/// The format this release writes.
+pub const VERSION: u32 = 1;
+/// The oldest format this release reads.
+pub const OLDEST: u32 = 1;
+/// Descriptors passed at most: the kernel's SCM_MAX_FD.
+pub const MAX_FDS: usize = 253;
+/// The state's bound (64 000 hosts take a few MB).
+const MAX_PACKAGE: usize = 256 << 20;
+/// How long the old process waits for the new one to confirm, and the new one for the
+/// old one to stop and pass everything on.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a running mcgate passes on besides its sockets.
+#[derive(Serialize, Deserialize)]
+pub(super) struct Package {
+    pub version: u32,
+    /// The process that handed over.
+    pub pid: u32,
+    /// What each descriptor passed with it is, in order.
+    pub fds: Vec<Fd>,
+    /// Its ports (name, tag) in configured order: the authenticator's state is taken
+    /// over only by a configuration with the same ones.
+    pub ports: Vec<(String, Option<u16>)>,
+    pub auth: auth::Snapshot,
+    /// Its RADIUS client's requests in flight (the authenticator's).
+    pub radius: rc::Snapshot<RadiusFor>,
+    /// The accounting client's requests in flight, named by journal sequence number.
+    #[serde(default)]
+    pub accounting: Option<rc::Snapshot<u64>>,
+}
+
+/// A socket passed on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub(super) enum Fd {
+    /// An access port's capture socket and its ring of `frames` slots, read next at `head`.
+    Capture {
+        ifindex: u32,
+        frames: usize,
+        head: usize,
+    },
+    Radius {
+        server: SocketAddr,
+    },
+    Accounting {
+        server: SocketAddr,
+    },
+    Das {
+        listen: SocketAddr,
+    },
+    Kernel,
+    Control,
+    Metrics {
+        listen: SocketAddr,
+    },
+}
+
+/// The old process's side: the package's octets and the descriptors.
+pub(super) struct Outgoing {
+    pub bytes: Vec<u8>,
+    pub fds: Vec<OwnedFd>,
+    pub version: u32,
+    /// Told when the new process confirmed (true) or went away (false).
+    pub done: oneshot::Sender<bool>,
+}
+
+/// Writes the hand-over on the connection that asked for it: the first line with the
+/// descriptors, the package, then waits for the new process's `taken`.
+pub(super) async fn send<R>(r: &mut R, w: &mut tokio::net::unix::OwnedWriteHalf, out: Outgoing)
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    let head = control::Response::HandOver { version: out.version, fds: out.fds.len(), length: out.bytes.len() };
+    let mut line = serde_json::to_vec(&head).unwrap_or_default();
+    line.push(b'\n');
+    let sent = async {
+        let sock = w.as_ref();
+        let n =
+            sock.async_io(tokio::io::Interest::WRITABLE, || crate::sys::send_with_fds(sock, &line, &out.fds)).await?;
+        w.write_all(&line[n..]).await?;
+        w.write_all(&out.bytes).await?;
+        let mut ack = String::new();
+        r.read_line(&mut ack).await?;
+        Ok::<_, std::io::Error>(ack.trim() == "taken")
+    };
+    let taken = match tokio::time::timeout(TIMEOUT, sent).await {
+        Ok(Ok(taken)) => taken,
+        Ok(Err(e)) => {
+            error!("hand-over: {e}");
+            false
+        }
+        Err(_) => {
+            error!("hand-over: the new process did not confirm within {TIMEOUT:?}");
+            false
+        }
+    };
+    let _ = out.done.send(taken);
+}
+
+/// The new process's side: what it was handed.
+pub(super) struct Taken {
+    /// Taken by the core when it is built.
+    pub package: Option<Package>,
+    fds: Vec<(Fd, Option<OwnedFd>)>,
+    stream: std::os::unix::net::UnixStream,
+}
+
+impl Taken {
+    /// The socket passed on as `kind` (each once).
+    pub fn take(&mut self, kind: impl Fn(&Fd) -> bool) -> Option<(Fd, OwnedFd)> {
+        let (f, fd) = self.fds.iter_mut().find(|(f, fd)| fd.is_some() && kind(f))?;
+        Some((f.clone(), fd.take()?))
+    }
+
+    /// Tells the old process it may go; the sockets it passed and nobody took close.
+    pub fn confirm(mut self) {
+        for (f, fd) in &self.fds {
+            if fd.is_some() {
+                info!(socket = ?f, "hand-over: a socket this configuration does not use is closed");
+            }
+        }
+        if let Err(e) = self.stream.write_all(b"taken\n") {
+            warn!("hand-over: telling the old process: {e}");
+        }
+    }
+}
+
+/// Asks a running mcgate on `socket` to hand over; `None` when none runs.
+pub(super) fn request(socket: &std::path::Path) -> anyhow::Result<Option<Taken>> {
+    use std::io::ErrorKind::{ConnectionRefused, NotFound};
+    let mut s = match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e) if matches!(e.kind(), NotFound | ConnectionRefused) => return Ok(None),
+        Err(e) => return Err(anyhow!("control socket {}: {e}", socket.display())),
+    };
+    info!(socket = %socket.display(), "an mcgate is running: asking it to hand over");
+    s.set_read_timeout(Some(TIMEOUT))?;
+    let mut req = serde_json::to_vec(&Request::HandOver { version: VERSION, oldest: OLDEST })?;
+    req.push(b'\n');
+    s.write_all(&req)?;
+    let mut buf = vec![0u8; 64 << 10];
+    let (n, fds) = crate::sys::recv_with_fds(&s, &mut buf, MAX_FDS).context("receiving the hand-over")?;
+    let mut got = buf[..n].to_vec();
+    // the first line (the rest of it, when the first read cut it off)
+    while !got.contains(&b'\n') {
+        if got.len() > 64 << 10 {
+            return Err(anyhow!("hand-over: a first line over 64 KiB"));
+        }
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Err(anyhow!("hand-over: the running mcgate closed the connection"));
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let end = got.iter().position(|b| *b == b'\n').unwrap_or(got.len());
+    let (length, version) = match serde_json::from_slice(&got[..end])? {
+        control::Response::HandOver { version, fds: count, length } if count == fds.len() => (length, version),
+        control::Response::HandOver { fds: count, .. } => {
+            return Err(anyhow!("hand-over: {count} sockets announced, {} came", fds.len()))
+        }
+        control::Response::Error { message } => {
+            return Err(anyhow!("the running mcgate refused to hand over: {message}"))
+        }
+        other => return Err(anyhow!("hand-over: unexpected answer {other:?}")),
+    };
+    if !(OLDEST..=VERSION).contains(&version) {
+        return Err(anyhow!("hand-over format {version}: this release reads {OLDEST} to {VERSION}"));
+    }
+    if length > MAX_PACKAGE {
+        return Err(anyhow!("hand-over: a state of {length} octets (at most {MAX_PACKAGE})"));
+    }
+    let mut bytes = got.split_off(end + 1);
+    if bytes.len() > length {
+        return Err(anyhow!("hand-over: more octets than announced"));
+    }
+    let rest = length - bytes.len();
+    bytes.reserve(rest);
+    (&mut s).take(rest as u64).read_to_end(&mut bytes)?;
+    if bytes.len() != length {
+        return Err(anyhow!("hand-over: {} of {length} octets came", bytes.len()));
+    }
+    let package: Package = serde_json::from_slice(&bytes).context("hand-over: the state")?;
+    if package.fds.len() != fds.len() {
+        return Err(anyhow!("hand-over: {} sockets described, {} came", package.fds.len(), fds.len()));
+    }
+    let fds = package.fds.iter().cloned().zip(fds.into_iter().map(Some)).collect();
+    info!(from = package.pid, sockets = package.fds.len(), "hand-over received");
+    Ok(Some(Taken { package: Some(package), fds, stream: s }))
+}
+
+impl Daemon {
+    /// Everything a hand-over carries of the core (its sockets are the caller's); the
+    /// core is done after it.
+    pub(super) fn hand_over(&mut self, fds: Vec<Fd>) -> Package {
+        Package {
+            version: VERSION,
+            pid: std::process::id(),
+            fds,
+            ports: self.ports.iter().map(|p| (p.name.clone(), p.tag)).collect(),
+            auth: self.auth.hand_over(),
+            // the per-join questions' callers (the tracker's waiters) do not come along
+            radius: self.radius.hand_over(|t| matches!(t, RadiusFor::Auth(_))),
+            accounting: self.acct.delivery.as_mut().map(|d| d.client.hand_over(|_| true)),
+        }
+    }
+
+    /// Goes on from a hand-over: before the first step, after the store's state was
+    /// restored.
+    pub(super) fn take_over(&mut self, p: Package) {
+        let ports: Vec<(String, Option<u16>)> = self.ports.iter().map(|p| (p.name.clone(), p.tag)).collect();
+        let (hosts, requests) = (p.auth.authenticating(), p.radius.requests());
+        if ports == p.ports {
+            self.auth.take_over(p.auth);
+            self.radius.take_over(p.radius);
+        } else {
+            warn!("hand-over: the ports differ from the old process's; logins under way start again");
+        }
+        let mut accounting = 0;
+        if let (Some(d), Some(snap)) = (self.acct.delivery.as_mut(), p.accounting) {
+            accounting = snap.requests();
+            d.sender.in_flight_already(snap.in_flight().copied());
+            d.client.take_over(snap);
+        }
+        info!(
+            from = p.pid,
+            authenticating = hosts,
+            radius_in_flight = requests,
+            accounting_in_flight = accounting,
+            "taken over"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A release reads the previous release's format: the files under
+    /// tests/data/handover are packages as earlier releases wrote them, and each must
+    /// still be read (a field added since needs a default; see the module's doc).
+    #[test]
+    fn every_earlier_format_is_read() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/handover");
+        let mut read = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let p: Package = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!((OLDEST..=VERSION).contains(&p.version), "{}", path.display());
+            read += 1;
+        }
+        assert!(read >= 1, "no earlier format in {}", dir.display());
+    }
+}

@@ -1,0 +1,165 @@
+//! Hand-over against real peers: a second `mcgate run` takes over from the running one
+//! while wpa_supplicant logs in with PEAP against FreeRADIUS (its RADIUS exchange in
+//! flight), while a host joins through the kernel, and while accounting goes to
+//! FreeRADIUS's PostgreSQL; nothing is asked twice, lost or journaled twice.
+
+mod common;
+
+use common::{wait_until, Testbed};
+use std::process::Command;
+use std::time::Duration;
+
+const POLICY: &str = "[defaults]\nunknown = \"deny\"\n[[package]]\nname = \"basic\"\ngroups = [\"239.1.1.0/24\"]\n";
+
+/// Three 802.1X ports, FreeRADIUS with accounting into PostgreSQL, the multicast gate.
+fn testbed(tag: &str) -> Testbed {
+    let mut tb = Testbed::new(tag, 3);
+    tb.radius_sql(1812);
+    let ports = [("p1", "dot1x"), ("p2", "dot1x"), ("p3", "dot1x")];
+    // RADIUS's wait outlasts the frozen server below: the request is in flight, not failed
+    let cfg = tb.config(&ports, &["127.0.0.1:1812"], "tx_period = \"1s\"", "timeout = \"3s\"\nretries = 3");
+    let t = std::fs::read_to_string(&cfg).unwrap()
+        + "\n[accounting]\ninterim_interval = \"0s\"\nretry = \"500ms\"\nmax_retry = \"2s\"\n\
+           [[accounting.server]]\naddress = \"127.0.0.1:1813\"\nsecret_file = \"secret\"\n";
+    std::fs::write(&cfg, t).unwrap();
+    tb.multicast(POLICY, "");
+    tb.start_mcgate();
+    tb
+}
+
+fn signal(sig: &str, pid: &str) {
+    assert!(Command::new("kill").args([sig, pid.trim()]).status().unwrap().success(), "kill {sig} {pid}");
+}
+
+fn radius_pid(tb: &Testbed) -> String {
+    std::fs::read_to_string(tb.dir.join("radius-1812/freeradius.pid")).unwrap()
+}
+
+/// EAP conversations wpa_supplicant on host `h` began.
+fn eap_started(tb: &Testbed, h: usize) -> usize {
+    let log = std::fs::read_to_string(tb.dir.join(format!("h{h}/wpa.log"))).unwrap_or_default();
+    log.matches("CTRL-EVENT-EAP-STARTED").count()
+}
+
+fn session_id(tb: &Testbed, port: &str) -> String {
+    tb.session_of(port).map(|s| s["session_id"].as_str().unwrap_or_default().to_string()).unwrap_or_default()
+}
+
+#[test]
+fn a_new_process_takes_over_logins_joins_and_accounting_without_losing_any() {
+    let mut tb = testbed("ho");
+    tb.supplicant(1, "alice", "alicepass", "peap");
+    tb.supplicant(2, "alice", "alicepass", "md5");
+    assert!(wait_until(Duration::from_secs(20), || tb.sessions().len() == 2), "{}", tb.log());
+    let (s1, s2) = (session_id(&tb, "p1"), session_id(&tb, "p2"));
+    let stream = tb.stream("239.1.1.1", 60);
+    let stream2 = tb.stream("239.1.1.2", 60);
+    let join = tb.mcast_py("h2", &["recv", "239.1.1.1", "--seconds", "50"]);
+    assert!(wait_until(Duration::from_secs(5), || tb.memberships().len() == 1), "{}", tb.log());
+
+    // 1. idle: the old process exits cleanly, the sessions and the membership go on
+    let exit = tb.hand_over_mcgate();
+    assert!(exit.success(), "the old process: {exit}\n{}", tb.log());
+    assert!(tb.log().contains("handed over; exiting"), "{}", tb.log());
+    assert_eq!((session_id(&tb, "p1"), session_id(&tb, "p2")), (s1.clone(), s2.clone()), "the same sessions");
+    assert_eq!(tb.memberships().len(), 1, "{}", tb.log());
+
+    // 2. a PEAP login whose Access-Request is in flight: FreeRADIUS frozen, the request
+    // out, the hand-over, FreeRADIUS resumed: it answers on the socket the new process
+    // has now, which goes on with the conversation — no second EAP conversation
+    let radius = radius_pid(&tb);
+    signal("-STOP", &radius);
+    tb.supplicant(3, "alice", "alicepass", "peap");
+    let waiting = wait_until(Duration::from_secs(10), || {
+        tb.status().is_some_and(|s| s["radius_pending"].as_u64().unwrap_or(0) >= 1)
+    });
+    if !waiting {
+        signal("-CONT", &radius);
+        panic!("no Access-Request in flight:\n{}", tb.log());
+    }
+    let exit = tb.hand_over_mcgate();
+    signal("-CONT", &radius);
+    assert!(exit.success(), "the old process: {exit}\n{}", tb.log());
+    assert!(wait_until(Duration::from_secs(20), || tb.session_of("p3").is_some()), "{}", tb.log());
+    assert_eq!(eap_started(&tb, 3), 1, "h3 began one EAP conversation:\n{}", tb.log());
+    let took = tb.log().lines().rev().find(|l| l.contains("taken over")).unwrap_or_default().to_string();
+    assert!(took.contains("authenticating=1") && took.contains("radius_in_flight=1"), "{took}");
+    eprintln!("hand-over under a PEAP login: {took}");
+
+    // 3. a join while the old process stands still: the report waits in the capture
+    // ring (the host repeats it only after 10 s here), the new process (or the old one
+    // before it stops) decides it; the first packet comes within a second
+    tb.in_host(2, &["sysctl", "-qw", "net.ipv4.conf.eth0.igmpv3_unsolicited_report_interval=10000"]);
+    let mut second = None;
+    let exit = tb.hand_over_mcgate_with(|tb, old| {
+        signal("-STOP", &old.to_string());
+        let child = tb.mcast_py("h2", &["recv", "239.1.1.2", "--seconds", "3"]);
+        // the join goes out (Python takes a few hundred ms to start) while it stands still
+        std::thread::sleep(Duration::from_millis(1000));
+        second = Some((common::unix_now(), child));
+        signal("-CONT", &old.to_string());
+    });
+    assert!(exit.success(), "the old process: {exit}\n{}", tb.log());
+    let (resumed, child) = second.unwrap();
+    let out = common::result(child);
+    let joined = out["joined_unix"].as_f64().unwrap();
+    let first = joined + out["first_ms"].as_f64().unwrap_or(f64::INFINITY) / 1000.0;
+    assert!(joined < resumed, "the join went out after the old process resumed: {out}");
+    let after = first - resumed;
+    assert!(
+        after < 1.0,
+        "first packet {after:.3} s after the old process resumed (a lost report waits 10 s): {out}\n{}",
+        tb.log()
+    );
+    eprintln!("a join sent while the old process stood still: first packet {:.0} ms after it resumed", after * 1000.0);
+    let status = tb.status().unwrap();
+    assert_eq!(status["io"]["capture_drops"], 0, "{status}");
+
+    // 4. accounting: every record journaled once reaches radacct once; nothing pending
+    for mut c in [join, stream, stream2] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    assert!(
+        wait_until(Duration::from_secs(15), || tb.status().and_then(|s| s["accounting"]["backlog"].as_u64())
+            == Some(0)),
+        "{:?}",
+        tb.status()
+    );
+    let (export, _) = tb.mcgate(&["acct", "export", "--format", "jsonl"]);
+    let starts: Vec<String> = export
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["status"] == "start")
+        .map(|r| r["session_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let unique: std::collections::HashSet<&String> = starts.iter().collect();
+    assert_eq!(unique.len(), starts.len(), "a Start journaled twice: {starts:?}");
+    // 3 sessions and 2 channels, each Started once
+    assert_eq!(starts.len(), 5, "{starts:?}\n{}", tb.log());
+    let rows = tb.psql("SELECT acctsessionid, count(*) FROM radacct GROUP BY acctsessionid");
+    assert_eq!(rows.len(), starts.len(), "{rows:?} vs {starts:?}");
+    assert!(rows.iter().all(|r| r[1] == "1"), "{rows:?}");
+    for s in &starts {
+        assert!(rows.iter().any(|r| r[0] == *s), "{s} not in radacct: {rows:?}");
+    }
+}
+
+/// A process that cannot read the running one's format is refused, and the running one
+/// goes on as if nothing happened.
+#[test]
+fn a_hand_over_the_new_process_cannot_read_is_refused_and_nothing_stops() {
+    use std::io::{BufRead as _, Write as _};
+    let mut tb = Testbed::new("hr", 1);
+    tb.radius(1812);
+    tb.config(&[("p1", "dot1x")], &["127.0.0.1:1812"], "", "");
+    tb.start_mcgate();
+    let mut s = std::os::unix::net::UnixStream::connect(tb.socket()).unwrap();
+    s.write_all(b"{\"cmd\":\"hand-over\",\"version\":0,\"oldest\":0}\n").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    assert!(line.contains("\"error\"") && line.contains("format"), "{line}");
+    assert!(tb.status().is_some(), "still running:\n{}", tb.log());
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    assert!(wait_until(Duration::from_secs(15), || tb.session_of("p1").is_some()), "{}", tb.log());
+}
