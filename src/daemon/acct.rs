@@ -485,6 +485,15 @@ impl Daemon {
         }
     }
 
+    /// Before the process goes (a stop, a hand-over): the delivery marks that wait for a
+    /// commit made durable, or the next process sends their records again (under new
+    /// identifiers: a server writing a detail file writes them twice).
+    pub(super) fn commit_delivery_marks(&mut self) {
+        if let Err(e) = self.acct_commit_marks() {
+            warn!("delivery marks not stored, their records go again after the start: {e}");
+        }
+    }
+
     /// Makes the delivery marks that wait for a commit durable now (purge needs them).
     pub(super) fn acct_commit_marks(&mut self) -> Result<(), crate::store::Error> {
         let delivered = std::mem::take(&mut self.acct.batch.delivered);

@@ -386,6 +386,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         }
         if stop {
             notifier.stopping();
+            d.commit_delivery_marks();
             break;
         }
         if let Some((formats, reply)) = asked.take() {
@@ -451,6 +452,7 @@ async fn hand_over(
     reply: oneshot::Sender<Result<handover::Outgoing, String>>,
 ) -> anyhow::Result<()> {
     d.fold_capture_drops();
+    d.commit_delivery_marks();
     let (mut kinds, mut fds) = (Vec::new(), Vec::new());
     for (ifindex, frames, socket) in &handing.captures {
         let (fd, head) = socket.hand_over()?;
