@@ -489,6 +489,9 @@ impl Daemon {
     /// commit made durable, or the next process sends their records again (under new
     /// identifiers: a server writing a detail file writes them twice).
     pub(super) fn commit_delivery_marks(&mut self) {
+        if self.acct.batch.delivered.is_empty() {
+            return;
+        }
         if let Err(e) = self.acct_commit_marks() {
             warn!("delivery marks not stored, their records go again after the start: {e}");
         }

@@ -164,21 +164,48 @@ impl Taken {
     }
 }
 
-/// Asks a running mcgate on `socket` to hand over; `None` when none runs.
-pub(super) fn request(socket: &std::path::Path) -> anyhow::Result<Option<Taken>> {
+/// A connection to a running mcgate, which is asked to hand over once this process's
+/// own set-up is done.
+pub(super) struct Asking(std::os::unix::net::UnixStream);
+
+/// Connects to a running mcgate on `socket`; `None` when none runs.
+pub(super) fn connect(socket: &std::path::Path) -> anyhow::Result<Option<Asking>> {
     use std::io::ErrorKind::{ConnectionRefused, NotFound};
-    let mut s = match std::os::unix::net::UnixStream::connect(socket) {
-        Ok(s) => s,
-        Err(e) if matches!(e.kind(), NotFound | ConnectionRefused) => return Ok(None),
-        Err(e) => return Err(anyhow!("control socket {}: {e}", socket.display())),
-    };
-    info!(socket = %socket.display(), "an mcgate is running: asking it to hand over");
+    match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(s) => {
+            info!(socket = %socket.display(), "an mcgate is running: it hands over once this one is set up");
+            Ok(Some(Asking(s)))
+        }
+        Err(e) if matches!(e.kind(), NotFound | ConnectionRefused) => Ok(None),
+        Err(e) => Err(anyhow!("control socket {}: {e}", socket.display())),
+    }
+}
+
+impl Asking {
+    /// Asks for the hand-over and receives it; `None` when the running process went
+    /// away meanwhile without an answer (a plain start follows).
+    pub fn request(self) -> anyhow::Result<Option<Taken>> {
+        request(self.0)
+    }
+}
+
+fn request(mut s: std::os::unix::net::UnixStream) -> anyhow::Result<Option<Taken>> {
     s.set_read_timeout(Some(TIMEOUT))?;
     let mut req = serde_json::to_vec(&Request::HandOver { version: VERSION, oldest: OLDEST })?;
     req.push(b'\n');
-    s.write_all(&req)?;
+    match s.write_all(&req) {
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => {
+            warn!("the running mcgate went away before it was asked: starting on its own");
+            return Ok(None);
+        }
+        r => r?,
+    }
     let mut buf = vec![0u8; 64 << 10];
     let (n, fds) = crate::sys::recv_with_fds(&s, &mut buf, MAX_FDS).context("receiving the hand-over")?;
+    if n == 0 {
+        warn!("the running mcgate went away before it answered: starting on its own");
+        return Ok(None);
+    }
     let mut got = buf[..n].to_vec();
     // the first line (the rest of it, when the first read cut it off)
     while !got.contains(&b'\n') {

@@ -57,23 +57,14 @@ impl Handing {
 /// was admitted keeps working.
 pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let cfg = &loaded.config;
-    // a running mcgate hands its sockets and state over (a recording starts afresh)
-    let mut taken = match cfg.debug.record {
-        None => handover::request(&cfg.switch.control_socket)?,
+    // A running mcgate hands its sockets and state over (a recording starts afresh). It
+    // is asked once this process's own set-up is done: the sockets go unread only while
+    // the state passes and the store opens.
+    let running = match cfg.debug.record {
+        None => handover::connect(&cfg.switch.control_socket)?,
         Some(_) => None,
     };
     let mut handing = Handing::default();
-    // a recording starts with a copy of the database as this run finds it
-    let recorder =
-        (cfg.debug.record.as_ref()).map(|path| tape::Recorder::create(path, &cfg.switch.database)).transpose()?;
-    let store = Store::open(&cfg.switch.database)
-        .with_context(|| format!("opening database {}", cfg.switch.database.display()))?;
-
-    let events = match taken.as_mut().and_then(|t| t.take(|f| *f == handover::Fd::Kernel)) {
-        Some((_, fd)) => fd,
-        None => kernel::subscribe().context("subscribing to kernel events")?,
-    };
-    handing.keep(handover::Fd::Kernel, &events)?;
     let mut nl = Netlink::open()?;
     let links = nl.links()?;
     let bridge = links
@@ -85,8 +76,6 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let (das_tx, mut das_rx) = mpsc::channel::<Input>(das::QUEUE);
 
     let mut ports = Vec::new();
-    // one capture socket per interface, shared by its entries (untagged, tagged)
-    let mut port_sockets: Vec<Arc<PortSocket>> = Vec::new();
     for p in &cfg.ports {
         let name = p.name.get_ref().clone();
         let link = links.iter().find(|l| l.name == name).ok_or_else(|| anyhow!("port {name} not found"))?;
@@ -94,28 +83,6 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             return Err(anyhow!("port {name} is not a member of bridge {}", cfg.switch.bridge));
         }
         let mac = link.mac.ok_or_else(|| anyhow!("port {name} has no MAC address"))?;
-        let shared = ports.iter().zip(&port_sockets).find(|(q, _): &(&input::StartPort, _)| q.ifindex == link.index);
-        let ifindex = link.index;
-        let handed = taken
-            .as_mut()
-            .and_then(|t| t.take(|f| matches!(f, handover::Fd::Capture { ifindex: i, .. } if *i == ifindex)));
-        let socket = match (shared, handed) {
-            (Some((_, s)), _) => s.clone(),
-            (None, Some((handover::Fd::Capture { frames, head, .. }, fd))) => {
-                let s = Arc::new(
-                    PortSocket::adopt(fd, frames, head).with_context(|| format!("capture on {name}, handed over"))?,
-                );
-                handing.captures.push((ifindex, frames, s.clone()));
-                s
-            }
-            (None, _) => {
-                let frames = cfg.limits.capture_ring_frames;
-                let s = Arc::new(PortSocket::open(ifindex, frames).with_context(|| format!("capture on {name}"))?);
-                handing.captures.push((ifindex, frames, s.clone()));
-                s
-            }
-        };
-        port_sockets.push(socket);
         let tag = p.vlan.as_ref().map(|v| *v.get_ref());
         ports.push(input::StartPort { name, tag, ifindex: link.index, mac, running: link.running, vlan: tag });
     }
@@ -129,7 +96,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     unlocked.sort();
     unlocked.dedup();
     let kernel_state_gone = !unlocked.is_empty();
-    remember_found(&store, dataplane.as_mut(), cfg, &unlocked).context("reading the kernel state before set-up")?;
+    let seen = read_found(dataplane.as_mut(), cfg).context("reading the kernel state before set-up")?;
     // a host's own 802.1Q tag on a Q-in-Q bridge is payload to it: the frames would go
     // into the port's PVID, not the listing's VLAN
     if ports.iter().any(|p| p.tag.is_some()) && dataplane.vlan_protocol(&cfg.switch.bridge)? != ethernet::ETHERTYPE_VLAN
@@ -170,6 +137,45 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         }
         _ => (None, vec![]),
     };
+
+    let mut taken = running.map(handover::Asking::request).transpose()?.flatten();
+    // a recording starts with a copy of the database as this run finds it
+    let recorder =
+        (cfg.debug.record.as_ref()).map(|path| tape::Recorder::create(path, &cfg.switch.database)).transpose()?;
+    let store = Store::open(&cfg.switch.database)
+        .with_context(|| format!("opening database {}", cfg.switch.database.display()))?;
+    remember_found(&store, seen, cfg, &unlocked).context("storing the kernel state found before set-up")?;
+    let events = match taken.as_mut().and_then(|t| t.take(|f| *f == handover::Fd::Kernel)) {
+        Some((_, fd)) => fd,
+        None => kernel::subscribe().context("subscribing to kernel events")?,
+    };
+    handing.keep(handover::Fd::Kernel, &events)?;
+    // one capture socket per interface, shared by its entries (untagged, tagged)
+    let mut port_sockets: Vec<Arc<PortSocket>> = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let (name, ifindex) = (&p.name, p.ifindex);
+        let shared = ports[..i].iter().position(|q| q.ifindex == ifindex).map(|j| port_sockets[j].clone());
+        let handed = taken
+            .as_mut()
+            .and_then(|t| t.take(|f| matches!(f, handover::Fd::Capture { ifindex: i, .. } if *i == ifindex)));
+        let socket = match (shared, handed) {
+            (Some(s), _) => s,
+            (None, Some((handover::Fd::Capture { frames, head, .. }, fd))) => {
+                let s = Arc::new(
+                    PortSocket::adopt(fd, frames, head).with_context(|| format!("capture on {name}, handed over"))?,
+                );
+                handing.captures.push((ifindex, frames, s.clone()));
+                s
+            }
+            (None, _) => {
+                let frames = cfg.limits.capture_ring_frames;
+                let s = Arc::new(PortSocket::open(ifindex, frames).with_context(|| format!("capture on {name}"))?);
+                handing.captures.push((ifindex, frames, s.clone()));
+                s
+            }
+        };
+        port_sockets.push(socket);
+    }
 
     let servers = loaded.radius_servers();
     let source = loaded.radius_source();
@@ -432,10 +438,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             }
             inputs.extend(std::iter::from_fn(|| das_rx.try_recv().ok()));
             inputs.extend(std::iter::from_fn(|| kernel_rx.try_recv().ok()));
+            debug!(inputs = inputs.len(), "hand-over: readers stopped");
             let responses = d.step(input::now(epoch), std::mem::take(&mut inputs));
             for (reply, r) in replies.drain(..).zip(responses) {
                 let _ = reply.send(r);
             }
+            debug!("hand-over: last step committed");
             return hand_over(d, handing, reply).await;
         }
     }
@@ -465,7 +473,9 @@ async fn hand_over(
     }
     let package = d.hand_over(kinds);
     let bytes = serde_json::to_vec(&package)?;
+    debug!("hand-over: state serialized");
     drop(d);
+    debug!("hand-over: store closed");
     let (done, confirmed) = oneshot::channel();
     let out = handover::Outgoing { bytes, fds, version: handover::VERSION, done };
     let length = out.bytes.len();
@@ -668,22 +678,37 @@ fn spawn_radius_reader(
     })
 }
 
-/// Keeps what the set-up is about to change, as the kernel has it now, for `mcgate
+/// The access ports (each once) and the uplinks: the ports the set-up changes.
+fn set_up_ports(cfg: &config::Config) -> (Vec<&str>, Vec<&str>) {
+    let mut access: Vec<&str> = cfg.ports.iter().map(|p| p.name.get_ref().as_str()).collect();
+    access.sort();
+    access.dedup();
+    let uplinks = cfg.multicast.iter().flat_map(|m| &m.uplinks).map(|u| u.get_ref().as_str()).collect();
+    (access, uplinks)
+}
+
+/// The kernel's state of every port the set-up changes, and of the bridge, as it is
+/// before the set-up: read before the store is open (a hand-over opens it only after the
+/// set-up), kept by [`remember_found`] for the ports it has nothing of.
+fn read_found(dataplane: &mut (dyn Dataplane + Send), cfg: &config::Config) -> anyhow::Result<dataplane::Found> {
+    let (access, uplinks) = set_up_ports(cfg);
+    let all: Vec<&str> = access.into_iter().chain(uplinks).collect();
+    Ok(dataplane.found(&cfg.switch.bridge, &all)?)
+}
+
+/// Keeps what the set-up changed, as the kernel had it before (`seen`), for `mcgate
 /// teardown`. What is stored stays while mcgate's set-up is in place (the kernel then
-/// holds mcgate's values); it is read again for a port found unlocked (new in the
-/// configuration, or its kernel state gone), and everything is when no port is locked
+/// holds mcgate's values); it is taken anew for a port found unlocked (new in the
+/// configuration, or its kernel state gone), and everything is when no port was locked
 /// (a first start, a reboot, a rebuilt bridge).
 fn remember_found(
     store: &Store,
-    dataplane: &mut (dyn Dataplane + Send),
+    seen: dataplane::Found,
     cfg: &config::Config,
     unlocked: &[String],
 ) -> anyhow::Result<()> {
     let mut found = store.found()?.unwrap_or_default();
-    let mut access: Vec<&str> = cfg.ports.iter().map(|p| p.name.get_ref().as_str()).collect();
-    access.sort();
-    access.dedup();
-    let uplinks = cfg.multicast.iter().flat_map(|m| &m.uplinks).map(|u| u.get_ref().as_str());
+    let (access, uplinks) = set_up_ports(cfg);
     let fresh = unlocked.len() == access.len();
     let stale: Vec<&str> = (access.into_iter())
         .chain(uplinks)
@@ -692,7 +717,12 @@ fn remember_found(
     if stale.is_empty() && !found.bridge.is_empty() {
         return Ok(());
     }
-    let now = dataplane.found(&cfg.switch.bridge, &stale)?;
+    let is_stale = |p: &String| stale.contains(&p.as_str());
+    let now = dataplane::Found {
+        ports: seen.ports.into_iter().filter(|(p, _)| is_stale(p)).collect(),
+        vlans: seen.vlans.into_iter().filter(|(p, _)| is_stale(p)).collect(),
+        ..seen
+    };
     if fresh || found.bridge.is_empty() {
         found.bridge = now.bridge;
     }
