@@ -201,6 +201,9 @@ pub struct RxRing {
     frames: usize,
     /// The slot the next frame goes into, in the kernel's order.
     head: usize,
+    /// The reader's slot is not known (a standby took the ring over from a process that
+    /// died): found from the slots' states before the next read.
+    lost: bool,
 }
 
 // SAFETY: the mapping belongs to this value alone (it is unmapped on drop) and is only
@@ -236,8 +239,9 @@ impl RxRing {
 
     /// The ring another process set up on `fd` with [`RxRing::new`] (the same
     /// `frames` and `frame_size`) and handed over, its reader at slot `head`: the slots
-    /// the kernel filled meanwhile are read from there, in order.
-    pub fn adopt(fd: &OwnedFd, frames: usize, frame_size: usize, head: usize) -> io::Result<Self> {
+    /// the kernel filled meanwhile are read from there, in order. Without `head` (that
+    /// process died) the oldest filled slot is found first.
+    pub fn adopt(fd: &OwnedFd, frames: usize, frame_size: usize, head: Option<usize>) -> io::Result<Self> {
         let mut version: libc::c_int = 0;
         let mut vlen = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: getsockopt writes at most `vlen` octets into `version`, which lives
@@ -252,10 +256,48 @@ impl RxRing {
             )
         })?;
         let len = frames.checked_mul(frame_size).ok_or(io::ErrorKind::InvalidInput)?;
-        if version != libc::tpacket_versions::TPACKET_V2 as libc::c_int || head >= frames || frame_size == 0 {
+        if version != libc::tpacket_versions::TPACKET_V2 as libc::c_int
+            || head.is_some_and(|h| h >= frames)
+            || frame_size == 0
+        {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
-        Self::map(fd, len, frame_size, frames, head)
+        let mut ring = Self::map(fd, len, frame_size, frames, head.unwrap_or(0))?;
+        ring.lost = head.is_none();
+        Ok(ring)
+    }
+
+    /// The slot's status word, which the kernel and the reader hand the slot over with.
+    fn status(&self, slot: usize) -> &std::sync::atomic::AtomicU32 {
+        let at = std::mem::offset_of!(libc::tpacket2_hdr, tp_status);
+        // SAFETY: `slot % frames < frames` and `frames * frame_size == len`: the word lies
+        // in the mapping, which lives as long as `self`; the slot is aligned to the frame
+        // size (≥ 16), so the word is an aligned u32, only ever accessed atomically here.
+        unsafe {
+            &*(self.map.as_ptr().add((slot % self.frames) * self.frame_size + at)
+                as *const std::sync::atomic::AtomicU32)
+        }
+    }
+
+    fn filled(&self, slot: usize) -> bool {
+        self.status(slot).load(std::sync::atomic::Ordering::Acquire) & libc::TP_STATUS_USER != 0
+    }
+
+    /// The oldest filled slot: the first of the run of filled ones (the kernel fills in
+    /// order, after the last one read); none while all are empty (the kernel's next frame
+    /// goes where the reader stopped, which the next call finds).
+    fn find_head(&self) -> Option<usize> {
+        let any = (0..self.frames).find(|&i| self.filled(i))?;
+        let mut i = any;
+        for _ in 0..self.frames {
+            let before = (i + self.frames - 1) % self.frames;
+            if !self.filled(before) {
+                return Some(i);
+            }
+            i = before;
+        }
+        // every slot filled (the ring overflowed): the order is lost, start anywhere
+        Some(any)
     }
 
     /// The slot the next frame is read from (for a hand-over).
@@ -281,7 +323,7 @@ impl RxRing {
             return Err(io::Error::last_os_error());
         }
         let map = std::ptr::NonNull::new(map as *mut u8).ok_or(io::ErrorKind::Other)?;
-        Ok(RxRing { map, len, frame_size, frames, head })
+        Ok(RxRing { map, len, frame_size, frames, head, lost: false })
     }
 
     /// Hands up to `max` frames the kernel has filled to `f`, oldest first, each slot
@@ -292,6 +334,12 @@ impl RxRing {
         let status_at = std::mem::offset_of!(libc::tpacket2_hdr, tp_status);
         let sll_at =
             (std::mem::size_of::<libc::tpacket2_hdr>() + libc::TPACKET_ALIGNMENT - 1) & !(libc::TPACKET_ALIGNMENT - 1);
+        if self.lost {
+            match self.find_head() {
+                Some(h) => (self.head, self.lost) = (h, false),
+                None => return 0,
+            }
+        }
         let mut taken = 0;
         while taken < max {
             // SAFETY: `head < frames` and `frames * frame_size == len`: the slot lies in

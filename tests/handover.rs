@@ -137,6 +137,7 @@ fn a_new_process_takes_over_logins_joins_and_accounting_without_losing_any() {
     assert_eq!(unique.len(), starts.len(), "a Start journaled twice: {starts:?}");
     // 3 sessions and 2 channels, each Started once
     assert_eq!(starts.len(), 5, "{starts:?}\n{}", tb.log());
+    accounting_exactly_once(&tb);
     let rows = tb.psql("SELECT acctsessionid, count(*) FROM radacct GROUP BY acctsessionid");
     assert_eq!(rows.len(), starts.len(), "{rows:?} vs {starts:?}");
     assert!(rows.iter().all(|r| r[1] == "1"), "{rows:?}");
@@ -162,4 +163,118 @@ fn a_hand_over_the_new_process_cannot_read_is_refused_and_nothing_stops() {
     assert!(tb.status().is_some(), "still running:\n{}", tb.log());
     tb.supplicant(1, "alice", "alicepass", "md5");
     assert!(wait_until(Duration::from_secs(15), || tb.session_of("p1").is_some()), "{}", tb.log());
+}
+
+/// (Acct-Session-Id, Acct-Status-Type) → how often FreeRADIUS wrote it to its detail file.
+fn detail(tb: &Testbed) -> std::collections::HashMap<(String, String), usize> {
+    let mut out = std::collections::HashMap::new();
+    for block in tb.radius_requests(1812).split("\n\n") {
+        let field = |name: &str| {
+            block.lines().find_map(|l| {
+                let (k, v) = l.trim().split_once(" = ")?;
+                (k == name).then(|| v.trim_matches('"').to_string())
+            })
+        };
+        if let (Some(id), Some(status)) = (field("Acct-Session-Id"), field("Acct-Status-Type")) {
+            *out.entry((id, status)).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Every record of the journal delivered, written by FreeRADIUS once.
+fn accounting_exactly_once(tb: &Testbed) {
+    assert!(
+        wait_until(Duration::from_secs(15), || tb.status().and_then(|s| s["accounting"]["backlog"].as_u64())
+            == Some(0)),
+        "{:?}",
+        tb.status()
+    );
+    let (export, _) = tb.mcgate(&["acct", "export", "--format", "jsonl"]);
+    let status = |s: &str| match s {
+        "start" => "Start",
+        "stop" => "Stop",
+        "interim-update" => "Interim-Update",
+        "accounting-on" => "Accounting-On",
+        _ => "Accounting-Off",
+    };
+    let journal: Vec<(String, String)> = export
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|r| (r["session_id"].as_str().unwrap_or("").into(), status(r["status"].as_str().unwrap_or("")).into()))
+        .collect();
+    let written = detail(tb);
+    for k in &journal {
+        assert_eq!(written.get(k), Some(&1), "{k:?} written {:?} times; all: {written:?}", written.get(k));
+    }
+    assert_eq!(written.len(), journal.len(), "written: {written:?}\njournal: {journal:?}");
+}
+
+/// A hot standby holds the active process's sockets and follows the state its store
+/// lacks; SIGKILL the active and the standby goes on: the PEAP login whose
+/// Access-Request was in flight finishes without starting over, a join sent while
+/// neither process read (the standby stopped too) is read from the ring it held, and no
+/// accounting record is lost or written twice.
+#[test]
+fn a_standby_takes_over_when_the_active_dies_and_loses_nothing() {
+    let mut tb = testbed("sb");
+    tb.start_standby();
+    tb.supplicant(1, "alice", "alicepass", "peap");
+    tb.supplicant(2, "alice", "alicepass", "md5");
+    assert!(wait_until(Duration::from_secs(20), || tb.sessions().len() == 2), "{}", tb.log());
+    let (s1, s2) = (session_id(&tb, "p1"), session_id(&tb, "p2"));
+    let stream = tb.stream("239.1.1.1", 60);
+    let stream2 = tb.stream("239.1.1.2", 60);
+    let join = tb.mcast_py("h2", &["recv", "239.1.1.1", "--seconds", "40"]);
+    assert!(wait_until(Duration::from_secs(5), || tb.memberships().len() == 1), "{}", tb.log());
+
+    // a PEAP login with its Access-Request in flight (FreeRADIUS stopped)
+    let radius = radius_pid(&tb);
+    signal("-STOP", &radius);
+    tb.supplicant(3, "alice", "alicepass", "peap");
+    let waiting =
+        wait_until(Duration::from_secs(10), || tb.status().is_some_and(|s| s["radius_pending"].as_u64() >= Some(1)));
+    if !waiting {
+        signal("-CONT", &radius);
+        panic!("no Access-Request in flight:\n{}", tb.log());
+    }
+    // the standby stands still too: a join now waits in the ring it holds
+    tb.in_host(2, &["sysctl", "-qw", "net.ipv4.conf.eth0.igmpv3_unsolicited_report_interval=10000"]);
+    let standby = tb.standby_pid().unwrap().to_string();
+    signal("-STOP", &standby);
+    tb.kill_mcgate();
+    let second = tb.mcast_py("h2", &["recv", "239.1.1.2", "--seconds", "3"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    let resumed = common::unix_now();
+    signal("-CONT", &standby);
+    tb.standby_took_over();
+    assert!(wait_until(Duration::from_secs(5), || tb.status().is_some()), "{}", tb.log());
+    signal("-CONT", &radius);
+
+    let out = common::result(second);
+    let joined = out["joined_unix"].as_f64().unwrap();
+    let first = joined + out["first_ms"].as_f64().unwrap_or(f64::INFINITY) / 1000.0;
+    assert!(joined < resumed, "the join went out after the standby resumed: {out}");
+    let after = first - resumed;
+    assert!(
+        after < 1.0,
+        "first packet {after:.3} s after the standby resumed (a lost report waits 10 s): {out}\n{}",
+        tb.log()
+    );
+    eprintln!("a join sent while no process read: first packet {:.0} ms after the standby resumed", after * 1000.0);
+
+    assert!(wait_until(Duration::from_secs(20), || tb.session_of("p3").is_some()), "{}", tb.log());
+    assert_eq!(eap_started(&tb, 3), 1, "h3 began one EAP conversation:\n{}", tb.log());
+    let took = tb.log().lines().rev().find(|l| l.contains("taken over")).unwrap_or_default().to_string();
+    assert!(took.contains("authenticating=1") && took.contains("radius_in_flight=1"), "{took}");
+    assert_eq!((session_id(&tb, "p1"), session_id(&tb, "p2")), (s1, s2), "the same sessions, not logged in again");
+    assert_eq!(eap_started(&tb, 1), 1, "h1 was not asked again");
+    let status = tb.status().unwrap();
+    assert_eq!(status["io"]["capture_drops"], 0, "{status}");
+
+    for mut c in [join, stream, stream2] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    accounting_exactly_once(&tb);
 }

@@ -145,7 +145,7 @@ const REAUTH_RETRY: Duration = Duration::from_secs(60);
 const FAST_REQUESTS: u32 = 5;
 const FAST_REQUEST_FIRST: Duration = Duration::from_millis(50);
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 enum State {
     /// CONNECTING: Request/Identity sent, waiting for Response/Identity.
@@ -186,13 +186,13 @@ enum State {
     MabAwaitServer { token: Token },
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Session {
     method: Method,
     account: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Supplicant {
     state: State,
     /// The open session, kept while re-authenticating.
@@ -283,16 +283,26 @@ struct PortSnapshot {
 impl Snapshot {
     /// Hosts in the middle of an EAP conversation or a MAC-bypass request.
     pub fn authenticating(&self) -> usize {
-        let busy = |s: &Supplicant| {
-            matches!(
-                s.state,
-                State::Connecting { .. }
-                    | State::AwaitServer { .. }
-                    | State::AwaitSupplicant { .. }
-                    | State::MabAwaitServer { .. }
-            )
-        };
-        self.ports.iter().flat_map(|p| &p.hosts).filter(|(_, s)| busy(s)).count()
+        self.ports.iter().flat_map(|p| &p.hosts).filter(|(_, s)| s.busy()).count()
+    }
+}
+
+impl Supplicant {
+    /// In the middle of an EAP conversation or a MAC-bypass request.
+    fn busy(&self) -> bool {
+        matches!(
+            self.state,
+            State::Connecting { .. }
+                | State::AwaitServer { .. }
+                | State::AwaitSupplicant { .. }
+                | State::MabAwaitServer { .. }
+        )
+    }
+
+    /// Not what a restart from the store makes of it: a conversation, a hold, a wait
+    /// before MAC bypass, or a session under re-authentication.
+    fn unstored(&self) -> bool {
+        !matches!(self.state, State::Authenticated)
     }
 }
 
@@ -340,28 +350,33 @@ impl Authenticator {
         }
     }
 
-    /// Takes everything out for another process to go on with (see [`Snapshot`]).
-    pub fn hand_over(&mut self) -> Snapshot {
+    /// A copy for another process to go on with (see [`Snapshot`]): every host, or with
+    /// `unstored_only` those a restart from the store would not make again (what a hot
+    /// standby follows, after every step: a few hosts, not every session).
+    pub fn snapshot(&self, unstored_only: bool) -> Snapshot {
         Snapshot {
-            ports: (self.ports.iter_mut())
+            ports: (self.ports.iter())
                 .map(|p| PortSnapshot {
                     up: p.up,
                     next_eap_id: p.next_eap_id,
                     next_group_request: p.next_group_request,
                     fast_requests: p.fast_requests,
                     next_mac_request: p.next_mac_request,
-                    hosts: std::mem::take(&mut p.hosts).into_iter().collect(),
+                    hosts: (p.hosts.iter())
+                        .filter(|(_, s)| !unstored_only || s.unstored())
+                        .map(|(m, s)| (*m, s.clone()))
+                        .collect(),
                 })
                 .collect(),
-            tokens: self.tokens.drain().map(|(t, (port, mac))| (t, port, mac)).collect(),
+            tokens: self.tokens.iter().map(|(t, (port, mac))| (*t, *port, *mac)).collect(),
             next_token: self.next_token,
             idle_origin: self.idle_origin,
-            restarts: self.restarts.drain().map(|((port, mac), b)| (port, mac, b)).collect(),
+            restarts: self.restarts.iter().map(|((port, mac), b)| (*port, *mac, *b)).collect(),
         }
     }
 
     /// Goes on from where another process's authenticator was, with the same ports in
-    /// the same order (the caller checks): its hosts replace those restored from the
+    /// the same order (the caller checks): its hosts go over those restored from the
     /// store (the same sessions, and the conversations under way besides).
     pub fn take_over(&mut self, snap: Snapshot) {
         let n = self.ports.len();
@@ -371,7 +386,7 @@ impl Authenticator {
             p.next_group_request = s.next_group_request;
             p.fast_requests = s.fast_requests;
             p.next_mac_request = s.next_mac_request;
-            p.hosts = s.hosts.into_iter().collect();
+            p.hosts.extend(s.hosts);
             p.stale = true;
         }
         self.tokens = snap.tokens.into_iter().filter(|t| t.1 < n).map(|(t, port, mac)| (t, (port, mac))).collect();

@@ -62,8 +62,8 @@ impl PortSocket {
 
     /// The capture socket of `frames` slots another process opened with [`PortSocket::open`]
     /// and handed over, its reader at slot `head`: the frames that arrived meanwhile are
-    /// read first.
-    pub fn adopt(fd: OwnedFd, frames: usize, head: usize) -> io::Result<Self> {
+    /// read first. Without `head` (the process died) the oldest frame waiting is found.
+    pub fn adopt(fd: OwnedFd, frames: usize, head: Option<usize>) -> io::Result<Self> {
         let ring = sys::RxRing::adopt(&fd, frames, FRAME_SIZE, head)?;
         Ok(PortSocket { fd: sys::async_fd(fd)?, ring: Some(Mutex::new(ring)) })
     }

@@ -20,10 +20,15 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the daemon.
+    /// Run the daemon. While one runs with the configuration, a second takes over from
+    /// it (its sockets and the state its store lacks: an upgrade without a lost frame).
     Run {
         #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
         config: PathBuf,
+        /// Follow the running daemon as its hot standby: hold its sockets and the state
+        /// its store lacks, and take over the moment it dies.
+        #[arg(long)]
+        standby: bool,
     },
     /// Validate a configuration file; exits non-zero with file:line and the reason.
     Check {
@@ -516,7 +521,7 @@ where
 
 pub fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config } => {
+        Command::Run { config, standby } => {
             let loaded = load(&config)?;
             init_logging(&loaded.config.switch.log_level, loaded.config.switch.log_format);
             for w in &loaded.warnings {
@@ -527,7 +532,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             // another task (a capture or RADIUS reader handing it an input) goes on the
             // scheduler's queue, while waking the root future writes to the runtime's
             // eventfd and costs a system call and an extra epoll round each time.
-            rt.block_on(async { tokio::spawn(daemon::run(loaded)).await? })
+            rt.block_on(async { tokio::spawn(daemon::run(loaded, standby)).await? })
         }
         Command::Check { config } => {
             let loaded = load(&config)?;

@@ -104,6 +104,24 @@ const MARKS_PER_COMMIT: usize = 4096;
 const COMMIT_RETRY: Duration = Duration::from_secs(1);
 
 impl Accounting {
+    /// Delivery marks waiting for a commit.
+    pub(super) fn unstored_marks(&self) -> &[u64] {
+        &self.batch.delivered
+    }
+
+    /// Records another process saw acknowledged but had not stored as such (it died):
+    /// not sent again, marked with the next commit.
+    pub(super) fn delivered_elsewhere(&mut self, seqs: Vec<u64>) {
+        let Some(d) = self.delivery.as_mut() else { return };
+        for seq in seqs {
+            d.sender.in_flight_already([seq]);
+            d.sender.delivered(seq);
+            self.batch.delivered.push(seq);
+        }
+    }
+}
+
+impl Accounting {
     pub fn new(
         cfg: &super::config::Accounting,
         nas_identifier: String,

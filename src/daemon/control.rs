@@ -23,7 +23,7 @@ use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
-use tracing::warn;
+use tracing::{info, warn};
 
 /// Connections served at once.
 const MAX_CONNECTIONS: usize = 16;
@@ -69,6 +69,13 @@ pub enum Request {
         #[serde(default)]
         oldest: u32,
     },
+    /// A hot standby asks to follow (the formats as for `HandOver`). Answered with the
+    /// sockets and the state, then each new state, until either side goes.
+    Standby {
+        version: u32,
+        #[serde(default)]
+        oldest: u32,
+    },
 }
 
 impl Request {
@@ -81,7 +88,8 @@ impl Request {
             Request::AcctPurge { .. }
             | Request::PolicyReload
             | Request::SessionKick { .. }
-            | Request::HandOver { .. } => true,
+            | Request::HandOver { .. }
+            | Request::Standby { .. } => true,
         }
     }
 }
@@ -238,7 +246,9 @@ impl super::Daemon {
                 self.status()
             }
             // the connection's task hands it to the event loop as what it is
-            Request::HandOver { .. } => Response::Error { message: "a hand-over is not a step's request".into() },
+            Request::HandOver { .. } | Request::Standby { .. } => {
+                Response::Error { message: "a hand-over is not a step's request".into() }
+            }
         }
     }
 
@@ -449,6 +459,20 @@ async fn answer(stream: UnixStream, tx: mpsc::Sender<Event>, group: Option<u32>)
             }
             match orx.await {
                 Ok(Ok(out)) => return super::handover::send(&mut r, &mut w, out).await,
+                Ok(Err(message)) => Response::Error { message },
+                Err(_) => Response::Error { message: "daemon stopping".into() },
+            }
+        }
+        Ok(Request::Standby { version, oldest }) => {
+            let (otx, orx) = oneshot::channel();
+            if tx.send(Event::Standby(oldest..=version, otx)).await.is_err() {
+                return;
+            }
+            match orx.await {
+                Ok(Ok((out, updates))) => {
+                    info!(pid = ?pid, "a standby follows");
+                    return super::handover::serve_standby(&mut r, &mut w, out, updates).await;
+                }
                 Ok(Err(message)) => Response::Error { message },
                 Err(_) => Response::Error { message: "daemon stopping".into() },
             }

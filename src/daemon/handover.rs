@@ -66,6 +66,10 @@ pub(super) struct Package {
     /// The accounting client's requests in flight, named by journal sequence number.
     #[serde(default)]
     pub accounting: Option<rc::Snapshot<u64>>,
+    /// Records the servers acknowledged whose marks are not stored yet (a standby's
+    /// state: a hand-over stores them first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delivered: Vec<u64>,
 }
 
 /// A socket passed on.
@@ -99,8 +103,20 @@ pub(super) struct Outgoing {
     pub bytes: Vec<u8>,
     pub fds: Vec<OwnedFd>,
     pub version: u32,
-    /// Told when the new process confirmed (true) or went away (false).
-    pub done: oneshot::Sender<bool>,
+    /// Told when the new process confirmed (true) or went away (false); none for a
+    /// standby.
+    pub done: Option<oneshot::Sender<bool>>,
+}
+
+/// The first line with the descriptors attached, then the package.
+async fn write_out(w: &mut tokio::net::unix::OwnedWriteHalf, out: &Outgoing) -> std::io::Result<()> {
+    let head = control::Response::HandOver { version: out.version, fds: out.fds.len(), length: out.bytes.len() };
+    let mut line = serde_json::to_vec(&head).unwrap_or_default();
+    line.push(b'\n');
+    let sock = w.as_ref();
+    let n = sock.async_io(tokio::io::Interest::WRITABLE, || crate::sys::send_with_fds(sock, &line, &out.fds)).await?;
+    w.write_all(&line[n..]).await?;
+    w.write_all(&out.bytes).await
 }
 
 /// Writes the hand-over on the connection that asked for it: the first line with the
@@ -109,15 +125,8 @@ pub(super) async fn send<R>(r: &mut R, w: &mut tokio::net::unix::OwnedWriteHalf,
 where
     R: tokio::io::AsyncBufRead + Unpin,
 {
-    let head = control::Response::HandOver { version: out.version, fds: out.fds.len(), length: out.bytes.len() };
-    let mut line = serde_json::to_vec(&head).unwrap_or_default();
-    line.push(b'\n');
     let sent = async {
-        let sock = w.as_ref();
-        let n =
-            sock.async_io(tokio::io::Interest::WRITABLE, || crate::sys::send_with_fds(sock, &line, &out.fds)).await?;
-        w.write_all(&line[n..]).await?;
-        w.write_all(&out.bytes).await?;
+        write_out(w, &out).await?;
         let mut ack = String::new();
         r.read_line(&mut ack).await?;
         Ok::<_, std::io::Error>(ack.trim() == "taken")
@@ -133,7 +142,9 @@ where
             false
         }
     };
-    let _ = out.done.send(taken);
+    if let Some(done) = out.done {
+        let _ = done.send(taken);
+    }
 }
 
 /// The new process's side: what it was handed.
@@ -141,7 +152,11 @@ pub(super) struct Taken {
     /// Taken by the core when it is built.
     pub package: Option<Package>,
     fds: Vec<(Fd, Option<OwnedFd>)>,
-    stream: std::os::unix::net::UnixStream,
+    /// To the old process, which waits for the word (none: it died; a standby).
+    stream: Option<std::os::unix::net::UnixStream>,
+    /// The capture rings' read positions are known (a hand-over) or are to be found (a
+    /// standby taking over from a process that died).
+    pub heads_known: bool,
 }
 
 impl Taken {
@@ -158,7 +173,7 @@ impl Taken {
                 info!(socket = ?f, "hand-over: a socket this configuration does not use is closed");
             }
         }
-        if let Err(e) = self.stream.write_all(b"taken\n") {
+        if let Some(Err(e)) = self.stream.as_mut().map(|s| s.write_all(b"taken\n")) {
             warn!("hand-over: telling the old process: {e}");
         }
     }
@@ -191,19 +206,37 @@ impl Asking {
 
 fn request(mut s: std::os::unix::net::UnixStream) -> anyhow::Result<Option<Taken>> {
     s.set_read_timeout(Some(TIMEOUT))?;
-    let mut req = serde_json::to_vec(&Request::HandOver { version: VERSION, oldest: OLDEST })?;
-    req.push(b'\n');
-    match s.write_all(&req) {
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => {
-            warn!("the running mcgate went away before it was asked: starting on its own");
-            return Ok(None);
-        }
-        r => r?,
+    if !ask(&mut s, &Request::HandOver { version: VERSION, oldest: OLDEST })? {
+        warn!("the running mcgate went away before it was asked: starting on its own");
+        return Ok(None);
     }
-    let mut buf = vec![0u8; 64 << 10];
-    let (n, fds) = crate::sys::recv_with_fds(&s, &mut buf, MAX_FDS).context("receiving the hand-over")?;
-    if n == 0 {
+    let Some((package, fds)) = receive(&mut s, "hand over")? else {
         warn!("the running mcgate went away before it answered: starting on its own");
+        return Ok(None);
+    };
+    info!(from = package.pid, sockets = package.fds.len(), "hand-over received");
+    Ok(Some(Taken { package: Some(package), fds, stream: Some(s), heads_known: true }))
+}
+
+/// Writes a request line; false when the peer is gone.
+fn ask(s: &mut std::os::unix::net::UnixStream, req: &Request) -> anyhow::Result<bool> {
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    match s.write_all(&line) {
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => Ok(false),
+        r => r.map(|_| true).map_err(Into::into),
+    }
+}
+
+/// Reads the answer to a hand-over or standby request: the first line with the sockets,
+/// then the package; `None` when the peer closed without a word.
+fn receive(
+    s: &mut std::os::unix::net::UnixStream,
+    what: &str,
+) -> anyhow::Result<Option<(Package, Vec<(Fd, Option<OwnedFd>)>)>> {
+    let mut buf = vec![0u8; 64 << 10];
+    let (n, fds) = crate::sys::recv_with_fds(&*s, &mut buf, MAX_FDS).context("receiving the sockets")?;
+    if n == 0 {
         return Ok(None);
     }
     let mut got = buf[..n].to_vec();
@@ -224,9 +257,7 @@ fn request(mut s: std::os::unix::net::UnixStream) -> anyhow::Result<Option<Taken
         control::Response::HandOver { fds: count, .. } => {
             return Err(anyhow!("hand-over: {count} sockets announced, {} came", fds.len()))
         }
-        control::Response::Error { message } => {
-            return Err(anyhow!("the running mcgate refused to hand over: {message}"))
-        }
+        control::Response::Error { message } => return Err(anyhow!("the running mcgate refused to {what}: {message}")),
         other => return Err(anyhow!("hand-over: unexpected answer {other:?}")),
     };
     if !(OLDEST..=VERSION).contains(&version) {
@@ -241,7 +272,7 @@ fn request(mut s: std::os::unix::net::UnixStream) -> anyhow::Result<Option<Taken
     }
     let rest = length - bytes.len();
     bytes.reserve(rest);
-    (&mut s).take(rest as u64).read_to_end(&mut bytes)?;
+    (&mut *s).take(rest as u64).read_to_end(&mut bytes)?;
     if bytes.len() != length {
         return Err(anyhow!("hand-over: {} of {length} octets came", bytes.len()));
     }
@@ -250,23 +281,115 @@ fn request(mut s: std::os::unix::net::UnixStream) -> anyhow::Result<Option<Taken
         return Err(anyhow!("hand-over: {} sockets described, {} came", package.fds.len(), fds.len()));
     }
     let fds = package.fds.iter().cloned().zip(fds.into_iter().map(Some)).collect();
-    info!(from = package.pid, sockets = package.fds.len(), "hand-over received");
-    Ok(Some(Taken { package: Some(package), fds, stream: s }))
+    Ok(Some((package, fds)))
+}
+
+/// What the running process sends its standby after the sockets and the first state, a
+/// line each.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub(super) enum Follow {
+    /// The state its store lacks, as of its last step.
+    State(Package),
+    /// It hands over to a new process: follow that one.
+    Moving,
+}
+
+/// Serves a standby on the connection that asked: the sockets and the first state, then
+/// each new state (`updates`, the latest only: a standby that reads slowly skips
+/// states, never the last one) until either side goes.
+pub(super) async fn serve_standby<R>(
+    r: &mut R,
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    out: Outgoing,
+    mut updates: tokio::sync::watch::Receiver<Arc<Vec<u8>>>,
+) where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    if let Err(e) = write_out(w, &out).await {
+        warn!("standby: {e}");
+        return;
+    }
+    drop(out.fds);
+    let mut ignored = String::new();
+    loop {
+        tokio::select! {
+            changed = updates.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let mut update = updates.borrow_and_update().as_ref().clone();
+                update.push(b'\n');
+                if !matches!(tokio::time::timeout(TIMEOUT, w.write_all(&update)).await, Ok(Ok(()))) {
+                    warn!("standby: it stopped reading; no longer followed");
+                    return;
+                }
+            }
+            // the standby says nothing more: a read that ends is the standby gone
+            _ = r.read_line(&mut ignored) => {
+                info!("standby gone");
+                return;
+            }
+        }
+    }
+}
+
+/// Follows the running mcgate as its standby, holding its sockets, until it is gone
+/// (its connection ends: noticed at once); returns what it held then. When it hands
+/// over, follows the new process.
+pub(super) fn follow(socket: &std::path::Path, first: Asking) -> anyhow::Result<Taken> {
+    use std::io::BufRead as _;
+    let mut s = first.0;
+    loop {
+        s.set_read_timeout(Some(TIMEOUT))?;
+        if !ask(&mut s, &Request::Standby { version: VERSION, oldest: OLDEST })? {
+            return Err(anyhow!("the running mcgate went away before it was asked to be followed"));
+        }
+        let Some((mut latest, fds)) = receive(&mut s, "be followed")? else {
+            return Err(anyhow!("the running mcgate went away before it answered"));
+        };
+        info!(active = latest.pid, sockets = fds.len(), "standby: following; its sockets held");
+        s.set_read_timeout(None)?;
+        let mut lines = std::io::BufReader::new(s.try_clone()?);
+        let mut line = Vec::new();
+        let moving = loop {
+            line.clear();
+            match (&mut lines).take(MAX_PACKAGE as u64).read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break false,
+                Ok(_) => match serde_json::from_slice::<Follow>(&line) {
+                    Ok(Follow::State(p)) => latest = p,
+                    Ok(Follow::Moving) => break true,
+                    Err(e) => warn!("standby: an update not understood, kept the one before: {e}"),
+                },
+            }
+        };
+        if !moving {
+            warn!(active = latest.pid, "standby: the active mcgate is gone; taking over");
+            return Ok(Taken { package: Some(latest), fds, stream: None, heads_known: false });
+        }
+        info!(active = latest.pid, "standby: the active mcgate hands over; following the new one");
+        drop(fds);
+        // the listener came along: the new process's backlog holds this connection
+        s = std::os::unix::net::UnixStream::connect(socket)
+            .with_context(|| format!("standby: reconnecting to {}", socket.display()))?;
+    }
 }
 
 impl Daemon {
-    /// Everything a hand-over carries of the core (its sockets are the caller's); the
-    /// core is done after it.
-    pub(super) fn hand_over(&mut self, fds: Vec<Fd>) -> Package {
+    /// What a hand-over carries of the core (its sockets are the caller's): every host,
+    /// or with `unstored_only` what a restart from the store would not make again (a
+    /// standby's state).
+    pub(super) fn snapshot(&self, fds: Vec<Fd>, unstored_only: bool) -> Package {
         Package {
             version: VERSION,
             pid: std::process::id(),
             fds,
             ports: self.ports.iter().map(|p| (p.name.clone(), p.tag)).collect(),
-            auth: self.auth.hand_over(),
+            auth: self.auth.snapshot(unstored_only),
             // the per-join questions' callers (the tracker's waiters) do not come along
-            radius: self.radius.hand_over(|t| matches!(t, RadiusFor::Auth(_))),
-            accounting: self.acct.delivery.as_mut().map(|d| d.client.hand_over(|_| true)),
+            radius: self.radius.snapshot(|t| matches!(t, RadiusFor::Auth(_))),
+            accounting: self.acct.delivery.as_ref().map(|d| d.client.snapshot(|_| true)),
+            delivered: self.acct.unstored_marks().to_vec(),
         }
     }
 
@@ -287,6 +410,7 @@ impl Daemon {
             d.sender.in_flight_already(snap.in_flight().copied());
             d.client.take_over(snap);
         }
+        self.acct.delivered_elsewhere(p.delivered);
         info!(
             from = p.pid,
             authenticating = hosts,

@@ -14,7 +14,13 @@ pub(super) enum Event {
     /// A new process asks to take over (the newest format it reads), and where the
     /// hand-over (or why not) goes.
     HandOver(std::ops::RangeInclusive<u32>, oneshot::Sender<Result<handover::Outgoing, String>>),
+    /// A hot standby asks to follow (the formats it reads): the sockets and the first
+    /// state, and where each new state goes.
+    Standby(std::ops::RangeInclusive<u32>, oneshot::Sender<Result<(handover::Outgoing, Updates), String>>),
 }
+
+/// The states a standby gets, the latest only.
+pub(super) type Updates = tokio::sync::watch::Receiver<Arc<Vec<u8>>>;
 
 /// The reader tasks, stopped for a hand-over: those that await between reading and
 /// handing on (capture, RADIUS) finish their batch when told; the others are aborted at
@@ -50,20 +56,42 @@ impl Handing {
         self.others.push((kind, fd.as_fd().try_clone_to_owned()?));
         Ok(())
     }
+
+    /// Another descriptor of each socket, and what it is (a capture socket's ring with
+    /// the slot its reader reads next: meaningful once the readers stopped).
+    fn dup(&self) -> anyhow::Result<(Vec<handover::Fd>, Vec<std::os::fd::OwnedFd>)> {
+        let (mut kinds, mut fds) = (Vec::new(), Vec::new());
+        for (ifindex, frames, socket) in &self.captures {
+            let (fd, head) = socket.hand_over()?;
+            kinds.push(handover::Fd::Capture { ifindex: *ifindex, frames: *frames, head });
+            fds.push(fd);
+        }
+        for (kind, fd) in &self.others {
+            kinds.push(kind.clone());
+            fds.push(fd.try_clone()?);
+        }
+        Ok((kinds, fds))
+    }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Kernel state (locked ports, authorized
 /// MACs) stays in place on exit: while mcgate is down nothing new gets in and what
 /// was admitted keeps working.
-pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
+/// With `standby`: follows the running daemon as its hot standby (see `handover`) and runs
+/// once it is gone.
+pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
     let cfg = &loaded.config;
     // A running mcgate hands its sockets and state over (a recording starts afresh). It
     // is asked once this process's own set-up is done: the sockets go unread only while
     // the state passes and the store opens.
     let running = match cfg.debug.record {
         None => handover::connect(&cfg.switch.control_socket)?,
+        Some(_) if standby => return Err(anyhow!("a standby does not record ([debug] record)")),
         Some(_) => None,
     };
+    if standby && running.is_none() {
+        return Err(anyhow!("--standby: no mcgate runs on {} to follow", cfg.switch.control_socket.display()));
+    }
     let mut handing = Handing::default();
     let mut nl = Netlink::open()?;
     let links = nl.links()?;
@@ -138,7 +166,15 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         _ => (None, vec![]),
     };
 
-    let mut taken = running.map(handover::Asking::request).transpose()?.flatten();
+    let mut taken = match running {
+        Some(asking) if standby => {
+            let socket = cfg.switch.control_socket.clone();
+            Some(tokio::task::spawn_blocking(move || handover::follow(&socket, asking)).await??)
+        }
+        Some(asking) => asking.request()?,
+        None => None,
+    };
+    let heads_known = taken.as_ref().is_none_or(|t| t.heads_known);
     // a recording starts with a copy of the database as this run finds it
     let recorder =
         (cfg.debug.record.as_ref()).map(|path| tape::Recorder::create(path, &cfg.switch.database)).transpose()?;
@@ -162,7 +198,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             (Some(s), _) => s,
             (None, Some((handover::Fd::Capture { frames, head, .. }, fd))) => {
                 let s = Arc::new(
-                    PortSocket::adopt(fd, frames, head).with_context(|| format!("capture on {name}, handed over"))?,
+                    PortSocket::adopt(fd, frames, heads_known.then_some(head))
+                        .with_context(|| format!("capture on {name}, handed over"))?,
                 );
                 handing.captures.push((ifindex, frames, s.clone()));
                 s
@@ -326,6 +363,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     tokio::pin!(sleep);
     let mut armed: Option<Instant> = None;
     let mut asked = None;
+    let mut standby_asked = None;
+    // the hot standby following this process, and whether a step changed what it follows
+    let mut follower: Option<tokio::sync::watch::Sender<Arc<Vec<u8>>>> = None;
     loop {
         let deadline = d.poll_timeout();
         if let Some(at) = deadline.filter(|at| armed != Some(*at)) {
@@ -351,6 +391,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                             let _ = reply.send(d.metrics());
                         }
                         Event::HandOver(formats, reply) => asked = Some((formats, reply)),
+                        Event::Standby(formats, reply) => standby_asked = Some((formats, reply)),
                     }
                 }
             }
@@ -369,7 +410,17 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             _ = sigterm.recv() => { info!("SIGTERM: stopping; kernel state left in place"); stop = true }
             _ = tokio::signal::ctrl_c() => { info!("SIGINT: stopping; kernel state left in place"); stop = true }
         }
+        // what a standby follows changes with everything but joins and leaves
+        let changed = follower.is_some() && inputs.iter().any(|i| !matches!(i, Input::Mcast { .. }));
         let responses = d.step(input::now(epoch), std::mem::take(&mut inputs));
+        if let Some(f) = follower.as_ref() {
+            if f.receiver_count() == 0 {
+                follower = None;
+            } else if changed {
+                let state = handover::Follow::State(d.snapshot(vec![], true));
+                f.send_replace(Arc::new(serde_json::to_vec(&state).unwrap_or_default()));
+            }
+        }
         // control responses come in the order of their requests; SIGHUP's has no caller
         let mut responses = responses.into_iter();
         for reply in replies.drain(..) {
@@ -394,6 +445,33 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             notifier.stopping();
             d.commit_delivery_marks();
             break;
+        }
+        if let Some((formats, reply)) = standby_asked.take() {
+            let refusal = if !formats.contains(&handover::VERSION) {
+                Some(format!(
+                    "this mcgate writes hand-over format {}, the standby reads {formats:?}",
+                    handover::VERSION
+                ))
+            } else if follower.as_ref().is_some_and(|f| f.receiver_count() > 0) {
+                Some("a standby follows already".to_string())
+            } else {
+                None
+            };
+            match refusal {
+                Some(message) => {
+                    warn!("standby refused: {message}");
+                    let _ = reply.send(Err(message));
+                }
+                None => {
+                    let (kinds, fds) = handing.dup()?;
+                    let bytes = serde_json::to_vec(&d.snapshot(kinds, true))?;
+                    let (updates, followed) = tokio::sync::watch::channel(Arc::new(Vec::new()));
+                    let out = handover::Outgoing { bytes, fds, version: handover::VERSION, done: None };
+                    if reply.send(Ok((out, followed))).is_ok() {
+                        follower = Some(updates);
+                    }
+                }
+            }
         }
         if let Some((formats, reply)) = asked.take() {
             if !formats.contains(&handover::VERSION) {
@@ -434,6 +512,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                     Event::HandOver(_, reply) => {
                         let _ = reply.send(Err("another process is taking over already".into()));
                     }
+                    Event::Standby(_, reply) => {
+                        let _ = reply.send(Err("handing over to a new process: follow that one".into()));
+                    }
                 }
             }
             inputs.extend(std::iter::from_fn(|| das_rx.try_recv().ok()));
@@ -444,6 +525,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                 let _ = reply.send(r);
             }
             debug!("hand-over: last step committed");
+            // the standby follows the new process
+            if let Some(f) = follower.take() {
+                f.send_replace(Arc::new(serde_json::to_vec(&handover::Follow::Moving).unwrap_or_default()));
+            }
             return hand_over(d, handing, reply).await;
         }
     }
@@ -461,23 +546,14 @@ async fn hand_over(
 ) -> anyhow::Result<()> {
     d.fold_capture_drops();
     d.commit_delivery_marks();
-    let (mut kinds, mut fds) = (Vec::new(), Vec::new());
-    for (ifindex, frames, socket) in &handing.captures {
-        let (fd, head) = socket.hand_over()?;
-        kinds.push(handover::Fd::Capture { ifindex: *ifindex, frames: *frames, head });
-        fds.push(fd);
-    }
-    for (kind, fd) in handing.others {
-        kinds.push(kind);
-        fds.push(fd);
-    }
-    let package = d.hand_over(kinds);
+    let (kinds, fds) = handing.dup()?;
+    let package = d.snapshot(kinds, false);
     let bytes = serde_json::to_vec(&package)?;
     debug!("hand-over: state serialized");
     drop(d);
     debug!("hand-over: store closed");
     let (done, confirmed) = oneshot::channel();
-    let out = handover::Outgoing { bytes, fds, version: handover::VERSION, done };
+    let out = handover::Outgoing { bytes, fds, version: handover::VERSION, done: Some(done) };
     let length = out.bytes.len();
     if reply.send(Ok(out)).is_err() {
         return Err(anyhow!(

@@ -692,7 +692,7 @@ fn a_login_under_way_finishes_in_the_process_that_took_over() {
         _ => None,
     });
     let request = request.expect("B's Access-Request");
-    let package = s.d.hand_over(vec![]);
+    let package = s.d.snapshot(vec![], false);
     let bytes = serde_json::to_vec(&package).unwrap();
     if let Some(path) = std::env::var_os("MCGATE_HANDOVER_FIXTURE") {
         std::fs::write(path, &bytes).unwrap();

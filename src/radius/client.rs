@@ -156,7 +156,7 @@ pub struct Stats {
     pub servers_revived: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Pending<T> {
     /// The caller's; None for a Status-Server probe of the client's own.
     token: Option<T>,
@@ -383,16 +383,15 @@ impl<T: Token> Client<T> {
         None
     }
 
-    /// Everything in flight and waiting, for another process to go on with
+    /// A copy of everything in flight and waiting, for another process to go on with
     /// ([`Client::take_over`]): the requests whose token `keep` keeps (the others'
     /// callers do not come along; the client's own probes neither), each with its
     /// identifier, octets and timers, and every server's next identifier and health.
-    pub fn hand_over(&mut self, keep: impl Fn(&T) -> bool) -> Snapshot<T> {
+    pub fn snapshot(&self, keep: impl Fn(&T) -> bool) -> Snapshot<T> {
         let addrs = self.server_addrs();
-        let pending = std::mem::take(&mut self.pending)
-            .into_values()
+        let pending = (self.pending.values())
             .filter(|p| p.token.as_ref().is_some_and(&keep))
-            .map(|p| (addrs[p.server], p))
+            .map(|p| (addrs[p.server], p.clone()))
             .collect();
         Snapshot {
             servers: (self.servers.iter())
@@ -404,7 +403,7 @@ impl<T: Token> Client<T> {
                 })
                 .collect(),
             pending,
-            backlog: std::mem::take(&mut self.backlog).into_iter().filter(|(t, _)| keep(t)).collect(),
+            backlog: self.backlog.iter().filter(|(t, _)| keep(t)).cloned().collect(),
         }
     }
 

@@ -128,6 +128,8 @@ pub struct Testbed {
     pub dir: PathBuf,
     pub hosts: usize,
     daemon: Option<Child>,
+    /// `mcgate run --standby`, following `daemon`.
+    standby: Option<Child>,
     /// The guard that takes the testbed down when this process is gone, however it
     /// went (see `guard`); `Drop` takes it down itself and ends the guard.
     guard: Child,
@@ -162,6 +164,7 @@ impl Testbed {
             dir: PathBuf::from("/tmp/mcgate-tb").join(&prefix),
             hosts,
             daemon: None,
+            standby: None,
             guard: guard(&prefix),
         };
         run(Command::new(TB).args(["up", &prefix, &hosts.to_string()]));
@@ -365,6 +368,34 @@ impl Testbed {
         exited.unwrap()
     }
 
+    /// `mcgate run --standby` with the same configuration, following the running daemon;
+    /// returns once the daemon says it is followed.
+    pub fn start_standby(&mut self) {
+        assert!(self.standby.is_none());
+        let followed = |tb: &Self| tb.log().matches("a standby follows").count();
+        let before = followed(self);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("mcgate.log")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns("sw"), MCGATE, "run", "--standby", "-c"])
+            .arg(self.dir.join("mcgate.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.standby = Some(child);
+        assert!(wait_until(Duration::from_secs(10), || followed(self) > before), "no standby:\n{}", self.log());
+    }
+
+    pub fn standby_pid(&self) -> Option<u32> {
+        self.standby.as_ref().map(|c| c.id())
+    }
+
+    /// The daemon was killed and the standby took over: it is the daemon now.
+    pub fn standby_took_over(&mut self) {
+        assert!(self.daemon.is_none(), "the daemon is still there");
+        self.daemon = self.standby.take();
+    }
+
     /// SIGTERM, as systemd would; kernel state stays.
     pub fn stop_mcgate(&mut self) {
         if let Some(mut c) = self.daemon.take() {
@@ -547,6 +578,11 @@ impl Drop for Testbed {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("--- mcgate log of {} ---\n{}", self.prefix, self.log());
+        }
+        // the standby first: it would take over from the daemon stopped below
+        if let Some(mut c) = self.standby.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
         self.stop_mcgate();
         let _ = Command::new(TB).args(["down", &self.prefix]).status();
