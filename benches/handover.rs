@@ -2,7 +2,8 @@
 //! (a join a second each, the stream's first packet timed at the host) and two log out
 //! and in with PEAP in a loop, while mcgate is (1) left alone — the idle figures —,
 //! (2) handed over to a new process EVENTS times back to back, (3) stopped (SIGTERM) and
-//! started again EVENTS times. Counted per phase: joins and their report → first packet
+//! started again EVENTS times, (4) killed (SIGKILL) EVENTS times with a hot standby
+//! following it (`--standby`), which takes over (and a new standby starts after each). Counted per phase: joins and their report → first packet
 //! p50/p99, joins later than the idle p99 and joins without a packet within 2 s; logins
 //! (logon → EAP-Success at the supplicant), those slower than the idle p99 and EAP
 //! conversations begun again; the capture sockets' drops (PACKET_STATISTICS, every
@@ -33,6 +34,8 @@ enum Phase {
     Idle,
     HandOver,
     Restart,
+    /// SIGKILL the daemon; its hot standby takes over (and a new standby starts).
+    Standby,
 }
 
 #[derive(Default)]
@@ -50,8 +53,11 @@ struct Figures {
     radius_retransmissions: u64,
     /// Accounting records journaled, lost (never written by FreeRADIUS) and written twice.
     accounting: (usize, usize, usize),
-    /// Hand-overs or restarts: how long no process read the sockets (ms).
+    /// Hand-overs or restarts: how long no process read the sockets (ms); after a kill,
+    /// from the kill to the standby running.
     windows: Vec<f64>,
+    /// When the daemon was killed (unix seconds).
+    kills: Vec<f64>,
     /// Hand-overs or restarts: how long each took (ms; the old process's stop to the
     /// new one answering on the control socket).
     gaps: Vec<f64>,
@@ -117,12 +123,16 @@ fn counters(tb: &Testbed) -> (u64, u64) {
 /// From mcgate's log since `since`: each time no process read the sockets (ms), from the
 /// old one stopping its readers (a hand-over) or stopping (SIGTERM) to the next one
 /// running.
-fn windows(tb: &Testbed, since: f64) -> Vec<f64> {
+fn windows(tb: &Testbed, since: f64, kills: &[f64]) -> Vec<f64> {
     let (mut out, mut from) = (Vec::new(), None);
+    let mut kills = kills.to_vec();
     for l in tb.log().lines() {
         let Some(t) = l.split_whitespace().next().and_then(common::rfc3339).filter(|t| *t >= since) else { continue };
         if l.contains("stopping the readers") || l.contains("SIGTERM: stopping") {
             from = Some(t);
+        } else if l.contains("mcgate running") && kills.first().is_some_and(|k| *k <= t) {
+            // a standby running after a kill: from the kill
+            out.push((t - kills.remove(0)) * 1e3);
         } else if l.contains("mcgate running") {
             if let Some(f) = from.take() {
                 out.push((t - f) * 1e3);
@@ -174,6 +184,17 @@ fn run_phase(tb: &mut Testbed, phase: Phase, events: usize) -> Figures {
                 tb.stop_mcgate();
                 tb.start_mcgate();
             }
+            Phase::Standby => {
+                tb.kill_mcgate();
+                f.kills.push(t0);
+                tb.standby_took_over();
+                assert!(wait_until(Duration::from_secs(10), || tb.status().is_some()), "{}", tb.log());
+                f.gaps.push((unix_now() - t0) * 1e3);
+                tb.start_standby();
+                f.capture_drops += drops;
+                f.radius_retransmissions += retrans;
+                continue;
+            }
         }
         f.gaps.push((unix_now() - t0) * 1e3);
         f.capture_drops += drops;
@@ -198,7 +219,7 @@ fn run_phase(tb: &mut Testbed, phase: Phase, events: usize) -> Figures {
     let (drops, retrans) = counters(tb);
     f.capture_drops += drops;
     f.radius_retransmissions += retrans;
-    f.windows = windows(tb, start);
+    f.windows = windows(tb, start, &f.kills);
     f
 }
 
@@ -277,7 +298,10 @@ fn main() {
     let mut rows = Vec::new();
     let mut idle_p99 = (0.0, 0.0);
     let mut before = (0, 0, 0);
-    for phase in [Phase::Idle, Phase::HandOver, Phase::Restart] {
+    for phase in [Phase::Idle, Phase::HandOver, Phase::Restart, Phase::Standby] {
+        if phase == Phase::Standby {
+            tb.start_standby();
+        }
         let mut f = run_phase(&mut tb, phase, events);
         if phase == Phase::Idle {
             idle_p99 = (pct(&mut f.joins.clone(), 99.0), pct(&mut f.logins.clone(), 99.0));

@@ -365,6 +365,13 @@ pub(super) fn follow(socket: &std::path::Path, first: Asking) -> anyhow::Result<
         };
         if !moving {
             warn!(active = latest.pid, "standby: the active mcgate is gone; taking over");
+            // its connection closes while it exits, before its store's lock is released:
+            // wait for the exit itself
+            match crate::sys::wait_exit(latest.pid, Duration::from_secs(10)) {
+                Ok(true) => {}
+                Ok(false) => warn!(active = latest.pid, "standby: the active mcgate has not exited after 10 s"),
+                Err(e) => warn!(active = latest.pid, "standby: cannot wait for the active mcgate's exit: {e}"),
+            }
             return Ok(Taken { package: Some(latest), fds, stream: None, heads_known: false });
         }
         info!(active = latest.pid, "standby: the active mcgate hands over; following the new one");
