@@ -327,7 +327,9 @@ fn main() {
         let _ = s.wait();
     }
 
-    println!("hand-over vs plain restart, {events} each, under load (4 hosts zapping, 2 logging in and out with PEAP)");
+    println!(
+        "hand-over, plain restart and hot standby, {events} each, under load (4 hosts zapping, 2 logging in and out with PEAP)"
+    );
     println!("idle p99: join (report → first packet) {:.2} ms, PEAP login {:.0} ms", idle_p99.0, idle_p99.1);
     println!(
         "{:<9} {:>5} {:>15} {:>7} {:>4} {:>6} {:>13} {:>7} {:>9} {:>5} {:>7} {:>14} {:>14} {:>12}",

@@ -75,6 +75,16 @@ impl PortSocket {
         Ok((self.fd.get_ref().as_fd().try_clone_to_owned()?, head))
     }
 
+    /// A socket for sending only (one of [`PortSocket::open_tx_only`]'s) handed over.
+    pub fn adopt_tx_only(fd: OwnedFd) -> io::Result<Self> {
+        Ok(PortSocket { fd: sys::async_fd(fd)?, ring: None })
+    }
+
+    /// The socket.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.get_ref().as_fd()
+    }
+
     /// A socket for sending only: a filter that takes nothing keeps its queue empty.
     pub fn open_tx_only(ifindex: u32) -> io::Result<Self> {
         let (fd, ()) = sys::packet_socket(ifindex, |fd| {

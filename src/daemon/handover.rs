@@ -49,6 +49,9 @@ const MAX_PACKAGE: usize = 256 << 20;
 /// old one to stop and pass everything on.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The sockets passed on, each with what it is (taken out one by one).
+type Sockets = Vec<(Fd, Option<OwnedFd>)>;
+
 /// What a running mcgate passes on besides its sockets.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Package {
@@ -81,6 +84,12 @@ pub(super) enum Fd {
         ifindex: u32,
         frames: usize,
         head: usize,
+    },
+    /// An uplink's socket for sending (a process that closes an AF_PACKET socket waits
+    /// for an RCU grace period, ~11 ms here: a dying daemon's standby holds these too,
+    /// so that its exit does not close them).
+    Uplink {
+        ifindex: u32,
     },
     Radius {
         server: SocketAddr,
@@ -151,7 +160,7 @@ where
 pub(super) struct Taken {
     /// Taken by the core when it is built.
     pub package: Option<Package>,
-    fds: Vec<(Fd, Option<OwnedFd>)>,
+    fds: Sockets,
     /// To the old process, which waits for the word (none: it died; a standby).
     stream: Option<std::os::unix::net::UnixStream>,
     /// The capture rings' read positions are known (a hand-over) or are to be found (a
@@ -230,10 +239,7 @@ fn ask(s: &mut std::os::unix::net::UnixStream, req: &Request) -> anyhow::Result<
 
 /// Reads the answer to a hand-over or standby request: the first line with the sockets,
 /// then the package; `None` when the peer closed without a word.
-fn receive(
-    s: &mut std::os::unix::net::UnixStream,
-    what: &str,
-) -> anyhow::Result<Option<(Package, Vec<(Fd, Option<OwnedFd>)>)>> {
+fn receive(s: &mut std::os::unix::net::UnixStream, what: &str) -> anyhow::Result<Option<(Package, Sockets)>> {
     let mut buf = vec![0u8; 64 << 10];
     let (n, fds) = crate::sys::recv_with_fds(&*s, &mut buf, MAX_FDS).context("receiving the sockets")?;
     if n == 0 {
@@ -290,7 +296,7 @@ fn receive(
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub(super) enum Follow {
     /// The state its store lacks, as of its last step.
-    State(Package),
+    State(Box<Package>),
     /// It hands over to a new process: follow that one.
     Moving,
 }
@@ -357,7 +363,7 @@ pub(super) fn follow(socket: &std::path::Path, first: Asking) -> anyhow::Result<
             match (&mut lines).take(MAX_PACKAGE as u64).read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => break false,
                 Ok(_) => match serde_json::from_slice::<Follow>(&line) {
-                    Ok(Follow::State(p)) => latest = p,
+                    Ok(Follow::State(p)) => latest = *p,
                     Ok(Follow::Moving) => break true,
                     Err(e) => warn!("standby: an update not understood, kept the one before: {e}"),
                 },
@@ -367,8 +373,11 @@ pub(super) fn follow(socket: &std::path::Path, first: Asking) -> anyhow::Result<
             warn!(active = latest.pid, "standby: the active mcgate is gone; taking over");
             // its connection closes while it exits, before its store's lock is released:
             // wait for the exit itself
+            let t0 = Instant::now();
             match crate::sys::wait_exit(latest.pid, Duration::from_secs(10)) {
-                Ok(true) => {}
+                Ok(true) => {
+                    debug!(waited_us = t0.elapsed().as_micros() as u64, "standby: the active mcgate has exited")
+                }
                 Ok(false) => warn!(active = latest.pid, "standby: the active mcgate has not exited after 10 s"),
                 Err(e) => warn!(active = latest.pid, "standby: cannot wait for the active mcgate's exit: {e}"),
             }

@@ -7,7 +7,6 @@ use super::metrics::Histogram;
 use super::Daemon;
 use crate::acct::TerminateCause;
 use crate::auth::PortId;
-use crate::capture::PortSocket;
 use crate::dataplane::netlink::{Link, Netlink};
 use crate::dataplane::{Dataplane, MdbEntry, PortVlan};
 use crate::hash::HashMap;
@@ -86,8 +85,9 @@ pub(super) struct McastIoStats {
 }
 
 /// Sets up the bridge and uplinks for the gate; what comes back: the bridge's
-/// addresses its queries and reports go out from, and the uplinks' sockets (to send
-/// reports on). `access`: each port listing's port and multicast VLAN.
+/// addresses its queries and reports go out from, and the uplinks' interface indexes
+/// (their sockets, to send reports on, are opened or taken over later). `access`: each
+/// port listing's port and multicast VLAN.
 pub(super) fn set_up(
     cfg: &Config,
     mc: &Multicast,
@@ -96,7 +96,7 @@ pub(super) fn set_up(
     bridge: &Link,
     nl: &mut Netlink,
     dataplane: &mut (dyn Dataplane + Send),
-) -> anyhow::Result<(StartBridge, Vec<Arc<PortSocket>>)> {
+) -> anyhow::Result<(StartBridge, Vec<u32>)> {
     let uplink_names: Vec<&str> = mc.uplinks.iter().map(|u| u.get_ref().as_str()).collect();
     let mut ports: Vec<&str> = access.iter().map(|(p, _)| *p).collect();
     ports.sort();
@@ -119,10 +119,10 @@ pub(super) fn set_up(
             .with_context(|| format!("multicast VLAN {vid}"))?;
         info!(vlan = vid, ?ports, "multicast VLAN registration on");
     }
-    let mut uplink_sockets = Vec::new();
+    let mut uplinks = Vec::new();
     for name in &uplink_names {
         let link = links.iter().find(|l| l.name == *name).ok_or_else(|| anyhow!("uplink {name} not found"))?;
-        uplink_sockets.push(Arc::new(PortSocket::open_tx_only(link.index)?));
+        uplinks.push(link.index);
     }
     let addrs = nl.addresses(bridge.index)?;
     let bridge_v4 = addrs.iter().find_map(|(a, _)| if let IpAddr::V4(a) = a { Some(*a) } else { None });
@@ -139,7 +139,7 @@ pub(super) fn set_up(
     }
     let vlan_protocol = dataplane.vlan_protocol(&cfg.switch.bridge).context("reading the bridge's VLAN protocol")?;
     let b = StartBridge { mac: bridge.mac.unwrap_or_default(), v4: bridge_v4, ll6: bridge_ll6, vlan_protocol };
-    Ok((b, uplink_sockets))
+    Ok((b, uplinks))
 }
 
 impl McastState {

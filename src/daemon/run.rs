@@ -156,7 +156,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         }
     }
     let seed: [u8; 32] = rand::random();
-    let (bridge_addrs, uplink_sockets) = match &cfg.multicast {
+    let (bridge_addrs, uplinks) = match &cfg.multicast {
         Some(mc) if loaded.policy.is_some() => {
             let access: Vec<(&str, Option<u16>)> =
                 ports.iter().enumerate().map(|(i, p)| (p.name.as_str(), loaded.multicast_vlan(i))).collect();
@@ -214,6 +214,15 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         port_sockets.push(socket);
     }
 
+    let mut uplink_sockets = Vec::new();
+    for ifindex in uplinks {
+        let socket = match taken.as_mut().and_then(|t| t.take(|f| *f == handover::Fd::Uplink { ifindex })) {
+            Some((_, fd)) => PortSocket::adopt_tx_only(fd)?,
+            None => PortSocket::open_tx_only(ifindex)?,
+        };
+        handing.keep(handover::Fd::Uplink { ifindex }, &socket.fd())?;
+        uplink_sockets.push(Arc::new(socket));
+    }
     let servers = loaded.radius_servers();
     let source = loaded.radius_source();
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -417,7 +426,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
             if f.receiver_count() == 0 {
                 follower = None;
             } else if changed {
-                let state = handover::Follow::State(d.snapshot(vec![], true));
+                let state = handover::Follow::State(Box::new(d.snapshot(vec![], true)));
                 f.send_replace(Arc::new(serde_json::to_vec(&state).unwrap_or_default()));
             }
         }
