@@ -18,7 +18,6 @@ mod common;
 
 use common::{pct, result, unix_now, wait_until, Testbed};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -223,44 +222,6 @@ fn run_phase(tb: &mut Testbed, phase: Phase, events: usize) -> Figures {
     f
 }
 
-/// (Acct-Session-Id, Acct-Status-Type) of every accounting request FreeRADIUS wrote
-/// to its detail file, and how often.
-fn detail(tb: &Testbed) -> HashMap<(String, String), usize> {
-    let text = tb.radius_requests(1812);
-    let mut out = HashMap::new();
-    for block in text.split("\n\n") {
-        let field = |name: &str| {
-            block.lines().find_map(|l| {
-                let (k, v) = l.trim().split_once(" = ")?;
-                (k == name).then(|| v.trim_matches('"').to_string())
-            })
-        };
-        if let (Some(id), Some(status)) = (field("Acct-Session-Id"), field("Acct-Status-Type")) {
-            *out.entry((id, status)).or_insert(0) += 1;
-        }
-    }
-    out
-}
-
-/// The journal's records as (Acct-Session-Id, Acct-Status-Type).
-fn journal(tb: &Testbed) -> Vec<(String, String)> {
-    let (out, _) = tb.mcgate(&["acct", "export", "--format", "jsonl"]);
-    let status = |s: &str| match s {
-        "start" => "Start",
-        "stop" => "Stop",
-        "interim-update" => "Interim-Update",
-        "accounting-on" => "Accounting-On",
-        "accounting-off" => "Accounting-Off",
-        _ => "?",
-    };
-    out.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .map(|r| {
-            (r["session_id"].as_str().unwrap_or("").to_string(), status(r["status"].as_str().unwrap_or("")).into())
-        })
-        .collect()
-}
-
 fn main() {
     let events: usize = std::env::var("EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let mut tb = Testbed::new("hb", 6);
@@ -314,7 +275,7 @@ fn main() {
             "accounting not delivered: {:?}",
             tb.status()
         );
-        let (written, journaled) = (detail(&tb), journal(&tb));
+        let (written, journaled) = (tb.accounting_written(1812), tb.journaled());
         let lost = journaled.iter().filter(|k| !written.contains_key(*k)).count();
         let duplicated: usize = written.values().map(|n| n - 1).sum();
         let now = (journaled.len(), lost, duplicated);

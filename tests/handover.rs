@@ -41,6 +41,35 @@ fn eap_started(tb: &Testbed, h: usize) -> usize {
     log.matches("CTRL-EVENT-EAP-STARTED").count()
 }
 
+/// `recv`'s join went out while no process read (before `resumed`, unix seconds) and its
+/// first packet came within a second after (a lost report is repeated only after 10 s):
+/// how long after (ms).
+fn first_packet_after(tb: &Testbed, recv: std::process::Child, resumed: f64) -> f64 {
+    let out = common::result(recv);
+    let joined = out["joined_unix"].as_f64().unwrap();
+    let first = joined + out["first_ms"].as_f64().unwrap_or(f64::INFINITY) / 1000.0;
+    assert!(joined < resumed, "the join went out after the process resumed: {out}");
+    let after = first - resumed;
+    assert!(after < 1.0, "first packet {after:.3} s after the process resumed: {out}\n{}", tb.log());
+    after * 1000.0
+}
+
+/// alice logged in with PEAP on h1 and MD5 on h2, two streams running, h2 watching the
+/// first: the two sessions' ids and the processes to stop at the end.
+fn logged_in_and_watching(tb: &Testbed) -> (String, String, Vec<std::process::Child>) {
+    tb.supplicant(1, "alice", "alicepass", "peap");
+    tb.supplicant(2, "alice", "alicepass", "md5");
+    assert!(wait_until(Duration::from_secs(20), || tb.sessions().len() == 2), "{}", tb.log());
+    let (s1, s2) = (session_id(tb, "p1"), session_id(tb, "p2"));
+    let children = vec![
+        tb.stream("239.1.1.1", 60),
+        tb.stream("239.1.1.2", 60),
+        tb.mcast_py("h2", &["recv", "239.1.1.1", "--seconds", "50"]),
+    ];
+    assert!(wait_until(Duration::from_secs(5), || tb.memberships().len() == 1), "{}", tb.log());
+    (s1, s2, children)
+}
+
 fn session_id(tb: &Testbed, port: &str) -> String {
     tb.session_of(port).map(|s| s["session_id"].as_str().unwrap_or_default().to_string()).unwrap_or_default()
 }
@@ -48,14 +77,7 @@ fn session_id(tb: &Testbed, port: &str) -> String {
 #[test]
 fn a_new_process_takes_over_logins_joins_and_accounting_without_losing_any() {
     let mut tb = testbed("ho");
-    tb.supplicant(1, "alice", "alicepass", "peap");
-    tb.supplicant(2, "alice", "alicepass", "md5");
-    assert!(wait_until(Duration::from_secs(20), || tb.sessions().len() == 2), "{}", tb.log());
-    let (s1, s2) = (session_id(&tb, "p1"), session_id(&tb, "p2"));
-    let stream = tb.stream("239.1.1.1", 60);
-    let stream2 = tb.stream("239.1.1.2", 60);
-    let join = tb.mcast_py("h2", &["recv", "239.1.1.1", "--seconds", "50"]);
-    assert!(wait_until(Duration::from_secs(5), || tb.memberships().len() == 1), "{}", tb.log());
+    let (s1, s2, children) = logged_in_and_watching(&tb);
 
     // 1. idle: the old process exits cleanly, the sessions and the membership go on
     let exit = tb.hand_over_mcgate();
@@ -101,22 +123,13 @@ fn a_new_process_takes_over_logins_joins_and_accounting_without_losing_any() {
     });
     assert!(exit.success(), "the old process: {exit}\n{}", tb.log());
     let (resumed, child) = second.unwrap();
-    let out = common::result(child);
-    let joined = out["joined_unix"].as_f64().unwrap();
-    let first = joined + out["first_ms"].as_f64().unwrap_or(f64::INFINITY) / 1000.0;
-    assert!(joined < resumed, "the join went out after the old process resumed: {out}");
-    let after = first - resumed;
-    assert!(
-        after < 1.0,
-        "first packet {after:.3} s after the old process resumed (a lost report waits 10 s): {out}\n{}",
-        tb.log()
-    );
-    eprintln!("a join sent while the old process stood still: first packet {:.0} ms after it resumed", after * 1000.0);
+    let after = first_packet_after(&tb, child, resumed);
+    eprintln!("a join sent while the old process stood still: first packet {after:.0} ms after it resumed");
     let status = tb.status().unwrap();
     assert_eq!(status["io"]["capture_drops"], 0, "{status}");
 
     // 4. accounting: every record journaled once reaches radacct once; nothing pending
-    for mut c in [join, stream, stream2] {
+    for mut c in children {
         let _ = c.kill();
         let _ = c.wait();
     }
@@ -165,23 +178,6 @@ fn a_hand_over_the_new_process_cannot_read_is_refused_and_nothing_stops() {
     assert!(wait_until(Duration::from_secs(15), || tb.session_of("p1").is_some()), "{}", tb.log());
 }
 
-/// (Acct-Session-Id, Acct-Status-Type) → how often FreeRADIUS wrote it to its detail file.
-fn detail(tb: &Testbed) -> std::collections::HashMap<(String, String), usize> {
-    let mut out = std::collections::HashMap::new();
-    for block in tb.radius_requests(1812).split("\n\n") {
-        let field = |name: &str| {
-            block.lines().find_map(|l| {
-                let (k, v) = l.trim().split_once(" = ")?;
-                (k == name).then(|| v.trim_matches('"').to_string())
-            })
-        };
-        if let (Some(id), Some(status)) = (field("Acct-Session-Id"), field("Acct-Status-Type")) {
-            *out.entry((id, status)).or_insert(0) += 1;
-        }
-    }
-    out
-}
-
 /// Every record of the journal delivered, written by FreeRADIUS once.
 fn accounting_exactly_once(tb: &Testbed) {
     assert!(
@@ -190,20 +186,8 @@ fn accounting_exactly_once(tb: &Testbed) {
         "{:?}",
         tb.status()
     );
-    let (export, _) = tb.mcgate(&["acct", "export", "--format", "jsonl"]);
-    let status = |s: &str| match s {
-        "start" => "Start",
-        "stop" => "Stop",
-        "interim-update" => "Interim-Update",
-        "accounting-on" => "Accounting-On",
-        _ => "Accounting-Off",
-    };
-    let journal: Vec<(String, String)> = export
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|r| (r["session_id"].as_str().unwrap_or("").into(), status(r["status"].as_str().unwrap_or("")).into()))
-        .collect();
-    let written = detail(tb);
+    let journal = tb.journaled();
+    let written = tb.accounting_written(1812);
     for k in &journal {
         assert_eq!(written.get(k), Some(&1), "{k:?} written {:?} times; all: {written:?}", written.get(k));
     }
@@ -219,14 +203,7 @@ fn accounting_exactly_once(tb: &Testbed) {
 fn a_standby_takes_over_when_the_active_dies_and_loses_nothing() {
     let mut tb = testbed("sb");
     tb.start_standby();
-    tb.supplicant(1, "alice", "alicepass", "peap");
-    tb.supplicant(2, "alice", "alicepass", "md5");
-    assert!(wait_until(Duration::from_secs(20), || tb.sessions().len() == 2), "{}", tb.log());
-    let (s1, s2) = (session_id(&tb, "p1"), session_id(&tb, "p2"));
-    let stream = tb.stream("239.1.1.1", 60);
-    let stream2 = tb.stream("239.1.1.2", 60);
-    let join = tb.mcast_py("h2", &["recv", "239.1.1.1", "--seconds", "40"]);
-    assert!(wait_until(Duration::from_secs(5), || tb.memberships().len() == 1), "{}", tb.log());
+    let (s1, s2, children) = logged_in_and_watching(&tb);
 
     // a PEAP login with its Access-Request in flight (FreeRADIUS stopped)
     let radius = radius_pid(&tb);
@@ -251,17 +228,8 @@ fn a_standby_takes_over_when_the_active_dies_and_loses_nothing() {
     assert!(wait_until(Duration::from_secs(5), || tb.status().is_some()), "{}", tb.log());
     signal("-CONT", &radius);
 
-    let out = common::result(second);
-    let joined = out["joined_unix"].as_f64().unwrap();
-    let first = joined + out["first_ms"].as_f64().unwrap_or(f64::INFINITY) / 1000.0;
-    assert!(joined < resumed, "the join went out after the standby resumed: {out}");
-    let after = first - resumed;
-    assert!(
-        after < 1.0,
-        "first packet {after:.3} s after the standby resumed (a lost report waits 10 s): {out}\n{}",
-        tb.log()
-    );
-    eprintln!("a join sent while no process read: first packet {:.0} ms after the standby resumed", after * 1000.0);
+    let after = first_packet_after(&tb, second, resumed);
+    eprintln!("a join sent while no process read: first packet {after:.0} ms after the standby resumed");
 
     assert!(wait_until(Duration::from_secs(20), || tb.session_of("p3").is_some()), "{}", tb.log());
     assert_eq!(eap_started(&tb, 3), 1, "h3 began one EAP conversation:\n{}", tb.log());
@@ -272,7 +240,7 @@ fn a_standby_takes_over_when_the_active_dies_and_loses_nothing() {
     let status = tb.status().unwrap();
     assert_eq!(status["io"]["capture_drops"], 0, "{status}");
 
-    for mut c in [join, stream, stream2] {
+    for mut c in children {
         let _ = c.kill();
         let _ = c.wait();
     }

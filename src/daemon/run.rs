@@ -13,11 +13,18 @@ pub(super) enum Event {
     Metrics(oneshot::Sender<String>),
     /// A new process asks to take over (the newest format it reads), and where the
     /// hand-over (or why not) goes.
-    HandOver(std::ops::RangeInclusive<u32>, oneshot::Sender<Result<handover::Outgoing, String>>),
+    HandOver(Formats, HandOverReply),
     /// A hot standby asks to follow (the formats it reads): the sockets and the first
     /// state, and where each new state goes.
-    Standby(std::ops::RangeInclusive<u32>, oneshot::Sender<Result<(handover::Outgoing, Updates), String>>),
+    Standby(Formats, StandbyReply),
 }
+
+/// The hand-over formats a new process or a standby reads.
+pub(super) type Formats = std::ops::RangeInclusive<u32>;
+/// Where a hand-over goes, or why not.
+pub(super) type HandOverReply = oneshot::Sender<Result<handover::Outgoing, String>>;
+/// Where a standby's sockets and first state go, with its updates, or why not.
+pub(super) type StandbyReply = oneshot::Sender<Result<(handover::Outgoing, Updates), String>>;
 
 /// The states a standby gets, the latest only.
 pub(super) type Updates = tokio::sync::watch::Receiver<Arc<Vec<u8>>>;
@@ -363,17 +370,14 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     // a step: what is waiting (up to BATCH_EVENTS) handled at one time, one commit
-    let mut inputs = Vec::new();
-    let mut replies = Vec::new();
+    let mut next = Gathered::default();
     // One timer for the whole run, moved only when the core's next deadline moves: a timer
     // made anew (or moved earlier) on every step has tokio wake its own driver with a
     // write to its eventfd and an extra epoll round, about 14 times per PEAP login.
     let sleep = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(sleep);
     let mut armed: Option<Instant> = None;
-    let mut asked = None;
-    let mut standby_asked = None;
-    // the hot standby following this process, and whether a step changed what it follows
+    // the hot standby following this process
     let mut follower: Option<tokio::sync::watch::Sender<Arc<Vec<u8>>>> = None;
     loop {
         let deadline = d.poll_timeout();
@@ -389,39 +393,27 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
                 // what else is waiting goes into the same commit (group commit)
                 for _ in 0..BATCH_EVENTS {
                     let Some(e) = ev.take().or_else(|| rx.try_recv().ok()) else { break };
-                    match e {
-                        Event::Input(i) => inputs.push(i),
-                        Event::Control(request, reply) => {
-                            inputs.push(Input::Control { request });
-                            replies.push(reply);
-                        }
-                        Event::Metrics(reply) => {
-                            d.fold_capture_drops();
-                            let _ = reply.send(d.metrics());
-                        }
-                        Event::HandOver(formats, reply) => asked = Some((formats, reply)),
-                        Event::Standby(formats, reply) => standby_asked = Some((formats, reply)),
-                    }
+                    next.add(&mut d, e);
                 }
             }
-            Some(i) = das_rx.recv() => inputs.push(i),
-            Some(msg) = kernel_rx.recv() => inputs.push(msg),
-            Some(update) = catalogue_rx.recv() => inputs.push(Input::Catalogue { update }),
+            Some(i) = das_rx.recv() => next.inputs.push(i),
+            Some(msg) = kernel_rx.recv() => next.inputs.push(msg),
+            Some(update) = catalogue_rx.recv() => next.inputs.push(Input::Catalogue { update }),
             _ = &mut sleep, if deadline.is_some() => {
-                inputs.push(Input::Timeout);
+                next.inputs.push(Input::Timeout);
                 armed = None;
             }
             _ = tick.tick(), if notifier.every().is_some() => notifier.tick(&d.summary()),
             _ = sighup.recv() => {
-                inputs.push(Input::Control { request: Request::PolicyReload });
+                next.inputs.push(Input::Control { request: Request::PolicyReload });
                 signalled = true;
             }
             _ = sigterm.recv() => { info!("SIGTERM: stopping; kernel state left in place"); stop = true }
             _ = tokio::signal::ctrl_c() => { info!("SIGINT: stopping; kernel state left in place"); stop = true }
         }
         // what a standby follows changes with everything but joins and leaves
-        let changed = follower.is_some() && inputs.iter().any(|i| !matches!(i, Input::Mcast { .. }));
-        let responses = d.step(input::now(epoch), std::mem::take(&mut inputs));
+        let changed = follower.is_some() && next.inputs.iter().any(|i| !matches!(i, Input::Mcast { .. }));
+        let responses = d.step(input::now(epoch), std::mem::take(&mut next.inputs));
         if let Some(f) = follower.as_ref() {
             if f.receiver_count() == 0 {
                 follower = None;
@@ -432,7 +424,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         }
         // control responses come in the order of their requests; SIGHUP's has no caller
         let mut responses = responses.into_iter();
-        for reply in replies.drain(..) {
+        for reply in next.replies.drain(..) {
             if let Some(r) = responses.next() {
                 let _ = reply.send(r);
             }
@@ -455,7 +447,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
             d.commit_delivery_marks();
             break;
         }
-        if let Some((formats, reply)) = standby_asked.take() {
+        if let Some((formats, reply)) = next.standby.take() {
             let refusal = if !formats.contains(&handover::VERSION) {
                 Some(format!(
                     "this mcgate writes hand-over format {}, the standby reads {formats:?}",
@@ -482,7 +474,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
                 }
             }
         }
-        if let Some((formats, reply)) = asked.take() {
+        if let Some((formats, reply)) = next.hand_over.take() {
             if !formats.contains(&handover::VERSION) {
                 let message = format!(
                     "this mcgate writes hand-over format {}, the new one reads {formats:?}: stop this one first",
@@ -508,29 +500,19 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
                 rest.push(ev);
             }
             for ev in rest {
-                match ev {
-                    Event::Input(i) => inputs.push(i),
-                    Event::Control(request, reply) => {
-                        inputs.push(Input::Control { request });
-                        replies.push(reply);
-                    }
-                    Event::Metrics(reply) => {
-                        d.fold_capture_drops();
-                        let _ = reply.send(d.metrics());
-                    }
-                    Event::HandOver(_, reply) => {
-                        let _ = reply.send(Err("another process is taking over already".into()));
-                    }
-                    Event::Standby(_, reply) => {
-                        let _ = reply.send(Err("handing over to a new process: follow that one".into()));
-                    }
-                }
+                next.add(&mut d, ev);
             }
-            inputs.extend(std::iter::from_fn(|| das_rx.try_recv().ok()));
-            inputs.extend(std::iter::from_fn(|| kernel_rx.try_recv().ok()));
-            debug!(inputs = inputs.len(), "hand-over: readers stopped");
-            let responses = d.step(input::now(epoch), std::mem::take(&mut inputs));
-            for (reply, r) in replies.drain(..).zip(responses) {
+            if let Some((_, reply)) = next.hand_over.take() {
+                let _ = reply.send(Err("another process is taking over already".into()));
+            }
+            if let Some((_, reply)) = next.standby.take() {
+                let _ = reply.send(Err("handing over to a new process: follow that one".into()));
+            }
+            next.inputs.extend(std::iter::from_fn(|| das_rx.try_recv().ok()));
+            next.inputs.extend(std::iter::from_fn(|| kernel_rx.try_recv().ok()));
+            debug!(inputs = next.inputs.len(), "hand-over: readers stopped");
+            let responses = d.step(input::now(epoch), std::mem::take(&mut next.inputs));
+            for (reply, r) in next.replies.drain(..).zip(responses) {
                 let _ = reply.send(r);
             }
             debug!("hand-over: last step committed");
@@ -545,14 +527,39 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the next step takes: the inputs, where the answers of its control requests go
+/// (in order), and a hand-over or standby request, handled after it.
+#[derive(Default)]
+struct Gathered {
+    inputs: Vec<Input>,
+    replies: Vec<oneshot::Sender<Response>>,
+    hand_over: Option<(Formats, HandOverReply)>,
+    standby: Option<(Formats, StandbyReply)>,
+}
+
+impl Gathered {
+    /// An event for the step; a scrape is answered at once.
+    fn add(&mut self, d: &mut Daemon, e: Event) {
+        match e {
+            Event::Input(i) => self.inputs.push(i),
+            Event::Control(request, reply) => {
+                self.inputs.push(Input::Control { request });
+                self.replies.push(reply);
+            }
+            Event::Metrics(reply) => {
+                d.fold_capture_drops();
+                let _ = reply.send(d.metrics());
+            }
+            Event::HandOver(formats, reply) => self.hand_over = Some((formats, reply)),
+            Event::Standby(formats, reply) => self.standby = Some((formats, reply)),
+        }
+    }
+}
+
 /// Passes the sockets and the core's state on to the process that asked (`reply`), once
 /// the readers stopped and the last step committed; the store closes before, for the new
 /// process to open. The control socket's file stays: it is the new process's now.
-async fn hand_over(
-    mut d: Daemon,
-    handing: Handing,
-    reply: oneshot::Sender<Result<handover::Outgoing, String>>,
-) -> anyhow::Result<()> {
+async fn hand_over(mut d: Daemon, handing: Handing, reply: HandOverReply) -> anyhow::Result<()> {
     d.fold_capture_drops();
     d.commit_delivery_marks();
     let (kinds, fds) = handing.dup()?;

@@ -319,18 +319,24 @@ impl Testbed {
         self.start_mcgate_within(Duration::from_secs(10));
     }
 
-    /// Starts mcgate and waits up to `limit` for its control socket to answer.
-    pub fn start_mcgate_within(&mut self, limit: Duration) {
-        assert!(self.daemon.is_none());
+    /// `mcgate run ARGS -c <config>` in the switch's namespace, logging to mcgate.log.
+    fn spawn_mcgate(&self, args: &[&str]) -> Child {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("mcgate.log")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns("sw"), MCGATE, "run", "-c"])
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns("sw"), MCGATE, "run"])
+            .args(args)
+            .arg("-c")
             .arg(self.dir.join("mcgate.toml"))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap();
-        self.daemon = Some(child);
+            .unwrap()
+    }
+
+    /// Starts mcgate and waits up to `limit` for its control socket to answer.
+    pub fn start_mcgate_within(&mut self, limit: Duration) {
+        assert!(self.daemon.is_none());
+        self.daemon = Some(self.spawn_mcgate(&[]));
         let sock = self.socket();
         assert!(wait_until(limit, || self.status().is_some()), "mcgate did not start:\n{}", self.log());
         let _ = sock;
@@ -345,15 +351,7 @@ impl Testbed {
     /// ... with `meanwhile(self, old pid)` run once the new process is started.
     pub fn hand_over_mcgate_with(&mut self, meanwhile: impl FnOnce(&Self, u32)) -> std::process::ExitStatus {
         let mut old = self.daemon.take().expect("mcgate running");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("mcgate.log")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns("sw"), MCGATE, "run", "-c"])
-            .arg(self.dir.join("mcgate.toml"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.daemon = Some(child);
+        self.daemon = Some(self.spawn_mcgate(&[]));
         meanwhile(self, old.id());
         let mut exited = None;
         assert!(
@@ -374,15 +372,7 @@ impl Testbed {
         assert!(self.standby.is_none());
         let followed = |tb: &Self| tb.log().matches("a standby follows").count();
         let before = followed(self);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("mcgate.log")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns("sw"), MCGATE, "run", "--standby", "-c"])
-            .arg(self.dir.join("mcgate.toml"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.standby = Some(child);
+        self.standby = Some(self.spawn_mcgate(&["--standby"]));
         assert!(wait_until(Duration::from_secs(10), || followed(self) > before), "no standby:\n{}", self.log());
     }
 
@@ -434,6 +424,43 @@ impl Testbed {
             }
         }
         all
+    }
+
+    /// (Acct-Session-Id, Acct-Status-Type) → how often FreeRADIUS on `port` wrote that
+    /// accounting request to its detail file (a retransmission its duplicate cache
+    /// answered is not written again; a record sent anew is).
+    pub fn accounting_written(&self, port: u16) -> std::collections::HashMap<(String, String), usize> {
+        let mut out = std::collections::HashMap::new();
+        for block in self.radius_requests(port).split("\n\n") {
+            let field = |name: &str| {
+                block.lines().find_map(|l| {
+                    let (k, v) = l.trim().split_once(" = ")?;
+                    (k == name).then(|| v.trim_matches('"').to_string())
+                })
+            };
+            if let (Some(id), Some(status)) = (field("Acct-Session-Id"), field("Acct-Status-Type")) {
+                *out.entry((id, status)).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    /// The journal's records (`mcgate acct export`) as (Acct-Session-Id, Acct-Status-Type),
+    /// the names FreeRADIUS's detail file gives them.
+    pub fn journaled(&self) -> Vec<(String, String)> {
+        let (out, _) = self.mcgate(&["acct", "export", "--format", "jsonl"]);
+        let status = |s: &str| match s {
+            "start" => "Start",
+            "stop" => "Stop",
+            "interim-update" => "Interim-Update",
+            "accounting-on" => "Accounting-On",
+            "accounting-off" => "Accounting-Off",
+            _ => "?",
+        };
+        out.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|r| (r["session_id"].as_str().unwrap_or("").into(), status(r["status"].as_str().unwrap_or("")).into()))
+            .collect()
     }
 
     /// FreeRADIUS's own log (errors, warnings).
