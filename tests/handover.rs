@@ -195,7 +195,7 @@ fn accounting_exactly_once(tb: &Testbed) {
 }
 
 /// A hot standby holds the active process's sockets and follows the state its store
-/// lacks; SIGKILL the active and the standby goes on: the PEAP login whose
+/// lacks, also across a hand-over; SIGKILL the active and the standby goes on: the PEAP login whose
 /// Access-Request was in flight finishes without starting over, a join sent while
 /// neither process read (the standby stopped too) is read from the ring it held, and no
 /// accounting record is lost or written twice.
@@ -204,6 +204,11 @@ fn a_standby_takes_over_when_the_active_dies_and_loses_nothing() {
     let mut tb = testbed("sb");
     tb.start_standby();
     let (s1, s2, children) = logged_in_and_watching(&tb);
+    // a hand-over meanwhile: the standby follows the new process
+    let exit = tb.hand_over_mcgate();
+    assert!(exit.success(), "the old process: {exit}\n{}", tb.log());
+    let followed = || tb.log().matches("a standby follows").count() == 2;
+    assert!(wait_until(Duration::from_secs(10), followed), "the standby did not follow the new process:\n{}", tb.log());
 
     // a PEAP login with its Access-Request in flight (FreeRADIUS stopped)
     let radius = radius_pid(&tb);

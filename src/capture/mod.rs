@@ -68,11 +68,9 @@ impl PortSocket {
         Ok(PortSocket { fd: sys::async_fd(fd)?, ring: Some(Mutex::new(ring)) })
     }
 
-    /// For a hand-over: the socket (another descriptor of it) and the slot its reader
-    /// reads next. Asked once the capture task has stopped.
-    pub fn hand_over(&self) -> io::Result<(OwnedFd, usize)> {
-        let head = self.ring.as_ref().map_or(0, |r| r.lock().unwrap_or_else(|e| e.into_inner()).head());
-        Ok((self.fd.get_ref().as_fd().try_clone_to_owned()?, head))
+    /// The slot its reader reads next (for a hand-over, once the capture task stopped).
+    pub fn head(&self) -> usize {
+        self.ring.as_ref().map_or(0, |r| r.lock().unwrap_or_else(|e| e.into_inner()).head())
     }
 
     /// A socket for sending only (one of [`PortSocket::open_tx_only`]'s) handed over.

@@ -65,19 +65,56 @@ impl Handing {
     }
 
     /// Another descriptor of each socket, and what it is (a capture socket's ring with
-    /// the slot its reader reads next: meaningful once the readers stopped).
-    fn dup(&self) -> anyhow::Result<(Vec<handover::Fd>, Vec<std::os::fd::OwnedFd>)> {
+    /// the slot its reader reads next: [`Handing::read_heads`] once the readers stopped).
+    fn dup(&self) -> std::io::Result<(Vec<handover::Fd>, Vec<std::os::fd::OwnedFd>)> {
         let (mut kinds, mut fds) = (Vec::new(), Vec::new());
         for (ifindex, frames, socket) in &self.captures {
-            let (fd, head) = socket.hand_over()?;
-            kinds.push(handover::Fd::Capture { ifindex: *ifindex, frames: *frames, head });
-            fds.push(fd);
+            kinds.push(handover::Fd::Capture { ifindex: *ifindex, frames: *frames, head: socket.head() });
+            fds.push(socket.fd().try_clone_to_owned()?);
         }
         for (kind, fd) in &self.others {
             kinds.push(kind.clone());
             fds.push(fd.try_clone()?);
         }
         Ok((kinds, fds))
+    }
+
+    /// The capture rings' read positions into `kinds` (as [`Handing::dup`] made them).
+    fn read_heads(&self, kinds: &mut [handover::Fd]) {
+        for (kind, (_, _, socket)) in kinds.iter_mut().zip(&self.captures) {
+            if let handover::Fd::Capture { head, .. } = kind {
+                *head = socket.head();
+            }
+        }
+    }
+
+    /// Answers a standby's request: the sockets and the first state, and where each new
+    /// state goes (`follower`); or why not. Nothing of it stops this process.
+    fn follow_me(
+        &self,
+        d: &Daemon,
+        follower: &mut Option<tokio::sync::watch::Sender<Arc<Vec<u8>>>>,
+        formats: Formats,
+        reply: StandbyReply,
+    ) {
+        let answer = if !formats.contains(&handover::VERSION) {
+            Err(format!("this mcgate writes hand-over format {}, the standby reads {formats:?}", handover::VERSION))
+        } else if follower.as_ref().is_some_and(|f| f.receiver_count() > 0) {
+            Err("a standby follows already".to_string())
+        } else {
+            self.dup().map_err(|e| format!("cannot pass the sockets on: {e}")).map(|(kinds, fds)| {
+                let bytes = serde_json::to_vec(&d.snapshot(kinds, true)).unwrap_or_default();
+                let (updates, followed) = tokio::sync::watch::channel(Arc::new(Vec::new()));
+                *follower = Some(updates);
+                (handover::Outgoing { bytes, fds, version: handover::VERSION, done: None }, followed)
+            })
+        };
+        if let Err(message) = &answer {
+            warn!("standby refused: {message}");
+        }
+        if reply.send(answer).is_err() {
+            *follower = None;
+        }
     }
 }
 
@@ -100,6 +137,9 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         return Err(anyhow!("--standby: no mcgate runs on {} to follow", cfg.switch.control_socket.display()));
     }
     let mut handing = Handing::default();
+    // before the set-up locks the ports: a MAB port reports each new MAC once, and a
+    // report made before anyone listened is not made again
+    let subscribed = kernel::subscribe().context("subscribing to kernel events")?;
     let mut nl = Netlink::open()?;
     let links = nl.links()?;
     let bridge = links
@@ -122,6 +162,12 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         ports.push(input::StartPort { name, tag, ifindex: link.index, mac, running: link.running, vlan: tag });
     }
 
+    // capture runs before the set-up locks the ports (an EAPOL-Start then is not lost);
+    // taking over, the running process's sockets come once it is set up
+    let port_sockets = match running {
+        None => Some(capture_sockets(cfg, &ports, &mut None, &mut handing)?),
+        Some(_) => None,
+    };
     let mut dataplane: Box<dyn Dataplane + Send> =
         if cfg.switch.audit { Box::new(dataplane::Audit) } else { Box::new(dataplane::linux::LinuxBridge::new()?) };
     // an unlocked port: what an earlier run left in the kernel is gone (reboot, rebuilt bridge)
@@ -181,45 +227,23 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         Some(asking) => asking.request()?,
         None => None,
     };
-    let heads_known = taken.as_ref().is_none_or(|t| t.heads_known);
     // a recording starts with a copy of the database as this run finds it
     let recorder =
         (cfg.debug.record.as_ref()).map(|path| tape::Recorder::create(path, &cfg.switch.database)).transpose()?;
     let store = Store::open(&cfg.switch.database)
         .with_context(|| format!("opening database {}", cfg.switch.database.display()))?;
     remember_found(&store, seen, cfg, &unlocked).context("storing the kernel state found before set-up")?;
+    // a handed-over event socket holds what the old process did not read; this one's
+    // events since the set-up, the old process read
     let events = match taken.as_mut().and_then(|t| t.take(|f| *f == handover::Fd::Kernel)) {
         Some((_, fd)) => fd,
-        None => kernel::subscribe().context("subscribing to kernel events")?,
+        None => subscribed,
     };
     handing.keep(handover::Fd::Kernel, &events)?;
-    // one capture socket per interface, shared by its entries (untagged, tagged)
-    let mut port_sockets: Vec<Arc<PortSocket>> = Vec::new();
-    for (i, p) in ports.iter().enumerate() {
-        let (name, ifindex) = (&p.name, p.ifindex);
-        let shared = ports[..i].iter().position(|q| q.ifindex == ifindex).map(|j| port_sockets[j].clone());
-        let handed = taken
-            .as_mut()
-            .and_then(|t| t.take(|f| matches!(f, handover::Fd::Capture { ifindex: i, .. } if *i == ifindex)));
-        let socket = match (shared, handed) {
-            (Some(s), _) => s,
-            (None, Some((handover::Fd::Capture { frames, head, .. }, fd))) => {
-                let s = Arc::new(
-                    PortSocket::adopt(fd, frames, heads_known.then_some(head))
-                        .with_context(|| format!("capture on {name}, handed over"))?,
-                );
-                handing.captures.push((ifindex, frames, s.clone()));
-                s
-            }
-            (None, _) => {
-                let frames = cfg.limits.capture_ring_frames;
-                let s = Arc::new(PortSocket::open(ifindex, frames).with_context(|| format!("capture on {name}"))?);
-                handing.captures.push((ifindex, frames, s.clone()));
-                s
-            }
-        };
-        port_sockets.push(socket);
-    }
+    let port_sockets = match port_sockets {
+        Some(opened) => opened,
+        None => capture_sockets(cfg, &ports, &mut taken, &mut handing)?,
+    };
 
     let mut uplink_sockets = Vec::new();
     for ifindex in uplinks {
@@ -448,31 +472,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
             break;
         }
         if let Some((formats, reply)) = next.standby.take() {
-            let refusal = if !formats.contains(&handover::VERSION) {
-                Some(format!(
-                    "this mcgate writes hand-over format {}, the standby reads {formats:?}",
-                    handover::VERSION
-                ))
-            } else if follower.as_ref().is_some_and(|f| f.receiver_count() > 0) {
-                Some("a standby follows already".to_string())
-            } else {
-                None
-            };
-            match refusal {
-                Some(message) => {
-                    warn!("standby refused: {message}");
-                    let _ = reply.send(Err(message));
-                }
-                None => {
-                    let (kinds, fds) = handing.dup()?;
-                    let bytes = serde_json::to_vec(&d.snapshot(kinds, true))?;
-                    let (updates, followed) = tokio::sync::watch::channel(Arc::new(Vec::new()));
-                    let out = handover::Outgoing { bytes, fds, version: handover::VERSION, done: None };
-                    if reply.send(Ok((out, followed))).is_ok() {
-                        follower = Some(updates);
-                    }
-                }
-            }
+            handing.follow_me(&d, &mut follower, formats, reply);
         }
         if let Some((formats, reply)) = next.hand_over.take() {
             if !formats.contains(&handover::VERSION) {
@@ -484,6 +484,15 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
                 let _ = reply.send(Err(message));
                 continue;
             }
+            let (mut kinds, fds) = match handing.dup() {
+                Ok(dup) => dup,
+                Err(e) => {
+                    let message = format!("cannot pass the sockets on: {e}");
+                    warn!("hand-over refused: {message}");
+                    let _ = reply.send(Err(message));
+                    continue;
+                }
+            };
             info!("a new process takes over: stopping the readers");
             notifier.status("handing over to a new process");
             // what the readers took before they stopped is handled here, in a last step
@@ -520,7 +529,8 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
             if let Some(f) = follower.take() {
                 f.send_replace(Arc::new(serde_json::to_vec(&handover::Follow::Moving).unwrap_or_default()));
             }
-            return hand_over(d, handing, reply).await;
+            handing.read_heads(&mut kinds);
+            return hand_over(d, handing, kinds, fds, reply).await;
         }
     }
     let _ = std::fs::remove_file(&cfg.switch.control_socket);
@@ -556,13 +566,59 @@ impl Gathered {
     }
 }
 
-/// Passes the sockets and the core's state on to the process that asked (`reply`), once
-/// the readers stopped and the last step committed; the store closes before, for the new
-/// process to open. The control socket's file stays: it is the new process's now.
-async fn hand_over(mut d: Daemon, handing: Handing, reply: HandOverReply) -> anyhow::Result<()> {
+/// One capture socket per interface, shared by its entries (untagged, tagged): the one
+/// handed over (`taken`), or a new one.
+fn capture_sockets(
+    cfg: &config::Config,
+    ports: &[input::StartPort],
+    taken: &mut Option<handover::Taken>,
+    handing: &mut Handing,
+) -> anyhow::Result<Vec<Arc<PortSocket>>> {
+    let heads_known = taken.as_ref().is_none_or(|t| t.heads_known);
+    let mut port_sockets: Vec<Arc<PortSocket>> = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let (name, ifindex) = (&p.name, p.ifindex);
+        let shared = ports[..i].iter().position(|q| q.ifindex == ifindex).map(|j| port_sockets[j].clone());
+        let handed = taken
+            .as_mut()
+            .and_then(|t| t.take(|f| matches!(f, handover::Fd::Capture { ifindex: i, .. } if *i == ifindex)));
+        let socket = match (shared, handed) {
+            (Some(s), _) => s,
+            (None, Some((handover::Fd::Capture { frames, head, .. }, fd))) => {
+                let s = Arc::new(
+                    PortSocket::adopt(fd, frames, heads_known.then_some(head))
+                        .with_context(|| format!("capture on {name}, handed over"))?,
+                );
+                handing.captures.push((ifindex, frames, s.clone()));
+                s
+            }
+            (None, _) => {
+                let frames = cfg.limits.capture_ring_frames;
+                let s = Arc::new(PortSocket::open(ifindex, frames).with_context(|| format!("capture on {name}"))?);
+                handing.captures.push((ifindex, frames, s.clone()));
+                s
+            }
+        };
+        port_sockets.push(socket);
+    }
+    Ok(port_sockets)
+}
+
+/// Passes the sockets (`fds`, described by `kinds`) and the core's state on to the
+/// process that asked (`reply`), once the readers stopped and the last step committed;
+/// the store closes before, for the new process to open. The control socket's file
+/// stays: it is the new process's now. `_held`: this process's other descriptors of the
+/// sockets, kept until it exits, so that the core's going closes none of them (closing
+/// the last descriptor of an AF_PACKET socket waits for an RCU grace period, 11 ms here).
+async fn hand_over(
+    mut d: Daemon,
+    _held: Handing,
+    kinds: Vec<handover::Fd>,
+    fds: Vec<std::os::fd::OwnedFd>,
+    reply: HandOverReply,
+) -> anyhow::Result<()> {
     d.fold_capture_drops();
     d.commit_delivery_marks();
-    let (kinds, fds) = handing.dup()?;
     let package = d.snapshot(kinds, false);
     let bytes = serde_json::to_vec(&package)?;
     debug!("hand-over: state serialized");
