@@ -7,10 +7,10 @@
 //! commits, and passes on over that connection:
 //!
 //! - its sockets, as descriptors of the same open sockets (SCM_RIGHTS): the capture
-//!   sockets with their rings (and the slot its reader reads next), the RADIUS and
-//!   accounting client sockets, the CoA socket, the kernel's event socket, and the
-//!   control and metrics listeners. What arrives meanwhile waits in their queues and
-//!   rings and is read by the new process;
+//!   sockets with their rings (and the slot its reader reads next), the uplinks' sending
+//!   sockets, the RADIUS and accounting client sockets, the CoA socket, the kernel's event
+//!   socket, and the control and metrics listeners. What arrives meanwhile waits in their
+//!   queues and rings and is read by the new process;
 //! - the state that is not in the store ([`Package`], JSON): the authenticator's hosts
 //!   in whatever state they are (an EAP conversation half-way, a hold, re-authentication
 //!   timers), the RADIUS requests in flight with their identifiers and octets (a server
@@ -26,9 +26,17 @@
 //! questions in flight (the host's next report asks again), the capture tasks' flood
 //! limiters and CoA's duplicate detection.
 //!
+//! A hot standby (`mcgate run --standby`) gets the same sockets when it registers and
+//! then, after every step that changed it, the state the store lacks ([`Follow`]); when
+//! the daemon's connection ends it takes over with what it holds ([`follow`];
+//! docs/architecture.md "Hot standby").
+//!
 //! The format is versioned (docs/architecture.md "Hand-over"): a release reads its own
 //! format and the previous release's, and the running process refuses a new process
 //! that cannot read its format (a downgrade is a plain restart).
+//!
+//! Hand-written: no crate passes a process's sockets and state to its successor; the
+//! descriptors go with nix's sendmsg/recvmsg (src/sys.rs), the state with serde.
 
 use super::*;
 use serde::Deserialize;
@@ -43,7 +51,7 @@ pub const VERSION: u32 = 1;
 pub const OLDEST: u32 = 1;
 /// Descriptors passed at most: the kernel's SCM_MAX_FD.
 pub const MAX_FDS: usize = 253;
-/// The state's bound (64 000 hosts take a few MB).
+/// The state's bound, where it is read.
 const MAX_PACKAGE: usize = 256 << 20;
 /// How long the old process waits for the new one to confirm, and the new one for the
 /// old one to stop and pass everything on.
