@@ -269,16 +269,16 @@ impl RxRing {
 
     /// The slot's status word, which the kernel and the reader hand the slot over with.
     fn status(&self, slot: usize) -> &std::sync::atomic::AtomicU32 {
+        assert!(slot < self.frames);
         let at = std::mem::offset_of!(libc::tpacket2_hdr, tp_status);
-        // SAFETY: `slot % frames < frames` and `frames * frame_size == len`: the word lies
+        // SAFETY: `slot < frames` and `frames * frame_size == len`: the word lies
         // in the mapping, which lives as long as `self`; the slot is aligned to the frame
         // size (≥ 16), so the word is an aligned u32, only ever accessed atomically here.
-        unsafe {
-            &*(self.map.as_ptr().add((slot % self.frames) * self.frame_size + at)
-                as *const std::sync::atomic::AtomicU32)
-        }
+        unsafe { &*(self.map.as_ptr().add(slot * self.frame_size + at) as *const std::sync::atomic::AtomicU32) }
     }
 
+    /// Whether the kernel filled `slot` for the reader (an acquire load: what the kernel
+    /// wrote into the slot is visible after it).
     fn filled(&self, slot: usize) -> bool {
         self.status(slot).load(std::sync::atomic::Ordering::Acquire) & libc::TP_STATUS_USER != 0
     }
@@ -330,8 +330,6 @@ impl RxRing {
     /// going back to the kernel after its call; returns how many were taken (0: the
     /// ring is empty). A slot whose offsets do not fit in it is given back unread.
     pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8], PacketInfo)) -> usize {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        let status_at = std::mem::offset_of!(libc::tpacket2_hdr, tp_status);
         let sll_at =
             (std::mem::size_of::<libc::tpacket2_hdr>() + libc::TPACKET_ALIGNMENT - 1) & !(libc::TPACKET_ALIGNMENT - 1);
         if self.lost {
@@ -342,15 +340,12 @@ impl RxRing {
         }
         let mut taken = 0;
         while taken < max {
-            // SAFETY: `head < frames` and `frames * frame_size == len`: the slot lies in
-            // the mapping, which lives as long as `self`; it is aligned to the frame size
-            // (≥ 16), so its status word is an aligned u32 that the kernel and this
-            // reader hand over with atomic stores and loads.
-            let slot = unsafe { self.map.as_ptr().add(self.head * self.frame_size) };
-            let status = unsafe { &*(slot.add(status_at) as *const AtomicU32) };
-            if status.load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+            if !self.filled(self.head) {
                 break;
             }
+            // SAFETY: `head < frames` and `frames * frame_size == len`: the slot lies in
+            // the mapping, which lives as long as `self`.
+            let slot = unsafe { self.map.as_ptr().add(self.head * self.frame_size) };
             // SAFETY: the slot is the reader's until its status is set back (the acquire
             // load above orders these reads after the kernel's writes); both headers are
             // plain data read without alignment assumptions, and the frame's bytes are
@@ -371,7 +366,7 @@ impl RxRing {
                     f(frame, info);
                 }
             }
-            status.store(libc::TP_STATUS_KERNEL, Ordering::Release);
+            self.status(self.head).store(libc::TP_STATUS_KERNEL, std::sync::atomic::Ordering::Release);
             self.head = (self.head + 1) % self.frames;
             taken += 1;
         }
