@@ -171,12 +171,16 @@ pub(super) struct Taken {
     fds: Sockets,
     /// To the old process, which waits for the word (none: it died; a standby).
     stream: Option<std::os::unix::net::UnixStream>,
-    /// The capture rings' read positions are known (a hand-over) or are to be found (a
-    /// standby taking over from a process that died).
-    pub heads_known: bool,
 }
 
 impl Taken {
+    /// The capture rings' read positions are known: the old process handed them over
+    /// alive (not a standby's take-over from a process that died, whose positions are
+    /// to be found).
+    pub fn heads_known(&self) -> bool {
+        self.stream.is_some()
+    }
+
     /// The socket passed on as `kind` (each once).
     pub fn take(&mut self, kind: impl Fn(&Fd) -> bool) -> Option<(Fd, OwnedFd)> {
         let (f, fd) = self.fds.iter_mut().find(|(f, fd)| fd.is_some() && kind(f))?;
@@ -217,22 +221,26 @@ impl Asking {
     /// Asks for the hand-over and receives it; `None` when the running process went
     /// away meanwhile without an answer (a plain start follows).
     pub fn request(self) -> anyhow::Result<Option<Taken>> {
-        request(self.0)
+        let mut s = self.0;
+        s.set_read_timeout(Some(TIMEOUT))?;
+        if !ask(&mut s, &Request::HandOver { version: VERSION, oldest: OLDEST })? {
+            warn!("the running mcgate went away before it was asked: starting on its own");
+            return Ok(None);
+        }
+        let Some((package, fds)) = receive(&mut s, "hand over")? else {
+            warn!("the running mcgate went away before it answered: starting on its own");
+            return Ok(None);
+        };
+        info!(from = package.pid, sockets = package.fds.len(), "hand-over received");
+        Ok(Some(Taken { package: Some(package), fds, stream: Some(s) }))
     }
 }
 
-fn request(mut s: std::os::unix::net::UnixStream) -> anyhow::Result<Option<Taken>> {
-    s.set_read_timeout(Some(TIMEOUT))?;
-    if !ask(&mut s, &Request::HandOver { version: VERSION, oldest: OLDEST })? {
-        warn!("the running mcgate went away before it was asked: starting on its own");
-        return Ok(None);
-    }
-    let Some((package, fds)) = receive(&mut s, "hand over")? else {
-        warn!("the running mcgate went away before it answered: starting on its own");
-        return Ok(None);
-    };
-    info!(from = package.pid, sockets = package.fds.len(), "hand-over received");
-    Ok(Some(Taken { package: Some(package), fds, stream: Some(s), heads_known: true }))
+/// Why a process that reads hand-over formats `formats` cannot take this release's
+/// (`who`: the new process, the standby).
+pub(super) fn unreadable(formats: &std::ops::RangeInclusive<u32>, who: &str) -> Option<String> {
+    (!formats.contains(&VERSION))
+        .then(|| format!("this mcgate writes hand-over format {VERSION}, {who} reads {formats:?}"))
 }
 
 /// Writes a request line; false when the peer is gone.
@@ -389,7 +397,7 @@ pub(super) fn follow(socket: &std::path::Path, first: Asking) -> anyhow::Result<
                 Ok(false) => warn!(active = latest.pid, "standby: the active mcgate has not exited after 10 s"),
                 Err(e) => warn!(active = latest.pid, "standby: cannot wait for the active mcgate's exit: {e}"),
             }
-            return Ok(Taken { package: Some(latest), fds, stream: None, heads_known: false });
+            return Ok(Taken { package: Some(latest), fds, stream: None });
         }
         info!(active = latest.pid, "standby: the active mcgate hands over; following the new one");
         drop(fds);

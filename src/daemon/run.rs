@@ -97,8 +97,8 @@ impl Handing {
         formats: Formats,
         reply: StandbyReply,
     ) {
-        let answer = if !formats.contains(&handover::VERSION) {
-            Err(format!("this mcgate writes hand-over format {}, the standby reads {formats:?}", handover::VERSION))
+        let answer = if let Some(message) = handover::unreadable(&formats, "the standby") {
+            Err(message)
         } else if follower.as_ref().is_some_and(|f| f.receiver_count() > 0) {
             Err("a standby follows already".to_string())
         } else {
@@ -121,6 +121,7 @@ impl Handing {
 /// Runs the daemon until SIGTERM or SIGINT. Kernel state (locked ports, authorized
 /// MACs) stays in place on exit: while mcgate is down nothing new gets in and what
 /// was admitted keeps working.
+///
 /// With `standby`: follows the running daemon as its hot standby (see `handover`) and runs
 /// once it is gone.
 pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
@@ -475,11 +476,8 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
             handing.follow_me(&d, &mut follower, formats, reply);
         }
         if let Some((formats, reply)) = next.hand_over.take() {
-            if !formats.contains(&handover::VERSION) {
-                let message = format!(
-                    "this mcgate writes hand-over format {}, the new one reads {formats:?}: stop this one first",
-                    handover::VERSION
-                );
+            if let Some(message) = handover::unreadable(&formats, "the new one") {
+                let message = format!("{message}: stop this one first");
                 warn!("hand-over refused: {message}");
                 let _ = reply.send(Err(message));
                 continue;
@@ -498,17 +496,13 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
             // what the readers took before they stopped is handled here, in a last step
             let stopping = readers.stop();
             tokio::pin!(stopping);
-            let mut rest = Vec::new();
             loop {
                 tokio::select! {
                     _ = &mut stopping => break,
-                    Some(ev) = rx.recv() => rest.push(ev),
+                    Some(ev) = rx.recv() => next.add(&mut d, ev),
                 }
             }
             while let Ok(ev) = rx.try_recv() {
-                rest.push(ev);
-            }
-            for ev in rest {
                 next.add(&mut d, ev);
             }
             if let Some((_, reply)) = next.hand_over.take() {
@@ -574,7 +568,7 @@ fn capture_sockets(
     taken: &mut Option<handover::Taken>,
     handing: &mut Handing,
 ) -> anyhow::Result<Vec<Arc<PortSocket>>> {
-    let heads_known = taken.as_ref().is_none_or(|t| t.heads_known);
+    let heads_known = taken.as_ref().is_none_or(handover::Taken::heads_known);
     let mut port_sockets: Vec<Arc<PortSocket>> = Vec::new();
     for (i, p) in ports.iter().enumerate() {
         let (name, ifindex) = (&p.name, p.ifindex);
