@@ -3,7 +3,10 @@
 //! and in with PEAP in a loop, while mcgate is (1) left alone — the idle figures —,
 //! (2) handed over to a new process EVENTS times back to back, (3) stopped (SIGTERM) and
 //! started again EVENTS times, (4) killed (SIGKILL) EVENTS times with a hot standby
-//! following it (`--standby`), which takes over (and a new standby starts after each). Counted per phase: joins and their report → first packet
+//! following it (`--standby`), which takes over (and a new standby starts after each),
+//! then under systemd running the shipped unit (`tb systemd`): (5) `systemctl restart`
+//! EVENTS times (the descriptor store), (6) SIGKILL EVENTS times, `Restart=on-failure`
+//! after `RestartSec=` 2 s. Counted per phase: joins and their report → first packet
 //! p50/p99, joins later than the idle p99 and joins without a packet within 2 s; logins
 //! (logon → EAP-Success at the supplicant), those slower than the idle p99 and EAP
 //! conversations begun again; the capture sockets' drops (PACKET_STATISTICS, every
@@ -35,6 +38,10 @@ enum Phase {
     Restart,
     /// SIGKILL the daemon; its hot standby takes over (and a new standby starts).
     Standby,
+    /// Under systemd (the shipped unit): `systemctl restart`, through the descriptor store.
+    SystemdRestart,
+    /// Under systemd: SIGKILL, and `Restart=on-failure` after `RestartSec=` (2 s).
+    SystemdCrash,
 }
 
 #[derive(Default)]
@@ -183,6 +190,19 @@ fn run_phase(tb: &mut Testbed, phase: Phase, events: usize) -> Figures {
                 tb.stop_mcgate();
                 tb.start_mcgate();
             }
+            Phase::SystemdRestart => {
+                let (ok, out) = tb.systemctl(&["restart", "mcgate"]);
+                assert!(ok, "{out}\n{}", tb.log());
+                assert!(wait_until(Duration::from_secs(10), || tb.status().is_some()), "{}", tb.log());
+            }
+            Phase::SystemdCrash => {
+                let before = tb.main_pid();
+                let (ok, out) = tb.systemctl(&["kill", "-s", "KILL", "mcgate"]);
+                assert!(ok, "{out}");
+                f.kills.push(t0);
+                let back = || tb.main_pid() != before && tb.main_pid() != 0 && tb.status().is_some();
+                assert!(wait_until(Duration::from_secs(15), back), "not restarted:\n{}", tb.log());
+            }
             Phase::Standby => {
                 tb.kill_mcgate();
                 f.kills.push(t0);
@@ -259,9 +279,19 @@ fn main() {
     let mut rows = Vec::new();
     let mut idle_p99 = (0.0, 0.0);
     let mut before = (0, 0, 0);
-    for phase in [Phase::Idle, Phase::HandOver, Phase::Restart, Phase::Standby] {
+    let phases =
+        [Phase::Idle, Phase::HandOver, Phase::Restart, Phase::Standby, Phase::SystemdRestart, Phase::SystemdCrash];
+    for phase in phases {
         if phase == Phase::Standby {
             tb.start_standby();
+        }
+        if phase == Phase::SystemdRestart {
+            // the same switch under systemd: the standby and the daemon go, the unit starts
+            // on the same store (a plain start: the store of descriptors is empty)
+            tb.stop_standby();
+            tb.stop_mcgate();
+            tb.start_systemd_mcgate("");
+            assert!(wait_until(Duration::from_secs(10), || tb.status().is_some()), "{}", tb.log());
         }
         let mut f = run_phase(&mut tb, phase, events);
         if phase == Phase::Idle {
@@ -293,7 +323,7 @@ fn main() {
     );
     println!("idle p99: join (report → first packet) {:.2} ms, PEAP login {:.0} ms", idle_p99.0, idle_p99.1);
     println!(
-        "{:<9} {:>5} {:>15} {:>7} {:>4} {:>6} {:>13} {:>7} {:>9} {:>5} {:>7} {:>14} {:>14} {:>12}",
+        "{:<14} {:>5} {:>15} {:>7} {:>4} {:>6} {:>13} {:>7} {:>9} {:>5} {:>7} {:>14} {:>14} {:>12}",
         "",
         "joins",
         "p50 / p99 ms",
@@ -313,7 +343,7 @@ fn main() {
         let late = f.joins.iter().filter(|v| **v > idle_p99.0).count();
         let slow = f.logins.iter().filter(|v| **v > idle_p99.1).count();
         println!(
-            "{:<9} {:>5} {:>15} {:>7} {:>4} {:>6} {:>13} {:>7} {:>9} {:>5} {:>7} {:>14} {:>14} {:>12}",
+            "{:<14} {:>5} {:>15} {:>7} {:>4} {:>6} {:>13} {:>7} {:>9} {:>5} {:>7} {:>14} {:>14} {:>12}",
             format!("{phase:?}"),
             f.joins.len() + f.joins_missed,
             format!("{:.2} / {:.2}", pct(&mut f.joins, 50.0), pct(&mut f.joins, 99.0)),

@@ -445,9 +445,38 @@ pub fn wait_exit(pid: u32, limit: std::time::Duration) -> io::Result<bool> {
         return if e.raw_os_error() == Some(libc::ESRCH) { Ok(true) } else { Err(e) };
     }
     let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    wait_readable(&fd, limit)
+}
+
+/// Waits until `fd` is readable (or at its end), at most `limit`; true when it is.
+pub fn wait_readable(fd: &impl AsRawFd, limit: std::time::Duration) -> io::Result<bool> {
     let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     let ms = libc::c_int::try_from(limit.as_millis()).unwrap_or(libc::c_int::MAX);
     // SAFETY: one pollfd that lives across the call.
     let n = cvt(unsafe { libc::poll(&mut p, 1, ms) })?;
     Ok(n > 0)
+}
+
+/// An anonymous file in memory (memfd_create(2)), for state handed to the service
+/// manager's descriptor store.
+pub fn memfd(name: &std::ffi::CStr) -> io::Result<std::fs::File> {
+    // SAFETY: `name` is a NUL-terminated string that lives across the call; a
+    // non-negative return is a new descriptor nothing else owns.
+    let fd = cvt(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
+    Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// The descriptors the service manager passed this process (sd_listen_fds(3):
+/// `LISTEN_PID` is this process, `LISTEN_FDS` of them from descriptor 3 on, named by
+/// `LISTEN_FDNAMES`), at most `max` (more are an error: the variables are not systemd's).
+/// Each is close-on-exec afterwards.
+pub fn listen_fds(max: usize) -> io::Result<Vec<(OwnedFd, String)>> {
+    let fds = sd_notify::listen_fds_with_names(false)?;
+    if fds.len() > max {
+        return Err(io::Error::other(format!("LISTEN_FDS: {} descriptors, at most {max}", fds.len())));
+    }
+    // SAFETY: the service manager installed these descriptors for this process before it
+    // started (LISTEN_PID is checked by listen_fds_with_names); nothing in it has taken
+    // them, and this is called once, so each is owned once.
+    Ok(fds.map(|(fd, name)| (unsafe { OwnedFd::from_raw_fd(fd) }, name)).collect())
 }

@@ -11,9 +11,17 @@ use std::time::Duration;
 
 const POLICY: &str = "[defaults]\nunknown = \"deny\"\n[[package]]\nname = \"basic\"\ngroups = [\"239.1.1.0/24\"]\n";
 
-/// Three 802.1X ports, FreeRADIUS with accounting into PostgreSQL, the multicast gate.
+/// Three 802.1X ports, FreeRADIUS with accounting into PostgreSQL, the multicast gate;
+/// mcgate running.
 fn testbed(tag: &str) -> Testbed {
-    let mut tb = Testbed::new(tag, 3);
+    let mut tb = configured(tag);
+    tb.start_mcgate();
+    tb
+}
+
+/// ... configured, not started.
+fn configured(tag: &str) -> Testbed {
+    let tb = Testbed::new(tag, 3);
     tb.radius_sql(1812);
     let ports = [("p1", "dot1x"), ("p2", "dot1x"), ("p3", "dot1x")];
     // RADIUS's wait outlasts the frozen server below: the request is in flight, not failed
@@ -23,7 +31,6 @@ fn testbed(tag: &str) -> Testbed {
            [[accounting.server]]\naddress = \"127.0.0.1:1813\"\nsecret_file = \"secret\"\n";
     std::fs::write(&cfg, t).unwrap();
     tb.multicast(POLICY, "");
-    tb.start_mcgate();
     tb
 }
 
@@ -250,4 +257,75 @@ fn a_standby_takes_over_when_the_active_dies_and_loses_nothing() {
         let _ = c.wait();
     }
     accounting_exactly_once(&tb);
+}
+
+/// Under systemd the descriptor store is the way over: `systemctl restart` with a PEAP
+/// login's Access-Request in flight finishes that login without a second EAP
+/// conversation; a crash (SIGKILL, `Restart=on-failure`) loses no join sent while no
+/// process ran; a `systemctl stop` empties the store and the next start is a plain one.
+/// The real systemd (Debian's 252) runs the shipped unit, sandbox and all.
+#[test]
+fn under_systemd_a_restart_and_a_crash_keep_the_sockets_and_the_logins() {
+    let tb = configured("sd");
+    tb.start_systemd_mcgate("");
+    assert!(wait_until(Duration::from_secs(10), || tb.status().is_some()), "{}", tb.log());
+    let (s1, s2, children) = logged_in_and_watching(&tb);
+    let took = |tb: &Testbed| tb.log().matches("taking over from systemd's descriptor store").count();
+
+    // 1. systemctl restart with an Access-Request in flight
+    let radius = radius_pid(&tb);
+    signal("-STOP", &radius);
+    tb.supplicant(3, "alice", "alicepass", "peap");
+    let waiting =
+        wait_until(Duration::from_secs(10), || tb.status().is_some_and(|s| s["radius_pending"].as_u64() >= Some(1)));
+    let before = tb.main_pid();
+    let (restarted, out) = tb.systemctl(&["restart", "mcgate"]);
+    signal("-CONT", &radius);
+    assert!(waiting, "no Access-Request in flight:\n{}", tb.log());
+    assert!(restarted, "systemctl restart: {out}\n{}", tb.log());
+    assert!(tb.main_pid() != before && tb.main_pid() != 0, "a new main process");
+    assert!(tb.log().contains("the state is in systemd's descriptor store"), "{}", tb.log());
+    assert_eq!(took(&tb), 1, "{}", tb.log());
+    assert!(wait_until(Duration::from_secs(20), || tb.session_of("p3").is_some()), "{}", tb.log());
+    assert_eq!(eap_started(&tb, 3), 1, "h3 began one EAP conversation:\n{}", tb.log());
+    let last = tb.log().lines().rev().find(|l| l.contains("taken over")).unwrap_or_default().to_string();
+    assert!(last.contains("authenticating=1") && last.contains("radius_in_flight=1"), "{last}");
+    assert_eq!((session_id(&tb, "p1"), session_id(&tb, "p2")), (s1.clone(), s2.clone()), "the same sessions");
+    accounting_exactly_once(&tb);
+
+    // 2. a crash: the join sent before systemd starts the next process (RestartSec=2s)
+    // waits in the capture ring the store holds (the host repeats it only after 10 s)
+    tb.in_host(2, &["sysctl", "-qw", "net.ipv4.conf.eth0.igmpv3_unsolicited_report_interval=10000"]);
+    let before = tb.main_pid();
+    let (killed, out) = tb.systemctl(&["kill", "-s", "KILL", "mcgate"]);
+    assert!(killed, "{out}");
+    let second = tb.mcast_py("h2", &["recv", "239.1.1.2", "--seconds", "5"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || tb.main_pid() != before && tb.main_pid() != 0 && tb.status().is_some()),
+        "not restarted:\n{}",
+        tb.log()
+    );
+    let resumed = common::unix_now();
+    let after = first_packet_after(&tb, second, resumed);
+    eprintln!("a join sent while no process ran: first packet {after:.0} ms after the restarted one answered");
+    assert_eq!(took(&tb), 2, "{}", tb.log());
+    assert!(tb.log().contains("did not stop cleanly"), "{}", tb.log());
+    assert_eq!((session_id(&tb, "p1"), session_id(&tb, "p2")), (s1.clone(), s2.clone()), "the same sessions");
+    assert_eq!((eap_started(&tb, 1), eap_started(&tb, 2)), (1, 1), "no one logged in again");
+    let status = tb.status().unwrap();
+    assert_eq!(status["io"]["capture_drops"], 0, "{status}");
+
+    // 3. stop, start: the store is empty, a plain start (the kernel's state and the
+    // store's sessions carry on as on any restart)
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let (stopped, out) = tb.systemctl(&["stop", "mcgate"]);
+    assert!(stopped, "{out}");
+    let (started, out) = tb.systemctl(&["start", "mcgate"]);
+    assert!(started, "{out}\n{}", tb.log());
+    assert!(wait_until(Duration::from_secs(10), || tb.status().is_some()), "{}", tb.log());
+    assert_eq!(took(&tb), 2, "a plain start:\n{}", tb.log());
+    assert_eq!((session_id(&tb, "p1"), session_id(&tb, "p2")), (s1, s2), "the same sessions");
 }

@@ -38,6 +38,7 @@
 //! Hand-written: no crate passes a process's sockets and state to its successor; the
 //! descriptors go with nix's sendmsg/recvmsg (src/sys.rs), the state with serde.
 
+use super::fdstore;
 use super::*;
 use serde::Deserialize;
 use std::io::{Read as _, Write as _};
@@ -52,13 +53,13 @@ pub const OLDEST: u32 = 1;
 /// Descriptors passed at most: the kernel's SCM_MAX_FD.
 pub const MAX_FDS: usize = 253;
 /// The state's bound, where it is read.
-const MAX_PACKAGE: usize = 256 << 20;
+pub const MAX_PACKAGE: usize = 256 << 20;
 /// How long the old process waits for the new one to confirm, and the new one for the
 /// old one to stop and pass everything on.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The sockets passed on, each with what it is (taken out one by one).
-type Sockets = Vec<(Fd, Option<OwnedFd>)>;
+pub(super) type Sockets = Vec<(Fd, Option<OwnedFd>)>;
 
 /// What a running mcgate passes on besides its sockets.
 #[derive(Serialize, Deserialize)]
@@ -169,16 +170,33 @@ pub(super) struct Taken {
     /// Taken by the core when it is built.
     pub package: Option<Package>,
     fds: Sockets,
-    /// To the old process, which waits for the word (none: it died; a standby).
-    stream: Option<std::os::unix::net::UnixStream>,
+    from: From,
+}
+
+/// Where the sockets came from.
+enum From {
+    /// The old process, which waits for the word.
+    Process(std::os::unix::net::UnixStream),
+    /// A standby's daemon that died: its rings' read positions are to be found.
+    Dead,
+    /// systemd's descriptor store ([`fdstore`]); the read positions are known when the
+    /// process before left them at its stop.
+    Store { heads_known: bool },
 }
 
 impl Taken {
+    pub fn from_store(package: Option<Package>, fds: Sockets, heads_known: bool) -> Self {
+        Taken { package, fds, from: From::Store { heads_known } }
+    }
+
     /// The capture rings' read positions are known: the old process handed them over
-    /// alive (not a standby's take-over from a process that died, whose positions are
-    /// to be found).
+    /// alive (not a take-over from a process that died, whose positions are to be found).
     pub fn heads_known(&self) -> bool {
-        self.stream.is_some()
+        match self.from {
+            From::Process(_) => true,
+            From::Dead => false,
+            From::Store { heads_known } => heads_known,
+        }
     }
 
     /// The socket passed on as `kind` (each once).
@@ -187,15 +205,21 @@ impl Taken {
         Some((f.clone(), fd.take()?))
     }
 
-    /// Tells the old process it may go; the sockets it passed and nobody took close.
+    /// Tells the old process it may go; the sockets it passed and nobody took close
+    /// (and leave systemd's store).
     pub fn confirm(mut self) {
         for (f, fd) in &self.fds {
             if fd.is_some() {
                 info!(socket = ?f, "hand-over: a socket this configuration does not use is closed");
+                if matches!(self.from, From::Store { .. }) {
+                    fdstore::remove(&fdstore::name(f));
+                }
             }
         }
-        if let Some(Err(e)) = self.stream.as_mut().map(|s| s.write_all(b"taken\n")) {
-            warn!("hand-over: telling the old process: {e}");
+        if let From::Process(s) = &mut self.from {
+            if let Err(e) = s.write_all(b"taken\n") {
+                warn!("hand-over: telling the old process: {e}");
+            }
         }
     }
 }
@@ -232,7 +256,7 @@ impl Asking {
             return Ok(None);
         };
         info!(from = package.pid, sockets = package.fds.len(), "hand-over received");
-        Ok(Some(Taken { package: Some(package), fds, stream: Some(s) }))
+        Ok(Some(Taken { package: Some(package), fds, from: From::Process(s) }))
     }
 }
 
@@ -397,7 +421,7 @@ pub(super) fn follow(socket: &std::path::Path, first: Asking) -> anyhow::Result<
                 Ok(false) => warn!(active = latest.pid, "standby: the active mcgate has not exited after 10 s"),
                 Err(e) => warn!(active = latest.pid, "standby: cannot wait for the active mcgate's exit: {e}"),
             }
-            return Ok(Taken { package: Some(latest), fds, stream: None });
+            return Ok(Taken { package: Some(latest), fds, from: From::Dead });
         }
         info!(active = latest.pid, "standby: the active mcgate hands over; following the new one");
         drop(fds);

@@ -15,6 +15,7 @@ mod catalogue;
 pub mod config;
 pub mod control;
 mod das;
+mod fdstore;
 mod handover;
 pub mod input;
 mod kernel;

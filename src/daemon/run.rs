@@ -2,6 +2,7 @@
 //! task per access port, one per RADIUS socket) and the event loop that feeds the core
 //! and sleeps until its next timer.
 
+use super::fdstore;
 use super::*;
 
 /// What the reader tasks hand the event loop.
@@ -64,19 +65,19 @@ impl Handing {
         Ok(())
     }
 
-    /// Another descriptor of each socket, and what it is (a capture socket's ring with
-    /// the slot its reader reads next: [`Handing::read_heads`] once the readers stopped).
+    /// Each socket and what it is (a capture socket's ring with the slot its reader
+    /// reads next, as of now).
+    fn each(&self) -> Vec<(handover::Fd, std::os::fd::BorrowedFd<'_>)> {
+        let captures = self.captures.iter().map(|(ifindex, frames, socket)| {
+            (handover::Fd::Capture { ifindex: *ifindex, frames: *frames, head: socket.head() }, socket.fd())
+        });
+        captures.chain(self.others.iter().map(|(kind, fd)| (kind.clone(), std::os::fd::AsFd::as_fd(fd)))).collect()
+    }
+
+    /// Another descriptor of each socket, and what it is (the rings' read positions:
+    /// [`Handing::read_heads`] once the readers stopped).
     fn dup(&self) -> std::io::Result<(Vec<handover::Fd>, Vec<std::os::fd::OwnedFd>)> {
-        let (mut kinds, mut fds) = (Vec::new(), Vec::new());
-        for (ifindex, frames, socket) in &self.captures {
-            kinds.push(handover::Fd::Capture { ifindex: *ifindex, frames: *frames, head: socket.head() });
-            fds.push(socket.fd().try_clone_to_owned()?);
-        }
-        for (kind, fd) in &self.others {
-            kinds.push(kind.clone());
-            fds.push(fd.try_clone()?);
-        }
-        Ok((kinds, fds))
+        self.each().into_iter().map(|(kind, fd)| Ok((kind, fd.try_clone_to_owned()?))).collect()
     }
 
     /// The capture rings' read positions into `kinds` (as [`Handing::dup`] made them).
@@ -129,7 +130,12 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
     // A running mcgate hands its sockets and state over (a recording starts afresh). It
     // is asked once this process's own set-up is done: the sockets go unread only while
     // the state passes and the store opens.
+    // Under systemd the process before may have left its sockets (and at a stop its
+    // state) in the service manager's descriptor store (see `fdstore`); it is gone then.
+    let in_store = cfg.debug.record.is_none() && !standby && fdstore::on();
+    let mut stored = if in_store { fdstore::take()? } else { None };
     let running = match cfg.debug.record {
+        None if stored.is_some() => None,
         None => handover::connect(&cfg.switch.control_socket)?,
         Some(_) if standby => return Err(anyhow!("a standby does not record ([debug] record)")),
         Some(_) => None,
@@ -166,7 +172,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
     // capture runs before the set-up locks the ports (an EAPOL-Start then is not lost);
     // taking over, the running process's sockets come once it is set up
     let port_sockets = match running {
-        None => Some(capture_sockets(cfg, &ports, &mut None, &mut handing)?),
+        None => Some(capture_sockets(cfg, &ports, &mut stored, &mut handing)?),
         Some(_) => None,
     };
     let mut dataplane: Box<dyn Dataplane + Send> =
@@ -226,7 +232,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
             Some(tokio::task::spawn_blocking(move || handover::follow(&socket, asking)).await??)
         }
         Some(asking) => asking.request()?,
-        None => None,
+        None => stored,
     };
     // a recording starts with a copy of the database as this run finds it
     let recorder =
@@ -370,6 +376,9 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
     if let Some(t) = taken.take() {
         t.confirm();
     }
+    if in_store {
+        fdstore::keep(&handing.each());
+    }
     // the etcd catalogue: the one applied last (kept in the store) until etcd answers
     let (catalogue_tx, mut catalogue_rx) = mpsc::channel(4);
     if let (Some(c), Some(state)) = (&cfg.catalogue, d.catalogue.as_ref()) {
@@ -469,6 +478,20 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         }
         if stop {
             notifier.stopping();
+            if in_store {
+                // systemd may start the next process on these sockets: what they read
+                // is handled, and the state goes to the store with the read positions
+                last_step(&mut d, readers, &mut rx, &mut das_rx, &mut kernel_rx, &mut next, epoch).await;
+                d.fold_capture_drops();
+                d.commit_delivery_marks();
+                let package = d.snapshot(handing.each().into_iter().map(|(kind, _)| kind).collect(), false);
+                match fdstore::leave(&package) {
+                    Ok(()) => info!("the state is in systemd's descriptor store with the sockets"),
+                    Err(e) => warn!("leaving the state to systemd: {e:#}; a next process starts without it"),
+                }
+                // the control socket's file stays: its listener is in the store
+                return Ok(());
+            }
             d.commit_delivery_marks();
             break;
         }
@@ -493,32 +516,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
             };
             info!("a new process takes over: stopping the readers");
             notifier.status("handing over to a new process");
-            // what the readers took before they stopped is handled here, in a last step
-            let stopping = readers.stop();
-            tokio::pin!(stopping);
-            loop {
-                tokio::select! {
-                    _ = &mut stopping => break,
-                    Some(ev) = rx.recv() => next.add(&mut d, ev),
-                }
-            }
-            while let Ok(ev) = rx.try_recv() {
-                next.add(&mut d, ev);
-            }
-            if let Some((_, reply)) = next.hand_over.take() {
-                let _ = reply.send(Err("another process is taking over already".into()));
-            }
-            if let Some((_, reply)) = next.standby.take() {
-                let _ = reply.send(Err("handing over to a new process: follow that one".into()));
-            }
-            next.inputs.extend(std::iter::from_fn(|| das_rx.try_recv().ok()));
-            next.inputs.extend(std::iter::from_fn(|| kernel_rx.try_recv().ok()));
-            debug!(inputs = next.inputs.len(), "hand-over: readers stopped");
-            let responses = d.step(input::now(epoch), std::mem::take(&mut next.inputs));
-            for (reply, r) in next.replies.drain(..).zip(responses) {
-                let _ = reply.send(r);
-            }
-            debug!("hand-over: last step committed");
+            last_step(&mut d, readers, &mut rx, &mut das_rx, &mut kernel_rx, &mut next, epoch).await;
             // the standby follows the new process
             if let Some(f) = follower.take() {
                 f.send_replace(Arc::new(serde_json::to_vec(&handover::Follow::Moving).unwrap_or_default()));
@@ -529,6 +527,45 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_file(&cfg.switch.control_socket);
     Ok(())
+}
+
+/// Stops the readers and handles what they had read in a last step, committed (a
+/// hand-over's, and a stop's that leaves its state to systemd). A hand-over or standby
+/// request that came meanwhile is refused.
+async fn last_step(
+    d: &mut Daemon,
+    readers: Readers,
+    rx: &mut mpsc::Receiver<Event>,
+    das_rx: &mut mpsc::Receiver<Input>,
+    kernel_rx: &mut mpsc::Receiver<Input>,
+    next: &mut Gathered,
+    epoch: Instant,
+) {
+    let stopping = readers.stop();
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            _ = &mut stopping => break,
+            Some(ev) = rx.recv() => next.add(d, ev),
+        }
+    }
+    while let Ok(ev) = rx.try_recv() {
+        next.add(d, ev);
+    }
+    if let Some((_, reply)) = next.hand_over.take() {
+        let _ = reply.send(Err("this process is going: ask the next one".into()));
+    }
+    if let Some((_, reply)) = next.standby.take() {
+        let _ = reply.send(Err("this process is going: follow the next one".into()));
+    }
+    next.inputs.extend(std::iter::from_fn(|| das_rx.try_recv().ok()));
+    next.inputs.extend(std::iter::from_fn(|| kernel_rx.try_recv().ok()));
+    debug!(inputs = next.inputs.len(), "readers stopped");
+    let responses = d.step(input::now(epoch), std::mem::take(&mut next.inputs));
+    for (reply, r) in next.replies.drain(..).zip(responses) {
+        let _ = reply.send(r);
+    }
+    debug!("last step committed");
 }
 
 /// What the next step takes: the inputs, where the answers of its control requests go

@@ -386,6 +386,53 @@ impl Testbed {
         self.daemon = self.standby.take();
     }
 
+    /// mcgate as a systemd service: the shipped unit (contrib/mcgate.service) with a
+    /// testbed drop-in (this build, this configuration, root as there is no mcgate user,
+    /// the testbed's directory writable, the log in mcgate.log) and `extra` (unit file
+    /// lines for [Service]), under a service manager of the testbed's own (`tb systemd`);
+    /// returns once `systemctl start` did (Type=notify: the daemon is ready).
+    pub fn start_systemd_mcgate(&self, extra: &str) {
+        let units = self.dir.join("systemd");
+        std::fs::create_dir_all(units.join("mcgate.service.d")).unwrap();
+        let unit = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/mcgate.service");
+        std::fs::copy(unit, units.join("mcgate.service")).unwrap();
+        let (dir, cfg) = (self.dir.display(), self.dir.join("mcgate.toml"));
+        let dropin = format!(
+            "[Unit]\n# the testbed's manager has no sysinit.target\nDefaultDependencies=no\n\
+             [Service]\nExecStartPre=\nExecStartPre={MCGATE} check -c {cfg}\nExecStart=\nExecStart={MCGATE} run -c {cfg}\n\
+             User=root\nGroup=root\nPrivateTmp=no\nReadWritePaths={dir}\n\
+             StandardOutput=append:{dir}/mcgate.log\nStandardError=inherit\n{extra}\n",
+            cfg = cfg.display()
+        );
+        std::fs::write(units.join("mcgate.service.d/testbed.conf"), dropin).unwrap();
+        run(Command::new(TB).args(["systemd", &self.prefix]));
+        let (ok, out) = self.systemctl(&["start", "mcgate"]);
+        assert!(ok, "systemctl start mcgate: {out}\n{}", self.log());
+    }
+
+    /// `systemctl ARGS` against the testbed's service manager: whether it succeeded, and
+    /// what it printed.
+    pub fn systemctl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(TB).args(["systemctl", &self.prefix]).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
+    /// The unit's main process (0: none).
+    pub fn main_pid(&self) -> u32 {
+        self.systemctl(&["show", "-p", "MainPID", "--value", "mcgate"]).1.trim().parse().unwrap_or(0)
+    }
+
+    /// Kills the standby (SIGKILL).
+    pub fn stop_standby(&mut self) {
+        if let Some(mut c) = self.standby.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// SIGTERM, as systemd would; kernel state stays.
     pub fn stop_mcgate(&mut self) {
         if let Some(mut c) = self.daemon.take() {
@@ -607,10 +654,7 @@ impl Drop for Testbed {
             eprintln!("--- mcgate log of {} ---\n{}", self.prefix, self.log());
         }
         // the standby first: it would take over from the daemon stopped below
-        if let Some(mut c) = self.standby.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.stop_standby();
         self.stop_mcgate();
         let _ = Command::new(TB).args(["down", &self.prefix]).status();
         let _ = self.guard.kill();

@@ -1,0 +1,232 @@
+//! systemd's file descriptor store: the hand-over's path when systemd runs mcgate (a
+//! second `mcgate run` beside the unit's process would not be its main process).
+//!
+//! Once set up, the daemon gives the service manager another descriptor of each of its
+//! sockets (`FDSTORE=1`), named by what it is ([`name`]). systemd keeps them while the
+//! unit restarts — `systemctl restart`, or `Restart=` after a crash or a watchdog
+//! timeout — and passes them to the next process (`LISTEN_FDS`, `LISTEN_FDNAMES`), which
+//! takes them over as a hand-over does: what arrived meanwhile waits in their rings and
+//! queues and is read then. On SIGTERM the daemon also stops its readers, commits, and
+//! leaves the state its store lacks ([`handover::Package`], with the rings' read
+//! positions) as a memory file named [`PACKAGE`]; it waits until systemd has it
+//! (`BARRIER=1`: a message from a process that exited first may be dropped — measured),
+//! then exits. The next process reads it and removes it from the store at once, so
+//! that a later crash does not read it again. After a crash there is none: the read
+//! positions are found as a standby finds them, logins under way start again, and the
+//! requests in flight are asked anew.
+//!
+//! A `systemctl stop` empties the store (systemd closes the descriptors once the unit is
+//! stopped with no job queued); so does a socket the kernel reports an error or hang-up
+//! on (systemd polls them): the next start opens a new one. Names are ASCII without `:`
+//! (LISTEN_FDNAMES' separator) and far below systemd's 255 characters.
+//!
+//! Hand-written: sd-notify passes the messages and reads the variables; what the names
+//! mean and when to store what is mcgate's own.
+
+use super::handover::{self, Fd, Package, Taken};
+use super::*;
+use sd_notify::NotifyState;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd as _, OwnedFd};
+
+/// The name of the memory file that holds the state at a stop.
+pub const PACKAGE: &str = "package";
+/// Descriptors taken from the store at most (the unit's FileDescriptorStoreMax).
+const MAX_FDS: usize = 4096;
+/// How long to wait for systemd to have read what was sent.
+const BARRIER: Duration = Duration::from_secs(5);
+
+/// The store's name of a socket: what it is, without the read position.
+pub fn name(fd: &Fd) -> String {
+    let addr = |a: &SocketAddr| format!("{}_{}", a.ip().to_string().replace(':', "-"), a.port());
+    match fd {
+        Fd::Capture { ifindex, frames, .. } => format!("capture_{ifindex}_{frames}"),
+        Fd::Uplink { ifindex } => format!("uplink_{ifindex}"),
+        Fd::Radius { server } => format!("radius_{}", addr(server)),
+        Fd::Accounting { server } => format!("accounting_{}", addr(server)),
+        Fd::Das { listen } => format!("das_{}", addr(listen)),
+        Fd::Metrics { listen } => format!("metrics_{}", addr(listen)),
+        Fd::Kernel => "kernel".into(),
+        Fd::Control => "control".into(),
+    }
+}
+
+/// What a store's name says the socket is (a capture socket's read position unknown).
+pub fn parse(name: &str) -> Option<Fd> {
+    let mut parts = name.split('_');
+    let (kind, a, b) = (parts.next()?, parts.next(), parts.next());
+    if parts.next().is_some() {
+        return None;
+    }
+    let addr = || -> Option<SocketAddr> {
+        let ip: IpAddr = a?.replace('-', ":").parse().ok()?;
+        Some(SocketAddr::new(ip, b?.parse().ok()?))
+    };
+    let fd = match (kind, a, b) {
+        ("capture", Some(i), Some(f)) => Fd::Capture { ifindex: i.parse().ok()?, frames: f.parse().ok()?, head: 0 },
+        ("uplink", Some(i), None) => Fd::Uplink { ifindex: i.parse().ok()? },
+        ("radius", ..) => Fd::Radius { server: addr()? },
+        ("accounting", ..) => Fd::Accounting { server: addr()? },
+        ("das", ..) => Fd::Das { listen: addr()? },
+        ("metrics", ..) => Fd::Metrics { listen: addr()? },
+        ("kernel", None, None) => Fd::Kernel,
+        ("control", None, None) => Fd::Control,
+        _ => return None,
+    };
+    Some(fd)
+}
+
+/// Whether a service manager listens (`NOTIFY_SOCKET`): only then is anything stored.
+pub fn on() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
+/// What the store passed this process: its sockets, and the state the process before
+/// left at its stop; `None` when it passed nothing of mcgate's (a first start, or not
+/// under systemd). Descriptors it does not know are closed.
+pub fn take() -> anyhow::Result<Option<Taken>> {
+    if !on() {
+        return Ok(None);
+    }
+    let mut fds = Vec::new();
+    let mut package = None;
+    for (fd, name) in sys::listen_fds(MAX_FDS).context("the descriptors systemd passed")? {
+        if name == PACKAGE {
+            package = read_package(fd).unwrap_or_else(|e| {
+                warn!("the state the stopped process left is unreadable, starting without it: {e:#}");
+                None
+            });
+        } else if let Some(kind) = parse(&name) {
+            fds.push((kind, Some(fd)));
+        } else {
+            warn!(name, "a descriptor systemd passed that is not mcgate's: closed");
+        }
+    }
+    if package.is_some() {
+        // read once: a crash after this must not take it for its own
+        remove(PACKAGE);
+    }
+    if fds.is_empty() {
+        return Ok(None);
+    }
+    // the read positions the stopped process left (none after a crash: found)
+    let heads_known = package.is_some();
+    for (kind, _) in &mut fds {
+        if let Fd::Capture { ifindex, head, .. } = kind {
+            let left = package.as_ref().and_then(|p: &Package| {
+                p.fds.iter().find_map(|f| match f {
+                    Fd::Capture { ifindex: i, head, .. } if i == ifindex => Some(*head),
+                    _ => None,
+                })
+            });
+            *head = left.unwrap_or(0);
+        }
+    }
+    info!(
+        sockets = fds.len(),
+        state = package.is_some(),
+        "taking over from systemd's descriptor store{}",
+        if heads_known { "" } else { " (no state: the process before did not stop cleanly)" }
+    );
+    Ok(Some(Taken::from_store(package, fds, heads_known)))
+}
+
+fn read_package(fd: OwnedFd) -> anyhow::Result<Option<Package>> {
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::File::from(fd);
+    let len = file.metadata()?.len();
+    if len > handover::MAX_PACKAGE as u64 {
+        return Err(anyhow!("{len} octets (at most {})", handover::MAX_PACKAGE));
+    }
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, 0)?;
+    let package: Package = serde_json::from_slice(&bytes)?;
+    if !(handover::OLDEST..=handover::VERSION).contains(&package.version) {
+        return Err(anyhow!(
+            "format {}: this release reads {} to {}",
+            package.version,
+            handover::OLDEST,
+            handover::VERSION
+        ));
+    }
+    Ok(Some(package))
+}
+
+/// Gives systemd another descriptor of each socket (`sockets`: what each is); one it
+/// holds already it keeps once. Failures are logged: the daemon runs on, a restart then
+/// opens what is missing.
+pub fn keep(sockets: &[(Fd, std::os::fd::BorrowedFd<'_>)]) {
+    if !on() {
+        return;
+    }
+    let mut failed = 0;
+    for (kind, fd) in sockets {
+        let name = name(kind);
+        let states = [NotifyState::FdStore, NotifyState::FdName(&name)];
+        if let Err(e) = sd_notify::notify_with_fds(false, &states, &[*fd]) {
+            failed += 1;
+            warn!(socket = name, "storing a socket with systemd: {e}");
+        }
+    }
+    debug!(sockets = sockets.len(), failed, "sockets in systemd's descriptor store");
+}
+
+/// Takes the socket named `name` out of the store.
+pub fn remove(name: &str) {
+    let states = [NotifyState::FdStoreRemove, NotifyState::FdName(name)];
+    if let Err(e) = sd_notify::notify(false, &states).and_then(|()| barrier()) {
+        warn!(name, "removing a socket from systemd's store: {e}");
+    }
+}
+
+/// Leaves the state the store lacks for the next process, and waits until systemd has it.
+pub fn leave(package: &Package) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut file = sys::memfd(c"mcgate-package")?;
+    file.write_all(&serde_json::to_vec(package)?)?;
+    let states = [NotifyState::FdStore, NotifyState::FdName(PACKAGE)];
+    sd_notify::notify_with_fds(false, &states, &[file.as_fd()])?;
+    barrier()?;
+    Ok(())
+}
+
+/// Returns once systemd has handled every message this process sent before
+/// (sd_notify_barrier(3): it closes the pipe's end passed with `BARRIER=1`).
+fn barrier() -> std::io::Result<()> {
+    let (reader, writer) = std::io::pipe()?;
+    sd_notify::notify_with_fds(false, &[NotifyState::Custom("BARRIER=1")], &[writer.as_fd()])?;
+    drop(writer);
+    if sys::wait_readable(&reader, BARRIER)? {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("systemd did not confirm within {BARRIER:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_socket_has_a_name_that_says_what_it_is() {
+        let all = [
+            Fd::Capture { ifindex: 12, frames: 1024, head: 0 },
+            Fd::Uplink { ifindex: 7 },
+            Fd::Radius { server: "127.0.0.1:1812".parse().unwrap() },
+            Fd::Accounting { server: "[2001:db8::1]:1813".parse().unwrap() },
+            Fd::Das { listen: "[::]:3799".parse().unwrap() },
+            Fd::Metrics { listen: "0.0.0.0:9100".parse().unwrap() },
+            Fd::Kernel,
+            Fd::Control,
+        ];
+        for fd in all {
+            let n = name(&fd);
+            assert!(n.len() < 255 && n.is_ascii() && !n.contains(':') && n != PACKAGE, "{n}");
+            assert_eq!(parse(&n), Some(fd), "{n}");
+        }
+        assert_eq!(name(&Fd::Capture { ifindex: 3, frames: 64, head: 17 }), "capture_3_64", "no read position");
+        for bad in ["", "capture_1", "capture_x_2", "uplink_1_2", "radius_1.2.3.4", "radius_nope_1", "kernel_1", "x"] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+}
