@@ -9,7 +9,9 @@ use common::{wait_until, Testbed};
 use std::process::Command;
 use std::time::Duration;
 
-const POLICY: &str = "[defaults]\nunknown = \"deny\"\n[[package]]\nname = \"basic\"\ngroups = [\"239.1.1.0/24\"]\n";
+/// Groups no package names are asked of RADIUS (FreeRADIUS's mcgate-joins gives alice
+/// 239.1.5.0/24).
+const POLICY: &str = "[defaults]\nunknown = \"radius\"\n[[package]]\nname = \"basic\"\ngroups = [\"239.1.1.0/24\"]\n";
 
 /// Three 802.1X ports, FreeRADIUS with accounting into PostgreSQL, the multicast gate;
 /// mcgate running.
@@ -135,7 +137,31 @@ fn a_new_process_takes_over_logins_joins_and_accounting_without_losing_any() {
     let status = tb.status().unwrap();
     assert_eq!(status["io"]["capture_drops"], 0, "{status}");
 
-    // 4. accounting: every record journaled once reaches radacct once; nothing pending
+    // 4. a join whose per-join RADIUS question is in flight (FreeRADIUS frozen): the new
+    // process takes the question and its waiter over, and the answer to the old
+    // process's request admits the join; the host does not ask again (not for 10 s)
+    let stream = tb.stream("239.1.5.1", 30);
+    signal("-STOP", &radius);
+    let third = tb.mcast_py("h2", &["recv", "239.1.5.1", "--seconds", "3"]);
+    let asked = wait_until(Duration::from_secs(10), || {
+        tb.status().is_some_and(|s| s["radius_pending"].as_u64().unwrap_or(0) >= 1)
+    });
+    if !asked {
+        signal("-CONT", &radius);
+        panic!("no per-join question in flight:\n{}", tb.log());
+    }
+    let exit = tb.hand_over_mcgate();
+    let resumed = common::unix_now();
+    signal("-CONT", &radius);
+    assert!(exit.success(), "the old process: {exit}\n{}", tb.log());
+    let took = tb.log().lines().rev().find(|l| l.contains("taken over")).unwrap_or_default().to_string();
+    assert!(took.contains("per_join_questions=1"), "{took}");
+    let after = first_packet_after(&tb, third, resumed);
+    eprintln!("a join whose RADIUS question was in flight: first packet {after:.0} ms after FreeRADIUS resumed");
+    let mut children = children;
+    children.push(stream);
+
+    // 5. accounting: every record journaled once reaches radacct once; nothing pending
     for mut c in children {
         let _ = c.kill();
         let _ = c.wait();
@@ -155,8 +181,8 @@ fn a_new_process_takes_over_logins_joins_and_accounting_without_losing_any() {
         .collect();
     let unique: std::collections::HashSet<&String> = starts.iter().collect();
     assert_eq!(unique.len(), starts.len(), "a Start journaled twice: {starts:?}");
-    // 3 sessions and 2 channels, each Started once
-    assert_eq!(starts.len(), 5, "{starts:?}\n{}", tb.log());
+    // 3 sessions and 3 channels, each Started once
+    assert_eq!(starts.len(), 6, "{starts:?}\n{}", tb.log());
     accounting_exactly_once(&tb);
     let rows = tb.psql("SELECT acctsessionid, count(*) FROM radacct GROUP BY acctsessionid");
     assert_eq!(rows.len(), starts.len(), "{rows:?} vs {starts:?}");

@@ -147,7 +147,47 @@ pub struct PortLimiter {
     quarantined_until: Option<Instant>,
 }
 
+/// What a hand-over carries of a port's limiter (its format: fields added later need a
+/// default): a flood goes on being limited, a quarantine goes on to its end.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    reports: Bucket,
+    eapol: Bucket,
+    macs: Vec<(MacAddr, Bucket)>,
+    #[serde(with = "crate::mono::option")]
+    over_since: Option<Instant>,
+    #[serde(with = "crate::mono::option")]
+    last_over: Option<Instant>,
+    #[serde(with = "crate::mono::option")]
+    quarantined_until: Option<Instant>,
+}
+
 impl PortLimiter {
+    /// A copy for another process to go on with.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            reports: self.reports,
+            eapol: self.eapol,
+            macs: self.macs.iter().map(|(m, b)| (*m, *b)).collect(),
+            over_since: self.over_since,
+            last_over: self.last_over,
+            quarantined_until: self.quarantined_until,
+        }
+    }
+
+    /// Goes on from `s` with the limits `cfg` (at most its MACs tracked).
+    pub fn resume(cfg: Config, s: Snapshot) -> Self {
+        PortLimiter {
+            cfg,
+            reports: s.reports,
+            eapol: s.eapol,
+            macs: s.macs.into_iter().take(cfg.macs_tracked).collect(),
+            over_since: s.over_since,
+            last_over: s.last_over,
+            quarantined_until: s.quarantined_until,
+        }
+    }
+
     pub fn new(cfg: Config, now: Instant) -> Self {
         PortLimiter {
             reports: Bucket::new(now, cfg.report_burst),
@@ -249,6 +289,30 @@ mod tests {
             macs_tracked: 2,
             ..Config::default()
         }
+    }
+
+    /// A process that takes over goes on with the buckets and the quarantine as they were.
+    #[test]
+    fn a_limiter_taken_over_keeps_its_buckets_and_its_quarantine() {
+        let s = Stats::default();
+        let t0 = Instant::now();
+        let mut l = PortLimiter::new(cfg(), t0);
+        for ms in (0..4000).step_by(10) {
+            l.report(t0 + Duration::from_millis(ms), A, &s);
+        }
+        assert!(s.view().quarantined);
+        let snap = serde_json::to_vec(&l.snapshot()).unwrap();
+        let mut taken = PortLimiter::resume(cfg(), serde_json::from_slice(&snap).unwrap());
+        let t = t0 + Duration::from_secs(30);
+        assert_eq!(taken.report(t, B, &s), Verdict::Quarantined, "still quarantined");
+        assert_eq!(taken.report(t0 + Duration::from_secs(70), B, &s), Verdict::Pass, "released on time");
+        // the EAPOL bucket as it was: spent
+        for _ in 0..1000 {
+            l.eapol(t0, &s);
+        }
+        let mut taken =
+            PortLimiter::resume(cfg(), serde_json::from_slice(&serde_json::to_vec(&l.snapshot()).unwrap()).unwrap());
+        assert_eq!(taken.eapol(t0, &s), Verdict::EapolRate);
     }
 
     #[test]

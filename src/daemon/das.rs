@@ -39,10 +39,18 @@ pub(super) struct Stats {
 type SeenKey = (IpAddr, [u8; 16]);
 
 /// A request seen: where it came from and the answer it got (none yet, or none at all).
+#[derive(Clone, Serialize, serde::Deserialize)]
 struct Seen {
     from: SocketAddr,
     id: u8,
     answer: Option<Vec<u8>>,
+}
+
+/// The CoA server's state a hand-over carries (its format: fields added later need a
+/// default).
+#[derive(Default, Serialize, serde::Deserialize)]
+pub(super) struct Snapshot {
+    seen: Vec<(SeenKey, Seen)>,
 }
 
 /// What the socket's reader task drops before anything reaches the daemon's queue.
@@ -163,6 +171,28 @@ impl Das {
         self.seen_map.insert(key, Seen { from, id, answer: None });
         self.seen.push_back(key);
         if self.seen.len() > SEEN {
+            if let Some(old) = self.seen.pop_front() {
+                self.seen_map.remove(&old);
+            }
+        }
+    }
+
+    /// What a hand-over carries: the requests seen, oldest first, with their answers (a
+    /// retransmission is answered as before, a replay still refused).
+    pub fn snapshot(&self) -> Snapshot {
+        let seen = self.seen.iter().filter_map(|k| self.seen_map.get(k).map(|s| (*k, s.clone())));
+        Snapshot { seen: seen.collect() }
+    }
+
+    /// Goes on from `s` (bounded by [`SEEN`] as its own are).
+    pub fn take_over(&mut self, s: Snapshot) {
+        let skip = s.seen.len().saturating_sub(SEEN);
+        for (key, seen) in s.seen.into_iter().skip(skip) {
+            if self.seen_map.insert(key, seen).is_none() {
+                self.seen.push_back(key);
+            }
+        }
+        while self.seen.len() > SEEN {
             if let Some(old) = self.seen.pop_front() {
                 self.seen_map.remove(&old);
             }
@@ -317,5 +347,35 @@ impl Daemon {
             d.stats.sessions_changed += 1;
             d.stats.memberships_revoked += revoked as u64;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process that takes over knows the requests the old one saw, with their answers,
+    /// oldest first and no more than [`SEEN`]: a retransmission is answered, a replay
+    /// refused, as before.
+    #[test]
+    fn the_requests_seen_are_taken_over_in_order_and_bounded() {
+        let mut old = Das::new(Default::default(), vec![], 300);
+        let from: SocketAddr = "192.0.2.9:3799".parse().unwrap();
+        for i in 0..SEEN + 10 {
+            let key = (from.ip(), [(i % 256) as u8, (i / 256) as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            old.remember(key, from, i as u8);
+            old.seen_map.get_mut(&key).unwrap().answer = Some(vec![i as u8]);
+        }
+        let snap = serde_json::to_vec(&old.snapshot()).unwrap();
+        let mut new = Das::new(Default::default(), vec![], 300);
+        new.take_over(serde_json::from_slice(&snap).unwrap());
+        assert_eq!(new.seen.len(), SEEN);
+        assert_eq!(new.seen, old.seen, "the same requests, oldest first");
+        let last = *new.seen.back().unwrap();
+        let seen = &new.seen_map[&last];
+        assert_eq!(
+            (seen.from, seen.id, seen.answer.as_deref()),
+            (from, (SEEN + 9) as u8, Some(&[(SEEN + 9) as u8][..]))
+        );
     }
 }

@@ -109,8 +109,9 @@ pub fn take() -> anyhow::Result<Option<Taken>> {
     if fds.is_empty() {
         return Ok(None);
     }
-    // the read positions the stopped process left (none after a crash: found)
-    let heads_known = package.is_some();
+    // the read positions the stopped process left; found when it left none (a crash) or
+    // not for every ring
+    let mut heads_known = package.is_some();
     for (kind, _) in &mut fds {
         if let Fd::Capture { ifindex, head, .. } = kind {
             let left = package.as_ref().and_then(|p: &Package| {
@@ -119,6 +120,7 @@ pub fn take() -> anyhow::Result<Option<Taken>> {
                     _ => None,
                 })
             });
+            heads_known &= left.is_some();
             *head = left.unwrap_or(0);
         }
     }

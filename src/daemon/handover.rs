@@ -82,6 +82,18 @@ pub(super) struct Package {
     /// state: a hand-over stores them first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delivered: Vec<u64>,
+    /// The multicast tracker's (not a standby's: it changes with every join, which a
+    /// standby is not told).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracker: Option<crate::mcast::Snapshot>,
+    /// The CoA server's requests seen (not a standby's: up to 4 096 requests with their
+    /// answers, copied after every step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub das: Option<das::Snapshot>,
+    /// The capture tasks' flood limiters, by interface (a hand-over's, once the tasks
+    /// stopped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limiters: Vec<(u32, crate::capture::limit::Snapshot)>,
 }
 
 /// A socket passed on.
@@ -442,11 +454,23 @@ impl Daemon {
             fds,
             ports: self.ports.iter().map(|p| (p.name.clone(), p.tag)).collect(),
             auth: self.auth.snapshot(unstored_only),
-            // the per-join questions' callers (the tracker's waiters) do not come along
-            radius: self.radius.snapshot(|t| matches!(t, RadiusFor::Auth(_))),
+            // per-join questions only with the tracker, whose waiters they answer
+            radius: self.radius.snapshot(|t| !unstored_only || matches!(t, RadiusFor::Auth(_))),
             accounting: self.acct.delivery.as_ref().map(|d| d.client.snapshot(|_| true)),
             delivered: self.acct.unstored_marks().to_vec(),
+            tracker: self.mcast.as_ref().filter(|_| !unstored_only).map(|m| m.tracker.snapshot()),
+            das: self.das.as_ref().filter(|_| !unstored_only).map(das::Das::snapshot),
+            limiters: vec![],
         }
+    }
+
+    /// What a process that goes passes on (`fds`: its sockets, the readers stopped and
+    /// the last step committed; `limiters`: theirs): the drops counted so far, the
+    /// delivery marks stored, every host.
+    pub(super) fn last_package(&mut self, fds: Vec<Fd>, limiters: Vec<(u32, limit::Snapshot)>) -> Package {
+        self.fold_capture_drops();
+        self.commit_delivery_marks();
+        Package { limiters, ..self.snapshot(fds, false) }
     }
 
     /// Goes on from a hand-over: before the first step, after the store's state was
@@ -454,7 +478,18 @@ impl Daemon {
     pub(super) fn take_over(&mut self, p: Package) {
         let ports: Vec<(String, Option<u16>)> = self.ports.iter().map(|p| (p.name.clone(), p.tag)).collect();
         let (hosts, requests) = (p.auth.authenticating(), p.radius.requests());
+        let mut questions = 0;
         if ports == p.ports {
+            let asked: Vec<u64> = (p.radius.tokens())
+                .filter_map(|t| match t {
+                    RadiusFor::PerJoin(token) => Some(*token),
+                    RadiusFor::Auth(_) => None,
+                })
+                .collect();
+            // the tracker's waiters first: a request whose server is gone fails at once
+            if let (Some(m), Some(t)) = (self.mcast.as_mut(), p.tracker) {
+                questions = m.tracker.take_over(t, &asked);
+            }
             self.auth.take_over(p.auth);
             self.radius.take_over(p.radius);
         } else {
@@ -467,10 +502,14 @@ impl Daemon {
             d.client.take_over(snap);
         }
         self.acct.delivered_elsewhere(p.delivered);
+        if let (Some(das), Some(seen)) = (self.das.as_mut(), p.das) {
+            das.take_over(seen);
+        }
         info!(
             from = p.pid,
             authenticating = hosts,
             radius_in_flight = requests,
+            per_join_questions = questions,
             accounting_in_flight = accounting,
             "taken over"
         );

@@ -35,19 +35,29 @@ pub(super) type Updates = tokio::sync::watch::Receiver<Arc<Vec<u8>>>;
 /// their next read (cancel-safe: nothing taken is lost).
 struct Readers {
     stop: tokio::sync::watch::Sender<bool>,
+    /// The capture tasks, by interface, which give back their flood limiters.
+    captures: Vec<(u32, tokio::task::JoinHandle<limit::PortLimiter>)>,
     graceful: Vec<tokio::task::JoinHandle<()>>,
     abortable: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Readers {
-    async fn stop(self) {
+    /// Stops them all; the capture tasks' flood limiters, by interface.
+    async fn stop(self) -> Vec<(u32, limit::Snapshot)> {
         for h in &self.abortable {
             h.abort();
         }
         let _ = self.stop.send(true);
+        let mut limiters = Vec::new();
+        for (ifindex, h) in self.captures {
+            if let Ok(l) = h.await {
+                limiters.push((ifindex, l.snapshot()));
+            }
+        }
         for h in self.graceful.into_iter().chain(self.abortable) {
             let _ = h.await;
         }
+        limiters
     }
 }
 
@@ -127,13 +137,13 @@ impl Handing {
 /// once it is gone.
 pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
     let cfg = &loaded.config;
-    // A running mcgate hands its sockets and state over (a recording starts afresh). It
-    // is asked once this process's own set-up is done: the sockets go unread only while
-    // the state passes and the store opens.
     // Under systemd the process before may have left its sockets (and at a stop its
     // state) in the service manager's descriptor store (see `fdstore`); it is gone then.
     let in_store = cfg.debug.record.is_none() && !standby && fdstore::on();
     let mut stored = if in_store { fdstore::take()? } else { None };
+    // A running mcgate hands its sockets and state over (a recording starts afresh). It
+    // is asked once this process's own set-up is done: the sockets go unread only while
+    // the state passes and the store opens.
     let running = match cfg.debug.record {
         None if stored.is_some() => None,
         None => handover::connect(&cfg.switch.control_socket)?,
@@ -264,7 +274,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
     let servers = loaded.radius_servers();
     let source = loaded.radius_source();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut readers = Readers { stop, graceful: vec![], abortable: vec![] };
+    let mut readers = Readers { stop, captures: vec![], graceful: vec![], abortable: vec![] };
     let radius_sockets =
         udp_sockets(false, &servers, source, &tx, &mut taken, &mut handing, &stopped, &mut readers.graceful)?;
     let acct_sockets = udp_sockets(
@@ -327,24 +337,22 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         }
         None => Tape::Off,
     };
-    let mut d = Daemon::build(
-        &loaded,
-        &start,
-        epoch,
-        dataplane,
-        store,
-        net,
-        tape,
-        das_reader,
-        taken.as_mut().and_then(|t| t.package.take()),
-    )?;
+    let mut handed = taken.as_mut().and_then(|t| t.package.take());
+    // the flood limiters go to the capture tasks, by interface
+    let mut limiters = handed.as_mut().map(|p| std::mem::take(&mut p.limiters)).unwrap_or_default();
+    let mut d = Daemon::build(&loaded, &start, epoch, dataplane, store, net, tape, das_reader, handed)?;
     if kernel_state_gone {
         info!(ports = ?unlocked, "ports were not locked: nothing of an earlier run continues");
     }
     for (i, (p, socket)) in d.ports.iter().zip(port_sockets).enumerate().filter(|(i, (p, _))| p.interface == *i) {
         // the interface's entries, by the VLAN tag their hosts' frames carry
         let entries = d.ports.iter().enumerate().filter(|(_, q)| q.interface == i).map(|(j, q)| (q.tag, j)).collect();
-        readers.graceful.push(spawn_capture(entries, p, socket, loaded.limits(), epoch, tx.clone(), stopped.clone()));
+        let limiter = match limiters.iter().position(|(ifindex, _)| *ifindex == p.ifindex) {
+            Some(i) => limit::PortLimiter::resume(loaded.limits(), limiters.swap_remove(i).1),
+            None => limit::PortLimiter::new(loaded.limits(), Instant::now()),
+        };
+        let capture = spawn_capture(entries, p, socket, limiter, epoch, tx.clone(), stopped.clone());
+        readers.captures.push((p.ifindex, capture));
     }
     let (kernel_tx, mut kernel_rx) = mpsc::channel(kernel::QUEUE);
     readers.abortable.push(kernel::spawn_reader(events, d.ports.iter().map(|p| p.ifindex).collect(), kernel_tx)?);
@@ -481,10 +489,8 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
             if in_store {
                 // systemd may start the next process on these sockets: what they read
                 // is handled, and the state goes to the store with the read positions
-                last_step(&mut d, readers, &mut rx, &mut das_rx, &mut kernel_rx, &mut next, epoch).await;
-                d.fold_capture_drops();
-                d.commit_delivery_marks();
-                let package = d.snapshot(handing.each().into_iter().map(|(kind, _)| kind).collect(), false);
+                let limiters = last_step(&mut d, readers, &mut rx, &mut das_rx, &mut kernel_rx, &mut next, epoch).await;
+                let package = d.last_package(handing.each().into_iter().map(|(kind, _)| kind).collect(), limiters);
                 match fdstore::leave(&package) {
                     Ok(()) => info!("the state is in systemd's descriptor store with the sockets"),
                     Err(e) => warn!("leaving the state to systemd: {e:#}; a next process starts without it"),
@@ -516,13 +522,14 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
             };
             info!("a new process takes over: stopping the readers");
             notifier.status("handing over to a new process");
-            last_step(&mut d, readers, &mut rx, &mut das_rx, &mut kernel_rx, &mut next, epoch).await;
+            let limiters = last_step(&mut d, readers, &mut rx, &mut das_rx, &mut kernel_rx, &mut next, epoch).await;
             // the standby follows the new process
             if let Some(f) = follower.take() {
                 f.send_replace(Arc::new(serde_json::to_vec(&handover::Follow::Moving).unwrap_or_default()));
             }
             handing.read_heads(&mut kinds);
-            return hand_over(d, handing, kinds, fds, reply).await;
+            let package = d.last_package(kinds, limiters);
+            return hand_over(d, handing, package, fds, reply).await;
         }
     }
     let _ = std::fs::remove_file(&cfg.switch.control_socket);
@@ -531,7 +538,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
 
 /// Stops the readers and handles what they had read in a last step, committed (a
 /// hand-over's, and a stop's that leaves its state to systemd). A hand-over or standby
-/// request that came meanwhile is refused.
+/// request that came meanwhile is refused. Returns the capture tasks' flood limiters.
 async fn last_step(
     d: &mut Daemon,
     readers: Readers,
@@ -540,15 +547,15 @@ async fn last_step(
     kernel_rx: &mut mpsc::Receiver<Input>,
     next: &mut Gathered,
     epoch: Instant,
-) {
+) -> Vec<(u32, limit::Snapshot)> {
     let stopping = readers.stop();
     tokio::pin!(stopping);
-    loop {
+    let limiters = loop {
         tokio::select! {
-            _ = &mut stopping => break,
+            limiters = &mut stopping => break limiters,
             Some(ev) = rx.recv() => next.add(d, ev),
         }
-    }
+    };
     while let Ok(ev) = rx.try_recv() {
         next.add(d, ev);
     }
@@ -566,6 +573,7 @@ async fn last_step(
         let _ = reply.send(r);
     }
     debug!("last step committed");
+    limiters
 }
 
 /// What the next step takes: the inputs, where the answers of its control requests go
@@ -642,15 +650,12 @@ fn capture_sockets(
 /// sockets, kept until it exits, so that the core's going closes none of them (closing
 /// the last descriptor of an AF_PACKET socket waits for an RCU grace period, 11 ms here).
 async fn hand_over(
-    mut d: Daemon,
+    d: Daemon,
     _held: Handing,
-    kinds: Vec<handover::Fd>,
+    package: handover::Package,
     fds: Vec<std::os::fd::OwnedFd>,
     reply: HandOverReply,
 ) -> anyhow::Result<()> {
-    d.fold_capture_drops();
-    d.commit_delivery_marks();
-    let package = d.snapshot(kinds, false);
     let bytes = serde_json::to_vec(&package)?;
     debug!("hand-over: state serialized");
     drop(d);
@@ -678,14 +683,14 @@ fn spawn_capture(
     entries: Vec<(Option<u16>, PortId)>,
     p: &Port,
     socket: Arc<PortSocket>,
-    limits: limit::Config,
+    limiter: limit::PortLimiter,
     epoch: Instant,
     tx: mpsc::Sender<Event>,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
+) -> tokio::task::JoinHandle<limit::PortLimiter> {
     let mut capture = Capture {
         entries,
-        limiter: limit::PortLimiter::new(limits, Instant::now()),
+        limiter,
         vlan_log: crate::rate::LogLimit::per_minute(256),
         stats: p.limits.clone(),
         name: p.name.clone(),
@@ -697,7 +702,7 @@ fn spawn_capture(
             // reading is cancel-safe: told to stop, the ring keeps what is not taken
             let read = tokio::select! {
                 biased;
-                _ = stop.changed() => return,
+                _ = stop.changed() => return capture.limiter,
                 r = socket.recv_batch(CAPTURE_BATCH, |frame, info| inputs.extend(capture.admit(frame, info))) => r,
             };
             if let Err(e) = read {
@@ -707,7 +712,7 @@ fn spawn_capture(
             }
             for input in inputs.drain(..) {
                 if tx.send(Event::Input(input)).await.is_err() {
-                    return;
+                    return capture.limiter;
                 }
             }
         }

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 mod port;
 mod preview;
 mod radius;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -36,6 +37,7 @@ use tracing::{debug, info};
 
 /// (group, source); `None` is any source.
 pub type Channel = (IpAddr, Option<IpAddr>);
+pub use snapshot::Snapshot;
 
 /// As `[multicast]` writes it (its tracker keys; the daemon's configuration adds the
 /// policies and the uplinks).
@@ -298,7 +300,7 @@ struct Who<'a> {
 }
 
 /// A host waiting for a per-join answer (owned: the report that asked is gone).
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Waiter {
     port: PortId,
     port_name: Arc<str>,
@@ -315,9 +317,10 @@ struct Pending {
     waiters: Vec<Waiter>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Cached {
     admit: bool,
+    #[serde(with = "crate::mono")]
     fresh_until: Instant,
 }
 

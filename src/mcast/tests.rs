@@ -518,3 +518,54 @@ fn acct_ids_read_back_as_written() {
         assert!(bad.parse::<AcctId>().is_err(), "{bad}");
     }
 }
+
+/// A process that takes over goes on where the old tracker was: a membership restored
+/// from the store times out when the old one's would have (not a fresh interval later),
+/// a per-join question in flight is answered into a membership without asking again,
+/// the cached answers decide, and a question whose request did not come along is
+/// dropped (its key may be asked again).
+#[test]
+fn a_tracker_that_takes_over_keeps_the_deadlines_questions_and_answers() {
+    let (mut old, mut p, h, t0) = setup(true);
+    p.unknown = Unknown::Radius;
+    let (a, b) = (h.host(0, A), h.host(1, B));
+    let join = |g: &str| [rec(RecordType::ToEx, g, &[])];
+    old.handle_report(t0, 0, &p, &a, &join("239.1.1.1"));
+    out(&mut old);
+    // a cached answer, and two questions in flight
+    old.handle_report(t0, 0, &p, &a, &join("239.5.5.5"));
+    let tok = asks(&out(&mut old))[0];
+    old.radius_answer(t0, 0, &p, tok, RadiusAnswer::Accept { ttl: Some(Duration::from_secs(600)) });
+    out(&mut old);
+    let later = t0 + Duration::from_secs(100);
+    old.handle_report(later, 100, &p, &a, &join("239.6.6.6"));
+    old.handle_report(later, 100, &p, &b, &join("239.7.7.7"));
+    let asked = asks(&out(&mut old));
+    assert_eq!(asked.len(), 2);
+    let snap = serde_json::to_vec(&old.snapshot()).unwrap();
+
+    // the new process: memberships from the store (fresh deadlines), then the snapshot
+    let mut new = Tracker::new(Config::default(), vec![true, true]);
+    for m in old.memberships() {
+        new.restore(later, 0, m.clone());
+    }
+    out(&mut new);
+    let taken = new.take_over(serde_json::from_slice(&snap).unwrap(), &asked[..1]);
+    assert_eq!(taken, 1, "only the question whose request came along");
+    // both were last reported at t0: they end at t0 + 260 s, not 100 s later
+    new.handle_timeout(t0 + Duration::from_secs(261));
+    let mut ended = mdb(&out(&mut new));
+    ended.sort();
+    assert_eq!(ended, ["-0 239.1.1.1 None", "-0 239.5.5.5 None"]);
+    // the answer to the question in flight admits its waiter
+    new.radius_answer(later, 100, &p, asked[0], RadiusAnswer::Accept { ttl: None });
+    assert_eq!(mdb(&out(&mut new)), ["+0 239.6.6.6 None"]);
+    // the dropped question's key is asked anew; the cached answer decides without asking
+    new.handle_report(later, 100, &p, &b, &join("239.7.7.7"));
+    let o = out(&mut new);
+    assert_eq!(asks(&o).len(), 1);
+    assert!(asks(&o)[0] > asked[1], "tokens go on from the old tracker's");
+    new.handle_report(later, 100, &p, &b, &join("239.5.5.5"));
+    assert_eq!(mdb(&out(&mut new)), ["+1 239.5.5.5 None"]);
+    assert_eq!(new.stats.radius_cache_hits, 1);
+}

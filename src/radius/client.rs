@@ -209,6 +209,11 @@ impl<T> Snapshot<T> {
     pub fn in_flight(&self) -> impl Iterator<Item = &T> {
         self.pending.iter().filter_map(|(_, p)| p.token.as_ref())
     }
+
+    /// The tokens of the requests in flight and waiting.
+    pub fn tokens(&self) -> impl Iterator<Item = &T> {
+        self.in_flight().chain(self.backlog.iter().map(|(t, _)| t))
+    }
 }
 
 #[derive(Debug)]

@@ -389,7 +389,7 @@ impl Testbed {
     /// mcgate as a systemd service: the shipped unit (contrib/mcgate.service) with a
     /// testbed drop-in (this build, this configuration, root as there is no mcgate user,
     /// the testbed's directory writable, the log in mcgate.log) and `extra` (unit file
-    /// lines for [Service]), under a service manager of the testbed's own (`tb systemd`);
+    /// lines after [Service]'s), under a service manager of the testbed's own (`tb systemd`);
     /// returns once `systemctl start` did (Type=notify: the daemon is ready).
     pub fn start_systemd_mcgate(&self, extra: &str) {
         let units = self.dir.join("systemd");
