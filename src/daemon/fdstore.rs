@@ -31,6 +31,10 @@ use std::os::fd::{AsFd as _, OwnedFd};
 
 /// The name of the memory file that holds the state at a stop.
 pub const PACKAGE: &str = "package";
+/// The name of the memory file that holds the delivery marks not yet stored ([`Marks`]).
+pub const MARKS: &str = "marks";
+/// The marks file's bound, where it is read.
+const MAX_MARKS: u64 = 16 << 20;
 /// Descriptors taken from the store at most (the unit's FileDescriptorStoreMax).
 const MAX_FDS: usize = 4096;
 /// How long to wait for systemd to have read what was sent.
@@ -81,17 +85,28 @@ pub fn on() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some()
 }
 
-/// What the store passed this process: its sockets, and the state the process before
-/// left at its stop; `None` when it passed nothing of mcgate's (a first start, or not
-/// under systemd). Descriptors it does not know are closed.
-pub fn take() -> anyhow::Result<Option<Taken>> {
+/// What systemd's store passed this process.
+#[derive(Default)]
+pub struct Stored {
+    /// Its sockets, and the state the process before left at its stop; none when it
+    /// passed no socket (a first start).
+    pub taken: Option<Taken>,
+    /// The delivery marks' file ([`Marks`]).
+    pub marks: Option<std::fs::File>,
+}
+
+/// What the store passed this process (nothing when not under systemd). Descriptors it
+/// does not know are closed.
+pub fn take() -> anyhow::Result<Stored> {
     if !on() {
-        return Ok(None);
+        return Ok(Stored::default());
     }
     let mut fds = Vec::new();
-    let mut package = None;
+    let (mut package, mut marks) = (None, None);
     for (fd, name) in sys::listen_fds(MAX_FDS).context("the descriptors systemd passed")? {
-        if name == PACKAGE {
+        if name == MARKS {
+            marks = Some(std::fs::File::from(fd));
+        } else if name == PACKAGE {
             package = read_package(fd).unwrap_or_else(|e| {
                 warn!("the state the stopped process left is unreadable, starting without it: {e:#}");
                 None
@@ -107,7 +122,7 @@ pub fn take() -> anyhow::Result<Option<Taken>> {
         remove(PACKAGE);
     }
     if fds.is_empty() {
-        return Ok(None);
+        return Ok(Stored { taken: None, marks });
     }
     // the read positions the stopped process left; found when it left none (a crash) or
     // not for every ring
@@ -127,10 +142,74 @@ pub fn take() -> anyhow::Result<Option<Taken>> {
     info!(
         sockets = fds.len(),
         state = package.is_some(),
-        "taking over from systemd's descriptor store{}",
+        "systemd's descriptor store passed the sockets{}",
         if heads_known { "" } else { " (no state: the process before did not stop cleanly)" }
     );
-    Ok(Some(Taken::from_store(package, fds, heads_known)))
+    Ok(Stored { taken: Some(Taken::from_store(package, fds, heads_known)), marks })
+}
+
+/// The delivery marks not stored yet (records the servers acknowledged, marked at the
+/// next commit), in a memory file the store holds and the daemon rewrites after each
+/// step that changed them: after a crash, which leaves no state, the next process does
+/// not send those records again (a hot standby is told them the same way).
+pub struct Marks {
+    file: std::fs::File,
+    written: Vec<u64>,
+}
+
+impl Marks {
+    /// The store's file and the marks the process before left in it, or a new file given
+    /// to the store (none when that fails: logged, the daemon runs on without).
+    pub fn open(stored: Option<std::fs::File>) -> (Option<Marks>, Vec<u64>) {
+        if let Some(file) = stored {
+            let found = read_marks(&file).unwrap_or_else(|e| {
+                warn!("the delivery marks the process before left are unreadable: {e:#}");
+                vec![]
+            });
+            return (Some(Marks { file, written: found.clone() }), found);
+        }
+        let made = sys::memfd(c"mcgate-marks").and_then(|file| {
+            let states = [NotifyState::FdStore, NotifyState::FdName(MARKS)];
+            sd_notify::notify_with_fds(false, &states, &[file.as_fd()])?;
+            Ok(file)
+        });
+        match made {
+            Ok(file) => (Some(Marks { file, written: vec![] }), vec![]),
+            Err(e) => {
+                warn!("no delivery marks file in systemd's store: {e}");
+                (None, vec![])
+            }
+        }
+    }
+
+    /// Rewrites the file when `marks` differ from what it holds.
+    pub fn write(&mut self, marks: &[u64]) {
+        use std::os::unix::fs::FileExt as _;
+        if marks == self.written.as_slice() {
+            return;
+        }
+        // over the old content, then cut: a crash half-way leaves what does not parse
+        // (read as none), never other records' marks
+        let bytes = serde_json::to_vec(marks).unwrap_or_default();
+        match self.file.write_all_at(&bytes, 0).and_then(|()| self.file.set_len(bytes.len() as u64)) {
+            Ok(()) => self.written = marks.to_vec(),
+            Err(e) => warn!("writing the delivery marks to systemd's store: {e}"),
+        }
+    }
+}
+
+fn read_marks(file: &std::fs::File) -> anyhow::Result<Vec<u64>> {
+    use std::os::unix::fs::FileExt as _;
+    let len = file.metadata()?.len();
+    if len > MAX_MARKS {
+        return Err(anyhow!("{len} octets (at most {MAX_MARKS})"));
+    }
+    if len == 0 {
+        return Ok(vec![]);
+    }
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, 0)?;
+    Ok(serde_json::from_slice(&bytes)?)
 }
 
 fn read_package(fd: OwnedFd) -> anyhow::Result<Option<Package>> {

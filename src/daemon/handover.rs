@@ -21,10 +21,10 @@
 //! new one opens the store (sessions, memberships and the journal as committed) and goes
 //! on. The kernel's state is not touched: streams keep flowing throughout.
 //!
-//! Not carried over in format 1 (each starts afresh as on a restart): the multicast
-//! tracker's timers (memberships come from the store with fresh ones), per-join RADIUS
-//! questions in flight (the host's next report asks again), the capture tasks' flood
-//! limiters and CoA's duplicate detection.
+//! Also the multicast tracker's state the store lacks (each membership's deadlines, the
+//! per-join questions in flight and who waits on them, cached answers, previews,
+//! admission buckets), the CoA server's requests seen, and the capture tasks' flood
+//! limiters. A standby follows neither (see [`Daemon::snapshot`]).
 //!
 //! A hot standby (`mcgate run --standby`) gets the same sockets when it registers and
 //! then, after every step that changed it, the state the store lacks ([`Follow`]); when
@@ -422,16 +422,23 @@ pub(super) fn follow(socket: &std::path::Path, first: Asking) -> anyhow::Result<
             }
         };
         if !moving {
-            warn!(active = latest.pid, "standby: the active mcgate is gone; taking over");
+            // the process as this one's pid namespace numbers it (the connection's peer,
+            // SO_PEERCRED): the one the package names is its own namespace's
+            let pid = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
+                .ok()
+                .and_then(|c| u32::try_from(c.pid()).ok())
+                .filter(|p| *p != 0)
+                .unwrap_or(latest.pid);
+            warn!(active = pid, "standby: the active mcgate is gone; taking over");
             // its connection closes while it exits, before its store's lock is released:
             // wait for the exit itself
             let t0 = Instant::now();
-            match crate::sys::wait_exit(latest.pid, Duration::from_secs(10)) {
+            match crate::sys::wait_exit(pid, Duration::from_secs(10)) {
                 Ok(true) => {
                     debug!(waited_us = t0.elapsed().as_micros() as u64, "standby: the active mcgate has exited")
                 }
-                Ok(false) => warn!(active = latest.pid, "standby: the active mcgate has not exited after 10 s"),
-                Err(e) => warn!(active = latest.pid, "standby: cannot wait for the active mcgate's exit: {e}"),
+                Ok(false) => warn!(active = pid, "standby: the active mcgate has not exited after 10 s"),
+                Err(e) => warn!(active = pid, "standby: cannot wait for the active mcgate's exit: {e}"),
             }
             return Ok(Taken { package: Some(latest), fds, from: From::Dead });
         }

@@ -300,7 +300,9 @@ impl Daemon {
     /// The core as `start` describes it, started: what the store holds continued (or
     /// ended, after a reboot), the kernel made to agree, an Accounting-On on a cold
     /// start, and the ports that are up asked for their identity. `das_reader`: the
-    /// counters of the CoA socket's reader task, when there is one.
+    /// counters of the CoA socket's reader task, when there is one. `handed`: what a
+    /// hand-over carries; `delivered`: records the process before saw acknowledged and
+    /// died before it stored their marks (systemd's marks file).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn build(
         loaded: &Loaded,
@@ -312,6 +314,7 @@ impl Daemon {
         tape: Tape,
         das_reader: Option<Arc<das::ReaderStats>>,
         handed: Option<handover::Package>,
+        delivered: Vec<u64>,
     ) -> anyhow::Result<Self> {
         // the hash tables made from here on iterate as the recorded run's did
         let mut rng = StdRng::from_seed(start.seed);
@@ -391,6 +394,10 @@ impl Daemon {
         // what a hand-over carries replaces what was restored, before anything is sent
         if let Some(p) = handed {
             d.take_over(p);
+        }
+        if !delivered.is_empty() {
+            info!(records = delivered.len(), "acknowledged before the process before died: not sent again");
+            d.acct.delivered_elsewhere(delivered);
         }
         // link state last: a port that is up gets its first Request/Identity now
         for (port, p) in start.ports.iter().enumerate() {

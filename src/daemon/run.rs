@@ -140,7 +140,22 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
     // Under systemd the process before may have left its sockets (and at a stop its
     // state) in the service manager's descriptor store (see `fdstore`); it is gone then.
     let in_store = cfg.debug.record.is_none() && !standby && fdstore::on();
-    let mut stored = if in_store { fdstore::take()? } else { None };
+    let fdstore::Stored { taken: mut stored, marks } = if in_store { fdstore::take()? } else { Default::default() };
+    let (mut marks, marks_found) = if in_store { fdstore::Marks::open(marks) } else { (None, vec![]) };
+    // A standby that took over from the process before (it died) has the store open and
+    // answers on the listener systemd keeps too: it hands over as any running mcgate.
+    // Otherwise the store opens now: the process before is gone.
+    let mut opened = None;
+    if stored.is_some() {
+        match Store::open(&cfg.switch.database) {
+            Ok(s) => opened = Some(s),
+            Err(crate::store::Error::InUse) => {
+                info!("the store is open in another process (a standby took over): it is asked to hand over");
+                stored = None;
+            }
+            Err(e) => return Err(e).with_context(|| format!("opening database {}", cfg.switch.database.display())),
+        }
+    }
     // A running mcgate hands its sockets and state over (a recording starts afresh). It
     // is asked once this process's own set-up is done: the sockets go unread only while
     // the state passes and the store opens.
@@ -247,8 +262,11 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
     // a recording starts with a copy of the database as this run finds it
     let recorder =
         (cfg.debug.record.as_ref()).map(|path| tape::Recorder::create(path, &cfg.switch.database)).transpose()?;
-    let store = Store::open(&cfg.switch.database)
-        .with_context(|| format!("opening database {}", cfg.switch.database.display()))?;
+    let store = match opened {
+        Some(s) => s,
+        None => Store::open(&cfg.switch.database)
+            .with_context(|| format!("opening database {}", cfg.switch.database.display()))?,
+    };
     remember_found(&store, seen, cfg, &unlocked).context("storing the kernel state found before set-up")?;
     // a handed-over event socket holds what the old process did not read; this one's
     // events since the set-up, the old process read
@@ -340,7 +358,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
     let mut handed = taken.as_mut().and_then(|t| t.package.take());
     // the flood limiters go to the capture tasks, by interface
     let mut limiters = handed.as_mut().map(|p| std::mem::take(&mut p.limiters)).unwrap_or_default();
-    let mut d = Daemon::build(&loaded, &start, epoch, dataplane, store, net, tape, das_reader, handed)?;
+    let mut d = Daemon::build(&loaded, &start, epoch, dataplane, store, net, tape, das_reader, handed, marks_found)?;
     if kernel_state_gone {
         info!(ports = ?unlocked, "ports were not locked: nothing of an earlier run continues");
     }
@@ -456,6 +474,9 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         // what a standby follows changes with everything but joins and leaves
         let changed = follower.is_some() && next.inputs.iter().any(|i| !matches!(i, Input::Mcast { .. }));
         let responses = d.step(input::now(epoch), std::mem::take(&mut next.inputs));
+        if let Some(m) = marks.as_mut() {
+            m.write(d.acct.unstored_marks());
+        }
         if let Some(f) = follower.as_ref() {
             if f.receiver_count() == 0 {
                 follower = None;
@@ -491,9 +512,17 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
                 // is handled, and the state goes to the store with the read positions
                 let limiters = last_step(&mut d, readers, &mut rx, &mut das_rx, &mut kernel_rx, &mut next, epoch).await;
                 let package = d.last_package(handing.each().into_iter().map(|(kind, _)| kind).collect(), limiters);
+                if let Some(m) = marks.as_mut() {
+                    m.write(d.acct.unstored_marks());
+                }
                 match fdstore::leave(&package) {
                     Ok(()) => info!("the state is in systemd's descriptor store with the sockets"),
                     Err(e) => warn!("leaving the state to systemd: {e:#}; a next process starts without it"),
+                }
+                // a standby follows the next process systemd starts (the listener is in
+                // the store: its connection waits there), or finds none after a stop
+                if let Some(f) = follower.take() {
+                    moving(f).await;
                 }
                 // the control socket's file stays: its listener is in the store
                 return Ok(());
@@ -525,7 +554,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
             let limiters = last_step(&mut d, readers, &mut rx, &mut das_rx, &mut kernel_rx, &mut next, epoch).await;
             // the standby follows the new process
             if let Some(f) = follower.take() {
-                f.send_replace(Arc::new(serde_json::to_vec(&handover::Follow::Moving).unwrap_or_default()));
+                f.send_replace(moving_line());
             }
             handing.read_heads(&mut kinds);
             let package = d.last_package(kinds, limiters);
@@ -534,6 +563,19 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_file(&cfg.switch.control_socket);
     Ok(())
+}
+
+fn moving_line() -> Arc<Vec<u8>> {
+    Arc::new(serde_json::to_vec(&handover::Follow::Moving).unwrap_or_default())
+}
+
+/// Tells the standby to follow the next process, and waits (a second at most) until it
+/// has gone to do so: this process is about to exit.
+async fn moving(follower: tokio::sync::watch::Sender<Arc<Vec<u8>>>) {
+    follower.send_replace(moving_line());
+    if tokio::time::timeout(Duration::from_secs(1), follower.closed()).await.is_err() {
+        warn!("the standby did not take the word to follow the next process within a second");
+    }
 }
 
 /// Stops the readers and handles what they had read in a last step, committed (a

@@ -665,6 +665,7 @@ pub fn replay(
         Tape::Replay(replayer.clone()),
         None,
         None,
+        vec![],
     )?;
     let (mut steps, mut outputs) = (0, 0);
     let mut emit = |made: Vec<Output>| {

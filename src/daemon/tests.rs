@@ -289,7 +289,7 @@ impl Switch {
             nt = Box::new(tape::RecordNet { inner: nt, rec: rec.clone() });
             tape = Tape::Record(rec);
         }
-        Daemon::build(loaded, &start, epoch, dp, store, nt, tape, None, None).unwrap()
+        Daemon::build(loaded, &start, epoch, dp, store, nt, tape, None, None, vec![]).unwrap()
     }
 
     fn at(&self) -> Now {

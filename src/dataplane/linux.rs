@@ -314,8 +314,8 @@ impl Dataplane for LinuxBridge {
             // permanent multicast-router port
             self.nl.set_port_flags(idx, &[(brport::MULTICAST_ROUTER, &[2])]).map_err(Self::at(port))?;
         }
-        nft(&nft_ruleset(access, uplinks))?;
-        nft(&nft_usage(access))?;
+        // one run, one transaction: a run of nft costs ~10 ms (a start's unread window)
+        nft(&(nft_ruleset(access, uplinks) + &nft_usage(access)))?;
         self.nf = Some(Netlink::open_netfilter()?);
         // What the kernel snooped on access ports before the drop table existed is not
         // justified by any decision: it goes, as learned FDB entries do.

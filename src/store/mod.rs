@@ -74,6 +74,9 @@ impl Session {
 pub enum Error {
     #[error("store: {0}")]
     Db(String),
+    /// Another process has the database open.
+    #[error("store: another process has the database open")]
+    InUse,
     #[error("store: corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },
 }
@@ -138,7 +141,10 @@ impl Store {
     }
 
     fn create(path: &Path) -> Result<Database, Error> {
-        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path).map_err(dberr)?;
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse,
+            e => dberr(e),
+        })?;
         let tx = db.begin_write().map_err(dberr)?;
         tx.open_table(SESSIONS).map_err(dberr)?;
         tx.open_table(MEMBERSHIPS).map_err(dberr)?;
