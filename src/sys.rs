@@ -433,21 +433,6 @@ pub fn recv_with_fds(sock: &impl AsRawFd, buf: &mut [u8], max_fds: usize) -> io:
     Ok((msg.bytes, fds))
 }
 
-/// Waits until process `pid` has exited, at most `limit`; true when it has (or never
-/// was). Waits on a pidfd (Linux 5.3): it becomes readable once the process has exited,
-/// after the kernel closed its descriptors and so released its file locks.
-pub fn wait_exit(pid: u32, limit: std::time::Duration) -> io::Result<bool> {
-    // SAFETY: pidfd_open takes a pid and flags, no pointers; a non-negative return is a
-    // new descriptor nothing else owns.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::ESRCH) { Ok(true) } else { Err(e) };
-    }
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-    wait_readable(&fd, limit)
-}
-
 /// Waits until `fd` is readable (or at its end), at most `limit`; true when it is.
 pub fn wait_readable(fd: &impl AsRawFd, limit: std::time::Duration) -> io::Result<bool> {
     let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };

@@ -422,24 +422,7 @@ pub(super) fn follow(socket: &std::path::Path, first: Asking) -> anyhow::Result<
             }
         };
         if !moving {
-            // the process as this one's pid namespace numbers it (the connection's peer,
-            // SO_PEERCRED): the one the package names is its own namespace's
-            let pid = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
-                .ok()
-                .and_then(|c| u32::try_from(c.pid()).ok())
-                .filter(|p| *p != 0)
-                .unwrap_or(latest.pid);
-            warn!(active = pid, "standby: the active mcgate is gone; taking over");
-            // its connection closes while it exits, before its store's lock is released:
-            // wait for the exit itself
-            let t0 = Instant::now();
-            match crate::sys::wait_exit(pid, Duration::from_secs(10)) {
-                Ok(true) => {
-                    debug!(waited_us = t0.elapsed().as_micros() as u64, "standby: the active mcgate has exited")
-                }
-                Ok(false) => warn!(active = pid, "standby: the active mcgate has not exited after 10 s"),
-                Err(e) => warn!(active = pid, "standby: cannot wait for the active mcgate's exit: {e}"),
-            }
+            warn!(active = latest.pid, "standby: the active mcgate is gone; taking over");
             return Ok(Taken { package: Some(latest), fds, from: From::Dead });
         }
         info!(active = latest.pid, "standby: the active mcgate hands over; following the new one");
