@@ -4,9 +4,10 @@
 //! (2) handed over to a new process EVENTS times back to back, (3) stopped (SIGTERM) and
 //! started again EVENTS times, (4) killed (SIGKILL) EVENTS times with a hot standby
 //! following it (`--standby`), which takes over (and a new standby starts after each),
-//! then under systemd running the shipped unit (`tb systemd`): (5) `systemctl restart`
-//! EVENTS times (the descriptor store), (6) SIGKILL EVENTS times, `Restart=on-failure`
-//! after `RestartSec=` 2 s. Counted per phase: joins and their report → first packet
+//! then under systemd running the shipped unit (`tb systemd`): (5) `systemctl reload`
+//! EVENTS times (`mcgate upgrade`: a hand-over to a new main process), (6) `systemctl
+//! restart` EVENTS times (the descriptor store), (7) SIGKILL EVENTS times,
+//! `Restart=on-failure` after `RestartSec=` 2 s. Counted per phase: joins and their report → first packet
 //! p50/p99, joins later than the idle p99 and joins without a packet within 2 s; logins
 //! (logon → EAP-Success at the supplicant), those slower than the idle p99 and EAP
 //! conversations begun again; the capture sockets' drops (PACKET_STATISTICS, every
@@ -38,7 +39,10 @@ enum Phase {
     Restart,
     /// SIGKILL the daemon; its hot standby takes over (and a new standby starts).
     Standby,
-    /// Under systemd (the shipped unit): `systemctl restart`, through the descriptor store.
+    /// Under systemd (the shipped unit): `systemctl reload`, a hand-over to a new process
+    /// (`mcgate upgrade`) that becomes the main one.
+    SystemdReload,
+    /// Under systemd: `systemctl restart`, through the descriptor store.
     SystemdRestart,
     /// Under systemd: SIGKILL, and `Restart=on-failure` after `RestartSec=` (2 s).
     SystemdCrash,
@@ -190,6 +194,12 @@ fn run_phase(tb: &mut Testbed, phase: Phase, events: usize) -> Figures {
                 tb.stop_mcgate();
                 tb.start_mcgate();
             }
+            Phase::SystemdReload => {
+                let before = tb.main_pid();
+                let (ok, out) = tb.systemctl(&["reload", "mcgate"]);
+                assert!(ok && tb.main_pid() != before, "{out}\n{}", tb.log());
+                assert!(wait_until(Duration::from_secs(10), || tb.status().is_some()), "{}", tb.log());
+            }
             Phase::SystemdRestart => {
                 let (ok, out) = tb.systemctl(&["restart", "mcgate"]);
                 assert!(ok, "{out}\n{}", tb.log());
@@ -279,13 +289,20 @@ fn main() {
     let mut rows = Vec::new();
     let mut idle_p99 = (0.0, 0.0);
     let mut before = (0, 0, 0);
-    let phases =
-        [Phase::Idle, Phase::HandOver, Phase::Restart, Phase::Standby, Phase::SystemdRestart, Phase::SystemdCrash];
+    let phases = [
+        Phase::Idle,
+        Phase::HandOver,
+        Phase::Restart,
+        Phase::Standby,
+        Phase::SystemdReload,
+        Phase::SystemdRestart,
+        Phase::SystemdCrash,
+    ];
     for phase in phases {
         if phase == Phase::Standby {
             tb.start_standby();
         }
-        if phase == Phase::SystemdRestart {
+        if phase == Phase::SystemdReload {
             // the same switch under systemd: the standby and the daemon go, the unit starts
             // on the same store (a plain start: the store of descriptors is empty)
             tb.stop_standby();

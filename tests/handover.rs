@@ -293,7 +293,8 @@ fn a_standby_takes_over_when_the_active_dies_and_loses_nothing() {
 #[test]
 fn under_systemd_a_restart_and_a_crash_keep_the_sockets_and_the_logins() {
     let mut tb = configured("sd");
-    tb.start_systemd_mcgate("");
+    // a watchdog short enough to bite within the test
+    tb.start_systemd_mcgate("WatchdogSec=2s");
     assert!(wait_until(Duration::from_secs(10), || tb.status().is_some()), "{}", tb.log());
     // systemd heard READY=1 (the start returned) and the status line
     let (_, status) = tb.systemctl(&["show", "-p", "StatusText", "--value", "mcgate"]);
@@ -327,13 +328,29 @@ fn under_systemd_a_restart_and_a_crash_keep_the_sockets_and_the_logins() {
     assert!(wait_until(Duration::from_secs(10), followed), "the standby did not follow the new process:\n{}", tb.log());
     assert!(!tb.log().contains("standby: the active mcgate is gone"), "the standby took over:\n{}", tb.log());
 
+    // 1b. systemctl reload: `mcgate upgrade` starts a new process beside the main one,
+    // which hands over and makes it the unit's main process; its watchdog pings go on
+    let before = tb.main_pid();
+    let (reloaded, out) = tb.systemctl(&["reload", "mcgate"]);
+    assert!(reloaded, "systemctl reload: {out}\n{}", tb.log());
+    let upgraded = tb.main_pid();
+    assert!(upgraded != before && upgraded != 0, "the new process is the main one");
+    assert_eq!(tb.log().matches("handed over; exiting").count(), 1, "{}", tb.log());
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(tb.main_pid(), upgraded, "still the main process past WatchdogSec:\n{}", tb.log());
+    let (_, restarts) = tb.systemctl(&["show", "-p", "NRestarts", "--value", "mcgate"]);
+    assert_eq!(restarts.trim(), "0", "no restart");
+    assert_eq!((session_id(&tb, "p1"), session_id(&tb, "p2")), (s1.clone(), s2.clone()), "the same sessions");
+    let follows = || tb.log().matches("a standby follows").count() == 3;
+    assert!(wait_until(Duration::from_secs(10), follows), "the standby did not follow:\n{}", tb.log());
+
     // 2. a crash with the standby following: it takes over at once; systemd's restart
     // then finds the store in use and the standby hands over to the unit's new process
     let before = tb.main_pid();
     let (killed, out) = tb.systemctl(&["kill", "-s", "KILL", "mcgate"]);
     assert!(killed, "{out}");
     tb.standby_took_over();
-    let handed = || tb.log().contains("a standby took over") && tb.log().contains("handed over; exiting");
+    let handed = || tb.log().contains("a standby took over") && tb.log().matches("handed over; exiting").count() == 2;
     assert!(wait_until(Duration::from_secs(15), handed), "{}", tb.log());
     assert!(wait_until(Duration::from_secs(5), || tb.main_pid() != before && tb.status().is_some()), "{}", tb.log());
     tb.kill_mcgate(); // the standby, exited

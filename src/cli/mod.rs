@@ -30,6 +30,14 @@ pub enum Command {
         #[arg(long)]
         standby: bool,
     },
+    /// Under systemd (the unit's `ExecReload=`): start the installed mcgate with the
+    /// configuration beside the unit's main process ($MAINPID), which hands its sockets and
+    /// state over and makes it the unit's main process; returns once it has (exits
+    /// non-zero, the running one going on, when the new one fails first).
+    Upgrade {
+        #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
+        config: PathBuf,
+    },
     /// Validate a configuration file; exits non-zero with file:line and the reason.
     Check {
         #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
@@ -519,6 +527,50 @@ where
     }
 }
 
+/// `mcgate upgrade`: a new `mcgate run` beside the running one (systemd's $MAINPID),
+/// which it asks to hand over; done when that one has exited.
+fn upgrade(config: &std::path::Path) -> anyhow::Result<()> {
+    let old: u32 = std::env::var("MAINPID").ok().and_then(|p| p.parse().ok()).filter(|p| *p > 0).ok_or_else(|| {
+        anyhow::anyhow!(
+            "mcgate upgrade runs under systemd (ExecReload=), which names the running daemon in $MAINPID; \
+             without systemd, start `mcgate run` beside the running one"
+        )
+    })?;
+    let loaded = load(config)?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg("run").arg("-c").arg(config).stdin(std::process::Stdio::null());
+    // systemd gives a control process neither its notify socket (NotifyAccess=main) nor
+    // the watchdog: the new main process takes them from the running one's environment
+    let environ = std::fs::read(format!("/proc/{old}/environ"))
+        .map_err(|e| anyhow::anyhow!("reading the running daemon's environment (/proc/{old}/environ): {e}"))?;
+    for (name, value) in environ.split(|b| *b == 0).filter_map(|v| std::str::from_utf8(v).ok()?.split_once('=')) {
+        if matches!(name, "NOTIFY_SOCKET" | "WATCHDOG_USEC") {
+            cmd.env(name, value);
+        }
+    }
+    // the watchdog is the new process's own (no WATCHDOG_PID: sd_watchdog_enabled(3))
+    cmd.env_remove("WATCHDOG_PID");
+    let mut new = cmd.spawn().map_err(|e| anyhow::anyhow!("starting {}: {e}", exe.display()))?;
+    let gone = || !std::path::Path::new(&format!("/proc/{old}")).exists();
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < daemon::HAND_OVER_TIMEOUT + std::time::Duration::from_secs(5) {
+        if let Some(status) = new.try_wait()? {
+            anyhow::bail!("the new process ended ({status}) before it took over; the running one goes on");
+        }
+        if gone() {
+            println!(
+                "upgraded: {} took over from {old} on {}",
+                new.id(),
+                loaded.config.switch.control_socket.display()
+            );
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    anyhow::bail!("the running daemon ({old}) has not handed over to the new one ({})", new.id())
+}
+
 pub fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config, standby } => {
@@ -534,6 +586,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             // eventfd and costs a system call and an extra epoll round each time.
             rt.block_on(async { tokio::spawn(daemon::run(loaded, standby)).await? })
         }
+        Command::Upgrade { config } => upgrade(&config),
         Command::Check { config } => {
             let loaded = load(&config)?;
             for w in &loaded.warnings {

@@ -458,7 +458,10 @@ async fn answer(stream: UnixStream, tx: mpsc::Sender<Event>, group: Option<u32>)
                 return;
             }
             match orx.await {
-                Ok(Ok(out)) => return super::handover::send(&mut r, &mut w, out).await,
+                Ok(Ok(out)) => {
+                    let pid = pid.and_then(|p| u32::try_from(p).ok()).filter(|p| *p != 0);
+                    return super::handover::send(&mut r, &mut w, out, pid).await;
+                }
                 Ok(Err(message)) => Response::Error { message },
                 Err(_) => Response::Error { message: "daemon stopping".into() },
             }

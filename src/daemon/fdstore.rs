@@ -168,7 +168,10 @@ impl Marks {
             });
             return (Some(Marks { file, written: found.clone() }), found);
         }
+        // the store's marks, if it has any, are not this process's (it came by a
+        // hand-over): one file of them at a time
         let made = sys::memfd(c"mcgate-marks").and_then(|file| {
+            sd_notify::notify(false, &[NotifyState::FdStoreRemove, NotifyState::FdName(MARKS)])?;
             let states = [NotifyState::FdStore, NotifyState::FdName(MARKS)];
             sd_notify::notify_with_fds(false, &states, &[file.as_fd()])?;
             Ok(file)
@@ -269,6 +272,19 @@ pub fn leave(package: &Package) -> anyhow::Result<()> {
     sd_notify::notify_with_fds(false, &states, &[file.as_fd()])?;
     barrier()?;
     Ok(())
+}
+
+/// Tells systemd that `pid` (the process this one hands over to) is the unit's main
+/// process from now on, and waits until it has the message: a hand-over under systemd
+/// (`mcgate upgrade` from `ExecReload=`: the new process is in the unit's control group).
+pub fn main_pid(pid: u32) {
+    if !on() {
+        return;
+    }
+    match sd_notify::notify(false, &[NotifyState::MainPid(pid)]).and_then(|()| barrier()) {
+        Ok(()) => info!(pid, "systemd told the new process is the unit's main process"),
+        Err(e) => warn!(pid, "telling systemd the new main process: {e}"),
+    }
 }
 
 /// Returns once systemd has handled every message this process sent before

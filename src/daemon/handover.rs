@@ -150,11 +150,15 @@ async fn write_out(w: &mut tokio::net::unix::OwnedWriteHalf, out: &Outgoing) -> 
 }
 
 /// Writes the hand-over on the connection that asked for it: the first line with the
-/// descriptors, the package, then waits for the new process's `taken`.
-pub(super) async fn send<R>(r: &mut R, w: &mut tokio::net::unix::OwnedWriteHalf, out: Outgoing)
+/// descriptors, the package, then waits for the new process's `taken`. Under systemd the
+/// asking process (`pid`) becomes the unit's main process first.
+pub(super) async fn send<R>(r: &mut R, w: &mut tokio::net::unix::OwnedWriteHalf, out: Outgoing, pid: Option<u32>)
 where
     R: tokio::io::AsyncBufRead + Unpin,
 {
+    if let Some(pid) = pid {
+        fdstore::main_pid(pid);
+    }
     let sent = async {
         write_out(w, &out).await?;
         let mut ack = String::new();

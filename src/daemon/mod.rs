@@ -33,6 +33,8 @@ mod vlan;
 
 pub use control::client_request;
 pub use run::run;
+/// How long a running daemon waits for the process it hands over to.
+pub const HAND_OVER_TIMEOUT: std::time::Duration = handover::TIMEOUT;
 pub use tape::replay;
 
 use crate::auth::{self, Authenticator, EndCause, PortConfig, PortId};

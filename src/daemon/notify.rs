@@ -23,7 +23,12 @@ pub(super) struct Notifier {
 impl Notifier {
     pub fn from_env() -> Self {
         let mut usec = 0;
-        let watchdog = sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec));
+        // sd_watchdog_enabled(3): WATCHDOG_PID, when set, must be this process (the crate
+        // also wants it set; `mcgate upgrade` passes the interval without it)
+        let unclaimed = || std::env::var_os("WATCHDOG_PID").is_none();
+        let usec = (sd_notify::watchdog_enabled(false, &mut usec).then_some(usec))
+            .or_else(|| std::env::var("WATCHDOG_USEC").ok().filter(|_| unclaimed())?.parse().ok());
+        let watchdog = usec.map(Duration::from_micros);
         Notifier {
             on: std::env::var_os("NOTIFY_SOCKET").is_some(),
             watchdog: watchdog.filter(|d| !d.is_zero()),

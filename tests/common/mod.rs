@@ -400,6 +400,7 @@ impl Testbed {
         let dropin = format!(
             "[Unit]\n# the testbed's manager has no sysinit.target\nDefaultDependencies=no\n\
              [Service]\nExecStartPre=\nExecStartPre={MCGATE} check -c {cfg}\nExecStart=\nExecStart={MCGATE} run -c {cfg}\n\
+             ExecReload=\nExecReload={MCGATE} upgrade -c {cfg}\n\
              User=root\nGroup=root\nPrivateTmp=no\nReadWritePaths={dir}\n\
              StandardOutput=append:{dir}/mcgate.log\nStandardError=inherit\n{extra}\n",
             cfg = cfg.display()
