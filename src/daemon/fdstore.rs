@@ -1,5 +1,6 @@
-//! systemd's file descriptor store: the hand-over's path when systemd runs mcgate (a
-//! second `mcgate run` beside the unit's process would not be its main process).
+//! systemd's side of a hand-over: the file descriptor store for `systemctl restart` and
+//! the restart after a crash, and [`main_pid`] for `systemctl reload` (`mcgate upgrade`
+//! starts the new process beside the main one; the old one makes it the main process).
 //!
 //! Once set up, the daemon gives the service manager another descriptor of each of its
 //! sockets (`FDSTORE=1`), named by what it is ([`name`]). systemd keeps them while the
@@ -13,7 +14,8 @@
 //! then exits. The next process reads it and removes it from the store at once, so
 //! that a later crash does not read it again. After a crash there is none: the read
 //! positions are found as a standby finds them, logins under way start again, and the
-//! requests in flight are asked anew.
+//! requests in flight are asked anew; the delivery marks not yet stored come from a
+//! second memory file ([`Marks`]) the daemon keeps current.
 //!
 //! A `systemctl stop` empties the store (systemd closes the descriptors once the unit is
 //! stopped with no job queued); so does a socket the kernel reports an error or hang-up
