@@ -79,6 +79,23 @@ fn logged_in_and_watching(tb: &Testbed) -> (String, String, Vec<std::process::Ch
     (s1, s2, children)
 }
 
+/// The last "taken over" line of mcgate's log: what the process that took over got.
+fn last_take_over(tb: &Testbed) -> String {
+    tb.log().lines().rev().find(|l| l.contains("taken over")).unwrap_or_default().to_string()
+}
+
+fn no_capture_drops(tb: &Testbed) {
+    let status = tb.status().unwrap();
+    assert_eq!(status["io"]["capture_drops"], 0, "{status}");
+}
+
+fn stop_all(children: Vec<std::process::Child>) {
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 fn session_id(tb: &Testbed, port: &str) -> String {
     tb.session_of(port).map(|s| s["session_id"].as_str().unwrap_or_default().to_string()).unwrap_or_default()
 }
@@ -113,7 +130,7 @@ fn a_new_process_takes_over_logins_joins_and_accounting_without_losing_any() {
     assert!(exit.success(), "the old process: {exit}\n{}", tb.log());
     assert!(wait_until(Duration::from_secs(20), || tb.session_of("p3").is_some()), "{}", tb.log());
     assert_eq!(eap_started(&tb, 3), 1, "h3 began one EAP conversation:\n{}", tb.log());
-    let took = tb.log().lines().rev().find(|l| l.contains("taken over")).unwrap_or_default().to_string();
+    let took = last_take_over(&tb);
     assert!(took.contains("authenticating=1") && took.contains("radius_in_flight=1"), "{took}");
     eprintln!("hand-over under a PEAP login: {took}");
 
@@ -134,8 +151,7 @@ fn a_new_process_takes_over_logins_joins_and_accounting_without_losing_any() {
     let (resumed, child) = second.unwrap();
     let after = first_packet_after(&tb, child, resumed);
     eprintln!("a join sent while the old process stood still: first packet {after:.0} ms after it resumed");
-    let status = tb.status().unwrap();
-    assert_eq!(status["io"]["capture_drops"], 0, "{status}");
+    no_capture_drops(&tb);
 
     // 4. a join whose per-join RADIUS question is in flight (FreeRADIUS frozen): the new
     // process takes the question and its waiter over, and the answer to the old
@@ -154,7 +170,7 @@ fn a_new_process_takes_over_logins_joins_and_accounting_without_losing_any() {
     let resumed = common::unix_now();
     signal("-CONT", &radius);
     assert!(exit.success(), "the old process: {exit}\n{}", tb.log());
-    let took = tb.log().lines().rev().find(|l| l.contains("taken over")).unwrap_or_default().to_string();
+    let took = last_take_over(&tb);
     assert!(took.contains("per_join_questions=1"), "{took}");
     let after = first_packet_after(&tb, third, resumed);
     eprintln!("a join whose RADIUS question was in flight: first packet {after:.0} ms after FreeRADIUS resumed");
@@ -162,10 +178,7 @@ fn a_new_process_takes_over_logins_joins_and_accounting_without_losing_any() {
     children.push(stream);
 
     // 5. accounting: every record journaled once reaches radacct once; nothing pending
-    for mut c in children {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+    stop_all(children);
     assert!(
         wait_until(Duration::from_secs(15), || tb.status().and_then(|s| s["accounting"]["backlog"].as_u64())
             == Some(0)),
@@ -271,17 +284,13 @@ fn a_standby_takes_over_when_the_active_dies_and_loses_nothing() {
 
     assert!(wait_until(Duration::from_secs(20), || tb.session_of("p3").is_some()), "{}", tb.log());
     assert_eq!(eap_started(&tb, 3), 1, "h3 began one EAP conversation:\n{}", tb.log());
-    let took = tb.log().lines().rev().find(|l| l.contains("taken over")).unwrap_or_default().to_string();
+    let took = last_take_over(&tb);
     assert!(took.contains("authenticating=1") && took.contains("radius_in_flight=1"), "{took}");
     assert_eq!((session_id(&tb, "p1"), session_id(&tb, "p2")), (s1, s2), "the same sessions, not logged in again");
     assert_eq!(eap_started(&tb, 1), 1, "h1 was not asked again");
-    let status = tb.status().unwrap();
-    assert_eq!(status["io"]["capture_drops"], 0, "{status}");
+    no_capture_drops(&tb);
 
-    for mut c in children {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+    stop_all(children);
     accounting_exactly_once(&tb);
 }
 
@@ -320,7 +329,7 @@ fn under_systemd_a_restart_and_a_crash_keep_the_sockets_and_the_logins() {
     assert_eq!(took(&tb), 1, "{}", tb.log());
     assert!(wait_until(Duration::from_secs(20), || tb.session_of("p3").is_some()), "{}", tb.log());
     assert_eq!(eap_started(&tb, 3), 1, "h3 began one EAP conversation:\n{}", tb.log());
-    let last = tb.log().lines().rev().find(|l| l.contains("taken over")).unwrap_or_default().to_string();
+    let last = last_take_over(&tb);
     assert!(last.contains("authenticating=1") && last.contains("radius_in_flight=1"), "{last}");
     assert_eq!((session_id(&tb, "p1"), session_id(&tb, "p2")), (s1.clone(), s2.clone()), "the same sessions");
     accounting_exactly_once(&tb);
@@ -377,15 +386,11 @@ fn under_systemd_a_restart_and_a_crash_keep_the_sockets_and_the_logins() {
     assert_eq!(restarts.trim(), "2", "two restarts by Restart=on-failure");
     assert_eq!((session_id(&tb, "p1"), session_id(&tb, "p2")), (s1.clone(), s2.clone()), "the same sessions");
     assert_eq!((eap_started(&tb, 1), eap_started(&tb, 2)), (1, 1), "no one logged in again");
-    let status = tb.status().unwrap();
-    assert_eq!(status["io"]["capture_drops"], 0, "{status}");
+    no_capture_drops(&tb);
 
     // every record written once, across the restart and the crashes (a record in flight
     // at a plain stop goes again after the start: not checked past this point)
-    for mut c in children {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+    stop_all(children);
     accounting_exactly_once(&tb);
 
     // 4. stop, start: the store is empty, a plain start (the kernel's state and the
