@@ -350,8 +350,17 @@ fn under_systemd_a_restart_and_a_crash_keep_the_sockets_and_the_logins() {
     let (_, restarts) = tb.systemctl(&["show", "-p", "NRestarts", "--value", "mcgate"]);
     assert_eq!(restarts.trim(), "0", "no restart");
     assert_eq!((session_id(&tb, "p1"), session_id(&tb, "p2")), (s1.clone(), s2.clone()), "the same sessions");
-    let follows = || tb.log().matches("a standby follows").count() == 3;
-    assert!(wait_until(Duration::from_secs(10), follows), "the standby did not follow:\n{}", tb.log());
+    let follows = |n| tb.log().matches("a standby follows").count() == n;
+    assert!(wait_until(Duration::from_secs(10), || follows(3)), "the standby did not follow:\n{}", tb.log());
+    // the new process is systemd's main process for a stop too: a restart stops it cleanly
+    // (systemd SIGKILLed one it had not started itself)
+    let left = |tb: &Testbed| tb.log().matches("the state is in systemd's descriptor store").count();
+    let before = left(&tb);
+    let (restarted, out) = tb.systemctl(&["restart", "mcgate"]);
+    assert!(restarted, "{out}");
+    assert_eq!(left(&tb), before + 1, "the upgraded process left its state:\n{}", tb.log());
+    assert!(!tb.log().contains("did not stop cleanly"), "{}", tb.log());
+    assert!(wait_until(Duration::from_secs(10), || follows(4)), "the standby did not follow:\n{}", tb.log());
 
     // 2. a crash with the standby following: it takes over at once; systemd's restart
     // then finds the store in use and the standby hands over to the unit's new process
@@ -380,7 +389,7 @@ fn under_systemd_a_restart_and_a_crash_keep_the_sockets_and_the_logins() {
     let resumed = common::unix_now();
     let after = first_packet_after(&tb, second, resumed);
     eprintln!("a join sent while no process ran: first packet {after:.0} ms after the restarted one answered");
-    assert_eq!(took(&tb), 3, "{}", tb.log());
+    assert_eq!(took(&tb), 4, "{}", tb.log());
     assert!(tb.log().contains("did not stop cleanly"), "{}", tb.log());
     let (_, restarts) = tb.systemctl(&["show", "-p", "NRestarts", "--value", "mcgate"]);
     assert_eq!(restarts.trim(), "2", "two restarts by Restart=on-failure");
@@ -400,6 +409,6 @@ fn under_systemd_a_restart_and_a_crash_keep_the_sockets_and_the_logins() {
     let (started, out) = tb.systemctl(&["start", "mcgate"]);
     assert!(started, "{out}\n{}", tb.log());
     assert!(wait_until(Duration::from_secs(10), || tb.status().is_some()), "{}", tb.log());
-    assert_eq!(took(&tb), 3, "a plain start:\n{}", tb.log());
+    assert_eq!(took(&tb), 4, "a plain start:\n{}", tb.log());
     assert_eq!((session_id(&tb, "p1"), session_id(&tb, "p2")), (s1, s2), "the same sessions");
 }

@@ -37,6 +37,10 @@ pub enum Command {
     Upgrade {
         #[arg(short, long, default_value = "/etc/mcgate/mcgate.toml")]
         config: PathBuf,
+        /// (internal) start `mcgate run`, print its pid and exit at once: the new daemon
+        /// is then systemd's child, as a main process must be for systemd to see it exit
+        #[arg(long, hide = true)]
+        detach: bool,
     },
     /// Validate a configuration file; exits non-zero with file:line and the reason.
     Check {
@@ -538,8 +542,11 @@ fn upgrade(config: &std::path::Path) -> anyhow::Result<()> {
     })?;
     let loaded = load(config)?;
     let exe = std::env::current_exe()?;
+    // started by a process that exits at once, the new daemon is systemd's child when it
+    // becomes the main process (systemd SIGKILLs a main process that is not its child at
+    // the next stop; found by the test: "Supervising process ... which is not our child")
     let mut cmd = std::process::Command::new(&exe);
-    cmd.arg("run").arg("-c").arg(config).stdin(std::process::Stdio::null());
+    cmd.arg("upgrade").arg("--detach").arg("-c").arg(config).stdin(std::process::Stdio::null());
     // systemd gives a control process neither its notify socket (NotifyAccess=main) nor
     // the watchdog: the new main process takes them from the running one's environment
     let environ = std::fs::read(format!("/proc/{old}/environ"))
@@ -551,24 +558,25 @@ fn upgrade(config: &std::path::Path) -> anyhow::Result<()> {
     }
     // the watchdog is the new process's own (no WATCHDOG_PID: sd_watchdog_enabled(3))
     cmd.env_remove("WATCHDOG_PID");
-    let mut new = cmd.spawn().map_err(|e| anyhow::anyhow!("starting {}: {e}", exe.display()))?;
-    let gone = || !std::path::Path::new(&format!("/proc/{old}")).exists();
+    let out = cmd.stderr(std::process::Stdio::inherit()).output();
+    let out = out.map_err(|e| anyhow::anyhow!("starting {}: {e}", exe.display()))?;
+    let new: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("the new process did not start ({})", out.status))?;
+    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
     let t0 = std::time::Instant::now();
     while t0.elapsed() < daemon::HAND_OVER_TIMEOUT + std::time::Duration::from_secs(5) {
-        if let Some(status) = new.try_wait()? {
-            anyhow::bail!("the new process ended ({status}) before it took over; the running one goes on");
-        }
-        if gone() {
-            println!(
-                "upgraded: {} took over from {old} on {}",
-                new.id(),
-                loaded.config.switch.control_socket.display()
-            );
+        if !alive(old) {
+            println!("upgraded: {new} took over from {old} on {}", loaded.config.switch.control_socket.display());
             return Ok(());
+        }
+        if !alive(new) {
+            anyhow::bail!("the new process ({new}) ended before it took over; the running one goes on");
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    anyhow::bail!("the running daemon ({old}) has not handed over to the new one ({})", new.id())
+    anyhow::bail!("the running daemon ({old}) has not handed over to the new one ({new})")
 }
 
 pub fn main(cli: Cli) -> anyhow::Result<()> {
@@ -586,7 +594,23 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             // eventfd and costs a system call and an extra epoll round each time.
             rt.block_on(async { tokio::spawn(daemon::run(loaded, standby)).await? })
         }
-        Command::Upgrade { config } => upgrade(&config),
+        Command::Upgrade { config, detach: false } => upgrade(&config),
+        Command::Upgrade { config, detach: true } => {
+            let exe = std::env::current_exe()?;
+            // its output goes where this one's errors go (the service's log), not to the
+            // pipe the pid is read from
+            let log = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned()?;
+            let child = std::process::Command::new(&exe)
+                .arg("run")
+                .arg("-c")
+                .arg(&config)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::from(log))
+                .spawn()
+                .map_err(|e| anyhow::anyhow!("starting {}: {e}", exe.display()))?;
+            println!("{}", child.id());
+            Ok(())
+        }
         Command::Check { config } => {
             let loaded = load(&config)?;
             for w in &loaded.warnings {
