@@ -29,7 +29,7 @@ use super::handover::{self, Fd, Package, Taken};
 use super::*;
 use sd_notify::NotifyState;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd as _, OwnedFd};
+use std::os::fd::AsFd as _;
 
 /// The name of the memory file that holds the state at a stop.
 pub const PACKAGE: &str = "package";
@@ -109,10 +109,9 @@ pub fn take() -> anyhow::Result<Stored> {
         if name == MARKS {
             marks = Some(std::fs::File::from(fd));
         } else if name == PACKAGE {
-            package = read_package(fd).unwrap_or_else(|e| {
-                warn!("the state the stopped process left is unreadable, starting without it: {e:#}");
-                None
-            });
+            package = read_package(fd.into())
+                .inspect_err(|e| warn!("the state the stopped process left is unreadable, starting without it: {e:#}"))
+                .ok();
         } else if let Some(kind) = parse(&name) {
             fds.push((kind, Some(fd)));
         } else {
@@ -174,8 +173,7 @@ impl Marks {
         // hand-over): one file of them at a time
         let made = sys::memfd(c"mcgate-marks").and_then(|file| {
             sd_notify::notify(false, &[NotifyState::FdStoreRemove, NotifyState::FdName(MARKS)])?;
-            let states = [NotifyState::FdStore, NotifyState::FdName(MARKS)];
-            sd_notify::notify_with_fds(false, &states, &[file.as_fd()])?;
+            store(MARKS, file.as_fd())?;
             Ok(file)
         });
         match made {
@@ -203,30 +201,29 @@ impl Marks {
     }
 }
 
-fn read_marks(file: &std::fs::File) -> anyhow::Result<Vec<u64>> {
+/// A memory file's content from its start (its offset is where the writer left it), at
+/// most `max` octets.
+fn read_all(file: &std::fs::File, max: u64) -> anyhow::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt as _;
     let len = file.metadata()?.len();
-    if len > MAX_MARKS {
-        return Err(anyhow!("{len} octets (at most {MAX_MARKS})"));
-    }
-    if len == 0 {
-        return Ok(vec![]);
+    if len > max {
+        return Err(anyhow!("{len} octets (at most {max})"));
     }
     let mut bytes = vec![0u8; len as usize];
     file.read_exact_at(&mut bytes, 0)?;
+    Ok(bytes)
+}
+
+fn read_marks(file: &std::fs::File) -> anyhow::Result<Vec<u64>> {
+    let bytes = read_all(file, MAX_MARKS)?;
+    if bytes.is_empty() {
+        return Ok(vec![]);
+    }
     Ok(serde_json::from_slice(&bytes)?)
 }
 
-fn read_package(fd: OwnedFd) -> anyhow::Result<Option<Package>> {
-    use std::os::unix::fs::FileExt as _;
-    let file = std::fs::File::from(fd);
-    let len = file.metadata()?.len();
-    if len > handover::MAX_PACKAGE as u64 {
-        return Err(anyhow!("{len} octets (at most {})", handover::MAX_PACKAGE));
-    }
-    let mut bytes = vec![0u8; len as usize];
-    file.read_exact_at(&mut bytes, 0)?;
-    let package: Package = serde_json::from_slice(&bytes)?;
+fn read_package(file: std::fs::File) -> anyhow::Result<Package> {
+    let package: Package = serde_json::from_slice(&read_all(&file, handover::MAX_PACKAGE as u64)?)?;
     if !(handover::OLDEST..=handover::VERSION).contains(&package.version) {
         return Err(anyhow!(
             "format {}: this release reads {} to {}",
@@ -235,7 +232,12 @@ fn read_package(fd: OwnedFd) -> anyhow::Result<Option<Package>> {
             handover::VERSION
         ));
     }
-    Ok(Some(package))
+    Ok(package)
+}
+
+/// Gives systemd `fd` to keep under `name`.
+fn store(name: &str, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    sd_notify::notify_with_fds(false, &[NotifyState::FdStore, NotifyState::FdName(name)], &[fd])
 }
 
 /// Gives systemd another descriptor of each socket (`sockets`: what each is); one it
@@ -248,8 +250,7 @@ pub fn keep(sockets: &[(Fd, std::os::fd::BorrowedFd<'_>)]) {
     let mut failed = 0;
     for (kind, fd) in sockets {
         let name = name(kind);
-        let states = [NotifyState::FdStore, NotifyState::FdName(&name)];
-        if let Err(e) = sd_notify::notify_with_fds(false, &states, &[*fd]) {
+        if let Err(e) = store(&name, *fd) {
             failed += 1;
             warn!(socket = name, "storing a socket with systemd: {e}");
         }
@@ -270,8 +271,7 @@ pub fn leave(package: &Package) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut file = sys::memfd(c"mcgate-package")?;
     file.write_all(&serde_json::to_vec(package)?)?;
-    let states = [NotifyState::FdStore, NotifyState::FdName(PACKAGE)];
-    sd_notify::notify_with_fds(false, &states, &[file.as_fd()])?;
+    store(PACKAGE, file.as_fd())?;
     barrier()?;
     Ok(())
 }
