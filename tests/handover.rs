@@ -89,11 +89,19 @@ fn no_capture_drops(tb: &Testbed) {
     assert_eq!(status["io"]["capture_drops"], 0, "{status}");
 }
 
-fn stop_all(children: Vec<std::process::Child>) {
+/// Stops the streams and receivers, and waits until their memberships have ended (a
+/// leave ends one after the last-member wait, 2 s): their Stops are journaled then.
+fn stop_all(tb: &Testbed, children: Vec<std::process::Child>) {
     for mut c in children {
         let _ = c.kill();
         let _ = c.wait();
     }
+    assert!(
+        wait_until(Duration::from_secs(15), || tb.status().is_some() && tb.memberships().is_empty()),
+        "{:?}\n{}",
+        tb.memberships(),
+        tb.log()
+    );
 }
 
 fn session_id(tb: &Testbed, port: &str) -> String {
@@ -178,7 +186,7 @@ fn a_new_process_takes_over_logins_joins_and_accounting_without_losing_any() {
     children.push(stream);
 
     // 5. accounting: every record journaled once reaches radacct once; nothing pending
-    stop_all(children);
+    stop_all(&tb, children);
     assert!(
         wait_until(Duration::from_secs(15), || tb.status().and_then(|s| s["accounting"]["backlog"].as_u64())
             == Some(0)),
@@ -290,7 +298,7 @@ fn a_standby_takes_over_when_the_active_dies_and_loses_nothing() {
     assert_eq!(eap_started(&tb, 1), 1, "h1 was not asked again");
     no_capture_drops(&tb);
 
-    stop_all(children);
+    stop_all(&tb, children);
     accounting_exactly_once(&tb);
 }
 
@@ -399,7 +407,7 @@ fn under_systemd_a_restart_and_a_crash_keep_the_sockets_and_the_logins() {
 
     // every record written once, across the restart and the crashes (a record in flight
     // at a plain stop goes again after the start: not checked past this point)
-    stop_all(children);
+    stop_all(&tb, children);
     accounting_exactly_once(&tb);
 
     // 4. stop, start: the store is empty, a plain start (the kernel's state and the
