@@ -54,6 +54,8 @@ struct Figures {
     joins: Vec<f64>,
     /// Joins without a packet within 2 s.
     joins_missed: usize,
+    /// The slowest join: ms, its host, which of the host's joins it was (from 1).
+    slowest: (f64, usize, usize),
     /// Logon → EAP-Success (ms), each login that succeeded.
     logins: Vec<f64>,
     logins_failed: usize,
@@ -152,6 +154,26 @@ fn windows(tb: &Testbed, since: f64, kills: &[f64]) -> Vec<f64> {
     out
 }
 
+/// How many of the daemon's journal commits took over 10 ms, and the slowest's bucket,
+/// from its status.
+fn slow_commits(status: Value) -> String {
+    let h = &status["accounting"]["journal"]["commit_latency"];
+    let (Some(bounds), Some(counts)) = (h["le_us"].as_array(), h["counts"].as_array()) else {
+        return "not in the status".into();
+    };
+    let counts: Vec<u64> = counts.iter().map(|c| c.as_u64().unwrap_or(0)).collect();
+    let bound =
+        |i: usize| bounds.get(i).and_then(Value::as_u64).map_or("longer".into(), |us| format!("≤ {} ms", us / 1000));
+    let over: u64 = counts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bounds.get(*i).and_then(Value::as_u64).is_none_or(|b| b > 10_000))
+        .map(|(_, n)| n)
+        .sum();
+    let slowest = counts.iter().rposition(|n| *n > 0).map_or("-".into(), bound);
+    format!("{} in all, {over} over 10 ms, the slowest {slowest}", counts.iter().sum::<u64>())
+}
+
 /// "p50 / max" of `v` (ms), or "-".
 fn p50_max(v: &[f64]) -> String {
     if v.is_empty() {
@@ -229,11 +251,16 @@ fn run_phase(tb: &mut Testbed, phase: Phase, events: usize) -> Figures {
         f.capture_drops += drops;
         f.radius_retransmissions += retrans;
     }
-    for z in zaps {
+    for (z, h) in zaps.into_iter().zip(ZAPPERS) {
         let r = result(z);
-        for v in r["report_to_first_ms"].as_array().into_iter().flatten() {
+        for (i, v) in r["report_to_first_ms"].as_array().into_iter().flatten().enumerate() {
             match v.as_f64() {
-                Some(ms) => f.joins.push(ms),
+                Some(ms) => {
+                    f.joins.push(ms);
+                    if ms > f.slowest.0 {
+                        f.slowest = (ms, h, i + 1);
+                    }
+                }
                 None => f.joins_missed += 1,
             }
         }
@@ -288,6 +315,7 @@ fn main() {
 
     let mut rows = Vec::new();
     let mut idle_p99 = (0.0, 0.0);
+    let mut commits = String::new();
     let mut before = (0, 0, 0);
     let phases = [
         Phase::Idle,
@@ -314,6 +342,7 @@ fn main() {
         let mut f = run_phase(&mut tb, phase, events);
         if phase == Phase::Idle {
             idle_p99 = (pct(&mut f.joins.clone(), 99.0), pct(&mut f.logins.clone(), 99.0));
+            commits = slow_commits(tb.status().unwrap_or(Value::Null));
         }
         // the phase's accounting: every record delivered, then the journal against what
         // FreeRADIUS wrote, counted since the last phase
@@ -340,6 +369,11 @@ fn main() {
         "hand-over, plain restart and hot standby, {events} each, under load (4 hosts zapping, 2 logging in and out with PEAP)"
     );
     println!("idle p99: join (report → first packet) {:.2} ms, PEAP login {:.0} ms", idle_p99.0, idle_p99.1);
+    println!("idle phase's journal commits (the daemon waits for each): {commits}");
+    if let Some((_, f)) = rows.first() {
+        let (ms, h, i) = f.slowest;
+        println!("idle phase's slowest join: {ms:.2} ms, h{h}'s join {i} of {}", events + 3);
+    }
     println!(
         "{:<14} {:>5} {:>15} {:>7} {:>4} {:>6} {:>13} {:>7} {:>9} {:>5} {:>7} {:>14} {:>14} {:>12}",
         "",

@@ -8,6 +8,11 @@
 //! (kernel timestamps on the host's interface): what the switch adds.
 //!
 //!     sudo cargo bench --bench join          (JOINS=200 by default)
+//!
+//! `CPU_LATENCY_US=0` holds the machine's CPU wake-up latency at that bound for the whole
+//! run (a PM QoS request on /dev/cpu_dma_latency, what tuned's latency profiles do): idle
+//! CPUs then poll instead of sleeping, so both halves run without the wake-up of a
+//! sleeping CPU.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -51,6 +56,14 @@ fn zap(tb: &Testbed, joins: usize) -> Zaps {
 
 fn main() {
     let joins: usize = std::env::var("JOINS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    // held open for the whole run: the request ends when the file is closed
+    let latency: Option<i32> = std::env::var("CPU_LATENCY_US").ok().and_then(|v| v.parse().ok());
+    let _qos = latency.map(|us| {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new().write(true).open("/dev/cpu_dma_latency").unwrap();
+        f.write_all(&us.to_ne_bytes()).unwrap();
+        f
+    });
     let mut tb = Testbed::new("jn", 1);
     tb.radius(1812);
     let cfg = tb.config(&[("p1", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", "");
@@ -83,6 +96,7 @@ fn main() {
         let total: u64 = counts.iter().sum();
         (bucket_quantile(&bounds, &counts, 0.5, ms), bucket_quantile(&bounds, &counts, 0.99, ms), total, all.join(", "))
     };
+    let waited = inside("capture_wait");
     let decision = inside("decision_latency");
     let admission = inside("admission_latency");
 
@@ -124,7 +138,11 @@ fn main() {
     let _ = stream.kill();
     let _ = stream.wait();
 
-    println!("\n{joins} joins each, stream 997 pps, median / p99 ms:");
+    match latency {
+        Some(us) => println!("\nCPU wake-up latency held at {us} µs (/dev/cpu_dma_latency) for both halves"),
+        None => println!("\nCPU wake-up latency as the machine has it (no PM QoS request)"),
+    }
+    println!("{joins} joins each, stream 997 pps, median / p99 ms:");
     println!("| | join → first packet | host's report on the wire → first packet | no packet within 2 s |");
     println!("| --- | --- | --- | --- |");
     let mut ratios = vec![];
@@ -148,11 +166,13 @@ fn main() {
     println!("\ninside mcgate (histogram bucket bounds, ms):");
     println!("| | median | p99 | count |");
     println!("| --- | --- | --- | --- |");
+    println!("| kernel's receipt → capture task's read (its wake-up) | {} | {} | {} |", waited.0, waited.1, waited.2);
     println!("| capture → decided | {} | {} | {} |", decision.0, decision.1, decision.2);
     println!(
         "| capture → MDB entry installed (before its commit) | {} | {} | {} |",
         admission.0, admission.1, admission.2
     );
-    println!("\ncapture → decided by bucket (ms): {}", decision.3);
+    println!("\nkernel's receipt → capture task's read by bucket (ms): {}", waited.3);
+    println!("capture → decided by bucket (ms): {}", decision.3);
     println!("capture → MDB entry installed by bucket (ms): {}", admission.3);
 }

@@ -173,7 +173,7 @@ pub fn peer_groups(fd: RawFd) -> io::Result<Vec<u32>> {
 }
 
 /// What the ring tells about a frame besides its bytes.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct PacketInfo {
     /// PACKET_HOST, PACKET_OUTGOING, ... (linux/if_packet.h).
     pub pkttype: u8,
@@ -183,6 +183,8 @@ pub struct PacketInfo {
     pub tpid: u16,
     /// Octets the frame had on the wire (larger than returned if truncated).
     pub len: usize,
+    /// When the kernel received it (the ring's timestamp, CLOCK_REALTIME).
+    pub received: std::time::SystemTime,
 }
 
 pub const PACKET_OUTGOING: u8 = 4;
@@ -356,8 +358,15 @@ impl RxRing {
                 let (mac, snap) = (hdr.tp_mac as usize, hdr.tp_snaplen as usize);
                 if mac >= sll_at && mac + snap <= self.frame_size {
                     let frame = std::slice::from_raw_parts(slot.add(mac), snap);
-                    let mut info =
-                        PacketInfo { pkttype: sll.sll_pkttype, vlan: None, tpid: 0, len: hdr.tp_len as usize };
+                    let received = std::time::UNIX_EPOCH
+                        + std::time::Duration::new(hdr.tp_sec.into(), hdr.tp_nsec.min(999_999_999));
+                    let mut info = PacketInfo {
+                        pkttype: sll.sll_pkttype,
+                        vlan: None,
+                        tpid: 0,
+                        len: hdr.tp_len as usize,
+                        received,
+                    };
                     if hdr.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
                         info.vlan = Some(hdr.tp_vlan_tci & 0x0fff);
                         info.tpid =

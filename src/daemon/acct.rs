@@ -50,6 +50,9 @@ pub(super) struct Stats {
     /// Records that would not fit an Accounting-Request (kept in the journal, not sent).
     pub records_unencodable: u64,
     pub replies_dropped: u64,
+    /// How long each journal commit took (the actor waits for it: what waits behind a
+    /// slow disk's fsync).
+    pub commit_latency: super::metrics::Histogram,
 }
 
 pub(super) struct Delivery {
@@ -431,7 +434,10 @@ impl Daemon {
             }
         }
         let a = &mut self.acct;
-        match self.tape.commit(&self.store, &a.batch) {
+        let began = Instant::now();
+        let done = self.tape.commit(&self.store, &a.batch);
+        a.stats.commit_latency.record(began.elapsed());
+        match done {
             Ok(seqs) => {
                 a.stats.commits += 1;
                 a.stats.records += seqs.len() as u64;

@@ -110,6 +110,10 @@ pub enum Input {
         payload: Vec<u8>,
         /// When the capture task read it (decision latency is measured from here).
         read: u64,
+        /// How long it waited in the capture ring before that, µs: from the kernel's
+        /// receipt (the ring's timestamp) to the read, the capture task's wake-up.
+        #[serde(default)]
+        waited: u32,
     },
     /// A datagram from an authentication (or per-join) server, or an accounting one.
     Radius {

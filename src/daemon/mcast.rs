@@ -74,6 +74,9 @@ pub(super) struct McastIoStats {
     pub upstream_reports_tx: u64,
     pub queries_tx: u64,
     pub tx_errors: u64,
+    /// From the kernel's receipt of a report to the capture task's read of it: the
+    /// wake-up (and any backlog in the ring).
+    pub capture_wait: Histogram,
     /// From the capture task's read to the decision made (queueing in the actor included).
     pub decision_latency: Histogram,
     /// From the capture task's read of the earliest report in the batch to the MDB entry

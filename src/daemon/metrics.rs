@@ -193,6 +193,11 @@ impl Daemon {
         let j = &self.acct.stats;
         t.one("journal_records_total", "counter", "Accounting records made durable.", j.records);
         t.one("journal_commit_failures_total", "counter", "Journal commits that failed.", j.commit_failures);
+        t.histograms(
+            "journal_commit_seconds",
+            "How long a journal commit (one fsync) took; the daemon waits for it.",
+            &[(String::new(), &j.commit_latency)],
+        );
         if let Some(m) = &self.mcast {
             let s = &m.tracker.stats;
             t.one(
@@ -221,6 +226,11 @@ impl Daemon {
                 "counter",
                 "IGMP/MLD frames dropped as malformed, by reason.",
                 &dropped,
+            );
+            t.histograms(
+                "capture_wait_seconds",
+                "From the kernel's receipt of a report (the capture ring's timestamp) to the capture task's read of it.",
+                &[(String::new(), &m.stats.capture_wait)],
             );
             t.histograms(
                 "decision_latency_seconds",

@@ -428,9 +428,10 @@ impl Daemon {
         match input {
             Input::Eapol { port, src, pdu } => self.auth.handle_input(now, auth::Input::Eapol { port, src, pdu: &pdu }),
             Input::Catalogue { update } => self.catalogue_update(now, update),
-            Input::Mcast { port, src, ethertype, payload, read } => {
+            Input::Mcast { port, src, ethertype, payload, read, waited } => {
                 self.on_mcast_frame(now, port, src, ethertype, &payload);
                 if let Some(m) = self.mcast.as_mut() {
+                    m.stats.capture_wait.record(Duration::from_micros(waited.into()));
                     let read = Now { mono: read, unix: 0 }.instant(self.epoch);
                     m.stats.decision_latency.record(Instant::now().saturating_duration_since(read));
                     m.stats.batch_since = Some(m.stats.batch_since.map_or(read, |t| t.min(read)));

@@ -840,7 +840,12 @@ impl Capture {
         let (src, payload) = (frame.src(), frame.payload().to_vec());
         Some(match frame.ethertype() {
             ethernet::ETHERTYPE_EAPOL => Input::Eapol { port, src, pdu: payload },
-            ethertype => Input::Mcast { port, src, ethertype, payload, read: input::mono(self.epoch, now) },
+            ethertype => {
+                // (a clock stepped back in between counts as no wait)
+                let waited = std::time::SystemTime::now().duration_since(info.received).unwrap_or_default();
+                let waited = waited.as_micros().min(u32::MAX.into()) as u32;
+                Input::Mcast { port, src, ethertype, payload, read: input::mono(self.epoch, now), waited }
+            }
         })
     }
 }

@@ -333,7 +333,7 @@ impl Switch {
         let report = igmp::Repr::ReportV3 { records: &[record] };
         let payload = report.to_ipv4(Ipv4Addr::new(192, 0, 2, 11), igmp::ALL_V3_ROUTERS, 0xc0).unwrap();
         let read = input::mono(self.epoch, self.now);
-        self.step(vec![Input::Mcast { port, src: mac, ethertype: ethernet::ETHERTYPE_IPV4, payload, read }]);
+        self.step(vec![Input::Mcast { port, src: mac, ethertype: ethernet::ETHERTYPE_IPV4, payload, read, waited: 0 }]);
     }
 
     fn kick(&mut self, port: &str, mac: MacAddr) {
