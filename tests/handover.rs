@@ -40,8 +40,27 @@ fn signal(sig: &str, pid: &str) {
     assert!(Command::new("kill").args([sig, pid.trim()]).status().unwrap().success(), "kill {sig} {pid}");
 }
 
-fn radius_pid(tb: &Testbed) -> String {
-    std::fs::read_to_string(tb.dir.join("radius-1812/freeradius.pid")).unwrap()
+/// FreeRADIUS stopped (SIGSTOP) with a request of mcgate's in flight, until dropped.
+struct FrozenRadius(String);
+
+impl FrozenRadius {
+    /// Stops FreeRADIUS, has `ask` make mcgate ask it something (`what`, for the failure)
+    /// and waits until the request is out; `ask`'s result is returned with the guard.
+    fn with_request<T>(tb: &Testbed, what: &str, ask: impl FnOnce() -> T) -> (FrozenRadius, T) {
+        let pid = std::fs::read_to_string(tb.dir.join("radius-1812/freeradius.pid")).unwrap();
+        signal("-STOP", &pid);
+        let frozen = FrozenRadius(pid);
+        let asked = ask();
+        let pending = || tb.status().is_some_and(|s| s["radius_pending"].as_u64().unwrap_or(0) >= 1);
+        assert!(wait_until(Duration::from_secs(10), pending), "no {what} in flight:\n{}", tb.log());
+        (frozen, asked)
+    }
+}
+
+impl Drop for FrozenRadius {
+    fn drop(&mut self) {
+        signal("-CONT", &self.0);
+    }
 }
 
 /// EAP conversations wpa_supplicant on host `h` began.
@@ -123,18 +142,10 @@ fn a_new_process_takes_over_logins_joins_and_accounting_without_losing_any() {
     // 2. a PEAP login whose Access-Request is in flight: FreeRADIUS frozen, the request
     // out, the hand-over, FreeRADIUS resumed: it answers on the socket the new process
     // has now, which goes on with the conversation — no second EAP conversation
-    let radius = radius_pid(&tb);
-    signal("-STOP", &radius);
-    tb.supplicant(3, "alice", "alicepass", "peap");
-    let waiting = wait_until(Duration::from_secs(10), || {
-        tb.status().is_some_and(|s| s["radius_pending"].as_u64().unwrap_or(0) >= 1)
-    });
-    if !waiting {
-        signal("-CONT", &radius);
-        panic!("no Access-Request in flight:\n{}", tb.log());
-    }
+    let (radius, ()) =
+        FrozenRadius::with_request(&tb, "Access-Request", || tb.supplicant(3, "alice", "alicepass", "peap"));
     let exit = tb.hand_over_mcgate();
-    signal("-CONT", &radius);
+    drop(radius);
     assert!(exit.success(), "the old process: {exit}\n{}", tb.log());
     assert!(wait_until(Duration::from_secs(20), || tb.session_of("p3").is_some()), "{}", tb.log());
     assert_eq!(eap_started(&tb, 3), 1, "h3 began one EAP conversation:\n{}", tb.log());
@@ -165,18 +176,12 @@ fn a_new_process_takes_over_logins_joins_and_accounting_without_losing_any() {
     // process takes the question and its waiter over, and the answer to the old
     // process's request admits the join; the host does not ask again (not for 10 s)
     let stream = tb.stream("239.1.5.1", 30);
-    signal("-STOP", &radius);
-    let third = tb.mcast_py("h2", &["recv", "239.1.5.1", "--seconds", "3"]);
-    let asked = wait_until(Duration::from_secs(10), || {
-        tb.status().is_some_and(|s| s["radius_pending"].as_u64().unwrap_or(0) >= 1)
+    let (radius, third) = FrozenRadius::with_request(&tb, "per-join question", || {
+        tb.mcast_py("h2", &["recv", "239.1.5.1", "--seconds", "3"])
     });
-    if !asked {
-        signal("-CONT", &radius);
-        panic!("no per-join question in flight:\n{}", tb.log());
-    }
     let exit = tb.hand_over_mcgate();
     let resumed = common::unix_now();
-    signal("-CONT", &radius);
+    drop(radius);
     assert!(exit.success(), "the old process: {exit}\n{}", tb.log());
     let took = last_take_over(&tb);
     assert!(took.contains("per_join_questions=1"), "{took}");
@@ -265,15 +270,8 @@ fn a_standby_takes_over_when_the_active_dies_and_loses_nothing() {
     assert!(wait_until(Duration::from_secs(10), followed), "the standby did not follow the new process:\n{}", tb.log());
 
     // a PEAP login with its Access-Request in flight (FreeRADIUS stopped)
-    let radius = radius_pid(&tb);
-    signal("-STOP", &radius);
-    tb.supplicant(3, "alice", "alicepass", "peap");
-    let waiting =
-        wait_until(Duration::from_secs(10), || tb.status().is_some_and(|s| s["radius_pending"].as_u64() >= Some(1)));
-    if !waiting {
-        signal("-CONT", &radius);
-        panic!("no Access-Request in flight:\n{}", tb.log());
-    }
+    let (radius, ()) =
+        FrozenRadius::with_request(&tb, "Access-Request", || tb.supplicant(3, "alice", "alicepass", "peap"));
     // the standby stands still too: a join now waits in the ring it holds
     tb.in_host(2, &["sysctl", "-qw", "net.ipv4.conf.eth0.igmpv3_unsolicited_report_interval=10000"]);
     let standby = tb.standby_pid().unwrap().to_string();
@@ -285,7 +283,7 @@ fn a_standby_takes_over_when_the_active_dies_and_loses_nothing() {
     signal("-CONT", &standby);
     tb.standby_took_over();
     assert!(wait_until(Duration::from_secs(5), || tb.status().is_some()), "{}", tb.log());
-    signal("-CONT", &radius);
+    drop(radius);
 
     let after = first_packet_after(&tb, second, resumed);
     eprintln!("a join sent while no process read: first packet {after:.0} ms after the standby resumed");
@@ -322,15 +320,11 @@ fn under_systemd_a_restart_and_a_crash_keep_the_sockets_and_the_logins() {
     tb.start_standby();
 
     // 1. systemctl restart with an Access-Request in flight
-    let radius = radius_pid(&tb);
-    signal("-STOP", &radius);
-    tb.supplicant(3, "alice", "alicepass", "peap");
-    let waiting =
-        wait_until(Duration::from_secs(10), || tb.status().is_some_and(|s| s["radius_pending"].as_u64() >= Some(1)));
+    let (radius, ()) =
+        FrozenRadius::with_request(&tb, "Access-Request", || tb.supplicant(3, "alice", "alicepass", "peap"));
     let before = tb.main_pid();
     let (restarted, out) = tb.systemctl(&["restart", "mcgate"]);
-    signal("-CONT", &radius);
-    assert!(waiting, "no Access-Request in flight:\n{}", tb.log());
+    drop(radius);
     assert!(restarted, "systemctl restart: {out}\n{}", tb.log());
     assert!(tb.main_pid() != before && tb.main_pid() != 0, "a new main process");
     assert!(tb.log().contains("the state is in systemd's descriptor store"), "{}", tb.log());
