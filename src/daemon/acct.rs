@@ -305,7 +305,7 @@ impl Daemon {
             return false;
         }
         // what the port has received of the group so far is not this membership's
-        m.usage_base = self.usage(&m);
+        m.usage_base = self.usage_base(&m);
         if let Some(mc) = self.mcast.as_mut() {
             mc.tracker.set_usage_base(port, m.mac, (m.group, m.source), m.usage_base);
         }
@@ -342,7 +342,7 @@ impl Daemon {
     }
 
     /// The port's usage counter for the membership's group, now.
-    fn usage(&mut self, m: &Membership) -> Option<(u64, u64)> {
+    pub(super) fn usage(&mut self, m: &Membership) -> Option<(u64, u64)> {
         match self.dataplane.usage(&m.port, m.group) {
             Ok(u) => u,
             Err(e) => {

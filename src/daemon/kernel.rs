@@ -298,6 +298,14 @@ impl Daemon {
         let ours: std::collections::BTreeSet<MdbEntry> = ours.into_iter().map(|(e, _)| e).collect();
         let unjustified: Vec<MdbEntry> =
             ours.iter().filter(|e| !want.contains(e)).cloned().chain(foreign.into_iter().map(|(e, _)| e)).collect();
+        let restored = want.iter().filter(|e| !ours.contains(e)).count();
+        if !unjustified.is_empty() || restored > 0 {
+            // entries came or went behind mcgate's back: a counter it holds frozen may
+            // have moved meanwhile
+            if let Some(m) = self.mcast.as_mut() {
+                m.frozen_usage.clear();
+            }
+        }
         for (port, group, source) in &unjustified {
             warn!(%port, %group, ?source, "reconcile: MDB entry without a membership removed");
             self.kernel.stats.mdb_removed += 1;

@@ -10,7 +10,7 @@ use crate::dataplane::{Error as DpError, Found, MdbEntry, PortVlan};
 use crate::radius::{attr, encode_raw, sign_reply};
 use crate::wire::igmp;
 use crate::wire::records::{OwnedRecord, RecordType};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 
@@ -33,6 +33,9 @@ struct KernelState {
     log: Vec<String>,
     /// The next this many deauthorizations fail.
     fail_deauthorize: u32,
+    /// Usage counters by (port, group), when the fake has them (reads are logged then:
+    /// `usage p1 239.1.1.1`); none: the kernel has no usage table.
+    usage: Option<BTreeMap<(String, IpAddr), (u64, u64)>>,
 }
 
 #[derive(Clone, Default)]
@@ -130,8 +133,13 @@ impl Dataplane for FakeKernel {
         Ok(self.with(|k| k.mdb.iter().map(|e| (e.clone(), true)).collect()))
     }
 
-    fn usage(&mut self, _: &str, _: IpAddr) -> Result<Option<(u64, u64)>, DpError> {
-        Ok(None)
+    fn usage(&mut self, port: &str, group: IpAddr) -> Result<Option<(u64, u64)>, DpError> {
+        Ok(self.with(|k| {
+            let counters = k.usage.as_ref()?;
+            let value = counters.get(&(port.to_string(), group)).copied().unwrap_or((0, 0));
+            k.log.push(format!("usage {port} {group}"));
+            Some(value)
+        }))
     }
 }
 
@@ -329,7 +337,11 @@ impl Switch {
 
     /// The host's IGMPv3 report joining `group`.
     fn join(&mut self, port: PortId, mac: MacAddr, group: Ipv4Addr) {
-        let record = OwnedRecord { record_type: RecordType::ToEx, group, sources: vec![] };
+        self.report(port, mac, OwnedRecord { record_type: RecordType::ToEx, group, sources: vec![] });
+    }
+
+    /// The host's IGMPv3 report with `record`.
+    fn report(&mut self, port: PortId, mac: MacAddr, record: OwnedRecord<Ipv4Addr>) {
         let report = igmp::Repr::ReportV3 { records: &[record] };
         let payload = report.to_ipv4(Ipv4Addr::new(192, 0, 2, 11), igmp::ALL_V3_ROUTERS, 0xc0).unwrap();
         let read = input::mono(self.epoch, self.now);
@@ -404,6 +416,51 @@ fn a_join_that_cannot_be_journaled_is_refused_and_its_entry_taken_back() {
     assert!(s.kernel.log().contains(&"mdb_add p1 239.1.1.1".to_string()), "{:?}", s.kernel.log());
     let starts = s.journal().into_iter().filter(|r| r.kind == Kind::Membership && r.status == Status::Start).count();
     assert_eq!(starts, 1);
+}
+
+/// A group's usage counter stands still while no entry of the interface forwards the
+/// group: it is read when the last one goes, and the next join there takes that value as
+/// its base instead of reading on its way to the first packet; not while a
+/// source-specific entry of another host still forwards the group.
+#[test]
+fn a_groups_counter_is_read_when_its_last_entry_goes_not_at_the_next_join() {
+    let mut s = Switch::new("frozen");
+    let group = g("239.1.1.1");
+    let key = ("p1".to_string(), IpAddr::V4(group));
+    s.kernel.with(|k| k.usage = Some(BTreeMap::new()));
+    let reads = |s: &Switch| s.kernel.log().iter().filter(|l| *l == "usage p1 239.1.1.1").count();
+    let base = |s: &Switch, mac| {
+        let ch = (IpAddr::V4(group), None);
+        s.d.mcast.as_ref().unwrap().tracker.membership(0, mac, ch).and_then(|m| m.usage_base)
+    };
+    let leave = |s: &mut Switch, mac| {
+        s.report(0, mac, OwnedRecord { record_type: RecordType::ToIn, group, sources: vec![] });
+        // past the group-specific query's wait: the entry goes
+        s.later(Duration::from_secs(3));
+    };
+    s.mab_login(0, A);
+    s.join(0, A, group);
+    assert_eq!(reads(&s), 1, "nothing frozen yet: the join reads");
+    s.kernel.with(|k| k.usage.as_mut().unwrap().insert(key.clone(), (10, 1400)));
+    leave(&mut s, A);
+    assert!(s.kernel.log().contains(&"mdb_del p1 239.1.1.1".to_string()), "{:?}", s.kernel.log());
+    assert_eq!(reads(&s), 3, "the Stop's read, then the frozen value's after the entry went");
+    s.join(0, A, group);
+    assert_eq!(reads(&s), 3, "the join took the frozen value");
+    assert_eq!(base(&s, A), Some((10, 1400)));
+
+    // B on the same port holds a source-specific channel of the group: A's leave leaves
+    // the counter moving, and A's next join reads it
+    s.mab_login(0, B);
+    let source = Ipv4Addr::new(192, 0, 2, 50);
+    s.report(0, B, OwnedRecord { record_type: RecordType::Allow, group, sources: vec![source] });
+    assert!(s.d.mcast.as_ref().unwrap().tracker.holds(0, (IpAddr::V4(group), Some(IpAddr::V4(source)))));
+    leave(&mut s, A);
+    let after_leave = reads(&s);
+    s.kernel.with(|k| k.usage.as_mut().unwrap().insert(key.clone(), (30, 4200)));
+    s.join(0, A, group);
+    assert_eq!(reads(&s), after_leave + 1, "read at the join");
+    assert_eq!(base(&s, A), Some((30, 4200)));
 }
 
 #[test]

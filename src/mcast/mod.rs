@@ -441,6 +441,10 @@ pub struct Tracker {
     next_full_sweep: Option<Instant>,
     /// Entries of `ports` per port, indexed by port (grown on a port's first entry).
     channel_counts: Vec<usize>,
+    /// Source-specific entries of `ports` by port and group (none for a group only joined
+    /// any-source, so nothing at all where no host joins source-specific): with the
+    /// any-source entry, whether a port is sent a group at all (`holds_group`).
+    ssm_groups: HashMap<(PortId, IpAddr), u32>,
     /// Ports holding each channel, by the VLAN their reports go upstream in, for
     /// first-join / last-leave upstream.
     switch: HashMap<(Option<u16>, Channel), u32>,
@@ -531,6 +535,7 @@ impl Tracker {
             next_cache_sweep: None,
             next_full_sweep: None,
             channel_counts: Vec::new(),
+            ssm_groups: HashMap::default(),
             switch: HashMap::default(),
             upstream_vlans: vec![],
             pending: HashMap::default(),
@@ -938,6 +943,11 @@ impl Tracker {
     /// Whether `port` has channel `ch` (one of its hosts is a member).
     pub fn holds(&self, port: PortId, ch: Channel) -> bool {
         self.ports.contains_key(&(port, ch))
+    }
+
+    /// Whether the port holds any channel of `group` (any-source or source-specific).
+    pub fn holds_group(&self, port: PortId, group: IpAddr) -> bool {
+        self.holds(port, (group, None)) || self.ssm_groups.contains_key(&(port, group))
     }
 }
 

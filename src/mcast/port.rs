@@ -6,12 +6,15 @@ use super::*;
 
 impl Tracker {
     pub(super) fn port_acquire(&mut self, port: PortId, ch: Channel, upstream: &mut Upstream) {
-        let counts = &mut self.channel_counts;
+        let (counts, ssm) = (&mut self.channel_counts, &mut self.ssm_groups);
         let e = self.ports.entry((port, ch)).or_insert_with(|| {
             if counts.len() <= port {
                 counts.resize(port + 1, 0);
             }
             counts[port] += 1;
+            if ch.1.is_some() {
+                *ssm.entry((port, ch.0)).or_default() += 1;
+            }
             PortEntry::default()
         });
         e.members += 1;
@@ -62,6 +65,14 @@ impl Tracker {
         if self.ports.remove(&(port, ch)).is_some() {
             if let Some(n) = self.channel_counts.get_mut(port) {
                 *n = n.saturating_sub(1);
+            }
+            if ch.1.is_some() {
+                if let Some(n) = self.ssm_groups.get_mut(&(port, ch.0)) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.ssm_groups.remove(&(port, ch.0));
+                    }
+                }
             }
         }
         self.outputs.push_back(Output::MdbDel { port, group: ch.0, source: ch.1 });
