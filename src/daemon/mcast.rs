@@ -63,7 +63,15 @@ pub(super) struct McastState {
     spoof_log: crate::rate::LogLimit<MacAddr>,
     /// Usage counters that stand still: by interface and group, the value read after the
     /// interface's last MDB entry for the group went, and when (see `freeze_usage`).
-    pub frozen_usage: HashMap<(Arc<str>, IpAddr), ((u64, u64), Instant)>,
+    pub frozen_usage: HashMap<(Arc<str>, IpAddr), Frozen>,
+}
+
+/// A usage counter's value (packets, octets) read when nothing forwarded its group to its
+/// interface any more, and when.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Frozen {
+    usage: (u64, u64),
+    at: Instant,
 }
 
 /// How long a frozen usage counter is trusted: the usage set forgets an element an hour
@@ -540,12 +548,12 @@ impl Daemon {
         };
         let Some(m) = self.mcast.as_mut() else { return };
         if m.frozen_usage.len() >= FROZEN_MAX {
-            m.frozen_usage.retain(|_, (_, at)| now.saturating_duration_since(*at) < FROZEN_FOR);
+            m.frozen_usage.retain(|_, f| now.saturating_duration_since(f.at) < FROZEN_FOR);
             if m.frozen_usage.len() >= FROZEN_MAX {
                 m.frozen_usage.clear();
             }
         }
-        m.frozen_usage.insert((name, group), (usage, now));
+        m.frozen_usage.insert((name, group), Frozen { usage, at: now });
     }
 
     /// A new membership's usage base: its interface's frozen counter for the group, or
@@ -554,7 +562,7 @@ impl Daemon {
         let now = self.clock.instant(self.epoch);
         let frozen = self.mcast.as_ref().and_then(|mc| mc.frozen_usage.get(&(m.port.clone(), m.group)));
         match frozen {
-            Some((usage, at)) if now.saturating_duration_since(*at) < FROZEN_FOR => Some(*usage),
+            Some(f) if now.saturating_duration_since(f.at) < FROZEN_FOR => Some(f.usage),
             _ => self.usage(m),
         }
     }
