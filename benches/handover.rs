@@ -154,26 +154,6 @@ fn windows(tb: &Testbed, since: f64, kills: &[f64]) -> Vec<f64> {
     out
 }
 
-/// How many of the daemon's journal commits took over 10 ms, and the slowest's bucket,
-/// from its status.
-fn slow_commits(status: Value) -> String {
-    let h = &status["accounting"]["journal"]["commit_latency"];
-    let (Some(bounds), Some(counts)) = (h["le_us"].as_array(), h["counts"].as_array()) else {
-        return "not in the status".into();
-    };
-    let counts: Vec<u64> = counts.iter().map(|c| c.as_u64().unwrap_or(0)).collect();
-    let bound =
-        |i: usize| bounds.get(i).and_then(Value::as_u64).map_or("longer".into(), |us| format!("≤ {} ms", us / 1000));
-    let over: u64 = counts
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| bounds.get(*i).and_then(Value::as_u64).is_none_or(|b| b > 10_000))
-        .map(|(_, n)| n)
-        .sum();
-    let slowest = counts.iter().rposition(|n| *n > 0).map_or("-".into(), bound);
-    format!("{} in all, {over} over 10 ms, the slowest {slowest}", counts.iter().sum::<u64>())
-}
-
 /// "p50 / max" of `v` (ms), or "-".
 fn p50_max(v: &[f64]) -> String {
     if v.is_empty() {
@@ -342,7 +322,7 @@ fn main() {
         let mut f = run_phase(&mut tb, phase, events);
         if phase == Phase::Idle {
             idle_p99 = (pct(&mut f.joins.clone(), 99.0), pct(&mut f.logins.clone(), 99.0));
-            commits = slow_commits(tb.status().unwrap_or(Value::Null));
+            commits = common::slow_commits(&tb.status().unwrap_or(Value::Null));
         }
         // the phase's accounting: every record delivered, then the journal against what
         // FreeRADIUS wrote, counted since the last phase

@@ -96,6 +96,7 @@ fn main() {
         let total: u64 = counts.iter().sum();
         (bucket_quantile(&bounds, &counts, 0.5, ms), bucket_quantile(&bounds, &counts, 0.99, ms), total, all.join(", "))
     };
+    let commits = common::slow_commits(&status);
     let waited = inside("capture_wait");
     let decision = inside("decision_latency");
     let admission = inside("admission_latency");
@@ -172,6 +173,7 @@ fn main() {
         "| capture → MDB entry installed (before its commit) | {} | {} | {} |",
         admission.0, admission.1, admission.2
     );
+    println!("journal commits (the daemon waits for each): {commits}");
     println!("\nkernel's receipt → capture task's read by bucket (ms): {}", waited.3);
     println!("capture → decided by bucket (ms): {}", decision.3);
     println!("capture → MDB entry installed by bucket (ms): {}", admission.3);

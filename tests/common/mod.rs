@@ -76,6 +76,27 @@ pub fn histogram(status: &serde_json::Value, name: &str) -> (Vec<u64>, Vec<u64>)
     (numbers(&h["le_us"]), numbers(&h["counts"]))
 }
 
+/// How many of the daemon's journal commits took over 10 ms, and the slowest's bucket,
+/// from its status.
+pub fn slow_commits(status: &serde_json::Value) -> String {
+    let h = &status["accounting"]["journal"]["commit_latency"];
+    let (Some(bounds), Some(counts)) = (h["le_us"].as_array(), h["counts"].as_array()) else {
+        return "not in the status".into();
+    };
+    let counts: Vec<u64> = counts.iter().map(|c| c.as_u64().unwrap_or(0)).collect();
+    let bound = |i: usize| {
+        bounds.get(i).and_then(serde_json::Value::as_u64).map_or("longer".into(), |us| format!("≤ {} ms", us / 1000))
+    };
+    let over: u64 = counts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bounds.get(*i).and_then(serde_json::Value::as_u64).is_none_or(|b| b > 10_000))
+        .map(|(_, n)| n)
+        .sum();
+    let slowest = counts.iter().rposition(|n| *n > 0).map_or("-".into(), bound);
+    format!("{} in all, {over} over 10 ms, the slowest {slowest}", counts.iter().sum::<u64>())
+}
+
 /// The bound of the bucket by which fraction `q` of `counts` is reached, written by
 /// `show`; "more" beyond the last bound, "-" without samples.
 pub fn bucket_quantile(bounds: &[u64], counts: &[u64], q: f64, show: impl Fn(u64) -> String) -> String {
