@@ -82,13 +82,7 @@ fn only_entitled_joined_hosts_receive_the_stream() {
     login(&tb, 1, "alice");
     login(&tb, 2, "bob");
     // what the uplink hears: mcgate's IGMPv3 reports for the admitted groups only
-    let upstream = std::process::Command::new("ip")
-        .args(["netns", "exec", &tb.ns("up"), "timeout", "6", "tcpdump", "-i", "eth0", "-n", "-l", "-v", "igmp"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let upstream = common::tcpdump(&tb.ns("up"), 6, &["-i", "eth0", "-n", "-v", "igmp"]);
     let s1 = tb.stream("239.1.1.1", 9);
     let s2 = tb.stream("239.1.3.1", 9);
     // alice joins; bob (entitled too, via the local map) listens on the wire without joining
@@ -504,13 +498,7 @@ fn kernel_changes_that_fail_at_a_logoff_are_made_again_soon() {
     // every sendto of the daemon fails while strace is attached: the netlink requests
     // that delete the FDB and MDB entries at the logoff among them
     let pid = tb.daemon_pid().unwrap().to_string();
-    let mut strace = std::process::Command::new("strace")
-        .args(["-f", "-qq", "-p", &pid, "-e", "trace=sendto", "-e", "inject=sendto:error=EPERM"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("strace (testbed/tb setup installs it)");
-    std::thread::sleep(Duration::from_millis(500));
+    let mut strace = common::strace(&pid, &["-e", "trace=sendto", "-e", "inject=sendto:error=EPERM"]);
     tb.wpa_cli(1, &["logoff"]);
     assert!(wait_until(Duration::from_secs(5), || tb.session_of("p1").is_none()), "{}", tb.log());
     let _ = strace.kill();

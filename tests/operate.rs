@@ -240,14 +240,8 @@ fn a_disconnect_is_acknowledged_once_its_stop_is_durable() {
     // every fsync of the daemon takes 300 ms from now on (strace injects the delay): an
     // ACK sent before the commit would come at once
     let pid = tb.daemon_pid().unwrap().to_string();
-    let mut strace = Command::new("strace")
-        .args(["-f", "-qq", "-p", &pid, "-e", "trace=fsync,fdatasync"])
-        .args(["-e", "inject=fsync,fdatasync:delay_enter=300000"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("strace (testbed/tb setup installs it)");
-    std::thread::sleep(Duration::from_millis(500));
+    let mut strace =
+        common::strace(&pid, &["-e", "trace=fsync,fdatasync", "-e", "inject=fsync,fdatasync:delay_enter=300000"]);
     let t = std::time::Instant::now();
     let out = common::run(Command::new("ip").args(["netns", "exec", &tb.ns("sw"), "sh", "-c"]).arg(format!(
         "printf '{}' | radclient -x -t 5 -r 1 127.0.0.1:3799 disconnect testing123",

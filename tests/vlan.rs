@@ -73,16 +73,7 @@ fn vlan_device(tb: &Testbed, name: &str, kind: &str, addr: &str) {
 /// tcpdump on the upstream's eth0 for `seconds`, with the frames' tags (`-e`), of what
 /// `filter` selects; its frames come with `heard`.
 fn listen_upstream(tb: &Testbed, seconds: u32, filter: &str) -> std::process::Child {
-    let child = Command::new("ip")
-        .args(["netns", "exec", &tb.ns("up"), "timeout", &seconds.to_string(), "tcpdump", "-i", "eth0", "-n", "-e"])
-        .args(["-v", "-l", filter])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // tcpdump listening before anything is sent
-    std::thread::sleep(Duration::from_secs(2));
-    child
+    common::tcpdump(&tb.ns("up"), seconds, &["-i", "eth0", "-n", "-e", "-v", filter])
 }
 
 /// What tcpdump heard, a line per frame (`-v` puts the tag on a frame's first line and

@@ -16,6 +16,51 @@ pub fn result(child: std::process::Child) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// strace attached to every thread of process `pid` with `args` (`-e inject=...`), once
+/// it is: a test that made its change before strace had attached tested nothing.
+pub fn strace(pid: &str, args: &[&str]) -> Child {
+    let child = Command::new("strace")
+        .args(["-f", "-qq", "-p", pid])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("strace (testbed/tb setup installs it)");
+    let traced = || {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+        tasks.filter_map(Result::ok).all(|t| {
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            status.lines().any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0"))
+        })
+    };
+    assert!(wait_until(Duration::from_secs(10), traced), "strace did not attach to every thread of {pid}");
+    child
+}
+
+/// tcpdump in namespace `ns` for `seconds` with `args` (its lines on stdout), once it is
+/// listening: what is sent after this returns is heard.
+pub fn tcpdump(ns: &str, seconds: u32, args: &[&str]) -> Child {
+    use std::io::BufRead as _;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "timeout", &seconds.to_string(), "tcpdump", "-l"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, listening) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("listening on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    assert!(listening.recv_timeout(Duration::from_secs(30)).is_ok(), "tcpdump in {ns} is not listening");
+    child
+}
+
 pub fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
