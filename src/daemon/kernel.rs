@@ -298,8 +298,8 @@ impl Daemon {
         let ours: std::collections::BTreeSet<MdbEntry> = ours.into_iter().map(|(e, _)| e).collect();
         let unjustified: Vec<MdbEntry> =
             ours.iter().filter(|e| !want.contains(e)).cloned().chain(foreign.into_iter().map(|(e, _)| e)).collect();
-        let restored = want.iter().filter(|e| !ours.contains(e)).count();
-        if !unjustified.is_empty() || restored > 0 {
+        let missing: Vec<&MdbEntry> = want.iter().filter(|e| !ours.contains(e)).collect();
+        if !unjustified.is_empty() || !missing.is_empty() {
             // entries came or went behind mcgate's back: a counter it holds frozen may
             // have moved meanwhile
             if let Some(m) = self.mcast.as_mut() {
@@ -314,7 +314,7 @@ impl Daemon {
                 error!(%port, %group, "reconcile: {e}");
             }
         }
-        for (port, group, source) in want.iter().filter(|e| !ours.contains(e)) {
+        for (port, group, source) in missing {
             warn!(%port, %group, ?source, "reconcile: a membership's MDB entry was gone; put back");
             self.kernel.stats.mdb_restored += 1;
             if let Err(e) = self.dataplane.mdb_add(&bridge, port, *group, *source) {
