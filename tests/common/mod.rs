@@ -114,7 +114,11 @@ pub fn pct(v: &mut [f64], p: f64) -> f64 {
 /// A latency histogram of `mcgate status --json` (`multicast.io.NAME`): its bucket
 /// bounds (µs) and its counts per bucket (the last count is beyond the last bound).
 pub fn histogram(status: &serde_json::Value, name: &str) -> (Vec<u64>, Vec<u64>) {
-    let h = &status["multicast"]["io"][name];
+    buckets(&status["multicast"]["io"][name])
+}
+
+/// The bucket bounds (µs) and counts of histogram `h` of the status (none: empty).
+fn buckets(h: &serde_json::Value) -> (Vec<u64>, Vec<u64>) {
     let numbers = |v: &serde_json::Value| -> Vec<u64> {
         v.as_array().map(|a| a.iter().filter_map(|x| x.as_u64()).collect()).unwrap_or_default()
     };
@@ -124,20 +128,14 @@ pub fn histogram(status: &serde_json::Value, name: &str) -> (Vec<u64>, Vec<u64>)
 /// How many of the daemon's journal commits took over 10 ms, and the slowest's bucket,
 /// from its status.
 pub fn slow_commits(status: &serde_json::Value) -> String {
-    let h = &status["accounting"]["journal"]["commit_latency"];
-    let (Some(bounds), Some(counts)) = (h["le_us"].as_array(), h["counts"].as_array()) else {
+    let (bounds, counts) = buckets(&status["accounting"]["journal"]["commit_latency"]);
+    if counts.is_empty() {
         return "not in the status".into();
-    };
-    let counts: Vec<u64> = counts.iter().map(|c| c.as_u64().unwrap_or(0)).collect();
-    let bound = |i: usize| {
-        bounds.get(i).and_then(serde_json::Value::as_u64).map_or("longer".into(), |us| format!("≤ {} ms", us / 1000))
-    };
-    let over: u64 = counts
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| bounds.get(*i).and_then(serde_json::Value::as_u64).is_none_or(|b| b > 10_000))
-        .map(|(_, n)| n)
-        .sum();
+    }
+    // counts[i] took at most bounds[i]; the last count is beyond the last bound
+    let over: u64 =
+        counts.iter().enumerate().filter(|(i, _)| bounds.get(*i).is_none_or(|b| *b > 10_000)).map(|(_, n)| n).sum();
+    let bound = |i: usize| bounds.get(i).map_or("longer".into(), |us| format!("≤ {} ms", *us as f64 / 1000.0));
     let slowest = counts.iter().rposition(|n| *n > 0).map_or("-".into(), bound);
     format!("{} in all, {over} over 10 ms, the slowest {slowest}", counts.iter().sum::<u64>())
 }
