@@ -27,6 +27,15 @@ pub(super) struct Grant {
     pub mac: MacAddr,
 }
 
+/// A batch at the journal writer and what waits for its result: the ports it opens, and
+/// the joins and new sessions it makes accountable (refused if it fails).
+struct InFlight {
+    batch: Arc<Batch>,
+    grants: Vec<Grant>,
+    admissions: Vec<(PortId, MacAddr, Channel)>,
+    session_starts: Vec<(PortId, MacAddr, String)>,
+}
+
 /// The session an Interim-Update timer is for; the id tells a later session of the same
 /// host from the one the timer was set for. A session's memberships have no timers of
 /// their own: their Interim-Updates go with the session's (see `acct_timeout`).
@@ -50,8 +59,8 @@ pub(super) struct Stats {
     /// Records that would not fit an Accounting-Request (kept in the journal, not sent).
     pub records_unencodable: u64,
     pub replies_dropped: u64,
-    /// How long each journal commit took (the actor waits for it: what waits behind a
-    /// slow disk's fsync).
+    /// How long each journal commit took (on the writer's thread: what a port opening or
+    /// a CoA answer waits for).
     pub commit_latency: super::metrics::Histogram,
 }
 
@@ -87,6 +96,12 @@ pub(super) struct Accounting {
     max_backlog: usize,
     /// The last commit failed: new joins are refused until one succeeds.
     retry_commit_at: Option<Instant>,
+    /// The batch at the journal writer, with what waits for it.
+    in_flight: Option<InFlight>,
+    /// Batches handed to the writer so far, and the last of them known durable (every
+    /// one before it is, or went into a later one after it failed).
+    handed: u64,
+    durable: u64,
     next_alive: Instant,
     pub stats: Stats,
 }
@@ -108,8 +123,9 @@ const COMMIT_RETRY: Duration = Duration::from_secs(1);
 
 impl Accounting {
     /// Delivery marks waiting for a commit.
-    pub(super) fn unstored_marks(&self) -> &[u64] {
-        &self.batch.delivered
+    pub(super) fn unstored_marks(&self) -> Vec<u64> {
+        let at_writer = self.in_flight.iter().flat_map(|f| &f.batch.delivered);
+        at_writer.chain(&self.batch.delivered).copied().collect()
     }
 
     /// Records another process saw acknowledged but had not stored as such (it died):
@@ -150,6 +166,9 @@ impl Accounting {
             vlans,
             max_backlog: cfg.max_backlog,
             retry_commit_at: None,
+            in_flight: None,
+            handed: 0,
+            durable: 0,
             next_alive: now,
             stats: Stats::default(),
         }
@@ -170,6 +189,61 @@ impl Accounting {
     /// A revocation in the same batch undoes a grant still waiting for the commit.
     pub fn cancel(&mut self, revoked: Grant) {
         self.grants.retain(|g| *g != revoked);
+        if let Some(f) = self.in_flight.as_mut() {
+            f.grants.retain(|g| *g != revoked);
+        }
+    }
+
+    /// Whether a membership's Start is not durable yet (in the batch, or at the writer).
+    fn admitting(&self, key: &(PortId, MacAddr, Channel)) -> bool {
+        self.admissions.contains(key) || self.in_flight.as_ref().is_some_and(|f| f.admissions.contains(key))
+    }
+
+    /// A failed batch back in front of what came since: one batch again, tried as one.
+    fn put_back(
+        &mut self,
+        mut failed: Batch,
+        mut grants: Vec<Grant>,
+        mut admissions: Vec<(PortId, MacAddr, Channel)>,
+        mut session_starts: Vec<(PortId, MacAddr, String)>,
+    ) {
+        let since = std::mem::take(&mut self.batch);
+        failed.ops.extend(since.ops);
+        failed.records.extend(since.records);
+        failed.delivered.extend(since.delivered);
+        failed.alive = since.alive.or(failed.alive);
+        self.batch = failed;
+        grants.append(&mut self.grants);
+        self.grants = grants;
+        admissions.append(&mut self.admissions);
+        self.admissions = admissions;
+        session_starts.append(&mut self.session_starts);
+        self.session_starts = session_starts;
+    }
+
+    /// Whether everything the core did so far is durable: what must wait for that (a
+    /// CoA answer) waits until `durable` reaches the number this returns.
+    pub(super) fn durable_at(&self) -> u64 {
+        let pending = !self.batch.ops.is_empty() || !self.batch.records.is_empty() || !self.grants.is_empty();
+        if pending {
+            self.handed + 1
+        } else {
+            self.handed
+        }
+    }
+
+    pub(super) fn durable(&self) -> u64 {
+        self.durable
+    }
+
+    pub(super) fn committing(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// The records of the batch at the writer (unit tests).
+    #[cfg(test)]
+    pub(super) fn records_at_writer(&self) -> Option<usize> {
+        self.in_flight.as_ref().map(|f| f.batch.records.len())
     }
 
     /// Whether a new Start can be accounted: the journal commits and the backlog has
@@ -389,7 +463,7 @@ impl Daemon {
             let memberships: Vec<Membership> = (self.mcast.iter())
                 .flat_map(|mc| mc.tracker.memberships_of(port, mac))
                 .filter(|m| !m.is_link_local())
-                .filter(|m| !self.acct.admissions.contains(&(port, mac, (m.group, m.source))))
+                .filter(|m| !self.acct.admitting(&(port, mac, (m.group, m.source))))
                 .cloned()
                 .collect();
             let class = self.class_of(port, mac);
@@ -408,11 +482,15 @@ impl Daemon {
         }
     }
 
-    /// Makes the batch durable, then carries out its grants; on failure refuses its
-    /// joins and keeps the rest for the next attempt. True when that made new work
-    /// (records to send, refused joins to carry out).
+    /// Hands the batch to the journal writer when it has none (one at a time, in
+    /// order); its grants, admissions and new sessions wait with it for the result
+    /// (`acct_committed`). True when that made new work (an inline writer's result is
+    /// the step's next input, not work of this drain).
     pub(super) fn acct_commit(&mut self, now: Instant) -> bool {
         let a = &mut self.acct;
+        if a.in_flight.is_some() {
+            return false;
+        }
         // Delivery marks alone wait for other writes (or the alive tick): a mark lost in
         // a crash only sends its record again, and the server knows it by its ids.
         let only_marks = a.batch.ops.is_empty() && a.batch.records.is_empty() && a.batch.alive.is_none();
@@ -427,84 +505,107 @@ impl Daemon {
         }
         a.batch.deliver = a.delivery.is_some();
         a.batch.alive = Some(self.clock.unix);
-        if a.retry_commit_at.is_some() {
-            // redb wants a reopen after an I/O error (the disk was full)
-            if let Err(e) = self.store.reopen() {
-                error!("reopening the database: {e}");
-            }
+        let batch = Arc::new(std::mem::take(&mut a.batch));
+        self.tape.handed(&batch);
+        a.in_flight = Some(InFlight {
+            batch: batch.clone(),
+            grants: std::mem::take(&mut a.grants),
+            admissions: std::mem::take(&mut a.admissions),
+            session_starts: std::mem::take(&mut a.session_starts),
+        });
+        a.handed += 1;
+        // redb wants a reopen after an I/O error (the disk was full)
+        let reopen = a.retry_commit_at.is_some();
+        self.writer.hand(&self.store, batch, reopen);
+        false
+    }
+
+    /// The writer's result for the batch it had: on success its records go to delivery
+    /// and its grants are carried out; on failure it goes back in front of what came
+    /// since, and everything in either that must not happen unaccounted (joins, new
+    /// sessions) is refused; the rest is tried again after a pause.
+    pub(super) fn acct_committed(&mut self, now: Instant, result: Result<Vec<u64>, String>, took: Duration) {
+        let Some(f) = self.acct.in_flight.take() else {
+            // a replay's input without its batch: the replay diverged
+            warn!("a commit's result, with no batch at the writer");
+            return;
+        };
+        if let Err(e) = self.writer.replayed(&self.store, &f.batch, &result) {
+            self.tape.diverge(e);
         }
         let a = &mut self.acct;
-        let began = Instant::now();
-        let done = self.tape.commit(&self.store, &a.batch);
-        a.stats.commit_latency.record(began.elapsed());
-        match done {
-            Ok(seqs) => {
-                a.stats.commits += 1;
-                a.stats.records += seqs.len() as u64;
-                if a.retry_commit_at.take().is_some() {
-                    info!("journal writable again; joins admitted");
-                }
-                if let Some(d) = a.delivery.as_mut() {
-                    for (seq, r) in seqs.iter().zip(&a.batch.records) {
-                        d.sender.enqueue(*seq, r.order_key());
-                    }
-                }
-                a.batch = Batch::default();
-                a.admissions.clear();
-                a.session_starts.clear();
-                let grants = std::mem::take(&mut a.grants);
-                self.carry_out(grants.into_iter());
-                !seqs.is_empty() && self.acct.delivery.is_some()
-            }
+        a.stats.commit_latency.record(took);
+        let seqs = match result {
+            Ok(seqs) => seqs,
             Err(e) => {
-                a.stats.commit_failures += 1;
-                self.io.store_errors += 1;
-                a.retry_commit_at = Some(now + COMMIT_RETRY);
-                error!(
-                    "JOURNAL COMMIT FAILED: {e}; joins are refused until it works again ({} records kept for retry)",
-                    a.batch.records.len()
-                );
-                // the joins of this batch never happened: no Start, no Stop, and their
-                // entries go again (their revocations below delete them)
-                let refused = std::mem::take(&mut a.admissions);
-                let refused_ids: HashSet<AcctId> = refused
-                    .iter()
-                    .filter_map(|(p, mac, ch)| {
-                        self.mcast.as_ref()?.tracker.membership(*p, *mac, *ch).map(|m| m.acct_session_id)
-                    })
-                    .collect();
-                let a = &mut self.acct;
-                // ... nor did the sessions that began in it: their ports stay closed
-                let new_sessions = std::mem::take(&mut a.session_starts);
-                let mut refused_names: HashSet<String> = refused_ids.iter().map(AcctId::to_string).collect();
-                refused_names.extend(new_sessions.iter().map(|(_, _, id)| id.clone()));
-                a.batch.records.retain(|r| !(r.status == Status::Start && refused_names.contains(&r.session_id)));
-                a.batch.ops.retain(|op| match op {
-                    Op::PutMembership(m) => !refused_ids.contains(&m.acct_session_id),
-                    Op::PutSession(s) => !refused_names.contains(&s.session_id),
-                    _ => true,
-                });
-                a.stats.joins_refused_unaccountable += refused_ids.len() as u64;
-                a.stats.sessions_refused_unaccountable += new_sessions.len() as u64;
-                a.unrecorded.extend(refused_ids);
-                // re-authentications of open sessions only: those ports are open already
-                let grants = std::mem::take(&mut a.grants);
-                let new = |port: &PortId, mac: &MacAddr| new_sessions.iter().any(|(p, m, _)| (p, m) == (port, mac));
-                self.carry_out(grants.into_iter().filter(|g| !new(&g.port, &g.mac)));
-                for (port, mac, id) in &new_sessions {
-                    if self.sessions.get(&(*port, *mac)).is_some_and(|s| s.session_id == *id) {
-                        self.close_session(*port, *mac);
-                        warn!(port = self.ports[*port].name, mac = %mac, session = id, "session refused: it cannot be accounted");
-                        self.auth.handle_input(now, crate::auth::Input::Kick { port: *port, mac: *mac });
-                    }
-                }
-                if let Some(m) = self.mcast.as_mut() {
-                    for (port, mac, ch) in &refused {
-                        m.tracker.revoke(now, *port, *mac, *ch);
-                    }
-                }
-                // the revocations and kicks made outputs for the caller to carry out
-                !refused.is_empty() || !new_sessions.is_empty()
+                let InFlight { batch, grants, admissions, session_starts } = f;
+                let batch = Arc::try_unwrap(batch).unwrap_or_else(|b| (*b).clone());
+                a.put_back(batch, grants, admissions, session_starts);
+                return self.acct_failed(now, &e);
+            }
+        };
+        a.stats.commits += 1;
+        a.stats.records += seqs.len() as u64;
+        a.durable = a.handed;
+        if a.retry_commit_at.take().is_some() {
+            info!("journal writable again; joins admitted");
+        }
+        if let Some(d) = a.delivery.as_mut() {
+            for (seq, r) in seqs.iter().zip(&f.batch.records) {
+                d.sender.enqueue(*seq, r.order_key());
+            }
+        }
+        self.carry_out(f.grants.into_iter());
+    }
+
+    /// A commit failed (the batch is back in front of the rest): joins are refused until
+    /// one works again, and what the failed batch would have made accountable is undone.
+    fn acct_failed(&mut self, now: Instant, e: &str) {
+        let a = &mut self.acct;
+        a.stats.commit_failures += 1;
+        self.io.store_errors += 1;
+        a.retry_commit_at = Some(now + COMMIT_RETRY);
+        error!(
+            "JOURNAL COMMIT FAILED: {e}; joins are refused until it works again ({} records kept for retry)",
+            a.batch.records.len()
+        );
+        // the joins of this batch never happened: no Start, no Stop, and their
+        // entries go again (their revocations below delete them)
+        let refused = std::mem::take(&mut a.admissions);
+        let refused_ids: HashSet<AcctId> = refused
+            .iter()
+            .filter_map(|(p, mac, ch)| {
+                self.mcast.as_ref()?.tracker.membership(*p, *mac, *ch).map(|m| m.acct_session_id)
+            })
+            .collect();
+        let a = &mut self.acct;
+        // ... nor did the sessions that began in it: their ports stay closed
+        let new_sessions = std::mem::take(&mut a.session_starts);
+        let mut refused_names: HashSet<String> = refused_ids.iter().map(AcctId::to_string).collect();
+        refused_names.extend(new_sessions.iter().map(|(_, _, id)| id.clone()));
+        a.batch.records.retain(|r| !(r.status == Status::Start && refused_names.contains(&r.session_id)));
+        a.batch.ops.retain(|op| match op {
+            Op::PutMembership(m) => !refused_ids.contains(&m.acct_session_id),
+            Op::PutSession(s) => !refused_names.contains(&s.session_id),
+            _ => true,
+        });
+        a.stats.joins_refused_unaccountable += refused_ids.len() as u64;
+        a.stats.sessions_refused_unaccountable += new_sessions.len() as u64;
+        a.unrecorded.extend(refused_ids);
+        // re-authentications of open sessions only: those ports are open already
+        let grants = std::mem::take(&mut a.grants);
+        let new = |port: &PortId, mac: &MacAddr| new_sessions.iter().any(|(p, m, _)| (p, m) == (port, mac));
+        self.carry_out(grants.into_iter().filter(|g| !new(&g.port, &g.mac)));
+        for (port, mac, id) in &new_sessions {
+            if self.sessions.get(&(*port, *mac)).is_some_and(|s| s.session_id == *id) {
+                self.close_session(*port, *mac);
+                warn!(port = self.ports[*port].name, mac = %mac, session = id, "session refused: it cannot be accounted");
+                self.auth.handle_input(now, crate::auth::Input::Kick { port: *port, mac: *mac });
+            }
+        }
+        if let Some(m) = self.mcast.as_mut() {
+            for (port, mac, ch) in &refused {
+                m.tracker.revoke(now, *port, *mac, *ch);
             }
         }
     }

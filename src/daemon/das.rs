@@ -124,8 +124,9 @@ pub(super) struct Das {
     seen: VecDeque<SeenKey>,
     seen_map: HashMap<SeenKey, Seen>,
     /// Answers to send once what their requests changed has taken effect (the kernel
-    /// changed, the records committed): at the end of the daemon's drain.
-    answers: Vec<(SocketAddr, SeenKey, Vec<u8>)>,
+    /// changed, the records committed): each waits for the journal writer's batch
+    /// number it was given at the end of its step's drain (none yet before).
+    answers: Vec<(Option<u64>, SocketAddr, SeenKey, Vec<u8>)>,
     pub stats: Stats,
 }
 
@@ -200,9 +201,15 @@ impl Das {
     }
 
     /// Sends the answers whose requests have taken effect, and keeps each for the
-    /// request's retransmissions.
-    pub fn send_answers(&mut self, net: &mut dyn super::net::Net) {
-        for (to, key, answer) in std::mem::take(&mut self.answers) {
+    /// request's retransmissions. `needed`: the batch that makes what the core did so
+    /// far durable (the new answers wait for it); `durable`: the last batch that is.
+    pub fn send_answers(&mut self, net: &mut dyn super::net::Net, needed: u64, durable: u64) {
+        for (at, to, key, answer) in std::mem::take(&mut self.answers) {
+            let at = at.unwrap_or(needed);
+            if at > durable {
+                self.answers.push((Some(at), to, key, answer));
+                continue;
+            }
             if let Err(e) = net.send_das(to, &answer) {
                 warn!(%to, "dynamic authorization answer: {e}");
             }
@@ -264,7 +271,7 @@ impl Daemon {
         }
         info!(%from, kind = ?req.kind, user = req.user_name, session = req.acct_session_id, error_cause = error, "dynamic authorization");
         match das::answer(&req, error, &secret) {
-            Ok(answer) => d.answers.push((from, key, answer)),
+            Ok(answer) => d.answers.push((None, from, key, answer)),
             Err(e) => d.drop(now, from, "answer_not_encoded", &format!("answer not encoded: {e}")),
         }
     }

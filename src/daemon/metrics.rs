@@ -195,7 +195,7 @@ impl Daemon {
         t.one("journal_commit_failures_total", "counter", "Journal commits that failed.", j.commit_failures);
         t.histograms(
             "journal_commit_seconds",
-            "How long a journal commit (one fsync) took; the daemon waits for it.",
+            "How long a journal commit (one fsync) took, on the journal writer's thread.",
             &[(String::new(), &j.commit_latency)],
         );
         if let Some(m) = &self.mcast {

@@ -30,6 +30,7 @@ pub mod tape;
 #[cfg(test)]
 mod tests;
 mod vlan;
+mod writer;
 
 pub use control::client_request;
 pub use run::run;
@@ -165,7 +166,9 @@ struct Daemon {
     /// Round trips by server.
     radius_rtt: Vec<metrics::Histogram>,
     dataplane: Box<dyn Dataplane + Send>,
-    store: Store,
+    /// Shared with the journal writer, which commits the batches.
+    store: Arc<Store>,
+    writer: writer::Writer,
     ports: Vec<Port>,
     /// Open sessions by (port, MAC), as stored. Changed through `open_session` and
     /// `close_session` only, which keep `session_macs`.
@@ -220,7 +223,7 @@ impl Daemon {
         mut rng: StdRng,
         ports: Vec<Port>,
         dataplane: Box<dyn Dataplane + Send>,
-        store: Store,
+        (store, writer): (Arc<Store>, writer::Writer),
         net: Box<dyn net::Net>,
         mcast: Option<mcast::McastState>,
         das: Option<das::Das>,
@@ -270,6 +273,7 @@ impl Daemon {
             net,
             dataplane,
             store,
+            writer,
             ports,
             sessions: HashMap::default(),
             session_macs: HashMap::default(),
@@ -304,14 +308,15 @@ impl Daemon {
     /// start, and the ports that are up asked for their identity. `das_reader`: the
     /// counters of the CoA socket's reader task, when there is one. `handed`: what a
     /// hand-over carries; `delivered`: records the process before saw acknowledged and
-    /// died before it stored their marks (systemd's marks file).
+    /// died before it stored their marks (systemd's marks file). `store`: the store with
+    /// the writer that commits to it.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn build(
         loaded: &Loaded,
         start: &Start,
         epoch: Instant,
         dataplane: Box<dyn Dataplane + Send>,
-        store: Store,
+        store: (Arc<Store>, writer::Writer),
         net: Box<dyn net::Net>,
         tape: Tape,
         das_reader: Option<Arc<das::ReaderStats>>,
@@ -326,7 +331,7 @@ impl Daemon {
             return Err(anyhow!("{} ports started, {} configured", start.ports.len(), cfg.ports.len()));
         }
         // ports still in a RADIUS-assigned VLAN when the last run stopped, and their own
-        let homes = store.port_homes().context("reading the ports' own VLANs")?;
+        let homes = store.0.port_homes().context("reading the ports' own VLANs")?;
         let mut ports: Vec<Port> = Vec::with_capacity(start.ports.len());
         for (p, c) in start.ports.iter().zip(&cfg.ports) {
             let interface = ports.iter().position(|q| q.name == p.name).unwrap_or(ports.len());
@@ -407,21 +412,34 @@ impl Daemon {
             d.auth.handle_input(now, input);
         }
         d.drain(now);
+        // an inline writer's result (unit tests) is a step of its own, as a thread's is
+        if let Some(done) = d.writer.take_inline() {
+            d.step(start.at, vec![done]);
+        }
         Ok(d)
     }
 
     /// One step: `inputs` handled at `at`, then everything they ask for carried out
     /// (one journal commit for all of them). The responses of control requests, in order.
     pub(super) fn step(&mut self, at: Now, inputs: Vec<Input>) -> Vec<Response> {
-        self.tape.step(at, &inputs);
-        self.clock = at;
-        let now = at.instant(self.epoch);
-        let responses = inputs.into_iter().filter_map(|i| self.handle(now, i)).collect();
-        self.drain(now);
-        if let Some(m) = self.mcast.as_mut() {
-            m.stats.batch_since = None;
+        let mut responses = vec![];
+        let mut inputs = inputs;
+        loop {
+            self.tape.step(at, &inputs);
+            self.clock = at;
+            let now = at.instant(self.epoch);
+            responses.extend(inputs.into_iter().filter_map(|i| self.handle(now, i)));
+            self.drain(now);
+            if let Some(m) = self.mcast.as_mut() {
+                m.stats.batch_since = None;
+            }
+            // an inline writer (the unit tests') committed at once: its result is a
+            // step of its own, as the writer thread's would be
+            match self.writer.take_inline() {
+                Some(done) => inputs = vec![done],
+                None => return responses,
+            }
         }
-        responses
     }
 
     fn handle(&mut self, now: Instant, input: Input) -> Option<Response> {
@@ -447,6 +465,7 @@ impl Daemon {
             Input::Kernel { events } => events.into_iter().for_each(|e| self.kernel_event(now, e)),
             Input::KernelOverrun => self.kernel_overrun(now),
             Input::Control { request } => return Some(self.control(now, request)),
+            Input::Committed { result, took } => self.acct_committed(now, result, Duration::from_micros(took)),
             Input::Timeout => {
                 self.radius.handle_timeout(now);
                 self.auth.handle_timeout(now);
@@ -516,14 +535,15 @@ impl Daemon {
             }
             progressed |= self.drain_mcast(now);
             progressed |= self.acct_drain(now);
-            if !progressed && !self.acct_commit(now) {
+            if !progressed {
+                self.acct_commit(now);
                 break;
             }
         }
         self.sync_mab_learning();
         // CoA/Disconnect answers go once what they asked for has taken effect
         if let Some(d) = self.das.as_mut() {
-            d.send_answers(self.net.as_mut());
+            d.send_answers(self.net.as_mut(), self.acct.durable_at(), self.acct.durable());
         }
     }
 

@@ -3,6 +3,7 @@
 //! and sleeps until its next timer.
 
 use super::fdstore;
+use super::writer::Writer;
 use super::*;
 
 /// What the reader tasks hand the event loop.
@@ -180,7 +181,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow!("bridge {} not found", cfg.switch.bridge))?;
     let (tx, mut rx) = mpsc::channel::<Event>(4096);
     // CoA/Disconnect requests wait in a queue of their own (see das::spawn_reader)
-    let (das_tx, mut das_rx) = mpsc::channel::<Input>(das::QUEUE);
+    let (das_tx, das_rx) = mpsc::channel::<Input>(das::QUEUE);
 
     let mut ports = Vec::new();
     for p in &cfg.ports {
@@ -357,6 +358,11 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
     let mut handed = taken.as_mut().and_then(|t| t.package.take());
     // the flood limiters go to the capture tasks, by interface
     let mut limiters = handed.as_mut().map(|p| std::mem::take(&mut p.limiters)).unwrap_or_default();
+    // the journal's commits go on a thread of their own; their results come back here
+    let store = Arc::new(store);
+    let (committed_tx, committed_rx) = mpsc::unbounded_channel();
+    let writer = Writer::thread(store.clone(), committed_tx).context("starting the journal writer")?;
+    let store = (store, writer);
     let mut d = Daemon::build(&loaded, &start, epoch, dataplane, store, net, tape, das_reader, handed, marks_found)?;
     if kernel_state_gone {
         info!(ports = ?unlocked, "ports were not locked: nothing of an earlier run continues");
@@ -371,8 +377,9 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         let capture = spawn_capture(entries, p, socket, limiter, epoch, tx.clone(), stopped.clone());
         readers.captures.push((p.ifindex, capture));
     }
-    let (kernel_tx, mut kernel_rx) = mpsc::channel(kernel::QUEUE);
+    let (kernel_tx, kernel_rx) = mpsc::channel(kernel::QUEUE);
     readers.abortable.push(kernel::spawn_reader(events, d.ports.iter().map(|p| p.ifindex).collect(), kernel_tx)?);
+    let mut queues = Queues { das: das_rx, kernel: kernel_rx, committed: committed_rx };
     if let Some(m) = &cfg.metrics {
         let listen = m.listen;
         let listener = match taken.as_mut().and_then(|t| t.take(|f| *f == handover::Fd::Metrics { listen })) {
@@ -455,8 +462,9 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
                     next.add(&mut d, e);
                 }
             }
-            Some(i) = das_rx.recv() => next.inputs.push(i),
-            Some(msg) = kernel_rx.recv() => next.inputs.push(msg),
+            Some(i) = queues.das.recv() => next.inputs.push(i),
+            Some(msg) = queues.kernel.recv() => next.inputs.push(msg),
+            Some(done) = queues.committed.recv() => next.inputs.push(done),
             Some(update) = catalogue_rx.recv() => next.inputs.push(Input::Catalogue { update }),
             _ = &mut sleep, if deadline.is_some() => {
                 next.inputs.push(Input::Timeout);
@@ -470,11 +478,13 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
             _ = sigterm.recv() => { info!("SIGTERM: stopping; kernel state left in place"); stop = true }
             _ = tokio::signal::ctrl_c() => { info!("SIGINT: stopping; kernel state left in place"); stop = true }
         }
-        // what a standby follows changes with everything but joins and leaves
-        let changed = follower.is_some() && next.inputs.iter().any(|i| !matches!(i, Input::Mcast { .. }));
+        // what a standby follows changes with everything but joins and leaves (and the
+        // journal's commits: they make durable what it was told)
+        let follows = |i: &Input| !matches!(i, Input::Mcast { .. } | Input::Committed { .. });
+        let changed = follower.is_some() && next.inputs.iter().any(follows);
         let responses = d.step(input::now(epoch), std::mem::take(&mut next.inputs));
         if let Some(m) = marks.as_mut() {
-            m.write(d.acct.unstored_marks());
+            m.write(&d.acct.unstored_marks());
         }
         if let Some(f) = follower.as_ref() {
             if f.receiver_count() == 0 {
@@ -509,10 +519,10 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
             if in_store {
                 // systemd may start the next process on these sockets: what they read
                 // is handled, and the state goes to the store with the read positions
-                let limiters = last_step(&mut d, readers, &mut rx, &mut das_rx, &mut kernel_rx, &mut next, epoch).await;
+                let limiters = last_step(&mut d, readers, &mut rx, &mut queues, &mut next, epoch).await;
                 let package = d.last_package(handing.each().into_iter().map(|(kind, _)| kind).collect(), limiters);
                 if let Some(m) = marks.as_mut() {
-                    m.write(d.acct.unstored_marks());
+                    m.write(&d.acct.unstored_marks());
                 }
                 match fdstore::leave(&package) {
                     Ok(()) => info!("the state is in systemd's descriptor store with the sockets"),
@@ -526,6 +536,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
                 // the control socket's file stays: its listener is in the store
                 return Ok(());
             }
+            settle(&mut d, &mut queues.committed, epoch).await;
             d.commit_delivery_marks();
             break;
         }
@@ -550,7 +561,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
             };
             info!("a new process takes over: stopping the readers");
             notifier.status("handing over to a new process");
-            let limiters = last_step(&mut d, readers, &mut rx, &mut das_rx, &mut kernel_rx, &mut next, epoch).await;
+            let limiters = last_step(&mut d, readers, &mut rx, &mut queues, &mut next, epoch).await;
             // the standby follows the new process
             if let Some(f) = follower.take() {
                 f.send_replace(moving_line());
@@ -604,8 +615,7 @@ async fn last_step(
     d: &mut Daemon,
     readers: Readers,
     rx: &mut mpsc::Receiver<Event>,
-    das_rx: &mut mpsc::Receiver<Input>,
-    kernel_rx: &mut mpsc::Receiver<Input>,
+    queues: &mut Queues,
     next: &mut Gathered,
     epoch: Instant,
 ) -> Vec<(u32, limit::Snapshot)> {
@@ -626,15 +636,35 @@ async fn last_step(
     if let Some((_, reply)) = next.standby.take() {
         let _ = reply.send(Err("this process is going: follow the next one".into()));
     }
-    next.inputs.extend(std::iter::from_fn(|| das_rx.try_recv().ok()));
-    next.inputs.extend(std::iter::from_fn(|| kernel_rx.try_recv().ok()));
+    next.inputs.extend(std::iter::from_fn(|| queues.das.try_recv().ok()));
+    next.inputs.extend(std::iter::from_fn(|| queues.kernel.try_recv().ok()));
+    next.inputs.extend(std::iter::from_fn(|| queues.committed.try_recv().ok()));
     debug!(inputs = next.inputs.len(), "readers stopped");
     let responses = d.step(input::now(epoch), std::mem::take(&mut next.inputs));
     for (reply, r) in next.replies.drain(..).zip(responses) {
         let _ = reply.send(r);
     }
+    settle(d, &mut queues.committed, epoch).await;
     debug!("last step committed");
     limiters
+}
+
+/// Waits for the journal writer to commit everything the core did (each result a step,
+/// which may hand it the next batch), before the process goes or passes its state on.
+/// A failed commit's retry is not waited for: what it holds goes as it would have.
+async fn settle(d: &mut Daemon, committed_rx: &mut mpsc::UnboundedReceiver<Input>, epoch: Instant) {
+    while d.acct.committing() {
+        let Some(done) = committed_rx.recv().await else { break };
+        d.step(input::now(epoch), vec![done]);
+    }
+}
+
+/// The queues of inputs besides the readers' shared one: CoA/Disconnect requests (their
+/// own, see `das::spawn_reader`), kernel events, the journal writer's results.
+struct Queues {
+    das: mpsc::Receiver<Input>,
+    kernel: mpsc::Receiver<Input>,
+    committed: mpsc::UnboundedReceiver<Input>,
 }
 
 /// What the next step takes: the inputs, where the answers of its control requests go

@@ -103,7 +103,15 @@ pub enum Output {
         source: Option<IpAddr>,
         error: Option<String>,
     },
-    /// A journal commit: state changes and records made durable at once.
+    /// A batch handed to the journal writer: state changes and records made durable at
+    /// once; the result comes back as a step's input (`Input::Committed`).
+    Handed {
+        ops: Vec<Op>,
+        records: Vec<crate::acct::Record>,
+        delivered: Vec<u64>,
+    },
+    /// A journal commit on the core's own thread (delivery marks before a purge or
+    /// the process's end), with its result.
     Commit {
         ops: Vec<Op>,
         records: Vec<crate::acct::Record>,
@@ -153,6 +161,29 @@ impl Tape {
             Tape::Record(r) => r.line(&Line::Step { at, inputs: inputs.to_vec() }),
             // the replay checks what a step made around it (`replay`)
             Tape::Replay(_) => {}
+        }
+    }
+
+    /// `batch` handed to the journal writer.
+    pub fn handed(&self, batch: &Batch) {
+        let output = || Output::Handed {
+            ops: batch.ops.clone(),
+            records: batch.records.clone(),
+            delivered: batch.delivered.clone(),
+        };
+        match self {
+            Tape::Off => {}
+            Tape::Record(r) => r.line(&Line::Output(output())),
+            Tape::Replay(r) => drop(r.next(output())),
+        }
+    }
+
+    /// A replay that went another way than the recording (`why`); nothing elsewhere.
+    pub fn diverge(&self, why: String) {
+        if let Tape::Replay(r) = self {
+            if let Ok(mut s) = r.0.lock() {
+                s.diverged.get_or_insert(why);
+            }
         }
     }
 
@@ -660,7 +691,7 @@ pub fn replay(
         &start,
         epoch,
         Box::new(replayer.clone()),
-        store,
+        (Arc::new(store), super::writer::Writer::Deferred),
         Box::new(replayer.clone()),
         Tape::Replay(replayer.clone()),
         None,

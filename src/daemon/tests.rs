@@ -12,7 +12,9 @@ use crate::wire::igmp;
 use crate::wire::records::{OwnedRecord, RecordType};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Mutex;
+use writer::Writer;
 
 const SECRET: &[u8] = b"testing123";
 const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x11]);
@@ -297,6 +299,7 @@ impl Switch {
             nt = Box::new(tape::RecordNet { inner: nt, rec: rec.clone() });
             tape = Tape::Record(rec);
         }
+        let store = (Arc::new(store), Writer::default());
         Daemon::build(loaded, &start, epoch, dp, store, nt, tape, None, None, vec![]).unwrap()
     }
 
@@ -352,6 +355,18 @@ impl Switch {
         self.step(vec![Input::Control { request: Request::SessionKick { port: port.into(), mac: mac.to_string() } }]);
     }
 
+    /// The result of the batch at a deferred writer: committed (`ok`) or failed.
+    fn committed(&mut self, ok: bool) {
+        let n = self.d.acct.records_at_writer().expect("a batch at the writer") as u64;
+        let next = self.journal().last().map_or(1, |r| r.seq + 1);
+        let result = if ok { Ok((next..next + n).collect()) } else { Err("injected: no space left on device".into()) };
+        self.step(vec![Input::Committed { result, took: 500 }]);
+    }
+
+    fn authorized(&self) -> Vec<String> {
+        self.kernel.log().into_iter().filter(|l| l.starts_with("authorize")).collect()
+    }
+
     fn journal(&self) -> Vec<Record> {
         self.d.store.records(0, 1000).unwrap().into_iter().map(Result::unwrap).collect()
     }
@@ -380,13 +395,13 @@ fn g(s: &str) -> Ipv4Addr {
 fn a_session_is_granted_only_once_its_start_is_durable() {
     let mut s = Switch::new("grant");
     // the journal cannot commit: RADIUS accepts the host, the port stays shut to it
-    s.d.store.fail_commits = true;
+    s.d.store.fail_commits.store(true, Relaxed);
     s.mab_login(0, A);
     assert!(!s.kernel.log().iter().any(|l| l.starts_with("authorize")), "{:?}", s.kernel.log());
     assert!(s.d.store.sessions().unwrap().is_empty());
     assert!(!s.journal().iter().any(|r| r.kind == Kind::Session && r.status == Status::Start));
     // it commits again: the next host's Start is durable before its port opens
-    s.d.store.fail_commits = false;
+    s.d.store.fail_commits.store(false, Relaxed);
     s.later(Duration::from_secs(2));
     s.mab_login(1, B);
     let granted: Vec<String> = s.kernel.log().into_iter().filter(|l| l.starts_with("authorize")).collect();
@@ -398,10 +413,68 @@ fn a_session_is_granted_only_once_its_start_is_durable() {
 }
 
 #[test]
+fn the_core_goes_on_while_a_batch_commits_and_what_needs_it_waits_for_the_result() {
+    let mut s = Switch::new("writer");
+    s.mab_login(0, A);
+    s.d.writer = Writer::Deferred;
+    // A's first join: its entry goes in at once, its Start to the writer
+    s.join(0, A, g("239.1.1.1"));
+    assert!(s.kernel.log().contains(&"mdb_add p1 239.1.1.1".into()), "{:?}", s.kernel.log());
+    assert_eq!(s.d.acct.records_at_writer(), Some(1));
+    // while it commits: the next join is decided and goes in too, and B's login is
+    // accepted, but B's port stays shut and nothing more goes to the writer
+    s.join(0, A, g("239.1.1.2"));
+    assert!(s.kernel.log().contains(&"mdb_add p1 239.1.1.2".into()), "{:?}", s.kernel.log());
+    s.mab_login(1, B);
+    assert_eq!(s.authorized(), [format!("authorize p1 {A}")]);
+    assert_eq!(s.d.acct.records_at_writer(), Some(1));
+    // the first batch is durable: the second goes (the join's Start and B's), B still shut
+    s.committed(true);
+    assert_eq!(s.d.acct.records_at_writer(), Some(2));
+    assert_eq!(s.authorized(), [format!("authorize p1 {A}")]);
+    // ... and once that is, B's port opens
+    s.committed(true);
+    assert_eq!(s.authorized(), [format!("authorize p1 {A}"), format!("authorize p2 {B}")]);
+    assert!(!s.d.acct.committing());
+    let starts = s.journal().into_iter().filter(|r| r.status == Status::Start).count();
+    assert_eq!(starts, 4, "A, two joins, B: {:?}", s.journal());
+}
+
+#[test]
+fn a_failed_commit_refuses_what_came_while_it_ran_too() {
+    let mut s = Switch::new("writer-fails");
+    s.mab_login(0, A);
+    s.d.writer = Writer::Deferred;
+    s.join(0, A, g("239.1.1.1"));
+    s.join(0, A, g("239.1.1.2"));
+    s.mab_login(1, B);
+    let before = s.journal().len();
+    // the first batch fails: its join and everything since that waits for it are
+    // refused (both joins' entries out again, B's port never opened)
+    s.committed(false);
+    let log = s.kernel.log();
+    assert!(log.contains(&"mdb_del p1 239.1.1.1".into()) && log.contains(&"mdb_del p1 239.1.1.2".into()), "{log:?}");
+    assert!(s.kernel.with(|k| k.mdb.is_empty()));
+    assert_eq!(s.authorized(), [format!("authorize p1 {A}")]);
+    assert!(!s.d.sessions.contains_key(&(1, B)));
+    // the retry, a second later, makes durable what remains: no Start of either join
+    // or of B, and no Stop for what never started
+    s.later(Duration::from_secs(2));
+    assert_eq!(s.d.acct.records_at_writer(), Some(0), "{:?}", s.journal());
+    s.committed(true);
+    assert_eq!(s.journal().len(), before, "{:?}", s.journal());
+    assert_eq!(s.authorized(), [format!("authorize p1 {A}")]);
+    // and joins are admitted again
+    s.join(0, A, g("239.1.1.1"));
+    s.committed(true);
+    assert_eq!(s.journal().len(), before + 1, "{:?}", s.journal());
+}
+
+#[test]
 fn a_join_that_cannot_be_journaled_is_refused_and_its_entry_taken_back() {
     let mut s = Switch::new("join");
     s.mab_login(0, A);
-    s.d.store.fail_commits = true;
+    s.d.store.fail_commits.store(true, Relaxed);
     s.join(0, A, g("239.1.1.1"));
     // the entry went in with the commit, and out again when that failed
     let log = s.kernel.log();
@@ -410,7 +483,7 @@ fn a_join_that_cannot_be_journaled_is_refused_and_its_entry_taken_back() {
     assert!(s.kernel.with(|k| k.mdb.is_empty()));
     assert!(s.d.mcast.as_ref().unwrap().tracker.memberships().all(|m| m.group != IpAddr::V4(g("239.1.1.1"))));
     assert!(!s.journal().iter().any(|r| r.kind == Kind::Membership), "{:?}", s.journal());
-    s.d.store.fail_commits = false;
+    s.d.store.fail_commits.store(false, Relaxed);
     s.later(Duration::from_secs(2));
     s.join(0, A, g("239.1.1.1"));
     assert!(s.kernel.log().contains(&"mdb_add p1 239.1.1.1".to_string()), "{:?}", s.kernel.log());
@@ -681,9 +754,9 @@ fn a_recording_replays_to_the_same_outputs_failures_included() {
     s.d = Switch::daemon_taped(&s.loaded, &s.kernel, &s.net, s.epoch, s.at(), 2, Some(&file));
     // a commit that fails (B's session is refused), a kernel change that fails, and
     // what works: the recording has the failures with the rest
-    s.d.store.fail_commits = true;
+    s.d.store.fail_commits.store(true, Relaxed);
     s.mab_login(1, B);
-    s.d.store.fail_commits = false;
+    s.d.store.fail_commits.store(false, Relaxed);
     s.later(Duration::from_secs(2));
     s.join(0, A, g("239.1.1.2"));
     s.kernel.with(|k| k.fail_deauthorize = 1);
@@ -693,7 +766,15 @@ fn a_recording_replays_to_the_same_outputs_failures_included() {
 
     let recorded = recorded_outputs(&file);
     let failed = |o: &tape::Output| serde_json::to_value(o).unwrap()["error"].is_string();
-    assert!(recorded.iter().any(|o| matches!(o, tape::Output::Commit { .. }) && failed(o)), "{recorded:?}");
+    // a commit's result is a step's input
+    let text = std::fs::read_to_string(&file).unwrap();
+    let commits: Vec<Input> = (text.lines().map(|l| serde_json::from_str::<tape::Line>(l).unwrap()))
+        .filter_map(|l| if let tape::Line::Step { inputs, .. } = l { Some(inputs) } else { None })
+        .flatten()
+        .filter(|i| matches!(i, Input::Committed { .. }))
+        .collect();
+    assert!(commits.iter().any(|i| matches!(i, Input::Committed { result: Err(_), .. })), "{commits:?}");
+    assert!(commits.iter().any(|i| matches!(i, Input::Committed { result: Ok(_), .. })), "{commits:?}");
     assert!(recorded.iter().any(|o| matches!(o, tape::Output::Deauthorize { .. }) && failed(o)), "{recorded:?}");
     let mut made = vec![];
     let scratch = s.dir.join("scratch");

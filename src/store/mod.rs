@@ -10,6 +10,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::{RwLock, RwLockReadGuard};
 
 /// (port name, MAC) → JSON-encoded [`Session`].
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions.v1");
@@ -100,7 +101,7 @@ pub enum Op {
 
 /// Everything one commit makes durable at once: state changes, new journal records,
 /// deliveries acknowledged, the time known alive.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Batch {
     pub ops: Vec<Op>,
     pub records: Vec<Record>,
@@ -112,13 +113,29 @@ pub struct Batch {
     pub alive: Option<u64>,
 }
 
+/// Shared by the daemon's thread (reads, small writes) and its journal writer (the
+/// batches' commits): redb serialises the write transactions, and the lock here only
+/// keeps a reopen from closing the database under a reader.
 pub struct Store {
     /// `None` between a failed reopen and the next.
-    db: Option<Database>,
+    db: RwLock<Option<Database>>,
     path: std::path::PathBuf,
     /// Unit tests of the daemon's core: every commit fails while set (a full disk).
     #[cfg(test)]
-    pub fail_commits: bool,
+    pub fail_commits: std::sync::atomic::AtomicBool,
+}
+
+/// The open database, held open (against a reopen) while borrowed.
+struct Open<'a>(RwLockReadGuard<'a, Option<Database>>);
+
+impl std::ops::Deref for Open<'_> {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        match &*self.0 {
+            Some(db) => db,
+            None => unreachable!("an Open is made of an open database only"),
+        }
+    }
 }
 
 type Table = TableDefinition<'static, &'static str, &'static [u8]>;
@@ -133,10 +150,10 @@ impl Store {
             std::fs::create_dir_all(dir).map_err(dberr)?;
         }
         Ok(Store {
-            db: Some(Self::create(path)?),
+            db: RwLock::new(Some(Self::create(path)?)),
             path: path.to_path_buf(),
             #[cfg(test)]
-            fail_commits: false,
+            fail_commits: Default::default(),
         })
     }
 
@@ -157,27 +174,32 @@ impl Store {
 
     /// Closes the database (a unit test's daemon stopping, so that the next may open it).
     #[cfg(test)]
-    pub fn close(&mut self) {
-        self.db = None;
+    pub fn close(&self) {
+        *self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     /// Closes and opens the database again: after an I/O error (a full disk) redb
     /// refuses everything until then.
-    pub fn reopen(&mut self) -> Result<(), Error> {
-        self.db = None;
-        self.db = Some(Self::create(&self.path)?);
+    pub fn reopen(&self) -> Result<(), Error> {
+        let mut db = self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *db = None;
+        *db = Some(Self::create(&self.path)?);
         Ok(())
     }
 
-    fn db(&self) -> Result<&Database, Error> {
-        self.db.as_ref().ok_or_else(|| Error::Db("the database is closed (a reopen failed)".into()))
+    fn db(&self) -> Result<Open<'_>, Error> {
+        let db = self.db.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *db {
+            Some(_) => Ok(Open(db)),
+            None => Err(Error::Db("the database is closed (a reopen failed)".into())),
+        }
     }
 
     /// Makes `batch` durable in one transaction: on return every part of it is on disk,
     /// or (error) none is. Returns the sequence numbers given to its records.
     pub fn commit(&self, batch: &Batch) -> Result<Vec<u64>, Error> {
         #[cfg(test)]
-        if self.fail_commits {
+        if self.fail_commits.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(Error::Db("injected: no space left on device".into()));
         }
         let tx = self.db()?.begin_write().map_err(dberr)?;
