@@ -349,7 +349,7 @@ fn main() {
         "hand-over, plain restart and hot standby, {events} each, under load (4 hosts zapping, 2 logging in and out with PEAP)"
     );
     println!("idle p99: join (report → first packet) {:.2} ms, PEAP login {:.0} ms", idle_p99.0, idle_p99.1);
-    println!("idle phase's journal commits (the daemon waits for each): {commits}");
+    println!("idle phase's journal commits (on the writer thread): {commits}");
     if let Some((_, f)) = rows.first() {
         let (ms, h, i) = f.slowest;
         println!("idle phase's slowest join: {ms:.2} ms, h{h}'s join {i} of {}", events + 3);

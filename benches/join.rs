@@ -173,7 +173,7 @@ fn main() {
         "| capture → MDB entry installed (before its commit) | {} | {} | {} |",
         admission.0, admission.1, admission.2
     );
-    println!("journal commits (the daemon waits for each): {commits}");
+    println!("journal commits (on the writer thread): {commits}");
     println!("\nkernel's receipt → capture task's read by bucket (ms): {}", waited.3);
     println!("capture → decided by bucket (ms): {}", decision.3);
     println!("capture → MDB entry installed by bucket (ms): {}", admission.3);

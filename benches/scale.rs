@@ -170,7 +170,7 @@ fn kernel(entries: u32) -> [Duration; 4] {
     common::in_netns(&sw, || {
         let mut dp = LinuxBridge::new().unwrap();
         let found = dp.found("br0", &["p1"]).unwrap();
-        dp.setup_multicast("br0", &["p1"], &["up0"], 0, entries + 1024).unwrap();
+        dp.setup_multicast("br0", &["p1"], &["up0"], 0, entries + 1024, 65_536).unwrap();
         let at = PortVlan::new("p1", None);
         let t = Instant::now();
         for g in &groups {

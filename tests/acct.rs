@@ -42,6 +42,11 @@ fn testbed_with(tag: &str, hosts: usize, accounting: &str) -> Testbed {
 
 /// As `testbed_with`, accounting to `server`.
 fn testbed_to(tag: &str, hosts: usize, accounting: &str, server: &str) -> Testbed {
+    testbed_full(tag, hosts, accounting, server, "")
+}
+
+/// ... with `multicast`: more lines for the [multicast] section.
+fn testbed_full(tag: &str, hosts: usize, accounting: &str, server: &str, multicast: &str) -> Testbed {
     let mut tb = Testbed::new(tag, hosts);
     tb.radius_sql(1812);
     let ports: Vec<(String, &str)> = (1..=hosts).map(|i| (format!("p{i}"), "dot1x")).collect();
@@ -55,7 +60,7 @@ fn testbed_to(tag: &str, hosts: usize, accounting: &str, server: &str) -> Testbe
         + accounting
         + &format!("\n[[accounting.server]]\naddress = \"{server}\"\nsecret_file = \"secret\"\n");
     std::fs::write(&cfg, t).unwrap();
-    tb.multicast(POLICY, "");
+    tb.multicast(POLICY, multicast);
     tb.start_mcgate();
     tb
 }
@@ -145,7 +150,8 @@ fn zaps_become_exact_start_stop_pairs_in_radacct_and_the_export_round_trips() {
     // what each view received, counted by the bridge: every packet of the stream is 140 octets
     let mut octets_by_id = HashMap::new();
     for stop in records.iter().filter(|r| r["kind"] == "membership" && r["status"] == "stop") {
-        let (p, o) = (stop["output_packets"].as_u64().unwrap(), stop["output_octets"].as_u64().unwrap());
+        let counted = |k: &str| stop[k].as_u64().unwrap_or_else(|| panic!("no {k}: {stop}\n{}", tb.log()));
+        let (p, o) = (counted("output_packets"), counted("output_octets"));
         assert!(p >= 1, "the host received the stream, the counter says nothing: {stop}");
         assert_eq!(o, p * 140, "{stop}");
         octets_by_id.insert(stop["session_id"].as_str().unwrap().to_string(), o.to_string());
@@ -220,6 +226,69 @@ fn zaps_become_exact_start_stop_pairs_in_radacct_and_the_export_round_trips() {
     assert!(next > cursor);
     let _ = stream.kill();
     let _ = stream.wait();
+}
+
+/// What host `host` receives of `group` in `seconds` (a view: join, receive, leave).
+fn view(tb: &Testbed, host: usize, group: &str, seconds: u32) -> u64 {
+    let r = result(tb.mcast_py(&format!("h{host}"), &["recv", group, "--seconds", &seconds.to_string()]));
+    r["packets"].as_u64().unwrap()
+}
+
+#[test]
+fn streams_beyond_the_usage_counters_room_are_counted_as_such_and_a_bigger_set_keeps_what_it_held() {
+    let mut tb = testbed_full("uc", 1, "", "127.0.0.1:1813", "usage_set_size = 1");
+    login(&tb, 1, "alice");
+    let mut streams = [tb.stream("239.1.1.1", 60), tb.stream("239.1.1.2", 60)];
+    let uncounted = |tb: &Testbed| tb.status().and_then(|s| s["io"]["usage_uncounted_packets"].as_u64());
+    assert_eq!(uncounted(&tb), Some(0));
+    // the first group takes the one pair the set holds; the second finds no room: its
+    // packets reach the host and are counted as uncounted
+    let first = view(&tb, 1, "239.1.1.1", 2);
+    let second = view(&tb, 1, "239.1.1.2", 2);
+    assert!(first > 300 && second > 300, "{first} {second}");
+    assert!(wait_until(Duration::from_secs(5), || tb.memberships().is_empty()), "{}", tb.log());
+    let missed = uncounted(&tb).unwrap();
+    assert!((second..=second + 10).contains(&missed), "the host got {second}, {missed} uncounted");
+    let (records, cursor) = export(&tb, &[]);
+    let stops: Vec<(&str, u64)> = (records.iter())
+        .filter(|r| r["kind"] == "membership" && r["status"] == "stop")
+        .map(|r| (r["group"].as_str().unwrap(), r["output_packets"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(stops.len(), 2, "{stops:?}");
+    assert!(stops[0].0 == "239.1.1.1" && (first..=first + 10).contains(&stops[0].1), "{first}: {stops:?}");
+    assert_eq!(stops[1], ("239.1.1.2", 0), "the known limit: no room, nothing billed");
+
+    // a bigger set after a restart: the pair it held is kept (with its counter), the
+    // second group is counted now, and what went uncounted before still shows
+    tb.stop_mcgate();
+    let cfg = tb.dir.join("mcgate.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("usage_set_size = 1", "usage_set_size = 4");
+    std::fs::write(&cfg, text).unwrap();
+    tb.start_mcgate();
+    let set = common::run(std::process::Command::new("ip").args([
+        "netns",
+        "exec",
+        &tb.ns("sw"),
+        "nft",
+        "list",
+        "set",
+        "bridge",
+        "mcgate_usage",
+        "v4",
+    ]));
+    assert!(set.contains("size 4") && set.contains("\"p1\" . 239.1.1.1"), "{set}");
+    let again = view(&tb, 1, "239.1.1.2", 2);
+    assert!(wait_until(Duration::from_secs(5), || tb.memberships().is_empty()), "{}", tb.log());
+    let (records, _) = export(&tb, &["--since", &cursor.to_string()]);
+    let stop = (records.iter().find(|r| r["kind"] == "membership" && r["status"] == "stop"))
+        .unwrap_or_else(|| panic!("{records:?}"));
+    let counted = stop["output_packets"].as_u64().unwrap();
+    assert!(again > 300 && (again..=again + 10).contains(&counted), "host got {again}, counted {counted}");
+    assert_eq!(uncounted(&tb), Some(missed), "the overflow counter survives the restart");
+    for s in &mut streams {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
 }
 
 #[test]

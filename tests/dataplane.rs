@@ -33,7 +33,7 @@ fn ports_fdb_and_mdb_on_the_real_bridge() {
             .status()
             .unwrap();
         assert!(pre.success());
-        dp.setup_multicast("br0", &["p1", "p2"], &["up0"], 3, 4096).unwrap();
+        dp.setup_multicast("br0", &["p1", "p2"], &["up0"], 3, 4096, 65_536).unwrap();
         dp.mdb_add("br0", &at("p1"), ip("239.1.1.1"), None).unwrap();
         dp.mdb_add("br0", &at("p1"), ip("239.1.1.1"), None).unwrap(); // idempotent
         dp.mdb_add("br0", &at("p2"), ip("232.1.1.1"), Some(ip("192.0.2.254"))).unwrap();
@@ -103,7 +103,7 @@ fn usage_counters_count_what_each_port_was_sent() {
     let (g4, g6) = (ip("239.1.1.1"), ip("ff3e::8000:1"));
     in_netns(&tb.ns("sw"), || {
         let mut dp = LinuxBridge::new().unwrap();
-        dp.setup_multicast("br0", &["p1", "p2"], &["up0"], 0, 4096).unwrap();
+        dp.setup_multicast("br0", &["p1", "p2"], &["up0"], 0, 4096, 65_536).unwrap();
         dp.mdb_add("br0", &at("p1"), g4, None).unwrap();
         dp.mdb_add("br0", &at("p1"), g6, None).unwrap();
         assert_eq!(dp.usage("p1", g4).unwrap(), Some((0, 0)));
@@ -119,7 +119,7 @@ fn usage_counters_count_what_each_port_was_sent() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     in_netns(&tb.ns("sw"), || {
         let mut dp = LinuxBridge::new().unwrap();
-        dp.setup_multicast("br0", &["p1", "p2"], &["up0"], 0, 4096).unwrap();
+        dp.setup_multicast("br0", &["p1", "p2"], &["up0"], 0, 4096, 65_536).unwrap();
         assert_eq!(dp.usage("p1", g4).unwrap(), Some((200, 200 * 140)));
         assert_eq!(dp.usage("p1", g6).unwrap(), Some((200, 200 * 160)));
         // the neighbour's port was sent nothing
@@ -147,7 +147,7 @@ fn the_bridge_multicast_table_is_sized_to_what_mcgate_allows_and_put_back() {
     in_netns(&tb.ns("sw"), || {
         let mut dp = LinuxBridge::new().unwrap();
         let found = dp.found("br0", &["p1"]).unwrap();
-        dp.setup_multicast("br0", &["p1"], &["up0"], 0, 5000).unwrap();
+        dp.setup_multicast("br0", &["p1"], &["up0"], 0, 5000, 65_536).unwrap();
         assert_eq!(hash_max().as_deref(), Some("5000"));
         // the 4097th channel and more: the default table would refuse them (ENOSPC)
         for i in 0..4200u32 {
@@ -167,7 +167,7 @@ fn a_port_made_again_under_its_name_gets_its_entries_at_its_new_index() {
     in_netns(&tb.ns("sw"), || {
         let mut dp = LinuxBridge::new().unwrap();
         let found = dp.found("br0", &["p1"]).unwrap();
-        dp.setup_multicast("br0", &["p1"], &["up0"], 0, 5000).unwrap();
+        dp.setup_multicast("br0", &["p1"], &["up0"], 0, 5000, 65_536).unwrap();
         let g = |i: u8| IpAddr::from([239, 10, 0, i]);
         dp.mdb_add("br0", &at("p1"), g(1), None).unwrap();
         // the port goes and comes back under its name: a new interface index

@@ -132,6 +132,10 @@ pub struct Multicast {
     /// under the policy's limits; 0 for none.
     #[serde(default = "default_port_max_groups")]
     pub port_max_groups: u32,
+    /// How many (port, group) pairs the usage counters hold: each pair that carried
+    /// traffic within the last hour is one. Traffic beyond it is forwarded uncounted (and
+    /// counted as such). Default: [`Multicast::usage_pairs`].
+    pub usage_set_size: Option<u32>,
     /// Multicast VLAN registration (TR-101's N:1 multicast VLAN): the streams come in
     /// this VLAN, tagged on the uplinks, and reach the access ports untagged; the reports
     /// go upstream tagged in it. The bridge must have `vlan_filtering 1`.
@@ -152,6 +156,22 @@ pub struct Multicast {
 
 fn default_port_max_groups() -> u32 {
     256
+}
+
+/// The most (port, group) pairs the usage counters are sized for: the kernel allocates
+/// an element when traffic first reaches a pair, not before, and about 16 million of
+/// them would be gigabytes of kernel memory.
+pub const MAX_USAGE_SET_SIZE: u32 = 1 << 24;
+
+impl Multicast {
+    /// The usage counters' size: `usage_set_size`, or what `listings` access port
+    /// listings hold at once (`max_channels_per_port` each) four times over, for an hour
+    /// of zapping (an element lives an hour after its last packet), and at least 65 536.
+    pub fn usage_pairs(&self, listings: usize) -> u32 {
+        let held = listings.saturating_mul(self.bounds.channels_per_port).saturating_mul(4);
+        let size = self.usage_set_size.unwrap_or_else(|| u32::try_from(held).unwrap_or(u32::MAX).max(1 << 16));
+        size.min(MAX_USAGE_SET_SIZE)
+    }
 }
 
 fn default_vendor_id() -> u32 {
@@ -623,6 +643,10 @@ fn parse_settings(file: &str, text: &str) -> Result<Config, ConfigError> {
         return Err(err(text.find("eapol_version").unwrap_or(0), "eapol_version must be 1, 2 or 3".into()));
     }
     if let Some(m) = &config.multicast {
+        if m.usage_set_size.is_some_and(|n| !(1..=MAX_USAGE_SET_SIZE).contains(&n)) {
+            let why = format!("usage_set_size must be 1 to {MAX_USAGE_SET_SIZE}");
+            return Err(err(text.find("usage_set_size").unwrap_or(0), why));
+        }
         for u in &m.uplinks {
             if names.iter().any(|(n, _)| n == u.get_ref()) {
                 return Err(err(u.span().start, format!("{} is an access port; an uplink cannot be one", u.get_ref())));
@@ -768,6 +792,18 @@ name = "p2"
         let mc = "\n[multicast]\npolicies = \"p\"\nvlan = 4095\n";
         let e = parse_settings("t.toml", &format!("{GOOD}{mc}")).unwrap_err();
         assert_eq!((e.line, e.message.as_str()), (20, "4095 is no VLAN id (1 to 4094)"), "{e}");
+        // the usage counters' size: bounded, and by default from the bounds
+        for bad in ["0", "16777217"] {
+            let mc = format!("\n[multicast]\npolicies = \"p\"\nusage_set_size = {bad}\n");
+            let e = parse_settings("t.toml", &format!("{GOOD}{mc}")).unwrap_err();
+            assert_eq!((e.line, e.message.as_str()), (20, "usage_set_size must be 1 to 16777216"), "{e}");
+        }
+        let mc = "\n[multicast]\npolicies = \"p\"\n";
+        let m = parse_settings("t.toml", &format!("{GOOD}{mc}")).unwrap().multicast.unwrap();
+        assert_eq!((m.usage_pairs(2), m.usage_pairs(1000)), (65_536, 1000 * 256 * 4));
+        let mc = "\n[multicast]\npolicies = \"p\"\nusage_set_size = 8\n";
+        let m = parse_settings("t.toml", &format!("{GOOD}{mc}")).unwrap().multicast.unwrap();
+        assert_eq!(m.usage_pairs(1000), 8);
         // a port listed again for its hosts tagged in a VLAN; not twice the same way,
         // and never for the multicast VLAN
         let tagged = GOOD.replace("name = \"p2\"", "name = \"p1\"\nvlan = 20");

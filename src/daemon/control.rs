@@ -242,7 +242,7 @@ impl super::Daemon {
                 }
             }
             Request::Status => {
-                self.fold_capture_drops();
+                self.read_kernel_counters();
                 self.status()
             }
             // the connection's task hands it to the event loop as what it is

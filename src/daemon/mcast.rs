@@ -125,10 +125,12 @@ pub(super) fn set_up(
     // channels), and room for what the bridge keeps of its own and the uplinks'
     let entries = (access.len().saturating_mul(mc.bounds.channels_per_port)).saturating_add(BRIDGE_OWN_ENTRIES);
     let entries = u32::try_from(entries).unwrap_or(u32::MAX);
+    let usage_pairs = mc.usage_pairs(access.len());
     dataplane
-        .setup_multicast(&cfg.switch.bridge, &ports, &uplink_names, mc.port_max_groups, entries)
+        .setup_multicast(&cfg.switch.bridge, &ports, &uplink_names, mc.port_max_groups, entries, usage_pairs)
         .context("multicast set-up")?;
     info!(entries, "the bridge's multicast table holds at least this many entries (mcast_hash_max)");
+    info!(usage_pairs, "the usage counters hold this many (port, group) pairs that carried traffic in the last hour");
     // each multicast VLAN with the ports whose streams come in it
     let vids: std::collections::BTreeSet<u16> = access.iter().filter_map(|(_, v)| *v).collect();
     for vid in vids {

@@ -122,6 +122,13 @@ impl Daemon {
             "Frames the kernel dropped on the capture sockets.",
             self.io.capture_drops,
         );
+        t.one(
+            "usage_uncounted_packets_total",
+            "counter",
+            "Multicast packets forwarded to access ports that the usage counters had no room for (usage_set_size).",
+            self.io.usage_uncounted_packets,
+        );
+        t.one("usage_uncounted_octets_total", "counter", "Their octets.", self.io.usage_uncounted_octets);
 
         t.one(
             "vlan_assignments_refused_total",

@@ -81,6 +81,11 @@ struct IoStats {
     vlan_refused: u64,
     /// Ports moved to a RADIUS-assigned VLAN, or back.
     vlan_moves: u64,
+    /// Multicast forwarded to access ports that the usage counters had no room for
+    /// (`usage_set_size`): billed as nothing. The kernel's counter, since the table was
+    /// made.
+    usage_uncounted_packets: u64,
+    usage_uncounted_octets: u64,
 }
 
 /// An access port's hosts: its untagged ones, or those tagged with one VLAN (a port
@@ -551,5 +556,19 @@ impl Daemon {
     /// counted goes into ours before anything shows it.
     pub(super) fn fold_capture_drops(&mut self) {
         self.io.capture_drops += self.net.capture_drops();
+    }
+
+    /// The kernel's counters a status or a scrape shows: the capture drops, and what the
+    /// usage counters had no room for (read as it is: the kernel's counter only grows).
+    pub(super) fn read_kernel_counters(&mut self) {
+        self.fold_capture_drops();
+        match self.dataplane.usage_uncounted() {
+            Ok(Some((packets, octets))) => {
+                self.io.usage_uncounted_packets = packets;
+                self.io.usage_uncounted_octets = octets;
+            }
+            Ok(None) => {}
+            Err(e) => warn!("reading the usage counters' overflow counter: {e}"),
+        }
     }
 }

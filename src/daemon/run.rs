@@ -687,7 +687,7 @@ impl Gathered {
                 self.replies.push(reply);
             }
             Event::Metrics(reply) => {
-                d.fold_capture_drops();
+                d.read_kernel_counters();
                 let _ = reply.send(d.metrics());
             }
             Event::HandOver(formats, reply) => self.hand_over = Some((formats, reply)),

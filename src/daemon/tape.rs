@@ -415,8 +415,13 @@ impl Dataplane for RecordDataplane {
         uplinks: &[&str],
         max: u32,
         entries: u32,
+        usage_pairs: u32,
     ) -> Result<(), DpError> {
-        self.inner.setup_multicast(bridge, access, uplinks, max, entries)
+        self.inner.setup_multicast(bridge, access, uplinks, max, entries, usage_pairs)
+    }
+
+    fn usage_uncounted(&mut self) -> Result<Option<(u64, u64)>, DpError> {
+        self.inner.usage_uncounted()
     }
 
     fn setup_multicast_vlan(
@@ -615,7 +620,7 @@ impl Dataplane for Replayer {
         Err(DpError::Replayed("teardown is not replayed".into()))
     }
 
-    fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32, _: u32) -> Result<(), DpError> {
+    fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32, _: u32, _: u32) -> Result<(), DpError> {
         Err(DpError::Replayed("set-up is not replayed".into()))
     }
 

@@ -107,7 +107,7 @@ impl Dataplane for FakeKernel {
         Ok(())
     }
 
-    fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32, _: u32) -> Result<(), DpError> {
+    fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32, _: u32, _: u32) -> Result<(), DpError> {
         Ok(())
     }
 

@@ -34,7 +34,11 @@ pub(super) enum Writer {
     /// the batch is committed when it comes, if it says the batch was.
     Deferred,
     /// A thread of its own; results go to `done` (the run loop's).
-    Thread { jobs: Option<mpsc::Sender<Job>>, thread: Option<JoinHandle<()>> },
+    Thread {
+        jobs: Option<mpsc::Sender<Job>>,
+        thread: Option<JoinHandle<()>>,
+        done: tokio::sync::mpsc::UnboundedSender<Input>,
+    },
 }
 
 impl Default for Writer {
@@ -47,6 +51,7 @@ impl Writer {
     /// Starts the writer thread; its results go to `done`.
     pub fn thread(store: Arc<Store>, done: tokio::sync::mpsc::UnboundedSender<Input>) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
+        let results = done.clone();
         let thread = std::thread::Builder::new().name("journal".into()).spawn(move || {
             for Job { batch, reopen } in queue {
                 if reopen {
@@ -57,13 +62,13 @@ impl Writer {
                 let t0 = Instant::now();
                 let result = store.commit(&batch).map_err(|e| e.to_string());
                 let took = t0.elapsed().as_micros().try_into().unwrap_or(u64::MAX);
-                if done.send(Input::Committed { result, took }).is_err() {
+                if results.send(Input::Committed { result, took }).is_err() {
                     // the core is gone (a stop): nothing waits for this result
                     break;
                 }
             }
         })?;
-        Ok(Writer::Thread { jobs: Some(jobs), thread: Some(thread) })
+        Ok(Writer::Thread { jobs: Some(jobs), thread: Some(thread), done })
     }
 
     /// Takes `batch` to commit; its result comes as an input.
@@ -81,12 +86,13 @@ impl Writer {
                 *done = Some(Input::Committed { result, took });
             }
             Writer::Deferred => {}
-            Writer::Thread { jobs, .. } => {
+            Writer::Thread { jobs, done, .. } => {
                 let sent = jobs.as_ref().map(|j| j.send(Job { batch, reopen }));
                 if !matches!(sent, Some(Ok(()))) {
-                    // the thread ended (it panicked): the batch never commits, and the
-                    // core waits for it; a watchdog restarts the process
-                    error!("the journal writer is gone: nothing commits any more");
+                    // the thread ended (it panicked): every commit fails from now on,
+                    // and what needs one is refused (fail closed)
+                    let result = Err("the journal writer is gone".to_string());
+                    let _ = done.send(Input::Committed { result, took: 0 });
                 }
             }
         }
@@ -118,7 +124,7 @@ impl Drop for Writer {
     /// The thread ends after the batch it has (the store closes with it: a hand-over's
     /// next process opens it).
     fn drop(&mut self) {
-        if let Writer::Thread { jobs, thread } = self {
+        if let Writer::Thread { jobs, thread, .. } = self {
             jobs.take();
             if let Some(t) = thread.take() {
                 if t.join().is_err() {

@@ -156,22 +156,32 @@ fn nft_ruleset(access: &[&str], uplinks: &[&str]) -> String {
 
 /// Usage counters: what the bridge forwards to each access port, per group, counted in
 /// dynamic sets (`oifname . daddr` with a counter per element, refreshed by traffic and
-/// gone after an hour without). Its own table, kept across restarts (the counters of
-/// memberships that continue must go on); only its rule is rewritten.
-fn nft_usage(access: &[&str]) -> String {
+/// gone after an hour without) of `size` elements each. Its own table, kept across
+/// restarts (the counters of memberships that continue must go on); its rules are
+/// rewritten, and a set declared again with another size keeps its elements (checked on
+/// 6.18). A packet whose pair finds no room (a full set: the `update` fails and the rule
+/// ends there) is counted in the `uncounted` counter instead.
+fn nft_usage(access: &[&str], size: u32) -> String {
     let ports = access.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
+    let v4 = format!("oifname {{ {ports} }} ip daddr 224.0.0.0/4 ip daddr != 224.0.0.0/24");
+    let v6 = format!("oifname {{ {ports} }} ip6 daddr ff00::/8 ip6 daddr != ff02::/16");
     format!(
         "table bridge {USAGE_TABLE} {{\n\
-         \tset v4 {{ type ifname . ipv4_addr; flags dynamic,timeout; timeout 1h; counter; size 65536; }}\n\
-         \tset v6 {{ type ifname . ipv6_addr; flags dynamic,timeout; timeout 1h; counter; size 65536; }}\n\
+         \tcounter {UNCOUNTED} {{ }}\n\
+         \tset v4 {{ type ifname . ipv4_addr; flags dynamic,timeout; timeout 1h; counter; size {size}; }}\n\
+         \tset v6 {{ type ifname . ipv6_addr; flags dynamic,timeout; timeout 1h; counter; size {size}; }}\n\
          \tchain forward {{ type filter hook forward priority 10; policy accept; }}\n}}\n\
          flush chain bridge {USAGE_TABLE} forward\n\
-         add rule bridge {USAGE_TABLE} forward oifname {{ {ports} }} ip daddr 224.0.0.0/4 ip daddr != 224.0.0.0/24 update @v4 {{ oifname . ip daddr }}\n\
-         add rule bridge {USAGE_TABLE} forward oifname {{ {ports} }} ip6 daddr ff00::/8 ip6 daddr != ff02::/16 update @v6 {{ oifname . ip6 daddr }}\n"
+         add rule bridge {USAGE_TABLE} forward {v4} update @v4 {{ oifname . ip daddr }} accept\n\
+         add rule bridge {USAGE_TABLE} forward {v4} counter name \"{UNCOUNTED}\"\n\
+         add rule bridge {USAGE_TABLE} forward {v6} update @v6 {{ oifname . ip6 daddr }} accept\n\
+         add rule bridge {USAGE_TABLE} forward {v6} counter name \"{UNCOUNTED}\"\n"
     )
 }
 
 const USAGE_TABLE: &str = "mcgate_usage";
+/// The usage table's counter of what found no room in its sets.
+const UNCOUNTED: &str = "uncounted";
 /// NFPROTO_BRIDGE
 const FAMILY_BRIDGE: u8 = 7;
 
@@ -280,6 +290,7 @@ impl Dataplane for LinuxBridge {
         uplinks: &[&str],
         port_max_groups: u32,
         entries: u32,
+        usage_pairs: u32,
     ) -> Result<(), Error> {
         let b = Self::index(bridge)?;
         // a full table refuses the next entry (ENOSPC), whoever's it is
@@ -315,7 +326,7 @@ impl Dataplane for LinuxBridge {
             self.nl.set_port_flags(idx, &[(brport::MULTICAST_ROUTER, &[2])]).map_err(Self::at(port))?;
         }
         // one run, one transaction: a run of nft costs ~10 ms (a start's unread window)
-        nft(&(nft_ruleset(access, uplinks) + &nft_usage(access)))?;
+        nft(&(nft_ruleset(access, uplinks) + &nft_usage(access, usage_pairs)))?;
         self.nf = Some(Netlink::open_netfilter()?);
         // What the kernel snooped on access ports before the drop table existed is not
         // justified by any decision: it goes, as learned FDB entries do.
@@ -404,8 +415,14 @@ impl Dataplane for LinuxBridge {
                 "v6"
             }
         };
-        // no element: nothing was forwarded there (within the last hour)
+        // no element: nothing was forwarded there (within the last hour), or the set had
+        // no room for it (`uncounted` counts that)
         Ok(Some(nf.set_elem_counter(FAMILY_BRIDGE, USAGE_TABLE, set, &key).map_err(Self::at(port))?.unwrap_or((0, 0))))
+    }
+
+    fn usage_uncounted(&mut self) -> Result<Option<(u64, u64)>, Error> {
+        let Some(nf) = self.nf.as_mut() else { return Ok(None) };
+        nf.obj_counter(FAMILY_BRIDGE, USAGE_TABLE, UNCOUNTED).map_err(Self::at(USAGE_TABLE))
     }
 
     fn mdb_add(&mut self, bridge: &str, at: &PortVlan, group: IpAddr, source: Option<IpAddr>) -> Result<(), Error> {

@@ -184,6 +184,7 @@ pub trait Dataplane {
     /// `port_max_groups`: the kernel's own per-port group limit, a backstop under the
     /// policy's limits (0: none). `entries`: what the bridge's multicast table must hold
     /// (its `mcast_hash_max`, 4096 by default, is raised to it, never lowered).
+    /// `usage_pairs`: the (port, group) pairs the usage counters hold.
     fn setup_multicast(
         &mut self,
         bridge: &str,
@@ -191,6 +192,7 @@ pub trait Dataplane {
         uplinks: &[&str],
         port_max_groups: u32,
         entries: u32,
+        usage_pairs: u32,
     ) -> Result<(), Error>;
     /// Multicast VLAN registration: the streams of `access` ports come in VLAN `vid`
     /// (their MDB entries go there, each port an egress-untagged member of it while it
@@ -229,6 +231,12 @@ pub trait Dataplane {
     /// grows while traffic flows, and starts again from 0 after an hour without.
     /// `None`: this dataplane does not count.
     fn usage(&mut self, port: &str, group: IpAddr) -> Result<Option<(u64, u64)>, Error>;
+    /// (packets, bytes) forwarded to access ports uncounted because the usage counters
+    /// were full; `None`: this dataplane does not count. A counter of the kernel's, read
+    /// for the status and metrics (not recorded: it decides nothing).
+    fn usage_uncounted(&mut self) -> Result<Option<(u64, u64)>, Error> {
+        Ok(None)
+    }
 }
 
 /// Audit mode: decide and record, enforce nothing.
@@ -266,7 +274,7 @@ impl Dataplane for Audit {
     fn restore(&mut self, _: &str, _: &Found) -> Result<(), Error> {
         Ok(())
     }
-    fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32, _: u32) -> Result<(), Error> {
+    fn setup_multicast(&mut self, _: &str, _: &[&str], _: &[&str], _: u32, _: u32, _: u32) -> Result<(), Error> {
         Ok(())
     }
     fn teardown_multicast(&mut self, _: &str, _: &[u16], _: &Found) -> Result<(), Error> {

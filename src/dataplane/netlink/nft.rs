@@ -1,5 +1,6 @@
 //! nf_tables over netlink (NETLINK_NETFILTER): one set element's counter, for the usage
-//! counters of memberships (the rules themselves are written by `nft`).
+//! counters of memberships, and one named counter's (the rules themselves are written by
+//! `nft`).
 
 use super::*;
 
@@ -20,6 +21,29 @@ mod msg {
     pub const EXPR_DATA: u16 = 2;
     pub const COUNTER_BYTES: u16 = 1;
     pub const COUNTER_PACKETS: u16 = 2;
+    pub const MSG_NEWOBJ: u16 = 18;
+    pub const MSG_GETOBJ: u16 = 19;
+    pub const OBJ_TABLE: u16 = 1;
+    pub const OBJ_NAME: u16 = 2;
+    pub const OBJ_TYPE: u16 = 3;
+    pub const OBJ_DATA: u16 = 4;
+    pub const OBJECT_COUNTER: u32 = 1;
+}
+
+fn find(b: &[u8], want: u16) -> Option<&[u8]> {
+    attrs(b).find(|(t, _)| t & !NLA_F_NESTED == want).map(|(_, v)| v)
+}
+
+/// (packets, bytes) of a counter's data: PACKETS and BYTES, big-endian u64s.
+fn counter_of(data: &[u8]) -> Option<(u64, u64)> {
+    let u64_of = |want| Some(u64::from_be_bytes(find(data, want)?.get(..8)?.try_into().ok()?));
+    Some((u64_of(msg::COUNTER_PACKETS)?, u64_of(msg::COUNTER_BYTES)?))
+}
+
+/// The (packets, bytes) of a named counter in a NEWOBJ message's attributes (after the
+/// nfgenmsg): DATA → PACKETS, BYTES.
+pub(super) fn obj_counter(b: &[u8]) -> Option<(u64, u64)> {
+    counter_of(find(b, msg::OBJ_DATA)?)
 }
 
 /// The (packets, bytes) of the counter of the element in a NEWSETELEM message's
@@ -27,18 +51,13 @@ mod msg {
 /// (several) → NAME "counter", DATA → PACKETS, BYTES. nf_tables nests without
 /// NLA_F_NESTED, so the path is followed by type.
 pub(super) fn elem_counter(b: &[u8]) -> Option<(u64, u64)> {
-    fn find(b: &[u8], want: u16) -> Option<&[u8]> {
-        attrs(b).find(|(t, _)| t & !NLA_F_NESTED == want).map(|(_, v)| v)
-    }
     let elem = find(find(b, msg::SET_ELEM_LIST_ELEMENTS)?, msg::LIST_ELEM)?;
     let exprs: Vec<&[u8]> = match find(elem, msg::SET_ELEM_EXPR) {
         Some(one) => vec![one],
         None => attrs(find(elem, msg::SET_ELEM_EXPRESSIONS)?).map(|(_, v)| v).collect(),
     };
     let counter = exprs.into_iter().find(|e| find(e, msg::EXPR_NAME).is_some_and(|n| n.starts_with(b"counter\0")))?;
-    let data = find(counter, msg::EXPR_DATA)?;
-    let u64_of = |want| Some(u64::from_be_bytes(find(data, want)?.get(..8)?.try_into().ok()?));
-    Some((u64_of(msg::COUNTER_PACKETS)?, u64_of(msg::COUNTER_BYTES)?))
+    counter_of(find(counter, msg::EXPR_DATA)?)
 }
 
 impl Netlink {
@@ -74,6 +93,28 @@ impl Netlink {
         let got = self.exchange(ty, NLM_F_ACK, &body, |mty, payload| {
             if mty == (msg::SUBSYS << 8) | msg::MSG_NEWSETELEM {
                 found = payload.get(4..).and_then(elem_counter);
+            }
+        });
+        match got {
+            Err(Error::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+            Ok(()) => Ok(found),
+        }
+    }
+
+    /// The (packets, bytes) of a named counter (`counter NAME { }` in `table`); `None`
+    /// when the table has no such counter.
+    pub fn obj_counter(&mut self, family: u8, table: &str, name: &str) -> Result<Option<(u64, u64)>, Error> {
+        let cstr = |s: &str| [s.as_bytes(), &[0]].concat();
+        let mut body = vec![family, 0, 0, 0];
+        push_attr(&mut body, msg::OBJ_TABLE, &cstr(table));
+        push_attr(&mut body, msg::OBJ_NAME, &cstr(name));
+        push_attr(&mut body, msg::OBJ_TYPE, &msg::OBJECT_COUNTER.to_be_bytes());
+        let mut found = None;
+        let ty = (msg::SUBSYS << 8) | msg::MSG_GETOBJ;
+        let got = self.exchange(ty, NLM_F_ACK, &body, |mty, payload| {
+            if mty == (msg::SUBSYS << 8) | msg::MSG_NEWOBJ {
+                found = payload.get(4..).and_then(obj_counter);
             }
         });
         match got {
