@@ -221,8 +221,9 @@ impl Accounting {
         self.session_starts = session_starts;
     }
 
-    /// Whether everything the core did so far is durable: what must wait for that (a
-    /// CoA answer) waits until `durable` reaches the number this returns.
+    /// The number of the batch that makes everything the core did so far durable (the
+    /// current one, or the one at the writer): what must wait for that (a CoA answer)
+    /// waits until `durable` reaches it.
     pub(super) fn durable_at(&self) -> u64 {
         let pending = !self.batch.ops.is_empty() || !self.batch.records.is_empty() || !self.grants.is_empty();
         if pending {
@@ -484,24 +485,23 @@ impl Daemon {
 
     /// Hands the batch to the journal writer when it has none (one at a time, in
     /// order); its grants, admissions and new sessions wait with it for the result
-    /// (`acct_committed`). True when that made new work (an inline writer's result is
-    /// the step's next input, not work of this drain).
-    pub(super) fn acct_commit(&mut self, now: Instant) -> bool {
+    /// (`acct_committed`), which comes as an input.
+    pub(super) fn acct_commit(&mut self, now: Instant) {
         let a = &mut self.acct;
         if a.in_flight.is_some() {
-            return false;
+            return;
         }
         // Delivery marks alone wait for other writes (or the alive tick): a mark lost in
         // a crash only sends its record again, and the server knows it by its ids.
         let only_marks = a.batch.ops.is_empty() && a.batch.records.is_empty() && a.batch.alive.is_none();
         if a.grants.is_empty() && only_marks && a.batch.delivered.len() < MARKS_PER_COMMIT {
-            return false;
+            return;
         }
         if a.retry_commit_at.is_some_and(|t| t > now) {
             // meanwhile ports still open (their records wait here); joins are refused
             let grants = std::mem::take(&mut a.grants);
             self.carry_out(grants.into_iter());
-            return false;
+            return;
         }
         a.batch.deliver = a.delivery.is_some();
         a.batch.alive = Some(self.clock.unix);
@@ -517,7 +517,6 @@ impl Daemon {
         // redb wants a reopen after an I/O error (the disk was full)
         let reopen = a.retry_commit_at.is_some();
         self.writer.hand(&self.store, batch, reopen);
-        false
     }
 
     /// The writer's result for the batch it had: on success its records go to delivery
