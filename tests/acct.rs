@@ -228,6 +228,25 @@ fn zaps_become_exact_start_stop_pairs_in_radacct_and_the_export_round_trips() {
     let _ = stream.wait();
 }
 
+/// The membership Stops journaled after `cursor` as (group, packets counted), once there
+/// are `n` (a membership that ended has its Stop committed a moment later), and the
+/// export's cursor.
+fn stops_after(tb: &Testbed, cursor: u64, n: usize) -> (Vec<(String, u64)>, u64) {
+    let stops = |records: &[Value]| -> Vec<(String, u64)> {
+        (records.iter())
+            .filter(|r| r["kind"] == "membership" && r["status"] == "stop")
+            .map(|r| (r["group"].as_str().unwrap().to_string(), r["output_packets"].as_u64().unwrap()))
+            .collect()
+    };
+    let mut got = (vec![], cursor);
+    wait_until(Duration::from_secs(5), || {
+        let (records, next) = export(tb, &["--since", &cursor.to_string()]);
+        got = (stops(&records), next);
+        got.0.len() >= n
+    });
+    got
+}
+
 /// What host `host` receives of `group` in `seconds` (a view: join, receive, leave).
 fn view(tb: &Testbed, host: usize, group: &str, seconds: u32) -> u64 {
     let r = result(tb.mcast_py(&format!("h{host}"), &["recv", group, "--seconds", &seconds.to_string()]));
@@ -249,14 +268,10 @@ fn streams_beyond_the_usage_counters_room_are_counted_as_such_and_a_bigger_set_k
     assert!(wait_until(Duration::from_secs(5), || tb.memberships().is_empty()), "{}", tb.log());
     let missed = uncounted(&tb).unwrap();
     assert!((second..=second + 10).contains(&missed), "the host got {second}, {missed} uncounted");
-    let (records, cursor) = export(&tb, &[]);
-    let stops: Vec<(&str, u64)> = (records.iter())
-        .filter(|r| r["kind"] == "membership" && r["status"] == "stop")
-        .map(|r| (r["group"].as_str().unwrap(), r["output_packets"].as_u64().unwrap()))
-        .collect();
+    let (stops, cursor) = stops_after(&tb, 0, 2);
     assert_eq!(stops.len(), 2, "{stops:?}");
     assert!(stops[0].0 == "239.1.1.1" && (first..=first + 10).contains(&stops[0].1), "{first}: {stops:?}");
-    assert_eq!(stops[1], ("239.1.1.2", 0), "the known limit: no room, nothing billed");
+    assert_eq!(stops[1], ("239.1.1.2".into(), 0), "the known limit: no room, nothing billed");
 
     // a bigger set after a restart: the pair it held is kept (with its counter), the
     // second group is counted now, and what went uncounted before still shows
@@ -279,10 +294,8 @@ fn streams_beyond_the_usage_counters_room_are_counted_as_such_and_a_bigger_set_k
     assert!(set.contains("size 4") && set.contains("\"p1\" . 239.1.1.1"), "{set}");
     let again = view(&tb, 1, "239.1.1.2", 2);
     assert!(wait_until(Duration::from_secs(5), || tb.memberships().is_empty()), "{}", tb.log());
-    let (records, _) = export(&tb, &["--since", &cursor.to_string()]);
-    let stop = (records.iter().find(|r| r["kind"] == "membership" && r["status"] == "stop"))
-        .unwrap_or_else(|| panic!("{records:?}"));
-    let counted = stop["output_packets"].as_u64().unwrap();
+    let (stops, _) = stops_after(&tb, cursor, 1);
+    let counted = stops.first().unwrap_or_else(|| panic!("no Stop after {cursor}")).1;
     assert!(again > 300 && (again..=again + 10).contains(&counted), "host got {again}, counted {counted}");
     assert_eq!(uncounted(&tb), Some(missed), "the overflow counter survives the restart");
     for s in &mut streams {

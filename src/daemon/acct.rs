@@ -253,8 +253,13 @@ impl Accounting {
         self.retry_commit_at.is_none() && self.backlog() < self.max_backlog
     }
 
+    /// Records that await a server's acknowledgement: journaled, or still on their way
+    /// to the journal (in the batch, at the writer). Counting the second kind too, a
+    /// backlog of 0 after a logoff means its Stop is delivered, not merely not yet there.
     pub fn backlog(&self) -> usize {
-        self.delivery.as_ref().map_or(0, |d| d.sender.backlog())
+        let Some(d) = self.delivery.as_ref() else { return 0 };
+        let at_writer = self.in_flight.as_ref().map_or(0, |f| f.batch.records.len());
+        d.sender.backlog() + at_writer + self.batch.records.len()
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {

@@ -425,7 +425,8 @@ impl Daemon {
     }
 
     /// One step: `inputs` handled at `at`, then everything they ask for carried out
-    /// (one journal commit for all of them). The responses of control requests, in order.
+    /// (their changes one batch for the journal writer). The responses of control
+    /// requests, in order.
     pub(super) fn step(&mut self, at: Now, inputs: Vec<Input>) -> Vec<Response> {
         let mut responses = vec![];
         let mut inputs = inputs;

@@ -54,15 +54,7 @@ impl Writer {
         let results = done.clone();
         let thread = std::thread::Builder::new().name("journal".into()).spawn(move || {
             for Job { batch, reopen } in queue {
-                if reopen {
-                    if let Err(e) = store.reopen() {
-                        error!("reopening the database: {e}");
-                    }
-                }
-                let t0 = Instant::now();
-                let result = store.commit(&batch).map_err(|e| e.to_string());
-                let took = t0.elapsed().as_micros().try_into().unwrap_or(u64::MAX);
-                if results.send(Input::Committed { result, took }).is_err() {
+                if results.send(commit(&store, &batch, reopen)).is_err() {
                     // the core is gone (a stop): nothing waits for this result
                     break;
                 }
@@ -74,17 +66,7 @@ impl Writer {
     /// Takes `batch` to commit; its result comes as an input.
     pub fn hand(&mut self, store: &Store, batch: Arc<Batch>, reopen: bool) {
         match self {
-            Writer::Inline { done } => {
-                if reopen {
-                    if let Err(e) = store.reopen() {
-                        error!("reopening the database: {e}");
-                    }
-                }
-                let t0 = Instant::now();
-                let result = store.commit(&batch).map_err(|e| e.to_string());
-                let took = t0.elapsed().as_micros().try_into().unwrap_or(u64::MAX);
-                *done = Some(Input::Committed { result, took });
-            }
+            Writer::Inline { done } => *done = Some(commit(store, &batch, reopen)),
             Writer::Deferred => {}
             Writer::Thread { jobs, done, .. } => {
                 let sent = jobs.as_ref().map(|j| j.send(Job { batch, reopen }));
@@ -118,6 +100,20 @@ impl Writer {
             made => Err(format!("a commit recorded as {recorded:?} made {made:?} in the replay")),
         }
     }
+}
+
+/// Commits `batch` (after opening the database again, `reopen`), timed: the result as the
+/// core's input.
+fn commit(store: &Store, batch: &Batch, reopen: bool) -> Input {
+    if reopen {
+        if let Err(e) = store.reopen() {
+            error!("reopening the database: {e}");
+        }
+    }
+    let t0 = Instant::now();
+    let result = store.commit(batch).map_err(|e| e.to_string());
+    let took = t0.elapsed().as_micros().try_into().unwrap_or(u64::MAX);
+    Input::Committed { result, took }
 }
 
 impl Drop for Writer {
