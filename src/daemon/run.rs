@@ -519,6 +519,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
             if in_store {
                 // systemd may start the next process on these sockets: what they read
                 // is handled, and the state goes to the store with the read positions
+                settle(&mut d, &mut queues.committed, epoch).await;
                 let limiters = last_step(&mut d, readers, &mut rx, &mut queues, &mut next, epoch).await;
                 let package = d.last_package(handing.each().into_iter().map(|(kind, _)| kind).collect(), limiters);
                 if let Some(m) = marks.as_mut() {
@@ -559,6 +560,10 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
                     continue;
                 }
             };
+            // the batch at the writer first, while the readers still read (what they read
+            // waits for the last step): the sockets then go unread for one commit, the
+            // last step's, not for two in a row
+            settle(&mut d, &mut queues.committed, epoch).await;
             info!("a new process takes over: stopping the readers");
             notifier.status("handing over to a new process");
             let limiters = last_step(&mut d, readers, &mut rx, &mut queues, &mut next, epoch).await;
