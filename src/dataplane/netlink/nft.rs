@@ -88,18 +88,7 @@ impl Netlink {
         push_attr(&mut body, msg::SET_ELEM_LIST_TABLE, &cstr(table));
         push_attr(&mut body, msg::SET_ELEM_LIST_SET, &cstr(set));
         push_attr(&mut body, msg::SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, &list);
-        let mut found = None;
-        let ty = (msg::SUBSYS << 8) | msg::MSG_GETSETELEM;
-        let got = self.exchange(ty, NLM_F_ACK, &body, |mty, payload| {
-            if mty == (msg::SUBSYS << 8) | msg::MSG_NEWSETELEM {
-                found = payload.get(4..).and_then(elem_counter);
-            }
-        });
-        match got {
-            Err(Error::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-            Err(e) => Err(e),
-            Ok(()) => Ok(found),
-        }
+        self.get_one((msg::MSG_GETSETELEM, msg::MSG_NEWSETELEM), &body, elem_counter)
     }
 
     /// The (packets, bytes) of a named counter (`counter NAME { }` in `table`); `None`
@@ -110,11 +99,21 @@ impl Netlink {
         push_attr(&mut body, msg::OBJ_TABLE, &cstr(table));
         push_attr(&mut body, msg::OBJ_NAME, &cstr(name));
         push_attr(&mut body, msg::OBJ_TYPE, &msg::OBJECT_COUNTER.to_be_bytes());
+        self.get_one((msg::MSG_GETOBJ, msg::MSG_NEWOBJ), &body, obj_counter)
+    }
+
+    /// One nf_tables GET request (`get`) answered by one `new` message, read by `read`
+    /// (its attributes, after the nfgenmsg); `None` when the kernel has no such thing.
+    fn get_one<T>(
+        &mut self,
+        (get, new): (u16, u16),
+        body: &[u8],
+        read: fn(&[u8]) -> Option<T>,
+    ) -> Result<Option<T>, Error> {
         let mut found = None;
-        let ty = (msg::SUBSYS << 8) | msg::MSG_GETOBJ;
-        let got = self.exchange(ty, NLM_F_ACK, &body, |mty, payload| {
-            if mty == (msg::SUBSYS << 8) | msg::MSG_NEWOBJ {
-                found = payload.get(4..).and_then(obj_counter);
+        let got = self.exchange((msg::SUBSYS << 8) | get, NLM_F_ACK, body, |mty, payload| {
+            if mty == (msg::SUBSYS << 8) | new {
+                found = payload.get(4..).and_then(read);
             }
         });
         match got {
