@@ -122,10 +122,10 @@ const MARKS_PER_COMMIT: usize = 4096;
 const COMMIT_RETRY: Duration = Duration::from_secs(1);
 
 impl Accounting {
-    /// Delivery marks waiting for a commit.
-    pub(super) fn unstored_marks(&self) -> Vec<u64> {
+    /// Delivery marks waiting for a commit (at the writer, then in the batch).
+    pub(super) fn unstored_marks(&self) -> impl Iterator<Item = u64> + Clone + '_ {
         let at_writer = self.in_flight.iter().flat_map(|f| &f.batch.delivered);
-        at_writer.chain(&self.batch.delivered).copied().collect()
+        at_writer.chain(&self.batch.delivered).copied()
     }
 
     /// Records another process saw acknowledged but had not stored as such (it died):

@@ -185,17 +185,19 @@ impl Marks {
         }
     }
 
-    /// Rewrites the file when `marks` differ from what it holds.
-    pub fn write(&mut self, marks: &[u64]) {
+    /// Rewrites the file when `marks` differ from what it holds (compared without a copy:
+    /// this runs after every step).
+    pub fn write(&mut self, marks: impl Iterator<Item = u64> + Clone) {
         use std::os::unix::fs::FileExt as _;
-        if marks == self.written.as_slice() {
+        if marks.clone().eq(self.written.iter().copied()) {
             return;
         }
+        let marks: Vec<u64> = marks.collect();
         // over the old content, then cut: a crash half-way leaves what does not parse
         // (read as none), never other records' marks
-        let bytes = serde_json::to_vec(marks).unwrap_or_default();
+        let bytes = serde_json::to_vec(&marks).unwrap_or_default();
         match self.file.write_all_at(&bytes, 0).and_then(|()| self.file.set_len(bytes.len() as u64)) {
-            Ok(()) => self.written = marks.to_vec(),
+            Ok(()) => self.written = marks,
             Err(e) => warn!("writing the delivery marks to systemd's store: {e}"),
         }
     }

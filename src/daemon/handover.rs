@@ -451,7 +451,7 @@ impl Daemon {
             // per-join questions only with the tracker, whose waiters they answer
             radius: self.radius.snapshot(|t| !unstored_only || matches!(t, RadiusFor::Auth(_))),
             accounting: self.acct.delivery.as_ref().map(|d| d.client.snapshot(|_| true)),
-            delivered: self.acct.unstored_marks(),
+            delivered: self.acct.unstored_marks().collect(),
             tracker: self.mcast.as_ref().filter(|_| !unstored_only).map(|m| m.tracker.snapshot()),
             das: self.das.as_ref().filter(|_| !unstored_only).map(das::Das::snapshot),
             limiters: vec![],

@@ -484,7 +484,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         let changed = follower.is_some() && next.inputs.iter().any(follows);
         let responses = d.step(input::now(epoch), std::mem::take(&mut next.inputs));
         if let Some(m) = marks.as_mut() {
-            m.write(&d.acct.unstored_marks());
+            m.write(d.acct.unstored_marks());
         }
         if let Some(f) = follower.as_ref() {
             if f.receiver_count() == 0 {
@@ -523,7 +523,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
                 let limiters = last_step(&mut d, readers, &mut rx, &mut queues, &mut next, epoch).await;
                 let package = d.last_package(handing.each().into_iter().map(|(kind, _)| kind).collect(), limiters);
                 if let Some(m) = marks.as_mut() {
-                    m.write(&d.acct.unstored_marks());
+                    m.write(d.acct.unstored_marks());
                 }
                 match fdstore::leave(&package) {
                     Ok(()) => info!("the state is in systemd's descriptor store with the sockets"),

@@ -30,6 +30,11 @@ mod msg {
     pub const OBJECT_COUNTER: u32 = 1;
 }
 
+/// A name as nf_tables takes it: NUL-terminated.
+fn cstr(s: &str) -> Vec<u8> {
+    [s.as_bytes(), &[0]].concat()
+}
+
 fn find(b: &[u8], want: u16) -> Option<&[u8]> {
     attrs(b).find(|(t, _)| t & !NLA_F_NESTED == want).map(|(_, v)| v)
 }
@@ -76,42 +81,43 @@ impl Netlink {
         set: &str,
         key: &[u8],
     ) -> Result<Option<(u64, u64)>, Error> {
-        let cstr = |s: &str| [s.as_bytes(), &[0]].concat();
         let mut value = Vec::new();
         push_attr(&mut value, msg::DATA_VALUE, key);
         let mut elem = Vec::new();
         push_attr(&mut elem, msg::SET_ELEM_KEY | NLA_F_NESTED, &value);
         let mut list = Vec::new();
         push_attr(&mut list, msg::LIST_ELEM | NLA_F_NESTED, &elem);
-        // struct nfgenmsg { family, version, res_id (be16) }
-        let mut body = vec![family, 0, 0, 0];
-        push_attr(&mut body, msg::SET_ELEM_LIST_TABLE, &cstr(table));
-        push_attr(&mut body, msg::SET_ELEM_LIST_SET, &cstr(set));
-        push_attr(&mut body, msg::SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, &list);
-        self.get_one((msg::MSG_GETSETELEM, msg::MSG_NEWSETELEM), &body, elem_counter)
+        let mut attrs = Vec::new();
+        push_attr(&mut attrs, msg::SET_ELEM_LIST_TABLE, &cstr(table));
+        push_attr(&mut attrs, msg::SET_ELEM_LIST_SET, &cstr(set));
+        push_attr(&mut attrs, msg::SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, &list);
+        self.get_one(family, (msg::MSG_GETSETELEM, msg::MSG_NEWSETELEM), &attrs, elem_counter)
     }
 
     /// The (packets, bytes) of a named counter (`counter NAME { }` in `table`); `None`
     /// when the table has no such counter.
     pub fn obj_counter(&mut self, family: u8, table: &str, name: &str) -> Result<Option<(u64, u64)>, Error> {
-        let cstr = |s: &str| [s.as_bytes(), &[0]].concat();
-        let mut body = vec![family, 0, 0, 0];
-        push_attr(&mut body, msg::OBJ_TABLE, &cstr(table));
-        push_attr(&mut body, msg::OBJ_NAME, &cstr(name));
-        push_attr(&mut body, msg::OBJ_TYPE, &msg::OBJECT_COUNTER.to_be_bytes());
-        self.get_one((msg::MSG_GETOBJ, msg::MSG_NEWOBJ), &body, obj_counter)
+        let mut attrs = Vec::new();
+        push_attr(&mut attrs, msg::OBJ_TABLE, &cstr(table));
+        push_attr(&mut attrs, msg::OBJ_NAME, &cstr(name));
+        push_attr(&mut attrs, msg::OBJ_TYPE, &msg::OBJECT_COUNTER.to_be_bytes());
+        self.get_one(family, (msg::MSG_GETOBJ, msg::MSG_NEWOBJ), &attrs, obj_counter)
     }
 
-    /// One nf_tables GET request (`get`) answered by one `new` message, read by `read`
-    /// (its attributes, after the nfgenmsg); `None` when the kernel has no such thing.
+    /// One nf_tables GET request (`get`, for `family`, with `attrs`) answered by one `new`
+    /// message, read by `read` (its attributes, after the nfgenmsg); `None` when the
+    /// kernel has no such thing.
     fn get_one<T>(
         &mut self,
+        family: u8,
         (get, new): (u16, u16),
-        body: &[u8],
+        attrs: &[u8],
         read: fn(&[u8]) -> Option<T>,
     ) -> Result<Option<T>, Error> {
+        // struct nfgenmsg { family, version, res_id (be16) }
+        let body = [&[family, 0, 0, 0], attrs].concat();
         let mut found = None;
-        let got = self.exchange((msg::SUBSYS << 8) | get, NLM_F_ACK, body, |mty, payload| {
+        let got = self.exchange((msg::SUBSYS << 8) | get, NLM_F_ACK, &body, |mty, payload| {
             if mty == (msg::SUBSYS << 8) | new {
                 found = payload.get(4..).and_then(read);
             }
