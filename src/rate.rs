@@ -34,6 +34,11 @@ impl Bucket {
             false
         }
     }
+
+    /// How long after the last `take` until one token is there, at `rate` per second.
+    pub fn ready_in(&self, rate: f64) -> Duration {
+        Duration::from_secs_f64(((1.0 - self.tokens) / rate).clamp(0.0, 1e9))
+    }
 }
 
 pub struct LogLimit<K> {

@@ -262,6 +262,79 @@ fn logoff_closes_the_port_and_a_new_login_is_immediate() {
     assert!(wait_until(Duration::from_secs(5), || tb.ping(1)));
 }
 
+/// The `CTRL-EVENT-EAP-STARTED` lines of host `i`'s wpa_supplicant log (`-t`: unix time
+/// first) at or after `since`.
+fn eap_started(tb: &Testbed, host: usize, since: f64) -> usize {
+    let log = std::fs::read_to_string(tb.dir.join(format!("h{host}/wpa.log"))).unwrap_or_default();
+    (log.lines())
+        .filter(|l| l.contains("CTRL-EVENT-EAP-STARTED"))
+        .filter_map(|l| l.split(':').next()?.parse::<f64>().ok())
+        .filter(|t| *t >= since)
+        .count()
+}
+
+#[test]
+fn a_supplicant_slower_than_the_idle_ports_requests_begins_one_conversation() {
+    // An idle port is asked for identities every 100 ms. A supplicant whose answer
+    // mcgate has not read when the next request falls due (a slow host; mcgate busy, or
+    // between two processes at a hand-over) gets that request too: with an identifier
+    // of its own, the supplicant took it for a new conversation and began its EAP
+    // again; the same identifier is a retransmission, answered again. Here the
+    // supplicant is held still for 350 ms right after it logs on, so three or four
+    // requests wait for it. (A short restart hold-off: six logons in a few seconds are
+    // more conversations than the default allows; see the next test.)
+    let mut tb = Testbed::new("ec", 1);
+    tb.radius(1812);
+    tb.config(&[("p1", "dot1x")], &[SERVER], &format!("{FAST}\nrestart_holdoff = \"100ms\""), "");
+    tb.start_mcgate();
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    assert!(authorized(&tb, "p1"), "{}", tb.log());
+    let pid = std::fs::read_to_string(tb.dir.join("h1/wpa.pid")).unwrap().trim().to_string();
+    let mut begun = vec![];
+    for _ in 0..6 {
+        tb.wpa_cli(1, &["logoff"]);
+        assert!(wait_until(Duration::from_secs(5), || tb.sessions().is_empty()), "{}", tb.log());
+        let t0 = common::unix_now();
+        tb.wpa_cli(1, &["logon"]);
+        common::run(Command::new("kill").args(["-STOP", &pid]));
+        std::thread::sleep(Duration::from_millis(350));
+        common::run(Command::new("kill").args(["-CONT", &pid]));
+        assert!(authorized(&tb, "p1"), "{}", tb.log());
+        begun.push(eap_started(&tb, 1, t0));
+    }
+    println!("EAP conversations begun per logon: {begun:?}");
+    assert!(begun.iter().all(|n| *n == 1), "{begun:?}\n{}", tb.log());
+}
+
+#[test]
+fn a_host_logging_on_more_often_than_the_hold_off_allows_waits_once_and_is_asked_once() {
+    // Three conversations at once, then one per restart_holdoff (5 s). A held-off host
+    // is held until it may begin again: its port is not idle meanwhile, so the group
+    // requests that go to idle ports every 100 ms do not make its supplicant begin
+    // again and again (before: 30 to 50 EAP conversations begun in one such logon).
+    let mut tb = Testbed::new("eh", 1);
+    tb.radius(1812);
+    tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
+    tb.start_mcgate();
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    assert!(authorized(&tb, "p1"), "{}", tb.log());
+    let mut logons = vec![];
+    for _ in 0..4 {
+        tb.wpa_cli(1, &["logoff"]);
+        assert!(wait_until(Duration::from_secs(5), || tb.sessions().is_empty()), "{}", tb.log());
+        let t0 = common::unix_now();
+        tb.wpa_cli(1, &["logon"]);
+        assert!(authorized(&tb, "p1"), "{}", tb.log());
+        logons.push(((common::unix_now() - t0) * 1e3, eap_started(&tb, 1, t0)));
+    }
+    println!("logons (ms, EAP conversations begun): {logons:?}");
+    let held = tb.status().unwrap()["authenticator"]["identity_held_off"].as_u64().unwrap();
+    // the first login and two logons at once; the last waits for the hold-off
+    assert!(held >= 1, "{logons:?}");
+    assert!(logons[..2].iter().all(|(ms, n)| *ms < 1000.0 && *n == 1), "{logons:?}");
+    assert!(logons.iter().all(|(ms, n)| *ms < 7000.0 && *n <= 2), "{logons:?}\n{}", tb.log());
+}
+
 #[test]
 fn mab_admits_a_known_mac_and_not_an_unknown_one() {
     let mut tb = Testbed::new("mb", 3);

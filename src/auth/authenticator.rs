@@ -148,11 +148,15 @@ const FAST_REQUEST_FIRST: Duration = Duration::from_millis(50);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 enum State {
-    /// CONNECTING: Request/Identity sent, waiting for Response/Identity.
+    /// CONNECTING: Request/Identity sent, waiting for Response/Identity. Its
+    /// retransmissions keep the identifier (RFC 3748 4.1): a supplicant that answered
+    /// already answers again rather than beginning anew.
     Connecting {
         #[serde(with = "crate::mono")]
         deadline: Instant,
         retrans: u32,
+        #[serde(default)]
+        eap_id: u8,
     },
     /// AUTHENTICATING, backend RESPONSE: the supplicant's EAP is with the server.
     /// `eap_type`: the method of the server's last request (0 before one).
@@ -220,6 +224,9 @@ struct Port {
     fast_requests: u32,
     /// The next Request/Identity to a new MAC may go then (at most one per `idle_period`).
     next_mac_request: Option<Instant>,
+    /// The last Request/Identity to hosts the port did not know (the group address or
+    /// a new MAC): its identifier and when (see `ask_unknown`).
+    asked: Option<(u8, Instant)>,
     hosts: HashMap<MacAddr, Supplicant>,
     /// The port's earliest timer (`Port::deadline`), kept so that `poll_timeout` and
     /// `handle_timeout` look at the ports, not at every host of the switch, on each
@@ -277,6 +284,10 @@ struct PortSnapshot {
     fast_requests: u32,
     #[serde(with = "crate::mono::option")]
     next_mac_request: Option<Instant>,
+    #[serde(default)]
+    asked_id: u8,
+    #[serde(default, with = "crate::mono::option")]
+    asked_at: Option<Instant>,
     hosts: Vec<(MacAddr, Supplicant)>,
 }
 
@@ -335,6 +346,7 @@ impl Authenticator {
                     next_group_request: None,
                     fast_requests: 0,
                     next_mac_request: None,
+                    asked: None,
                     hosts: HashMap::default(),
                     next: None,
                     stale: true,
@@ -362,6 +374,8 @@ impl Authenticator {
                     next_group_request: p.next_group_request,
                     fast_requests: p.fast_requests,
                     next_mac_request: p.next_mac_request,
+                    asked_id: p.asked.map_or(0, |a| a.0),
+                    asked_at: p.asked.map(|a| a.1),
                     hosts: (p.hosts.iter())
                         .filter(|(_, s)| !unstored_only || s.unstored())
                         .map(|(m, s)| (*m, s.clone()))
@@ -386,6 +400,7 @@ impl Authenticator {
             p.next_group_request = s.next_group_request;
             p.fast_requests = s.fast_requests;
             p.next_mac_request = s.next_mac_request;
+            p.asked = s.asked_at.map(|at| (s.asked_id, at));
             p.hosts.extend(s.hosts);
             p.stale = true;
         }
@@ -480,9 +495,14 @@ impl Authenticator {
         match repr.packet_type {
             eapol::PacketType::Start => {
                 self.stats.eapol_start += 1;
-                if self.admit_host(port, src) {
-                    self.send_identity_request(now, port, src);
+                if !self.admit_host(port, src) {
+                    return;
                 }
+                // A Start from a host the port does not know may have crossed the
+                // port's request to such hosts: the answer is that request again (see
+                // `ask_unknown`).
+                let again = self.asked_again(now, port).filter(|_| !self.ports[port].hosts.contains_key(&src));
+                self.send_identity_request(now, port, src, again);
             }
             eapol::PacketType::Logoff => {
                 self.stats.eapol_logoff += 1;
@@ -556,8 +576,14 @@ impl Authenticator {
             };
             // Each conversation is one on the server too: a host gets a few, then one
             // per hold-off; the one it has goes on.
-            if !self.may_restart(now, port, src) {
+            if let Err(wait) = self.may_restart(now, port, src) {
                 self.stats.identity_held_off += 1;
+                // A host without a conversation is held until it may have one: its port
+                // is not idle meanwhile, so no group request makes it begin again every
+                // `idle_period` only to be held off again; then it is asked.
+                if !self.ports[port].hosts.contains_key(&src) {
+                    self.host_entry(port, src).state = State::Held { until: now + wait, after: Method::Dot1x };
+                }
                 if self.log_limit.allow(now, (port, src)) {
                     warn!(
                         port = self.port_name(port),
@@ -594,11 +620,12 @@ impl Authenticator {
         }
     }
 
-    /// Whether the host may start another EAP conversation now (and takes it). A host
+    /// Whether the host may start another EAP conversation now (and takes it), or how
+    /// long until it may. A host
     /// whose allowance is whole again is as good as forgotten, so those go when the map
     /// outgrows every port's host limit; what stays are hosts admitted within the last
     /// `RESTART_BURST × restart_holdoff`, bounded by the EAPOL rate limit.
-    fn may_restart(&mut self, now: Instant, port: PortId, mac: MacAddr) -> bool {
+    fn may_restart(&mut self, now: Instant, port: PortId, mac: MacAddr) -> Result<(), Duration> {
         let burst = crate::auth::RESTART_BURST;
         let rate = 1.0 / self.config.restart_holdoff.as_secs_f64().max(1e-3);
         let whole = |b: &mut Bucket| {
@@ -609,7 +636,12 @@ impl Authenticator {
         if self.restarts.len() >= bound && !self.restarts.contains_key(&(port, mac)) {
             self.restarts.retain(|_, b| !whole(b));
         }
-        self.restarts.entry((port, mac)).or_insert_with(|| Bucket::new(now, burst)).take(now, rate, burst)
+        let bucket = self.restarts.entry((port, mac)).or_insert_with(|| Bucket::new(now, burst));
+        if bucket.take(now, rate, burst) {
+            Ok(())
+        } else {
+            Err(bucket.ready_in(rate))
+        }
     }
 
     fn host_state(&self, port: PortId, mac: MacAddr) -> Option<&State> {
@@ -635,7 +667,7 @@ impl Authenticator {
         if mode.uses_dot1x() && p.up && p.next_mac_request.is_none_or(|t| t <= now) {
             p.next_mac_request = Some(now + self.config.idle_period);
             self.stats.new_mac_requests += 1;
-            self.tx_identity_request(port, mac);
+            self.ask_unknown(now, port, mac);
         }
         if !mode.uses_mab() {
             return;
@@ -709,19 +741,44 @@ impl Authenticator {
         token
     }
 
-    fn send_identity_request(&mut self, now: Instant, port: PortId, mac: MacAddr) {
+    /// A Request/Identity to the host, with a new identifier or `again` (see `on_eapol`).
+    fn send_identity_request(&mut self, now: Instant, port: PortId, mac: MacAddr, again: Option<u8>) {
         self.cancel_pending(port, mac);
-        self.tx_identity_request(port, mac);
+        let eap_id = self.tx_identity_request(port, mac, again);
         let deadline = now + self.config.tx_period;
-        self.host_entry(port, mac).state = State::Connecting { deadline, retrans: 0 };
+        self.host_entry(port, mac).state = State::Connecting { deadline, retrans: 0, eap_id };
     }
 
-    fn tx_identity_request(&mut self, port: PortId, dst: MacAddr) {
+    /// A Request/Identity to hosts the port does not know: the group address (an idle
+    /// port asks every `idle_period`) or a new MAC. While the port goes on asking, each
+    /// within `tx_period` of the last, the identifier stays: each request is the first
+    /// one again (RFC 3748 4.1). A supplicant that answered, and whose answer mcgate had
+    /// not read when the next request fell due (busy, or between two processes at a
+    /// hand-over), takes the next one for a retransmission and answers again; with an
+    /// identifier of its own it would begin its EAP conversation a second time.
+    fn ask_unknown(&mut self, now: Instant, port: PortId, dst: MacAddr) {
+        let again = self.asked_again(now, port);
+        let id = self.tx_identity_request(port, dst, again);
+        self.ports[port].asked = Some((id, now));
+    }
+
+    /// The identifier of the port's last request to hosts it did not know, if that went
+    /// out within `tx_period`.
+    fn asked_again(&self, now: Instant, port: PortId) -> Option<u8> {
+        let asked = self.ports[port].asked;
+        asked.filter(|(_, at)| now.saturating_duration_since(*at) < self.config.tx_period).map(|(id, _)| id)
+    }
+
+    /// Sends a Request/Identity with identifier `again`, or a new one; returns it.
+    fn tx_identity_request(&mut self, port: PortId, dst: MacAddr, again: Option<u8>) -> u8 {
         let p = &mut self.ports[port];
-        let id = p.next_eap_id;
-        p.next_eap_id = p.next_eap_id.wrapping_add(1);
+        let id = again.unwrap_or(p.next_eap_id);
+        if again.is_none() {
+            p.next_eap_id = p.next_eap_id.wrapping_add(1);
+        }
         let eap = eap::Repr { code: eap::Code::Request, identifier: id, method: Some(eap::Method::Identity(b"")) };
         self.tx_eap(port, dst, &eap.to_vec());
+        id
     }
 
     fn tx_eap(&mut self, port: PortId, dst: MacAddr, eap: &[u8]) {
@@ -983,7 +1040,7 @@ impl Authenticator {
                         None => self.next_idle_tick(now),
                     };
                     self.ports[port].next_group_request = Some(next);
-                    self.tx_identity_request(port, MacAddr::PAE_GROUP);
+                    self.ask_unknown(now, port, MacAddr::PAE_GROUP);
                 }
             } else {
                 p.next_group_request = None;
@@ -1017,7 +1074,7 @@ impl Authenticator {
             self.disconnect(now, port, mac, EndCause::SessionTimeout);
             // The host may authenticate again at once.
             match method {
-                Some(Method::Dot1x) => self.send_identity_request(now, port, mac),
+                Some(Method::Dot1x) => self.send_identity_request(now, port, mac, None),
                 Some(Method::Mab) => self.outputs.push_back(Output::ForgetLocked { port, mac }),
                 None => {}
             }
@@ -1028,16 +1085,17 @@ impl Authenticator {
             self.stats.reauthentications += 1;
             match s.session.as_ref().map(|s| s.method) {
                 Some(Method::Mab) => self.send_mab_request(port, mac),
-                _ => self.send_identity_request(now, port, mac),
+                _ => self.send_identity_request(now, port, mac, None),
             }
             return;
         }
         match &mut s.state {
-            State::Connecting { deadline, retrans } => {
+            State::Connecting { deadline, retrans, eap_id } => {
                 if *retrans < max_retrans {
                     *retrans += 1;
                     *deadline = now + self.config.tx_period;
-                    self.tx_identity_request(port, mac);
+                    let again = Some(*eap_id);
+                    self.tx_identity_request(port, mac, again);
                 } else if s.session.is_some() {
                     self.stats.supplicant_timeouts += 1;
                     self.disconnect(now, port, mac, EndCause::ReauthFailure);
@@ -1166,11 +1224,14 @@ mod tests {
                 break;
             }
             a.handle_timeout(t);
-            for (dst, code) in tx_eap_codes(&outputs(&mut a)) {
-                assert_eq!((dst, code), (MacAddr::PAE_GROUP, 1));
-                sent.push((t - t0).as_millis());
+            for (dst, id) in identity_requests(&outputs(&mut a)) {
+                assert_eq!(dst, MacAddr::PAE_GROUP);
+                sent.push(((t - t0).as_millis(), id));
             }
         }
+        // each request the first one again, by its identifier (see `ask_unknown`)
+        assert!(sent.iter().all(|(_, id)| *id == sent[0].1), "{sent:?}");
+        let sent: Vec<u128> = sent.into_iter().map(|(t, _)| t).collect();
         // the fast schedule after link-up (+0, +50 ms, doubling), then every idle_period
         // (100 ms by default) on a grid common to all ports, whose origin is the first tick
         // asked for (at 50 ms, the doubled wait being no shorter than the period)
@@ -1199,6 +1260,79 @@ mod tests {
         a.handle_input(t0 + Config::default().idle_period, Input::UnknownMac { port: 0, mac: later });
         assert_eq!(tx_eap_codes(&outputs(&mut a)), vec![(later, 1)]);
         assert_eq!(a.stats.new_mac_requests, 2);
+    }
+
+    /// The identifier of each Request/Identity sent, with its destination.
+    fn identity_requests(out: &[Output]) -> Vec<(MacAddr, u8)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::TxEapol { dst, pdu, .. } if pdu.get(4) == Some(&1) && pdu.get(8) == Some(&1) => {
+                    Some((*dst, pdu[5]))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_start_that_crossed_the_ports_request_is_answered_with_that_requests_identifier() {
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        let ms = Duration::from_millis(1);
+        a.handle_timeout(t0);
+        let [(MacAddr::PAE_GROUP, group)] = identity_requests(&outputs(&mut a))[..] else { panic!() };
+        // the host's Start was on its way: the answer is the same request again
+        let start = eapol(eapol::PacketType::Start, &[]);
+        a.handle_input(t0 + ms, Input::Eapol { port: 0, src: HOST, pdu: &start });
+        assert_eq!(identity_requests(&outputs(&mut a)), vec![(HOST, group)]);
+        // and so is its retransmission when no answer comes (RFC 3748 4.1)
+        a.handle_timeout(t0 + ms + Config::default().tx_period);
+        assert_eq!(identity_requests(&outputs(&mut a)), vec![(HOST, group)]);
+        // a Start from a host the port knows begins anew, with a new identifier
+        a.handle_input(t0 + 2 * Config::default().tx_period, Input::Eapol { port: 0, src: HOST, pdu: &start });
+        let [(HOST, id)] = identity_requests(&outputs(&mut a))[..] else { panic!() };
+        assert_ne!(id, group);
+        // a request the port made longer than tx_period ago is not repeated
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        a.handle_timeout(t0);
+        let [(_, group)] = identity_requests(&outputs(&mut a))[..] else { panic!() };
+        a.ports[0].next_group_request = None;
+        a.handle_input(t0 + Config::default().tx_period, Input::Eapol { port: 0, src: HOST, pdu: &start });
+        let [(HOST, id)] = identity_requests(&outputs(&mut a))[..] else { panic!() };
+        assert_ne!(id, group);
+    }
+
+    #[test]
+    fn a_held_off_host_is_not_asked_again_until_it_may_begin_a_conversation() {
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        let ms = Duration::from_millis(1);
+        // three conversations, each ended by a Logoff: the host's allowance is spent
+        for i in 0..3u32 {
+            let now = t0 + 10 * i * ms;
+            a.handle_input(now, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(i as u8, b"alice") });
+            assert!(outputs(&mut a).iter().any(|o| matches!(o, Output::Radius { .. })));
+            a.handle_input(now, Input::Eapol { port: 0, src: HOST, pdu: &eapol(eapol::PacketType::Logoff, &[]) });
+            outputs(&mut a);
+        }
+        // the fourth is held off, and the host held until a conversation is allowed
+        let t1 = t0 + 30 * ms;
+        a.handle_input(t1, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(9, b"alice") });
+        assert!(!outputs(&mut a).iter().any(|o| matches!(o, Output::Radius { .. })));
+        assert_eq!(a.stats.identity_held_off, 1);
+        let holdoff = Config::default().restart_holdoff;
+        // meanwhile the port is not idle: no group request that would make the host's
+        // supplicant begin again every idle period
+        let mut asked = vec![];
+        while let Some(t) = a.poll_timeout().filter(|t| *t < t0 + holdoff + Duration::from_secs(1)) {
+            a.handle_timeout(t);
+            if !identity_requests(&outputs(&mut a)).is_empty() {
+                asked.push(t - t0);
+            }
+        }
+        assert!(!asked.is_empty() && asked[0] >= holdoff && asked[0] < holdoff + 200 * ms, "{asked:?}");
+        // and then it may
+        let t2 = t0 + asked[0];
+        a.handle_input(t2, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(10, b"alice") });
+        assert!(outputs(&mut a).iter().any(|o| matches!(o, Output::Radius { .. })));
     }
 
     #[test]
