@@ -70,6 +70,10 @@ struct Figures {
     windows: Vec<f64>,
     /// When the daemon was killed (unix seconds).
     kills: Vec<f64>,
+    /// Kills: from the SIGKILL to the process gone (ms). A thread inside a system call
+    /// that does not return at once (fdatasync) holds the process until it does, and the
+    /// standby waits for the store's lock that goes with it.
+    exits: Vec<f64>,
     /// Hand-overs or restarts: how long each took (ms; the old process's stop to the
     /// new one answering on the control socket).
     gaps: Vec<f64>,
@@ -218,6 +222,7 @@ fn run_phase(tb: &mut Testbed, phase: Phase, events: usize) -> Figures {
             Phase::Standby => {
                 tb.kill_mcgate();
                 f.kills.push(t0);
+                f.exits.push((unix_now() - t0) * 1e3);
                 tb.standby_took_over();
                 assert!(wait_until(Duration::from_secs(10), || tb.status().is_some()), "{}", tb.log());
                 f.gaps.push((unix_now() - t0) * 1e3);
@@ -391,5 +396,12 @@ fn main() {
             p50_max(&f.windows),
             p50_max(&f.gaps),
         );
+    }
+    for (phase, f) in &rows {
+        if !f.exits.is_empty() {
+            // each kill: (killed process gone, standby running), ms after the SIGKILL
+            let each: Vec<String> = f.exits.iter().zip(&f.windows).map(|(e, w)| format!("{e:.0}/{w:.0}")).collect();
+            println!("{phase:?}: killed process gone / standby running, ms after each SIGKILL: {}", each.join(" "));
+        }
     }
 }
