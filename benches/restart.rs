@@ -15,6 +15,9 @@
 //!   beside the same with 1 000 sessions (`SMALL`): 4 real hosts, whose sessions are in the
 //!   store too, send IGMPv3 joins at 500/s each for 4 s (50 groups each, all admitted: the
 //!   first of each a durable record and an MDB entry, the rest refreshes).
+//! - with a hot standby following (`mcgate run --standby`): the active process's
+//!   CPU with nobody doing anything, its joins' decisions, the standby's RSS; then the
+//!   active one killed: kill → the standby answering on the control socket.
 //!
 //!     sudo cargo bench --bench restart          (SESSIONS=64000 HELD=4 by default)
 //!
@@ -268,6 +271,18 @@ fn main() {
     let warm = start(&mut tb);
     let journal_2 = journal_records(&tb);
     let joins_full = joins(&tb);
+    // a hot standby following it: what the state it is sent after every step (the hosts in
+    // a conversation, the requests in flight, the delivery marks) costs the active process
+    tb.start_standby();
+    let standby_rss = tb.standby_pid().map_or(0, rss_kib);
+    let followed_idle = idle_ms_per_s(&tb, 10);
+    let joins_followed = joins(&tb);
+    // and the active one killed: the standby takes over with the whole state to load
+    tb.kill_mcgate();
+    let t0 = Instant::now();
+    tb.standby_took_over();
+    common::wait_until(Duration::from_secs(120), || tb.status().is_some());
+    let take_over = t0.elapsed();
     tb.stop_mcgate();
     let db_after_2 = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
 
@@ -309,7 +324,11 @@ fn main() {
     );
     println!(
         "\nCPU with nobody doing anything: empty {empty_idle:.2} ms/s, with the state {full_idle:.2} ms/s \
-         ({interims} Interim-Updates journaled since the start)"
+         ({interims} Interim-Updates journaled since the start), with the state and a hot standby \
+         following {followed_idle:.2} ms/s (the standby's RSS {:.1} MB; killed, the active process's \
+         successor answered {:.2} s after the kill)",
+        standby_rss as f64 / 1024.0,
+        take_over.as_secs_f64()
     );
     println!("\n| control socket, --json | empty: time / size | with the state: time / size |");
     println!("| --- | --- | --- |");
@@ -327,6 +346,7 @@ fn main() {
     );
     println!("| --- | --- | --- |");
     println!("| {JOINING} hosts × 500 joins/s, 4 s | {joins_small} | {joins_full} |");
+    println!("| the same, a hot standby following | | {joins_followed} |");
     println!(
         "\nstore: filled in {:.1} s, {:.1} MB; after the first start {:.1} MB ({journal_1} journal records), after the second {:.1} MB ({journal_2})",
         filled_in.as_secs_f64(),

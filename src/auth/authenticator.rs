@@ -621,10 +621,10 @@ impl Authenticator {
     }
 
     /// Whether the host may start another EAP conversation now (and takes it), or how
-    /// long until it may. A host
-    /// whose allowance is whole again is as good as forgotten, so those go when the map
-    /// outgrows every port's host limit; what stays are hosts admitted within the last
-    /// `RESTART_BURST × restart_holdoff`, bounded by the EAPOL rate limit.
+    /// long until it may. A host whose allowance is whole again is as good as forgotten,
+    /// so those go when the map outgrows every port's host limit; what stays are hosts
+    /// admitted within the last `RESTART_BURST × restart_holdoff`, bounded by the EAPOL
+    /// rate limit.
     fn may_restart(&mut self, now: Instant, port: PortId, mac: MacAddr) -> Result<(), Duration> {
         let burst = crate::auth::RESTART_BURST;
         let rate = 1.0 / self.config.restart_holdoff.as_secs_f64().max(1e-3);
