@@ -70,6 +70,8 @@ struct Figures {
     windows: Vec<f64>,
     /// When the daemon was killed (unix seconds).
     kills: Vec<f64>,
+    /// Each join's report (Unix time) and its first packet after it (ms).
+    joined: Vec<(f64, f64)>,
     /// Kills: from the SIGKILL to the process gone (ms). A thread inside a system call
     /// that does not return at once (fdatasync) holds the process until it does, and the
     /// standby waits for the store's lock that goes with it.
@@ -242,6 +244,9 @@ fn run_phase(tb: &mut Testbed, phase: Phase, events: usize) -> Figures {
             match v.as_f64() {
                 Some(ms) => {
                     f.joins.push(ms);
+                    if let Some(at) = r["report_at"][i].as_f64() {
+                        f.joined.push((at, ms));
+                    }
                     if ms > f.slowest.0 {
                         f.slowest = (ms, h, i + 1);
                     }
@@ -396,6 +401,25 @@ fn main() {
             p50_max(&f.windows),
             p50_max(&f.gaps),
         );
+    }
+    // the joins over twice the idle p99, each with what mcgate logged last before its report
+    // (of the processes' own events: the login loops' lines left out)
+    let chatter = ["authorized", "port open", "port closed", "EAPOL-Logoff"];
+    let log: Vec<(f64, String)> = (tb.log().lines())
+        .filter(|l| !chatter.iter().any(|c| l.contains(c)))
+        .filter_map(|l| {
+            let (ts, rest) = l.split_once(' ')?;
+            Some((common::rfc3339(ts)?, rest.trim().chars().take(110).collect()))
+        })
+        .collect();
+    // (the phases the goal is for: a stop and start is slow by nature)
+    let goal = [Phase::Idle, Phase::HandOver, Phase::Standby, Phase::SystemdReload];
+    for (phase, f) in rows.iter().filter(|(p, _)| goal.contains(p)) {
+        for (at, ms) in f.joined.iter().filter(|(_, ms)| *ms > 2.0 * idle_p99.0) {
+            let last = log.iter().rev().find(|(t, _)| t <= at);
+            let (since, line) = last.map_or((f64::NAN, ""), |(t, l)| ((at - t) * 1e3, l.as_str()));
+            println!("{phase:?}: a join's first packet after {ms:.2} ms; its report {since:.0} ms after \"{line}\"");
+        }
     }
     for (phase, f) in &rows {
         if !f.exits.is_empty() {

@@ -13,7 +13,8 @@
       N times: join, wait for the first datagram (at most 2 s), leave, pause; prints
       {"first_ms": [...]} (ms from the join call to the first datagram; null: none came)
       and {"report_to_first_ms": [...]} (from the host's first report of the join leaving
-      the interface to the first packet of the stream reaching it, kernel timestamps).
+      the interface to the first packet of the stream reaching it, kernel timestamps), and
+      {"report_at": [...]} (that report's Unix time).
   mcast.py sniff GROUP [--iface eth0] [--seconds N]
       count the frames to GROUP that reach the interface, joined or not (AF_PACKET);
       prints {"packets", "first_ms", "last_ms"} (ms since the start) and "last_unix" (wall clock).
@@ -174,7 +175,7 @@ def zap(a):
             pass
         return report, first
 
-    out, on_wire, held = [], [], []
+    out, on_wire, held, reported = [], [], [], []
     for _ in range(a.count):
         drain_wire()
         t0 = time.monotonic()
@@ -198,6 +199,7 @@ def zap(a):
         held.append(packets)
         report, first = drain_wire()
         on_wire.append((first - report) * 1e3 if report is not None and first is not None else None)
+        reported.append(report)
         s.setsockopt(socket.IPPROTO_IP, MCAST_LEAVE_GROUP, req)
         # let the leave take effect and the stream stop, then drain what was queued
         time.sleep(a.gap_ms / 1e3)
@@ -207,7 +209,8 @@ def zap(a):
                 s.recv(2048)
         except BlockingIOError:
             pass
-    print(json.dumps({"first_ms": out, "report_to_first_ms": on_wire, "packets": held}), flush=True)
+    print(json.dumps({"first_ms": out, "report_to_first_ms": on_wire, "packets": held, "report_at": reported}),
+          flush=True)
 
 
 def sniff(a):
