@@ -144,8 +144,7 @@ fn counters(tb: &Testbed) -> (u64, u64) {
 fn windows(tb: &Testbed, since: f64, kills: &[f64]) -> Vec<f64> {
     let (mut out, mut from) = (Vec::new(), None);
     let mut kills = kills.to_vec();
-    for l in tb.log().lines() {
-        let Some(t) = l.split_whitespace().next().and_then(common::rfc3339).filter(|t| *t >= since) else { continue };
+    for (t, l) in timed_log(tb).into_iter().filter(|(t, _)| *t >= since) {
         if l.contains("stopping the readers") || l.contains("SIGTERM: stopping") {
             from = Some(t);
         } else if l.contains("mcgate running") && kills.first().is_some_and(|k| *k <= t) {
@@ -158,6 +157,16 @@ fn windows(tb: &Testbed, since: f64, kills: &[f64]) -> Vec<f64> {
         }
     }
     out
+}
+
+/// mcgate's log lines with their time (Unix seconds), the time taken off.
+fn timed_log(tb: &Testbed) -> Vec<(f64, String)> {
+    (tb.log().lines())
+        .filter_map(|l| {
+            let (ts, rest) = l.split_once(' ')?;
+            Some((common::rfc3339(ts)?, rest.trim().to_string()))
+        })
+        .collect()
 }
 
 /// "p50 / max" of `v` (ms), or "-".
@@ -405,12 +414,9 @@ fn main() {
     // the joins over twice the idle p99, each with what mcgate logged last before its report
     // (of the processes' own events: the login loops' lines left out)
     let chatter = ["authorized", "port open", "port closed", "EAPOL-Logoff"];
-    let log: Vec<(f64, String)> = (tb.log().lines())
-        .filter(|l| !chatter.iter().any(|c| l.contains(c)))
-        .filter_map(|l| {
-            let (ts, rest) = l.split_once(' ')?;
-            Some((common::rfc3339(ts)?, rest.trim().chars().take(110).collect()))
-        })
+    let log: Vec<(f64, String)> = (timed_log(&tb).into_iter())
+        .filter(|(_, l)| !chatter.iter().any(|c| l.contains(c)))
+        .map(|(t, l)| (t, l.chars().take(110).collect()))
         .collect();
     // (the phases the goal is for: a stop and start is slow by nature)
     let goal = [Phase::Idle, Phase::HandOver, Phase::Standby, Phase::SystemdReload];

@@ -14,6 +14,18 @@ fn authorized(tb: &Testbed, port: &str) -> bool {
     wait_until(Duration::from_secs(15), || tb.session_of(port).is_some())
 }
 
+/// A one-port testbed (FreeRADIUS, mcgate with `extra_auth`) whose host 1 is logged in
+/// as alice with EAP-MD5.
+fn alice_logged_in(prefix: &str, extra_auth: &str) -> Testbed {
+    let mut tb = Testbed::new(prefix, 1);
+    tb.radius(1812);
+    tb.config(&[("p1", "dot1x")], &[SERVER], extra_auth, "");
+    tb.start_mcgate();
+    tb.supplicant(1, "alice", "alicepass", "md5");
+    assert!(authorized(&tb, "p1"), "{}", tb.log());
+    tb
+}
+
 /// Host 1 (the only one with a session) logs off; returns once mcgate holds no session.
 fn log_off(tb: &Testbed) {
     tb.wpa_cli(1, &["logoff"]);
@@ -244,12 +256,7 @@ fn wrong_password_is_rejected_and_no_frame_crosses_the_bridge() {
 
 #[test]
 fn logoff_closes_the_port_and_a_new_login_is_immediate() {
-    let mut tb = Testbed::new("lo", 1);
-    tb.radius(1812);
-    tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
-    tb.start_mcgate();
-    tb.supplicant(1, "alice", "alicepass", "md5");
-    assert!(authorized(&tb, "p1"), "{}", tb.log());
+    let tb = alice_logged_in("lo", FAST);
     assert!(wait_until(Duration::from_secs(5), || tb.ping(1)));
     let first = tb.session_of("p1").unwrap()["session_id"].clone();
 
@@ -288,12 +295,7 @@ fn a_supplicant_slower_than_the_idle_ports_requests_begins_one_conversation() {
     // supplicant is held still for 350 ms right after it logs on, so three or four
     // requests wait for it. (A short restart hold-off: six logons in a few seconds are
     // more conversations than the default allows; see the next test.)
-    let mut tb = Testbed::new("ec", 1);
-    tb.radius(1812);
-    tb.config(&[("p1", "dot1x")], &[SERVER], &format!("{FAST}\nrestart_holdoff = \"100ms\""), "");
-    tb.start_mcgate();
-    tb.supplicant(1, "alice", "alicepass", "md5");
-    assert!(authorized(&tb, "p1"), "{}", tb.log());
+    let tb = alice_logged_in("ec", &format!("{FAST}\nrestart_holdoff = \"100ms\""));
     let pid = std::fs::read_to_string(tb.dir.join("h1/wpa.pid")).unwrap().trim().to_string();
     let mut begun = vec![];
     for _ in 0..6 {
@@ -316,12 +318,7 @@ fn a_host_logging_on_more_often_than_the_hold_off_allows_waits_once_and_is_asked
     // is held until it may begin again: its port is not idle meanwhile, so the group
     // requests that go to idle ports every 100 ms do not make its supplicant begin
     // again and again (before: 30 to 50 EAP conversations begun in one such logon).
-    let mut tb = Testbed::new("eh", 1);
-    tb.radius(1812);
-    tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
-    tb.start_mcgate();
-    tb.supplicant(1, "alice", "alicepass", "md5");
-    assert!(authorized(&tb, "p1"), "{}", tb.log());
+    let tb = alice_logged_in("eh", FAST);
     let mut logons = vec![];
     for _ in 0..4 {
         log_off(&tb);
@@ -473,12 +470,7 @@ fn status_server_probes_find_a_dead_server_first_and_bring_a_revived_one_back() 
 
 #[test]
 fn a_link_down_lost_in_an_event_overrun_still_ends_the_session() {
-    let mut tb = Testbed::new("ov", 1);
-    tb.radius(1812);
-    tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
-    tb.start_mcgate();
-    tb.supplicant(1, "alice", "alicepass", "md5");
-    assert!(authorized(&tb, "p1"), "{}", tb.log());
+    let tb = alice_logged_in("ov", FAST);
     let pid = tb.daemon_pid().unwrap().to_string();
     // mcgate stopped, the event socket's buffer fills with 3000 FDB notifications (of
     // the uplink, nothing mcgate acts on); the host's link then goes down: that event
