@@ -16,6 +16,10 @@
 //! journal's export).
 //!
 //!     sudo cargo bench --bench handover          (EVENTS=20 by default)
+//!
+//! `PHASES=standby,reload` runs the idle phase and those (`handover`, `restart`, `standby`,
+//! `reload`, `systemd-restart`, `crash`); `LOG_LEVEL=debug` has mcgate log each decision
+//! (its cost is in the figures then).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -70,8 +74,8 @@ struct Figures {
     windows: Vec<f64>,
     /// When the daemon was killed (unix seconds).
     kills: Vec<f64>,
-    /// Each join's report (Unix time) and its first packet after it (ms).
-    joined: Vec<(f64, f64)>,
+    /// Each join's host, its report (Unix time) and its first packet after it (ms).
+    joined: Vec<(usize, f64, f64)>,
     /// Kills: from the SIGKILL to the process gone (ms). A thread inside a system call
     /// that does not return at once (fdatasync) holds the process until it does, and the
     /// standby waits for the store's lock that goes with it.
@@ -254,7 +258,7 @@ fn run_phase(tb: &mut Testbed, phase: Phase, events: usize) -> Figures {
                 Some(ms) => {
                     f.joins.push(ms);
                     if let Some(at) = r["report_at"][i].as_f64() {
-                        f.joined.push((at, ms));
+                        f.joined.push((h, at, ms));
                     }
                     if ms > f.slowest.0 {
                         f.slowest = (ms, h, i + 1);
@@ -280,6 +284,8 @@ fn run_phase(tb: &mut Testbed, phase: Phase, events: usize) -> Figures {
 
 fn main() {
     let events: usize = std::env::var("EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".into());
+    let chosen = std::env::var("PHASES").ok();
     let mut tb = Testbed::new("hb", 6);
     tb.radius_sql(1812);
     let ports: Vec<(String, &str)> = (1..=6).map(|i| (format!("p{i}"), "dot1x")).collect();
@@ -290,7 +296,7 @@ fn main() {
     let t = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nfast_leave = true\n")
-        .replace("log_level = \"debug\"", "log_level = \"info\"")
+        .replace("log_level = \"debug\"", &format!("log_level = \"{level}\""))
         + "\n[accounting]\ninterim_interval = \"0s\"\n\
            [[accounting.server]]\naddress = \"127.0.0.1:1813\"\nsecret_file = \"secret\"\n";
     std::fs::write(&cfg, t).unwrap();
@@ -325,11 +331,16 @@ fn main() {
         Phase::SystemdRestart,
         Phase::SystemdCrash,
     ];
+    let names = ["idle", "handover", "restart", "standby", "reload", "systemd-restart", "crash"];
+    let wanted = |i: usize| i == 0 || chosen.as_deref().is_none_or(|c| c.split(',').any(|n| n == names[i]));
+    let phases: Vec<Phase> = phases.into_iter().enumerate().filter(|(i, _)| wanted(*i)).map(|(_, p)| p).collect();
+    let mut under_systemd = false;
     for phase in phases {
         if phase == Phase::Standby {
             tb.start_standby();
         }
-        if phase == Phase::SystemdReload {
+        if matches!(phase, Phase::SystemdReload | Phase::SystemdRestart | Phase::SystemdCrash) && !under_systemd {
+            under_systemd = true;
             // the same switch under systemd: the standby and the daemon go, the unit starts
             // on the same store (a plain start: the store of descriptors is empty)
             tb.stop_standby();
@@ -414,17 +425,25 @@ fn main() {
     // the joins over twice the idle p99, each with what mcgate logged last before its report
     // (of the processes' own events: the login loops' lines left out)
     let chatter = ["authorized", "port open", "port closed", "EAPOL-Logoff"];
-    let log: Vec<(f64, String)> = (timed_log(&tb).into_iter())
-        .filter(|(_, l)| !chatter.iter().any(|c| l.contains(c)))
-        .map(|(t, l)| (t, l.chars().take(110).collect()))
+    let timed = timed_log(&tb);
+    let log: Vec<(f64, String)> = (timed.iter())
+        .filter(|(_, l)| !l.starts_with("DEBUG") && !chatter.iter().any(|c| l.contains(c)))
+        .map(|(t, l)| (*t, l.chars().take(110).collect()))
         .collect();
+    // at LOG_LEVEL=debug: when mcgate logged the join's admission
+    let admitted = |h: usize, at: f64, ms: f64| {
+        let line = format!("join admitted port=\"p{h}\"");
+        let when = timed.iter().find(|(t, l)| *t >= at - 0.001 && *t <= at + ms / 1e3 + 0.05 && l.contains(&line));
+        when.map_or(String::new(), |(t, _)| format!("; admission logged {:.2} ms after the report", (t - at) * 1e3))
+    };
     // (the phases the goal is for: a stop and start is slow by nature)
     let goal = [Phase::Idle, Phase::HandOver, Phase::Standby, Phase::SystemdReload];
     for (phase, f) in rows.iter().filter(|(p, _)| goal.contains(p)) {
-        for (at, ms) in f.joined.iter().filter(|(_, ms)| *ms > 2.0 * idle_p99.0) {
-            let last = log.iter().rev().find(|(t, _)| t <= at);
+        for &(h, at, ms) in f.joined.iter().filter(|(_, _, ms)| *ms > 2.0 * idle_p99.0) {
+            let last = log.iter().rev().find(|(t, _)| *t <= at);
             let (since, line) = last.map_or((f64::NAN, ""), |(t, l)| ((at - t) * 1e3, l.as_str()));
-            println!("{phase:?}: a join's first packet after {ms:.2} ms; its report {since:.0} ms after \"{line}\"");
+            let admitted = admitted(h, at, ms);
+            println!("{phase:?}: h{h}'s join's first packet after {ms:.2} ms; its report {since:.0} ms after \"{line}\"{admitted}");
         }
     }
     for (phase, f) in &rows {

@@ -584,6 +584,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Run { config, standby } => {
             let loaded = load(&config)?;
             init_logging(&loaded.config.switch.log_level, loaded.config.switch.log_format);
+            tracing::info!(version = env!("CARGO_PKG_VERSION"), pid = std::process::id(), standby, "mcgate starting");
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }

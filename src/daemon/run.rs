@@ -138,6 +138,8 @@ impl Handing {
 /// once it is gone.
 pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
     let cfg = &loaded.config;
+    let began = Instant::now();
+    let stage = |what: &str| debug!(ms = began.elapsed().as_millis() as u64, "set-up: {what}");
     // Under systemd the process before may have left its sockets (and at a stop its
     // state) in the service manager's descriptor store (see `fdstore`); it is gone then.
     let in_store = cfg.debug.record.is_none() && !standby && fdstore::on();
@@ -201,6 +203,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         None => Some(capture_sockets(cfg, &ports, &mut stored, &mut handing)?),
         Some(_) => None,
     };
+    stage("capture sockets open");
     let mut dataplane: Box<dyn Dataplane + Send> =
         if cfg.switch.audit { Box::new(dataplane::Audit) } else { Box::new(dataplane::linux::LinuxBridge::new()?) };
     // an unlocked port: what an earlier run left in the kernel is gone (reboot, rebuilt bridge)
@@ -241,6 +244,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
             (Some(_), Some(_)) => {}
         }
     }
+    stage("ports locked");
     let seed: [u8; 32] = rand::random();
     let (bridge_addrs, uplinks) = match &cfg.multicast {
         Some(mc) if loaded.policy.is_some() => {
@@ -252,6 +256,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         _ => (None, vec![]),
     };
 
+    stage("multicast set up");
     let mut taken = match running {
         Some(asking) if standby => {
             let socket = cfg.switch.control_socket.clone();
@@ -267,6 +272,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         Some(s) => s,
         None => open_store(&cfg.switch.database, taken.as_ref().is_some_and(|t| !t.heads_known()))?,
     };
+    stage("store open");
     remember_found(&store, seen, cfg, &unlocked).context("storing the kernel state found before set-up")?;
     // a handed-over event socket holds what the old process did not read; this one's
     // events since the set-up, the old process read
@@ -426,7 +432,8 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         }
         crate::catalogue::spawn(c.clone(), cfg.switch.nas_identifier.clone(), stored, catalogue_tx, applied);
     }
-    info!(ports = d.ports.len(), sessions = d.sessions.len(), "mcgate running");
+    let set_up_ms = began.elapsed().as_millis() as u64;
+    info!(ports = d.ports.len(), sessions = d.sessions.len(), set_up_ms, "mcgate running");
     let mut notifier = notify::Notifier::from_env();
     notifier.ready(&d.summary());
     // the watchdog's pings come from this loop: a step that never ends stops them
