@@ -443,7 +443,13 @@ fn main() {
             let last = log.iter().rev().find(|(t, _)| *t <= at);
             let (since, line) = last.map_or((f64::NAN, ""), |(t, l)| ((at - t) * 1e3, l.as_str()));
             let admitted = admitted(h, at, ms);
-            println!("{phase:?}: h{h}'s join's first packet after {ms:.2} ms; its report {since:.0} ms after \"{line}\"{admitted}");
+            // a report that came between a kill and the standby running waited for the take-over
+            let kill =
+                f.kills.iter().zip(&f.windows).zip(&f.exits).find(|((k, w), _)| at >= **k && at <= *k + *w / 1e3);
+            let window = kill.map_or(String::new(), |((k, w), e)| {
+                format!(" — inside a take-over: {:.0} ms after the kill (the killed process gone at {e:.0} ms, the standby running at {w:.0})", (at - k) * 1e3)
+            });
+            println!("{phase:?}: h{h}'s join's first packet after {ms:.2} ms; its report {since:.0} ms after \"{line}\"{admitted}{window}");
         }
     }
     for (phase, f) in &rows {

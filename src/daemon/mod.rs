@@ -325,7 +325,7 @@ impl Daemon {
         net: Box<dyn net::Net>,
         tape: Tape,
         das_reader: Option<Arc<das::ReaderStats>>,
-        handed: Option<handover::Package>,
+        handed: Option<(handover::Package, bool)>,
         delivered: Vec<u64>,
     ) -> anyhow::Result<Self> {
         // the hash tables made from here on iterate as the recorded run's did
@@ -404,8 +404,8 @@ impl Daemon {
             ));
         }
         // what a hand-over carries replaces what was restored, before anything is sent
-        if let Some(p) = handed {
-            d.take_over(p);
+        if let Some((p, died)) = handed {
+            d.take_over(p, died);
         }
         if !delivered.is_empty() {
             info!(records = delivered.len(), "acknowledged before the process before died: not sent again");

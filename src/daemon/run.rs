@@ -361,9 +361,10 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         }
         None => Tape::Off,
     };
-    let mut handed = taken.as_mut().and_then(|t| t.package.take());
+    let died = taken.as_ref().is_some_and(handover::Taken::died);
+    let mut handed = taken.as_mut().and_then(|t| t.package.take()).map(|p| (p, died));
     // the flood limiters go to the capture tasks, by interface
-    let mut limiters = handed.as_mut().map(|p| std::mem::take(&mut p.limiters)).unwrap_or_default();
+    let mut limiters = handed.as_mut().map(|(p, _)| std::mem::take(&mut p.limiters)).unwrap_or_default();
     // the journal's commits go on a thread of their own; their results come back here
     let store = Arc::new(store);
     let (committed_tx, committed_rx) = mpsc::unbounded_channel();

@@ -814,6 +814,32 @@ fn a_run_recorded_against_the_real_peers_replays() {
     assert!(made.iter().any(|o| matches!(o, tape::Output::Deauthorize { port, .. } if port.to_string() == "p1")));
 }
 
+/// A standby takes over mid-login from a process that died: the Access-Request it had
+/// sent is sent again 50 ms later, as it was (the dead process may have read the answer),
+/// not after the 2 s timeout; the server's answer to it finishes the login.
+#[test]
+fn a_standby_asks_again_soon_what_the_process_that_died_was_waiting_for() {
+    let mut s = Switch::new("died");
+    let (ifindex, vlan) = (s.d.ports[0].ifindex, s.d.ports[0].vlan);
+    let f = netlink::FdbEntry { ifindex, mac: B, state: 0, master: Some(1), locked: true, vlan };
+    s.step(vec![Input::Kernel { events: vec![netlink::Event::NewFdb(f)] }]);
+    let radius = |sent: Vec<Sent>| -> Vec<Vec<u8>> {
+        (sent.into_iter()).filter_map(|x| if let Sent::Radius(0, b) = x { Some(b) } else { None }).collect()
+    };
+    let request = radius(s.net.take()).pop().expect("B's Access-Request");
+    // the standby's state: what the store does not hold
+    let bytes = serde_json::to_vec(&s.d.snapshot(vec![], true)).unwrap();
+    s.d.store.close();
+    s.d = Switch::daemon(&s.loaded, &s.kernel, &s.net, s.epoch, s.at(), 2);
+    s.d.take_over(serde_json::from_slice(&bytes).unwrap(), true);
+    s.later(Duration::from_millis(40));
+    assert_eq!(radius(s.net.take()), Vec::<Vec<u8>>::new(), "not yet");
+    s.later(Duration::from_millis(10));
+    assert_eq!(radius(s.net.take()), vec![request.clone()], "sent again as it was");
+    s.step(vec![Input::Radius { acct: false, server: 0, datagram: accept_with(&request, &[]) }]);
+    assert!(s.kernel.log().contains(&format!("authorize p1 {B}")), "{:?}", s.kernel.log());
+}
+
 /// A hand-over mid-login: the Access-Request is out when the old process hands over;
 /// the new one gets the server's answer on the same socket and finishes the login with
 /// nothing asked twice, and the session's accounting goes on from the journal.
@@ -844,7 +870,7 @@ fn a_login_under_way_finishes_in_the_process_that_took_over() {
         let mut d = Switch::daemon(&s.loaded, &s.kernel, &s.net, s.epoch, s.at(), 2);
         // as run() does it: the package goes into the build; here into a built core,
         // whose restored state it replaces
-        d.take_over(package);
+        d.take_over(package, false);
         d
     };
     let asked_again = s.net.take().into_iter().filter(|x| matches!(x, Sent::Radius(0, _))).count();

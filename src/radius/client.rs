@@ -171,6 +171,10 @@ struct Pending<T> {
     deadline: Instant,
     #[serde(with = "crate::mono")]
     sent: Instant,
+    /// Taken over from a process that died: its deadline is the early resend's, not a
+    /// timeout of the server's (see [`Client::take_over`]).
+    #[serde(default)]
+    resend_early: bool,
 }
 
 impl<T> Pending<T> {
@@ -372,6 +376,7 @@ impl<T: Token> Client<T> {
             servers_tried,
             deadline,
             sent: now,
+            resend_early: false,
         };
         self.pending.insert((server, id), p);
     }
@@ -416,7 +421,12 @@ impl<T: Token> Client<T> {
     /// as they were (the same identifier and octets, on the same socket: a server that
     /// answered already answers again from its duplicate cache), at their deadlines. A
     /// request to a server this configuration no longer has fails (its caller hears).
-    pub fn take_over(&mut self, snap: Snapshot<T>) {
+    ///
+    /// `resend_by`: the process before died (a standby took over). A reply it read and
+    /// did not handle is gone with it, and its request would wait for its timeout (2 s and
+    /// more, a login stalled meanwhile), so each request still waiting at `resend_by` is
+    /// sent again then, once, without counting as the server's timeout.
+    pub fn take_over(&mut self, snap: Snapshot<T>, resend_by: Option<Instant>) {
         let addrs = self.server_addrs();
         let index = |addr: SocketAddr| addrs.iter().position(|a| *a == addr);
         for s in snap.servers {
@@ -429,6 +439,9 @@ impl<T: Token> Client<T> {
             match (index(addr), p.token) {
                 (Some(i), _) if !self.pending.contains_key(&(i, p.id)) => {
                     p.server = i;
+                    if let Some(by) = resend_by.filter(|by| *by < p.deadline) {
+                        (p.deadline, p.resend_early) = (by, true);
+                    }
                     self.pending.insert((i, p.id), p);
                 }
                 (_, Some(token)) => self.outputs.push_back(Output::Failed { token }),
@@ -545,6 +558,13 @@ impl<T: Token> Client<T> {
             let Some(mut p) = self.pending.remove(&key) else {
                 continue;
             };
+            if std::mem::take(&mut p.resend_early) {
+                self.stats.retransmissions += 1;
+                p.deadline = now + self.config.timeout * 2u32.pow(p.attempt.min(3));
+                self.outputs.push_back(Output::Transmit { server: p.server, bytes: p.bytes.clone() });
+                self.pending.insert((p.server, p.id), p);
+                continue;
+            }
             self.per_server[p.server].timeouts += 1;
             if p.attempt < self.config.retries {
                 p.attempt += 1;
@@ -864,6 +884,43 @@ mod tests {
         // both are dead now; a new request still goes out (to the first) rather than failing silently
         c.send(now, 2, request()).unwrap();
         assert_eq!(transmitted(&mut c).len(), 1);
+    }
+
+    /// A standby that took over from a process that died: the request it took over is
+    /// sent again at `resend_by` (the dead process may have read its reply), once, with
+    /// the same octets, and that is no timeout of the server's; the timers go on after.
+    /// Taken over from a live process, it waits for its own deadline.
+    #[test]
+    fn a_request_taken_over_after_its_sender_died_is_sent_again_soon_once() {
+        let t0 = Instant::now();
+        let mut old = client(1);
+        old.send(t0, 7, request()).unwrap();
+        let sent = transmitted(&mut old);
+        let snap = || serde_json::from_slice(&serde_json::to_vec(&old.snapshot(|_| true)).unwrap()).unwrap();
+        let resend_by = t0 + Duration::from_millis(50);
+        let mut alive = client(1);
+        alive.take_over(snap(), None);
+        // (its own deadline, to the microsecond the hand-over's clock keeps)
+        let own = alive.poll_timeout().unwrap();
+        let due = t0 + Config::default().timeout;
+        assert!(own.max(due) - own.min(due) < Duration::from_millis(1), "{own:?}");
+        let mut c = client(1);
+        c.take_over(snap(), Some(resend_by));
+        assert_eq!(c.poll_timeout(), Some(resend_by));
+        c.handle_timeout(resend_by);
+        assert_eq!(transmitted(&mut c), sent, "the same request, as it was");
+        assert_eq!((c.stats.retransmissions, c.per_server[0].timeouts), (1, 0));
+        // then the usual timers: the next retransmission a timeout later
+        assert_eq!(c.poll_timeout(), Some(resend_by + Config::default().timeout));
+        // its reply is taken
+        c.handle_datagram(resend_by, 0, &accept_for(&sent[0].1, b"s3cret", true)).unwrap();
+        assert!(matches!(c.poll_output(), Some(Output::Reply { token: 7, .. })));
+        // a reply before resend_by: nothing is sent again
+        let mut c = client(1);
+        c.take_over(snap(), Some(resend_by));
+        c.handle_datagram(t0, 0, &accept_for(&sent[0].1, b"s3cret", true)).unwrap();
+        assert!(matches!(c.poll_output(), Some(Output::Reply { token: 7, .. })));
+        assert_eq!(c.poll_timeout(), None);
     }
 
     #[test]
