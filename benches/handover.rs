@@ -52,6 +52,21 @@ enum Phase {
     SystemdCrash,
 }
 
+impl Phase {
+    /// Its name in `PHASES=`.
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::HandOver => "handover",
+            Phase::Restart => "restart",
+            Phase::Standby => "standby",
+            Phase::SystemdReload => "reload",
+            Phase::SystemdRestart => "systemd-restart",
+            Phase::SystemdCrash => "crash",
+        }
+    }
+}
+
 #[derive(Default)]
 struct Figures {
     /// Report on the wire → first packet (ms), each join that got one.
@@ -331,9 +346,8 @@ fn main() {
         Phase::SystemdRestart,
         Phase::SystemdCrash,
     ];
-    let names = ["idle", "handover", "restart", "standby", "reload", "systemd-restart", "crash"];
-    let wanted = |i: usize| i == 0 || chosen.as_deref().is_none_or(|c| c.split(',').any(|n| n == names[i]));
-    let phases: Vec<Phase> = phases.into_iter().enumerate().filter(|(i, _)| wanted(*i)).map(|(_, p)| p).collect();
+    let wanted = |p: &Phase| *p == Phase::Idle || chosen.as_deref().is_none_or(|c| c.split(',').any(|n| n == p.name()));
+    let phases: Vec<Phase> = phases.into_iter().filter(wanted).collect();
     let mut under_systemd = false;
     for phase in phases {
         if phase == Phase::Standby {

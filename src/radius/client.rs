@@ -558,16 +558,13 @@ impl<T: Token> Client<T> {
             let Some(mut p) = self.pending.remove(&key) else {
                 continue;
             };
-            if std::mem::take(&mut p.resend_early) {
-                self.stats.retransmissions += 1;
-                p.deadline = now + self.config.timeout * 2u32.pow(p.attempt.min(3));
-                self.outputs.push_back(Output::Transmit { server: p.server, bytes: p.bytes.clone() });
-                self.pending.insert((p.server, p.id), p);
-                continue;
+            // an early resend after a take-over is no timeout of the server's, nor an attempt
+            let early = std::mem::take(&mut p.resend_early);
+            if !early {
+                self.per_server[p.server].timeouts += 1;
             }
-            self.per_server[p.server].timeouts += 1;
-            if p.attempt < self.config.retries {
-                p.attempt += 1;
+            if early || p.attempt < self.config.retries {
+                p.attempt += u32::from(!early);
                 self.stats.retransmissions += 1;
                 let backoff = self.config.timeout * 2u32.pow(p.attempt.min(3));
                 p.deadline = now + backoff;
