@@ -27,8 +27,13 @@
   mcast.py inject --src-mac MAC --src-ip IP RECORD... [--iface eth0]
       send one hand-made IGMPv3 report (RECORD = TYPE:GROUP[:SRC,SRC..], TYPE 1-6)
       with any source MAC, as a spoofing host would.
+  mcast.py md5-copies NAME PASSWORD [--copies N] [--gap-ms MS] [--seconds S] [--iface eth0]
+      an EAP-MD5 login on raw frames that answers the port's Request/Identity N more
+      times after the server's challenge came (a supplicant that was slow answering the
+      requests that waited for it), then the challenge after MS; prints {"ended": EAP
+      code (3 Success, 4 Failure, 0 none), "challenges"}.
 """
-import argparse, ipaddress, json, random, signal, socket, struct, sys, time
+import argparse, hashlib, ipaddress, json, random, signal, socket, struct, sys, time
 
 MCAST_JOIN_SOURCE_GROUP = 46
 MCAST_LEAVE_SOURCE_GROUP = 47
@@ -411,6 +416,61 @@ def identities(a):
     print(json.dumps({"sent": a.count, "seconds": time.monotonic() - t0}), flush=True)
 
 
+def md5_copies(a):
+    """An EAP-MD5 supplicant on raw frames, as a slow one looks on the wire: it sends
+    EAPOL-Start, answers the port's Request/Identity and, once the server's MD5 challenge
+    has come, sends COPIES more copies of that answer (the requests that waited for a
+    supplicant that was slow, each answered), waits GAP_MS, then answers the challenge.
+    Prints the EAP code that ended the conversation (3 Success, 4 Failure, 0 none within
+    SECONDS) and how many MD5 challenges came."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x888E))
+    s.bind((a.iface, 0))
+    me = own_mac(a.iface)
+    pae = b"\x01\x80\xc2\x00\x00\x03"
+
+    def send_eap(eap):
+        s.send(pae + me + b"\x88\x8e" + struct.pack("!BBH", 2, 0, len(eap)) + eap)
+
+    def next_eap(deadline):
+        """The next EAP packet to this host: (code, identifier, type, data), or None."""
+        while (left := deadline - time.monotonic()) > 0:
+            s.settimeout(left)
+            try:
+                f = s.recv(2048)
+            except socket.timeout:
+                return None
+            if len(f) < 22 or f[6:12] == me or f[12:14] != b"\x88\x8e" or f[15] != 0:
+                continue
+            code, ident, length = struct.unpack("!BBH", f[18:22])
+            if code in (1, 2) and length >= 5 and len(f) >= 18 + length:
+                return code, ident, f[22], f[23:18 + length]
+            return code, ident, None, b""
+        return None
+
+    deadline = time.monotonic() + a.seconds
+    s.send(pae + me + b"\x88\x8e" + struct.pack("!BBH", 2, 1, 0))
+    identity = b""
+    challenges, ended = 0, 0
+    while (e := next_eap(deadline)) is not None:
+        code, ident, kind, data = e
+        if code == 1 and kind == 1 and not identity:
+            identity = struct.pack("!BBHB", 2, ident, 5 + len(a.name), 1) + a.name.encode()
+            send_eap(identity)
+        elif code == 1 and kind == 4 and identity and len(data) >= 1 and len(data) >= 1 + data[0]:
+            challenges += 1
+            if challenges > 1:
+                continue
+            for _ in range(a.copies):
+                send_eap(identity)
+            time.sleep(a.gap_ms / 1e3)
+            value = hashlib.md5(bytes([ident]) + a.password.encode() + data[1:1 + data[0]]).digest()
+            send_eap(struct.pack("!BBHBB", 2, ident, 6 + len(value), 4, len(value)) + value)
+        elif code in (3, 4):
+            ended = code
+            break
+    print(json.dumps({"ended": ended, "challenges": challenges}), flush=True)
+
+
 p = argparse.ArgumentParser()
 sub = p.add_subparsers(dest="cmd", required=True)
 r = sub.add_parser("recv")
@@ -445,6 +505,10 @@ i.add_argument("--iface", default="eth0"); i.add_argument("records", nargs="+")
 e = sub.add_parser("identities")
 e.add_argument("name"); e.add_argument("--count", type=int, required=True); e.add_argument("--pps", type=float, default=10)
 e.add_argument("--iface", default="eth0")
+mc = sub.add_parser("md5-copies")
+mc.add_argument("name"); mc.add_argument("password"); mc.add_argument("--copies", type=int, default=2)
+mc.add_argument("--gap-ms", type=float, default=200); mc.add_argument("--seconds", type=float, default=10)
+mc.add_argument("--iface", default="eth0")
 u = sub.add_parser("udpflood")
 u.add_argument("dst"); u.add_argument("--port", type=int, required=True)
 u.add_argument("--count", type=int, required=True); u.add_argument("--pps", type=float, required=True)
@@ -458,4 +522,4 @@ t.add_argument("kind", choices=["eapol-start", "igmp", "mld"]); t.add_argument("
 t.add_argument("--group", default="239.1.1.1"); t.add_argument("--src-ip", default="192.0.2.11")
 t.add_argument("--iface", default="eth0")
 a = p.parse_args()
-{"udpflood": udpflood, "churn": churn, "tagged": tagged, "identities": identities, "recv": recv, "send": send, "sniff": sniff, "inject": inject, "query": query, "zap": zap, "flood": flood, "macflood": macflood}[a.cmd](a)
+{"md5-copies": md5_copies, "udpflood": udpflood, "churn": churn, "tagged": tagged, "identities": identities, "recv": recv, "send": send, "sniff": sniff, "inject": inject, "query": query, "zap": zap, "flood": flood, "macflood": macflood}[a.cmd](a)

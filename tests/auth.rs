@@ -313,6 +313,31 @@ fn a_supplicant_slower_than_the_idle_ports_requests_begins_one_conversation() {
 }
 
 #[test]
+fn late_copies_of_a_slow_supplicants_identity_do_not_begin_its_login_again() {
+    // A supplicant that was slow answers each Request/Identity that waited for it, with
+    // the identifier they share. Copies read after FreeRADIUS's challenge came began
+    // the conversation again on the server while the supplicant went on with the first:
+    // seen in CI with wpa_supplicant held still (the test above), a login that stalled.
+    // wpa_supplicant does it only when the timing falls so; the scripted supplicant
+    // sends its copies there every time.
+    let mut tb = Testbed::new("lc", 1);
+    tb.radius_detail(1812);
+    tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
+    tb.start_mcgate();
+    let login = common::result(tb.mcast_py("h1", &["md5-copies", "alice", "alicepass", "--copies", "2"]));
+    assert_eq!(login["ended"], 3, "EAP-Success: {login}\n{}", tb.log());
+    assert_eq!(login["challenges"], 1, "{login}");
+    assert!(authorized(&tb, "p1"), "{}", tb.log());
+    let late = tb.status().unwrap()["authenticator"]["identity_late_copies"].as_u64();
+    assert_eq!(late, Some(2), "both copies counted");
+    // one conversation on the server: the identity and the answer to the challenge
+    let calling = Testbed::host_mac(1).replace(':', "-").to_uppercase();
+    let requests = tb.radius_requests(1812);
+    let sent = requests.split("\n\n").filter(|r| r.contains(&calling) && r.contains("User-Name = \"alice\"")).count();
+    assert_eq!(sent, 2, "{requests}");
+}
+
+#[test]
 fn a_host_logging_on_more_often_than_the_hold_off_allows_waits_once_and_is_asked_once() {
     // Three conversations at once, then one per restart_holdoff (5 s). A held-off host
     // is held until it may begin again: its port is not idle meanwhile, so the group

@@ -134,6 +134,9 @@ pub struct Stats {
     pub identity_held_off: u64,
     /// Request/Identity sent to a MAC the port had no host for, when it was seen.
     pub new_mac_requests: u64,
+    /// Response/Identity dropped as a late copy of the one that began the host's
+    /// conversation (see `Supplicant::began`).
+    pub identity_late_copies: u64,
 }
 
 /// A re-authentication no server answered is tried again after this.
@@ -205,11 +208,32 @@ struct Supplicant {
     reauth_at: Option<Instant>,
     #[serde(with = "crate::mono::option")]
     session_end_at: Option<Instant>,
+    /// The identifier of the Response/Identity that began the host's last EAP
+    /// conversation. A supplicant that was slow answers every Request/Identity that
+    /// waited for it, each a copy with that identifier (the port's requests keep theirs,
+    /// see `Authenticator::ask_unknown`); a copy read after the server's first challenge
+    /// began the conversation again on the server while the supplicant went on with the
+    /// first: its answer no longer fit, and the login stalled (seen in CI). Such a copy
+    /// is dropped while the conversation waits for the host and after it succeeded;
+    /// a Response/Identity with another identifier still begins anew.
+    #[serde(default)]
+    began: Option<u8>,
 }
 
 impl Supplicant {
     fn new() -> Self {
-        Supplicant { state: State::Authenticated, session: None, reauth_at: None, session_end_at: None }
+        Supplicant { state: State::Authenticated, session: None, reauth_at: None, session_end_at: None, began: None }
+    }
+
+    /// `identifier` is that of a late copy of the Response/Identity that began the
+    /// conversation, which waits for the host's answer or has succeeded.
+    fn late_copy(&self, identifier: u8) -> bool {
+        let waits_or_done = match self.state {
+            State::AwaitSupplicant { .. } => true,
+            State::Authenticated => self.session.is_some(),
+            _ => false,
+        };
+        waits_or_done && self.began == Some(identifier)
     }
 }
 
@@ -547,6 +571,11 @@ impl Authenticator {
                 self.stats.eap_unexpected += 1;
                 return;
             }
+            if self.ports[port].hosts.get(&src).is_some_and(|s| s.late_copy(repr.identifier)) {
+                self.stats.identity_late_copies += 1;
+                debug!(port = self.port_name(port), mac = %src, id = repr.identifier, "late copy of a Response/Identity dropped");
+                return;
+            }
             if !self.admit_host(port, src) {
                 return;
             }
@@ -602,6 +631,7 @@ impl Authenticator {
             let token = self.send_access_request(port, src, &identity, raw, None);
             let s = self.host_entry(port, src);
             s.state = State::AwaitServer { token, identity, eap_type: 0 };
+            s.began = Some(repr.identifier);
             return;
         }
         let Some(s) = self.ports[port].hosts.get_mut(&src) else {
@@ -1500,6 +1530,41 @@ mod tests {
         // a duplicate reply to a finished request is not acted on
         a.handle_input(t0, Input::RadiusReply { token, packet: &p });
         assert!(outputs(&mut a).is_empty());
+    }
+
+    #[test]
+    fn late_copies_of_the_identity_that_began_a_conversation_do_not_begin_it_again() {
+        let (mut a, t0) = auth(PortMode::Dot1x);
+        outputs(&mut a);
+        let copy = identity_response(1, b"alice");
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &copy });
+        let (token, _) = radius_token(&outputs(&mut a));
+        let challenge = [1u8, 2, 0, 6, 4, 0];
+        let p = reply(Code::AccessChallenge, &[(attr::EAP_MESSAGE, &challenge), (attr::STATE, b"st8")]);
+        a.handle_input(t0, Input::RadiusReply { token, packet: &p });
+        outputs(&mut a);
+        // the supplicant answers the requests that waited for it while it was slow,
+        // after the server's challenge came: no new conversation
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &copy });
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &copy });
+        assert!(outputs(&mut a).is_empty());
+        assert_eq!(a.stats.identity_late_copies, 2);
+        // its answer to the challenge goes on with the server's conversation
+        let resp = eapol(eapol::PacketType::EapPacket, &[2, 2, 0, 6, 4, 0]);
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &resp });
+        let (token, req) = radius_token(&outputs(&mut a));
+        assert!(has_attr(&req, &Attr::Bytes(attr::STATE, b"st8".to_vec())));
+        let p = reply(Code::AccessAccept, &[(attr::EAP_MESSAGE, &[3, 2, 0, 4])]);
+        a.handle_input(t0, Input::RadiusReply { token, packet: &p });
+        assert!(outputs(&mut a).iter().any(|o| matches!(o, Output::Authorized { .. })));
+        // nor after it succeeded (it would be a re-authentication)
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &copy });
+        assert!(outputs(&mut a).is_empty());
+        assert_eq!((a.stats.identity_late_copies, a.stats.reauthentications), (3, 0));
+        // a Response/Identity with another identifier begins anew, as before
+        a.handle_input(t0, Input::Eapol { port: 0, src: HOST, pdu: &identity_response(7, b"alice") });
+        radius_token(&outputs(&mut a));
+        assert_eq!(a.stats.reauthentications, 1);
     }
 
     fn authorize(a: &mut Authenticator, now: Instant, accept_attrs: &[(u8, &[u8])]) {
