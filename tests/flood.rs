@@ -10,8 +10,12 @@ use std::time::Duration;
 
 #[test]
 fn a_flooding_port_is_quarantined_while_its_neighbour_keeps_zapping() {
-    let tb =
-        Testbed::single_host_pair("fl", "debug", "\n[limits]\nquarantine_after = \"2s\"\nquarantine_time = \"60s\"\n");
+    let tb = Testbed::single_host_pair(
+        "fl",
+        "debug",
+        "",
+        "\n[limits]\nquarantine_after = \"2s\"\nquarantine_time = \"60s\"\n",
+    );
     let mut streams = [tb.stream("239.1.1.1", 40), tb.stream("239.1.1.2", 40)];
     // the flooder watches a channel before it floods: that stays
     tb.in_host(1, &["ip", "addr", "add", "239.1.1.1/32", "dev", "eth0", "autojoin"]);
@@ -52,7 +56,7 @@ fn a_flooding_port_is_quarantined_while_its_neighbour_keeps_zapping() {
 #[test]
 fn a_host_churning_200_groups_at_its_frame_allowance_costs_bounded_logs_journal_and_memory() {
     // at info, as a switch runs
-    let tb = Testbed::single_host_pair("ch", "info", "");
+    let tb = Testbed::single_host_pair("ch", "info", "", "");
     let mut stream = tb.stream("239.1.1.2", 60);
     let pid = tb.daemon_pid().unwrap();
     let journal = || tb.status().unwrap()["accounting"]["journal"]["records"].as_u64().unwrap();

@@ -240,11 +240,13 @@ impl Testbed {
 
     /// Two subscribers (alice on h1 and h2) logged in on single-host 802.1X ports p1, p2
     /// with the basic package (239.1.1.0/24), unknown groups denied: the flood test's and
-    /// bench's set-up. `extra`: TOML appended to mcgate's configuration.
-    pub fn single_host_pair(name: &str, log_level: &str, extra: &str) -> Self {
+    /// bench's set-up. `auth`: lines for the authenticator's section besides tx_period;
+    /// `extra`: TOML appended to mcgate's configuration.
+    pub fn single_host_pair(name: &str, log_level: &str, auth: &str, extra: &str) -> Self {
         let mut tb = Testbed::new(name, 2);
         tb.radius(1812);
-        let cfg = tb.config(&[("p1", "dot1x"), ("p2", "dot1x")], &["127.0.0.1:1812"], "tx_period = \"1s\"", "");
+        let auth = format!("tx_period = \"1s\"\n{auth}");
+        let cfg = tb.config(&[("p1", "dot1x"), ("p2", "dot1x")], &["127.0.0.1:1812"], &auth, "");
         let t = std::fs::read_to_string(&cfg)
             .unwrap()
             .replace("mode = \"dot1x\"\n", "mode = \"dot1x\"\nfast_leave = true\n")
