@@ -46,6 +46,9 @@ fn log_in_again(tb: &Testbed) -> f64 {
 enum Flood {
     /// Crafted IGMPv3 reports from a raw socket, 100 000/s.
     Reports,
+    /// Reports at the per-MAC allowance (100/s), each a join of one of 200 groups and a
+    /// leave of another: a set-top box zapping as fast as it may.
+    Churn,
     /// Junk UDP datagrams at a port nobody listens on, 100 000/s: what the flooder
     /// alone costs the machine, the baseline of the next.
     ClosedPort,
@@ -78,6 +81,7 @@ fn main() {
     let mut phases = vec![];
     for (name, flood) in [
         ("idle", None),
+        ("p1 churns 200 groups at 100 reports/s", Some(Flood::Churn)),
         ("p1 floods 100 000 IGMPv3 reports/s", Some(Flood::Reports)),
         ("p1 sends 100 000 junk datagrams/s to a closed port", Some(Flood::ClosedPort)),
         ("p1 sends 100 000 junk datagrams/s to the CoA port", Some(Flood::CoaPort)),
@@ -87,6 +91,13 @@ fn main() {
             Flood::Reports => {
                 let child = tb.report_flood(1, 6_000_000, 100_000);
                 std::thread::sleep(Duration::from_secs(4)); // past the quarantine (3 s by default)
+                child
+            }
+            Flood::Churn => {
+                let mac = Testbed::host_mac(1);
+                let args = ["churn", "--src-mac", &mac, "--src-ip", "192.0.2.11", "--count", "6000", "--pps", "100"];
+                let child = tb.mcast_py("h1", &args);
+                std::thread::sleep(Duration::from_secs(1));
                 child
             }
             Flood::ClosedPort | Flood::CoaPort => {

@@ -100,9 +100,9 @@ fn a_host_churning_200_groups_at_its_frame_allowance_costs_bounded_logs_journal_
     // one Interim-Update timer per session, none per membership: the churn leaves none
     // behind (the churner's and the neighbour's sessions hold two)
     assert!(s["accounting"]["interims_queued"].as_u64() <= Some(2), "{}", s["accounting"]);
-    // the neighbour zaps as before: every join gets its stream
+    // the neighbour zaps as before: every join gets its stream (how much later is the
+    // flood bench's to measure, not a test's to time)
     assert!(ms(&during).len() == 10, "the neighbour's joins failed during the churn: {during}");
-    assert!(median(ms(&during)) < 2.0 * median(ms(&idle)) + 20.0, "idle {idle}, during {during}");
 }
 
 /// Entries of the bridge's FDB on `port` for the flood's MACs that mcgate did not
