@@ -3,6 +3,8 @@
 //!
 //!     sudo cargo bench --bench auth            (about 5 minutes)
 //!     BENCH_RUNS=5 sudo cargo bench --bench auth   (a quick look)
+//!     PORTS=1000 HOSTAPD=no sudo cargo bench --bench auth
+//!                 (ports configured and up, 100 by default; mcgate alone)
 //!
 //! - start → authorized: from starting wpa_supplicant on a host whose link is down (the
 //!   supplicant brings it up, as plugging in a cable does) to the authenticator's
@@ -11,7 +13,7 @@
 //!   the link up 1–2 s before the supplicant starts (a service restart, a resume).
 //! - EAP exchange: EAP-STARTED → EAP-SUCCESS in the supplicant's own log.
 //! - CPU per login: the authenticator's CPU time (schedstat) over those logins, with 1 and
-//!   with 100 ports configured; and how often its threads were put on a CPU per PEAP
+//!   with `PORTS` ports configured; and how often its threads were put on a CPU per PEAP
 //!   login (schedstat: each wake-up and each return after a preemption), which is what
 //!   most of that CPU pays for.
 //! - 100 hosts logging in at once (fresh MACs, the supplicants started together): the
@@ -27,7 +29,8 @@ use common::{pct, rfc3339, wait_until, Testbed};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const HOSTS: usize = 100;
+/// Hosts logging in at once in the burst rows (at most `PORTS`).
+const BURST: usize = 100;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Auth {
@@ -149,35 +152,52 @@ fn start(tb: &mut Testbed, who: Auth, ports: usize) -> u32 {
                 .unwrap()
                 .replace("log_level = \"debug\"", &format!("log_level = \"{level}\""));
             std::fs::write(&cfg, text).unwrap();
-            tb.start_mcgate();
+            // a start with many ports takes longer than the tests' 10 s allow (measured)
+            tb.start_mcgate_within(Duration::from_secs(120));
             tb.daemon_pid().unwrap()
         }
         Auth::Hostapd => tb.start_hostapd(ports),
     }
 }
 
-fn stop(tb: &mut Testbed, who: Auth) {
+/// Stops the authenticator, then (mcgate) undoes its set-up; ms each took.
+fn stop(tb: &mut Testbed, who: Auth) -> (f64, f64) {
+    let t0 = std::time::Instant::now();
     match who {
         Auth::Mcgate => {
             tb.stop_mcgate();
+            let stopped = t0.elapsed().as_secs_f64() * 1e3;
             let cfg = tb.dir.join("mcgate.toml");
             common::run(
                 Command::new("ip").args(["netns", "exec", &tb.ns("sw"), common::MCGATE, "teardown", "-c"]).arg(cfg),
             );
+            (stopped, t0.elapsed().as_secs_f64() * 1e3 - stopped)
         }
-        Auth::Hostapd => tb.stop_hostapd(),
+        Auth::Hostapd => {
+            tb.stop_hostapd();
+            (t0.elapsed().as_secs_f64() * 1e3, 0.0)
+        }
     }
 }
 
 fn main() {
     let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    eprintln!("building a topology with {HOSTS} hosts and FreeRADIUS...");
-    let mut tb = Testbed::new("bn", HOSTS);
+    // a host namespace on every port, so that every port has link
+    let ports: usize = std::env::var("PORTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100).clamp(2, 1000);
+    let burst = ports.min(BURST);
+    eprintln!("building a topology with {ports} hosts and FreeRADIUS...");
+    let mut tb = Testbed::new("bn", ports);
     tb.radius(1812);
     let mut results: Vec<[String; 2]> = Vec::new();
     let mut labels: Vec<String> = Vec::new();
     let mut serial = 0;
+    // HOSTAPD=no: mcgate alone (hostapd had not finished starting 1 000 ports after 13 min)
+    let with_hostapd = std::env::var("HOSTAPD").map_or(true, |v| v != "no");
     for (col, who) in [Auth::Mcgate, Auth::Hostapd].into_iter().enumerate() {
+        if who == Auth::Hostapd && !with_hostapd {
+            results.iter_mut().for_each(|r| r[1] = "not run".into());
+            continue;
+        }
         let mut out: Vec<(String, String)> = Vec::new();
         // CPU per PEAP login, 1 port configured
         let pid = start(&mut tb, who, 1);
@@ -190,15 +210,17 @@ fn main() {
         let cpu1 = (cpu_ns(pid) - c0) as f64 / 1e6 / ok.max(1) as f64;
         stop(&mut tb, who);
 
-        let pid = start(&mut tb, who, HOSTS);
+        let t0 = std::time::Instant::now();
+        let pid = start(&mut tb, who, ports);
+        let start_ms = t0.elapsed().as_secs_f64() * 1e3;
         // what the authenticator spends with nobody logging in (mcgate: asking the ports
-        // with link and no host, 99 of them, every idle_period), per second
+        // with link and no host, all but one, every idle_period), per second
         std::thread::sleep(Duration::from_secs(2));
         let (c0, t0) = (cpu_ns(pid), now());
         std::thread::sleep(Duration::from_secs(5));
         let idle_ms_per_s = (cpu_ns(pid) - c0) as f64 / 1e6 / (now() - t0);
         out.push((
-            format!("CPU with {HOSTS} ports up and nobody logging in (ms per second)"),
+            format!("CPU with {ports} ports up and nobody logging in (ms per second)"),
             format!("{idle_ms_per_s:.2}"),
         ));
         for (method, user, pass) in [("md5", "alice", "alicepass"), ("peap", "bob", "bobpass")] {
@@ -229,16 +251,16 @@ fn main() {
             if method == "peap" {
                 out.push(("CPU per PEAP login, 1 port configured (ms)".into(), format!("{cpu1:.2}")));
                 out.push((
-                    format!("CPU per PEAP login, {HOSTS} ports configured (ms; idle cost excluded)"),
+                    format!("CPU per PEAP login, {ports} ports configured (ms; idle cost excluded)"),
                     format!("{cpu:.2} ({own:.2})"),
                 ));
                 out.push((
-                    format!("times put on a CPU per PEAP login, {HOSTS} ports configured (idle included)"),
+                    format!("times put on a CPU per PEAP login, {ports} ports configured (idle included)"),
                     format!("{runs_per_login:.1}"),
                 ));
             } else {
                 out.push((
-                    format!("CPU per MD5 login, {HOSTS} ports configured (ms; idle cost excluded)"),
+                    format!("CPU per MD5 login, {ports} ports configured (ms; idle cost excluded)"),
                     format!("{cpu:.2} ({own:.2})"),
                 ));
             }
@@ -291,12 +313,12 @@ fn main() {
             // first logins of all hosts at once (fresh MACs; a switch's reboot, a power cut
             // in a building): the supplicants started together, the CPU counted from the
             // first start to the last success, the ports' idle asks included
-            for h in 1..=HOSTS {
+            for h in 1..=burst {
                 tb.stop_supplicant(h);
                 tb.in_host(h, &["ip", "link", "set", "eth0", "address", &format!("02:00:00:{:02x}:00:{h:02x}", 3 + k)]);
             }
             let (t0, c0) = (now(), cpu_ns(pid));
-            let starting: Vec<_> = (1..=HOSTS)
+            let starting: Vec<_> = (1..=burst)
                 .map(|h| {
                     Command::new(common::TB)
                         .args(["supplicant", &tb.prefix, &h.to_string(), user, pass, method, ""])
@@ -309,10 +331,10 @@ fn main() {
                 let _ = c.wait();
             }
             let all = wait_until(Duration::from_secs(60), || {
-                (1..=HOSTS).all(|h| !wpa_events(&tb, h, "EAP-SUCCESS", t0).is_empty())
+                (1..=burst).all(|h| !wpa_events(&tb, h, "EAP-SUCCESS", t0).is_empty())
             });
             // each host's first success (none: infinity), read once
-            let firsts: Vec<(usize, f64)> = (1..=HOSTS)
+            let firsts: Vec<(usize, f64)> = (1..=burst)
                 .map(|h| (h, wpa_events(&tb, h, "EAP-SUCCESS", t0).first().copied().unwrap_or(f64::INFINITY)))
                 .collect();
             let last = firsts.iter().map(|f| f.1).filter(|t| t.is_finite()).fold(t0, f64::max);
@@ -336,15 +358,15 @@ fn main() {
             std::thread::sleep(Duration::from_millis(300));
             let spent = (cpu_ns(pid) - c0) as f64 / 1e6;
             out.push((
-                format!("CPU per {method} login, {HOSTS} hosts starting at once (ms; first start → last success)"),
-                if all { format!("{:.2} ({:.1} s)", spent / HOSTS as f64, last - t0) } else { "failed".into() },
+                format!("CPU per {method} login, {burst} hosts starting at once (ms; first start → last success)"),
+                if all { format!("{:.2} ({:.1} s)", spent / burst as f64, last - t0) } else { "failed".into() },
             ));
             let mut times = Vec::new();
             if all {
                 for _ in 0..3 {
                     std::thread::sleep(Duration::from_millis(500));
                     let t0 = now();
-                    let children: Vec<_> = (1..=HOSTS)
+                    let children: Vec<_> = (1..=burst)
                         .map(|h| {
                             Command::new("ip")
                                 .args(["netns", "exec", &tb.ns(&format!("h{h}")), "wpa_cli", "-p"])
@@ -359,24 +381,32 @@ fn main() {
                         let _ = c.wait();
                     }
                     let done = wait_until(Duration::from_secs(60), || {
-                        (1..=HOSTS).all(|h| !wpa_events(&tb, h, "EAP-SUCCESS", t0).is_empty())
+                        (1..=burst).all(|h| !wpa_events(&tb, h, "EAP-SUCCESS", t0).is_empty())
                     });
                     if done {
-                        let last = (1..=HOSTS).map(|h| wpa_events(&tb, h, "EAP-SUCCESS", t0)[0]).fold(0.0, f64::max);
+                        let last = (1..=burst).map(|h| wpa_events(&tb, h, "EAP-SUCCESS", t0)[0]).fold(0.0, f64::max);
                         times.push((last - t0) * 1e3);
                     }
                 }
             }
             let n = times.len();
             out.push((
-                format!("burst: {HOSTS} re-authenticate at once, {method} (median ms of {n}/3)"),
+                format!("burst: {burst} re-authenticate at once, {method} (median ms of {n}/3)"),
                 if n > 0 { format!("{:.0}", pct(&mut times, 50.0)) } else { "failed".into() },
             ));
         }
-        for h in 1..=HOSTS {
+        for h in 1..=burst {
             tb.stop_supplicant(h);
         }
-        stop(&mut tb, who);
+        let (stop_ms, teardown_ms) = stop(&mut tb, who);
+        out.push((
+            format!("start with {ports} ports (ms; mcgate: until its control socket answers, hostapd: -B returns)"),
+            format!("{start_ms:.0}"),
+        ));
+        out.push((
+            format!("stop with {ports} ports (ms; SIGTERM → exited), then mcgate teardown (ms)"),
+            format!("{stop_ms:.0}, {teardown_ms:.0}"),
+        ));
         for (i, (label, value)) in out.into_iter().enumerate() {
             if col == 0 {
                 labels.push(label);
@@ -388,7 +418,7 @@ fn main() {
     }
     let rows: Vec<Row> =
         labels.into_iter().zip(results).map(|(what, [m, h])| Row { what, mcgate: m, hostapd: h }).collect();
-    println!("\n| {HOSTS} hosts, FreeRADIUS 3.2.1 on the switch's loopback | mcgate | hostapd |");
+    println!("\n| {ports} ports with a host each, FreeRADIUS 3.2.1 on the switch's loopback | mcgate | hostapd |");
     println!("| --- | --- | --- |");
     for r in rows {
         println!("| {} | {} | {} |", r.what, r.mcgate, r.hostapd);

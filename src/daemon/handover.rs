@@ -228,6 +228,11 @@ impl Taken {
         }
     }
 
+    /// Whether a socket of `kind` is here to take.
+    pub fn has(&self, kind: impl Fn(&Fd) -> bool) -> bool {
+        self.fds.iter().any(|(f, fd)| fd.is_some() && kind(f))
+    }
+
     /// The socket passed on as `kind` (each once).
     pub fn take(&mut self, kind: impl Fn(&Fd) -> bool) -> Option<(Fd, OwnedFd)> {
         let (f, fd) = self.fds.iter_mut().find(|(f, fd)| fd.is_some() && kind(f))?;

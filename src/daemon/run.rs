@@ -547,6 +547,12 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
             }
             settle(&mut d, &mut queues.committed, epoch).await;
             d.commit_delivery_marks();
+            // the capture sockets close together once nothing else holds them (the
+            // readers, the core), not one by one as the process goes (see `close_many`)
+            readers.stop().await;
+            drop(d);
+            let captures = handing.captures.into_iter().filter_map(|(_, _, s)| Arc::into_inner(s)).collect();
+            PortSocket::close_many(captures);
             break;
         }
         if let Some((formats, reply)) = next.standby.take() {
@@ -718,6 +724,20 @@ fn capture_sockets(
     handing: &mut Handing,
 ) -> anyhow::Result<Vec<Arc<PortSocket>>> {
     let heads_known = taken.as_ref().is_none_or(handover::Taken::heads_known);
+    let frames = cfg.limits.capture_ring_frames;
+    // the interfaces that need a socket of their own, opened together (see `open_many`)
+    let mut fresh: Vec<u32> = (ports.iter())
+        .map(|p| p.ifindex)
+        .filter(|i| {
+            !taken
+                .as_ref()
+                .is_some_and(|t| t.has(|f| matches!(f, handover::Fd::Capture { ifindex, .. } if ifindex == i)))
+        })
+        .collect();
+    fresh.sort_unstable();
+    fresh.dedup();
+    let mut opened: std::collections::HashMap<u32, std::io::Result<PortSocket>> =
+        fresh.iter().copied().zip(PortSocket::open_many(&fresh, frames)).collect();
     let mut port_sockets: Vec<Arc<PortSocket>> = Vec::new();
     for (i, p) in ports.iter().enumerate() {
         let (name, ifindex) = (&p.name, p.ifindex);
@@ -736,8 +756,8 @@ fn capture_sockets(
                 s
             }
             (None, _) => {
-                let frames = cfg.limits.capture_ring_frames;
-                let s = Arc::new(PortSocket::open(ifindex, frames).with_context(|| format!("capture on {name}"))?);
+                let opened = opened.remove(&ifindex).unwrap_or_else(|| PortSocket::open(ifindex, frames));
+                let s = Arc::new(opened.with_context(|| format!("capture on {name}"))?);
                 handing.captures.push((ifindex, frames, s.clone()));
                 s
             }

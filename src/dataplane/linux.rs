@@ -230,7 +230,7 @@ impl Dataplane for LinuxBridge {
     /// The port's PVID when its bridge filters by VLAN, none otherwise.
     fn port_vlan(&mut self, port: &str) -> Result<Option<u16>, Error> {
         let idx = Self::index(port)?;
-        let master = self.nl.links()?.into_iter().find(|l| l.index == idx).and_then(|l| l.master);
+        let master = self.nl.link(idx).map_err(Self::at(port))?.and_then(|l| l.master);
         let filtering = match master {
             Some(b) => self.filters_vlans(b).map_err(Self::at(port))?,
             None => false,
@@ -264,8 +264,8 @@ impl Dataplane for LinuxBridge {
     }
 
     fn is_locked(&mut self, port: &str) -> Result<bool, Error> {
-        let idx = Self::index(port)?;
-        Ok(self.nl.locked_ports().map_err(Self::at(port))?.into_iter().any(|(i, locked)| i == idx && locked))
+        let attrs = self.nl.port_attrs(Self::index(port)?, &[brport::LOCKED]).map_err(Self::at(port))?;
+        Ok(attrs.unwrap_or_default().first().is_some_and(|(_, v)| v.first() == Some(&1)))
     }
 
     fn authorized_on(&mut self, ats: &[PortVlan]) -> Result<Vec<(PortVlan, MacAddr)>, Error> {

@@ -716,7 +716,8 @@ impl Testbed {
     }
 
     pub fn host_mac(host: usize) -> String {
-        format!("02:00:00:00:00:{:02x}", 0x10 + host)
+        let n = 0x10 + host;
+        format!("02:00:00:00:{:02x}:{:02x}", n >> 8, n & 0xff)
     }
 }
 

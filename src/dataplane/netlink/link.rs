@@ -1,6 +1,7 @@
-//! Links and bridge options: the link dump (name, MAC, master, running), bridge port
-//! attributes (IFLA_PROTINFO: locked, learning, MAB, flooding, multicast router), bridge
-//! options (IFLA_BR_* in IFLA_LINKINFO), and interface addresses.
+//! Links and bridge options: the link dump and one link (name, MAC, master, running),
+//! bridge port attributes (locked, learning, MAB, flooding, multicast router: set as
+//! IFLA_PROTINFO, read from the port's IFLA_LINKINFO), bridge options (IFLA_BR_* in
+//! IFLA_LINKINFO), and interface addresses.
 
 use super::*;
 
@@ -33,13 +34,6 @@ pub(super) fn parse_link(p: &[u8]) -> Option<Link> {
         }
     }
     Some(link)
-}
-
-pub(super) fn parse_port_locked(p: &[u8]) -> Option<(u32, bool)> {
-    let index = u32_of(p.get(4..8)?)?;
-    let (_, protinfo) = attrs(p.get(16..)?).find(|(ty, _)| ty & !NLA_F_NESTED == IFLA_PROTINFO)?;
-    let locked = attrs(protinfo).find(|(ty, _)| *ty == brport::LOCKED).is_some_and(|(_, v)| v.first() == Some(&1));
-    Some((index, locked))
 }
 
 /// The attributes of `b` whose types are in `wanted`, in the order found.
@@ -108,37 +102,49 @@ impl Netlink {
         self.collect(RTM_GETLINK, &ifinfomsg(AF_UNSPEC, 0), RTM_NEWLINK, parse_link)
     }
 
-    /// The bridge port attributes (IFLA_PROTINFO) of port `ifindex` whose types are in
-    /// `wanted`, as the kernel reports them; `None` when it is no bridge port.
-    pub fn port_attrs(&mut self, ifindex: u32, wanted: &[u16]) -> Result<Option<Vec<Attr>>, Error> {
-        let mut out = None;
-        self.dump(RTM_GETLINK, &ifinfomsg(AF_BRIDGE, 0), |ty, p| {
+    /// Link `ifindex` alone (RTM_GETLINK for one index, not the dump of every link:
+    /// the set-up asks about each port, and with 1 000 ports a dump each took the start
+    /// 17 s); `each` gets its message.
+    fn link_message(&mut self, ifindex: u32, mut each: impl FnMut(&[u8])) -> Result<(), Error> {
+        self.exchange(RTM_GETLINK, NLM_F_ACK, &ifinfomsg(AF_UNSPEC, ifindex), |ty, p| {
             if ty == RTM_NEWLINK && p.get(4..8).and_then(u32_of) == Some(ifindex) {
-                let protinfo = p.get(16..).and_then(|a| attrs(a).find(|(t, _)| t & !NLA_F_NESTED == IFLA_PROTINFO));
-                if let Some((_, protinfo)) = protinfo {
-                    out = Some(picked(protinfo, wanted));
-                }
+                each(p)
             }
+        })
+    }
+
+    /// Link `ifindex`.
+    pub fn link(&mut self, ifindex: u32) -> Result<Option<Link>, Error> {
+        let mut out = None;
+        self.link_message(ifindex, |p| out = parse_link(p))?;
+        Ok(out)
+    }
+
+    /// The nested attributes `kind` (IFLA_INFO_DATA: the bridge's own; IFLA_INFO_SLAVE_DATA:
+    /// a bridge port's, IFLA_BRPORT_* as in IFLA_PROTINFO) of link `ifindex`'s
+    /// IFLA_LINKINFO whose types are in `wanted`; `None` when the link has none.
+    fn link_info(&mut self, ifindex: u32, kind: u16, wanted: &[u16]) -> Result<Option<Vec<Attr>>, Error> {
+        let mut out = None;
+        self.link_message(ifindex, |p| {
+            fn find(b: &[u8], want: u16) -> Option<&[u8]> {
+                attrs(b).find(|(t, _)| t & !NLA_F_NESTED == want).map(|(_, v)| v)
+            }
+            let data = p.get(16..).and_then(|a| find(a, IFLA_LINKINFO)).and_then(|info| find(info, kind));
+            out = data.map(|d| picked(d, wanted));
         })?;
         Ok(out)
+    }
+
+    /// The bridge port attributes of port `ifindex` whose types are in `wanted`, as the
+    /// kernel reports them; `None` when it is no bridge port.
+    pub fn port_attrs(&mut self, ifindex: u32, wanted: &[u16]) -> Result<Option<Vec<Attr>>, Error> {
+        self.link_info(ifindex, IFLA_INFO_SLAVE_DATA, wanted)
     }
 
     /// The bridge attributes (IFLA_BR_* in IFLA_LINKINFO's data) of bridge `ifindex`
     /// whose types are in `wanted`.
     pub fn bridge_attrs(&mut self, ifindex: u32, wanted: &[u16]) -> Result<Vec<Attr>, Error> {
-        let mut out = Vec::new();
-        self.dump(RTM_GETLINK, &ifinfomsg(AF_UNSPEC, 0), |ty, p| {
-            if ty != RTM_NEWLINK || p.get(4..8).and_then(u32_of) != Some(ifindex) {
-                return;
-            }
-            let find =
-                |b: &'_ [u8], want: u16| attrs(b).find(|(t, _)| t & !NLA_F_NESTED == want).map(|(_, v)| v.to_vec());
-            let data = p.get(16..).and_then(|a| find(a, IFLA_LINKINFO)).and_then(|info| find(&info, IFLA_INFO_DATA));
-            if let Some(data) = data {
-                out = picked(&data, wanted);
-            }
-        })?;
-        Ok(out)
+        Ok(self.link_info(ifindex, IFLA_INFO_DATA, wanted)?.unwrap_or_default())
     }
 
     /// The PVID of bridge port `ifindex` (the VLAN its untagged frames belong to);
@@ -168,10 +174,5 @@ impl Netlink {
             }
         })?;
         Ok(all)
-    }
-
-    /// Bridge ports and whether each is locked (IFLA_BRPORT_LOCKED), by ifindex.
-    pub fn locked_ports(&mut self) -> Result<Vec<(u32, bool)>, Error> {
-        self.collect(RTM_GETLINK, &ifinfomsg(AF_BRIDGE, 0), RTM_NEWLINK, parse_port_locked)
     }
 }

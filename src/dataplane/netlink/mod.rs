@@ -66,6 +66,7 @@ const IFLA_BRIDGE_VLAN_INFO: u16 = 2;
 const BRIDGE_VLAN_INFO_PVID: u16 = 1 << 1;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
+const IFLA_INFO_SLAVE_DATA: u16 = 5;
 
 /// Bridge attributes (IFLA_BR_*) inside IFLA_INFO_DATA.
 pub mod br {
