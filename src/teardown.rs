@@ -23,14 +23,16 @@ pub fn teardown(loaded: &Loaded) -> anyhow::Result<()> {
             (0..loaded.config.ports.len()).filter_map(|i| loaded.multicast_vlan(i)).collect();
         dp.teardown_multicast(bridge, &vids.into_iter().collect::<Vec<_>>(), &found).context("multicast")?;
     }
+    let mut ats = Vec::new();
     for p in &loaded.config.ports {
         let name = p.name.get_ref();
         let vlan = match &p.vlan {
             Some(tag) => Some(*tag.get_ref()),
             None => dp.port_vlan(name).with_context(|| format!("port {name}"))?,
         };
-        dp.teardown_port(&PortVlan::new(name, vlan)).with_context(|| format!("port {name}"))?;
+        ats.push(PortVlan::new(name, vlan));
     }
+    dp.teardown_ports(&ats).context("removing the authorized MACs")?;
     // a port moved to a RADIUS-assigned VLAN goes back to its own
     let homes = store.port_homes()?;
     for (port, home) in &homes {

@@ -86,7 +86,7 @@ fn ports_fdb_and_mdb_on_the_real_bridge() {
         assert_eq!(dp.mdb_entries("br0").unwrap().len(), 2);
         dp.teardown_multicast("br0", &[], &Default::default()).unwrap();
         assert!(dp.mdb_entries("br0").unwrap().is_empty());
-        dp.teardown_port(&at("p1")).unwrap();
+        dp.teardown_ports(&[at("p1")]).unwrap();
         assert!(dp.authorized(&at("p1")).unwrap().is_empty());
     });
     let out = Command::new("ip")

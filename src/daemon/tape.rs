@@ -396,8 +396,8 @@ impl Dataplane for RecordDataplane {
         done
     }
 
-    fn teardown_port(&mut self, at: &PortVlan) -> Result<(), DpError> {
-        self.inner.teardown_port(at)
+    fn teardown_ports(&mut self, ats: &[PortVlan]) -> Result<(), DpError> {
+        self.inner.teardown_ports(ats)
     }
 
     fn found(&mut self, bridge: &str, ports: &[&str]) -> Result<Found, DpError> {
@@ -608,7 +608,7 @@ impl Dataplane for Replayer {
         self.change(Output::MoveUntagged { port: port.into(), from, to, error: None })
     }
 
-    fn teardown_port(&mut self, _: &PortVlan) -> Result<(), DpError> {
+    fn teardown_ports(&mut self, _: &[PortVlan]) -> Result<(), DpError> {
         Err(DpError::Replayed("teardown is not replayed".into()))
     }
 

@@ -95,7 +95,7 @@ impl Dataplane for FakeKernel {
         Ok(())
     }
 
-    fn teardown_port(&mut self, _: &PortVlan) -> Result<(), DpError> {
+    fn teardown_ports(&mut self, _: &[PortVlan]) -> Result<(), DpError> {
         Ok(())
     }
 

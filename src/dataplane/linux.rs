@@ -495,10 +495,10 @@ impl Dataplane for LinuxBridge {
         self.nl.vlan_del(idx, from).map_err(Self::at(port))
     }
 
-    fn teardown_port(&mut self, at: &PortVlan) -> Result<(), Error> {
-        let idx = Self::index(&at.port)?;
-        for mac in self.authorized(at)? {
-            self.nl.fdb_del(idx, mac, at.vlan).map_err(Self::at(&at.port))?;
+    fn teardown_ports(&mut self, ats: &[PortVlan]) -> Result<(), Error> {
+        // one dump of the FDB for all of them (one a port took 6 s for 1 000 ports)
+        for (at, mac) in self.authorized_on(ats)? {
+            self.nl.fdb_del(Self::index(&at.port)?, mac, at.vlan).map_err(Self::at(&at.port))?;
         }
         Ok(())
     }

@@ -169,9 +169,9 @@ pub trait Dataplane {
     fn move_untagged(&mut self, _port: &str, _from: u16, _to: u16) -> Result<(), Error> {
         Err(Error::Unsupported("a VLAN assignment needs the Linux bridge".into()))
     }
-    /// Removes the static entries in `at` (the port's flags go back with
+    /// Removes the static entries in each of `ats` (the ports' flags go back with
     /// [`Dataplane::restore`]).
-    fn teardown_port(&mut self, at: &PortVlan) -> Result<(), Error>;
+    fn teardown_ports(&mut self, ats: &[PortVlan]) -> Result<(), Error>;
     /// Reads what the set-up of `bridge` and `ports` would change, as it is now.
     fn found(&mut self, bridge: &str, ports: &[&str]) -> Result<Found, Error>;
     /// Puts back what [`Dataplane::found`] read; ports that are gone are skipped.
@@ -262,7 +262,7 @@ impl Dataplane for Audit {
     fn authorized_on(&mut self, _: &[PortVlan]) -> Result<Vec<(PortVlan, MacAddr)>, Error> {
         Ok(vec![])
     }
-    fn teardown_port(&mut self, _: &PortVlan) -> Result<(), Error> {
+    fn teardown_ports(&mut self, _: &[PortVlan]) -> Result<(), Error> {
         Ok(())
     }
     fn move_untagged(&mut self, _: &str, _: u16, _: u16) -> Result<(), Error> {
