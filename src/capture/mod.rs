@@ -42,8 +42,31 @@ pub const FRAME_SIZE: usize = 2048;
 /// 32 slots a block: a ring's length is a multiple of 32 slots.
 const BLOCK_SIZE: usize = 64 << 10;
 
-/// At most this many threads set up capture rings at once ([`PortSocket::open_many`]).
-pub const OPEN_THREADS: usize = 256;
+/// At most this many threads open or close capture sockets at once ([`PortSocket::open_many`]).
+const THREADS: usize = 256;
+
+/// `f` of each of `items` on up to [`THREADS`] threads, in `items`' order; `None` for
+/// those of a thread that could not start or panicked (a thread that cannot start drops
+/// its items where it was to be started).
+fn on_threads<T: Send, R: Send>(mut items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<Option<R>> {
+    let per_thread = items.len().div_ceil(THREADS).max(1);
+    let f = &f;
+    std::thread::scope(|s| {
+        let mut threads = Vec::new();
+        while !items.is_empty() {
+            let chunk: Vec<T> = items.drain(..per_thread.min(items.len())).collect();
+            let n = chunk.len();
+            let done = move || chunk.into_iter().map(f).collect::<Vec<R>>();
+            threads.push((n, std::thread::Builder::new().name("capture-sockets".into()).spawn_scoped(s, done)));
+        }
+        (threads.into_iter())
+            .flat_map(|(n, t)| match t.ok().and_then(|t| t.join().ok()) {
+                Some(done) => done.into_iter().map(Some).collect::<Vec<_>>(),
+                None => (0..n).map(|_| None).collect(),
+            })
+            .collect()
+    })
+}
 
 /// A port's capture socket: the BPF filter in front, a receive ring behind it (see
 /// [`sys::RxRing`]), and sending on the same socket.
@@ -64,27 +87,12 @@ impl PortSocket {
     /// socket's ring waits for an RCU grace period (PACKET_RX_RING synchronizes the
     /// network stack whatever the socket's state; 25 ms a socket on this project's test
     /// machine, 26 s for 1 000 ports one after another), and waits that run together end
-    /// together: the rings are set up on up to [`OPEN_THREADS`] threads, the sockets
+    /// together: the rings are set up on several threads ([`on_threads`]), the sockets
     /// registered with the runtime on the caller's.
     pub fn open_many(ifindexes: &[u32], frames: usize) -> Vec<io::Result<Self>> {
-        let per_thread = ifindexes.len().div_ceil(OPEN_THREADS).max(1);
-        let rings: Vec<io::Result<(OwnedFd, sys::RxRing)>> = std::thread::scope(|s| {
-            let threads: Vec<_> = ifindexes
-                .chunks(per_thread)
-                .map(|chunk| {
-                    let open = move || chunk.iter().map(|i| Self::open_ring(*i, frames)).collect::<Vec<_>>();
-                    (chunk.len(), std::thread::Builder::new().name("capture-open".into()).spawn_scoped(s, open))
-                })
-                .collect();
-            let gone = || io::Error::other("a thread opening capture sockets failed");
-            (threads.into_iter())
-                .flat_map(|(n, t)| match t.map_err(|_| ()).and_then(|t| t.join().map_err(|_| ())) {
-                    Ok(opened) => opened,
-                    Err(()) => (0..n).map(|_| Err(gone())).collect(),
-                })
-                .collect()
-        });
+        let rings = on_threads(ifindexes.to_vec(), |i| Self::open_ring(i, frames));
         (rings.into_iter())
+            .map(|r| r.unwrap_or_else(|| Err(io::Error::other("a thread opening capture sockets failed"))))
             .map(|r| r.and_then(|(fd, ring)| Ok(PortSocket { fd: sys::async_fd(fd)?, ring: Some(Mutex::new(ring)) })))
             .collect()
     }
@@ -94,15 +102,7 @@ impl PortSocket {
     /// project's test machine, so the exit of a process with 1 000 ports took 36 s
     /// closing them one after another; waits that run together end together.
     pub fn close_many(sockets: Vec<Self>) {
-        let per_thread = sockets.len().div_ceil(OPEN_THREADS).max(1);
-        let mut sockets = sockets;
-        std::thread::scope(|s| {
-            while !sockets.is_empty() {
-                let chunk: Vec<Self> = sockets.drain(..per_thread.min(sockets.len())).collect();
-                // a thread that cannot start drops its sockets here, one after another
-                let _ = std::thread::Builder::new().name("capture-close".into()).spawn_scoped(s, move || drop(chunk));
-            }
-        });
+        on_threads(sockets, drop);
     }
 
     fn open_ring(ifindex: u32, frames: usize) -> io::Result<(OwnedFd, sys::RxRing)> {
@@ -177,6 +177,18 @@ impl PortSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn work_on_threads_comes_back_in_order_and_whole() {
+        for n in [0usize, 1, 3, THREADS, THREADS + 1, 1000] {
+            let got = on_threads((0..n).collect(), |i| i * 2);
+            assert_eq!(got, (0..n).map(|i| Some(i * 2)).collect::<Vec<_>>(), "{n} items");
+        }
+        // a panicking item's thread gives none of its items; the others come back
+        let got = on_threads((0..2 * THREADS).collect(), |i| if i == 0 { panic!("item 0") } else { i });
+        assert_eq!(got[..2], [None, None]);
+        assert!(got[2..].iter().enumerate().all(|(i, r)| *r == Some(i + 2)));
+    }
 
     /// Runs a classic BPF program over a frame (only the opcodes the filter uses).
     fn run(prog: &[libc::sock_filter], pkt: &[u8]) -> u32 {
