@@ -26,6 +26,15 @@ fn alice_logged_in(prefix: &str, extra_auth: &str) -> Testbed {
     tb
 }
 
+/// The Access-Requests FreeRADIUS's detail file holds (`radius_detail`) from host
+/// `host` with User-Name `user`, and the file.
+fn access_requests(tb: &Testbed, host: usize, user: &str) -> (usize, String) {
+    let requests = tb.radius_requests(1812);
+    let calling = Testbed::host_mac(host).replace(':', "-").to_uppercase();
+    let user = format!("User-Name = \"{user}\"");
+    (requests.split("\n\n").filter(|r| r.contains(&calling) && r.contains(&user)).count(), requests)
+}
+
 /// Host 1 (the only one with a session) logs off; returns once mcgate holds no session.
 fn log_off(tb: &Testbed) {
     tb.wpa_cli(1, &["logoff"]);
@@ -170,10 +179,7 @@ fn a_host_restarting_eap_over_and_over_opens_few_conversations_on_freeradius() {
     assert!(authorized(&tb, "p2"), "{}", tb.log());
     assert_eq!(common::result(flood)["sent"], 60);
     std::thread::sleep(Duration::from_millis(500));
-    let requests = tb.radius_requests(1812);
-    let calling = Testbed::host_mac(1).replace(':', "-").to_uppercase();
-    let opened =
-        requests.split("\n\n").filter(|r| r.contains(&calling) && r.contains("User-Name = \"mallory\"")).count();
+    let (opened, requests) = access_requests(&tb, 1, "mallory");
     let held = tb.status().unwrap()["authenticator"]["identity_held_off"].as_u64().unwrap();
     println!("60 restarts in 6 s: {opened} Access-Requests reached FreeRADIUS, {held} held off");
     // three at once, one at 5 s: never one per Response/Identity
@@ -331,9 +337,7 @@ fn late_copies_of_a_slow_supplicants_identity_do_not_begin_its_login_again() {
     let late = tb.status().unwrap()["authenticator"]["identity_late_copies"].as_u64();
     assert_eq!(late, Some(2), "both copies counted");
     // one conversation on the server: the identity and the answer to the challenge
-    let calling = Testbed::host_mac(1).replace(':', "-").to_uppercase();
-    let requests = tb.radius_requests(1812);
-    let sent = requests.split("\n\n").filter(|r| r.contains(&calling) && r.contains("User-Name = \"alice\"")).count();
+    let (sent, requests) = access_requests(&tb, 1, "alice");
     assert_eq!(sent, 2, "{requests}");
 }
 
