@@ -146,14 +146,27 @@ pub(super) struct Outgoing {
     pub done: Option<oneshot::Sender<bool>>,
 }
 
-/// The first line with the descriptors attached, then the package.
+/// The first line with the descriptors attached, then the package. A message carries
+/// at most [`MAX_FDS`] descriptors (more, and sendmsg fails: a switch with 1 000 ports
+/// could not hand over nor have a standby), so each [`MAX_FDS`] go with one octet of
+/// the line and the last of them with the rest; the new process reads until the line
+/// is whole. With up to [`MAX_FDS`] this is the one message it always was.
 async fn write_out(w: &mut tokio::net::unix::OwnedWriteHalf, out: &Outgoing) -> std::io::Result<()> {
     let head = control::Response::HandOver { version: out.version, fds: out.fds.len(), length: out.bytes.len() };
     let mut line = serde_json::to_vec(&head).unwrap_or_default();
     line.push(b'\n');
+    let chunks: Vec<&[OwnedFd]> = if out.fds.is_empty() { vec![&[]] } else { out.fds.chunks(MAX_FDS).collect() };
+    if chunks.len() > line.len() {
+        return Err(std::io::Error::other(format!("{} sockets are more than a hand-over passes", out.fds.len())));
+    }
     let sock = w.as_ref();
-    let n = sock.async_io(tokio::io::Interest::WRITABLE, || crate::sys::send_with_fds(sock, &line, &out.fds)).await?;
-    w.write_all(&line[n..]).await?;
+    let mut at = 0;
+    for (i, chunk) in chunks.iter().enumerate() {
+        let end = if i + 1 == chunks.len() { line.len() } else { at + 1 };
+        let part = &line[at..end];
+        at += sock.async_io(tokio::io::Interest::WRITABLE, || crate::sys::send_with_fds(sock, part, chunk)).await?;
+    }
+    w.write_all(&line[at..]).await?;
     w.write_all(&out.bytes).await
 }
 
@@ -315,21 +328,23 @@ fn ask(s: &mut std::os::unix::net::UnixStream, req: &Request) -> anyhow::Result<
 /// then the package; `None` when the peer closed without a word.
 fn receive(s: &mut std::os::unix::net::UnixStream, what: &str) -> anyhow::Result<Option<(Package, Sockets)>> {
     let mut buf = vec![0u8; 64 << 10];
-    let (n, fds) = crate::sys::recv_with_fds(&*s, &mut buf, MAX_FDS).context("receiving the sockets")?;
+    let (n, mut fds) = crate::sys::recv_with_fds(&*s, &mut buf, MAX_FDS).context("receiving the sockets")?;
     if n == 0 {
         return Ok(None);
     }
     let mut got = buf[..n].to_vec();
-    // the first line (the rest of it, when the first read cut it off)
+    // the first line (the rest of it, when the first read cut it off), with the
+    // descriptors of every message it came in (see `write_out`)
     while !got.contains(&b'\n') {
         if got.len() > 64 << 10 {
             return Err(anyhow!("hand-over: a first line over 64 KiB"));
         }
-        let n = s.read(&mut buf)?;
+        let (n, more) = crate::sys::recv_with_fds(&*s, &mut buf, MAX_FDS).context("receiving the sockets")?;
         if n == 0 {
             return Err(anyhow!("hand-over: the running mcgate closed the connection"));
         }
         got.extend_from_slice(&buf[..n]);
+        fds.extend(more);
     }
     let end = got.iter().position(|b| *b == b'\n').unwrap_or(got.len());
     let (length, version) = match serde_json::from_slice(&got[..end])? {
@@ -550,5 +565,43 @@ mod tests {
             read += 1;
         }
         assert!(read >= 1, "no earlier format in {}", dir.display());
+    }
+
+    /// More descriptors than one message carries (a switch with hundreds of ports) come
+    /// over in several, each with its part of the first line, all of them in order.
+    #[test]
+    fn more_sockets_than_one_message_holds_are_all_passed_on() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/handover/1.json");
+        let mut package: Package = serde_json::from_slice(&std::fs::read(dir).unwrap()).unwrap();
+        let n = 2 * MAX_FDS + 7;
+        package.fds = (0..n).map(|_| Fd::Kernel).collect();
+        // each descriptor a pipe's read end, told apart by what its write end wrote
+        let (readers, writers): (Vec<OwnedFd>, Vec<std::fs::File>) = (0..n)
+            .map(|i| {
+                let (r, w) = nix::unistd::pipe().unwrap();
+                let mut w = std::fs::File::from(w);
+                w.write_all(&(i as u32).to_le_bytes()).unwrap();
+                (r, w)
+            })
+            .unzip();
+        let out = Outgoing { bytes: serde_json::to_vec(&package).unwrap(), fds: readers, version: VERSION, done: None };
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let sender = std::thread::spawn(move || {
+            rt.block_on(async {
+                a.set_nonblocking(true).unwrap();
+                let (_r, mut w) = tokio::net::UnixStream::from_std(a).unwrap().into_split();
+                write_out(&mut w, &out).await.unwrap();
+            })
+        });
+        let (got, sockets) = receive(&mut b, "test").unwrap().unwrap();
+        sender.join().unwrap();
+        drop(writers);
+        assert_eq!(got.fds.len(), n);
+        for (i, (_, fd)) in sockets.into_iter().enumerate() {
+            let mut said = [0u8; 4];
+            std::fs::File::from(fd.unwrap()).read_exact(&mut said).unwrap();
+            assert_eq!(u32::from_le_bytes(said), i as u32, "descriptor {i} in its place");
+        }
     }
 }
