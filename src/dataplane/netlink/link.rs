@@ -126,9 +126,6 @@ impl Netlink {
     fn link_info(&mut self, ifindex: u32, kind: u16, wanted: &[u16]) -> Result<Option<Vec<Attr>>, Error> {
         let mut out = None;
         self.link_message(ifindex, |p| {
-            fn find(b: &[u8], want: u16) -> Option<&[u8]> {
-                attrs(b).find(|(t, _)| t & !NLA_F_NESTED == want).map(|(_, v)| v)
-            }
             let data = p.get(16..).and_then(|a| find(a, IFLA_LINKINFO)).and_then(|info| find(info, kind));
             out = data.map(|d| picked(d, wanted));
         })?;
@@ -164,8 +161,8 @@ impl Netlink {
         self.dump(RTM_GETLINK, &body, |ty, p| {
             let Some(ifindex) = p.get(4..8).and_then(u32_of).filter(|_| ty == RTM_NEWLINK) else { return };
             let vlans: &mut Vec<(u16, u16)> = all.entry(ifindex).or_default();
-            let spec = p.get(16..).and_then(|a| attrs(a).find(|(t, _)| t & !NLA_F_NESTED == IFLA_AF_SPEC));
-            for (ty, info) in spec.map(|(_, v)| attrs(v).collect::<Vec<_>>()).unwrap_or_default() {
+            let spec = p.get(16..).and_then(|a| find(a, IFLA_AF_SPEC));
+            for (ty, info) in spec.into_iter().flat_map(attrs) {
                 // struct bridge_vlan_info { u16 flags; u16 vid; }
                 if ty == IFLA_BRIDGE_VLAN_INFO && info.len() >= 4 {
                     let flags = u16::from_ne_bytes([info[0], info[1]]);

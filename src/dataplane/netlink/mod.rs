@@ -297,6 +297,11 @@ fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
+/// The payload of the first attribute of type `want` in `b` (nested or not).
+fn find(b: &[u8], want: u16) -> Option<&[u8]> {
+    attrs(b).find(|(t, _)| t & !NLA_F_NESTED == want).map(|(_, v)| v)
+}
+
 fn u32_of(p: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(p.get(..4)?.try_into().ok()?))
 }

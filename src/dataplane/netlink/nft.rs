@@ -35,10 +35,6 @@ fn cstr(s: &str) -> Vec<u8> {
     [s.as_bytes(), &[0]].concat()
 }
 
-fn find(b: &[u8], want: u16) -> Option<&[u8]> {
-    attrs(b).find(|(t, _)| t & !NLA_F_NESTED == want).map(|(_, v)| v)
-}
-
 /// (packets, bytes) of a counter's data: PACKETS and BYTES, big-endian u64s.
 fn counter_of(data: &[u8]) -> Option<(u64, u64)> {
     let u64_of = |want| Some(u64::from_be_bytes(find(data, want)?.get(..8)?.try_into().ok()?));
