@@ -725,15 +725,12 @@ fn capture_sockets(
 ) -> anyhow::Result<Vec<Arc<PortSocket>>> {
     let heads_known = taken.as_ref().is_none_or(handover::Taken::heads_known);
     let frames = cfg.limits.capture_ring_frames;
+    // the capture socket of interface `i` among those handed over
+    let capture_of =
+        |i: u32| move |f: &handover::Fd| matches!(f, handover::Fd::Capture { ifindex, .. } if *ifindex == i);
     // the interfaces that need a socket of their own, opened together (see `open_many`)
-    let mut fresh: Vec<u32> = (ports.iter())
-        .map(|p| p.ifindex)
-        .filter(|i| {
-            !taken
-                .as_ref()
-                .is_some_and(|t| t.has(|f| matches!(f, handover::Fd::Capture { ifindex, .. } if ifindex == i)))
-        })
-        .collect();
+    let mut fresh: Vec<u32> =
+        (ports.iter()).map(|p| p.ifindex).filter(|i| !taken.as_ref().is_some_and(|t| t.has(capture_of(*i)))).collect();
     fresh.sort_unstable();
     fresh.dedup();
     let mut opened: std::collections::HashMap<u32, std::io::Result<PortSocket>> =
@@ -742,9 +739,7 @@ fn capture_sockets(
     for (i, p) in ports.iter().enumerate() {
         let (name, ifindex) = (&p.name, p.ifindex);
         let shared = ports[..i].iter().position(|q| q.ifindex == ifindex).map(|j| port_sockets[j].clone());
-        let handed = taken
-            .as_mut()
-            .and_then(|t| t.take(|f| matches!(f, handover::Fd::Capture { ifindex: i, .. } if *i == ifindex)));
+        let handed = taken.as_mut().and_then(|t| t.take(capture_of(ifindex)));
         let socket = match (shared, handed) {
             (Some(s), _) => s,
             (None, Some((handover::Fd::Capture { frames, head, .. }, fd))) => {
