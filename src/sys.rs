@@ -390,12 +390,31 @@ impl Drop for RxRing {
     }
 }
 
-/// Registers an owned descriptor with tokio's reactor for readability.
-pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
-    // SAFETY: an OwnedFd is open for as long as it lives and `as_raw_fd` always
-    // returns the same descriptor; the AsyncFd takes ownership of it.
+/// A descriptor that is open for as long as it lives, and whose `as_raw_fd` always
+/// returns that one descriptor (what tokio's `AsyncFd` asks of what it registers).
+pub trait Owning: AsRawFd {}
+impl Owning for OwnedFd {}
+impl Owning for std::net::UdpSocket {}
+
+/// Registers an owned descriptor with tokio's reactor for readability only. Sockets this
+/// process sends on are registered so too: with writability asked as well (what tokio's
+/// own `UdpSocket` does), the edge-triggered epoll wakes the thread once more after a
+/// send, when the receiver frees the datagram's buffer (EPOLLOUT), with nothing to do;
+/// the sends never wait for room (a RADIUS request's loss is its retransmission's case).
+pub fn async_fd<T: Owning>(fd: T) -> io::Result<tokio::io::unix::AsyncFd<T>> {
+    // SAFETY: `Owning` types keep their descriptor open and the same while they live;
+    // the AsyncFd takes ownership of it.
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
         .map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// Receives a datagram on a socket registered by [`async_fd`]; cancel-safe (what was not
+/// read stays in the socket).
+pub async fn recv_from(
+    sock: &tokio::io::unix::AsyncFd<std::net::UdpSocket>,
+    buf: &mut [u8],
+) -> io::Result<(usize, std::net::SocketAddr)> {
+    sock.async_io(tokio::io::Interest::READABLE, |s| s.recv_from(buf)).await
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock `Instant` reads, the same in every process

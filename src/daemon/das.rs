@@ -72,7 +72,7 @@ pub(super) const QUEUE: usize = 256;
 /// here (counted, logged once a minute per source), a client over its rate too, and
 /// what is left goes to the daemon without ever waiting for room.
 pub(super) fn spawn_reader(
-    sock: tokio::net::UdpSocket,
+    sock: tokio::io::unix::AsyncFd<std::net::UdpSocket>,
     clients: Vec<IpAddr>,
     tx: tokio::sync::mpsc::Sender<super::Input>,
     stats: Arc<ReaderStats>,
@@ -84,7 +84,7 @@ pub(super) fn spawn_reader(
         let mut buckets: Vec<Bucket> = clients.iter().map(|_| Bucket::new(now, CLIENT_BURST)).collect();
         let mut log = LogLimit::per_minute(1024);
         loop {
-            let (n, from) = match sock.recv_from(&mut buf).await {
+            let (n, from) = match crate::sys::recv_from(&sock, &mut buf).await {
                 Ok(r) => r,
                 Err(e) => {
                     debug!("dynamic authorization socket: {e}");

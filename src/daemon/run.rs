@@ -325,7 +325,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
         let addresses: Vec<_> = da.clients.iter().map(|c| c.get_ref().address).collect();
         let reader = Arc::new(das::ReaderStats::default());
         readers.abortable.push(das::spawn_reader(
-            UdpSocket::from_std(sock.try_clone()?)?,
+            crate::sys::async_fd(sock.try_clone()?)?,
             addresses,
             das_tx,
             reader.clone(),
@@ -948,8 +948,8 @@ fn udp_sockets(
         };
         sock.set_nonblocking(true)?;
         handing.keep(kind, &sock)?;
-        let reader = UdpSocket::from_std(sock.try_clone()?)?;
-        readers.push(spawn_radius_reader(acct, i, Arc::new(reader), tx.clone(), stop.clone()));
+        let reader = crate::sys::async_fd(sock.try_clone()?)?;
+        readers.push(spawn_radius_reader(acct, i, reader, tx.clone(), stop.clone()));
         out.push(sock);
     }
     Ok(out)
@@ -958,7 +958,7 @@ fn udp_sockets(
 fn spawn_radius_reader(
     acct: bool,
     server: usize,
-    sock: Arc<UdpSocket>,
+    sock: tokio::io::unix::AsyncFd<std::net::UdpSocket>,
     tx: mpsc::Sender<Event>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -969,10 +969,10 @@ fn spawn_radius_reader(
             let read = tokio::select! {
                 biased;
                 _ = stop.changed() => return,
-                r = sock.recv(&mut buf) => r,
+                r = crate::sys::recv_from(&sock, &mut buf) => r,
             };
             match read {
-                Ok(n) => {
+                Ok((n, _)) => {
                     let input = Input::Radius { acct, server, datagram: buf[..n].to_vec() };
                     if tx.send(Event::Input(input)).await.is_err() {
                         return;
