@@ -173,6 +173,13 @@ fn main() {
         "| capture → MDB entry installed (before its commit) | {} | {} | {} |",
         admission.0, admission.1, admission.2
     );
+    // as far apart as the zaps' reports (each after a 60 ms gap and the host's report delay)
+    let mut floor = common::wake_floor(200, Duration::from_millis(70)).one_way_us;
+    println!(
+        "| this machine: a datagram → a thread asleep for 70 ms has it (half a round trip on loopback, 200 rounds; µs) | {:.0} | {:.0} | |",
+        pct(&mut floor, 50.0),
+        pct(&mut floor, 99.0)
+    );
     println!("journal commits (on the writer thread): {commits}");
     println!("\nkernel's receipt → capture task's read by bucket (ms): {}", waited.3);
     println!("capture → decided by bucket (ms): {}", decision.3);
