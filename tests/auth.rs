@@ -663,9 +663,12 @@ fn teardown_is_explicit_and_restores_what_it_found() {
     tb.stop_mcgate();
     assert!(link().contains("locked on"), "stopping must not unlock: {}", link());
     assert!(!tb.fdb_static().is_empty());
-    // a restart finds mcgate's own values in the kernel: they must not become "found"
+    // a restart finds mcgate's own values in the kernel: they must not become "found";
+    // stopped with SIGINT this time (an operator's Ctrl-C): the same as SIGTERM
     tb.start_mcgate();
-    tb.stop_mcgate();
+    tb.stop_mcgate_with("INT");
+    assert!(tb.log().contains("SIGINT: stopping; kernel state left in place"), "{}", tb.log());
+    assert!(link().contains("locked on"), "stopping must not unlock: {}", link());
     let out = ip(&[common::MCGATE, "teardown", "-c", config.to_str().unwrap()]);
     assert!(out.contains("as found"), "{out}");
     assert!(link().contains("locked off"), "{}", link());

@@ -443,6 +443,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     // a step: what is waiting (up to BATCH_EVENTS) handled at one time, one commit
     let mut next = Gathered::default();
     // One timer for the whole run, moved only when the core's next deadline moves: a timer
@@ -484,7 +485,7 @@ pub async fn run(loaded: Loaded, standby: bool) -> anyhow::Result<()> {
                 signalled = true;
             }
             _ = sigterm.recv() => { info!("SIGTERM: stopping; kernel state left in place"); stop = true }
-            _ = tokio::signal::ctrl_c() => { info!("SIGINT: stopping; kernel state left in place"); stop = true }
+            _ = sigint.recv() => { info!("SIGINT: stopping; kernel state left in place"); stop = true }
         }
         // what a standby follows changes with everything but joins and leaves (and the
         // journal's commits: they make durable what it was told)

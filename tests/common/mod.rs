@@ -507,8 +507,13 @@ impl Testbed {
 
     /// SIGTERM, as systemd would; kernel state stays.
     pub fn stop_mcgate(&mut self) {
+        self.stop_mcgate_with("TERM");
+    }
+
+    /// Stops the daemon with SIG`signal` (`TERM`, `INT`) and waits for it to exit.
+    pub fn stop_mcgate_with(&mut self, signal: &str) {
         if let Some(mut c) = self.daemon.take() {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = Command::new("kill").args([&format!("-{signal}"), &c.id().to_string()]).status();
             let _ = c.wait();
         }
     }
