@@ -392,9 +392,14 @@ impl Drop for RxRing {
 
 /// A descriptor that is open for as long as it lives, and whose `as_raw_fd` always
 /// returns that one descriptor (what tokio's `AsyncFd` asks of what it registers).
-pub trait Owning: AsRawFd {}
-impl Owning for OwnedFd {}
-impl Owning for std::net::UdpSocket {}
+///
+/// # Safety
+/// [`async_fd`]'s registration relies on it: implement it only for types that own their
+/// descriptor and never change it.
+pub unsafe trait Owning: AsRawFd {}
+// SAFETY: both own one descriptor for their whole life and return it from `as_raw_fd`.
+unsafe impl Owning for OwnedFd {}
+unsafe impl Owning for std::net::UdpSocket {}
 
 /// Registers an owned descriptor with tokio's reactor for readability only. Sockets this
 /// process sends on are registered so too: with writability asked as well (what tokio's
