@@ -389,6 +389,14 @@ fn the_metrics_endpoint_passes_promtool_and_counts_what_happened() {
     let row = |k: &str| table.lines().find(|l| l.starts_with(k)).map(|l| l[k.len()..].trim().to_string());
     assert_eq!(row("sessions").as_deref(), Some("1"), "{table}");
     assert_eq!(row("memberships").as_deref(), Some("1"), "{table}");
+    // ... and for scripts: the CLI's --json says what the control socket answers (the
+    // tests' helpers ask the socket directly)
+    let json = |cmd: &str| serde_json::from_str::<Value>(&tb.mcgate(&[cmd, "--json"]).0).unwrap();
+    assert_eq!(json("sessions"), Value::from(tb.sessions()));
+    let memberships = json("memberships");
+    let mine: Vec<&Value> = memberships.as_array().unwrap().iter().filter(|m| m["by"] != "link-local").collect();
+    assert_eq!(serde_json::to_value(mine).unwrap(), Value::from(tb.memberships()));
+    assert_eq!(json("status")["sessions"], tb.status().unwrap()["sessions"]);
     // every metric the Grafana dashboard graphs is one the daemon exports
     let dashboard =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/grafana-dashboard.json")).unwrap();

@@ -2,12 +2,19 @@
 //! (also when the test fails). Needs root and the peers that `testbed/tb setup` installs.
 #![allow(dead_code)]
 
+use mcgate::daemon::control::{Request, Response};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const TB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/tb");
 pub const MCGATE: &str = env!("CARGO_BIN_EXE_mcgate");
+
+/// The mcgate a testbed runs: this build's, or `MCGATE_BIN` (tests/vlan.rs gives its VM
+/// the release build, which it has just had cargo bring up to date).
+fn mcgate_bin() -> String {
+    std::env::var("MCGATE_BIN").unwrap_or_else(|_| MCGATE.to_string())
+}
 pub const MCAST_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/mcast.py");
 
 /// The JSON line a `mcast.py recv` or `sniff` printed.
@@ -302,7 +309,7 @@ impl Testbed {
 
     /// `mcgate ARGS -c <this testbed's config>`: (stdout, stderr).
     pub fn mcgate(&self, args: &[&str]) -> (String, String) {
-        let out = Command::new(MCGATE).args(args).arg("-c").arg(self.dir.join("mcgate.toml")).output().unwrap();
+        let out = Command::new(mcgate_bin()).args(args).arg("-c").arg(self.dir.join("mcgate.toml")).output().unwrap();
         let (o, e) =
             (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
         assert!(out.status.success(), "mcgate {args:?}: {o}{e}");
@@ -368,13 +375,20 @@ impl Testbed {
         run(Command::new("ip").args(["netns", "exec", &self.ns("sw"), "bridge", "mdb", "show"]))
     }
 
+    /// One request on the control socket, asked from this process: the tests poll these
+    /// often, and an exec of the CLI for each cost 0.3–1 s in the emulated VM. The CLI's
+    /// `--json` answers are compared with these in tests/operate.rs.
+    fn ask(&self, request: Request) -> Option<Response> {
+        mcgate::daemon::client_request(&self.socket(), &request).ok()
+    }
+
     pub fn memberships(&self) -> Vec<serde_json::Value> {
-        let out = Command::new(MCGATE).args(["memberships", "--json", "-s"]).arg(self.socket()).output().unwrap();
-        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|m| m["by"] != "link-local")
-            .collect()
+        let Some(Response::Memberships { memberships }) = self.ask(Request::Memberships { only: Default::default() })
+        else {
+            return vec![];
+        };
+        let all = serde_json::to_value(memberships).unwrap();
+        (all.as_array().unwrap().iter()).filter(|m| m["by"] != "link-local").cloned().collect()
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -394,7 +408,7 @@ impl Testbed {
     fn spawn_mcgate(&self, args: &[&str]) -> Child {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("mcgate.log")).unwrap();
         Command::new("ip")
-            .args(["netns", "exec", &self.ns("sw"), MCGATE, "run"])
+            .args(["netns", "exec", &self.ns("sw"), &mcgate_bin(), "run"])
             .args(args)
             .arg("-c")
             .arg(self.dir.join("mcgate.toml"))
@@ -682,11 +696,12 @@ impl Testbed {
     }
 
     pub fn sessions(&self) -> Vec<serde_json::Value> {
-        let out = Command::new(MCGATE).args(["sessions", "--json", "-s"]).arg(self.socket()).output().unwrap();
-        if !out.status.success() {
-            return vec![];
+        match self.ask(Request::Sessions { only: Default::default() }) {
+            Some(Response::Sessions { sessions }) => {
+                serde_json::from_value(serde_json::to_value(sessions).unwrap()).unwrap()
+            }
+            _ => vec![],
         }
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
     }
 
     pub fn session_of(&self, port: &str) -> Option<serde_json::Value> {
@@ -694,11 +709,10 @@ impl Testbed {
     }
 
     pub fn status(&self) -> Option<serde_json::Value> {
-        let out = Command::new(MCGATE).args(["status", "--json", "-s"]).arg(self.socket()).output().ok()?;
-        if !out.status.success() {
-            return None;
+        match self.ask(Request::Status)? {
+            Response::Status { status } => Some(status),
+            _ => None,
         }
-        serde_json::from_slice(&out.stdout).ok()
     }
 
     /// Host `host` sends `count` crafted IGMPv3 reports from a raw socket at `pps`, from its
