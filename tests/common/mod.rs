@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 pub const TB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/tb");
 pub const MCGATE: &str = env!("CARGO_BIN_EXE_mcgate");
+pub const MCAST_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/mcast.py");
 
 /// The mcgate a testbed runs: this build's, or `MCGATE_BIN` (tests/vlan.rs gives its VM
 /// the release build, which it has just had cargo bring up to date).
 fn mcgate_bin() -> String {
     std::env::var("MCGATE_BIN").unwrap_or_else(|_| MCGATE.to_string())
 }
-pub const MCAST_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/mcast.py");
 
 /// The JSON line a `mcast.py recv` or `sniff` printed.
 pub fn result(child: std::process::Child) -> serde_json::Value {
@@ -387,8 +387,8 @@ impl Testbed {
         else {
             return vec![];
         };
-        let all = serde_json::to_value(memberships).unwrap();
-        (all.as_array().unwrap().iter()).filter(|m| m["by"] != "link-local").cloned().collect()
+        let all = memberships.iter().map(|m| serde_json::to_value(m).unwrap());
+        all.filter(|m| m["by"] != "link-local").collect()
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -698,7 +698,7 @@ impl Testbed {
     pub fn sessions(&self) -> Vec<serde_json::Value> {
         match self.ask(Request::Sessions { only: Default::default() }) {
             Some(Response::Sessions { sessions }) => {
-                serde_json::from_value(serde_json::to_value(sessions).unwrap()).unwrap()
+                sessions.iter().map(|s| serde_json::to_value(s).unwrap()).collect()
             }
             _ => vec![],
         }
