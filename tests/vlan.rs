@@ -59,7 +59,10 @@ fn the_vlan_tests_in_a_vm_with_vlan_filtering() {
         let mut current = None;
         for line in text.lines() {
             match line.strip_prefix("test ").and_then(|l| l.split_once(" ... ")) {
-                Some((name, "ok")) => passed.push(name.to_string()),
+                Some((name, "ok")) => {
+                    passed.push(name.to_string());
+                    current = None;
+                }
                 Some((name, _)) => current = Some(name),
                 None if line == "ok" => passed.extend(current.take().map(String::from)),
                 None => {}
