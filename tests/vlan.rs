@@ -35,8 +35,8 @@ fn the_vlan_tests_in_a_vm_with_vlan_filtering() {
     let bin = exe.ancestors().nth(3).unwrap().join("release/mcgate");
     // A run whose output ends before the harness's result line did not fail a test: the
     // emulated machine stopped under it (seen now and then: a test's output cut off
-    // mid-way, no panic, no kernel message, the guest's memory far from full). The tests
-    // it had not finished are run again, once, and said so; a failure reported is not.
+    // mid-way, no panic; not explained). The tests it had not finished are run again,
+    // once, and said so; a failure reported is not.
     let mut passed: Vec<String> = vec![];
     for attempt in 1..=2 {
         let skip: String = passed.iter().map(|t| format!(" --skip {t}")).collect();
