@@ -6,6 +6,9 @@
 //! Two figures per join: from the join call (most of it is the host kernel's report
 //! timer), and from the host's report on the wire to the stream's first packet there
 //! (kernel timestamps on the host's interface): what the switch adds.
+//! A third part on the same bridge measures the floor of any admitter in user space on
+//! this machine: the bridge's snooping kept from the reports as mcgate keeps it, and a
+//! thread that does nothing but wait for a report and send the MDB request (`floor_admitter`).
 //!
 //!     sudo cargo bench --bench join          (JOINS=200 by default)
 //!
@@ -19,6 +22,8 @@ mod common;
 
 use common::{bucket_quantile, histogram, pct, run, wait_until, Testbed};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 const POLICY: &str = "[defaults]\nunknown = \"deny\"\n[[package]]\nname = \"basic\"\ngroups = [\"239.1.1.0/24\"]\n";
@@ -52,6 +57,64 @@ fn zap(tb: &Testbed, joins: usize) -> Zaps {
     let r = common::result(child);
     let all = |key: &str| r[key].as_array().unwrap().iter().map(|v| v.as_f64()).collect();
     Zaps { join: all("first_ms"), wire: all("report_to_first_ms") }
+}
+
+/// The least a user-space admitter adds on this machine: a thread asleep in `poll` on an
+/// AF_PACKET socket bound to the port (no ring, no runtime, no policy, no accounting, no
+/// usage counter) that sends the RTM_NEWMDB request mcgate sends for an IGMP join and
+/// RTM_DELMDB for a leave, nothing else. Runs in namespace `ns` until `stop`; returns the
+/// joins it admitted. The host's reports reach it only (the caller's nftables rule keeps
+/// them from the bridge's snooping, as mcgate's does).
+fn floor_admitter(ns: String, port: &'static str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+    use mcgate::sys;
+    std::thread::spawn(move || {
+        common::in_netns(&ns, || {
+            let (ifindex, bridge) = (sys::if_index(port).unwrap(), sys::if_index("br0").unwrap());
+            let mut nl = mcgate::dataplane::netlink::Netlink::open().unwrap();
+            let (fd, ()) = sys::packet_socket(ifindex, |_| Ok(())).unwrap();
+            let mut buf = [0u8; 2048];
+            let mut admitted = 0;
+            while !stop.load(Ordering::Relaxed) {
+                // woken every 100 ms at most to look at `stop`
+                if !sys::wait_readable(&fd, Duration::from_millis(100)).unwrap() {
+                    continue;
+                }
+                let Ok(n) = sys::recv(&fd, &mut buf) else { continue };
+                match igmp_change(&buf[..n]) {
+                    Some((group, true)) => {
+                        nl.mdb_add(bridge, ifindex, group.into(), None, 0).unwrap();
+                        admitted += 1;
+                    }
+                    Some((group, false)) => nl.mdb_del(bridge, ifindex, group.into(), None, 0).unwrap(),
+                    None => {}
+                }
+            }
+            admitted
+        })
+    })
+}
+
+/// An untagged IPv4 frame's IGMP join (true) or leave (false) of one group: a v2 report
+/// or leave, or a v3 report's first record (EXCLUDE: join; INCLUDE with no source: leave).
+fn igmp_change(frame: &[u8]) -> Option<(std::net::Ipv4Addr, bool)> {
+    let ip = frame.get(14..).filter(|_| frame.get(12..14) == Some(&[0x08, 0x00]))?;
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    let igmp = ip.get(ihl..).filter(|_| ip.get(9) == Some(&2))?;
+    let addr = |b: &[u8]| -> Option<std::net::Ipv4Addr> { Some(<[u8; 4]>::try_from(b.get(..4)?).ok()?.into()) };
+    match *igmp.first()? {
+        0x16 => Some((addr(igmp.get(4..)?)?, true)),
+        0x17 => Some((addr(igmp.get(4..)?)?, false)),
+        0x22 => {
+            let rec = igmp.get(8..)?;
+            let sources = u16::from_be_bytes([*rec.get(2)?, *rec.get(3)?]);
+            match rec.first()? {
+                2 | 4 => Some((addr(rec.get(4..)?)?, true)),
+                1 | 3 if sources == 0 => Some((addr(rec.get(4..)?)?, false)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 fn main() {
@@ -107,35 +170,23 @@ fn main() {
     tb.stop_mcgate();
     let sw = tb.ns("sw");
     run(Command::new("ip").args(["netns", "exec", &sw, common::MCGATE, "teardown", "-c"]).arg(&cfg));
-    run(Command::new("ip").args(["netns", "exec", &sw, "ip", "link", "set", "br0", "type", "bridge"]).args([
-        "mcast_snooping",
-        "1",
-        "mcast_querier",
-        "1",
-        "mcast_query_use_ifaddr",
-        "1",
-        "mcast_igmp_version",
-        "3",
-        "mcast_mld_version",
-        "2",
-    ]));
+    let options = ["mcast_snooping", "1", "mcast_querier", "1", "mcast_query_use_ifaddr", "1"];
+    let versions = ["mcast_igmp_version", "3", "mcast_mld_version", "2"];
+    tb.in_sw(&[&["ip", "link", "set", "br0", "type", "bridge"][..], &options, &versions].concat());
     // the bridge floods for one query response interval after its querier starts (1 s here)
     std::thread::sleep(Duration::from_millis(1500));
-    run(Command::new("ip").args([
-        "netns",
-        "exec",
-        &sw,
-        "bridge",
-        "link",
-        "set",
-        "dev",
-        "p1",
-        "fastleave",
-        "on",
-        "mcast_flood",
-        "off",
-    ]));
+    tb.in_sw(&["bridge", "link", "set", "dev", "p1", "fastleave", "on", "mcast_flood", "off"]);
     let plain = zap(&tb, joins);
+    // the same bridge again, its snooping kept from the host's reports as mcgate keeps it,
+    // and the floor admitter deciding nothing
+    let drop = "table bridge jnfloor {\n\tchain prerouting {\n\t\ttype filter hook prerouting priority -300; policy accept;\n\t\tiifname \"p1\" ip protocol igmp drop\n\t}\n}\n";
+    nft(&sw, drop);
+    let stop = Arc::new(AtomicBool::new(false));
+    let admitter = floor_admitter(sw.clone(), "p1", stop.clone());
+    let least = zap(&tb, joins);
+    stop.store(true, Ordering::Relaxed);
+    let admitted = admitter.join().unwrap();
+    nft(&sw, "delete table bridge jnfloor\n");
     let _ = stream.kill();
     let _ = stream.wait();
 
@@ -147,20 +198,22 @@ fn main() {
     println!("| | join → first packet | host's report on the wire → first packet | no packet within 2 s |");
     println!("| --- | --- | --- | --- |");
     let mut ratios = vec![];
-    let rows = [("mcgate (package decision, MDB entry)", &with), ("plain kernel snooping, no mcgate", &plain)];
+    let rows = [
+        ("mcgate (package decision, MDB entry)", &with),
+        ("plain kernel snooping, no mcgate", &plain),
+        ("the least a user-space admitter adds: a thread in poll, then RTM_NEWMDB", &least),
+    ];
     for (name, z) in rows {
         let (mut j, mut w) = (Zaps::got(&z.join), Zaps::got(&z.wire));
         let q = [pct(&mut j, 50.0), pct(&mut j, 99.0), pct(&mut w, 50.0), pct(&mut w, 99.0)];
         println!("| {name} | {:.2} / {:.2} | {:.3} / {:.3} | {} |", q[0], q[1], q[2], q[3], z.missed());
         ratios.push(q);
     }
-    let (a, b) = (ratios[0], ratios[1]);
+    let (a, b, c) = (ratios[0], ratios[1], ratios[2]);
     println!("| ratio | {:.3} / {:.3} | {:.3} / {:.3} | |", a[0] / b[0], a[1] / b[1], a[2] / b[2], a[3] / b[3]);
-    println!(
-        "| mcgate adds (report → first) | | {:+.0} µs / {:+.0} µs | |",
-        (a[2] - b[2]) * 1000.0,
-        (a[3] - b[3]) * 1000.0
-    );
+    let adds = |x: [f64; 4]| format!("{:+.0} µs / {:+.0} µs", (x[2] - b[2]) * 1000.0, (x[3] - b[3]) * 1000.0);
+    println!("| mcgate adds (report → first) | | {} | |", adds(a));
+    println!("| the least admitter adds (report → first; it admitted {admitted} joins) | | {} | |", adds(c));
     println!("\nthe first 3 joins (join → first / report → first, ms):");
     println!("  mcgate, right after its start and the host's login: {}", with.first(3));
     println!("  plain snooping, right after its querier started: {}", plain.first(3));
@@ -184,4 +237,12 @@ fn main() {
     println!("\nkernel's receipt → capture task's read by bucket (ms): {}", waited.3);
     println!("capture → decided by bucket (ms): {}", decision.3);
     println!("capture → MDB entry installed by bucket (ms): {}", admission.3);
+}
+
+/// Loads an nftables script in namespace `ns`.
+fn nft(ns: &str, script: &str) {
+    use std::io::Write as _;
+    let mut child = common::in_ns(ns, &["nft", "-f", "-"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "nft in {ns}: {script}");
 }

@@ -440,11 +440,8 @@ fn kernel_state_lost_ends_what_was_open_at_the_time_last_known_alive() {
     let before_kill = unix_now();
     tb.kill_mcgate();
     // what a reboot does to the port: out of the bridge and back, locks and entries gone
-    let sw = tb.ns("sw");
-    common::run(std::process::Command::new("ip").args(["netns", "exec", &sw, "ip", "link", "set", "p1", "nomaster"]));
-    common::run(
-        std::process::Command::new("ip").args(["netns", "exec", &sw, "ip", "link", "set", "p1", "master", "br0"]),
-    );
+    tb.in_sw(&["ip", "link", "set", "p1", "nomaster"]);
+    tb.in_sw(&["ip", "link", "set", "p1", "master", "br0"]);
     tb.start_mcgate();
     assert!(tb.log().contains("ports were not locked"), "{}", tb.log());
     delivered(&tb, Duration::from_secs(10));

@@ -510,7 +510,7 @@ fn a_link_down_lost_in_an_event_overrun_still_ends_the_session() {
         .collect();
     std::fs::write(&batch, lines).unwrap();
     common::run(Command::new("kill").args(["-STOP", &pid]));
-    common::run(Command::new("ip").args(["netns", "exec", &tb.ns("sw"), "bridge", "-batch"]).arg(&batch));
+    tb.in_sw(&["bridge", "-batch", &batch.to_string_lossy()]);
     tb.in_host(1, &["ip", "link", "set", "eth0", "down"]);
     common::run(Command::new("kill").args(["-CONT", &pid]));
     assert!(
@@ -630,7 +630,7 @@ fn teardown_is_explicit_and_restores_what_it_found() {
     let config = tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
     tb.multicast("[defaults]\nunknown = \"allow\"\n", "");
     let sw = tb.ns("sw");
-    let ip = |args: &[&str]| common::run(Command::new("ip").args(["netns", "exec", &sw]).args(args));
+    let ip = |args: &[&str]| common::run(&mut common::in_ns(&sw, args));
     // what an operator had set, none of it a default or what mcgate sets
     ip(&["ip", "link", "set", "br0", "type", "bridge", "mcast_igmp_version", "2", "mcast_querier", "0"]);
     ip(&["bridge", "link", "set", "dev", "p1", "mcast_flood", "off", "learning", "off"]);

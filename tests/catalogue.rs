@@ -206,7 +206,7 @@ fn a_catalogue_in_etcd_decides_on_every_switch_and_fails_static() {
     // a switch cut off while the catalogue changes and etcd compacts its history lists
     // it again when it is back (a resync) and converges
     let cut = &switches[1];
-    run(Command::new("ip").args(["netns", "exec", &cut.ns("sw"), "ip", "link", "set", "mgmt0", "down"]));
+    cut.in_sw(&["ip", "link", "set", "mgmt0", "down"]);
     std::thread::sleep(Duration::from_secs(3));
     push(&switches[0], &catalogue(&work, "v5", &["239.1.1.0/24"]));
     let v6 = push(&switches[0], &catalogue(&work, "v6", &["239.1.1.0/24", "239.1.6.0/24"]));
@@ -214,7 +214,7 @@ fn a_catalogue_in_etcd_decides_on_every_switch_and_fails_static() {
     let status = catalogue_cli(&switches[0], &["status"]);
     assert_eq!((status.matches("BEHIND").count(), status.matches("current").count()), (1, 2), "{status}");
     etcdctl(&switches[0], &["compact", &v6.to_string()]);
-    run(Command::new("ip").args(["netns", "exec", &cut.ns("sw"), "ip", "link", "set", "mgmt0", "up"]));
+    cut.in_sw(&["ip", "link", "set", "mgmt0", "up"]);
     // (its reconnection pauses have grown to a few seconds meanwhile)
     assert!(all_at(&switches, v6), "after the cut: {:?}", switches.iter().map(catalogue_status).collect::<Vec<_>>());
     assert_eq!(catalogue_status(cut)["resyncs"], 1, "{}", cut.log());

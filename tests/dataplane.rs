@@ -4,16 +4,12 @@
 
 mod common;
 
-use common::{in_netns, run, Testbed};
+use common::{in_netns, Testbed};
 use mcgate::dataplane::PortVlan;
 use mcgate::dataplane::{linux::LinuxBridge, Dataplane};
 use mcgate::wire::MacAddr;
 use std::net::IpAddr;
 use std::process::Command;
-
-fn sw(tb: &Testbed, args: &[&str]) -> String {
-    run(Command::new("ip").args(["netns", "exec", &tb.ns("sw")]).args(args))
-}
 
 #[test]
 fn ports_fdb_and_mdb_on_the_real_bridge() {
@@ -53,14 +49,14 @@ fn ports_fdb_and_mdb_on_the_real_bridge() {
             ]
         );
     });
-    let links = sw(&tb, &["bridge", "-d", "link", "show"]);
+    let links = tb.in_sw(&["bridge", "-d", "link", "show"]);
     let p1 = links.lines().skip_while(|l| !l.contains("p1@")).take(3).collect::<String>();
     assert!(p1.contains("locked on") && p1.contains("learning off") && p1.contains("mcast_flood off"), "{p1}");
     let p2 = links.lines().skip_while(|l| !l.contains("p2@")).take(3).collect::<String>();
     assert!(p2.contains("locked on") && p2.contains("learning on"), "{p2}");
     let up0 = links.lines().skip_while(|l| !l.contains("up0@")).take(3).collect::<String>();
     assert!(up0.contains("mcast_router 2"), "{up0}");
-    let br = sw(&tb, &["ip", "-d", "link", "show", "br0"]);
+    let br = tb.in_sw(&["ip", "-d", "link", "show", "br0"]);
     for want in [
         "mcast_snooping 1",
         "mcast_querier 1",
@@ -70,13 +66,13 @@ fn ports_fdb_and_mdb_on_the_real_bridge() {
     ] {
         assert!(br.contains(want), "{want} missing: {br}");
     }
-    let mdb = sw(&tb, &["bridge", "mdb", "show"]);
+    let mdb = tb.in_sw(&["bridge", "mdb", "show"]);
     assert!(!mdb.contains("239.9.9.9"), "{mdb}");
     assert!(!mdb.contains("port p1 grp ff02") && !mdb.contains("port p2 grp ff02"), "snooped entries left: {mdb}");
     assert!(mdb.contains("port p1 grp 239.1.1.1 permanent"), "{mdb}");
     assert!(mdb.contains("port p2 grp 232.1.1.1 src 192.0.2.254 permanent"), "{mdb}");
     assert!(mdb.contains("port p2 grp ff3e::8000:1 permanent"), "{mdb}");
-    let nft = sw(&tb, &["nft", "list", "table", "bridge", "mcgate"]);
+    let nft = tb.in_sw(&["nft", "list", "table", "bridge", "mcgate"]);
     assert!(nft.contains("igmp from hosts") && nft.contains("mld from hosts"), "{nft}");
 
     in_netns(&tb.ns("sw"), || {
@@ -139,7 +135,7 @@ fn usage_counters_count_what_each_port_was_sent() {
 fn the_bridge_multicast_table_is_sized_to_what_mcgate_allows_and_put_back() {
     let tb = Testbed::new("dh", 1);
     let hash_max = || {
-        let link = sw(&tb, &["ip", "-d", "link", "show", "br0"]);
+        let link = tb.in_sw(&["ip", "-d", "link", "show", "br0"]);
         let mut words = link.split_whitespace();
         words.find(|w| *w == "mcast_hash_max").and_then(|_| words.next()).map(str::to_string)
     };
@@ -171,17 +167,17 @@ fn a_port_made_again_under_its_name_gets_its_entries_at_its_new_index() {
         let g = |i: u8| IpAddr::from([239, 10, 0, i]);
         dp.mdb_add("br0", &at("p1"), g(1), None).unwrap();
         // the port goes and comes back under its name: a new interface index
-        let before = sw(&tb, &["cat", "/sys/class/net/p1/ifindex"]);
-        sw(&tb, &["ip", "link", "del", "p1"]);
-        sw(&tb, &["ip", "link", "add", "p1", "type", "veth", "peer", "name", "p1peer"]);
-        sw(&tb, &["ip", "link", "set", "p1", "master", "br0", "up"]);
-        sw(&tb, &["ip", "link", "set", "p1peer", "up"]);
-        assert_ne!(sw(&tb, &["cat", "/sys/class/net/p1/ifindex"]), before);
+        let before = tb.in_sw(&["cat", "/sys/class/net/p1/ifindex"]);
+        tb.in_sw(&["ip", "link", "del", "p1"]);
+        tb.in_sw(&["ip", "link", "add", "p1", "type", "veth", "peer", "name", "p1peer"]);
+        tb.in_sw(&["ip", "link", "set", "p1", "master", "br0", "up"]);
+        tb.in_sw(&["ip", "link", "set", "p1peer", "up"]);
+        assert_ne!(tb.in_sw(&["cat", "/sys/class/net/p1/ifindex"]), before);
         dp.mdb_add("br0", &at("p1"), g(2), None).unwrap();
-        let mdb = sw(&tb, &["bridge", "mdb", "show", "dev", "br0"]);
+        let mdb = tb.in_sw(&["bridge", "mdb", "show", "dev", "br0"]);
         assert!(mdb.contains("port p1 grp 239.10.0.2"), "{mdb}");
         dp.mdb_del("br0", &at("p1"), g(2), None).unwrap();
-        assert!(!sw(&tb, &["bridge", "mdb", "show", "dev", "br0"]).contains("239.10.0.2"));
+        assert!(!tb.in_sw(&["bridge", "mdb", "show", "dev", "br0"]).contains("239.10.0.2"));
         dp.teardown_multicast("br0", &[], &found).unwrap();
     });
 }

@@ -295,9 +295,7 @@ fn admitted_streams_flow_right_after_the_start_and_when_a_querier_appears_upstre
     tb.radius(1812);
     tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
     // the kernel's own response interval, 10 s (the testbed shortens it to 1 s)
-    let sw = tb.ns("sw");
-    let bridge = ["netns", "exec", &sw, "ip", "link", "set", "br0", "type", "bridge"];
-    common::run(std::process::Command::new("ip").args(bridge).args(["mcast_query_response_interval", "1000"]));
+    tb.in_sw(&["ip", "link", "set", "br0", "type", "bridge", "mcast_query_response_interval", "1000"]);
     tb.multicast(POLICY, "");
     let mut stream = tb.stream("239.1.1.1", 30);
     tb.start_mcgate();
@@ -311,9 +309,7 @@ fn admitted_streams_flow_right_after_the_start_and_when_a_querier_appears_upstre
     assert!(q.status.success());
     let wire = result(tb.mcast_py("h1", &["sniff", "239.1.1.1", "--seconds", "2"]));
     assert!(packets(&wire) > 250, "the stream stopped when a querier appeared upstream: {wire}");
-    let rules = common::run(
-        std::process::Command::new("ip").args(["netns", "exec", &sw, "nft", "list", "table", "bridge", "mcgate"]),
-    );
+    let rules = tb.in_sw(&["nft", "list", "table", "bridge", "mcgate"]);
     for kind in ["igmp", "mld"] {
         let line = rules.lines().find(|l| l.contains(&format!("{kind} queries from upstream"))).unwrap_or_default();
         assert!(line.contains("packets 1 "), "{kind} query not dropped: {rules}");
@@ -454,14 +450,12 @@ fn drift_made_by_hand_is_repaired_within_the_reconcile_interval() {
     login(&tb, 1, "alice");
     tb.in_host(1, &["ip", "addr", "add", "239.1.1.1/32", "dev", "eth0", "autojoin"]);
     assert!(wait_until(Duration::from_secs(5), || tb.mdb().contains("port p1 grp 239.1.1.1")), "{}", tb.log());
-    let sw =
-        |args: &[&str]| common::run(std::process::Command::new("ip").args(["netns", "exec", &tb.ns("sw")]).args(args));
     let host = Testbed::host_mac(1);
     // alice's authorization and channel deleted by hand, a stranger's added by hand
-    sw(&["bridge", "fdb", "del", &host, "dev", "p1", "master", "static"]);
-    sw(&["bridge", "fdb", "add", "02:00:00:00:00:99", "dev", "p1", "master", "static"]);
-    sw(&["bridge", "mdb", "del", "dev", "br0", "port", "p1", "grp", "239.1.1.1"]);
-    sw(&["bridge", "mdb", "add", "dev", "br0", "port", "p1", "grp", "239.1.1.77", "permanent"]);
+    tb.in_sw(&["bridge", "fdb", "del", &host, "dev", "p1", "master", "static"]);
+    tb.in_sw(&["bridge", "fdb", "add", "02:00:00:00:00:99", "dev", "p1", "master", "static"]);
+    tb.in_sw(&["bridge", "mdb", "del", "dev", "br0", "port", "p1", "grp", "239.1.1.1"]);
+    tb.in_sw(&["bridge", "mdb", "add", "dev", "br0", "port", "p1", "grp", "239.1.1.77", "permanent"]);
     assert!(!tb.fdb_static().contains(&host) && !tb.mdb().contains("239.1.1.1"));
     let repaired = || {
         let (fdb, mdb) = (tb.fdb_static(), tb.mdb());

@@ -79,12 +79,8 @@ fn in_vm() {
     assert!(std::env::var_os("MCGATE_IN_VM").is_some(), "{why}");
 }
 
-fn sw(tb: &Testbed, args: &[&str]) -> String {
-    run(Command::new("ip").args(["netns", "exec", &tb.ns("sw")]).args(args))
-}
-
 fn port_vlans(tb: &Testbed, port: &str) -> String {
-    sw(tb, &["bridge", "vlan", "show", "dev", port])
+    tb.in_sw(&["bridge", "vlan", "show", "dev", port])
 }
 
 fn pings(tb: &Testbed, host: usize, addr: &str) -> bool {
@@ -103,7 +99,7 @@ fn vlan_device(tb: &Testbed, name: &str, kind: &str, addr: &str) {
     let h1 = tb.ns("h1");
     let add = format!("ip link add link eth0 name {name} {kind}");
     for cmd in [add, format!("ip addr add {addr} dev {name}"), format!("ip link set {name} up")] {
-        run(Command::new("ip").args(["netns", "exec", &h1]).args(cmd.split(' ')));
+        run(&mut common::in_ns(&h1, &cmd.split(' ').collect::<Vec<_>>()));
     }
 }
 
@@ -166,7 +162,7 @@ fn untagged_hosts_in_their_ports_vlans_log_in_join_and_continue_across_a_restart
     assert_eq!(start_of("p3").map(|r| r["vlan"].clone()), Some(Value::from(30)), "{export}");
 
     // the authorized MACs are static entries in their ports' VLANs, and they pass
-    let fdb = sw(&tb, &["bridge", "fdb", "show", "br", "br0"]);
+    let fdb = tb.in_sw(&["bridge", "fdb", "show", "br", "br0"]);
     assert!(fdb.contains("02:00:00:00:00:11 dev p1 vlan 10 master br0 static"), "{fdb}");
     assert!(fdb.contains("02:00:00:00:00:13 dev p3 vlan 30 master br0 static"), "{fdb}");
     assert!(pings(&tb, 1, "192.0.2.254"), "alice's host does not reach VLAN 10 upstream\n{fdb}");
@@ -205,9 +201,9 @@ fn untagged_hosts_in_their_ports_vlans_log_in_join_and_continue_across_a_restart
     assert!(pings(&tb, 1, "192.0.2.254"), "alice's host no longer passes after the restart");
     // drift made by hand in VLAN 10 is repaired both ways: alice's entry deleted comes
     // back, a stranger's static entry goes (VLAN-keyed, as mcgate installs them)
-    sw(&tb, &["bridge", "fdb", "del", "02:00:00:00:00:11", "dev", "p1", "vlan", "10", "master", "static"]);
-    sw(&tb, &["bridge", "fdb", "add", "02:00:00:00:00:99", "dev", "p1", "vlan", "10", "master", "static"]);
-    let fdb = || sw(&tb, &["bridge", "fdb", "show", "br", "br0"]);
+    tb.in_sw(&["bridge", "fdb", "del", "02:00:00:00:00:11", "dev", "p1", "vlan", "10", "master", "static"]);
+    tb.in_sw(&["bridge", "fdb", "add", "02:00:00:00:00:99", "dev", "p1", "vlan", "10", "master", "static"]);
+    let fdb = || tb.in_sw(&["bridge", "fdb", "show", "br", "br0"]);
     let repaired = || {
         let f = fdb();
         f.contains("02:00:00:00:00:11 dev p1 vlan 10 master br0 static") && !f.contains("02:00:00:00:00:99")
@@ -218,7 +214,7 @@ fn untagged_hosts_in_their_ports_vlans_log_in_join_and_continue_across_a_restart
     // logoff: the entry in VLAN 10 goes, and the host no longer passes
     tb.wpa_cli(1, &["logoff"]);
     assert!(wait_until(Duration::from_secs(30), || tb.session_of("p1").is_none()), "{}", tb.log());
-    let fdb = sw(&tb, &["bridge", "fdb", "show", "br", "br0"]);
+    let fdb = tb.in_sw(&["bridge", "fdb", "show", "br", "br0"]);
     assert!(!fdb.contains("02:00:00:00:00:11 dev p1"), "{fdb}");
     assert!(!tb.mdb().contains("port p1 grp 239.1.1.1"), "{}", tb.mdb());
     assert!(!pings(&tb, 1, "192.0.2.254"));
@@ -305,14 +301,14 @@ fn a_multicast_vlan_carries_the_streams_to_subscribers_in_their_own_vlans() {
     vlan_device(&tb, "eth0.100", "type vlan id 100", "10.100.0.21/24");
     assert!(port_vlans(&tb, "p1").contains("100"), "{}", port_vlans(&tb, "p1"));
     assert!(!pings(&tb, 1, "10.100.0.1"), "alice's host got into the multicast VLAN");
-    let rules = sw(&tb, &["nft", "list", "table", "bridge", "mcgate"]);
+    let rules = tb.in_sw(&["nft", "list", "table", "bridge", "mcgate"]);
     let rule = rules.lines().find(|l| l.contains("multicast vlan from hosts")).unwrap_or_default();
     assert!(rule.contains("vlan id 100") && rule.contains("drop"), "{rules}");
     assert!(!rule.contains("packets 0 "), "the rule dropped nothing: {rules}");
 
     // the port taken out of the multicast VLAN by hand (the kernel drops its entries
     // there with it): the reconciliation puts the entry back, and the membership
-    sw(&tb, &["bridge", "vlan", "del", "dev", "p1", "vid", "100"]);
+    tb.in_sw(&["bridge", "vlan", "del", "dev", "p1", "vid", "100"]);
     let back = || tb.mdb().contains("port p1 grp 239.1.1.1 permanent vid 100") && port_vlans(&tb, "p1").contains("100");
     assert!(wait_until(Duration::from_secs(20), back), "{}\n{}\n{}", tb.mdb(), port_vlans(&tb, "p1"), tb.log());
     let mut holding = holding;
@@ -336,7 +332,7 @@ fn a_multicast_vlan_carries_the_streams_to_subscribers_in_their_own_vlans() {
     assert!(wait_until(Duration::from_secs(20), || tb.mdb().contains("port p1 grp 239.1.1.1 permanent vid 100")));
     tb.stop_mcgate();
     let config = tb.dir.join("mcgate.toml");
-    sw(&tb, &[common::MCGATE, "teardown", "-c", config.to_str().unwrap()]);
+    tb.in_sw(&[common::MCGATE, "teardown", "-c", config.to_str().unwrap()]);
     // (the host still joined, the bridge's own snooping may learn it in VLAN 10 now that
     // mcgate's gate is gone: a temporary entry, not mcgate's)
     assert!(!tb.mdb().contains("grp 239.1.1.1 permanent"), "{}", tb.mdb());
@@ -345,7 +341,7 @@ fn a_multicast_vlan_carries_the_streams_to_subscribers_in_their_own_vlans() {
     // the bridge snoops bridge-wide again, as it did before mcgate
     let up = port_vlans(&tb, "up0");
     assert!(!up.contains("100") && !up.contains("200") && up.contains("10") && up.contains("20"), "{up}");
-    let br = sw(&tb, &["ip", "-d", "link", "show", "br0"]);
+    let br = tb.in_sw(&["ip", "-d", "link", "show", "br0"]);
     assert!(br.contains("mcast_vlan_snooping 0"), "{br}");
     let mut again = again;
     let _ = again.kill();
@@ -394,7 +390,7 @@ fn a_tagged_set_top_box_beside_an_untagged_pc_on_one_port_is_its_own_session() {
     assert!(requests.contains("NAS-Port-Id = \"p1:40\"") && requests.contains("NAS-Port-Id = \"p1:10\""), "{requests}");
 
     // each authorized in its own VLAN, and each reaches that VLAN's upstream
-    let fdb = sw(&tb, &["bridge", "fdb", "show", "br", "br0"]);
+    let fdb = tb.in_sw(&["bridge", "fdb", "show", "br", "br0"]);
     assert!(fdb.contains("02:00:00:00:00:11 dev p1 vlan 10 master br0 static"), "{fdb}");
     assert!(fdb.contains("02:00:00:00:00:13 dev p1 vlan 40 master br0 static"), "{fdb}");
     assert!(!fdb.contains("02:00:00:00:00:13 dev p1 vlan 10 master br0 static"), "{fdb}");
@@ -438,7 +434,7 @@ fn a_tagged_set_top_box_beside_an_untagged_pc_on_one_port_is_its_own_session() {
     // the PC logs off: its entries go, the box's stay
     tb.wpa_cli(1, &["logoff"]);
     assert!(wait_until(Duration::from_secs(30), || tb.sessions().len() == 1), "{}", tb.log());
-    let fdb = sw(&tb, &["bridge", "fdb", "show", "br", "br0"]);
+    let fdb = tb.in_sw(&["bridge", "fdb", "show", "br", "br0"]);
     assert!(!fdb.contains("02:00:00:00:00:11 dev p1 vlan 10 master br0 static"), "{fdb}");
     assert!(fdb.contains("02:00:00:00:00:13 dev p1 vlan 40 master br0 static"), "{fdb}");
     assert!(pings(&tb, 1, "203.0.113.254"), "the box lost its access with the PC's logoff");
@@ -497,7 +493,7 @@ fn a_radius_assigned_vlan_moves_the_port_a_coa_moves_it_again_and_the_logoff_mov
     assert_eq!(vera["vlan"], 20, "{vera}");
     assert_eq!(pvid(&tb, "p1").as_deref(), Some("20"), "{}", port_vlans(&tb, "p1"));
     assert!(!port_vlans(&tb, "p1").contains("10"), "p1 still in VLAN 10: {}", port_vlans(&tb, "p1"));
-    let fdb = sw(&tb, &["bridge", "fdb", "show", "br", "br0"]);
+    let fdb = tb.in_sw(&["bridge", "fdb", "show", "br", "br0"]);
     assert!(fdb.contains("02:00:00:00:00:11 dev p1 vlan 20 master br0 static"), "{fdb}");
     assert!(pings(&tb, 1, "198.51.102.254"), "vera does not reach VLAN 20's upstream\n{fdb}");
     assert!(!pings(&tb, 1, "192.0.2.254"), "vera reaches VLAN 10's upstream");
@@ -557,7 +553,7 @@ fn a_q_in_q_uplink_carries_the_multicast_vlan_with_service_tags() {
     // the channels in VLAN 100, S-tagged on the uplink
     let mut tb = Testbed::new("qq", 1);
     run(Command::new(TB).args(["vlan", &tb.prefix, "10"]));
-    sw(&tb, &["ip", "link", "set", "br0", "type", "bridge", "vlan_protocol", "802.1ad"]);
+    tb.in_sw(&["ip", "link", "set", "br0", "type", "bridge", "vlan_protocol", "802.1ad"]);
     run(Command::new(TB).args(["mvr", &tb.prefix, "100", "802.1ad"]));
     tb.radius(1812);
     tb.config(&[("p1", "dot1x")], &[SERVER], FAST, "");
@@ -579,7 +575,7 @@ fn a_q_in_q_uplink_carries_the_multicast_vlan_with_service_tags() {
     // alice S-tags frames with the multicast VLAN: mcgate's 802.1ad rule drops them
     vlan_device(&tb, "eth0.100", "type vlan proto 802.1ad id 100", "10.100.0.21/24");
     assert!(!pings(&tb, 1, "10.100.0.1"), "alice's host got into the multicast VLAN");
-    let rules = sw(&tb, &["nft", "list", "table", "bridge", "mcgate"]);
+    let rules = tb.in_sw(&["nft", "list", "table", "bridge", "mcgate"]);
     let rule = rules.lines().find(|l| l.contains("multicast vlan from hosts, 802.1ad")).unwrap_or_default();
     assert!(rule.contains("8021ad") && !rule.contains("packets 0 "), "the 802.1ad rule dropped nothing: {rules}");
     let mut stream = stream;

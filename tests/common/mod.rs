@@ -68,6 +68,24 @@ pub fn tcpdump(ns: &str, seconds: u32, args: &[&str]) -> Child {
     child
 }
 
+/// `args` run in namespace `ns`: `ip` and `bridge` with their own `-n` (one process, not
+/// `ip netns exec` and then the command: each exec counts in the emulated VM), anything
+/// else through `ip netns exec`.
+pub fn in_ns(ns: &str, args: &[&str]) -> Command {
+    match args {
+        [tool @ ("ip" | "bridge"), rest @ ..] => {
+            let mut c = Command::new(tool);
+            c.args(["-n", ns]).args(rest);
+            c
+        }
+        _ => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).args(args);
+            c
+        }
+    }
+}
+
 pub fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
@@ -372,7 +390,7 @@ impl Testbed {
     }
 
     pub fn mdb(&self) -> String {
-        run(Command::new("ip").args(["netns", "exec", &self.ns("sw"), "bridge", "mdb", "show"]))
+        self.in_sw(&["bridge", "mdb", "show"])
     }
 
     /// One request on the control socket, asked from this process: the tests poll these
@@ -622,9 +640,12 @@ impl Testbed {
 
     /// Runs a command in host `i`'s namespace.
     pub fn in_host(&self, host: usize, args: &[&str]) -> String {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns(&format!("h{host}"))]).args(args);
-        run(&mut c)
+        run(&mut in_ns(&self.ns(&format!("h{host}")), args))
+    }
+
+    /// `args` run in the switch's namespace (must succeed); their output.
+    pub fn in_sw(&self, args: &[&str]) -> String {
+        run(&mut in_ns(&self.ns("sw"), args))
     }
 
     /// hostapd (driver=wired) on ports p1..pN, as the reference authenticator.
@@ -688,7 +709,7 @@ impl Testbed {
     }
 
     pub fn fdb_static(&self) -> String {
-        run(Command::new("ip").args(["netns", "exec", &self.ns("sw"), "bridge", "fdb", "show", "br", "br0"]))
+        self.in_sw(&["bridge", "fdb", "show", "br", "br0"])
             .lines()
             .filter(|l| l.contains(" static"))
             .collect::<Vec<_>>()
