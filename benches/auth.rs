@@ -101,11 +101,11 @@ fn schedstat(pid: u32, i: usize) -> u64 {
 /// journal's floor, not redb's.)
 fn commit_floor(dir: &std::path::Path, rounds: usize, gap: Duration) -> f64 {
     use std::io::Write as _;
-    use std::os::fd::AsRawFd as _;
     let path = dir.join("commit-floor");
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
     let thread_cpu_ns = || {
         let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `t` is a valid timespec for the call to write.
         assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) }, 0);
         t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
     };
@@ -115,7 +115,7 @@ fn commit_floor(dir: &std::path::Path, rounds: usize, gap: Duration) -> f64 {
         std::thread::sleep(gap);
         let t0 = thread_cpu_ns();
         f.write_all(&record).unwrap();
-        assert_eq!(unsafe { libc::fdatasync(f.as_raw_fd()) }, 0);
+        f.sync_data().unwrap();
         spent += thread_cpu_ns() - t0;
     }
     drop(f);
@@ -126,6 +126,16 @@ fn commit_floor(dir: &std::path::Path, rounds: usize, gap: Duration) -> f64 {
 /// RADIUS requests mcgate has sent (its status), to count a login's round trips.
 fn radius_requests(tb: &Testbed) -> u64 {
     tb.status().and_then(|s| s["radius"]["requests"].as_u64()).unwrap_or(0)
+}
+
+/// The fresh MAC of the `serial`th lone login (none of the testbed's own).
+fn login_mac(serial: usize) -> String {
+    format!("02:00:00:01:{:02x}:{:02x}", serial / 256, serial % 256)
+}
+
+/// Host `h`'s MAC in the `k`th round of logins at once.
+fn burst_mac(k: usize, h: usize) -> String {
+    format!("02:00:00:{:02x}:00:{h:02x}", 3 + k)
 }
 
 struct Login {
@@ -146,7 +156,7 @@ fn login(
 ) -> Option<Login> {
     let (user, pass, method) = creds;
     tb.stop_supplicant(host);
-    let mac = format!("02:00:00:01:{:02x}:{:02x}", serial / 256, serial % 256);
+    let mac = login_mac(serial);
     tb.in_host(host, &["ip", "link", "set", "eth0", "down"]);
     tb.in_host(host, &["ip", "link", "set", "eth0", "address", &mac]);
     // let the authenticator see the link go down before it comes back
@@ -252,7 +262,7 @@ fn main() {
         let runs1 = (scheduled(pid) - s0) as f64 / ok.max(1) as f64;
         if who == Auth::Mcgate {
             mcgate_runs1 = runs1;
-            round_trips = (radius_requests(&tb) - r0) as f64 / ok.max(1) as f64;
+            round_trips = radius_requests(&tb).saturating_sub(r0) as f64 / ok.max(1) as f64;
         }
         stop(&mut tb, who);
 
@@ -341,7 +351,7 @@ fn main() {
                 continue;
             }
             tb.supplicant(2, "alice", "alicepass", "md5");
-            let mac = format!("02:00:00:01:{:02x}:{:02x}", serial / 256, serial % 256);
+            let mac = login_mac(serial);
             wait_until(Duration::from_secs(10), || authorized_at(&tb, who, &mac, now() - 60.0).is_some());
             tb.wpa_cli(2, &["logoff"]);
             std::thread::sleep(Duration::from_millis(200));
@@ -366,7 +376,7 @@ fn main() {
             // first start to the last success, the ports' idle asks included
             for h in 1..=burst {
                 tb.stop_supplicant(h);
-                tb.in_host(h, &["ip", "link", "set", "eth0", "address", &format!("02:00:00:{:02x}:00:{h:02x}", 3 + k)]);
+                tb.in_host(h, &["ip", "link", "set", "eth0", "address", &burst_mac(k, h)]);
             }
             let (t0, c0) = (now(), cpu_ns(pid));
             let starting: Vec<_> = (1..=burst)
@@ -393,7 +403,7 @@ fn main() {
             let slowest = firsts.iter().copied().fold((0, t0), |a, b| if b.1 > a.1 { b } else { a });
             if !all || slowest.1 - t0 > 10.0 {
                 let (h, at) = slowest;
-                let mac = format!("02:00:00:{:02x}:00:{h:02x}", 3 + k);
+                let mac = burst_mac(k, h);
                 let wpa = std::fs::read_to_string(tb.dir.join(format!("h{h}/wpa.log"))).unwrap_or_default();
                 let log = tb.log();
                 let mine: Vec<String> =

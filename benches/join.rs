@@ -201,7 +201,7 @@ fn main() {
     let rows = [
         ("mcgate (package decision, MDB entry)", &with),
         ("plain kernel snooping, no mcgate", &plain),
-        ("the least a user-space admitter adds: a thread in poll, then RTM_NEWMDB", &least),
+        ("the least admitter in user space: a thread in poll, then RTM_NEWMDB", &least),
     ];
     for (name, z) in rows {
         let (mut j, mut w) = (Zaps::got(&z.join), Zaps::got(&z.wire));
