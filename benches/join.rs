@@ -20,8 +20,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{bucket_quantile, histogram, pct, run, wait_until, Testbed};
-use std::process::Command;
+use common::{bucket_quantile, histogram, pct, wait_until, Testbed};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -169,7 +168,7 @@ fn main() {
     // mcgate sets, and fast leave
     tb.stop_mcgate();
     let sw = tb.ns("sw");
-    run(Command::new("ip").args(["netns", "exec", &sw, common::MCGATE, "teardown", "-c"]).arg(&cfg));
+    tb.in_sw(&[common::MCGATE, "teardown", "-c", &cfg.to_string_lossy()]);
     let options = ["mcast_snooping", "1", "mcast_querier", "1", "mcast_query_use_ifaddr", "1"];
     let versions = ["mcast_igmp_version", "3", "mcast_mld_version", "2"];
     tb.in_sw(&[&["ip", "link", "set", "br0", "type", "bridge"][..], &options, &versions].concat());

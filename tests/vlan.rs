@@ -71,8 +71,8 @@ fn the_vlan_tests_in_a_vm_with_vlan_filtering() {
         // written past the harness's capture, so that the log of a run that passes in the
         // end still shows how the first attempt ended (the guest's last lines; `tb vm`
         // adds the guest kernel's when the command failed)
-        let tail: Vec<&str> = text.lines().rev().take(40).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(40)..];
         let said = format!(
             "the VM stopped before the tests reported a result (exit {:?}); its last lines:\n{}\n\
              running again all but {passed:?}\n",
